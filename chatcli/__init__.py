@@ -1,0 +1,3 @@
+"""chatcli: a terminal chat client for OpenAI-compatible LLM APIs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,216 @@
+"""The openai SDK: building the client, streaming a chat into events, mapping errors.
+
+This is the only module that imports openai, and it does so lazily: neither
+`chatcli --help` nor the path to the first prompt pays for that import.
+
+Streaming goes through `with_streaming_response`, which keeps the SDK's base
+URL handling, auth, retries and status errors, but reads the SSE lines with
+json instead of building a pydantic object per chunk. That is several times
+cheaper, and it lets us see what the typed stream hides: a malformed chunk,
+an in-band error, a stream that stops without a finish_reason.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from chatcli.config import Config, redact
+from chatcli.errors import ChatError, ConfigError, NetworkError
+from chatcli.events import Event, Finish, ReasoningDelta, TextDelta, Usage
+
+if TYPE_CHECKING:
+    import openai
+
+# Sent when no key is configured: local servers ignore it, and the SDK insists on one.
+PLACEHOLDER_KEY = "no-key"
+
+
+class ChatClient:
+    """Streams chat completions from one OpenAI-compatible endpoint."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._sdk: openai.OpenAI | None = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Import openai and build the SDK client; safe to call from a background thread."""
+        self._client()
+
+    def _client(self) -> openai.OpenAI:
+        with self._lock:
+            if self._sdk is None:
+                import httpx2
+                import openai
+
+                c = self.config
+                self._sdk = openai.OpenAI(
+                    api_key=c.api_key or PLACEHOLDER_KEY,
+                    base_url=c.base_url,
+                    max_retries=c.max_retries,
+                    # Ours, not the SDK's 600 s: `read` is the longest silence allowed
+                    # between bytes, which is the wait for the next token.
+                    timeout=httpx2.Timeout(
+                        connect=c.connect_timeout, read=c.read_timeout, write=c.read_timeout, pool=c.connect_timeout
+                    ),
+                )
+            return self._sdk
+
+    def stream(self, *, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Iterator[Event]:
+        """Yield the events of one streamed reply; raise ChatError on failure.
+
+        The caller decides what a missing Finish means (a truncated reply).
+        """
+        import httpx2
+        import openai
+
+        sdk = self._client()
+        body = {k: v for k, v in params.items() if v is not None}
+        try:
+            with sdk.chat.completions.with_streaming_response.create(
+                model=model,
+                messages=messages,  # type: ignore[arg-type]
+                stream=True,
+                stream_options={"include_usage": True},
+                **body,
+            ) as response:
+                yield from parse_sse(response.iter_lines())
+        except openai.APIStatusError as exc:
+            raise describe_status_error(exc, config=self.config, model=model) from None
+        except openai.APITimeoutError:
+            raise self._timeout_error() from None
+        except httpx2.TimeoutException:
+            raise self._timeout_error() from None
+        except openai.APIConnectionError as exc:
+            raise self._connection_error(exc.__cause__ or exc) from None
+        except httpx2.TransportError as exc:
+            raise self._connection_error(exc) from None
+
+    def _timeout_error(self) -> NetworkError:
+        return NetworkError(
+            f"The server at {self.config.base_url} went silent for more than {self.config.read_timeout:g}s; "
+            "try again, or raise read_timeout in your config."
+        )
+
+    def _connection_error(self, cause: BaseException) -> ChatError:
+        import httpx2
+
+        url = self.config.base_url
+        if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+            return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
+        if isinstance(cause, httpx2.ConnectTimeout):
+            return NetworkError(
+                f"Could not connect to {url} within {self.config.connect_timeout:g}s; "
+                "check the base URL and your network."
+            )
+        return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
+    """Turn the SSE lines of a chat-completions stream into events.
+
+    Data lines are gathered until a blank line, as the SSE format says, so a
+    server that splits one event over several `data:` lines still works.
+    """
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+            continue
+        if line or not data:
+            continue  # comments (":keep-alive"), `event:` and `id:` lines
+        payload = "\n".join(data)
+        data = []
+        if payload == "[DONE]":
+            return
+        yield from _chunk_events(payload)
+    if data and data != ["[DONE]"]:
+        yield from _chunk_events("\n".join(data))
+
+
+def _chunk_events(payload: str) -> Iterator[Event]:
+    try:
+        chunk = json.loads(payload)
+    except json.JSONDecodeError:
+        raise ChatError("The server sent a malformed chunk, so the reply stopped there; try again.") from None
+    if not isinstance(chunk, dict):
+        raise ChatError("The server sent a malformed chunk, so the reply stopped there; try again.")
+    error = chunk.get("error")
+    if error:
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise ChatError(f"The server reported an error mid-reply: {_clean(message or 'no details')}")
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and isinstance(reasoning, str):
+            yield ReasoningDelta(reasoning)
+        content = delta.get("content")
+        if content:
+            yield TextDelta(content)
+        if choice.get("finish_reason"):
+            yield Finish(choice["finish_reason"])
+    usage = chunk.get("usage")
+    if usage:
+        yield Usage(
+            prompt_tokens=usage.get("prompt_tokens") or 0,
+            completion_tokens=usage.get("completion_tokens") or 0,
+            total_tokens=usage.get("total_tokens") or 0,
+            cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
+            reasoning_tokens=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0,
+        )
+
+
+def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: str) -> ChatError:
+    """One sentence per HTTP failure, saying what to check."""
+    status = exc.status_code
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    code = str(error.get("code") or error.get("type") or "")
+    detail = _clean(redact(str(error.get("message") or exc.message or ""), config.api_key))
+    url = config.base_url
+    if status == 401:
+        if not config.api_key:
+            return ConfigError(
+                f"The server at {url} wants an API key (401); set OPENAI_API_KEY, or api_key or api_key_cmd in your config."
+            )
+        return ConfigError(
+            f"The server at {url} rejected the API key (401); check OPENAI_API_KEY or api_key in your config."
+        )
+    if status == 403:
+        return ConfigError(
+            f"The API key may not use this (403: {detail or 'forbidden'}); check the key's project and permissions."
+        )
+    if status == 404:
+        if "model" in code or "model" in detail.lower():
+            return ChatError(f"The model '{model}' was not found at {url} (404); pick another with /model or --model.")
+        return ChatError(f"Nothing answers at {url} (404); check the base URL, which usually ends in /v1.")
+    if status == 429:
+        if "insufficient_quota" in code or "quota" in detail.lower():
+            return ChatError("The account is out of credit (429 insufficient_quota); check your plan and billing.")
+        retries = config.max_retries
+        return ChatError(
+            f"The server is rate limiting requests (429) and still was after {retries} "
+            f"{'retry' if retries == 1 else 'retries'}; wait a moment and try again."
+        )
+    if status == 400 and (
+        "context_length" in code or "context length" in detail.lower() or "maximum context" in detail.lower()
+    ):
+        return ChatError(
+            f"The conversation is too long for the model's context window (400); use /clear, or start a new session."
+        )
+    if status == 400:
+        return ChatError(f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent.")
+    if status >= 500:
+        return ChatError(
+            f"The server failed (HTTP {status}) after {config.max_retries} retries; try again later."
+        )
+    return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    """Server text bound for the terminal: one line, no control characters, bounded."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(text.split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,154 @@
+"""Slash commands: one registry feeds dispatch, /help and completion.
+
+Handlers change the session and return a Result; they never print, so they
+can be tested without a terminal. The REPL draws the Result.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from chatcli.config import SETTINGS_BY_KEY
+from chatcli.errors import ChatError
+from chatcli.pricing import cost, format_cost
+from chatcli.session import Session
+
+
+@dataclass
+class Result:
+    text: str = ""
+    error: bool = False
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    exit: bool = False
+
+
+Handler = Callable[[Session, str], Result]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: Handler
+    help: str
+    args: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+        self._lookup: dict[str, Command] = {}
+
+    def command(self, name: str, *, help: str, args: str = "", aliases: tuple[str, ...] = ()):
+        def register(handler: Handler) -> Handler:
+            cmd = Command(name, handler, help, args, aliases)
+            self.commands[name] = cmd
+            for key in (name, *aliases):
+                self._lookup[key] = cmd
+            return handler
+
+        return register
+
+    def names(self) -> list[str]:
+        """Every name a user may type, aliases included, with the slash."""
+        return sorted("/" + key for key in self._lookup)
+
+    def command_for(self, name: str) -> Command | None:
+        return self._lookup.get(name.removeprefix("/").lower())
+
+    def dispatch(self, session: Session, line: str) -> Result:
+        name, arg = (line.strip().removeprefix("/").split(None, 1) + [""])[:2]
+        cmd = self._lookup.get(name.lower())
+        if cmd is None:
+            near = difflib.get_close_matches(name.lower(), self._lookup, n=1, cutoff=0.5)
+            hint = f" Did you mean /{near[0]}?" if near else " Type /help for the list."
+            return Result(f"Unknown command /{name}.{hint}", error=True)
+        try:
+            return cmd.handler(session, arg.strip())
+        except ChatError as exc:
+            return Result(exc.message, error=True)
+
+
+REGISTRY = Registry()
+command = REGISTRY.command
+
+
+@command("help", help="List the commands.", aliases=("?",))
+def help_command(session: Session, arg: str) -> Result:
+    rows = [
+        [f"/{c.name}" + (f" {c.args}" if c.args else ""), c.help + (f" (also /{', /'.join(c.aliases)})" if c.aliases else "")]
+        for c in REGISTRY.commands.values()
+    ]
+    rows.append(["Alt-Enter", "Insert a newline (Esc then Enter works too)."])
+    rows.append(["Ctrl-C", "Cancel a reply, or clear the line."])
+    rows.append(["Ctrl-D", "Quit."])
+    return Result(headers=["command", "what it does"], rows=rows)
+
+
+@command("exit", help="Quit chatcli.", aliases=("quit", "q"))
+def exit_command(session: Session, arg: str) -> Result:
+    return Result(exit=True)
+
+
+@command("clear", help="Forget the conversation; keep the system prompt and settings.")
+def clear_command(session: Session, arg: str) -> Result:
+    count = len(session.turns)
+    session.clear()
+    return Result(f"Forgot {count} {'turn' if count == 1 else 'turns'}; the system prompt is kept.")
+
+
+@command("system", args="[text]", help="Show the system prompt, or set it (the history is kept).")
+def system_command(session: Session, arg: str) -> Result:
+    if not arg:
+        return Result(f"System prompt: {session.system}" if session.system else "No system prompt is set.")
+    session.system = arg
+    return Result("System prompt set; the history is kept.")
+
+
+@command("temp", args="[value]", help="Show the temperature, or set it (0 to 2).", aliases=("temperature",))
+def temp_command(session: Session, arg: str) -> Result:
+    setting = SETTINGS_BY_KEY["temperature"]
+    if not arg:
+        value = session.params.get("temperature")
+        return Result(f"Temperature: {value:g}" if value is not None else "Temperature: the server's default.")
+    if arg.lower() in ("default", "unset", "none"):
+        session.params.pop("temperature", None)
+        return Result("Temperature reset to the server's default.")
+    session.params["temperature"] = setting.parse(arg, "/temp")
+    return Result(f"Temperature set to {session.params['temperature']:g}.")
+
+
+@command("model", args="[name]", help="Show the model, or switch to another.")
+def model_command(session: Session, arg: str) -> Result:
+    if not arg:
+        return Result(f"Model: {session.model}")
+    if any(ch.isspace() for ch in arg):
+        return Result(f"A model name has no spaces: {arg!r}.", error=True)
+    session.model = arg
+    return Result(f"Model set to {arg}.")
+
+
+@command("usage", help="Tokens and estimated cost, per turn and for the session.")
+def usage_command(session: Session, arg: str) -> Result:
+    rows = []
+    session_cost: float | None = 0.0
+    for number, turn in enumerate(session.turns, 1):
+        if turn.usage is None:
+            rows.append([str(number), turn.model, "-", "-", "-", "not reported"])
+            continue
+        turn_cost = cost(turn.model, turn.usage)
+        session_cost = None if turn_cost is None or session_cost is None else session_cost + turn_cost
+        u = turn.usage
+        rows.append([str(number), turn.model, f"{u.prompt_tokens:,}", f"{u.completion_tokens:,}", f"{u.total_tokens:,}", format_cost(turn_cost)])
+    if not rows:
+        return Result("No turns yet.")
+    total = session.usage
+    rows.append(["session", "", f"{total.prompt_tokens:,}", f"{total.completion_tokens:,}", f"{total.total_tokens:,}", format_cost(session_cost)])
+    return Result(
+        text="Tokens as reported by the server; cost estimated from list prices.",
+        headers=["turn", "model", "prompt", "completion", "total", "cost"],
+        rows=rows,
+    )

@@ -1,0 +1,261 @@
+"""Layered settings: defaults < config file < .env < environment < flags.
+
+One table (SETTINGS) says every key's type, default, range and help; loading,
+validation, error messages and config.example.toml all follow from it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+import subprocess
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from chatcli.env import Env
+from chatcli.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: type  # str, int, float or bool
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False  # None (unset) is allowed
+    example: Any = None  # shown, commented out, in config.example.toml when the default is unset
+
+    @property
+    def env_var(self) -> str:
+        return "CHATCLI_" + self.key.upper()
+
+    def allowed(self) -> str:
+        """What is allowed, in words, for error messages."""
+        noun = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}[self.kind]
+        if self.minimum is not None and self.maximum is not None:
+            return f"{noun} from {_fmt(self.minimum)} to {_fmt(self.maximum)}"
+        if self.minimum is not None:
+            return f"{noun} of at least {_fmt(self.minimum)}"
+        return noun
+
+    def check(self, value: Any, where: str) -> Any:
+        """Validate a typed value (from TOML or already parsed); return it, normalised."""
+        if value is None and self.optional:
+            return None
+        ok = isinstance(value, self.kind) and not (self.kind is not bool and isinstance(value, bool))
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if ok and self.kind is str and not value.strip() and not self.optional:
+            ok = False
+        if ok and self.kind in (int, float):
+            if self.minimum is not None and value < self.minimum:
+                ok = False
+            if self.maximum is not None and value > self.maximum:
+                ok = False
+        if not ok:
+            raise ConfigError(f"{where}: '{self.key}' must be {self.allowed()}, not {value!r}.")
+        return value
+
+    def parse(self, text: str, where: str) -> Any:
+        """Validate a value given as text (environment variable or flag)."""
+        text = text.strip()
+        value: Any = text
+        try:
+            if self.kind is bool:
+                lowered = text.lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    value = True
+                elif lowered in ("0", "false", "no", "off"):
+                    value = False
+            elif self.kind is int:
+                value = int(text)
+            elif self.kind is float:
+                value = float(text)
+        except ValueError:
+            pass
+        if self.optional and self.kind is not str and text == "":
+            return None
+        return self.check(value, where)
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("model", str, "gpt-4o-mini", "Model to chat with."),
+    Setting("base_url", str, DEFAULT_BASE_URL, "Any OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, ...)."),
+    Setting("api_key", str, None, "The API key. Prefer OPENAI_API_KEY or api_key_cmd over storing it here.", optional=True, example="sk-..."),
+    Setting("api_key_cmd", str, None, "A command that prints the API key; run only when no key is set elsewhere.", optional=True, example="pass show openai"),
+    Setting("system", str, None, "System prompt (persona) for new sessions.", optional=True, example="You are a terse SQL expert."),
+    Setting("temperature", float, None, "Sampling temperature; unset means the server's default.", 0, 2, optional=True, example=0.7),
+    Setting("max_tokens", int, None, "Longest reply in tokens; unset means the server's default.", 1, optional=True, example=1024),
+    Setting("connect_timeout", float, 10.0, "Seconds to wait for a connection to the server.", 0.1, 600),
+    Setting("read_timeout", float, 60.0, "Longest silence, in seconds, while waiting for the next token.", 0.1, 3600),
+    Setting("max_retries", int, 2, "Retries for rate limits, server errors and dropped connections.", 0, 10),
+    Setting("markdown", bool, True, "Render replies as markdown in the terminal (pipes always get plain text)."),
+)
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str = "gpt-4o-mini"
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = None
+    api_key_cmd: str | None = None
+    system: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_retries: int = 2
+    markdown: bool = True
+    config_path: Path | None = None
+
+    def __repr__(self) -> str:
+        # The key must never reach a log or a traceback through a repr.
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+        shown["api_key"] = "***" if self.api_key else None
+        return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    @property
+    def is_openai(self) -> bool:
+        return "api.openai.com" in self.base_url
+
+
+def default_config_path(env: Env) -> Path:
+    return env.config_dir / "config.toml"
+
+
+def merged_environ(env: Env) -> dict[str, str]:
+    """The environment with ./.env underneath it: .env never overrides a set variable."""
+    from dotenv import dotenv_values
+
+    path = env.cwd / ".env"
+    values: dict[str, str] = {}
+    if path.is_file():
+        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    return {**values, **env.environ}
+
+
+def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str, Any] | None = None) -> Config:
+    """Build the Config from every layer; raise ConfigError naming the bad key."""
+    environ = merged_environ(env)
+    values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+
+    path_text = config_path or environ.get("CHATCLI_CONFIG")
+    path = Path(path_text).expanduser() if path_text else default_config_path(env)
+    if path_text and not path.is_file():
+        raise ConfigError(f"The config file {path} does not exist; check --config or CHATCLI_CONFIG.")
+    if path.is_file():
+        values.update(read_config_file(path))
+
+    for setting in SETTINGS:
+        if setting.env_var in environ:
+            values[setting.key] = setting.parse(environ[setting.env_var], f"environment variable {setting.env_var}")
+    base_url = environ.get("CHATCLI_BASE_URL") or environ.get("OPENAI_BASE_URL") or environ.get("OPENAI_API_BASE")
+    if base_url:
+        values["base_url"] = base_url
+    if environ.get("OPENAI_API_KEY"):
+        values["api_key"] = environ["OPENAI_API_KEY"]
+
+    for key, value in (flags or {}).items():
+        if value is not None:
+            values[key] = value
+
+    values["base_url"] = str(values["base_url"]).rstrip("/")
+    if not values["base_url"].startswith(("http://", "https://")):
+        raise ConfigError(f"The base URL {values['base_url']!r} must start with http:// or https://.")
+    if not values.get("api_key") and values.get("api_key_cmd"):
+        values["api_key"] = run_key_command(values["api_key_cmd"])
+    return Config(**values, config_path=path)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse and validate a TOML config file."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"The config file {path} is not valid TOML ({exc}).") from None
+    except OSError as exc:
+        raise ConfigError(f"The config file {path} could not be read ({exc.strerror}).") from None
+    values = {}
+    for key, value in data.items():
+        setting = SETTINGS_BY_KEY.get(key)
+        if setting is None:
+            near = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else f" Known keys: {', '.join(SETTINGS_BY_KEY)}."
+            raise ConfigError(f"{path}: unknown key '{key}'.{hint}")
+        values[key] = setting.check(value, str(path))
+    return values
+
+
+def run_key_command(command: str) -> str:
+    """Run api_key_cmd and return what it prints; its output is never shown."""
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        reason = "it timed out" if isinstance(exc, subprocess.TimeoutExpired) else "it could not be run"
+        raise ConfigError(f"api_key_cmd failed: {reason}; check the command in your config.") from None
+    key = done.stdout.strip()
+    if done.returncode != 0 or not key:
+        raise ConfigError(
+            f"api_key_cmd exited with status {done.returncode} and printed no key; check the command in your config."
+        )
+    return key
+
+
+def require_api_key(config: Config) -> None:
+    """OpenAI itself needs a key; local servers usually do not."""
+    if config.api_key or not config.is_openai:
+        return
+    where = config.config_path or "~/.config/chatcli/config.toml"
+    raise ConfigError(
+        "No API key is set: export OPENAI_API_KEY=sk-..., put OPENAI_API_KEY=sk-... in a .env file here, "
+        f"or set api_key or api_key_cmd in {where}."
+    )
+
+
+def example_toml() -> str:
+    """The text of config.example.toml, generated from SETTINGS so the two never drift."""
+    lines = [
+        "# chatcli configuration: copy to $XDG_CONFIG_HOME/chatcli/config.toml (~/.config/chatcli/config.toml).",
+        "# Precedence: defaults < this file < .env < environment (CHATCLI_<KEY>, OPENAI_*) < flags.",
+        "# Every key is shown with its default; unset keys are commented out.",
+        "",
+    ]
+    for s in SETTINGS:
+        lines.append(f"# {s.help} Allowed: {s.allowed()}. Environment: {s.env_var}.")
+        if s.default is None:
+            lines.append(f"# {s.key} = {_toml_value(s.example)}   (default: unset)")
+        else:
+            lines.append(f"{s.key} = {_toml_value(s.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove the key, and anything shaped like a key, from text shown to the user."""
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"\b(sk-[A-Za-z0-9_*-]{6,})", "sk-***", text)
+

@@ -1,0 +1,48 @@
+"""User-facing errors and the exit codes they map to.
+
+Every failure a user can meet is one of these: a sentence that says what
+happened and what to do, plus the exit code one-shot mode ends with. Catch
+them at the edge (a REPL turn, a one-shot run, main) and print the sentence.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # the request failed, or the reply is incomplete
+EXIT_USAGE = 2  # a bad flag or argument
+EXIT_CONFIG = 3  # bad configuration, or no API key
+EXIT_NETWORK = 4  # the server could not be reached, or did not answer in time
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class ChatError(Exception):
+    """An error with a one-sentence message meant for the user."""
+
+    exit_code = EXIT_FAILURE
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ChatError):
+    """A setting is wrong; the message names where it came from and what is allowed."""
+
+    exit_code = EXIT_CONFIG
+
+
+class UsageError(ChatError):
+    """A bad command line."""
+
+    exit_code = EXIT_USAGE
+
+
+class NetworkError(ChatError):
+    """The server could not be reached or went silent."""
+
+    exit_code = EXIT_NETWORK

@@ -1,0 +1,56 @@
+"""One-shot mode: ask once, stream the reply to stdout, exit with a meaningful code.
+
+The reply goes to stdout and every message about it to stderr, so a pipe
+receives exactly the text the model wrote.
+"""
+
+from __future__ import annotations
+
+from chatcli.env import Env
+from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from chatcli.render import MarkdownRenderer, PlainRenderer, make_console
+from chatcli.session import COMPLETE, ERROR, INTERRUPTED, Session
+
+
+def build_message(words: list[str], env: Env) -> str:
+    """The instruction from the arguments, followed by whatever was piped in."""
+    instruction = " ".join(words).strip()
+    piped = ""
+    if not env.stdin_isatty:
+        try:
+            piped = env.stdin.read()
+        except UnicodeDecodeError:
+            raise UsageError("The piped input is not UTF-8 text; chatcli can only send text.") from None
+    if instruction and piped.strip():
+        return f"{instruction}\n\n{piped}"
+    text = instruction or piped
+    if not text.strip():
+        raise UsageError('Nothing to send: give a question, as in chatcli "why is the sky blue?", or pipe text in.')
+    return text
+
+
+def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool) -> int:
+    text = build_message(words, env)
+    if markdown and env.stdout_isatty:
+        renderer = MarkdownRenderer(make_console(env.stdout, color=not env.no_color))
+    else:
+        renderer = PlainRenderer(env.stdout)
+    with renderer:
+        turn = session.send(text, on_event=renderer.handle)
+
+    def say(message: str) -> None:
+        env.stderr.write(f"chatcli: {message}\n")
+        env.stderr.flush()
+
+    if turn.status == COMPLETE:
+        if turn.finish_reason == "length":
+            say("the reply reached the max_tokens limit, so it may be cut short.")
+        return EXIT_OK
+    if turn.status == INTERRUPTED:
+        say("interrupted; the reply above is partial." if turn.reply else "interrupted before the reply began.")
+        return EXIT_INTERRUPTED
+    if turn.status == ERROR and turn.error is not None:
+        say(turn.error.message)
+        return turn.error.exit_code
+    say("the reply stopped before the server said it was finished, so it may be cut short; try again.")
+    return EXIT_FAILURE

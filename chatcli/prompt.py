@@ -1,0 +1,109 @@
+"""prompt-toolkit parts: key bindings, completer, toolbar and the prompt session.
+
+Factories take the state they show, so tests can call them with a small session.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+
+from chatcli.commands import Registry
+from chatcli.session import Session
+
+
+def make_key_bindings() -> KeyBindings:
+    """Enter sends; Alt-Enter (or Esc then Enter) inserts a newline."""
+    kb = KeyBindings()
+
+    @kb.add("escape", "enter")
+    def _newline(event) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return kb
+
+
+class SlashCompleter(Completer):
+    """Completes slash commands at the start of the line, from the registry."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        text = document.text_before_cursor
+        if not text.startswith("/") or any(ch.isspace() for ch in text):
+            return
+        for name in self._registry.names():
+            if name.startswith(text.lower()):
+                command = self._registry.command_for(name)
+                yield Completion(name, start_position=-len(text), display_meta=command.help if command else "")
+
+
+def make_toolbar(session: Session) -> Callable[[], FormattedText]:
+    """The bottom toolbar: model, temperature and the session's tokens, read fresh each redraw."""
+
+    def toolbar() -> FormattedText:
+        temp = session.temperature
+        tokens = session.usage.total_tokens
+        return FormattedText(
+            [
+                ("class:bottom-toolbar", f" {session.model} "),
+                ("class:bottom-toolbar", f"│ temp {temp:g} " if temp is not None else "│ temp default "),
+                ("class:bottom-toolbar", f"│ {tokens:,} tokens "),
+                ("class:bottom-toolbar", "│ /help "),
+            ]
+        )
+
+    return toolbar
+
+
+def open_history(path: Path | None) -> History:
+    """Input history kept across runs, in a file only the user can read."""
+    if path is None:
+        return InMemoryHistory()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except OSError:
+        return InMemoryHistory()
+    return FileHistory(str(path))
+
+
+def make_prompt_session(
+    session: Session,
+    registry: Registry,
+    *,
+    history: History,
+    color: bool = True,
+    input=None,
+    output=None,
+) -> PromptSession:
+    return PromptSession(
+        message=[("class:prompt", "> ")],
+        history=history,
+        key_bindings=make_key_bindings(),
+        completer=SlashCompleter(registry),
+        complete_while_typing=True,
+        bottom_toolbar=make_toolbar(session),
+        enable_history_search=False,  # Up walks history; Ctrl-R searches it
+        prompt_continuation=lambda width, line_number, wrap_count: ". ".rjust(width),
+        color_depth=None if color else _monochrome(),
+        input=input,
+        output=output,
+    )
+
+
+def _monochrome():
+    from prompt_toolkit.output import ColorDepth
+
+    return ColorDepth.MONOCHROME
+

@@ -1,0 +1,327 @@
+"""Drawing replies: live markdown for a terminal, plain text for pipes.
+
+Model text is always data: it is never parsed as rich markup, and the
+ControlFilter takes every terminal control sequence out of it before it is
+drawn. The markdown renderer prints each finished block once to the normal
+scrollback and keeps only the unfinished tail in a small live region, so a
+reply costs time linear in its length and nothing is repeated or cut.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Iterator, TextIO
+
+from chatcli.events import Event, TextDelta
+
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions
+
+    from chatcli.commands import Result
+
+# Anything that can steer a terminal: C0 controls but tab and newline, DEL, C1.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_TEXT, _ESC, _ESC_INTERMEDIATE, _CSI, _STRING, _STRING_ESC = range(6)
+
+
+class ControlFilter:
+    """Removes escape sequences (CSI, OSC, DCS, ...) and control characters from a stream.
+
+    It keeps state between chunks, because a sequence can be split across two
+    deltas. An unterminated string sequence ends at a newline, so a stray ESC ]
+    can never swallow the rest of a reply.
+    """
+
+    def __init__(self) -> None:
+        self._state = _TEXT
+
+    def feed(self, text: str) -> str:
+        if self._state == _TEXT and not _CONTROL.search(text):
+            return text  # the common case: nothing to remove
+        out = []
+        state = self._state
+        for ch in text:
+            o = ord(ch)
+            if state == _TEXT:
+                if ch == "\x1b":
+                    state = _ESC
+                elif o == 0x9B:
+                    state = _CSI
+                elif o in (0x90, 0x98, 0x9D, 0x9E, 0x9F):
+                    state = _STRING
+                elif ch in "\n\t" or not _CONTROL.match(ch):
+                    out.append(ch)
+            elif state in (_ESC, _ESC_INTERMEDIATE):
+                if ch == "[" and state == _ESC:
+                    state = _CSI
+                elif ch in "]PX^_" and state == _ESC:
+                    state = _STRING
+                elif 0x20 <= o <= 0x2F:
+                    state = _ESC_INTERMEDIATE
+                elif ch == "\n":
+                    out.append(ch)
+                    state = _TEXT
+                else:
+                    state = _TEXT  # the final byte of a two-character sequence
+            elif state == _CSI:
+                if 0x40 <= o <= 0x7E:
+                    state = _TEXT
+                elif not 0x20 <= o <= 0x3F:
+                    state = _TEXT
+                    if ch in "\n\t" or not _CONTROL.match(ch):
+                        out.append(ch)
+            elif state == _STRING:
+                if ch == "\x07" or o == 0x9C:
+                    state = _TEXT
+                elif ch == "\x1b":
+                    state = _STRING_ESC
+                elif ch == "\n":
+                    out.append(ch)
+                    state = _TEXT
+            elif state == _STRING_ESC:
+                state = _TEXT if ch == "\\" else _STRING
+        self._state = state
+        return "".join(out)
+
+
+def strip_controls(text: str) -> str:
+    """Safe text from any untrusted string, in one go."""
+    return ControlFilter().feed(text)
+
+
+class PlainRenderer:
+    """Writes the reply as it streams, as plain text: for pipes, files and NO markdown."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._filter = ControlFilter()
+        self._last = "\n"
+
+    def __enter__(self) -> PlainRenderer:
+        return self
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            text = self._filter.feed(event.text)
+            if text:
+                self._out.write(text)
+                self._out.flush()
+                self._last = text[-1]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._last != "\n":
+            self._out.write("\n")
+        self._out.flush()
+
+
+_FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
+
+
+class BlockSplitter:
+    """Finds where finished markdown blocks end in a growing text.
+
+    Only complete lines are looked at, each once, so feeding a reply costs time
+    linear in its length. A block ends at a blank line followed by a line that
+    starts a new top-level block, or at the end of a top-level code fence.
+    Loose lists stay whole, so their numbering and spacing match a one-go render.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._scanned = 0  # text[:_scanned] is made of complete, classified lines
+        self._fence: tuple[str, int] | None = None  # (marker char, length) while inside a fence
+        self._fence_top = False
+        self._blank = False  # a blank line was seen since the last non-blank one
+        self._is_list = False  # the unfinished block is a list
+        self._started = False  # the unfinished block has a non-blank line
+
+    def feed(self, text: str) -> list[str]:
+        """Add text; return the blocks it finished, in order."""
+        self.text += text
+        done: list[str] = []
+        while True:
+            end = self.text.find("\n", self._scanned)
+            if end < 0:
+                return done
+            line = self.text[self._scanned : end]
+            cut = self._classify(line, start=self._scanned, end=end + 1)
+            self._scanned = end + 1
+            if cut is not None:
+                done.append(self.text[:cut])
+                self.text = self.text[cut:]
+                self._scanned -= cut
+
+    def _classify(self, line: str, *, start: int, end: int) -> int | None:
+        """Return where to cut the text, if this line shows a block has ended."""
+        if self._fence is not None:
+            char, length = self._fence
+            stripped = line.strip()
+            if stripped and set(stripped) == {char} and len(stripped) >= length:
+                self._fence = None
+                if self._fence_top:
+                    self._started = False
+                    self._is_list = False
+                    return end
+            return None
+        if not line.strip():
+            self._blank = self._started
+            return None
+        cut = None
+        if self._blank and not line[0].isspace():
+            is_item = bool(_LIST_ITEM.match(line))
+            if not (self._is_list and is_item):
+                cut = start
+        self._blank = False
+        if not self._started or cut is not None:
+            self._started = True
+            self._is_list = bool(_LIST_ITEM.match(line))
+        fence = _FENCE.match(line)
+        if fence:
+            self._fence = (fence.group(2)[0], len(fence.group(2)))
+            self._fence_top = fence.group(1) == "" and not self._is_list
+        return cut
+
+
+class MarkdownRenderer:
+    """Live markdown: finished blocks go to scrollback once; the tail is redrawn ~12 times a second."""
+
+    def __init__(self, console: Console, *, code_theme: str = "monokai") -> None:
+        self._console = console
+        self._code_theme = code_theme
+        self._filter = ControlFilter()
+        self._splitter = BlockSplitter()
+        self._newline_before_next = False
+        self._live = None
+
+    def __enter__(self) -> MarkdownRenderer:
+        from rich.live import Live
+
+        self._live = Live(
+            _Tail(self),
+            console=self._console,
+            auto_refresh=True,
+            refresh_per_second=12,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            vertical_overflow="crop",
+        )
+        self._live.start()
+        return self
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            text = self._filter.feed(event.text)
+            if text:
+                for block in self._splitter.feed(text):
+                    self._print_block(block)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+        rest = self._splitter.text
+        self._splitter.text = ""
+        if rest.strip():
+            self._print_block(rest)
+
+    def _markdown(self, text: str):
+        from rich.markdown import Markdown
+
+        return Markdown(text, code_theme=self._code_theme, hyperlinks=False)
+
+    def _print_block(self, text: str) -> None:
+        from rich.segment import Segment, Segments
+
+        md = self._markdown(text)
+        lines = self._console.render_lines(md, pad=False)
+        # rich gives some blocks (lists, quotes, tables) their own leading blank
+        # line; add the separator only where the block does not bring one.
+        if self._newline_before_next and lines and any(seg.text for seg in lines[0]):
+            lines.insert(0, [])
+        self._console.print(Segments(seg for line in lines for seg in (*line, Segment.line())))
+        self._newline_before_next = _ends_with_spacing(md)
+
+    def tail(self) -> str:
+        return self._splitter.text
+
+
+def _ends_with_spacing(md) -> bool:
+    """Whether rich would put a blank line after this document's last block.
+
+    rich separates top-level blocks by the `new_line` flag of the block before;
+    printing blocks one by one has to carry that flag across.
+    """
+    from rich.markdown import UnknownElement
+
+    for token in reversed(md.parsed):
+        if token.level == 0 and token.nesting in (-1, 0) and token.type != "inline":
+            return (md.elements.get(token.type) or UnknownElement).new_line
+    return False
+
+
+class _Tail:
+    """The live region: the unfinished block, cropped to its last screenful."""
+
+    def __init__(self, renderer: MarkdownRenderer) -> None:
+        self._renderer = renderer
+        self._started = time.monotonic()
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator:
+        from rich.segment import Segment
+
+        text = self._renderer.tail()
+        if not text.strip():
+            frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+            frame = frames[int((time.monotonic() - self._started) * 12) % len(frames)]
+            from rich.text import Text
+
+            yield Text(f"{frame} waiting for the reply…", style="dim")
+            return
+        lines = console.render_lines(self._renderer._markdown(text), options, pad=False)
+        height = max(1, (options.max_height or console.height) - 1)
+        for line in lines[-height:]:
+            yield from line
+            yield Segment.line()
+
+
+def make_console(out: TextIO, *, color: bool = True, force_terminal: bool | None = None, width: int | None = None):
+    """A rich Console that never reads markup in what it prints."""
+    from rich.console import Console
+
+    return Console(
+        file=out,
+        no_color=not color,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        force_terminal=force_terminal,
+        width=width,
+    )
+
+
+def show_result(console: Console, result: Result) -> None:
+    """Draw a slash command's Result."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if result.text:
+        console.print(Text(result.text, style="red" if result.error else "cyan"))
+    if result.rows:
+        table = Table(*result.headers, show_edge=False, box=None, pad_edge=False, header_style="bold")
+        for row in result.rows:
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
+
+
+def show_error(console: Console, message: str) -> None:
+    from rich.text import Text
+
+    console.print(Text(strip_controls(message), style="bold red"))
+
+
+def show_notice(console: Console, message: str) -> None:
+    from rich.text import Text
+
+    console.print(Text(strip_controls(message), style="dim"))

@@ -1,0 +1,111 @@
+"""The interactive loop: read a line, run a command or a turn, draw the outcome.
+
+openai is imported in a background thread while the user types its first
+message, so the prompt appears at once and the first reply does not wait.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TextIO
+
+from chatcli import __version__
+from chatcli.commands import REGISTRY
+from chatcli.errors import ChatError
+from chatcli.prompt import make_prompt_session, open_history
+from chatcli.render import MarkdownRenderer, PlainRenderer, make_console, show_error, show_notice, show_result
+from chatcli.session import COMPLETE, ERROR, INTERRUPTED, TRUNCATED, Session, Turn
+
+
+class Repl:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        out: TextIO,
+        markdown: bool = True,
+        color: bool = True,
+        history_path=None,
+        input=None,
+        output=None,
+        warm_up: bool = True,
+    ) -> None:
+        self.session = session
+        self.out = out
+        self.markdown = markdown
+        self.console = make_console(out, color=color)
+        self.prompt = make_prompt_session(
+            session, REGISTRY, history=open_history(history_path), color=color, input=input, output=output
+        )
+        self._warm_up = threading.Thread(target=self._warm, daemon=True) if warm_up else None
+
+    def _warm(self) -> None:
+        try:
+            self.session.client.warm_up()
+            import rich.markdown  # noqa: F401  (the first reply draws with it)
+        except Exception:  # noqa: BLE001 - a failure here shows up again, with a sentence, on send
+            pass
+
+    def run(self) -> int:
+        if self._warm_up is not None:
+            self._warm_up.start()
+        s = self.session
+        persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
+        show_notice(self.console, f"chatcli {__version__} · {s.model}{persona} · /help for commands, Ctrl-D to quit")
+        prefill = ""
+        while True:
+            try:
+                text = self.prompt.prompt(default=prefill)
+            except KeyboardInterrupt:
+                prefill = ""  # Ctrl-C at the prompt clears the line
+                continue
+            except EOFError:
+                break
+            prefill = ""
+            if not text.strip():
+                continue
+            if text.startswith("/") and not text.startswith("//"):
+                result = REGISTRY.dispatch(s, text)
+                show_result(self.console, result)
+                if result.exit:
+                    break
+                continue
+            if text.startswith("//"):
+                text = text[1:]  # a message that really starts with a slash
+            turn = self.send(text)
+            if turn is not None and turn.status == ERROR and not turn.reply:
+                prefill = text
+                show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
+        if self._warm_up is not None:
+            self._warm_up.join(timeout=2)
+        return 0
+
+    def send(self, text: str) -> Turn | None:
+        renderer = MarkdownRenderer(self.console) if self.markdown else PlainRenderer(self.out)
+        try:
+            with renderer:
+                turn = self.session.send(text, on_event=renderer.handle)
+        except KeyboardInterrupt:
+            # Ctrl-C outside the stream itself (while the renderer started or
+            # finished); the session kept whatever arrived.
+            show_notice(self.console, "[interrupted]")
+            return None
+        self.report(turn)
+        return turn
+
+    def report(self, turn: Turn) -> None:
+        kept = " (partial reply kept)" if turn.reply else ""
+        if turn.status == INTERRUPTED:
+            show_notice(self.console, f"[interrupted{kept}]")
+        elif turn.status == TRUNCATED:
+            show_error(self.console, f"The reply stopped before the server said it was finished; it may be cut short{kept}.")
+        elif turn.status == ERROR:
+            assert isinstance(turn.error, ChatError)
+            show_error(self.console, turn.error.message + kept)
+        elif turn.status == COMPLETE and turn.finish_reason == "length":
+            show_notice(self.console, "[the reply reached the max_tokens limit]")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

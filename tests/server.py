@@ -1,0 +1,646 @@
+"""A scriptable OpenAI-compatible HTTP server for tests.
+
+Real HTTP (not mocked transports) lets the tests exercise what the openai SDK
+and httpx2 actually do with streams, retries, keep-alive and broken
+connections.  Only the stdlib is used so the server has no moving parts of its
+own.
+
+    with ChatServer() as srv:
+        srv.script(Reply("hello"), Error(429, headers={"Retry-After": "0"}))
+        client = openai.OpenAI(base_url=srv.base_url, api_key="sk-test")
+
+Each POST to ``.../chat/completions`` takes the next scripted behaviour; when
+the script is empty ``srv.default`` (initially :class:`Echo`) is used.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import KW_ONLY, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+__all__ = [
+    "Behaviour",
+    "ChatServer",
+    "Echo",
+    "Error",
+    "Recorded",
+    "Reply",
+    "DEFAULT_MODELS",
+    "compute_usage",
+]
+
+DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o")
+
+# Errors a client can cause by going away; they are expected, never reported.
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+
+
+# --------------------------------------------------------------------------- #
+# Behaviours
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful completion; the fault options inject stream failures.
+
+    The ``*_after`` options count *content* chunks (reasoning and role chunks
+    are not counted) and are clamped to the number of content chunks, so a
+    fault always fires: with ``disconnect_after=99`` on a short reply the
+    socket is closed after all content and before the finish chunk.  For a
+    non-streamed request any fault option applies to the whole response:
+    stall → sleep before answering, disconnect → close without a response,
+    malformed → a truncated JSON body, error_event → HTTP 500 error body.
+    """
+
+    text: str
+    _: KW_ONLY
+    chunk_size: int = 4
+    delay: float = 0.0
+    first_delay: float = 0.0
+    finish_reason: str | None = "stop"
+    usage: bool | dict[str, Any] = True
+    done: bool = True
+    stall_after: int | None = None
+    stall_seconds: float = 5.0
+    disconnect_after: int | None = None
+    malformed_after: int | None = None
+    error_event_after: int | None = None
+    error_message: str = "server error"
+    reasoning: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError("chunk_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class Error:
+    """An HTTP error with an OpenAI-style body, e.g. to drive SDK retries."""
+
+    status: int
+    message: str = "error"
+    _: KW_ONLY
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    delay: float = 0.0
+
+    def payload(self) -> bytes:
+        """The response body: the raw override or the OpenAI error envelope."""
+        if self.body is not None:
+            return self.body
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return json.dumps({"error": error}).encode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Echo:
+    """Reply with ``prefix`` + the last user message, so tests see what was sent."""
+
+    prefix: str = "echo: "
+    chunk_size: int = 4
+    delay: float = 0.0
+
+    def to_reply(self, request: dict[str, Any]) -> Reply:
+        """The concrete Reply for one request body."""
+        last = ""
+        for message in request.get("messages") or []:
+            if isinstance(message, dict) and message.get("role") == "user":
+                last = _content_text(message.get("content"))
+        return Reply(self.prefix + last, chunk_size=self.chunk_size, delay=self.delay)
+
+
+Behaviour = Reply | Error | Echo
+
+
+@dataclass
+class Recorded:
+    """One request as the server saw it; ``headers`` names are lower-cased."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+
+
+def _content_text(content: Any) -> str:
+    """Text of a message ``content`` (a string, a list of parts, or None)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return ""
+
+
+def compute_usage(request: dict[str, Any], text: str) -> dict[str, Any]:
+    """Deterministic fake token counts, so tests can assert exact numbers.
+
+    prompt_tokens = sum over request messages of (len(content.split()) + 4);
+    completion_tokens = max(1, len(text.split())); total = their sum.
+    List-of-parts content counts its text parts; None counts as empty.
+    """
+    prompt = sum(
+        len(_content_text(m.get("content")).split()) + 4
+        for m in request.get("messages") or []
+        if isinstance(m, dict)
+    )
+    completion = max(1, len(text.split()))
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _error_body(message: str, type_: str | None, code: str | None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+# --------------------------------------------------------------------------- #
+# HTTP plumbing
+# --------------------------------------------------------------------------- #
+
+
+class _Abort(Exception):
+    """Raised inside a handler to drop the connection without another byte."""
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that never blocks on its handler threads."""
+
+    daemon_threads = True
+    block_on_close = False  # server_close() must not wait for a stalled handler
+    request_queue_size = 64
+
+    def __init__(self, chat: ChatServer) -> None:
+        self.chat = chat
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), which can hang on DNS.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Swallow client disconnects; report real bugs once, briefly."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _CLIENT_GONE) or self.chat.stopping:
+            return
+        if isinstance(exc, OSError) and exc.errno in (errno.EBADF, errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            return
+        self.chat.errors.append(exc)  # type: ignore[arg-type]
+        sys.stderr.write("tests.server: handler error:\n" + traceback.format_exc())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Speaks just enough of the OpenAI REST API for chatcli and the SDK."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, chunked streaming
+    disable_nagle_algorithm = True  # each SSE event leaves at once
+    server: _HTTPServer
+
+    # -- lifecycle --------------------------------------------------------- #
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.chat._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.chat._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silence the per-request access log: it is noise in test output."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET  # noqa: N815
+
+    # -- request handling -------------------------------------------------- #
+
+    def _dispatch(self) -> None:
+        chat = self.server.chat
+        chat._busy(+1)
+        try:
+            raw = self._read_body()
+            body: Any = None
+            if raw:
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = None
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            chat._record(Recorded(self.command, self.path, headers, body, raw))
+            self._route(body, raw)
+        except _Abort:
+            self._drop()
+        except _CLIENT_GONE:
+            self.close_connection = True
+        except OSError:
+            if not chat.stopping:
+                raise
+            self.close_connection = True
+        finally:
+            chat._busy(-1)
+
+    def _route(self, body: Any, raw: bytes) -> None:
+        route = self.path.split("?", 1)[0].rstrip("/")
+        method = self.command
+        if method == "POST" and route.endswith("/chat/completions"):
+            if self._authorized():
+                self._chat(body, raw)
+        elif method == "GET" and route.endswith("/models"):
+            if self._authorized():
+                self._models()
+        elif method == "GET" and "/models/" in route:
+            if self._authorized():
+                self._model(route.rsplit("/models/", 1)[1])
+        else:
+            message = (
+                f"Unknown request URL: {method} {route}. Please check the URL for typos, "
+                "or see the docs at https://platform.openai.com/docs/api-reference/."
+            )
+            self._json(404, _error_body(message, "invalid_request_error", "unknown_url"))
+
+    def _authorized(self) -> bool:
+        key = self.server.chat.api_key
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return True
+        body = _error_body("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        self._json(401, body)
+        return False
+
+    def _models(self) -> None:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.server.chat.models]
+        self._json(200, {"object": "list", "data": data})
+
+    def _model(self, name: str) -> None:
+        if name in self.server.chat.models:
+            self._json(200, {"id": name, "object": "model", "created": 0, "owned_by": "test"})
+        else:
+            message = f"The model `{name}` does not exist or you do not have access to it."
+            self._json(404, _error_body(message, "invalid_request_error", "model_not_found"))
+
+    def _chat(self, body: Any, raw: bytes) -> None:
+        if not isinstance(body, dict):
+            message = "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)"
+            self._json(400, _error_body(message, "invalid_request_error", None))
+            return
+        behaviour = self.server.chat._next_behaviour()
+        if isinstance(behaviour, Echo):
+            behaviour = behaviour.to_reply(body)
+        if isinstance(behaviour, Error):
+            self._sleep(behaviour.delay)
+            self._send(behaviour.status, behaviour.payload(), "application/json", behaviour.headers)
+        elif body.get("stream") is True:
+            self._stream(behaviour, body)
+        else:
+            self._complete(behaviour, body)
+
+    def _complete(self, reply: Reply, request: dict[str, Any]) -> None:
+        """Non-streamed ``chat.completion``; fault options act on the whole response."""
+        self._sleep(reply.first_delay)
+        if reply.stall_after is not None:
+            self._sleep(reply.stall_seconds)
+        if reply.disconnect_after is not None:
+            raise _Abort
+        if reply.malformed_after is not None:
+            self.close_connection = True
+            self._send(200, b'{"choices": [', "application/json", reply.headers)
+            return
+        if reply.error_event_after is not None:
+            body = _error_body(reply.error_message, "server_error", None)
+            self._send(500, json.dumps(body).encode(), "application/json", reply.headers)
+            return
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+        if reply.reasoning is not None:
+            message["reasoning_content"] = reply.reasoning
+        completion: dict[str, Any] = {
+            "id": self.server.chat._new_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.get("model", ""),
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}],
+        }
+        if reply.usage is not False:
+            completion["usage"] = compute_usage(request, reply.text) if reply.usage is True else reply.usage
+        self._send(200, json.dumps(completion).encode(), "application/json", reply.headers)
+
+    def _stream(self, reply: Reply, request: dict[str, Any]) -> None:
+        """Server-sent ``chat.completion.chunk`` events, one HTTP chunk each."""
+        self._sleep(reply.first_delay)
+        self.send_response(200)
+        self._emit_headers({"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                       "Transfer-Encoding": "chunked"}, reply.headers)
+
+        options = request.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        cid, created, model = self.server.chat._new_id(), int(time.time()), request.get("model", "")
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            }
+            if include_usage:
+                out["usage"] = None  # as OpenAI does on every chunk but the last
+            return out
+
+        self._event(chunk({"role": "assistant", "content": ""}))
+        first = True
+        for piece in _pieces(reply.reasoning or "", reply.chunk_size):
+            if not first:
+                self._sleep(reply.delay)
+            first = False
+            self._event(chunk({"reasoning_content": piece}))
+
+        pieces = _pieces(reply.text, reply.chunk_size)
+        for k in range(len(pieces) + 1):
+            if self._fault(reply, k, len(pieces)):
+                return
+            if k == len(pieces):
+                break
+            if not first:
+                self._sleep(reply.delay)
+            first = False
+            self._event(chunk({"content": pieces[k]}))
+
+        if reply.finish_reason is not None:
+            self._event(chunk({}, reply.finish_reason))
+        if include_usage and reply.usage is not False:
+            usage = compute_usage(request, reply.text) if reply.usage is True else reply.usage
+            final = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                     "choices": [], "usage": usage}
+            self._event(final)
+        if reply.done:
+            self._write_chunk(b"data: [DONE]\n\n")
+        self._write_chunk(b"")
+
+    def _fault(self, reply: Reply, k: int, n: int) -> bool:
+        """Inject the faults due after ``k`` content chunks; True ends the stream."""
+
+        def due(after: int | None) -> bool:
+            return after is not None and k == min(max(after, 0), n)
+
+        if due(reply.stall_after):
+            self._sleep(reply.stall_seconds)
+        if due(reply.disconnect_after):
+            raise _Abort
+        if due(reply.malformed_after):
+            self._write_chunk(b'data: {"choices": [\n\n')
+            self._write_chunk(b"")
+            self.close_connection = True
+            return True
+        if due(reply.error_event_after):
+            self._event(_error_body(reply.error_message, "server_error", None))
+            self._write_chunk(b"")
+            self.close_connection = True
+            return True
+        return False
+
+    # -- output helpers ---------------------------------------------------- #
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep unless the server stops meanwhile; then drop the connection."""
+        if seconds > 0 and self.server.chat._stopping.wait(seconds):
+            raise _Abort
+
+    def _emit_headers(self, defaults: dict[str, str], extra: dict[str, str]) -> None:
+        merged = {k.lower(): (k, v) for k, v in defaults.items()}
+        merged.setdefault("x-request-id", ("x-request-id", self.server.chat._new_request_id()))
+        merged.update({k.lower(): (k, v) for k, v in extra.items()})
+        for name, value in merged.values():
+            self.send_header(name, str(value))
+        self.end_headers()
+
+    def _send(self, status: int, payload: bytes, content_type: str, extra: dict[str, str]) -> None:
+        self.send_response(status)
+        self._emit_headers({"Content-Type": content_type, "Content-Length": str(len(payload))}, extra)
+        self.wfile.write(payload)
+
+    def _json(self, status: int, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode(), "application/json", {})
+
+    def _event(self, obj: Any) -> None:
+        self._write_chunk(b"data: " + json.dumps(obj).encode() + b"\n\n")
+
+    def _write_chunk(self, data: bytes) -> None:
+        """One HTTP/1.1 chunk in a single write (wfile is unbuffered); b"" ends the body."""
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _drop(self) -> None:
+        """Close abruptly: FIN (not RST) so bytes already sent still arrive."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+
+# --------------------------------------------------------------------------- #
+# Public server
+# --------------------------------------------------------------------------- #
+
+
+class ChatServer:
+    """Threaded OpenAI-compatible server on 127.0.0.1 with an ephemeral port.
+
+    Configuration attributes (``default``, ``api_key``, ``models``) may be
+    changed at any time; each request reads them when it arrives.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self._in_flight = 0
+        self._ids = itertools.count(1)
+        self._script: deque[Behaviour] = deque()
+        self._requests: list[Recorded] = []
+        self.errors: list[BaseException] = []
+        self.default: Behaviour = Echo()
+        self.api_key: str | None = None
+        self.models: list[str] = list(DEFAULT_MODELS)
+
+    # -- lifecycle --------------------------------------------------------- #
+
+    def start(self) -> ChatServer:
+        """Bind and serve in a daemon thread; returns self."""
+        if self._httpd is not None:
+            raise RuntimeError("ChatServer already started")
+        self._stopping.clear()
+        self._httpd = _HTTPServer(self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="ChatServer", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop promptly: never waits for handlers, and wakes any that sleep or stall."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()
+        httpd.shutdown()
+        httpd.server_close()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:  # unblock keep-alive readers and stalled writers
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    def __enter__(self) -> ChatServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- addresses --------------------------------------------------------- #
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (raises if not started)."""
+        if self._httpd is None:
+            raise RuntimeError("ChatServer is not running")
+        return f"http://127.0.0.1:{self._httpd.server_port}"
+
+    @property
+    def base_url(self) -> str:
+        """The ``base_url`` for openai.OpenAI: ``http://127.0.0.1:PORT/v1``."""
+        return self.url + "/v1"
+
+    # -- scripting and inspection ------------------------------------------ #
+
+    def script(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours; each chat request consumes one, in order."""
+        for b in behaviours:
+            if not isinstance(b, (Reply, Error, Echo)):
+                raise TypeError(f"not a behaviour: {b!r}")
+        with self._lock:
+            self._script.extend(behaviours)
+
+    @property
+    def pending(self) -> int:
+        """How many scripted behaviours have not been used yet."""
+        with self._lock:
+            return len(self._script)
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """A snapshot of every request received, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def chat_requests(self) -> list[Recorded]:
+        """Only the ``POST .../chat/completions`` requests."""
+        return [
+            r for r in self.requests
+            if r.method == "POST" and r.path.split("?", 1)[0].rstrip("/").endswith("/chat/completions")
+        ]
+
+    def reset(self) -> None:
+        """Back to a fresh state, so one server can be shared between tests."""
+        with self._lock:
+            self._script.clear()
+            self._requests.clear()
+            self.errors.clear()
+            self.default = Echo()
+            self.api_key = None
+            self.models = list(DEFAULT_MODELS)
+
+    def wait_idle(self, timeout: float = 2.0) -> bool:
+        """Wait until no request is being handled (e.g. a dropped stream noticed it)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    # -- used by the handler ----------------------------------------------- #
+
+    def _next_behaviour(self) -> Behaviour:
+        with self._lock:
+            return self._script.popleft() if self._script else self.default
+
+    def _record(self, rec: Recorded) -> None:
+        with self._lock:
+            self._requests.append(rec)
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            (self._conns.add if add else self._conns.discard)(conn)
+
+    def _busy(self, delta: int) -> None:
+        with self._idle:
+            self._in_flight += delta
+            if not self._in_flight:
+                self._idle.notify_all()
+
+    def _new_id(self) -> str:
+        return f"chatcmpl-test{next(self._ids):08d}"
+
+    def _new_request_id(self) -> str:
+        return f"req_test{next(self._ids):08d}"
