@@ -127,6 +127,7 @@ def _run(args: argparse.Namespace, env) -> int:
     repl = Repl(
         session,
         out=env.stdout,
+        keyboard=env.stdin,
         markdown=markdown,
         color=not env.no_color,
         history_path=env.state_dir / "history",

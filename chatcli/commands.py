@@ -117,7 +117,7 @@ def temp_command(session: Session, arg: str) -> Result:
     if arg.lower() in ("default", "unset", "none"):
         session.params.pop("temperature", None)
         return Result("Temperature reset to the server's default.")
-    session.params["temperature"] = setting.parse(arg, "/temp")
+    session.params["temperature"] = setting.parse(arg, "The temperature")
     return Result(f"Temperature set to {session.params['temperature']:g}.")
 
 

@@ -45,8 +45,12 @@ class Setting:
             return f"{noun} of at least {_fmt(self.minimum)}"
         return noun
 
-    def check(self, value: Any, where: str) -> Any:
-        """Validate a typed value (from TOML or already parsed); return it, normalised."""
+    def check(self, value: Any, where: str, *, shown: str | None = None) -> Any:
+        """Validate a typed value (from TOML or already parsed); return it, normalised.
+
+        `where` names what was wrong ("'temperature' in /path/config.toml");
+        `shown` is the value as the user typed it, when it was typed.
+        """
         if value is None and self.optional:
             return None
         ok = isinstance(value, self.kind) and not (self.kind is not bool and isinstance(value, bool))
@@ -60,7 +64,7 @@ class Setting:
             if self.maximum is not None and value > self.maximum:
                 ok = False
         if not ok:
-            raise ConfigError(f"{where}: '{self.key}' must be {self.allowed()}, not {value!r}.")
+            raise ConfigError(f"{where} must be {self.allowed()}, not {shown if shown is not None else repr(value)}.")
         return value
 
     def parse(self, text: str, where: str) -> Any:
@@ -82,7 +86,7 @@ class Setting:
             pass
         if self.optional and self.kind is not str and text == "":
             return None
-        return self.check(value, where)
+        return self.check(value, where, shown=repr(text))
 
 
 def _fmt(number: float) -> str:
@@ -160,7 +164,7 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
 
     for setting in SETTINGS:
         if setting.env_var in environ:
-            values[setting.key] = setting.parse(environ[setting.env_var], f"environment variable {setting.env_var}")
+            values[setting.key] = setting.parse(environ[setting.env_var], f"The environment variable {setting.env_var}")
     base_url = environ.get("CHATCLI_BASE_URL") or environ.get("OPENAI_BASE_URL") or environ.get("OPENAI_API_BASE")
     if base_url:
         values["base_url"] = base_url
@@ -195,7 +199,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             near = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
             hint = f" Did you mean '{near[0]}'?" if near else f" Known keys: {', '.join(SETTINGS_BY_KEY)}."
             raise ConfigError(f"{path}: unknown key '{key}'.{hint}")
-        values[key] = setting.check(value, str(path))
+        values[key] = setting.check(value, f"'{key}' in {path}")
     return values
 
 

@@ -10,7 +10,10 @@ reply costs time linear in its length and nothing is repeated or cut.
 from __future__ import annotations
 
 import re
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.events import Event, TextDelta
@@ -184,6 +187,47 @@ class BlockSplitter:
         return cut
 
 
+class InterruptGuard:
+    """Holds Ctrl-C while a block is being drawn, and raises it right after.
+
+    A KeyboardInterrupt that lands in the middle of writing to the terminal
+    leaves the cursor where rich did not expect it, and the live region then
+    erases the wrong lines. Installed only in the main thread, where signals go.
+    """
+
+    def __init__(self) -> None:
+        self._holding = 0
+        self._pending = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        if self._holding:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    @contextmanager
+    def hold(self, *, deliver: bool = True) -> Iterator[None]:
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding and self._pending:
+                self._pending = False
+                if deliver:
+                    raise KeyboardInterrupt
+
+
 class MarkdownRenderer:
     """Live markdown: finished blocks go to scrollback once; the tail is redrawn ~12 times a second."""
 
@@ -194,8 +238,10 @@ class MarkdownRenderer:
         self._splitter = BlockSplitter()
         self._newline_before_next = False
         self._live = None
+        self._guard = InterruptGuard()
 
     def __enter__(self) -> MarkdownRenderer:
+        self._guard.install()
         from rich.live import Live
 
         self._live = Live(
@@ -219,12 +265,17 @@ class MarkdownRenderer:
                     self._print_block(block)
 
     def __exit__(self, *exc: object) -> None:
-        if self._live is not None:
-            self._live.stop()
-        rest = self._splitter.text
-        self._splitter.text = ""
-        if rest.strip():
-            self._print_block(rest)
+        try:
+            # The reply is over; a Ctrl-C now only cuts short the drawing of it.
+            with self._guard.hold(deliver=False):
+                if self._live is not None:
+                    self._live.stop()
+                rest = self._splitter.text
+                self._splitter.text = ""
+                if rest.strip():
+                    self._print_block(rest)
+        finally:
+            self._guard.uninstall()
 
     def _markdown(self, text: str):
         from rich.markdown import Markdown
@@ -240,7 +291,16 @@ class MarkdownRenderer:
         # line; add the separator only where the block does not bring one.
         if self._newline_before_next and lines and any(seg.text for seg in lines[0]):
             lines.insert(0, [])
-        self._console.print(Segments(seg for line in lines for seg in (*line, Segment.line())))
+        segments = Segments([seg for line in lines for seg in (*line, Segment.line())])
+        with self._guard.hold():
+            if self._live is not None and self._live.is_started:
+                # rich's Live positions the cursor under its lock but draws after
+                # releasing it; holding the lock keeps the refresh thread from
+                # drawing in between, which would overwrite lines of scrollback.
+                with self._live._lock:
+                    self._console.print(segments)
+            else:
+                self._console.print(segments)
         self._newline_before_next = _ends_with_spacing(md)
 
     def tail(self) -> str:

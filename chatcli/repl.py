@@ -7,10 +7,12 @@ message, so the prompt appears at once and the first reply does not wait.
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from typing import TextIO
 
 from chatcli import __version__
 from chatcli.commands import REGISTRY
+from chatcli.env import echo_off
 from chatcli.errors import ChatError
 from chatcli.prompt import make_prompt_session, open_history
 from chatcli.render import MarkdownRenderer, PlainRenderer, make_console, show_error, show_notice, show_result
@@ -23,6 +25,7 @@ class Repl:
         session: Session,
         *,
         out: TextIO,
+        keyboard: TextIO | None = None,
         markdown: bool = True,
         color: bool = True,
         history_path=None,
@@ -32,6 +35,7 @@ class Repl:
     ) -> None:
         self.session = session
         self.out = out
+        self.keyboard = keyboard
         self.markdown = markdown
         self.console = make_console(out, color=color)
         self.prompt = make_prompt_session(
@@ -83,7 +87,7 @@ class Repl:
     def send(self, text: str) -> Turn | None:
         renderer = MarkdownRenderer(self.console) if self.markdown else PlainRenderer(self.out)
         try:
-            with renderer:
+            with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer:
                 turn = self.session.send(text, on_event=renderer.handle)
         except KeyboardInterrupt:
             # Ctrl-C outside the stream itself (while the renderer started or

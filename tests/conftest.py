@@ -1,0 +1,120 @@
+"""Shared fixtures: an isolated home, the test server, and ways to run chatcli.
+
+No test touches the real home or the network: every test gets its own HOME,
+XDG directories and working directory, and talks to tests/server.py on
+127.0.0.1 through the real openai SDK.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.server import ChatServer
+
+TEST_KEY = "sk-test-4f9c2e7d1b"
+CHATCLI = Path(sys.executable).with_name("chatcli")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point HOME and the XDG directories at tmp, and drop any real settings."""
+    home = tmp_path / "home"
+    for sub in ("config", "data", "state"):
+        (home / sub).mkdir(parents=True)
+    for name in list(os.environ):
+        if name.startswith(("OPENAI_", "CHATCLI_", "AZURE_OPENAI")) or name in ("NO_COLOR", "TIKTOKEN_CACHE_DIR"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return home
+
+
+@pytest.fixture(scope="session")
+def _server():
+    with ChatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def srv(_server: ChatServer) -> ChatServer:
+    """The test server, with an empty script and no recorded requests."""
+    _server.reset()
+    return _server
+
+
+@pytest.fixture
+def chat_env(srv: ChatServer) -> dict[str, str]:
+    """Environment for a chatcli subprocess that talks to the test server."""
+    env = dict(os.environ)
+    env.update(OPENAI_API_KEY=TEST_KEY, OPENAI_BASE_URL=srv.base_url, PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture
+def run_chatcli(chat_env: dict[str, str]):
+    """Run the installed `chatcli` console script; returns the CompletedProcess."""
+    assert CHATCLI.exists(), f"chatcli is not installed next to {sys.executable}; pip install -e '.[test]'"
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 30):
+        return subprocess.run(
+            [str(CHATCLI), *args],
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            env={**chat_env, **(env or {})},
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+def spawn_chatcli(chat_env: dict[str, str]):
+    """Start `chatcli` in a real pty (pexpect); the child is closed after the test."""
+    import pexpect
+
+    children = []
+
+    def spawn(*args: str, env: dict[str, str] | None = None, rows: int = 40, cols: int = 120):
+        child = pexpect.spawn(
+            str(CHATCLI),
+            list(args),
+            env={**chat_env, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})},
+            dimensions=(rows, cols),
+            encoding="utf-8",
+            codec_errors="replace",
+            timeout=15,
+        )
+        children.append(child)
+        return child
+
+    yield spawn
+    for child in children:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def make_env(*, stdin: str = "", stdin_isatty: bool = False, stdout_isatty: bool = False, environ=None):
+    """An in-process Env with captured streams, for tests that call chatcli's modules."""
+    from chatcli.env import Env
+
+    return Env(
+        stdin=io.StringIO(stdin),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+        stdin_isatty=stdin_isatty,
+        stdout_isatty=stdout_isatty,
+        environ=dict(os.environ if environ is None else environ),
+        cwd=Path.cwd(),
+    )
