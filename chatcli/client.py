@@ -189,10 +189,8 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     if status == 429:
         if "insufficient_quota" in code or "quota" in detail.lower():
             return ChatError("The account is out of credit (429 insufficient_quota); check your plan and billing.")
-        retries = config.max_retries
         return ChatError(
-            f"The server is rate limiting requests (429) and still was after {retries} "
-            f"{'retry' if retries == 1 else 'retries'}; wait a moment and try again."
+            f"The server is rate limiting requests (429){_after_retries(config)}; wait a moment and try again."
         )
     if status == 400 and (
         "context_length" in code or "context length" in detail.lower() or "maximum context" in detail.lower()
@@ -203,10 +201,13 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     if status == 400:
         return ChatError(f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent.")
     if status >= 500:
-        return ChatError(
-            f"The server failed (HTTP {status}) after {config.max_retries} retries; try again later."
-        )
+        return ChatError(f"The server failed (HTTP {status}){_after_retries(config)}; try again later.")
     return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")
+
+
+def _after_retries(config: Config) -> str:
+    n = config.max_retries
+    return f" even after {n} {'retry' if n == 1 else 'retries'}" if n else ""
 
 
 def _clean(text: str, limit: int = 300) -> str:

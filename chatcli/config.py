@@ -168,7 +168,7 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     base_url = environ.get("CHATCLI_BASE_URL") or environ.get("OPENAI_BASE_URL") or environ.get("OPENAI_API_BASE")
     if base_url:
         values["base_url"] = base_url
-    if environ.get("OPENAI_API_KEY"):
+    if environ.get("OPENAI_API_KEY") and not environ.get("CHATCLI_API_KEY"):
         values["api_key"] = environ["OPENAI_API_KEY"]
 
     for key, value in (flags or {}).items():

@@ -125,39 +125,55 @@ _LIST_ITEM = re.compile(r"^(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
 class BlockSplitter:
     """Finds where finished markdown blocks end in a growing text.
 
-    Only complete lines are looked at, each once, so feeding a reply costs time
-    linear in its length. A block ends at a blank line followed by a line that
-    starts a new top-level block, or at the end of a top-level code fence.
-    Loose lists stay whole, so their numbering and spacing match a one-go render.
+    Complete lines are kept in a list and each is looked at once, so feeding a
+    reply costs time linear in its length, however long a block grows. A block
+    ends at a blank line followed by a line that starts a new top-level block,
+    or at the end of a top-level code fence. Loose lists stay whole, so their
+    numbering and spacing match a one-go render.
     """
 
     def __init__(self) -> None:
-        self.text = ""
-        self._scanned = 0  # text[:_scanned] is made of complete, classified lines
+        self._lines: list[str] = []  # complete lines of the unfinished block, with their "\n"
+        self._partial: list[str] = []  # pieces of the line still being written
         self._fence: tuple[str, int] | None = None  # (marker char, length) while inside a fence
         self._fence_top = False
         self._blank = False  # a blank line was seen since the last non-blank one
         self._is_list = False  # the unfinished block is a list
         self._started = False  # the unfinished block has a non-blank line
 
+    @property
+    def text(self) -> str:
+        """The unfinished text: what has not been returned as a block yet."""
+        return "".join(self._lines) + "".join(self._partial)
+
+    def take_rest(self) -> str:
+        """Return the unfinished text and forget it (the reply has ended)."""
+        rest = self.text
+        self._lines, self._partial = [], []
+        return rest
+
     def feed(self, text: str) -> list[str]:
         """Add text; return the blocks it finished, in order."""
-        self.text += text
         done: list[str] = []
-        while True:
-            end = self.text.find("\n", self._scanned)
-            if end < 0:
-                return done
-            line = self.text[self._scanned : end]
-            cut = self._classify(line, start=self._scanned, end=end + 1)
-            self._scanned = end + 1
-            if cut is not None:
-                done.append(self.text[:cut])
-                self.text = self.text[cut:]
-                self._scanned -= cut
+        *complete, last = text.split("\n")
+        for piece in complete:
+            self._partial.append(piece)
+            line = "".join(self._partial)
+            self._partial = []
+            if self._classify(line) == "before" and self._lines:
+                done.append("".join(self._lines))
+                self._lines = []
+            self._lines.append(line + "\n")
+            if self._fence_closed_block:
+                done.append("".join(self._lines))
+                self._lines = []
+        if last:
+            self._partial.append(last)
+        return done
 
-    def _classify(self, line: str, *, start: int, end: int) -> int | None:
-        """Return where to cut the text, if this line shows a block has ended."""
+    def _classify(self, line: str) -> str | None:
+        """Say whether this line shows that a block ended just before it."""
+        self._fence_closed_block = False
         if self._fence is not None:
             char, length = self._fence
             stripped = line.strip()
@@ -166,7 +182,7 @@ class BlockSplitter:
                 if self._fence_top:
                     self._started = False
                     self._is_list = False
-                    return end
+                    self._fence_closed_block = True
             return None
         if not line.strip():
             self._blank = self._started
@@ -175,7 +191,7 @@ class BlockSplitter:
         if self._blank and not line[0].isspace():
             is_item = bool(_LIST_ITEM.match(line))
             if not (self._is_list and is_item):
-                cut = start
+                cut = "before"
         self._blank = False
         if not self._started or cut is not None:
             self._started = True
@@ -270,8 +286,7 @@ class MarkdownRenderer:
             with self._guard.hold(deliver=False):
                 if self._live is not None:
                     self._live.stop()
-                rest = self._splitter.text
-                self._splitter.text = ""
+                rest = self._splitter.take_rest()
                 if rest.strip():
                     self._print_block(rest)
         finally:

@@ -50,9 +50,13 @@ class Repl:
         except Exception:  # noqa: BLE001 - a failure here shows up again, with a sentence, on send
             pass
 
-    def run(self) -> int:
-        if self._warm_up is not None:
+    def _start_warm_up(self, _app=None) -> None:
+        """Begin importing openai once the first prompt is on screen, so the two do not compete."""
+        if self._warm_up is not None and not self._warm_up.is_alive() and self._warm_up.ident is None:
             self._warm_up.start()
+
+    def run(self) -> int:
+        self.prompt.app.after_render.add_handler(self._start_warm_up)
         s = self.session
         persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
         show_notice(self.console, f"chatcli {__version__} · {s.model}{persona} · /help for commands, Ctrl-D to quit")

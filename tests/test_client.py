@@ -1,0 +1,179 @@
+"""The client against the test server: real openai SDK, real HTTP, real SSE."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from chatcli.client import ChatClient, parse_sse
+from chatcli.config import Config
+from chatcli.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, ChatError
+from chatcli.events import Finish, ReasoningDelta, TextDelta, Usage
+from tests.server import Error, Reply
+
+KEY = "sk-client-test-123456"
+
+
+def make_client(srv, **overrides) -> ChatClient:
+    settings = dict(base_url=srv.base_url, api_key=KEY, max_retries=0, read_timeout=5.0)
+    settings.update(overrides)
+    return ChatClient(Config(**settings))
+
+
+def collect(client: ChatClient, text: str = "hi", **params):
+    return list(client.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": text}], params=params))
+
+
+def test_streams_text_usage_and_finish(srv):
+    srv.script(Reply("Hello there, friend.", chunk_size=3))
+    events = collect(make_client(srv))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Hello there, friend."
+    assert [e for e in events if isinstance(e, Finish)] == [Finish("stop")]
+    usage = [e for e in events if isinstance(e, Usage)]
+    assert len(usage) == 1 and usage[0].completion_tokens == 3 and usage[0].total_tokens > 3
+    body = srv.chat_requests[-1].body
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert srv.chat_requests[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_sends_only_the_parameters_that_are_set(srv):
+    collect(make_client(srv), temperature=0.3, max_tokens=None)
+    body = srv.chat_requests[-1].body
+    assert body["temperature"] == 0.3 and "max_tokens" not in body
+
+
+def test_reasoning_deltas_are_separate_from_text(srv):
+    srv.script(Reply("answer", reasoning="thinking hard"))
+    events = collect(make_client(srv))
+    assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == "thinking hard"
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "answer"
+
+
+def test_a_stream_without_finish_reason_yields_no_finish(srv):
+    srv.script(Reply("cut off here", finish_reason=None))
+    events = collect(make_client(srv))
+    assert not any(isinstance(e, Finish) for e in events)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "cut off here"
+
+
+def test_local_server_without_key_sends_a_placeholder(srv):
+    collect(make_client(srv, api_key=None))
+    assert srv.chat_requests[-1].headers["authorization"].startswith("Bearer ")
+
+
+@pytest.mark.parametrize(
+    "error, exit_code, words",
+    [
+        (Error(401, "Incorrect API key provided: sk-clien*****3456", code="invalid_api_key"), EXIT_CONFIG, "rejected the API key"),
+        (Error(403, "Project does not have access"), EXIT_CONFIG, "403"),
+        (Error(404, "The model `gpt-9` does not exist", code="model_not_found"), EXIT_FAILURE, "model 'gpt-4o-mini' was not found"),
+        (Error(404, "no route", code="unknown_url"), EXIT_FAILURE, "check the base URL"),
+        (Error(429, "Rate limit reached"), EXIT_FAILURE, "rate limiting"),
+        (Error(429, "You exceeded your current quota", code="insufficient_quota"), EXIT_FAILURE, "out of credit"),
+        (Error(400, "maximum context length is 8192 tokens", code="context_length_exceeded"), EXIT_FAILURE, "context window"),
+        (Error(400, "Invalid 'temperature'"), EXIT_FAILURE, "Invalid 'temperature'"),
+        (Error(503, "overloaded"), EXIT_FAILURE, "HTTP 503"),
+    ],
+)
+def test_http_errors_become_one_sentence(srv, error, exit_code, words):
+    srv.script(error)
+    with pytest.raises(ChatError) as caught:
+        collect(make_client(srv))
+    message = caught.value.message
+    assert words in message
+    assert caught.value.exit_code == exit_code
+    assert "\n" not in message and KEY not in message and "sk-clien" not in message
+
+
+def test_401_without_a_key_says_how_to_set_one(srv):
+    srv.script(Error(401, "auth required"))
+    with pytest.raises(ChatError, match="OPENAI_API_KEY"):
+        collect(make_client(srv, api_key=None))
+
+
+def test_retries_rate_limits_and_server_errors_then_succeeds(srv):
+    srv.script(Error(429, "slow", headers={"retry-after-ms": "1"}), Error(502, "bad gateway", headers={"retry-after-ms": "1"}), Reply("made it"))
+    events = collect(make_client(srv, max_retries=2))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "made it"
+    assert len(srv.chat_requests) == 3
+
+
+def test_connection_refused_names_the_url():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = ChatClient(Config(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0))
+    with pytest.raises(ChatError) as caught:
+        list(client.stream(model="m", messages=[], params={}))
+    assert caught.value.exit_code == EXIT_NETWORK
+    assert f"127.0.0.1:{port}" in caught.value.message
+
+
+def test_silence_longer_than_read_timeout_is_a_timeout(srv):
+    srv.script(Reply("late", first_delay=2.0))
+    started = time.monotonic()
+    with pytest.raises(ChatError, match="went silent") as caught:
+        collect(make_client(srv, read_timeout=0.3))
+    assert time.monotonic() - started < 1.5
+    assert caught.value.exit_code == EXIT_NETWORK
+
+
+def test_stall_mid_stream_keeps_what_arrived(srv):
+    srv.script(Reply("abcdefgh", chunk_size=4, stall_after=1, stall_seconds=2.0))
+    client = make_client(srv, read_timeout=0.3)
+    got = []
+    with pytest.raises(ChatError, match="went silent"):
+        for event in client.stream(model="m", messages=[], params={}):
+            got.append(event)
+    assert "".join(e.text for e in got if isinstance(e, TextDelta)) == "abcd"
+
+
+@pytest.mark.parametrize(
+    "reply, words",
+    [
+        (Reply("abcdefgh", chunk_size=4, disconnect_after=1), "broke off"),
+        (Reply("abcdefgh", chunk_size=4, malformed_after=1), "malformed"),
+        (Reply("abcdefgh", chunk_size=4, error_event_after=1, error_message="model overloaded"), "model overloaded"),
+    ],
+)
+def test_broken_streams_raise_after_the_text_that_arrived(srv, reply, words):
+    srv.script(reply)
+    got = []
+    with pytest.raises(ChatError, match=words):
+        for event in make_client(srv).stream(model="m", messages=[], params={}):
+            got.append(event)
+    assert "".join(e.text for e in got if isinstance(e, TextDelta)) == "abcd"
+
+
+def test_sse_parser_handles_comments_multiline_data_and_missing_done():
+    lines = [
+        ": keep-alive",
+        "",
+        'data: {"choices":[{"delta":{"content":"a"},"finish_reason":null}]}',
+        "",
+        'data: {"choices":[{"delta":',
+        'data: {"content":"b"},"finish_reason":"stop"}]}',
+        "",
+        'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}',
+    ]
+    assert list(parse_sse(lines)) == [TextDelta("a"), TextDelta("b"), Finish("stop"), Usage(3, 2, 5)]
+
+
+def test_sse_parser_stops_at_done():
+    lines = ['data: {"choices":[{"delta":{"content":"a"}}]}', "", "data: [DONE]", "", 'data: {"choices":[{"delta":{"content":"late"}}]}', ""]
+    assert list(parse_sse(lines)) == [TextDelta("a")]
+
+
+def test_openai_is_imported_only_when_used():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from chatcli.client import ChatClient; from chatcli.config import Config;"
+        "c = ChatClient(Config(base_url='http://127.0.0.1:9/v1'));"
+        "print('openai' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

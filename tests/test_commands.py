@@ -1,0 +1,91 @@
+"""Slash-command handlers, called without a terminal: they return results, never print."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatcli.client import ChatClient
+from chatcli.commands import REGISTRY
+from chatcli.config import Config
+from chatcli.events import Usage
+from chatcli.pricing import cost, price_for
+from chatcli.session import COMPLETE, Session, Turn
+
+
+@pytest.fixture
+def session() -> Session:
+    return Session(client=ChatClient(Config(base_url="http://127.0.0.1:9/v1")), model="gpt-4o-mini", system="Be kind.")
+
+
+def finished_turn(model: str, prompt: int, completion: int) -> Turn:
+    return Turn(user="q", model=model, params={}, reply="a", status=COMPLETE, usage=Usage(prompt, completion, prompt + completion))
+
+
+def test_help_lists_every_command_from_the_registry(session):
+    result = REGISTRY.dispatch(session, "/help")
+    listed = " ".join(row[0] for row in result.rows)
+    for name in REGISTRY.commands:
+        assert f"/{name}" in listed
+
+
+def test_unknown_command_suggests_the_nearest(session):
+    result = REGISTRY.dispatch(session, "/tmep 0.5")
+    assert result.error and "/temp" in result.text
+
+
+def test_temp_validates_and_the_session_goes_on(session):
+    assert "default" in REGISTRY.dispatch(session, "/temp").text
+    for bad in ("3", "-1", "warm"):
+        result = REGISTRY.dispatch(session, f"/temp {bad}")
+        assert result.error and "0 to 2" in result.text and "\n" not in result.text
+    assert "temperature" not in session.params
+    assert not REGISTRY.dispatch(session, "/temp 0.7").error
+    assert session.params["temperature"] == 0.7
+    assert "0.7" in REGISTRY.dispatch(session, "/temp").text
+
+
+def test_system_shows_and_sets_and_keeps_history(session):
+    session.turns.append(finished_turn("gpt-4o-mini", 10, 5))
+    assert "Be kind." in REGISTRY.dispatch(session, "/system").text
+    REGISTRY.dispatch(session, "/system You are a pirate.\nSpeak so.")
+    assert session.system == "You are a pirate.\nSpeak so."
+    assert len(session.turns) == 1
+
+
+def test_clear_forgets_turns_but_keeps_system(session):
+    session.turns.append(finished_turn("gpt-4o-mini", 10, 5))
+    REGISTRY.dispatch(session, "/clear")
+    assert session.turns == [] and session.system == "Be kind."
+
+
+def test_model_shows_and_switches(session):
+    assert "gpt-4o-mini" in REGISTRY.dispatch(session, "/model").text
+    REGISTRY.dispatch(session, "/model gpt-4o")
+    assert session.model == "gpt-4o"
+
+
+def test_usage_per_turn_and_session_with_cost(session):
+    session.turns += [finished_turn("gpt-4o-mini", 1_000_000, 0), finished_turn("gpt-4o-mini", 0, 1_000_000)]
+    result = REGISTRY.dispatch(session, "/usage")
+    assert result.rows[0][2:] == ["1,000,000", "0", "1,000,000", "$0.1500"]
+    assert result.rows[1][2:] == ["0", "1,000,000", "1,000,000", "$0.6000"]
+    assert result.rows[-1][0] == "session" and result.rows[-1][-1] == "$0.7500"
+
+
+def test_usage_never_makes_up_a_price(session):
+    session.turns.append(finished_turn("my-local-model", 100, 20))
+    result = REGISTRY.dispatch(session, "/usage")
+    assert result.rows[0][-1] == "cost unknown" and result.rows[-1][-1] == "cost unknown"
+
+
+def test_dated_snapshots_use_their_family_price():
+    assert price_for("gpt-4o-mini-2024-07-18") == price_for("gpt-4o-mini")
+    assert price_for("gpt-4o-2024-08-06") == price_for("gpt-4o")
+    assert price_for("llama3.2") is None
+    assert cost("gpt-4o", Usage(prompt_tokens=1000, cached_tokens=1000)) == pytest.approx(1000 * 1.25 / 1e6)
+
+
+def test_exit_and_aliases(session):
+    assert REGISTRY.dispatch(session, "/exit").exit
+    assert REGISTRY.dispatch(session, "/quit").exit
+    assert "/exit" in REGISTRY.names() and "/usage" in REGISTRY.names()
