@@ -108,16 +108,16 @@ def _run(args: argparse.Namespace, env) -> int:
     }
     config = load_config(env, config_path=args.config, flags=flags)
     require_api_key(config)
+    params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
     session = Session(
         client=ChatClient(config),
         model=config.model,
         system=config.system,
-        params={"temperature": config.temperature, "max_tokens": config.max_tokens},
+        params={k: v for k, v in params.items() if v is not None},
     )
-    session.params = {k: v for k, v in session.params.items() if v is not None}
     markdown = config.markdown and not args.plain
 
-    if args.question or not env.stdin_isatty:
+    if args.question or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot
 
         return run_oneshot(session, env, args.question, markdown=markdown)

@@ -13,10 +13,14 @@ from chatcli.session import COMPLETE, ERROR, INTERRUPTED, Session
 
 
 def build_message(words: list[str], env: Env) -> str:
-    """The instruction from the arguments, followed by whatever was piped in."""
+    """The instruction from the arguments, followed by whatever was piped in.
+
+    With no arguments and a terminal on stdin (`chatcli > answer.txt`), the
+    question is read from the terminal until Ctrl-D, as cat would.
+    """
     instruction = " ".join(words).strip()
     piped = ""
-    if not env.stdin_isatty:
+    if not env.stdin_isatty or not instruction:
         try:
             piped = env.stdin.read()
         except UnicodeDecodeError:
