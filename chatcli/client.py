@@ -76,12 +76,13 @@ class ChatClient:
                 stream_options={"include_usage": True},
                 **body,
             ) as response:
-                yield from parse_sse(response.iter_lines())
+                yield from parse_sse(response.iter_lines(), secret=self.config.api_key)
         except openai.APIStatusError as exc:
             raise describe_status_error(exc, config=self.config, model=model) from None
-        except openai.APITimeoutError:
-            raise self._timeout_error() from None
-        except httpx2.TimeoutException:
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            # The SDK raises APITimeoutError for connect timeouts too; the cause tells them apart.
+            if isinstance(exc, httpx2.ConnectTimeout) or isinstance(exc.__cause__, httpx2.ConnectTimeout):
+                raise self._connection_error(httpx2.ConnectTimeout("connect")) from None
             raise self._timeout_error() from None
         except openai.APIConnectionError as exc:
             raise self._connection_error(exc.__cause__ or exc) from None
@@ -108,7 +109,7 @@ class ChatClient:
         return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
 
 
-def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
+def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Event]:
     """Turn the SSE lines of a chat-completions stream into events.
 
     Data lines are gathered until a blank line, as the SSE format says, so a
@@ -125,12 +126,12 @@ def parse_sse(lines: Iterable[str]) -> Iterator[Event]:
         data = []
         if payload == "[DONE]":
             return
-        yield from _chunk_events(payload)
+        yield from _chunk_events(payload, secret)
     if data and data != ["[DONE]"]:
-        yield from _chunk_events("\n".join(data))
+        yield from _chunk_events("\n".join(data), secret)
 
 
-def _chunk_events(payload: str) -> Iterator[Event]:
+def _chunk_events(payload: str, secret: str | None) -> Iterator[Event]:
     try:
         chunk = json.loads(payload)
     except json.JSONDecodeError:
@@ -140,7 +141,7 @@ def _chunk_events(payload: str) -> Iterator[Event]:
     error = chunk.get("error")
     if error:
         message = error.get("message") if isinstance(error, dict) else str(error)
-        raise ChatError(f"The server reported an error mid-reply: {_clean(message or 'no details')}")
+        raise ChatError(f"The server reported an error mid-reply: {_clean(redact(message or 'no details', secret))}")
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta") or {}
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")

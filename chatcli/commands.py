@@ -13,7 +13,7 @@ from typing import Callable
 from chatcli.config import SETTINGS_BY_KEY
 from chatcli.errors import ChatError
 from chatcli.pricing import cost, format_cost
-from chatcli.session import Session
+from chatcli.session import ERROR, Session
 
 
 @dataclass
@@ -95,9 +95,9 @@ def exit_command(session: Session, arg: str) -> Result:
 
 @command("clear", help="Forget the conversation; keep the system prompt and settings.")
 def clear_command(session: Session, arg: str) -> Result:
-    count = len(session.turns)
+    count = sum(turn.in_context for turn in session.turns)
     session.clear()
-    return Result(f"Forgot {count} {'turn' if count == 1 else 'turns'}; the system prompt is kept.")
+    return Result(f"Forgot {count} {'exchange' if count == 1 else 'exchanges'}; the system prompt is kept.")
 
 
 @command("system", args="[text]", help="Show the system prompt, or set it (the history is kept).")
@@ -137,7 +137,8 @@ def usage_command(session: Session, arg: str) -> Result:
     session_cost: float | None = 0.0
     for number, turn in enumerate(session.turns, 1):
         if turn.usage is None:
-            rows.append([str(number), turn.model, "-", "-", "-", "not reported"])
+            why = "failed" if turn.status == ERROR and not turn.reply else turn.status
+            rows.append([str(number), turn.model, "-", "-", "-", f"{why}, no usage reported"])
             continue
         turn_cost = cost(turn.model, turn.usage)
         session_cost = None if turn_cost is None or session_cost is None else session_cost + turn_cost

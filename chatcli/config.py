@@ -7,6 +7,7 @@ validation, error messages and config.example.toml all follow from it.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import shlex
 import subprocess
@@ -57,6 +58,8 @@ class Setting:
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if ok and self.kind is str and not value.strip() and not self.optional:
+            ok = False
+        if ok and self.kind is float and not math.isfinite(value):
             ok = False
         if ok and self.kind in (int, float):
             if self.minimum is not None and value < self.minimum:
@@ -139,37 +142,44 @@ def default_config_path(env: Env) -> Path:
     return env.config_dir / "config.toml"
 
 
-def merged_environ(env: Env) -> dict[str, str]:
-    """The environment with ./.env underneath it: .env never overrides a set variable."""
+def read_dotenv(env: Env) -> dict[str, str]:
+    """./.env, if there is one: a layer under the environment, never over it."""
     from dotenv import dotenv_values
 
     path = env.cwd / ".env"
-    values: dict[str, str] = {}
-    if path.is_file():
-        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
-    return {**values, **env.environ}
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _variables_layer(variables: Mapping[str, str], source: str) -> dict[str, Any]:
+    """The settings one set of variables gives; ours (CHATCLI_*) win over OPENAI_* within it."""
+    values: dict[str, Any] = {}
+    base_url = variables.get("OPENAI_BASE_URL") or variables.get("OPENAI_API_BASE")
+    if base_url:
+        values["base_url"] = base_url
+    if variables.get("OPENAI_API_KEY"):
+        values["api_key"] = variables["OPENAI_API_KEY"]
+    for setting in SETTINGS:
+        if setting.env_var in variables:
+            values[setting.key] = setting.parse(variables[setting.env_var], f"{setting.env_var} {source}")
+    return values
 
 
 def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str, Any] | None = None) -> Config:
     """Build the Config from every layer; raise ConfigError naming the bad key."""
-    environ = merged_environ(env)
+    dotenv = read_dotenv(env)
     values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
 
-    path_text = config_path or environ.get("CHATCLI_CONFIG")
+    path_text = config_path or env.environ.get("CHATCLI_CONFIG") or dotenv.get("CHATCLI_CONFIG")
     path = Path(path_text).expanduser() if path_text else default_config_path(env)
     if path_text and not path.is_file():
         raise ConfigError(f"The config file {path} does not exist; check --config or CHATCLI_CONFIG.")
     if path.is_file():
         values.update(read_config_file(path))
 
-    for setting in SETTINGS:
-        if setting.env_var in environ:
-            values[setting.key] = setting.parse(environ[setting.env_var], f"The environment variable {setting.env_var}")
-    base_url = environ.get("CHATCLI_BASE_URL") or environ.get("OPENAI_BASE_URL") or environ.get("OPENAI_API_BASE")
-    if base_url:
-        values["base_url"] = base_url
-    if environ.get("OPENAI_API_KEY") and not environ.get("CHATCLI_API_KEY"):
-        values["api_key"] = environ["OPENAI_API_KEY"]
+    values.update(_variables_layer(dotenv, f"in {env.cwd / '.env'}"))
+    values.update(_variables_layer(env.environ, "in the environment"))
 
     for key, value in (flags or {}).items():
         if value is not None:

@@ -20,11 +20,16 @@ def build_message(words: list[str], env: Env) -> str:
     """
     instruction = " ".join(words).strip()
     piped = ""
-    if not env.stdin_isatty or not instruction:
+    if env.stdin is not None and (not env.stdin_isatty or not instruction):  # stdin may be closed (<&-)
         try:
             piped = env.stdin.read()
-        except UnicodeDecodeError:
+            # Python reads stdin with surrogateescape under a C/UTF-8 locale,
+            # so undecodable bytes show up here as lone surrogates.
+            piped.encode("utf-8")
+        except UnicodeError:
             raise UsageError("The piped input is not UTF-8 text; chatcli can only send text.") from None
+        if "\x00" in piped:
+            raise UsageError("The piped input looks binary (it has NUL bytes); chatcli can only send text.")
     if instruction and piped.strip():
         return f"{instruction}\n\n{piped}"
     text = instruction or piped

@@ -100,22 +100,29 @@ class PlainRenderer:
         self._out = out
         self._filter = ControlFilter()
         self._last = "\n"
+        self._guard = InterruptGuard()
 
     def __enter__(self) -> PlainRenderer:
+        self._guard.install()
         return self
 
     def handle(self, event: Event) -> None:
         if isinstance(event, TextDelta):
             text = self._filter.feed(event.text)
             if text:
-                self._out.write(text)
-                self._out.flush()
-                self._last = text[-1]
+                with self._guard.hold():  # a Ctrl-C waits until the text is out
+                    self._last = text[-1]
+                    self._out.write(text)
+                    self._out.flush()
 
     def __exit__(self, *exc: object) -> None:
-        if self._last != "\n":
-            self._out.write("\n")
-        self._out.flush()
+        try:
+            with self._guard.hold(deliver=False):
+                if self._last != "\n":
+                    self._out.write("\n")
+                self._out.flush()
+        finally:
+            self._guard.uninstall()
 
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")

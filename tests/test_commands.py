@@ -89,3 +89,14 @@ def test_exit_and_aliases(session):
     assert REGISTRY.dispatch(session, "/exit").exit
     assert REGISTRY.dispatch(session, "/quit").exit
     assert "/exit" in REGISTRY.names() and "/usage" in REGISTRY.names()
+
+
+def test_usage_says_why_a_turn_has_no_usage_and_clear_counts_exchanges(session):
+    from chatcli.errors import ChatError
+    from chatcli.session import ERROR
+
+    session.turns.append(finished_turn("gpt-4o-mini", 10, 5))
+    session.turns.append(Turn(user="q", model="gpt-4o-mini", params={}, status=ERROR, error=ChatError("boom")))
+    result = REGISTRY.dispatch(session, "/usage")
+    assert result.rows[1][-1] == "failed, no usage reported"
+    assert REGISTRY.dispatch(session, "/clear").text.startswith("Forgot 1 exchange;")

@@ -1,0 +1,555 @@
+"""One-shot mode end to end: the installed `chatcli` against tests/server.py.
+
+Every test runs the real console script in a subprocess and looks only at
+what a user can see (stdout, stderr, the exit code) and at what the server
+received. stdout is a pipe here, so chatcli must write plain text.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import chatcli
+from chatcli.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK, EXIT_USAGE
+from tests.conftest import CHATCLI, TEST_KEY
+from tests.server import ChatServer, Error, Reply
+
+pytestmark = pytest.mark.timeout(20)
+
+# Anything that can steer a terminal: C0 controls except tab and newline, DEL, C1.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+FAST_RETRY = {"retry-after-ms": "1"}  # the SDK honours it, so retries take no time
+
+
+# --------------------------------------------------------------------------- #
+# helpers
+# --------------------------------------------------------------------------- #
+
+
+def assert_no_key(result: subprocess.CompletedProcess) -> None:
+    """The API key never reaches the terminal, whole or in part."""
+    for stream in (result.stdout, result.stderr):
+        assert TEST_KEY not in stream
+        assert TEST_KEY[-10:] not in stream
+
+
+def assert_ok(result: subprocess.CompletedProcess) -> None:
+    assert_no_key(result)
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stderr == ""
+
+
+def error_line(result: subprocess.CompletedProcess, code: int) -> str:
+    """Exactly one 'chatcli: ...' line on stderr, no traceback, the given exit code."""
+    assert_no_key(result)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("chatcli: "), lines[0]
+    assert result.stderr.endswith("\n")
+    assert not CONTROL.search(lines[0]), repr(lines[0])
+    return lines[0]
+
+
+def user_message(srv: ChatServer) -> str:
+    messages = srv.chat_requests[-1].body["messages"]
+    assert messages[-1]["role"] == "user"
+    return messages[-1]["content"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def without(env: dict[str, str], *names: str) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in names}
+
+
+# --------------------------------------------------------------------------- #
+# asking
+# --------------------------------------------------------------------------- #
+
+
+def test_question_prints_reply_and_streams(srv: ChatServer, run_chatcli) -> None:
+    srv.script(Reply("The sky scatters blue light.", chunk_size=3))
+    result = run_chatcli("why is the sky blue?")
+
+    assert_ok(result)
+    assert result.stdout == "The sky scatters blue light.\n"
+    [request] = srv.chat_requests
+    body = request.body
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["model"] == "gpt-4o-mini"
+    assert body["messages"] == [{"role": "user", "content": "why is the sky blue?"}]
+    # Unset settings are left to the server, not sent as null.
+    assert "temperature" not in body and "max_tokens" not in body
+    assert request.headers["authorization"] == f"Bearer {TEST_KEY}"
+
+
+def test_piped_text_follows_the_instruction(srv: ChatServer, run_chatcli) -> None:
+    piped = "Quarterly report\nRevenue rose 12%.\n"
+    result = run_chatcli("summarize this", input=piped)
+
+    assert_ok(result)
+    message = user_message(srv)
+    assert message.startswith("summarize this")
+    assert piped.strip() in message
+    assert message.index("summarize this") < message.index("Quarterly report")
+
+
+def test_stdin_file_alone_is_the_message(srv: ChatServer, chat_env: dict[str, str], tmp_path: Path) -> None:
+    text = "Notes — ünïcode and all.\nSecond line.\n"
+    notes = tmp_path / "notes.txt"
+    notes.write_text(text, encoding="utf-8")
+    with notes.open("rb") as stdin:  # chatcli < notes.txt
+        result = subprocess.run([str(CHATCLI)], stdin=stdin, capture_output=True, text=True, env=chat_env, timeout=30)
+
+    assert_ok(result)
+    assert user_message(srv) == text
+    assert result.stdout == "echo: " + text
+
+
+def test_system_prompt_is_the_first_message(srv: ChatServer, run_chatcli) -> None:
+    result = run_chatcli("--system", "You are a terse SQL expert.", "list", "tables")
+
+    assert_ok(result)
+    assert srv.chat_requests[-1].body["messages"] == [
+        {"role": "system", "content": "You are a terse SQL expert."},
+        {"role": "user", "content": "list tables"},
+    ]
+
+
+def test_model_temperature_and_max_tokens_reach_the_request(srv: ChatServer, run_chatcli) -> None:
+    result = run_chatcli("--model", "gpt-4o", "--temperature", "0.25", "--max-tokens", "42", "hi")
+
+    assert_ok(result)
+    body = srv.chat_requests[-1].body
+    assert body["model"] == "gpt-4o"
+    assert body["temperature"] == 0.25
+    assert body["max_tokens"] == 42
+
+
+def test_python_dash_m_works_too(srv: ChatServer, chat_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "chatcli", "q"], input="", capture_output=True, text=True, env=chat_env, timeout=30
+    )
+    assert_ok(result)
+    assert result.stdout == "echo: q\n"
+    assert user_message(srv) == "q"
+
+
+def test_reply_cut_by_max_tokens_succeeds_with_a_warning(srv: ChatServer, run_chatcli) -> None:
+    srv.script(Reply("Once upon a", finish_reason="length"))
+    result = run_chatcli("tell a story")
+
+    assert result.returncode == EXIT_OK
+    assert result.stdout == "Once upon a\n"
+    line = error_line(result, EXIT_OK)
+    assert "max_tokens" in line
+
+
+# --------------------------------------------------------------------------- #
+# plain output and hostile text
+# --------------------------------------------------------------------------- #
+
+
+def test_markdown_reaches_a_pipe_exactly_as_written(srv: ChatServer, run_chatcli) -> None:
+    reply = "# Title\n\n**bold** and `code`"
+    srv.script(Reply(reply, chunk_size=3))
+    # Even when colour is forced, a pipe gets the model's text untouched.
+    result = run_chatcli("format something", env={"FORCE_COLOR": "1", "TERM": "xterm-256color"})
+
+    assert_ok(result)
+    assert result.stdout == reply + "\n"
+    assert "\x1b" not in result.stdout
+
+
+HOSTILE = (
+    "Hello \x1b[31mred\x1b[0m world\n"
+    "\x1b]0;title\x07 click \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ here\n"
+    "wipe\x9b2J out\r over\x07 beep\x00 end"
+)
+VISIBLE = ["Hello", "red", "world", "click", "link", "here", "wipe", "out", "over", "beep", "end"]
+
+
+@pytest.mark.parametrize("chunk_size", [64, 1], ids=["whole", "split-across-chunks"])
+def test_control_sequences_never_reach_stdout(srv: ChatServer, run_chatcli, chunk_size: int) -> None:
+    srv.script(Reply(HOSTILE, chunk_size=chunk_size))
+    result = run_chatcli("say something nasty")
+
+    assert_ok(result)
+    assert not CONTROL.search(result.stdout), repr(result.stdout)
+    # The words a terminal would have shown are still there, in order.
+    assert re.search(r"\W+".join(VISIBLE), result.stdout), repr(result.stdout)
+
+
+# --------------------------------------------------------------------------- #
+# errors: one sentence on stderr and the right exit code
+# --------------------------------------------------------------------------- #
+
+# id, scripted behaviours, extra args, extra env, exit code, words the sentence must contain, requests expected
+ERRORS = [
+    pytest.param(
+        [Error(401, "Incorrect API key provided: " + TEST_KEY, code="invalid_api_key")],
+        [], {}, EXIT_CONFIG, ["401", "api key"], 1,
+        id="401",
+    ),
+    pytest.param(
+        [Error(403, f"Project lacks access for key {TEST_KEY}", code="unsupported_country_region_territory")],
+        [], {}, EXIT_CONFIG, ["403"], 1,
+        id="403",
+    ),
+    pytest.param(
+        [Error(404, "The model `no-such-model` does not exist", type="invalid_request_error", code="model_not_found")],
+        ["--model", "no-such-model"], {}, EXIT_FAILURE, ["no-such-model", "not found"], 1,
+        id="404-model",
+    ),
+    pytest.param(
+        [Error(429, "Rate limit reached", code="rate_limit_exceeded", headers=FAST_RETRY)] * 3,
+        [], {}, EXIT_FAILURE, ["rate limit"], 3,
+        id="429-rate-limit",
+    ),
+    pytest.param(
+        [Error(429, "You exceeded your current quota", type="insufficient_quota", code="insufficient_quota",
+               headers=FAST_RETRY)] * 3,
+        [], {}, EXIT_FAILURE, ["credit"], None,
+        id="429-quota",
+    ),
+    pytest.param(
+        [Error(400, "This model's maximum context length is 128000 tokens.", code="context_length_exceeded")],
+        [], {}, EXIT_FAILURE, ["context window"], 1,
+        id="400-context",
+    ),
+    pytest.param(
+        [Error(400, f"Invalid value for 'temperature' (key {TEST_KEY}) \x1b]0;pwned\x07")],
+        [], {}, EXIT_FAILURE, ["400", "temperature"], 1,
+        id="400-other-hostile-detail",
+    ),
+    pytest.param(
+        [Error(500, "boom", headers=FAST_RETRY)] * 3,
+        [], {}, EXIT_FAILURE, ["500"], 3,
+        id="500-retried",
+    ),
+    pytest.param(
+        [Reply("late", first_delay=2)],
+        [], {"CHATCLI_READ_TIMEOUT": "0.3", "CHATCLI_MAX_RETRIES": "0"}, EXIT_NETWORK, ["0.3"], 1,
+        id="read-timeout",
+    ),
+]
+
+
+@pytest.mark.parametrize("script, args, env, code, words, requests", ERRORS)
+def test_http_failures(srv: ChatServer, run_chatcli, script, args, env, code, words, requests) -> None:
+    srv.script(*script)
+    result = run_chatcli(*args, "hello", env=env)
+
+    line = error_line(result, code)
+    for word in words:
+        assert word in line.lower(), line
+    assert result.stdout == ""
+    if requests is not None:
+        assert len(srv.chat_requests) == requests
+
+
+def test_a_transient_500_is_retried_to_success(srv: ChatServer, run_chatcli) -> None:
+    srv.script(Error(500, "boom", headers=FAST_RETRY), Reply("fine now"))
+    result = run_chatcli("hello")
+
+    assert_ok(result)
+    assert result.stdout == "fine now\n"
+    assert len(srv.chat_requests) == 2
+
+
+def test_missing_key_for_openai_says_how_to_set_one(chat_env: dict[str, str]) -> None:
+    env = without(chat_env, "OPENAI_API_KEY", "OPENAI_BASE_URL")
+    result = subprocess.run([str(CHATCLI), "hello"], input="", capture_output=True, text=True, env=env, timeout=30)
+
+    line = error_line(result, EXIT_CONFIG)
+    assert "OPENAI_API_KEY" in line
+    assert ".env" in line
+    assert "config" in line
+    assert result.stdout == ""
+
+
+def test_local_server_asking_for_a_key_gets_exit_3(srv: ChatServer, run_chatcli) -> None:
+    srv.api_key = "sk-the-server-wants-this"
+    result = run_chatcli("hello", env={"OPENAI_API_KEY": ""})
+
+    line = error_line(result, EXIT_CONFIG)
+    assert "401" in line and "OPENAI_API_KEY" in line
+    assert "sk-the-server-wants-this" not in result.stderr
+
+
+def test_connection_refused_names_the_url(run_chatcli) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    result = run_chatcli("hello", env={"OPENAI_BASE_URL": url, "CHATCLI_MAX_RETRIES": "0"})
+
+    line = error_line(result, EXIT_NETWORK)
+    assert url in line
+    assert result.stdout == ""
+
+
+TEXT = "The quick brown fox jumps over the lazy dog."
+
+STREAM_FAULTS = [
+    pytest.param(Reply(TEXT, finish_reason=None), EXIT_FAILURE, TEXT, "cut short", id="no-finish-reason"),
+    pytest.param(Reply(TEXT, disconnect_after=3), EXIT_NETWORK, TEXT[:12], "broke off", id="disconnect"),
+    pytest.param(Reply(TEXT, malformed_after=3), EXIT_FAILURE, TEXT[:12], "malformed", id="malformed-chunk"),
+    pytest.param(
+        Reply(TEXT, error_event_after=3, error_message="Model overloaded \x1b[2J"),
+        EXIT_FAILURE, TEXT[:12], "model overloaded", id="in-band-error",
+    ),
+]
+
+
+@pytest.mark.parametrize("reply, code, partial, words", STREAM_FAULTS)
+def test_broken_streams_keep_the_partial_reply(srv: ChatServer, run_chatcli, reply, code, partial, words) -> None:
+    srv.script(reply)
+    result = run_chatcli("hello")
+
+    line = error_line(result, code)
+    assert words in line.lower(), line
+    assert result.stdout == partial + "\n"
+
+
+def test_in_band_error_echoing_the_key_is_redacted(srv: ChatServer, run_chatcli) -> None:
+    srv.script(Reply(TEXT, error_event_after=3, error_message=f"auth failed for key {TEST_KEY}"))
+    result = run_chatcli("hello")
+
+    line = error_line(result, EXIT_FAILURE)
+    assert "auth failed" in line
+    assert result.stdout == TEXT[:12] + "\n"
+
+
+def test_connect_timeout_says_it_could_not_connect(run_chatcli) -> None:
+    # A listener whose accept queue is full drops new SYNs, so connecting times out.
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        url = f"http://127.0.0.1:{port}/v1"
+        result = run_chatcli(
+            "hello", env={"OPENAI_BASE_URL": url, "CHATCLI_CONNECT_TIMEOUT": "0.3", "CHATCLI_MAX_RETRIES": "0"}
+        )
+    finally:
+        for sock in (*fillers, listener):
+            sock.close()
+
+    line = error_line(result, EXIT_NETWORK)
+    assert url in line
+    assert "connect" in line.lower()
+    assert "0.3" in line
+    assert "read_timeout" not in line
+
+
+# --------------------------------------------------------------------------- #
+# bad command lines and configuration
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    "args, flag, allowed",
+    [
+        (["--temperature", "3"], "--temperature", "from 0 to 2"),
+        (["--max-tokens", "0"], "--max-tokens", "at least 1"),
+        (["--max-tokens", "abc"], "--max-tokens", "at least 1"),
+    ],
+    ids=["temperature-3", "max-tokens-0", "max-tokens-abc"],
+)
+def test_bad_flag_values_are_usage_errors(srv: ChatServer, run_chatcli, args, flag, allowed) -> None:
+    result = run_chatcli(*args, "hello")
+
+    line = error_line(result, EXIT_USAGE)
+    assert flag in line and allowed in line
+    assert args[1] in line  # the value that was wrong
+    assert result.stdout == ""
+    assert srv.requests == []
+
+
+def test_temperature_nan_is_a_usage_error(srv: ChatServer, run_chatcli) -> None:
+    result = run_chatcli("--temperature", "nan", "hello")
+
+    line = error_line(result, EXIT_USAGE)
+    assert "--temperature" in line
+    assert srv.requests == []
+
+
+def test_bad_config_file_is_exit_3(srv: ChatServer, run_chatcli, isolated_env: Path) -> None:
+    path = isolated_env / "config" / "chatcli" / "config.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text("temprature = 0.5\n")
+    result = run_chatcli("hello")
+
+    line = error_line(result, EXIT_CONFIG)
+    assert str(path) in line and "temperature" in line
+    assert srv.requests == []
+
+
+@pytest.mark.parametrize("stdin", ["", " \n\t\n"], ids=["empty", "blank"])
+def test_nothing_to_send_is_a_usage_error(srv: ChatServer, run_chatcli, stdin: str) -> None:
+    result = run_chatcli(input=stdin)
+
+    line = error_line(result, EXIT_USAGE)
+    assert "nothing to send" in line.lower()
+    assert srv.requests == []
+
+
+def test_binary_stdin_is_a_usage_error(srv: ChatServer, chat_env: dict[str, str]) -> None:
+    env = {**chat_env, "LC_ALL": "C.UTF-8"}
+    result = subprocess.run(
+        [str(CHATCLI), "describe this"], input=b"\x89PNG\r\n\x1a\n\xff\xfe\x00", capture_output=True, env=env, timeout=30
+    )
+    decoded = subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
+    )
+    line = error_line(decoded, EXIT_USAGE)
+    assert "utf-8" in line.lower()
+    assert srv.requests == []
+
+
+def test_closed_stdin_still_asks_the_question(srv: ChatServer, chat_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [str(CHATCLI), "hello"], capture_output=True, text=True, env=chat_env, timeout=30,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert "Traceback" not in result.stderr
+    assert_ok(result)
+    assert result.stdout == "echo: hello\n"
+
+
+# --------------------------------------------------------------------------- #
+# help, version, Ctrl-C, a closed pipe
+# --------------------------------------------------------------------------- #
+
+
+def test_help_shows_examples(run_chatcli) -> None:
+    result = run_chatcli("--help")
+
+    assert_ok(result)
+    assert "examples:" in result.stdout
+    assert 'chatcli "why is the sky blue?"' in result.stdout
+    assert "--temperature" in result.stdout and "exit codes" in result.stdout
+
+
+def test_version(run_chatcli) -> None:
+    result = run_chatcli("--version")
+
+    assert_ok(result)
+    assert result.stdout.strip() == f"chatcli {chatcli.__version__}"
+
+
+def _read_until(proc: subprocess.Popen, wanted: bytes, timeout: float = 10) -> bytes:
+    got = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    while wanted not in got:
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out waiting for {wanted!r}; got {got!r}"
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"stdout closed early; got {got!r}"
+            got += chunk
+    return got
+
+
+def test_ctrl_c_keeps_the_partial_reply_and_exits_130(srv: ChatServer, chat_env: dict[str, str]) -> None:
+    srv.script(Reply("Hello there, general Kenobi.", chunk_size=6, stall_after=1, stall_seconds=5))
+    proc = subprocess.Popen(
+        [str(CHATCLI), "hello"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=chat_env
+    )
+    try:
+        got = _read_until(proc, b"Hello ")
+        time.sleep(0.5)  # let it settle into waiting for the next token (see the race test below)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, (got + out).decode(), err.decode())
+
+    line = error_line(result, EXIT_INTERRUPTED)
+    assert "interrupted" in line
+    assert result.stdout == "Hello \n"
+
+
+class _CtrlCAfterFirstWrite(io.StringIO):
+    """A terminal where Ctrl-C lands just after the first piece of the reply was written.
+
+    In a real terminal this is a race (SIGINT arrives as write() returns); here it
+    is made to happen every time.
+    """
+
+    fired = False
+
+    def flush(self) -> None:
+        super().flush()
+        if self.getvalue() and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None:
+    from chatcli.client import ChatClient
+    from chatcli.config import load_config
+    from chatcli.env import Env
+    from chatcli.oneshot import run_oneshot
+    from chatcli.session import Session
+
+    srv.script(Reply("Hello there, general Kenobi.", chunk_size=6))
+    out, err = _CtrlCAfterFirstWrite(), io.StringIO()
+    env = Env(
+        stdin=io.StringIO(""), stdout=out, stderr=err, stdin_isatty=False, stdout_isatty=False,
+        environ={"OPENAI_API_KEY": TEST_KEY, "OPENAI_BASE_URL": srv.base_url}, cwd=Path.cwd(),
+    )
+    config = load_config(env)
+    session = Session(client=ChatClient(config), model=config.model)
+
+    code = run_oneshot(session, env, ["hello"], markdown=False)
+
+    assert code == EXIT_INTERRUPTED
+    assert err.getvalue() == "chatcli: interrupted; the reply above is partial.\n"
+    assert out.getvalue() == "Hello \n"
+
+
+def test_reader_going_away_stops_quietly(srv: ChatServer, chat_env: dict[str, str]) -> None:
+    # chatcli "..." | head -c 10: far more text than a pipe buffer holds.
+    srv.script(Reply("word " * 60_000, chunk_size=8192))
+    proc = subprocess.Popen(
+        [str(CHATCLI), "hello"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=chat_env
+    )
+    try:
+        _read_until(proc, b"word word")
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    assert err.decode() == ""
+    assert proc.returncode == EXIT_OK

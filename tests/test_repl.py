@@ -1,0 +1,460 @@
+"""The REPL, driven through a real prompt-toolkit session in-process.
+
+Keys go in through a pipe (create_pipe_input) and the screen is a DummyOutput;
+replies come from tests/server.py over real HTTP. Each test asserts on what
+the server received and on what the REPL printed, as a user would see it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from chatcli.client import ChatClient
+from chatcli.commands import REGISTRY
+from chatcli.config import Config
+from chatcli.prompt import SlashCompleter, make_toolbar
+from chatcli.repl import Repl
+from chatcli.session import Session
+from tests.server import Error, Reply, compute_usage
+
+ENTER = "\r"
+CTRL_C = "\x03"
+CTRL_D = "\x04"
+ESC_ENTER = "\x1b\r"
+UP = "\x1b[A"
+TAB = "\t"
+
+# gpt-4o-mini's list price, USD per 1M tokens (input, output).
+MINI_PRICE = (0.15, 0.60)
+
+
+@dataclass
+class Chat:
+    """One REPL over a pipe: type keys, run it until Ctrl-D, read what it printed."""
+
+    session: Session
+    repl: Repl
+    pipe: PipeInput
+    out: io.StringIO
+
+    def run(self, *keys: str, pause: float | None = None) -> str:
+        """Type `keys`, then Ctrl-D; run the REPL to its end and return its output.
+
+        With `pause`, each key string is typed after a pause, from a thread, as
+        a person would: needed where prompt-toolkit works asynchronously
+        (history loading, completion) between two keys.
+        """
+        if pause is None:
+            self.pipe.send_text("".join(keys) + CTRL_D)
+            assert self.repl.run() == 0
+        else:
+
+            def typist() -> None:
+                app = self.repl.prompt.app
+                for chunk in (*keys, CTRL_D):
+                    time.sleep(pause)
+                    deadline = time.monotonic() + 10
+                    while not app.is_running and time.monotonic() < deadline:
+                        time.sleep(0.01)  # a reply is still streaming: wait for the next prompt
+                    self.pipe.send_text(chunk)
+
+            thread = threading.Thread(target=typist, daemon=True)
+            thread.start()
+            assert self.repl.run() == 0
+            thread.join(timeout=10)
+        return self.out.getvalue()
+
+
+@pytest.fixture
+def chat(srv, tmp_path: Path):
+    """Build a Session and Repl as cli.py does, reading keys from a pipe."""
+    with ExitStack() as stack:
+
+        def make(
+            *,
+            model: str = "gpt-4o-mini",
+            system: str | None = None,
+            params: dict | None = None,
+            markdown: bool = True,
+            history: Path | None = None,
+        ) -> Chat:
+            config = Config(base_url=srv.base_url, api_key="sk-test", max_retries=0, read_timeout=10)
+            session = Session(client=ChatClient(config), model=model, system=system, params=dict(params or {}))
+            pipe = stack.enter_context(create_pipe_input())
+            out = io.StringIO()
+            repl = Repl(
+                session,
+                out=out,
+                markdown=markdown,
+                color=False,
+                history_path=history or tmp_path / "history",
+                input=pipe,
+                output=DummyOutput(),
+                warm_up=False,
+            )
+            return Chat(session, repl, pipe, out)
+
+        yield make
+
+
+def user_messages(srv) -> list[str]:
+    """The text of the last user message of every chat request, in order."""
+    return [r.body["messages"][-1]["content"] for r in srv.chat_requests]
+
+
+def lines_with(output: str, needle: str) -> list[str]:
+    return [line for line in output.splitlines() if needle in line]
+
+
+def flat(output: str) -> str:
+    """The output with line wrapping undone: every run of whitespace becomes one space."""
+    return " ".join(output.split())
+
+
+# --------------------------------------------------------------------------- #
+# Sending messages
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("markdown", [True, False], ids=["markdown", "plain"])
+def test_enter_sends_the_message_and_the_reply_is_printed(srv, chat, markdown):
+    srv.script(Reply("Hello **world**, nice to meet you."))
+    out = chat(markdown=markdown).run("hi there", ENTER)
+    assert user_messages(srv) == ["hi there"]
+    if markdown:
+        assert "Hello world, nice to meet you." in out
+        assert "**" not in out
+    else:
+        assert "Hello **world**, nice to meet you." in out
+
+
+def test_each_turn_sends_the_conversation_so_far(srv, chat):
+    srv.script(Reply("first answer"), Reply("second answer"))
+    out = chat(system="Be brief.").run("first question", ENTER, "second question", ENTER)
+    assert "first answer" in out and "second answer" in out
+    assert len(srv.chat_requests) == 2
+    assert srv.chat_requests[1].body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "user", "content": "second question"},
+    ]
+
+
+def test_esc_enter_inserts_a_newline_instead_of_sending(srv, chat):
+    chat().run("line one", ESC_ENTER, "line two", ENTER)
+    assert user_messages(srv) == ["line one\nline two"]
+
+
+def test_pasted_lines_arrive_as_one_message(srv, chat):
+    chat().run("\x1b[200~line1\nline2\nline3\x1b[201~", ENTER)
+    assert user_messages(srv) == ["line1\nline2\nline3"]
+
+
+def test_a_message_may_start_with_a_slash_when_doubled(srv, chat):
+    chat().run("//usr/bin is a path", ENTER)
+    assert user_messages(srv) == ["/usr/bin is a path"]
+
+
+def test_blank_lines_send_nothing(srv, chat):
+    chat().run(ENTER, "   ", ENTER, "real", ENTER)
+    assert user_messages(srv) == ["real"]
+
+
+# --------------------------------------------------------------------------- #
+# Ctrl-C, Ctrl-D, /exit
+# --------------------------------------------------------------------------- #
+
+
+def test_ctrl_c_at_the_prompt_clears_the_line_and_does_not_quit(srv, chat):
+    chat().run("abc", CTRL_C, "xyz", ENTER)
+    assert user_messages(srv) == ["xyz"]
+
+
+def test_ctrl_d_quits(srv, chat):
+    c = chat()
+    c.pipe.send_text("first" + ENTER + CTRL_D + "after ctrl-d" + ENTER)
+    assert c.repl.run() == 0
+    assert user_messages(srv) == ["first"]
+
+
+@pytest.mark.parametrize("command", ["/exit", "/quit", "/q"])
+def test_exit_command_quits(srv, chat, command):
+    c = chat()
+    out = c.run("first", ENTER, command, ENTER, "after exit", ENTER)
+    assert user_messages(srv) == ["first"]
+    assert "after exit" not in out
+
+
+# --------------------------------------------------------------------------- #
+# Input history
+# --------------------------------------------------------------------------- #
+
+
+def test_input_history_persists_across_runs(srv, chat, tmp_path):
+    history = tmp_path / "state" / "history"
+    chat(history=history).run("remember me", ENTER)
+    assert history.exists() and history.stat().st_mode & 0o077 == 0  # only the user can read it
+    chat(history=history).run(UP, ENTER, pause=0.2)
+    assert user_messages(srv) == ["remember me", "remember me"]
+    # A fresh session: the second request is the recalled message alone.
+    assert srv.chat_requests[1].body["messages"] == [{"role": "user", "content": "remember me"}]
+
+
+# --------------------------------------------------------------------------- #
+# Slash commands
+# --------------------------------------------------------------------------- #
+
+
+def test_help_lists_every_command(srv, chat):
+    out = chat().run("/help", ENTER)
+    for name, command in REGISTRY.commands.items():
+        assert f"/{name}" in out, f"/help does not list /{name}"
+        for alias in command.aliases:
+            assert f"/{alias}" in out
+    assert "Ctrl-D" in out and "Alt-Enter" in out
+    assert srv.chat_requests == []
+
+
+def test_clear_forgets_the_history_but_keeps_the_system_prompt(srv, chat):
+    out = chat(system="Be brief.").run("one", ENTER, "two", ENTER, "/clear", ENTER, "three", ENTER)
+    assert "Forgot 2 exchanges" in out
+    assert srv.chat_requests[-1].body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "three"},
+    ]
+
+
+def test_system_shows_and_sets_the_system_prompt_keeping_the_history(srv, chat):
+    out = chat(system="Be brief.").run(
+        "/system", ENTER, "one", ENTER, "/system You are a pirate.", ENTER, "/system", ENTER, "two", ENTER
+    )
+    assert "System prompt: Be brief." in out
+    assert "System prompt: You are a pirate." in out
+    assert srv.chat_requests[-1].body["messages"] == [
+        {"role": "system", "content": "You are a pirate."},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "echo: one"},
+        {"role": "user", "content": "two"},
+    ]
+
+
+def test_system_without_a_prompt_says_none_is_set_and_can_set_one(srv, chat):
+    out = chat().run("/system", ENTER, "/system Speak French.", ENTER, "bonjour", ENTER)
+    assert "No system prompt is set." in out
+    assert srv.chat_requests[-1].body["messages"][0] == {"role": "system", "content": "Speak French."}
+
+
+def test_temp_shows_sets_and_rejects_bad_values(srv, chat):
+    out = chat().run(
+        "/temp", ENTER,
+        "a", ENTER,
+        "/temp 0.7", ENTER,
+        "b", ENTER,
+        "/temp 3", ENTER,
+        "/temp abc", ENTER,
+        "/temp", ENTER,
+        "c", ENTER,
+    )  # fmt: skip
+    first, second, third = (r.body for r in srv.chat_requests)
+    assert "temperature" not in first
+    assert second["temperature"] == 0.7
+    assert third["temperature"] == 0.7  # the rejected values changed nothing
+    assert "Temperature: the server's default." in out
+    assert "Temperature set to 0.7." in out
+    assert "Temperature: 0.7" in out
+    # Each bad value gets one line saying what is allowed, and the session goes on.
+    for bad in ("'3'", "'abc'"):
+        (line,) = lines_with(out, bad)
+        assert "0 to 2" in line
+    assert len(lines_with(out, "must be")) == 2
+    assert "Traceback" not in out
+
+
+def test_temp_rejects_nan(srv, chat):
+    out = chat().run("/temp nan", ENTER, "hello", ENTER)
+    (line,) = lines_with(out, "'nan'")
+    assert "0 to 2" in line
+    assert user_messages(srv) == ["hello"]
+    assert "temperature" not in srv.chat_requests[0].body
+
+
+def test_model_shows_and_switches_the_model(srv, chat):
+    out = chat().run("/model", ENTER, "a", ENTER, "/model gpt-4o", ENTER, "/model", ENTER, "b", ENTER)
+    assert "Model: gpt-4o-mini" in out
+    assert "Model set to gpt-4o." in out
+    assert "Model: gpt-4o\n" in out
+    assert [r.body["model"] for r in srv.chat_requests] == ["gpt-4o-mini", "gpt-4o"]
+
+
+def _usage_row(out: str, first_cell: str) -> list[str]:
+    """The cells of the last /usage table row that starts with `first_cell`."""
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] == [first_cell]]
+    assert rows, f"no /usage row {first_cell!r} in:\n{out}"
+    return rows[-1]
+
+
+def _mini_cost(usage: dict) -> str:
+    dollars = (usage["prompt_tokens"] * MINI_PRICE[0] + usage["completion_tokens"] * MINI_PRICE[1]) / 1e6
+    return f"${dollars:.4f}"
+
+
+def test_usage_shows_tokens_per_turn_and_a_session_cost(srv, chat):
+    long_reply = "word " * 500
+    srv.script(Reply(long_reply, chunk_size=200), Reply("short answer"))
+    out = chat(markdown=False).run("first", ENTER, "second", ENTER, "/usage", ENTER)
+    u1 = compute_usage(srv.chat_requests[0].body, long_reply)
+    u2 = compute_usage(srv.chat_requests[1].body, "short answer")
+    assert _usage_row(out, "1") == [
+        "1", "gpt-4o-mini", str(u1["prompt_tokens"]), str(u1["completion_tokens"]), str(u1["total_tokens"]),
+        _mini_cost(u1),
+    ]  # fmt: skip
+    assert _usage_row(out, "2")[:5] == [
+        "2", "gpt-4o-mini", str(u2["prompt_tokens"]), str(u2["completion_tokens"]), str(u2["total_tokens"]),
+    ]  # fmt: skip
+    total = {k: u1[k] + u2[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    assert total["total_tokens"] >= 1000  # shown with a thousands separator
+    session_row = _usage_row(out, "session")
+    assert session_row[1:4] == [f"{total['prompt_tokens']:,}", f"{total['completion_tokens']:,}", f"{total['total_tokens']:,}"]
+    assert session_row[4] == _mini_cost(total)
+    assert session_row[4] != "$0.0000"  # 500 output tokens of gpt-4o-mini cost something
+
+
+def test_usage_says_cost_unknown_for_an_unpriced_model(srv, chat):
+    out = chat(markdown=False).run(
+        "first", ENTER, "/model my-local-model", ENTER, "second", ENTER, "/usage", ENTER
+    )
+    u2 = compute_usage(srv.chat_requests[1].body, "echo: second")
+    row = _usage_row(out, "2")
+    assert row[:5] == ["2", "my-local-model", str(u2["prompt_tokens"]), str(u2["completion_tokens"]), str(u2["total_tokens"])]
+    assert " ".join(row[5:]) == "cost unknown"
+    assert _usage_row(out, "1")[-1].startswith("$")  # the priced turn keeps its cost
+    assert " ".join(_usage_row(out, "session")[-2:]) == "cost unknown"
+
+
+def test_usage_before_any_turn(srv, chat):
+    out = chat().run("/usage", ENTER)
+    assert "No turns yet." in out
+
+
+def test_unknown_command_suggests_the_nearest(srv, chat):
+    out = chat().run("/tmep 0.5", ENTER, "hello", ENTER)
+    (line,) = lines_with(out, "/tmep")
+    assert "Did you mean /temp?" in line
+    assert user_messages(srv) == ["hello"]  # the typo was not sent as a message
+    assert "temperature" not in srv.chat_requests[0].body
+
+
+# --------------------------------------------------------------------------- #
+# Completion and toolbar
+# --------------------------------------------------------------------------- #
+
+
+def test_tab_completes_a_slash_command(srv, chat):
+    out = chat().run("hello", ENTER, "/us", TAB, ENTER, pause=0.15)
+    assert "Unknown command" not in out
+    assert "Tokens as reported by the server" in out  # /usage ran
+
+
+def _completions(text: str) -> list[str]:
+    completer = SlashCompleter(REGISTRY)
+    return [c.text for c in completer.get_completions(Document(text), CompleteEvent(completion_requested=True))]
+
+
+def test_slash_completer_offers_commands_at_the_start_of_the_line():
+    assert _completions("/us") == ["/usage"]
+    assert _completions("/TE") == ["/temp", "/temperature"]
+    assert _completions("/") == REGISTRY.names()
+    assert {f"/{name}" for name in REGISTRY.commands} <= set(_completions("/"))
+    assert _completions("hello") == []
+    assert _completions("say /us") == []
+    assert _completions("/temp 0") == []  # no completion once the argument starts
+    (usage,) = SlashCompleter(REGISTRY).get_completions(Document("/us"), CompleteEvent())
+    assert usage.start_position == -3  # replaces what was typed
+    assert usage.display_meta_text == REGISTRY.commands["usage"].help
+
+
+def _toolbar_text(session: Session) -> str:
+    return "".join(text for _style, text in make_toolbar(session)())
+
+
+def test_toolbar_shows_model_temperature_and_tokens_and_follows_changes(srv, chat):
+    c = chat(params={"temperature": 0.5})
+    toolbar = _toolbar_text(c.session)
+    assert "gpt-4o-mini" in toolbar and "temp 0.5" in toolbar and " 0 tokens" in toolbar
+    c.run("hello", ENTER, "/model gpt-4o", ENTER, "/temp default", ENTER)
+    tokens = compute_usage(srv.chat_requests[0].body, "echo: hello")["total_tokens"]
+    toolbar = _toolbar_text(c.session)
+    assert "gpt-4o " in toolbar and "gpt-4o-mini" not in toolbar
+    assert "temp default" in toolbar
+    assert f" {tokens} tokens" in toolbar
+
+
+# --------------------------------------------------------------------------- #
+# Failures
+# --------------------------------------------------------------------------- #
+
+
+def test_a_failed_send_keeps_the_message_at_the_prompt_for_a_retry(srv, chat):
+    srv.script(Error(500, "boom"))
+    out = chat(system="Be brief.").run("please answer", ENTER, ENTER)
+    assert user_messages(srv) == ["please answer", "please answer"]
+    # The failed turn is not repeated in the retry's conversation.
+    assert srv.chat_requests[1].body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "please answer"},
+    ]
+    (error,) = lines_with(out, "HTTP 500")
+    assert error.startswith("The server failed") and error.endswith("try again later.")
+    assert "press Enter to send it again" in out
+    assert "echo: please answer" in out
+    assert "Traceback" not in out
+
+
+def test_ctrl_c_clears_a_message_put_back_after_a_failure(srv, chat):
+    srv.script(Error(500, "boom"))
+    chat().run("please answer", ENTER, CTRL_C, "something else", ENTER)
+    assert user_messages(srv) == ["please answer", "something else"]
+
+
+def test_a_reply_that_breaks_off_is_kept_and_marked(srv, chat):
+    srv.script(Reply("alpha beta gamma delta", chunk_size=6, disconnect_after=2))
+    out = chat().run("tell me", ENTER, "go on", ENTER)
+    partial = "alpha beta g"
+    assert partial in out
+    assert f"The connection to {srv.base_url} broke off in the middle of the reply; try again. (partial reply kept)" in flat(out)
+    assert flat(out).count("broke off") == 1
+    assert "gamma delta" not in out
+    # Not put back at the prompt: the next Enter sent the next message, with the partial reply.
+    assert user_messages(srv) == ["tell me", "go on"]
+    assert srv.chat_requests[1].body["messages"] == [
+        {"role": "user", "content": "tell me"},
+        {"role": "assistant", "content": partial},
+        {"role": "user", "content": "go on"},
+    ]
+
+
+def test_a_reply_without_a_finish_is_marked_as_possibly_cut(srv, chat):
+    srv.script(Reply("half an answer", finish_reason=None))
+    out = chat().run("q", ENTER)
+    assert "half an answer" in out
+    assert "The reply stopped before the server said it was finished; it may be cut short (partial reply kept)." in flat(out)
+
+
+def test_a_reply_cut_by_max_tokens_says_so(srv, chat):
+    srv.script(Reply("a reply that ran out of", finish_reason="length"))
+    out = chat(params={"max_tokens": 6}).run("q", ENTER)
+    assert srv.chat_requests[0].body["max_tokens"] == 6
+    assert "a reply that ran out of" in out
+    assert "[the reply reached the max_tokens limit]" in out
