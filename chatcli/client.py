@@ -82,7 +82,7 @@ class ChatClient:
         except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
             # The SDK raises APITimeoutError for connect timeouts too; the cause tells them apart.
             if isinstance(exc, httpx2.ConnectTimeout) or isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                raise self._connection_error(httpx2.ConnectTimeout("connect")) from None
+                raise self._connect_timeout_error() from None
             raise self._timeout_error() from None
         except openai.APIConnectionError as exc:
             raise self._connection_error(exc.__cause__ or exc) from None
@@ -95,17 +95,18 @@ class ChatClient:
             "try again, or raise read_timeout in your config."
         )
 
+    def _connect_timeout_error(self) -> NetworkError:
+        return NetworkError(
+            f"Could not connect to {self.config.base_url} within {self.config.connect_timeout:g}s; "
+            "check the base URL and your network."
+        )
+
     def _connection_error(self, cause: BaseException) -> ChatError:
         import httpx2
 
         url = self.config.base_url
         if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
-        if isinstance(cause, httpx2.ConnectTimeout):
-            return NetworkError(
-                f"Could not connect to {url} within {self.config.connect_timeout:g}s; "
-                "check the base URL and your network."
-            )
         return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
 
 

@@ -198,9 +198,9 @@ class _HTTPServer(ThreadingHTTPServer):
     block_on_close = False  # server_close() must not wait for a stalled handler
     request_queue_size = 64
 
-    def __init__(self, chat: ChatServer) -> None:
+    def __init__(self, chat: ChatServer, port: int = 0) -> None:
         self.chat = chat
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), which can hang on DNS.
@@ -496,7 +496,8 @@ class ChatServer:
     changed at any time; each request reads them when it arrives.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, port: int = 0) -> None:
+        self._port = port  # 0: any free port
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -519,7 +520,7 @@ class ChatServer:
         if self._httpd is not None:
             raise RuntimeError("ChatServer already started")
         self._stopping.clear()
-        self._httpd = _HTTPServer(self)
+        self._httpd = _HTTPServer(self, self._port)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="ChatServer", daemon=True
         )
@@ -644,3 +645,30 @@ class ChatServer:
 
     def _new_request_id(self) -> str:
         return f"req_test{next(self._ids):08d}"
+
+
+def main() -> None:
+    """Serve by hand, to try chatcli against it: python -m tests.server [--port N] [--reply FILE]."""
+    import argparse
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description="A local chat-completions server for trying chatcli.")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--reply", type=Path, help="stream this file's text as every reply (default: echo)")
+    parser.add_argument("--delay", type=float, default=0.005, help="seconds between 4-character chunks")
+    args = parser.parse_args()
+    server = ChatServer(port=args.port).start()
+    if args.reply:
+        server.default = Reply(args.reply.read_text(), delay=args.delay)
+    else:
+        server.default = Echo(delay=args.delay)
+    print(f"serving on {server.base_url}; try: OPENAI_BASE_URL={server.base_url} chatcli", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
