@@ -95,7 +95,7 @@ def exit_command(session: Session, arg: str) -> Result:
 
 @command("clear", help="Forget the conversation; keep the system prompt and settings.")
 def clear_command(session: Session, arg: str) -> Result:
-    count = sum(turn.in_context for turn in session.turns)
+    count = sum(turn.in_context for turn in session.context_turns)
     session.clear()
     return Result(f"Forgot {count} {'exchange' if count == 1 else 'exchanges'}; the system prompt is kept.")
 

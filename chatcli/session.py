@@ -59,7 +59,8 @@ class Session:
     model: str
     system: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    turns: list[Turn] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)  # every turn, also those /clear left behind
+    context_start: int = 0  # turns before this index are no longer sent
 
     @property
     def temperature(self) -> float | None:
@@ -68,7 +69,7 @@ class Session:
     def messages(self, pending: str | None = None) -> list[dict[str, str]]:
         """The conversation as the API wants it, optionally with a new user message."""
         out = [{"role": "system", "content": self.system}] if self.system else []
-        for turn in self.turns:
+        for turn in self.context_turns:
             if turn.in_context:
                 out.append({"role": "user", "content": turn.user})
                 out.append({"role": "assistant", "content": turn.reply})
@@ -76,9 +77,17 @@ class Session:
             out.append({"role": "user", "content": pending})
         return out
 
+    @property
+    def context_turns(self) -> list[Turn]:
+        """The turns the next request builds on."""
+        return self.turns[self.context_start :]
+
     def clear(self) -> None:
-        """Forget the history; the system prompt, model and parameters stay."""
-        self.turns.clear()
+        """Stop sending the history; the system prompt, model and parameters stay.
+
+        The turns themselves are kept: their tokens were spent, and /usage counts them.
+        """
+        self.context_start = len(self.turns)
 
     @property
     def usage(self) -> Usage:

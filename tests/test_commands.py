@@ -52,10 +52,15 @@ def test_system_shows_and_sets_and_keeps_history(session):
     assert len(session.turns) == 1
 
 
-def test_clear_forgets_turns_but_keeps_system(session):
+def test_clear_forgets_turns_but_keeps_system_and_spent_tokens(session):
     session.turns.append(finished_turn("gpt-4o-mini", 10, 5))
     REGISTRY.dispatch(session, "/clear")
-    assert session.turns == [] and session.system == "Be kind."
+    assert session.messages("next") == [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "next"},
+    ]
+    assert session.usage.total_tokens == 15  # spent tokens still count
+    assert REGISTRY.dispatch(session, "/usage").rows[-1][4] == "15"
 
 
 def test_model_shows_and_switches(session):
