@@ -93,38 +93,6 @@ def strip_controls(text: str) -> str:
     return ControlFilter().feed(text)
 
 
-class PlainRenderer:
-    """Writes the reply as it streams, as plain text: for pipes, files and NO markdown."""
-
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-        self._filter = ControlFilter()
-        self._last = "\n"
-        self._guard = InterruptGuard()
-
-    def __enter__(self) -> PlainRenderer:
-        self._guard.install()
-        return self
-
-    def handle(self, event: Event) -> None:
-        if isinstance(event, TextDelta):
-            text = self._filter.feed(event.text)
-            if text:
-                with self._guard.hold():  # a Ctrl-C waits until the text is out
-                    self._last = text[-1]
-                    self._out.write(text)
-                    self._out.flush()
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            with self._guard.hold(deliver=False):
-                if self._last != "\n":
-                    self._out.write("\n")
-                self._out.flush()
-        finally:
-            self._guard.uninstall()
-
-
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
 
@@ -251,20 +219,74 @@ class InterruptGuard:
                     raise KeyboardInterrupt
 
 
-class MarkdownRenderer:
+class Renderer:
+    """What both renderers share: control sequences filtered out, Ctrl-C held while drawing."""
+
+    def __init__(self) -> None:
+        self._filter = ControlFilter()
+        self._guard = InterruptGuard()
+
+    def __enter__(self) -> Renderer:
+        self._guard.install()
+        self._start()
+        return self
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            text = self._filter.feed(event.text)
+            if text:
+                self._draw(text)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            # The reply is over; a Ctrl-C now only cuts short the drawing of it.
+            with self._guard.hold(deliver=False):
+                self._finish()
+        finally:
+            self._guard.uninstall()
+
+    def _start(self) -> None:
+        pass
+
+    def _draw(self, text: str) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        pass
+
+
+class PlainRenderer(Renderer):
+    """Writes the reply as it streams, as plain text: for pipes, files and --plain."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__()
+        self._out = out
+        self._last = "\n"
+
+    def _draw(self, text: str) -> None:
+        with self._guard.hold():  # a Ctrl-C waits until the text is out
+            self._last = text[-1]
+            self._out.write(text)
+            self._out.flush()
+
+    def _finish(self) -> None:
+        if self._last != "\n":
+            self._out.write("\n")
+        self._out.flush()
+
+
+class MarkdownRenderer(Renderer):
     """Live markdown: finished blocks go to scrollback once; the tail is redrawn ~12 times a second."""
 
     def __init__(self, console: Console, *, code_theme: str = "monokai") -> None:
+        super().__init__()
         self._console = console
         self._code_theme = code_theme
-        self._filter = ControlFilter()
         self._splitter = BlockSplitter()
         self._newline_before_next = False
         self._live = None
-        self._guard = InterruptGuard()
 
-    def __enter__(self) -> MarkdownRenderer:
-        self._guard.install()
+    def _start(self) -> None:
         from rich.live import Live
 
         self._live = Live(
@@ -278,26 +300,17 @@ class MarkdownRenderer:
             vertical_overflow="crop",
         )
         self._live.start()
-        return self
 
-    def handle(self, event: Event) -> None:
-        if isinstance(event, TextDelta):
-            text = self._filter.feed(event.text)
-            if text:
-                for block in self._splitter.feed(text):
-                    self._print_block(block)
+    def _draw(self, text: str) -> None:
+        for block in self._splitter.feed(text):
+            self._print_block(block)
 
-    def __exit__(self, *exc: object) -> None:
-        try:
-            # The reply is over; a Ctrl-C now only cuts short the drawing of it.
-            with self._guard.hold(deliver=False):
-                if self._live is not None:
-                    self._live.stop()
-                rest = self._splitter.take_rest()
-                if rest.strip():
-                    self._print_block(rest)
-        finally:
-            self._guard.uninstall()
+    def _finish(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+        rest = self._splitter.take_rest()
+        if rest.strip():
+            self._print_block(rest)
 
     def _markdown(self, text: str):
         from rich.markdown import Markdown
