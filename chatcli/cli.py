@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from chatcli import __version__
 from chatcli.config import SETTINGS_BY_KEY
-from chatcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ChatError, ConfigError
+from chatcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ChatError, ConfigError, UsageError
 
 EXAMPLES = """\
 examples:
@@ -23,6 +24,10 @@ examples:
   cat report.md | chatcli "summarize this"     send piped text with an instruction
   chatcli < notes.txt > answer.txt             send a file, write the answer to a file
   chatcli --base-url http://localhost:11434/v1 --model llama3.2   use a local Ollama
+  chatcli -c                                   continue the last session
+  chatcli --resume 12                          continue session 12
+  chatcli sessions list                        saved sessions (also: show, search, export,
+                                               delete, prune, rename; see chatcli sessions -h)
 
 configuration (lowest to highest): defaults, ~/.config/chatcli/config.toml,
 ./.env, the environment (OPENAI_API_KEY, OPENAI_BASE_URL, CHATCLI_*), flags.
@@ -68,18 +73,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
     parser.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
     parser.add_argument("--plain", action="store_true", help="print replies as plain text, not markdown")
+    parser.add_argument(
+        "-r", "--resume", nargs="?", const="last", metavar="ID", help="continue a saved session (default: the last)"
+    )
+    parser.add_argument("-c", "--continue", dest="resume", action="store_const", const="last", help="continue the last session")
+    parser.add_argument("--db", type=_setting("db"), metavar="PATH", help="session database (default: ~/.local/share/chatcli/chatcli.db)")
+    parser.add_argument("--no-save", action="store_true", help="incognito: save nothing, input history included")
     parser.add_argument("--version", action="version", version=f"chatcli {__version__}")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sessions"]:
+        from chatcli.sessions import build_sessions_parser, run_sessions
+
+        args = build_sessions_parser(_Parser).parse_args(argv[1:])
+        runner = run_sessions
+    else:
+        args = build_parser().parse_args(argv)
+        runner = _run
 
     from chatcli.env import Env
 
     env = Env.from_process()
     try:
-        return _run(args, env)
+        return runner(args, env)
     except ChatError as exc:
         env.stderr.write(f"chatcli: {exc.message}\n")
         return exc.exit_code
@@ -97,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, env) -> int:
     from chatcli.client import ChatClient
     from chatcli.config import load_config, require_api_key
+    from chatcli.journal import Journal
     from chatcli.session import Session
 
     flags = {
@@ -106,15 +126,30 @@ def _run(args: argparse.Namespace, env) -> int:
         "max_tokens": args.max_tokens,
         "base_url": args.base_url,
     }
-    config = load_config(env, config_path=args.config, flags=flags)
+    config = load_config(env, config_path=args.config, flags={**flags, "db": args.db})
     require_api_key(config)
-    params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
-    session = Session(
-        client=ChatClient(config),
-        model=config.model,
-        system=config.system,
-        params={k: v for k, v in params.items() if v is not None},
-    )
+    save = config.save and not args.no_save
+    journal = open_journal(config, env) if save else Journal()
+    client = ChatClient(config)
+    if args.resume is not None:
+        session = resume_session(journal, args.resume, client=client)
+        # Flags given now win over the saved state; config defaults do not.
+        if args.model:
+            session.set_model(args.model)
+        if args.system:
+            session.set_system(args.system)
+        for key in ("temperature", "max_tokens"):
+            if flags[key] is not None:
+                session.set_param(key, flags[key])
+    else:
+        params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
+        session = Session(
+            client=client,
+            model=config.model,
+            system=config.system,
+            params={k: v for k, v in params.items() if v is not None},
+            journal=journal,
+        )
     markdown = config.markdown and not args.plain
 
     if args.question or not (env.stdin_isatty and env.stdout_isatty):
@@ -130,6 +165,32 @@ def _run(args: argparse.Namespace, env) -> int:
         keyboard=env.stdin,
         markdown=markdown,
         color=not env.no_color,
-        history_path=env.state_dir / "history",
+        history_path=env.state_dir / "history" if save else None,
     )
     return repl.run()
+
+
+def open_journal(config, env):
+    from chatcli.journal import Journal
+    from chatcli.store import default_db_path
+
+    path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
+    return Journal.open(path)
+
+
+def resume_session(journal, which: str, *, client):
+    """The session --resume names, or the last one."""
+    from chatcli.session import Session
+
+    if not journal.saving:
+        reason = journal.take_warning() or "history is not being saved (--no-save or save = false)"
+        raise ChatError(f"Cannot resume: {reason[0].lower() + reason[1:]}".rstrip(".") + ".")
+    if which == "last":
+        session_id = journal.last_session_id()
+        if session_id is None:
+            raise ChatError("There is no saved session to continue yet; start one with chatcli.")
+    elif which.isdigit():
+        session_id = int(which)
+    else:
+        raise UsageError(f"--resume takes a session id, as chatcli sessions list shows them, not {which!r}.")
+    return Session.load(journal, session_id, client=client)

@@ -13,7 +13,7 @@ from typing import Callable
 from chatcli.config import SETTINGS_BY_KEY
 from chatcli.errors import ChatError
 from chatcli.pricing import cost, format_cost
-from chatcli.session import ERROR, Session
+from chatcli.session import ERROR, PENDING, Session
 
 
 @dataclass
@@ -23,6 +23,9 @@ class Result:
     headers: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     exit: bool = False
+    send: str | None = None  # the REPL sends this as a turn (/retry)
+    prefill: str | None = None  # the REPL puts this back at the prompt (/undo)
+    recap: bool = False  # the REPL shows the session's history (/resume)
 
 
 Handler = Callable[[Session, str], Result]
@@ -104,7 +107,7 @@ def clear_command(session: Session, arg: str) -> Result:
 def system_command(session: Session, arg: str) -> Result:
     if not arg:
         return Result(f"System prompt: {session.system}" if session.system else "No system prompt is set.")
-    session.system = arg
+    session.set_system(arg)
     return Result("System prompt set; the history is kept.")
 
 
@@ -115,9 +118,9 @@ def temp_command(session: Session, arg: str) -> Result:
         value = session.params.get("temperature")
         return Result(f"Temperature: {value:g}" if value is not None else "Temperature: the server's default.")
     if arg.lower() in ("default", "unset", "none"):
-        session.params.pop("temperature", None)
+        session.set_param("temperature", None)
         return Result("Temperature reset to the server's default.")
-    session.params["temperature"] = setting.parse(arg, "The temperature")
+    session.set_param("temperature", setting.parse(arg, "The temperature"))
     return Result(f"Temperature set to {session.params['temperature']:g}.")
 
 
@@ -127,7 +130,7 @@ def model_command(session: Session, arg: str) -> Result:
         return Result(f"Model: {session.model}")
     if any(ch.isspace() for ch in arg):
         return Result(f"A model name has no spaces: {arg!r}.", error=True)
-    session.model = arg
+    session.set_model(arg)
     return Result(f"Model set to {arg}.")
 
 
@@ -137,7 +140,7 @@ def usage_command(session: Session, arg: str) -> Result:
     session_cost: float | None = 0.0
     for number, turn in enumerate(session.turns, 1):
         if turn.usage is None:
-            why = "failed" if turn.status == ERROR and not turn.reply else turn.status
+            why = {PENDING: "no reply"}.get(turn.status, "failed" if turn.status == ERROR and not turn.reply else turn.status)
             rows.append([str(number), turn.model, "-", "-", "-", f"{why}, no usage reported"])
             continue
         turn_cost = cost(turn.model, turn.usage)
@@ -153,3 +156,77 @@ def usage_command(session: Session, arg: str) -> Result:
         headers=["turn", "model", "prompt", "completion", "total", "cost"],
         rows=rows,
     )
+
+
+@command("sessions", help="List recent saved sessions.")
+def sessions_command(session: Session, arg: str) -> Result:
+    listed = session.journal.list_sessions(limit=20)
+    if listed is None:
+        return Result("History is not being saved, so there are no sessions to list.", error=True)
+    if not listed:
+        return Result("No saved sessions yet.")
+    rows = [
+        [str(info.id) + (" *" if info.id == session.id else ""), info.title or "", info.model, str(info.turns), age(info.updated_at)]
+        for info in listed
+    ]
+    return Result(text="Resume one with /resume ID.", headers=["id", "title", "model", "turns", "updated"], rows=rows)
+
+
+@command("resume", args="ID", help="Switch to a saved session.")
+def resume_command(session: Session, arg: str) -> Result:
+    if not arg.isdigit():
+        return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
+    session.adopt(Session.load(session.journal, int(arg), client=session.client))
+    return Result(f"Resumed session {arg}: {session.title or 'untitled'}.", recap=True)
+
+
+@command("new", help="Start a new session (the current one stays saved).")
+def new_command(session: Session, arg: str) -> Result:
+    session.adopt(Session(client=session.client, model=session.model, system=session.system,
+                          params=dict(session.params), journal=session.journal.fork()))
+    return Result("Started a new session.")
+
+
+@command("title", args="TEXT", help="Name the session.")
+def title_command(session: Session, arg: str) -> Result:
+    if not arg:
+        return Result(f"Title: {session.title}" if session.title else "This session has no title yet.")
+    session.set_title(" ".join(arg.split()))
+    return Result(f"Title set to {session.title!r}.")
+
+
+@command("export", args="PATH", help="Write the session to a .md or .json file.")
+def export_command(session: Session, arg: str) -> Result:
+    from chatcli.export import write_export
+
+    if not arg:
+        return Result("Give a file to export to: /export chat.md or /export chat.json.", error=True)
+    target = write_export(session, arg)
+    return Result(f"Exported {len(session.turns)} turns to {target}.")
+
+
+@command("undo", help="Drop the last exchange, from what is sent and from the store.")
+def undo_command(session: Session, arg: str) -> Result:
+    turn = session.undo()
+    if turn is None:
+        return Result("Nothing to undo.", error=True)
+    return Result("Dropped the last exchange; its message is back at the prompt.", prefill=turn.user)
+
+
+@command("retry", help="Send the last message again, replacing its reply.")
+def retry_command(session: Session, arg: str) -> Result:
+    turn = session.undo()
+    if turn is None:
+        return Result("Nothing to retry.", error=True)
+    return Result(send=turn.user)
+
+
+def age(timestamp: float) -> str:
+    """How long ago, in the largest whole unit."""
+    import time
+
+    seconds = max(0, time.time() - timestamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return "just now"

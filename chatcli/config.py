@@ -108,6 +108,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("read_timeout", float, 60.0, "Longest silence, in seconds, while waiting for the next token.", 0.1, 3600),
     Setting("max_retries", int, 2, "Retries for rate limits, server errors and dropped connections.", 0, 10),
     Setting("markdown", bool, True, "Render replies as markdown in the terminal (pipes always get plain text)."),
+    Setting("save", bool, True, "Save sessions and input history; false is incognito and writes nothing."),
+    Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -125,6 +127,8 @@ class Config:
     read_timeout: float = 60.0
     max_retries: int = 2
     markdown: bool = True
+    save: bool = True
+    db: str | None = None
     config_path: Path | None = None
 
     def __repr__(self) -> str:

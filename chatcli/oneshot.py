@@ -51,6 +51,10 @@ def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool)
         env.stderr.write(f"chatcli: {message}\n")
         env.stderr.flush()
 
+    warning = session.journal.take_warning()
+    if warning:
+        say(warning)
+
     if turn.status == COMPLETE:
         if turn.finish_reason == "length":
             say("the reply reached the max_tokens limit, so it may be cut short.")

@@ -18,10 +18,13 @@ from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.events import Event, TextDelta
 
+from chatcli.session import PENDING
+
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions
 
     from chatcli.commands import Result
+    from chatcli.session import Session
 
 # Anything that can steer a terminal: C0 controls but tab and newline, DEL, C1.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -420,3 +423,30 @@ def show_notice(console: Console, message: str) -> None:
     from rich.text import Text
 
     console.print(Text(strip_controls(message), style="dim"))
+
+
+def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
+    """A resumed session's history, briefly: a line or two per turn."""
+    from rich.text import Text
+
+    turns = session.context_turns
+    header = f"Session {session.id}: {session.title or 'untitled'} · {len(turns)} turns"
+    if session.context_start:
+        header += f" ({session.context_start} cleared before these)"
+    console.print(Text(strip_controls(header), style="bold"))
+    if len(turns) > last:
+        console.print(Text(f"  … {len(turns) - last} earlier turns", style="dim"))
+    for turn in turns[-last:]:
+        console.print(Text("› " + _one_line(turn.user), style="bold cyan"))
+        if turn.status == PENDING:
+            console.print(Text("  (no reply)", style="dim italic"))
+            continue
+        reply = Text("  " + _one_line(turn.reply, 200), style="dim")
+        if turn.partial:
+            reply.append(f" [{turn.status}]", style="yellow")
+        console.print(reply)
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    text = " ".join(strip_controls(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

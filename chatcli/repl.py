@@ -15,8 +15,16 @@ from chatcli.commands import REGISTRY
 from chatcli.env import echo_off
 from chatcli.errors import ChatError
 from chatcli.prompt import make_prompt_session, open_history
-from chatcli.render import MarkdownRenderer, PlainRenderer, make_console, show_error, show_notice, show_result
-from chatcli.session import COMPLETE, ERROR, INTERRUPTED, TRUNCATED, Session, Turn
+from chatcli.render import (
+    MarkdownRenderer,
+    PlainRenderer,
+    make_console,
+    show_error,
+    show_notice,
+    show_recap,
+    show_result,
+)
+from chatcli.session import COMPLETE, ERROR, INTERRUPTED, PENDING, TRUNCATED, Session, Turn
 
 
 class Repl:
@@ -41,6 +49,7 @@ class Repl:
         self.prompt = make_prompt_session(
             session, REGISTRY, history=open_history(history_path), color=color, input=input, output=output
         )
+        self._orphan: Turn | None = None
         self._warm_up = threading.Thread(target=self._warm, daemon=True) if warm_up else None
 
     def _warm(self) -> None:
@@ -61,6 +70,9 @@ class Repl:
         persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
         show_notice(self.console, f"chatcli {__version__} · {s.model}{persona} · /help for commands, Ctrl-D to quit")
         prefill = ""
+        if s.turns:
+            prefill = self.recap()
+        self.warn()
         while True:
             try:
                 text = self.prompt.prompt(default=prefill)
@@ -75,18 +87,48 @@ class Repl:
             if text.startswith("/") and not text.startswith("//"):
                 result = REGISTRY.dispatch(s, text)
                 show_result(self.console, result)
+                self.warn()
                 if result.exit:
                     break
-                continue
-            if text.startswith("//"):
+                if result.recap:
+                    prefill = self.recap()
+                prefill = result.prefill or prefill
+                if result.send is None:
+                    continue
+                text = result.send
+            elif text.startswith("//"):
                 text = text[1:]  # a message that really starts with a slash
+            self._drop_orphan_if_resent(text)
             turn = self.send(text)
+            self.warn()
             if turn is not None and turn.status == ERROR and not turn.reply:
                 prefill = text
                 show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
         if self._warm_up is not None:
             self._warm_up.join(timeout=2)
         return 0
+
+    def warn(self) -> None:
+        """Say once that history is not being saved, and why."""
+        warning = self.session.journal.take_warning()
+        if warning:
+            show_error(self.console, warning)
+
+    def recap(self) -> str:
+        """Show the session's history briefly; return a last message that got no reply, to send again."""
+        show_recap(self.console, self.session)
+        last = self.session.turns[-1] if self.session.turns else None
+        if last is not None and last.status == PENDING:
+            show_notice(self.console, "Your last message got no reply; it is back at the prompt: press Enter to send it.")
+            self._orphan = last
+            return last.user
+        return ""
+
+    def _drop_orphan_if_resent(self, text: str) -> None:
+        """Sending the unanswered message again replaces it; until then it stays saved."""
+        orphan, self._orphan = self._orphan, None
+        if orphan is not None and text == orphan.user and self.session.turns and self.session.turns[-1] is orphan:
+            self.session.undo()
 
     def send(self, text: str) -> Turn | None:
         renderer = MarkdownRenderer(self.console) if self.markdown else PlainRenderer(self.out)

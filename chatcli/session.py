@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from chatcli.errors import ChatError
 from chatcli.events import Event, Finish, TextDelta, Usage
+from chatcli.journal import Journal, make_title
 
 if TYPE_CHECKING:
     from chatcli.client import ChatClient
+    from chatcli.store import SessionInfo, StoredMessage
 
+PENDING = "pending"  # no reply recorded (yet, or ever: the program was killed)
 COMPLETE = "complete"
 INTERRUPTED = "interrupted"
 ERROR = "error"
@@ -32,12 +35,14 @@ class Turn:
     model: str
     params: dict[str, Any]
     reply: str = ""
-    status: str = "pending"
+    status: str = PENDING
     finish_reason: str | None = None
     usage: Usage | None = None
     error: ChatError | None = None
     first_token_s: float | None = None
     total_s: float | None = None
+    created_at: float = field(default_factory=time.time)
+    ids: list[int] = field(default_factory=list)  # its rows in the store
 
     @property
     def partial(self) -> bool:
@@ -55,12 +60,19 @@ class Turn:
 
 @dataclass
 class Session:
-    client: ChatClient
+    client: ChatClient | None
     model: str
     system: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     turns: list[Turn] = field(default_factory=list)  # every turn, also those /clear left behind
     context_start: int = 0  # turns before this index are no longer sent
+    journal: Journal = field(default_factory=Journal)
+    title: str | None = None
+
+    @property
+    def id(self) -> int | None:
+        """The session's id in the store, once its first message is saved."""
+        return self.journal.session_id
 
     @property
     def temperature(self) -> float | None:
@@ -88,6 +100,81 @@ class Session:
         The turns themselves are kept: their tokens were spent, and /usage counts them.
         """
         self.context_start = len(self.turns)
+        self.journal.cleared()
+
+    def set_system(self, text: str | None) -> None:
+        self.system = text
+        self.journal.state_changed(self, "system")
+
+    def set_model(self, name: str) -> None:
+        self.model = name
+        self.journal.state_changed(self, "model")
+
+    def set_param(self, key: str, value: Any) -> None:
+        """Set a sampling parameter, or unset it with None."""
+        if value is None:
+            self.params.pop(key, None)
+        else:
+            self.params[key] = value
+        self.journal.state_changed(self, "params")
+
+    def set_title(self, title: str) -> None:
+        self.title = title
+        self.journal.retitle(title)
+
+    def undo(self) -> Turn | None:
+        """Drop the last exchange, from what is sent and from the store; return it."""
+        if len(self.turns) <= self.context_start:
+            return None
+        turn = self.turns.pop()
+        self.journal.forget(turn)
+        return turn
+
+    def adopt(self, other: Session) -> None:
+        """Become another session (/resume, /new), keeping this one's client."""
+        for name in ("model", "system", "params", "turns", "context_start", "journal", "title"):
+            setattr(self, name, getattr(other, name))
+
+    @classmethod
+    def load(cls, journal: Journal, session_id: int, *, client: ChatClient | None) -> Session:
+        """A saved session from the store, ready to go on."""
+        if not journal.saving:
+            raise ChatError("History is not being saved, so there is no session to resume.")
+        found = journal.load(session_id)
+        if found is None:
+            raise ChatError(f"There is no saved session {session_id}; `chatcli sessions list` shows them.")
+        info, messages = found
+        return cls.restore(info, messages, client=client, journal=journal.fork())
+
+    @classmethod
+    def restore(
+        cls, info: SessionInfo, messages: list[StoredMessage], *, client: ChatClient | None, journal: Journal
+    ) -> Session:
+        """Rebuild a saved session exactly: its state, its turns, what /clear left out."""
+        session = cls(client=client, model=info.model, system=info.system, params=dict(info.params), title=info.title)
+        turn: Turn | None = None
+        for message in messages:
+            if message.role == "user":
+                turn = Turn(user=message.content, model=info.model, params={}, created_at=message.created_at)
+                # status stays "pending" unless a reply follows: the program stopped here
+                turn.ids.append(message.id)
+                session.turns.append(turn)
+                if message.id < info.context_from:
+                    session.context_start = len(session.turns)
+            elif turn is not None and len(turn.ids) == 1:
+                turn.reply = message.content
+                turn.status = message.status or COMPLETE
+                turn.finish_reason = message.finish_reason
+                turn.model = message.model or info.model
+                turn.params = message.params
+                turn.usage = Usage(**message.usage) if message.usage else None
+                turn.error = ChatError(message.error) if message.error else None
+                turn.first_token_s = message.first_token_ms / 1000 if message.first_token_ms is not None else None
+                turn.total_s = message.total_ms / 1000 if message.total_ms is not None else None
+                turn.ids.append(message.id)
+        journal.session_id = info.id
+        session.journal = journal
+        return session
 
     @property
     def usage(self) -> Usage:
@@ -99,13 +186,19 @@ class Session:
 
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Turn:
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked."""
+        assert self.client is not None, "a session restored for reading cannot send"
         messages = self.messages(pending=text)
         turn = Turn(user=text, model=self.model, params=dict(self.params))
         self.turns.append(turn)
+        if self.title is None:
+            self.title = make_title(text)
+        self.journal.user_message(self, turn)  # saved before anything is sent
         started = time.monotonic()
         pieces: list[str] = []
         events = self.client.stream(model=self.model, messages=messages, params=turn.params)
         try:
+            self.client.warm_up()  # so the latency recorded is the server's, not our imports'
+            started = time.monotonic()
             for event in events:
                 if isinstance(event, TextDelta):
                     if turn.first_token_s is None:
@@ -127,4 +220,5 @@ class Session:
             events.close()  # type: ignore[attr-defined]
             turn.reply = "".join(pieces)
             turn.total_s = time.monotonic() - started
+            self.journal.reply(turn)
         return turn

@@ -1,0 +1,169 @@
+"""Keeps a session on disk as it happens, and never lets the disk stop a chat.
+
+The session row is created with the first message (so opening chatcli and
+quitting leaves nothing behind); the user's message is committed before the
+request goes out, and the reply when it ends. If the database fails, the
+Journal says why once and stops saving, and the conversation goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chatcli.store import Store, StoredMessage, StoreError, describe, is_store_error
+
+if TYPE_CHECKING:
+    from chatcli.session import Session, Turn
+
+TITLE_LENGTH = 60
+
+
+def make_title(text: str) -> str:
+    """A title from the first user message: its first line, cut short."""
+    line = next((part for part in text.splitlines() if part.strip()), "").strip()
+    line = " ".join(line.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+class Journal:
+    def __init__(self, store: Store | None = None, *, problem: str | None = None) -> None:
+        self.store = store
+        self.session_id: int | None = None
+        self._warning = f"History is not being saved: {problem}." if problem else None
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        try:
+            return cls(Store.open(path))
+        except StoreError as exc:
+            return cls(None, problem=str(exc))
+
+    def fork(self) -> Journal:
+        """A journal for another session in the same store."""
+        journal = Journal(self.store)
+        journal._warning = self._warning
+        return journal
+
+    def list_sessions(self, *, limit: int | None = None):
+        """Saved sessions, newest first; None when history is not being saved."""
+        return self._run(lambda s: s.list_sessions(limit=limit))
+
+    def load(self, session_id: int):
+        """(SessionInfo, messages) of a saved session, or None if there is no such session."""
+
+        def read(store: Store):
+            info = store.session(session_id)
+            return (info, store.messages(session_id)) if info else None
+
+        return self._run(read)
+
+    def last_session_id(self) -> int | None:
+        return self._run(lambda s: s.last_session_id())
+
+    @property
+    def saving(self) -> bool:
+        return self.store is not None
+
+    def take_warning(self) -> str | None:
+        """The one-time sentence about history not being saved, if there is one to show."""
+        warning, self._warning = self._warning, None
+        return warning
+
+    def _run(self, action) -> object:
+        if self.store is None:
+            return None
+        try:
+            return action(self.store)
+        except Exception as exc:  # noqa: BLE001 - only database failures are expected here
+            if not is_store_error(exc):
+                raise
+            path = self.store.path
+            self._warning = f"History is not being saved: {describe(exc, path)}."
+            try:
+                self.store.close()
+            except Exception:  # noqa: BLE001 - it is already broken
+                pass
+            self.store = None
+            return None
+
+    def _ensure_session(self, session: Session, first_text: str) -> int | None:
+        if self.session_id is None:
+            self.session_id = self._run(
+                lambda s: s.create_session(
+                    model=session.model,
+                    system=session.system,
+                    params=session.params,
+                    title=session.title or make_title(first_text),
+                )
+            )
+        return self.session_id
+
+    def user_message(self, session: Session, turn: Turn) -> None:
+        """Commit the user's words before anything is sent."""
+        if self._ensure_session(session, turn.user) is None:
+            return
+        message = StoredMessage(id=0, role="user", content=turn.user, created_at=turn.created_at)
+        row = self._run(lambda s: s.add_message(self.session_id, message))
+        if row:
+            turn.ids.append(row)
+
+    def reply(self, turn: Turn) -> None:
+        """Commit the reply as it ended: complete, interrupted, error or truncated."""
+        if self.session_id is None:
+            return
+        usage = None
+        if turn.usage is not None:
+            u = turn.usage
+            usage = {
+                "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                "total_tokens": u.total_tokens, "cached_tokens": u.cached_tokens, "reasoning_tokens": u.reasoning_tokens,
+            }
+        message = StoredMessage(
+            id=0,
+            role="assistant",
+            content=turn.reply,
+            created_at=time.time(),
+            status=turn.status,
+            finish_reason=turn.finish_reason,
+            model=turn.model,
+            params=turn.params,
+            usage=usage,
+            error=turn.error.message if turn.error else None,
+            first_token_ms=_ms(turn.first_token_s),
+            total_ms=_ms(turn.total_s),
+        )
+        row = self._run(lambda s: s.add_message(self.session_id, message))
+        if row:
+            turn.ids.append(row)
+
+    def state_changed(self, session: Session, what: str) -> None:
+        """Record a new system prompt, model or parameters, so a resumed session has them."""
+        if self.session_id is None:
+            return  # nothing saved yet: the row is created with the current state
+        self._run(
+            lambda s: s.update_session(
+                self.session_id, event=what, model=session.model, system=session.system, params=session.params
+            )
+        )
+
+    def cleared(self) -> None:
+        if self.session_id is None:
+            return
+        self._run(lambda s: s.update_session(self.session_id, event="clear", context_from=s.next_message_id()))
+
+    def retitle(self, title: str) -> None:
+        """A new title; before the first message, the session's title is used when the row is made."""
+        if self.session_id is not None:
+            self._run(lambda s: s.update_session(self.session_id, event="title", title=title))
+
+    def forget(self, turn: Turn) -> None:
+        """Delete a turn's messages (/undo, /retry)."""
+        ids = list(turn.ids)
+        turn.ids.clear()
+        self._run(lambda s: s.delete_messages(ids))
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)

@@ -1,0 +1,211 @@
+"""`chatcli sessions ...`: list, show, search, export, delete, prune and rename saved sessions."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from chatcli.env import Env
+from chatcli.errors import EXIT_OK, ChatError, UsageError
+from chatcli.store import SessionInfo, Store, StoreError, default_db_path, describe, is_store_error
+
+EXAMPLES = """\
+examples:
+  chatcli sessions list
+  chatcli sessions show 12
+  chatcli sessions search "connection pool"
+  chatcli sessions export 12 --format json -o chat.json
+  chatcli sessions rename 12 "Postgres tuning"
+  chatcli sessions delete 12
+  chatcli sessions prune --older-than 30d
+"""
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as 30d, 12h or 2w."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"must be a number and a unit (s, m, h, d or w), as in 30d, not {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser = parser_class(
+        prog="chatcli sessions",
+        description="Saved sessions: every turn is saved as it happens.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--db", metavar="PATH", help="session database (default: ~/.local/share/chatcli/chatcli.db)")
+    parser.add_argument("--config", metavar="PATH", help="config file")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=parser_class)
+    p = sub.add_parser("list", help="id, title, model, turns, tokens, last updated")
+    p.add_argument("-n", "--limit", type=int, default=50, help="at most this many (default 50)")
+    p = sub.add_parser("show", help="print a session")
+    p.add_argument("id", type=int)
+    p = sub.add_parser("search", help="full-text search, with matching snippets")
+    p.add_argument("text", nargs="+")
+    p = sub.add_parser("export", help="a session as markdown or JSON")
+    p.add_argument("id", type=int)
+    p.add_argument("--format", choices=("md", "json"), help="default: from -o's extension, else md")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p = sub.add_parser("delete", help="delete a session")
+    p.add_argument("id", type=int)
+    p = sub.add_parser("prune", help="delete sessions not updated for a while")
+    p.add_argument("--older-than", type=parse_duration, required=True, metavar="AGE", help="such as 30d, 12h, 2w")
+    p = sub.add_parser("rename", help="give a session a title")
+    p.add_argument("id", type=int)
+    p.add_argument("title", nargs="+")
+    return parser
+
+
+def run_sessions(args: argparse.Namespace, env: Env) -> int:
+    from chatcli.config import load_config
+
+    config = load_config(env, config_path=args.config, flags={"db": args.db})
+    path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
+    try:
+        store = Store.open(path)
+    except StoreError as exc:
+        raise ChatError(f"Cannot read saved sessions: {exc}.") from None
+    try:
+        return ACTIONS[args.action](store, args, env)
+    except Exception as exc:
+        if not is_store_error(exc):
+            raise
+        raise ChatError(f"Cannot read saved sessions: {describe(exc, path)}.") from None
+    finally:
+        store.close()
+
+
+def _console(env: Env):
+    from chatcli.render import make_console
+
+    return make_console(env.stdout, color=env.stdout_isatty and not env.no_color)
+
+
+def _find(store: Store, session_id: int) -> SessionInfo:
+    info = store.session(session_id)
+    if info is None:
+        raise ChatError(f"There is no saved session {session_id}; chatcli sessions list shows them.")
+    return info
+
+
+def _load(store: Store, session_id: int):
+    from chatcli.journal import Journal
+    from chatcli.session import Session
+
+    info = _find(store, session_id)
+    return Session.restore(info, store.messages(session_id), client=None, journal=Journal(None))
+
+
+def list_action(store: Store, args, env: Env) -> int:
+    from chatcli.commands import Result, age
+    from chatcli.render import show_result
+
+    listed = store.list_sessions(limit=args.limit)
+    if not listed:
+        env.stdout.write("No saved sessions yet.\n")
+        return EXIT_OK
+    rows = [[str(i.id), i.title or "", i.model, str(i.turns), f"{i.tokens:,}", age(i.updated_at)] for i in listed]
+    show_result(_console(env), Result(headers=["id", "title", "model", "turns", "tokens", "updated"], rows=rows))
+    return EXIT_OK
+
+
+def show_action(store: Store, args, env: Env) -> int:
+    from chatcli.export import to_markdown
+    from chatcli.render import strip_controls
+
+    text = strip_controls(to_markdown(_load(store, args.id)))
+    if env.stdout_isatty:
+        from rich.markdown import Markdown
+
+        _console(env).print(Markdown(text, hyperlinks=False))
+    else:
+        env.stdout.write(text)
+    return EXIT_OK
+
+
+def search_action(store: Store, args, env: Env) -> int:
+    from rich.text import Text
+
+    from chatcli.render import strip_controls
+
+    hits = store.search(" ".join(args.text))
+    if not hits:
+        env.stdout.write("No matches.\n")
+        return EXIT_OK
+    console = _console(env)
+    for hit in hits:
+        line = Text(f"{hit.session_id:>4}  {hit.title or 'untitled'}  ({hit.role}): ", style="bold")
+        # The snippet marks matches with \x02 and \x03; show them bold, or in [brackets] in a pipe.
+        for n, part in enumerate(re.split(r"[\x02\x03]", hit.snippet)):
+            part = " ".join(strip_controls(part).split("\n"))
+            if n % 2 and not env.stdout_isatty:
+                part = f"[{part}]"
+            line.append(part, style="bold yellow" if n % 2 else "")
+        console.print(line, soft_wrap=not env.stdout_isatty)
+    return EXIT_OK
+
+
+def export_action(store: Store, args, env: Env) -> int:
+    from chatcli.export import export_text, format_for
+
+    session = _load(store, args.id)
+    fmt = args.format or (format_for(args.output) if args.output else "md")
+    text = export_text(session, fmt)
+    if args.output:
+        try:
+            Path(args.output).expanduser().write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ChatError(f"Could not write {args.output} ({exc.strerror}).") from None
+        env.stderr.write(f"Exported session {args.id} to {args.output}.\n")
+    else:
+        env.stdout.write(text)
+    return EXIT_OK
+
+
+def delete_action(store: Store, args, env: Env) -> int:
+    _find(store, args.id)
+    store.delete_session(args.id)
+    env.stdout.write(f"Deleted session {args.id}.\n")
+    return EXIT_OK
+
+
+def prune_action(store: Store, args, env: Env) -> int:
+    count = store.prune(older_than_s=args.older_than)
+    env.stdout.write(f"Deleted {count} {'session' if count == 1 else 'sessions'} not updated for {_span(args.older_than)}.\n")
+    return EXIT_OK
+
+
+def rename_action(store: Store, args, env: Env) -> int:
+    _find(store, args.id)
+    title = " ".join(" ".join(args.title).split())
+    if not title:
+        raise UsageError("A title needs some text.")
+    store.update_session(args.id, event="title", title=title)
+    env.stdout.write(f"Session {args.id} is now titled {title!r}.\n")
+    return EXIT_OK
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("week", _UNITS["w"]), ("day", _UNITS["d"]), ("hour", _UNITS["h"]), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} seconds"
+
+
+ACTIONS = {
+    "list": list_action,
+    "show": show_action,
+    "search": search_action,
+    "export": export_action,
+    "delete": delete_action,
+    "prune": prune_action,
+    "rename": rename_action,
+}

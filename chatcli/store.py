@@ -1,0 +1,359 @@
+"""SQLite: schema, migrations, and saving and loading sessions, turns and usage.
+
+The only module that imports sqlite3. Every write is its own short
+transaction, opened with BEGIN IMMEDIATE so that a second chatcli process
+waits for the lock (busy_timeout) instead of failing at once; WAL with
+synchronous=FULL makes each committed turn survive a crash or `kill -9`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+BUSY_TIMEOUT_MS = 5000
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says why, in words."""
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    id: int
+    title: str | None
+    model: str
+    system: str | None
+    params: dict[str, Any]
+    created_at: float
+    updated_at: float
+    turns: int = 0
+    tokens: int = 0
+    context_from: int = 0
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    role: str
+    content: str
+    created_at: float
+    status: str | None = None
+    finish_reason: str | None = None
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, int] | None = None
+    error: str | None = None
+    first_token_ms: int | None = None
+    total_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    session_id: int
+    title: str | None
+    role: str
+    snippet: str
+    updated_at: float
+
+
+# --- migrations: applied in order, each once; PRAGMA user_version counts them ---
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: executescript would COMMIT the migration's transaction first."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    assert not statement.strip(), statement
+
+
+def _m1_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            title TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            model TEXT NOT NULL,
+            system TEXT,
+            params TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            status TEXT,
+            finish_reason TEXT,
+            model TEXT,
+            params TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            error TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX messages_by_session ON messages(session_id, id);
+        """
+    )
+
+
+def _m2_latency_context_search_events(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN cached_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN reasoning_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN first_token_ms INTEGER;
+        ALTER TABLE messages ADD COLUMN total_ms INTEGER;
+        -- /clear: messages with a smaller id are kept but no longer sent
+        ALTER TABLE sessions ADD COLUMN context_from INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX sessions_by_update ON sessions(updated_at);
+
+        -- what changed the session's state, and when (system prompt, model, parameters)
+        CREATE TABLE session_events (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            value TEXT,
+            created_at REAL NOT NULL
+        );
+
+        CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id');
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_latency_context_search_events]
+
+
+def default_db_path(data_dir: Path) -> Path:
+    return data_dir / "chatcli.db"
+
+
+class Store:
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, migrations: list[Callable[[sqlite3.Connection], None]] | None = None) -> Store:
+        """Open (creating, mode 0600) and migrate the database; raise StoreError with a reason."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        except OSError as exc:
+            raise StoreError(f"{path} could not be created ({exc.strerror})") from None
+        except sqlite3.Error as exc:
+            raise StoreError(describe(exc, path)) from None
+        store = cls(db, path)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            store._migrate(MIGRATIONS if migrations is None else migrations)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(describe(exc, path)) from None
+        return store
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; BEGIN IMMEDIATE takes the lock before reading."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self, migrations: list[Callable[[sqlite3.Connection], None]]) -> None:
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(f"{self.path} was written by a newer chatcli (schema {version}); upgrade chatcli")
+            for number, migration in enumerate(migrations[version:], start=version + 1):
+                migration(db)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    # --- writing ---
+
+    def create_session(self, *, model: str, system: str | None, params: dict[str, Any], title: str | None = None) -> int:
+        now = time.time()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO sessions (title, created_at, updated_at, model, system, params) VALUES (?, ?, ?, ?, ?, ?)",
+                (title, now, now, model, system, json.dumps(params)),
+            )
+            return int(cursor.lastrowid)
+
+    def add_message(self, session_id: int, message: StoredMessage) -> int:
+        usage = message.usage or {}
+        with self._write() as db:
+            cursor = db.execute(
+                """INSERT INTO messages (session_id, role, content, status, finish_reason, model, params,
+                       prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
+                       error, first_token_ms, total_ms, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    session_id, message.role, message.content, message.status, message.finish_reason,
+                    message.model, json.dumps(message.params) if message.params else None,
+                    usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"),
+                    usage.get("cached_tokens"), usage.get("reasoning_tokens"),
+                    message.error, message.first_token_ms, message.total_ms, message.created_at,
+                ),
+            )
+            db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
+            return int(cursor.lastrowid)
+
+    def update_session(self, session_id: int, *, event: str | None = None, **columns: Any) -> None:
+        """Change session columns (model, system, params, title, context_from) and log the change."""
+        allowed = {"model", "system", "params", "title", "context_from"}
+        assert set(columns) <= allowed, columns
+        values = {k: json.dumps(v) if k == "params" else v for k, v in columns.items()}
+        with self._write() as db:
+            sets = ", ".join(f"{k} = ?" for k in values)
+            db.execute(f"UPDATE sessions SET {sets}, updated_at = ? WHERE id = ?", (*values.values(), time.time(), session_id))
+            if event:
+                db.execute(
+                    "INSERT INTO session_events (session_id, kind, value, created_at) VALUES (?, ?, ?, ?)",
+                    (session_id, event, json.dumps(columns), time.time()),
+                )
+
+    def next_message_id(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()
+        return int(row[0])
+
+    def delete_messages(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with self._write() as db:
+            db.execute(f"DELETE FROM messages WHERE id IN ({', '.join('?' * len(ids))})", ids)
+
+    def delete_session(self, session_id: int) -> bool:
+        with self._write() as db:
+            return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+
+    def prune(self, *, older_than_s: float) -> int:
+        """Delete sessions not updated for older_than_s seconds; return how many."""
+        with self._write() as db:
+            return db.execute("DELETE FROM sessions WHERE updated_at < ?", (time.time() - older_than_s,)).rowcount
+
+    # --- reading ---
+
+    _INFO = """SELECT s.id, s.title, s.model, s.system, s.params, s.created_at, s.updated_at,
+                      (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id AND m.role = 'user'),
+                      (SELECT COALESCE(SUM(total_tokens), 0) FROM messages m WHERE m.session_id = s.id),
+                      s.context_from
+               FROM sessions s"""
+
+    @staticmethod
+    def _info(row: tuple) -> SessionInfo:
+        return SessionInfo(
+            id=row[0], title=row[1], model=row[2], system=row[3], params=json.loads(row[4] or "{}"),
+            created_at=row[5], updated_at=row[6], turns=row[7], tokens=row[8], context_from=row[9],
+        )
+
+    def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:
+        sql = self._INFO + " ORDER BY s.updated_at DESC, s.id DESC"
+        rows = self.db.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ()).fetchall()
+        return [self._info(row) for row in rows]
+
+    def session(self, session_id: int) -> SessionInfo | None:
+        row = self.db.execute(self._INFO + " WHERE s.id = ?", (session_id,)).fetchone()
+        return self._info(row) if row else None
+
+    def last_session_id(self) -> int | None:
+        row = self.db.execute("SELECT id FROM sessions ORDER BY updated_at DESC, id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def messages(self, session_id: int) -> list[StoredMessage]:
+        rows = self.db.execute(
+            """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
+                      completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
+                      first_token_ms, total_ms
+               FROM messages WHERE session_id = ? ORDER BY id""",
+            (session_id,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            usage = None
+            if r[10] is not None:
+                usage = {
+                    "prompt_tokens": r[8] or 0, "completion_tokens": r[9] or 0, "total_tokens": r[10] or 0,
+                    "cached_tokens": r[11] or 0, "reasoning_tokens": r[12] or 0,
+                }
+            out.append(
+                StoredMessage(
+                    id=r[0], role=r[1], content=r[2], created_at=r[3], status=r[4], finish_reason=r[5],
+                    model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
+                    first_token_ms=r[14], total_ms=r[15],
+                )
+            )
+        return out
+
+    def search(self, text: str, *, limit: int = 50) -> list[SearchHit]:
+        """Full-text search; the text is matched as words, whatever characters it holds."""
+        terms = [t for t in text.split() if t]
+        if not terms:
+            return []
+        query = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        rows = self.db.execute(
+            """SELECT m.session_id, s.title, m.role,
+                      snippet(messages_fts, 0, char(2), char(3), '…', 12), s.updated_at
+               FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN sessions s ON s.id = m.session_id
+               WHERE messages_fts MATCH ? ORDER BY s.updated_at DESC, m.id LIMIT ?""",
+            (query, limit),
+        ).fetchall()
+        return [SearchHit(*row) for row in rows]
+
+    def integrity(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def describe(exc: BaseException, path: Path) -> str:
+    """Why the database cannot be used, in words a user can act on."""
+    text = str(exc).lower()
+    if "not a database" in text or "malformed" in text:
+        return f"{path} is damaged ({exc}); move it aside to start a new one"
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return f"{path} cannot be written ({exc}); check its permissions"
+    if "locked" in text or "busy" in text:
+        return f"{path} stayed locked by another program for more than {BUSY_TIMEOUT_MS // 1000}s"
+    return f"{path} failed ({exc})"
+
+
+def is_store_error(exc: BaseException) -> bool:
+    return isinstance(exc, (sqlite3.Error, StoreError))
