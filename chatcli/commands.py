@@ -23,7 +23,7 @@ class Result:
     headers: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     exit: bool = False
-    send: str | None = None  # the REPL sends this as a turn (/retry)
+    retry: bool = False  # the REPL sends the last message again (/retry)
     prefill: str | None = None  # the REPL puts this back at the prompt (/undo)
     recap: bool = False  # the REPL shows the session's history (/resume)
 
@@ -215,10 +215,9 @@ def undo_command(session: Session, arg: str) -> Result:
 
 @command("retry", help="Send the last message again, replacing its reply.")
 def retry_command(session: Session, arg: str) -> Result:
-    turn = session.undo()
-    if turn is None:
+    if len(session.turns) <= session.context_start:
         return Result("Nothing to retry.", error=True)
-    return Result(send=turn.user)
+    return Result(retry=True)
 
 
 def age(timestamp: float) -> str:

@@ -151,7 +151,7 @@ class Journal:
     def cleared(self) -> None:
         if self.session_id is None:
             return
-        self._run(lambda s: s.update_session(self.session_id, event="clear", context_from=s.next_message_id()))
+        self._run(lambda s: s.update_session(self.session_id, event="clear", context_from=s.clear_boundary(self.session_id)))
 
     def retitle(self, title: str) -> None:
         """A new title; before the first message, the session's title is used when the row is made."""

@@ -93,16 +93,18 @@ class Repl:
                 if result.recap:
                     prefill = self.recap()
                 prefill = result.prefill or prefill
-                if result.send is None:
+                if not result.retry:
                     continue
-                text = result.send
-            elif text.startswith("//"):
-                text = text[1:]  # a message that really starts with a slash
-            self._drop_orphan_if_resent(text)
-            turn = self.send(text)
+                turn = self.send(None)
+            else:
+                if text.startswith("//"):
+                    text = text[1:]  # a message that really starts with a slash
+                self._drop_orphan_if_resent(text)
+                turn = self.send(text)
             self.warn()
-            if turn is not None and turn.status == ERROR and not turn.reply:
-                prefill = text
+            if turn is not None and turn.status == ERROR and not turn.reply and turn in s.turns:
+                prefill = turn.user
+                self._orphan = turn
                 show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
         if self._warm_up is not None:
             self._warm_up.join(timeout=2)
@@ -125,22 +127,30 @@ class Repl:
         return ""
 
     def _drop_orphan_if_resent(self, text: str) -> None:
-        """Sending the unanswered message again replaces it; until then it stays saved."""
+        """Sending an unanswered or failed message again replaces it; until then it stays saved."""
         orphan, self._orphan = self._orphan, None
         if orphan is not None and text == orphan.user and self.session.turns and self.session.turns[-1] is orphan:
             self.session.undo()
 
-    def send(self, text: str) -> Turn | None:
+    def send(self, text: str | None) -> Turn | None:
+        """Send text as a turn, or with None send the last message again (/retry)."""
         renderer = MarkdownRenderer(self.console) if self.markdown else PlainRenderer(self.out)
         try:
             with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer:
-                turn = self.session.send(text, on_event=renderer.handle)
+                if text is None:
+                    turn = self.session.retry(on_event=renderer.handle)
+                else:
+                    turn = self.session.send(text, on_event=renderer.handle)
         except KeyboardInterrupt:
             # Ctrl-C outside the stream itself (while the renderer started or
             # finished); the session kept whatever arrived.
             show_notice(self.console, "[interrupted]")
             return None
+        if turn is None:
+            return None
         self.report(turn)
+        if text is None and turn not in self.session.turns:
+            show_notice(self.console, "The earlier reply is kept.")
         return turn
 
     def report(self, turn: Turn) -> None:

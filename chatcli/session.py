@@ -122,13 +122,29 @@ class Session:
         self.title = title
         self.journal.retitle(title)
 
-    def undo(self) -> Turn | None:
-        """Drop the last exchange, from what is sent and from the store; return it."""
+    def undo(self, *, forget: bool = True) -> Turn | None:
+        """Drop the last exchange from what is sent, and from the store unless told not to; return it."""
         if len(self.turns) <= self.context_start:
             return None
         turn = self.turns.pop()
-        self.journal.forget(turn)
+        if forget:
+            self.journal.forget(turn)
         return turn
+
+    def retry(self, *, on_event: Callable[[Event], None] | None = None) -> Turn | None:
+        """Send the last message again; its old reply is replaced only if the new one gets anywhere."""
+        old = self.undo(forget=False)
+        if old is None:
+            return None
+        new = self.send(old.user, on_event=on_event)
+        if new.reply:
+            self.journal.forget(old)
+        else:
+            # Nothing came back: keep the earlier reply, drop the failed attempt.
+            self.turns.pop()
+            self.journal.forget(new)
+            self.turns.append(old)
+        return new
 
     def adopt(self, other: Session) -> None:
         """Become another session (/resume, /new), keeping this one's client."""

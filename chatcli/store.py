@@ -252,8 +252,14 @@ class Store:
                     (session_id, event, json.dumps(columns), time.time()),
                 )
 
-    def next_message_id(self) -> int:
-        row = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages").fetchone()
+    def clear_boundary(self, session_id: int) -> int:
+        """The id from which this session's messages are sent again after /clear.
+
+        Taken from the session's own rows: SQLite reuses the table's highest ids
+        once they are deleted, but every later message of this session is still
+        above its own last one.
+        """
+        row = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM messages WHERE session_id = ?", (session_id,)).fetchone()
         return int(row[0])
 
     def delete_messages(self, ids: list[int]) -> None:
