@@ -40,7 +40,8 @@ exit codes: 0 ok, 1 request failed or reply incomplete, 2 bad command line,
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """One sentence, not a usage dump."""
-        self.exit(EXIT_USAGE, f"chatcli: {message}; see chatcli --help.\n")
+        command = " ".join(self.prog.split()[:2])  # chatcli, or chatcli sessions
+        self.exit(EXIT_USAGE, f"chatcli: {message}; see {command} --help.\n")
 
 
 def _setting(key: str):

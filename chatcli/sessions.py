@@ -111,8 +111,14 @@ def list_action(store: Store, args, env: Env) -> int:
     if not listed:
         env.stdout.write("No saved sessions yet.\n")
         return EXIT_OK
+    headers = ["id", "title", "model", "turns", "tokens", "updated"]
     rows = [[str(i.id), i.title or "", i.model, str(i.turns), f"{i.tokens:,}", age(i.updated_at)] for i in listed]
-    show_result(_console(env), Result(headers=["id", "title", "model", "turns", "tokens", "updated"], rows=rows))
+    if not env.stdout_isatty:
+        # For scripts: one line per session, tab-separated, never wrapped.
+        for row in [headers, *rows]:
+            env.stdout.write("\t".join(cell.replace("\t", " ") for cell in row) + "\n")
+        return EXIT_OK
+    show_result(_console(env), Result(headers=headers, rows=rows))
     return EXIT_OK
 
 

@@ -176,12 +176,14 @@ class Store:
         store = cls(db, path)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(db)
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
             store._migrate(MIGRATIONS if migrations is None else migrations)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             db.close()
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(describe(exc, path)) from None
         return store
 
@@ -347,6 +349,24 @@ class Store:
 
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting out another process's lock as a write would.
+
+    Changing the journal mode of a new file needs the lock, and SQLite's busy
+    handler does not wait for it here: two chatcli processes starting together
+    on first use would otherwise see "database is locked" at once.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
 
 
 def describe(exc: BaseException, path: Path) -> str:
