@@ -14,7 +14,7 @@ from typing import Any, NoReturn, Sequence
 
 from chatcli import __version__
 from chatcli.config import SETTINGS_BY_KEY
-from chatcli.errors import EXIT_INTERRUPTED, EXIT_USAGE, ChatError, ConfigError, UsageError
+from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ChatError, ConfigError, UsageError
 
 EXAMPLES = """\
 examples:
@@ -112,6 +112,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # Most often writing the reply failed (a full disk, a closed terminal).
+        env.stderr.write(f"chatcli: stopped by a system error: {exc.strerror or exc}.\n")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
+        return EXIT_FAILURE
 
 
 def _run(args: argparse.Namespace, env) -> int:

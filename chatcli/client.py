@@ -76,7 +76,16 @@ class ChatClient:
                 stream_options={"include_usage": True},
                 **body,
             ) as response:
-                yield from parse_sse(response.iter_lines(), secret=self.config.api_key)
+                kind = response.headers.get("content-type", "")
+                if "event-stream" in kind:
+                    yield from parse_sse(response.iter_lines(), secret=self.config.api_key)
+                elif "json" in kind:  # a whole completion: the server ignored stream=true
+                    yield from _chunk_events(response.read().decode("utf-8", "replace"), self.config.api_key)
+                else:
+                    raise ChatError(
+                        f"The server at {self.config.base_url} answered with {kind.split(';')[0] or 'no content type'}, "
+                        "not a chat stream; check the base URL, which usually ends in /v1."
+                    )
         except openai.APIStatusError as exc:
             raise describe_status_error(exc, config=self.config, model=model) from None
         except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
@@ -90,8 +99,10 @@ class ChatClient:
             raise self._connection_error(exc) from None
 
     def _timeout_error(self) -> NetworkError:
+        tries = self.config.max_retries + 1
+        each = f" on each of {tries} tries" if tries > 1 else ""
         return NetworkError(
-            f"The server at {self.config.base_url} went silent for more than {self.config.read_timeout:g}s; "
+            f"The server at {self.config.base_url} went silent for more than {self.config.read_timeout:g}s{each}; "
             "try again, or raise read_timeout in your config."
         )
 
@@ -132,36 +143,54 @@ def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Ev
         yield from _chunk_events("\n".join(data), secret)
 
 
-def _chunk_events(payload: str, secret: str | None) -> Iterator[Event]:
+MALFORMED = "The server sent a malformed chunk, so the reply stopped there; try again."
+
+
+def _chunk_events(payload: str, secret: str | None) -> list[Event]:
+    """The events in one chunk; a chunk of the wrong shape is a ChatError, not a crash."""
     try:
         chunk = json.loads(payload)
     except json.JSONDecodeError:
-        raise ChatError("The server sent a malformed chunk, so the reply stopped there; try again.") from None
+        raise ChatError(MALFORMED) from None
     if not isinstance(chunk, dict):
-        raise ChatError("The server sent a malformed chunk, so the reply stopped there; try again.")
+        raise ChatError(MALFORMED)
     error = chunk.get("error")
     if error:
         message = error.get("message") if isinstance(error, dict) else str(error)
-        raise ChatError(f"The server reported an error mid-reply: {_clean(redact(message or 'no details', secret))}")
+        raise ChatError(f"The server reported an error mid-reply: {_clean(redact(str(message or 'no details'), secret))}")
+    try:
+        return list(_events_of(chunk))
+    except (AttributeError, TypeError, ValueError):
+        raise ChatError(MALFORMED) from None
+
+
+def _events_of(chunk: dict) -> Iterator[Event]:
     for choice in chunk.get("choices") or ():
-        delta = choice.get("delta") or {}
+        # `delta` in a stream; `message` in a whole completion from a server that ignored stream=true
+        delta = choice.get("delta") or choice.get("message") or {}
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if reasoning and isinstance(reasoning, str):
-            yield ReasoningDelta(reasoning)
+        if reasoning:
+            yield ReasoningDelta(_text(reasoning))
         content = delta.get("content")
         if content:
-            yield TextDelta(content)
+            yield TextDelta(_text(content))
         if choice.get("finish_reason"):
-            yield Finish(choice["finish_reason"])
+            yield Finish(_text(choice["finish_reason"]))
     usage = chunk.get("usage")
     if usage:
         yield Usage(
-            prompt_tokens=usage.get("prompt_tokens") or 0,
-            completion_tokens=usage.get("completion_tokens") or 0,
-            total_tokens=usage.get("total_tokens") or 0,
-            cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
-            reasoning_tokens=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            total_tokens=int(usage.get("total_tokens") or 0),
+            cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
+            reasoning_tokens=int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
         )
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
 
 
 def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: str) -> ChatError:

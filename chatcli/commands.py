@@ -63,7 +63,9 @@ class Registry:
         return self._lookup.get(name.removeprefix("/").lower())
 
     def dispatch(self, session: Session, line: str) -> Result:
-        name, arg = (line.strip().removeprefix("/").split(None, 1) + [""])[:2]
+        name, arg = (line.strip().removeprefix("/").split(None, 1) + ["", ""])[:2]
+        if not name:
+            return Result("Type a command after the slash; /help lists them.", error=True)
         cmd = self._lookup.get(name.lower())
         if cmd is None:
             near = difflib.get_close_matches(name.lower(), self._lookup, n=1, cutoff=0.5)

@@ -7,6 +7,7 @@ validation, error messages and config.example.toml all follow from it.
 from __future__ import annotations
 
 import difflib
+import io
 import math
 import re
 import shlex
@@ -32,6 +33,7 @@ class Setting:
     maximum: float | None = None
     optional: bool = False  # None (unset) is allowed
     example: Any = None  # shown, commented out, in config.example.toml when the default is unset
+    secret: bool = False  # its value is never shown, not even in an error
 
     @property
     def env_var(self) -> str:
@@ -67,6 +69,8 @@ class Setting:
             if self.maximum is not None and value > self.maximum:
                 ok = False
         if not ok:
+            if self.secret:
+                raise ConfigError(f"{where} must be {self.allowed()}.")
             raise ConfigError(f"{where} must be {self.allowed()}, not {shown if shown is not None else repr(value)}.")
         return value
 
@@ -99,7 +103,7 @@ def _fmt(number: float) -> str:
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", str, "gpt-4o-mini", "Model to chat with."),
     Setting("base_url", str, DEFAULT_BASE_URL, "Any OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, ...)."),
-    Setting("api_key", str, None, "The API key. Prefer OPENAI_API_KEY or api_key_cmd over storing it here.", optional=True, example="sk-..."),
+    Setting("api_key", str, None, "The API key. Prefer OPENAI_API_KEY or api_key_cmd over storing it here.", optional=True, example="sk-...", secret=True),
     Setting("api_key_cmd", str, None, "A command that prints the API key; run only when no key is set elsewhere.", optional=True, example="pass show openai"),
     Setting("system", str, None, "System prompt (persona) for new sessions.", optional=True, example="You are a terse SQL expert."),
     Setting("temperature", float, None, "Sampling temperature; unset means the server's default.", 0, 2, optional=True, example=0.7),
@@ -146,14 +150,31 @@ def default_config_path(env: Env) -> Path:
     return env.config_dir / "config.toml"
 
 
+# A .env comes with whatever directory chatcli runs in, a cloned repository
+# included: it may set keys and options, but not a command to run or another
+# config file to read.
+UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG")
+
+
 def read_dotenv(env: Env) -> dict[str, str]:
     """./.env, if there is one: a layer under the environment, never over it."""
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
     path = env.cwd / ".env"
     if not path.is_file():
         return {}
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} could not be read ({exc.strerror}).") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise ConfigError(f"{path} line {binding.original.line}: expected KEY=value, not {binding.original.string.strip()!r}.")
+    values = dotenv_values(stream=io.StringIO(text))
+    return {k: v for k, v in values.items() if v is not None and k not in UNTRUSTED_IN_DOTENV}
 
 
 def _variables_layer(variables: Mapping[str, str], source: str) -> dict[str, Any]:
@@ -175,7 +196,7 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     dotenv = read_dotenv(env)
     values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
 
-    path_text = config_path or env.environ.get("CHATCLI_CONFIG") or dotenv.get("CHATCLI_CONFIG")
+    path_text = config_path or env.environ.get("CHATCLI_CONFIG")
     path = Path(path_text).expanduser() if path_text else default_config_path(env)
     if path_text and not path.is_file():
         raise ConfigError(f"The config file {path} does not exist; check --config or CHATCLI_CONFIG.")
@@ -189,12 +210,40 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         if value is not None:
             values[key] = value
 
-    values["base_url"] = str(values["base_url"]).rstrip("/")
-    if not values["base_url"].startswith(("http://", "https://")):
-        raise ConfigError(f"The base URL {values['base_url']!r} must start with http:// or https://.")
+    values["base_url"] = check_base_url(str(values["base_url"]))
     if not values.get("api_key") and values.get("api_key_cmd"):
         values["api_key"] = run_key_command(values["api_key_cmd"])
+    values["api_key"] = check_api_key(values.get("api_key"))
     return Config(**values, config_path=path)
+
+
+def check_base_url(url: str) -> str:
+    """A full http(s) URL, without a trailing slash."""
+    from urllib.parse import urlsplit
+
+    url = url.strip().rstrip("/")
+    example = "such as http://localhost:11434/v1"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(f"The base URL {url!r} is not a valid URL; give one {example}.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"The base URL {url!r} must be a full http:// or https:// URL, {example}.")
+    return url
+
+
+def check_api_key(key: str | None) -> str | None:
+    """Strip the whitespace a copied key often carries; refuse what HTTP cannot send."""
+    if key is None:
+        return None
+    key = key.strip()
+    if not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
+        raise ConfigError(
+            "The API key has characters an HTTP header cannot carry (spaces, or letters outside ASCII); "
+            "copy it again from your provider."
+        )
+    return key or None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -202,6 +251,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)
+    except UnicodeDecodeError:
+        raise ConfigError(f"The config file {path} is not UTF-8 text; save it as UTF-8.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {path} is not valid TOML ({exc}).") from None
     except OSError as exc:

@@ -6,10 +6,12 @@ receives exactly the text the model wrote.
 
 from __future__ import annotations
 
-from chatcli.env import Env
+from contextlib import nullcontext
+
+from chatcli.env import Env, echo_off
 from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from chatcli.render import MarkdownRenderer, PlainRenderer, make_console
-from chatcli.session import COMPLETE, ERROR, INTERRUPTED, Session
+from chatcli.session import COMPLETE, ERROR, INTERRUPTED, Session, finish_notice
 
 
 def build_message(words: list[str], env: Env) -> str:
@@ -21,6 +23,9 @@ def build_message(words: list[str], env: Env) -> str:
     instruction = " ".join(words).strip()
     piped = ""
     if env.stdin is not None and (not env.stdin_isatty or not instruction):  # stdin may be closed (<&-)
+        if env.stdin_isatty:
+            env.stderr.write("chatcli: type your question, then Ctrl-D on a line of its own to send it.\n")
+            env.stderr.flush()
         try:
             piped = env.stdin.read()
             # Python reads stdin with surrogateescape under a C/UTF-8 locale,
@@ -40,11 +45,13 @@ def build_message(words: list[str], env: Env) -> str:
 
 def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool) -> int:
     text = build_message(words, env)
+    quiet = nullcontext()
     if markdown and env.stdout_isatty:
         renderer = MarkdownRenderer(make_console(env.stdout, color=not env.no_color))
+        quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
     else:
         renderer = PlainRenderer(env.stdout)
-    with renderer:
+    with quiet, renderer:
         turn = session.send(text, on_event=renderer.handle)
 
     def say(message: str) -> None:
@@ -56,8 +63,9 @@ def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool)
         say(warning)
 
     if turn.status == COMPLETE:
-        if turn.finish_reason == "length":
-            say("the reply reached the max_tokens limit, so it may be cut short.")
+        notice = finish_notice(turn.finish_reason)
+        if notice:
+            say(notice + ".")
         return EXIT_OK
     if turn.status == INTERRUPTED:
         say("interrupted; the reply above is partial." if turn.reply else "interrupted before the reply began.")

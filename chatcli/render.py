@@ -9,6 +9,7 @@ reply costs time linear in its length and nothing is repeated or cut.
 
 from __future__ import annotations
 
+import functools
 import re
 import signal
 import threading
@@ -316,9 +317,7 @@ class MarkdownRenderer(Renderer):
             self._print_block(rest)
 
     def _markdown(self, text: str):
-        from rich.markdown import Markdown
-
-        return Markdown(text, code_theme=self._code_theme, hyperlinks=False)
+        return markdown(text, code_theme=self._code_theme)
 
     def _print_block(self, text: str) -> None:
         from rich.segment import Segment, Segments
@@ -343,6 +342,32 @@ class MarkdownRenderer(Renderer):
 
     def tail(self) -> str:
         return self._splitter.text
+
+
+@functools.cache
+def _text_markdown_class():
+    from markdown_it import MarkdownIt
+    from rich.markdown import Markdown
+
+    class TextMarkdown(Markdown):
+        """rich's Markdown with HTML parsing off: tags the model writes stay visible text.
+
+        rich drops HTML tokens, so `use <br> here` would lose its tag, and a
+        `<details>` block would vanish.
+        """
+
+        def __init__(self, markup: str, **options) -> None:
+            super().__init__("", **options)
+            self.markup = markup
+            parser = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"])
+            self.parsed = parser.parse(markup)
+
+    return TextMarkdown
+
+
+def markdown(text: str, *, code_theme: str = "monokai"):
+    """A renderable for model text: markdown without HTML, links with their URL shown."""
+    return _text_markdown_class()(text, code_theme=code_theme, hyperlinks=False)
 
 
 def _ends_with_spacing(md) -> bool:
@@ -404,12 +429,13 @@ def show_result(console: Console, result: Result) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    # Results echo what the user typed and what was saved: untrusted text too.
     if result.text:
-        console.print(Text(result.text, style="red" if result.error else "cyan"))
+        console.print(Text(strip_controls(result.text), style="red" if result.error else "cyan"))
     if result.rows:
         table = Table(*result.headers, show_edge=False, box=None, pad_edge=False, header_style="bold")
         for row in result.rows:
-            table.add_row(*(Text(cell) for cell in row))
+            table.add_row(*(Text(strip_controls(cell)) for cell in row))
         console.print(table)
 
 

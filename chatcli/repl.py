@@ -24,7 +24,7 @@ from chatcli.render import (
     show_recap,
     show_result,
 )
-from chatcli.session import COMPLETE, ERROR, INTERRUPTED, PENDING, TRUNCATED, Session, Turn
+from chatcli.session import COMPLETE, ERROR, INTERRUPTED, PENDING, TRUNCATED, Session, Turn, finish_notice
 
 
 class Repl:
@@ -162,8 +162,8 @@ class Repl:
         elif turn.status == ERROR:
             assert isinstance(turn.error, ChatError)
             show_error(self.console, turn.error.message + kept)
-        elif turn.status == COMPLETE and turn.finish_reason == "length":
-            show_notice(self.console, "[the reply reached the max_tokens limit]")
+        elif turn.status == COMPLETE and finish_notice(turn.finish_reason):
+            show_notice(self.console, f"[{finish_notice(turn.finish_reason)}]")
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -27,6 +27,14 @@ ERROR = "error"
 TRUNCATED = "truncated"
 
 
+def finish_notice(finish_reason: str | None) -> str | None:
+    """What a complete reply's finish_reason means for the reader, when it is not a plain stop."""
+    return {
+        "length": "the reply reached the max_tokens limit, so it may be cut short",
+        "content_filter": "the server's content filter stopped the reply, so it may be cut short",
+    }.get(finish_reason or "")
+
+
 @dataclass
 class Turn:
     """One exchange: the user's message and the reply, however far it got."""

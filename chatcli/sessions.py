@@ -128,9 +128,9 @@ def show_action(store: Store, args, env: Env) -> int:
 
     text = strip_controls(to_markdown(_load(store, args.id)))
     if env.stdout_isatty:
-        from rich.markdown import Markdown
+        from chatcli.render import markdown
 
-        _console(env).print(Markdown(text, hyperlinks=False))
+        _console(env).print(markdown(text))
     else:
         env.stdout.write(text)
     return EXIT_OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -67,7 +68,7 @@ def test_local_server_without_key_sends_a_placeholder(srv):
     "error, exit_code, words",
     [
         (Error(401, "Incorrect API key provided: sk-clien*****3456", code="invalid_api_key"), EXIT_CONFIG, "rejected the API key"),
-        (Error(403, "Project does not have access"), EXIT_CONFIG, "403"),
+        (Error(403, f"Project of key {KEY} does not have access"), EXIT_CONFIG, "403"),
         (Error(404, "The model `gpt-9` does not exist", code="model_not_found"), EXIT_FAILURE, "model 'gpt-4o-mini' was not found"),
         (Error(404, "no route", code="unknown_url"), EXIT_FAILURE, "check the base URL"),
         (Error(429, "Rate limit reached"), EXIT_FAILURE, "rate limiting"),
@@ -177,3 +178,41 @@ def test_openai_is_imported_only_when_used():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        '{"choices":[{"delta":"oops"}]}',
+        '{"choices":[{"delta":{"content":5}}]}',
+        '{"choices":[{"delta":{"content":"a"}}],"usage":[1]}',
+        '{"choices":"nope"}',
+        "[1, 2]",
+    ],
+)
+def test_chunks_of_the_wrong_shape_are_a_sentence_not_a_crash(chunk):
+    with pytest.raises(ChatError, match="malformed"):
+        list(parse_sse([f"data: {chunk}", ""]))
+
+
+def test_a_whole_json_completion_instead_of_a_stream_is_still_the_reply(srv):
+    completion = {
+        "id": "x", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole answer"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    srv.script(Error(200, body=json.dumps(completion).encode()))
+    events = collect(make_client(srv))
+    assert events == [TextDelta("whole answer"), Finish("stop"), Usage(3, 2, 5)]
+
+
+def test_an_html_page_instead_of_a_stream_points_at_the_base_url(srv):
+    srv.script(Error(200, body=b"<html><body>Welcome</body></html>", headers={"Content-Type": "text/html"}))
+    with pytest.raises(ChatError, match="text/html.*base URL"):
+        collect(make_client(srv))
+
+
+def test_a_timeout_after_retries_says_each_try_went_silent(srv):
+    srv.script(Reply("late", first_delay=1.0), Reply("late", first_delay=1.0))
+    with pytest.raises(ChatError, match=r"more than 0\.2s on each of 2 tries"):
+        collect(make_client(srv, read_timeout=0.2, max_retries=1))

@@ -105,3 +105,9 @@ def test_usage_says_why_a_turn_has_no_usage_and_clear_counts_exchanges(session):
     result = REGISTRY.dispatch(session, "/usage")
     assert result.rows[1][-1] == "failed, no usage reported"
     assert REGISTRY.dispatch(session, "/clear").text.startswith("Forgot 1 exchange;")
+
+
+@pytest.mark.parametrize("line", ["/", "/ ", "/  \t"])
+def test_a_slash_alone_is_a_hint_not_a_crash(session, line):
+    result = REGISTRY.dispatch(session, line)
+    assert result.error and "/help" in result.text

@@ -565,3 +565,56 @@ def test_example_config_copied_into_place_loads_as_the_defaults() -> None:
 
     for setting in SETTINGS:
         assert getattr(config, setting.key) == setting.default, setting.key
+
+
+# --------------------------------------------------------------------------- #
+# what a .env may not do, and files and keys that are not what they should be
+# --------------------------------------------------------------------------- #
+
+
+def test_dotenv_cannot_run_a_command_or_point_at_another_config(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    script = tmp_path / "key.py"
+    script.write_text(f"open({str(marker)!r}, 'w'); print('sk-from-dotenv-cmd')\n")
+    other = write_config('model = "from-dotenv-config"\n', tmp_path / "other.toml")
+    write_dotenv(f'CHATCLI_API_KEY_CMD="{sys.executable} {script}"\nCHATCLI_CONFIG={other}\nCHATCLI_MODEL=dotenv-model\n')
+    config = load()
+    assert not marker.exists()
+    assert config.api_key is None
+    assert config.model == "dotenv-model"  # ordinary keys still apply
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error() -> None:
+    path = default_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes('system = "caf\xe9"\n'.encode("latin-1"))
+    assert "UTF-8" in load_error() and str(path) in load_error()
+
+
+def test_a_dotenv_that_is_not_utf8_or_not_key_value_is_a_config_error() -> None:
+    path = Path.cwd() / ".env"
+    path.write_bytes("CHATCLI_SYSTEM=caf\xe9\n".encode("latin-1"))
+    assert "UTF-8" in load_error()
+    write_dotenv("CHATCLI_MODEL=ok\nthis line is not an assignment\n")
+    message = load_error()
+    assert ".env line 2" in message and "KEY=value" in message
+
+
+def test_whitespace_around_a_key_is_stripped() -> None:
+    assert load(OPENAI_API_KEY=f"  {TEST_KEY}\n").api_key == TEST_KEY
+
+
+def test_a_key_http_cannot_carry_is_a_config_error_that_does_not_show_it() -> None:
+    message = load_error(OPENAI_API_KEY="sk-abc\u00e9def")
+    assert "API key" in message and "sk-abc" not in message
+
+
+def test_a_wrongly_typed_key_in_the_config_is_reported_without_its_value() -> None:
+    write_config('api_key = ["sk-proj-verysecret123"]\n')
+    message = load_error()
+    assert "'api_key'" in message and "verysecret" not in message
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://", "http://host:notaport/v1", "localhost:11434/v1"])
+def test_a_base_url_that_is_not_a_full_url_is_a_config_error(url: str) -> None:
+    assert "base URL" in load_error(OPENAI_BASE_URL=url)

@@ -553,3 +553,21 @@ def test_reader_going_away_stops_quietly(srv: ChatServer, chat_env: dict[str, st
 
     assert err.decode() == ""
     assert proc.returncode == EXIT_OK
+
+
+def test_a_content_filter_stop_is_complete_but_said(srv: ChatServer, run_chatcli) -> None:
+    srv.script(Reply("partial answ", finish_reason="content_filter"))
+    result = run_chatcli("q")
+    assert result.returncode == EXIT_OK and result.stdout == "partial answ\n"
+    assert "content filter" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_full_output_device_is_one_line_not_a_traceback(srv: ChatServer, chat_env: dict[str, str]) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [str(CHATCLI), "hello"], stdin=subprocess.DEVNULL, stdout=full, stderr=subprocess.PIPE,
+            text=True, env=chat_env, timeout=30,
+        )
+    assert result.returncode == EXIT_FAILURE, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert result.stderr.splitlines() == ["chatcli: stopped by a system error: No space left on device."]

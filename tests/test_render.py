@@ -8,10 +8,9 @@ import re
 
 import pytest
 from rich.console import Console
-from rich.markdown import Markdown
 
 from chatcli.events import TextDelta, Usage
-from chatcli.render import BlockSplitter, ControlFilter, MarkdownRenderer, PlainRenderer, strip_controls
+from chatcli.render import BlockSplitter, ControlFilter, MarkdownRenderer, PlainRenderer, markdown, strip_controls
 
 UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -99,7 +98,7 @@ def render_streamed(text: str, deltas: list[int], width: int) -> str:
 
 def render_whole(text: str, width: int) -> str:
     console = Console(file=io.StringIO(), width=width, color_system=None)
-    console.print(Markdown(text, hyperlinks=False))
+    console.print(markdown(text))
     return console.file.getvalue()
 
 
@@ -154,3 +153,9 @@ def test_splitter_keeps_code_fences_whole_even_with_blank_lines():
     blocks = splitter.feed("Intro\n\n```\na\n\nb\n```\nafter\n")
     assert blocks == ["Intro\n\n", "```\na\n\nb\n```\n"]
     assert splitter.text == "after\n"
+
+
+def test_html_in_model_text_is_shown_not_dropped():
+    text = "Wrap it in a <div> tag, then use <br> for breaks.\n\n<details>\nhidden text\n</details>\n"
+    out = render_streamed(text, [3] * 40, 80)
+    assert "<div>" in out and "<br>" in out and "<details>" in out and "hidden text" in out

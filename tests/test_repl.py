@@ -457,4 +457,4 @@ def test_a_reply_cut_by_max_tokens_says_so(srv, chat):
     out = chat(params={"max_tokens": 6}).run("q", ENTER)
     assert srv.chat_requests[0].body["max_tokens"] == 6
     assert "a reply that ran out of" in out
-    assert "[the reply reached the max_tokens limit]" in out
+    assert "[the reply reached the max_tokens limit, so it may be cut short]" in out

@@ -49,3 +49,36 @@ def test_help_imports_neither_openai_nor_the_terminal_libraries():
 
 def test_first_prompt_is_reached_without_importing_openai():
     assert run(FIRST_PROMPT).strip().splitlines()[-1] == "[False]"
+
+
+REAL_ENTRY = """
+import sys
+import prompt_toolkit as shortcuts
+
+original = shortcuts.PromptSession.prompt
+
+def prompt(self, *args, **kwargs):
+    print(f"openai loaded at the first prompt: {'openai' in sys.modules}", flush=True)
+    return original(self, *args, **kwargs)
+
+shortcuts.PromptSession.prompt = prompt
+from chatcli.cli import main
+sys.exit(main([]))
+"""
+
+
+def test_the_real_entry_point_reaches_the_prompt_without_openai(chat_env):
+    """Through cli.main, config loading and the store, in a real pty, as a user starts it."""
+    import pexpect
+
+    child = pexpect.spawn(
+        sys.executable, ["-c", REAL_ENTRY], env={**chat_env, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"},
+        dimensions=(30, 100), encoding="utf-8", timeout=20,
+    )
+    child.expect("openai loaded at the first prompt: (True|False)")
+    loaded = child.match.group(1)
+    child.expect("\x1b\\[\\?2004h")  # prompt-toolkit is reading keys (bracketed paste on)
+    child.expect(">")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+    assert loaded == "False"
