@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from chatcli import __version__
 from chatcli.config import SETTINGS_BY_KEY
-from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ChatError, ConfigError, UsageError
+from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ChatError, ConfigError, Terminated, UsageError
 
 EXAMPLES = """\
 examples:
@@ -33,7 +34,8 @@ configuration (lowest to highest): defaults, ~/.config/chatcli/config.toml,
 ./.env, the environment (OPENAI_API_KEY, OPENAI_BASE_URL, CHATCLI_*), flags.
 
 exit codes: 0 ok, 1 request failed or reply incomplete, 2 bad command line,
-3 bad configuration or API key, 4 server unreachable or silent, 130 Ctrl-C.
+3 bad configuration or API key, 4 server unreachable or silent, 130 Ctrl-C,
+129/143 SIGHUP/SIGTERM (the turn so far is saved).
 """
 
 
@@ -98,11 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from chatcli.env import Env
 
     env = Env.from_process()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     try:
         return runner(args, env)
     except ChatError as exc:
         env.stderr.write(f"chatcli: {exc.message}\n")
         return exc.exit_code
+    except Terminated as exc:
+        return 128 + exc.signum  # the turn so far is saved; the terminal may be gone, so say nothing
     except KeyboardInterrupt:
         env.stderr.write("\n")
         return EXIT_INTERRUPTED
@@ -114,10 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except OSError as exc:
         # Most often writing the reply failed (a full disk, a closed terminal).
-        env.stderr.write(f"chatcli: stopped by a system error: {exc.strerror or exc}.\n")
         devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            env.stderr.write(f"chatcli: stopped by a system error: {exc.strerror or exc}.\n")
+            env.stderr.flush()
+        except OSError:
+            os.dup2(devnull, sys.stderr.fileno())  # the terminal is gone: nowhere left to say it
         os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
         return EXIT_FAILURE
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated(signum)
 
 
 def _run(args: argparse.Namespace, env) -> int:

@@ -46,3 +46,11 @@ class NetworkError(ChatError):
     """The server could not be reached or went silent."""
 
     exit_code = EXIT_NETWORK
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (the terminal closed): end the turn like Ctrl-C, save it, then exit."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -13,7 +13,7 @@ from typing import TextIO
 from chatcli import __version__
 from chatcli.commands import REGISTRY
 from chatcli.env import echo_off
-from chatcli.errors import ChatError
+from chatcli.errors import ChatError, Terminated
 from chatcli.prompt import make_prompt_session, open_history
 from chatcli.render import (
     MarkdownRenderer,
@@ -76,6 +76,8 @@ class Repl:
         while True:
             try:
                 text = self.prompt.prompt(default=prefill)
+            except Terminated:
+                raise
             except KeyboardInterrupt:
                 prefill = ""  # Ctrl-C at the prompt clears the line
                 continue
@@ -141,6 +143,8 @@ class Repl:
                     turn = self.session.retry(on_event=renderer.handle)
                 else:
                     turn = self.session.send(text, on_event=renderer.handle)
+        except Terminated:
+            raise
         except KeyboardInterrupt:
             # Ctrl-C outside the stream itself (while the renderer started or
             # finished); the session kept whatever arrived.

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from chatcli.errors import ChatError
+from chatcli.errors import ChatError, Terminated
 from chatcli.events import Event, Finish, TextDelta, Usage
 from chatcli.journal import Journal, make_title
 
@@ -219,6 +219,7 @@ class Session:
         self.journal.user_message(self, turn)  # saved before anything is sent
         started = time.monotonic()
         pieces: list[str] = []
+        stop: Terminated | None = None
         events = self.client.stream(model=self.model, messages=messages, params=turn.params)
         try:
             self.client.warm_up()  # so the latency recorded is the server's, not our imports'
@@ -235,8 +236,9 @@ class Session:
                 if on_event is not None:
                     on_event(event)
             turn.status = COMPLETE if turn.finish_reason else TRUNCATED
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             turn.status = INTERRUPTED
+            stop = exc if isinstance(exc, Terminated) else None
         except ChatError as exc:
             turn.status = ERROR
             turn.error = exc
@@ -245,4 +247,6 @@ class Session:
             turn.reply = "".join(pieces)
             turn.total_s = time.monotonic() - started
             self.journal.reply(turn)
+        if stop is not None:
+            raise stop  # saved; now let the program exit
         return turn

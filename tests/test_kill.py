@@ -171,3 +171,34 @@ def test_no_save_writes_nothing_under_home(srv, spawn_chatcli, isolated_env):
     written = sorted(str(p.relative_to(isolated_env)) for p in isolated_env.rglob("*") if not p.is_dir())
     assert written == []
     assert list(Path.cwd().iterdir()) == []  # nor in the working directory
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["hangup", "term"])
+def test_a_closed_terminal_or_sigterm_mid_reply_saves_the_partial_reply_and_exits(srv, spawn_chatcli, isolated_env, signum):
+    child = spawn_chatcli()
+    expect_prompt(child)
+    srv.script(Reply(SLOW, chunk_size=5, delay=0.01))
+    child.send("long question\r")
+    child.expect_exact("word word word word", timeout=TIMEOUT)
+    os.kill(child.pid, signum)
+    child.expect(pexpect.EOF, timeout=TIMEOUT)
+    child.close()
+    assert child.exitstatus == 128 + signum
+
+    db = db_file(isolated_env)
+    assert integrity(db) == "ok"
+    rows = query(db, "SELECT role, content, status FROM messages ORDER BY id")
+    assert rows[0] == ("user", "long question", None)
+    role, content, status = rows[1]
+    assert (role, status) == ("assistant", "interrupted")
+    assert content.startswith("word word word word") and len(content) < len(SLOW)
+
+
+def test_sigterm_at_the_prompt_exits_cleanly(spawn_chatcli):
+    child = spawn_chatcli()
+    expect_prompt(child)
+    os.kill(child.pid, signal.SIGTERM)
+    child.expect(pexpect.EOF, timeout=TIMEOUT)
+    child.close()
+    assert child.exitstatus == 128 + signal.SIGTERM
+    assert "Traceback" not in visible(child.before or "")
