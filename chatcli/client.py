@@ -227,7 +227,7 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
         "context_length" in code or "context length" in detail.lower() or "maximum context" in detail.lower()
     ):
         return ChatError(
-            f"The conversation is too long for the model's context window (400); use /clear, or start a new session."
+            "The conversation is too long for the model's context window (400); use /clear, or start a new session."
         )
     if status == 400:
         return ChatError(f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent.")
