@@ -15,7 +15,15 @@ from typing import Any, NoReturn, Sequence
 
 from chatcli import __version__
 from chatcli.config import SETTINGS_BY_KEY
-from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, ChatError, ConfigError, Terminated, UsageError
+from chatcli.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ChatError,
+    ConfigError,
+    Terminated,
+    UsageError,
+)
 
 EXAMPLES = """\
 examples:

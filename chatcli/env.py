@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, TextIO
+from typing import Mapping, TextIO
 
 
 @dataclass(frozen=True)
@@ -66,28 +65,3 @@ def _isatty(stream: TextIO | None) -> bool:
         return bool(stream) and stream.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-@contextmanager
-def echo_off(stream: TextIO) -> Iterator[None]:
-    """Stop the terminal echoing keys (^C, typeahead) while a reply is drawn.
-
-    An echoed ^C moves the cursor, and rich then erases the wrong lines of its
-    live region. Ctrl-C still sends SIGINT, and typed keys wait in the tty's
-    queue for the next prompt.
-    """
-    try:
-        import termios
-
-        fd = stream.fileno()
-        saved = termios.tcgetattr(fd)
-    except (ImportError, AttributeError, ValueError, OSError):
-        yield
-        return
-    quiet = list(saved)
-    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
-    try:
-        termios.tcsetattr(fd, termios.TCSANOW, quiet)
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSANOW, saved)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
-from chatcli.env import Env, echo_off
+from chatcli.env import Env
 from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from chatcli.render import MarkdownRenderer, PlainRenderer, make_console
 from chatcli.session import COMPLETE, ERROR, INTERRUPTED, Session, finish_notice
+from chatcli.terminal import echo_off
 
 
 def build_message(words: list[str], env: Env) -> str:

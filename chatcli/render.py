@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import functools
 import re
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.events import Event, TextDelta
-
 from chatcli.session import PENDING
+from chatcli.terminal import InterruptGuard
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions
@@ -180,47 +177,6 @@ class BlockSplitter:
             self._fence = (fence.group(2)[0], len(fence.group(2)))
             self._fence_top = fence.group(1) == "" and not self._is_list
         return cut
-
-
-class InterruptGuard:
-    """Holds Ctrl-C while a block is being drawn, and raises it right after.
-
-    A KeyboardInterrupt that lands in the middle of writing to the terminal
-    leaves the cursor where rich did not expect it, and the live region then
-    erases the wrong lines. Installed only in the main thread, where signals go.
-    """
-
-    def __init__(self) -> None:
-        self._holding = 0
-        self._pending = False
-        self._previous = None
-
-    def _handler(self, signum, frame) -> None:
-        if self._holding:
-            self._pending = True
-        else:
-            raise KeyboardInterrupt
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-
-    def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    @contextmanager
-    def hold(self, *, deliver: bool = True) -> Iterator[None]:
-        self._holding += 1
-        try:
-            yield
-        finally:
-            self._holding -= 1
-            if not self._holding and self._pending:
-                self._pending = False
-                if deliver:
-                    raise KeyboardInterrupt
 
 
 class Renderer:

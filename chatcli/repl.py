@@ -12,7 +12,6 @@ from typing import TextIO
 
 from chatcli import __version__
 from chatcli.commands import REGISTRY
-from chatcli.env import echo_off
 from chatcli.errors import ChatError, Terminated
 from chatcli.prompt import make_prompt_session, open_history
 from chatcli.render import (
@@ -24,7 +23,17 @@ from chatcli.render import (
     show_recap,
     show_result,
 )
-from chatcli.session import COMPLETE, ERROR, INTERRUPTED, PENDING, TRUNCATED, Session, Turn, finish_notice
+from chatcli.session import (
+    COMPLETE,
+    ERROR,
+    INTERRUPTED,
+    PENDING,
+    TRUNCATED,
+    Session,
+    Turn,
+    finish_notice,
+)
+from chatcli.terminal import echo_off
 
 
 class Repl:
@@ -65,6 +74,16 @@ class Repl:
             self._warm_up.start()
 
     def run(self) -> int:
+        try:
+            return self._loop()
+        finally:
+            # However the loop ends (Ctrl-D, /exit, SIGTERM), let the background
+            # import finish: a daemon thread still importing at interpreter
+            # shutdown can abort Python.
+            if self._warm_up is not None and self._warm_up.ident is not None:
+                self._warm_up.join(timeout=5)
+
+    def _loop(self) -> int:
         self.prompt.app.after_render.add_handler(self._start_warm_up)
         s = self.session
         persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
@@ -108,8 +127,6 @@ class Repl:
                 prefill = turn.user
                 self._orphan = turn
                 show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
-        if self._warm_up is not None:
-            self._warm_up.join(timeout=2)
         return 0
 
     def warn(self) -> None:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 from chatcli.env import Env
 from chatcli.errors import EXIT_OK, ChatError, UsageError
-from chatcli.store import SessionInfo, Store, StoreError, default_db_path, describe, is_store_error
+from chatcli.store import (
+    SessionInfo,
+    Store,
+    StoreError,
+    default_db_path,
+    describe,
+    is_store_error,
+)
 
 EXAMPLES = """\
 examples:
