@@ -147,6 +147,7 @@ def _run(args: argparse.Namespace, env) -> int:
     from chatcli.config import load_config, require_api_key
     from chatcli.journal import Journal
     from chatcli.session import Session
+    from chatcli.tokens import ModelLimits, Tokenizer
 
     flags = {
         "model": args.model,
@@ -160,8 +161,13 @@ def _run(args: argparse.Namespace, env) -> int:
     save = config.save and not args.no_save
     journal = open_journal(config, env) if save else Journal()
     client = ChatClient(config)
+    tokenizer = Tokenizer(
+        overrides=config.models,
+        default=ModelLimits(config.default_context_window, config.default_max_output_tokens, "o200k_base"),
+    )
     if args.resume is not None:
         session = resume_session(journal, args.resume, client=client)
+        session.tokenizer = tokenizer
         # Flags given now win over the saved state; config defaults do not.
         if args.model:
             session.set_model(args.model)
@@ -178,6 +184,7 @@ def _run(args: argparse.Namespace, env) -> int:
             system=config.system,
             params={k: v for k, v in params.items() if v is not None},
             journal=journal,
+            tokenizer=tokenizer,
         )
     markdown = config.markdown and not args.plain
 

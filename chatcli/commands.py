@@ -231,3 +231,27 @@ def age(timestamp: float) -> str:
         if seconds >= size:
             return f"{int(seconds // size)}{unit} ago"
     return "just now"
+
+
+@command("tokens", help="What the next request would carry: system prompt, history, and what fitting leaves out.")
+def tokens_command(session: Session, arg: str) -> Result:
+    t, model = session.tokenizer, session.model
+    plan = session.plan()
+    in_context = [turn for turn in session.context_turns if turn.in_context]
+    system = t.message(model, "system", session.system) if session.system else None
+    sent = in_context[plan.left_out :]
+    history = None
+    for turn in sent:
+        count = t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
+        history = count if history is None else history + count
+    rows = [
+        ["system prompt", str(system) if system else "0"],
+        [f"history ({len(sent)} {'turn' if len(sent) == 1 else 'turns'})", str(history) if history else "0"],
+        ["left out to fit", f"{plan.left_out} {'turn' if plan.left_out == 1 else 'turns'}"],
+        ["next request, before your message", str(plan.tokens)],
+        ["kept free for the reply", f"{plan.reserve:,}"],
+        ["context window", f"{plan.window:,}"],
+    ]
+    why = t.problem(model)
+    text = f"Counts marked ≈ are estimates: {why}." if why and not plan.tokens.exact else ""
+    return Result(text=text, headers=["", "tokens"], rows=rows)

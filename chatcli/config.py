@@ -13,7 +13,7 @@ import re
 import shlex
 import subprocess
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -112,6 +112,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("read_timeout", float, 60.0, "Longest silence, in seconds, while waiting for the next token.", 0.1, 3600),
     Setting("max_retries", int, 2, "Retries for rate limits, server errors and dropped connections.", 0, 10),
     Setting("markdown", bool, True, "Render replies as markdown in the terminal (pipes always get plain text)."),
+    Setting("default_context_window", int, 8192, "Context window, in tokens, for models chatcli has no figure for.", 256),
+    Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
     Setting("save", bool, True, "Save sessions and input history; false is incognito and writes nothing."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
@@ -131,6 +133,9 @@ class Config:
     read_timeout: float = 60.0
     max_retries: int = 2
     markdown: bool = True
+    default_context_window: int = 8192
+    default_max_output_tokens: int = 4096
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     save: bool = True
     db: str | None = None
     config_path: Path | None = None
@@ -257,8 +262,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"The config file {path} is not valid TOML ({exc}).") from None
     except OSError as exc:
         raise ConfigError(f"The config file {path} could not be read ({exc.strerror}).") from None
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in data.items():
+        if key == "models":
+            values["models"] = read_models_table(value, path)
+            continue
         setting = SETTINGS_BY_KEY.get(key)
         if setting is None:
             near = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
@@ -266,6 +274,28 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown key '{key}'.{hint}")
         values[key] = setting.check(value, f"'{key}' in {path}")
     return values
+
+
+MODEL_KEYS = {
+    "context_window": Setting("context_window", int, None, "", 256),
+    "max_output_tokens": Setting("max_output_tokens", int, None, "", 1),
+    "encoding": Setting("encoding", str, None, ""),
+}
+
+
+def read_models_table(table: Any, path: Path) -> dict[str, dict[str, Any]]:
+    """[models."NAME"] tables: per-model context_window, max_output_tokens and encoding."""
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{path}: 'models' must hold tables, as in [models.\"llama3.2\"] context_window = 131072.")
+    models: dict[str, dict[str, Any]] = {}
+    for name, settings in table.items():
+        models[name] = {}
+        for key, value in settings.items():
+            setting = MODEL_KEYS.get(key)
+            if setting is None:
+                raise ConfigError(f"{path}: unknown key '{key}' for model {name!r}; known: {', '.join(MODEL_KEYS)}.")
+            models[name][key] = setting.check(value, f"'{key}' of model {name!r} in {path}")
+    return models
 
 
 def run_key_command(command: str) -> str:
@@ -311,6 +341,15 @@ def example_toml() -> str:
         else:
             lines.append(f"{s.key} = {_toml_value(s.default)}")
         lines.append("")
+    lines += [
+        "# Per-model figures, for a model chatcli has no figures for, or to correct them.",
+        "# encoding is the tiktoken encoding used to count its tokens.",
+        '# [models."llama3.2"]',
+        "# context_window = 131072",
+        "# max_output_tokens = 4096",
+        '# encoding = "o200k_base"',
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -11,7 +11,14 @@ from contextlib import nullcontext
 from chatcli.env import Env
 from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from chatcli.render import MarkdownRenderer, PlainRenderer, make_console
-from chatcli.session import COMPLETE, ERROR, INTERRUPTED, Session, finish_notice
+from chatcli.session import (
+    COMPLETE,
+    ERROR,
+    INTERRUPTED,
+    Session,
+    finish_notice,
+    left_out_notice,
+)
 from chatcli.terminal import echo_off
 
 
@@ -63,6 +70,8 @@ def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool)
     if warning:
         say(warning)
 
+    if left_out_notice(turn):
+        say(left_out_notice(turn) + ".")
     if turn.status == COMPLETE:
         notice = finish_notice(turn.finish_reason)
         if notice:

@@ -53,16 +53,24 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
     def toolbar() -> FormattedText:
         temp = session.temperature
         tokens = session.usage.total_tokens
+        plan = session.plan()
+        used = plan.tokens
+        window = plan.window
         return FormattedText(
             [
                 ("class:bottom-toolbar", f" {session.model} "),
                 ("class:bottom-toolbar", f"│ temp {temp:g} " if temp is not None else "│ temp default "),
+                ("class:bottom-toolbar", f"│ context {used}/{_short(window)} ({100 * used.tokens / window:.0f}%) "),
                 ("class:bottom-toolbar", f"│ {tokens:,} tokens "),
                 ("class:bottom-toolbar", "│ /help "),
             ]
         )
 
     return toolbar
+
+
+def _short(n: int) -> str:
+    return f"{n / 1_000_000:g}M" if n >= 1_000_000 else f"{n / 1000:g}k" if n >= 1000 else str(n)
 
 
 def open_history(path: Path | None) -> History:

@@ -32,6 +32,7 @@ from chatcli.session import (
     Session,
     Turn,
     finish_notice,
+    left_out_notice,
 )
 from chatcli.terminal import echo_off
 
@@ -64,6 +65,7 @@ class Repl:
     def _warm(self) -> None:
         try:
             self.session.client.warm_up()
+            self.session.tokenizer.preload(self.session.model)
             import rich.markdown  # noqa: F401  (the first reply draws with it)
         except Exception:  # noqa: BLE001 - a failure here shows up again, with a sentence, on send
             pass
@@ -175,6 +177,8 @@ class Repl:
         return turn
 
     def report(self, turn: Turn) -> None:
+        if left_out_notice(turn):
+            show_notice(self.console, f"[{left_out_notice(turn)}]")
         kept = " (partial reply kept)" if turn.reply else ""
         if turn.status == INTERRUPTED:
             show_notice(self.console, f"[interrupted{kept}]")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from chatcli.errors import ChatError, Terminated
 from chatcli.events import Event, Finish, TextDelta, Usage
 from chatcli.journal import Journal, make_title
+from chatcli.tokens import REPLY_PRIMING, Count, Fit, Tokenizer, fit
 
 if TYPE_CHECKING:
     from chatcli.client import ChatClient
@@ -25,6 +26,23 @@ COMPLETE = "complete"
 INTERRUPTED = "interrupted"
 ERROR = "error"
 TRUNCATED = "truncated"
+
+
+def too_big(plan: Fit, message: Count) -> str:
+    """The sentence for a message that cannot fit the window even alone."""
+    room = plan.window - plan.reserve - (plan.tokens.tokens - message.tokens)
+    return (
+        f"Your message is {message} tokens, but the model's {plan.window:,}-token window leaves room for "
+        f"about {max(room, 0):,} once the system prompt and {plan.reserve:,} tokens for the reply are counted; "
+        "shorten it, or use a model with a larger window."
+    )
+
+
+def left_out_notice(turn: Turn) -> str | None:
+    if not turn.left_out:
+        return None
+    n = turn.left_out
+    return f"left out the {'oldest turn' if n == 1 else f'{n} oldest turns'} to fit the context window (still in the history)"
 
 
 def finish_notice(finish_reason: str | None) -> str | None:
@@ -51,6 +69,7 @@ class Turn:
     total_s: float | None = None
     created_at: float = field(default_factory=time.time)
     ids: list[int] = field(default_factory=list)  # its rows in the store
+    left_out: int = 0  # the oldest turns not sent with it, to fit the context window
 
     @property
     def partial(self) -> bool:
@@ -76,6 +95,7 @@ class Session:
     context_start: int = 0  # turns before this index are no longer sent
     journal: Journal = field(default_factory=Journal)
     title: str | None = None
+    tokenizer: Tokenizer = field(default_factory=Tokenizer)
 
     @property
     def id(self) -> int | None:
@@ -86,16 +106,30 @@ class Session:
     def temperature(self) -> float | None:
         return self.params.get("temperature")
 
-    def messages(self, pending: str | None = None) -> list[dict[str, str]]:
-        """The conversation as the API wants it, optionally with a new user message."""
+    def messages(self, pending: str | None = None, *, left_out: int = 0) -> list[dict[str, str]]:
+        """The conversation as the API wants it, without its `left_out` oldest turns, plus a new message."""
         out = [{"role": "system", "content": self.system}] if self.system else []
-        for turn in self.context_turns:
-            if turn.in_context:
-                out.append({"role": "user", "content": turn.user})
-                out.append({"role": "assistant", "content": turn.reply})
+        for turn in [t for t in self.context_turns if t.in_context][left_out:]:
+            out.append({"role": "user", "content": turn.user})
+            out.append({"role": "assistant", "content": turn.reply})
         if pending is not None:
             out.append({"role": "user", "content": pending})
         return out
+
+    def plan(self, pending: str = "") -> Fit:
+        """How the conversation plus `pending` fits the model's window, leaving room for the reply."""
+        t, model = self.tokenizer, self.model
+        limits = t.limits(model)
+        reserve = min(self.params.get("max_tokens") or limits.max_output_tokens, limits.context_window // 2)
+        head = [Count(REPLY_PRIMING)]
+        if self.system:
+            head.append(t.message(model, "system", self.system))
+        turns = [
+            t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
+            for turn in self.context_turns
+            if turn.in_context
+        ]
+        return fit(head=head, turns=turns, latest=t.message(model, "user", pending), window=limits.context_window, reserve=reserve)
 
     @property
     def context_turns(self) -> list[Turn]:
@@ -211,12 +245,19 @@ class Session:
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Turn:
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked."""
         assert self.client is not None, "a session restored for reading cannot send"
-        messages = self.messages(pending=text)
-        turn = Turn(user=text, model=self.model, params=dict(self.params))
+        self.tokenizer.preload(self.model, wait=2.0)  # exact counts if the encoding can be had quickly
+        plan = self.plan(text)
+        messages = self.messages(pending=text, left_out=plan.left_out)
+        turn = Turn(user=text, model=self.model, params=dict(self.params), left_out=plan.left_out)
         self.turns.append(turn)
         if self.title is None:
             self.title = make_title(text)
         self.journal.user_message(self, turn)  # saved before anything is sent
+        if not plan.fits:
+            turn.status = ERROR
+            turn.error = ChatError(too_big(plan, self.tokenizer.message(self.model, "user", text)))
+            self.journal.reply(turn)
+            return turn
         started = time.monotonic()
         pieces: list[str] = []
         stop: Terminated | None = None

@@ -52,13 +52,13 @@ def test_prompt_and_toolbar_appear_a_reply_is_shown_and_ctrl_d_exits(srv, spawn_
 
     answer_cpr()
     expect_prompt(child)
-    child.expect_exact("gpt-4o-mini │ temp default │ 0 tokens", timeout=TIMEOUT)  # the toolbar
+    child.expect(r"gpt-4o-mini │ temp default │ context ≈?[\d,]+/128k \(\d+%\) │ 0 tokens", timeout=TIMEOUT)  # the toolbar
     child.send("hello there\r")
     child.expect_exact("echo: hello there", timeout=TIMEOUT)
     answer_cpr()
     expect_prompt(child)
     # The toolbar now counts the turn's tokens.
-    child.expect(r"gpt-4o-mini │ temp default │ [1-9][\d,]* tokens", timeout=TIMEOUT)
+    child.expect(r"gpt-4o-mini │ temp default │ context ≈?[\d,]+/128k \(\d+%\) │ [1-9][\d,]* tokens", timeout=TIMEOUT)
     assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == ["hello there"]
     quit_with_ctrl_d(child)
 
