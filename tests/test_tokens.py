@@ -1,0 +1,182 @@
+"""Token counting (exact and offline), context windows, and fitting a conversation.
+
+tiktoken cannot download its real BPE files here, so the exact path uses a
+small byte-level encoding built in the test: each UTF-8 byte is one token.
+In-process it is registered in tiktoken's own registry under a test name,
+and for the subprocess it comes from a `tiktoken_ext` plugin on PYTHONPATH,
+the way tiktoken finds extra encodings; chatcli reaches it through config
+(`[models."NAME"] encoding = ...`), as a user would for another server's model.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+import tiktoken
+import tiktoken.registry
+
+from chatcli.client import ChatClient
+from chatcli.commands import REGISTRY
+from chatcli.config import Config
+from chatcli.session import COMPLETE, ERROR, Session
+from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Tokenizer, estimate, fit
+
+TEST_ENCODING = "chatcli-test-bytes"
+PLUGIN = f'''
+import tiktoken
+
+def _bytes():
+    return {{
+        "name": "{TEST_ENCODING}",
+        "pat_str": r"[\\s\\S]+",
+        "mergeable_ranks": {{bytes([i]): i for i in range(256)}},
+        "special_tokens": {{}},
+    }}
+
+ENCODING_CONSTRUCTORS = {{"{TEST_ENCODING}": _bytes}}
+'''
+
+
+@pytest.fixture(scope="module", autouse=True)
+def byte_encoding():
+    encoding = tiktoken.Encoding(
+        TEST_ENCODING, pat_str=r"[\s\S]+", mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens={}
+    )
+    tiktoken.registry.ENCODINGS[TEST_ENCODING] = encoding
+    yield encoding
+    tiktoken.registry.ENCODINGS.pop(TEST_ENCODING, None)
+
+
+def tokenizer(window: int = 10_000, output: int = 100, encoding: str = TEST_ENCODING) -> Tokenizer:
+    t = Tokenizer(overrides={"test-model": {"context_window": window, "max_output_tokens": output, "encoding": encoding}})
+    t.preload("test-model", wait=5)
+    return t
+
+
+def test_exact_counts_in_the_models_encoding_with_chat_overhead():
+    t = tokenizer()
+    assert t.message("test-model", "user", "héllo") == Count(len("héllo".encode()) + MESSAGE_OVERHEAD, exact=True)
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert t.messages("test-model", messages) == Count(REPLY_PRIMING + (8 + 3) + (2 + 3), exact=True)
+    assert str(t.messages("test-model", messages)) == "19"  # exact: no ≈
+
+
+def test_counts_are_cached_per_message(byte_encoding):
+    t = tokenizer()
+    calls = []
+
+    class Counting:
+        def encode(self, text, **kwargs):
+            calls.append(text)
+            return byte_encoding.encode(text, **kwargs)
+
+    t.encodings._loaded[TEST_ENCODING] = Counting()
+    history = [{"role": "user", "content": f"message {i}"} for i in range(50)]
+    t.messages("test-model", history)
+    t.messages("test-model", history + [{"role": "user", "content": "new"}])
+    assert len(calls) == 51  # the second count encoded only the new message
+
+
+def test_without_the_encoding_counts_are_marked_estimates_and_say_why():
+    t = tokenizer(encoding="no-such-encoding")
+    count = t.message("test-model", "user", "x" * 400)
+    assert count == Count(estimate("x" * 400) + MESSAGE_OVERHEAD, exact=False)
+    assert str(count).startswith("≈")
+    assert "no-such-encoding" in t.problem("test-model")
+
+
+def test_model_families_and_overrides():
+    t = Tokenizer(overrides={"gpt-4o": {"context_window": 5000}})
+    assert t.limits("gpt-4o-mini-2024-07-18").context_window == 128_000
+    assert t.limits("gpt-4o").context_window == 5000
+    assert t.limits("gpt-4-0613").encoding == "cl100k_base"
+    assert t.limits("llama3.2").context_window == 8192  # the default for unknown models
+
+
+def test_fit_drops_the_oldest_turns_and_never_the_head_or_latest():
+    c = Count
+    plan = fit(head=[c(10)], turns=[c(40), c(40), c(40)], latest=c(20), window=150, reserve=50)
+    assert (plan.left_out, plan.tokens, plan.fits) == (2, c(70), True)
+    assert fit(head=[c(10)], turns=[c(40)], latest=c(20), window=150, reserve=50).left_out == 0
+    alone = fit(head=[c(10)], turns=[c(40)], latest=c(200), window=150, reserve=50)
+    assert (alone.left_out, alone.fits) == (1, False)
+
+
+@pytest.fixture
+def small(srv) -> Session:
+    """A session whose model has a 400-token window, 60 of them kept for the reply."""
+    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    return Session(client=client, model="test-model", system="Be brief.", tokenizer=tokenizer(window=400, output=60))
+
+
+def test_a_long_conversation_keeps_working_leaving_out_the_oldest_turns(srv, small):
+    for i in range(12):
+        turn = small.send(f"question number {i} " + "x" * 40)
+        assert turn.status == COMPLETE
+    last = srv.chat_requests[-1].body["messages"]
+    assert last[0] == {"role": "system", "content": "Be brief."}
+    assert last[-1]["content"].startswith("question number 11")
+    assert turn.left_out > 0
+    assert len(last) == 2 + 2 * (11 - turn.left_out)  # system, the turns that fit, the new message
+    sent = Tokenizer.messages(small.tokenizer, "test-model", last)
+    assert sent.tokens + 60 <= 400
+    assert len(small.turns) == 12  # everything is still in the history
+
+
+def test_a_message_too_big_for_the_window_is_refused_with_the_sizes_and_nothing_is_sent(srv, small):
+    turn = small.send("y" * 2000)
+    assert turn.status == ERROR and srv.chat_requests == []
+    message = turn.error.message
+    assert "2,003 tokens" in message and "400-token window" in message and "60 tokens for the reply" in message
+    assert small.turns[-1].user == "y" * 2000  # the words are kept
+
+
+def test_tokens_command_shows_what_the_next_request_carries(srv, small):
+    for i in range(12):
+        small.send(f"question number {i} " + "x" * 40)
+    rows = dict((name, value) for name, value in REGISTRY.dispatch(small, "/tokens").rows)
+    assert rows["system prompt"] == str(9 + MESSAGE_OVERHEAD)
+    assert rows["context window"] == "400" and rows["kept free for the reply"] == "60"
+    assert int(rows["left out to fit"].split()[0]) > 0
+
+
+def test_one_shot_piped_input_larger_than_the_window_is_a_clear_error(srv, run_chatcli, tmp_path):
+    plugins = tmp_path / "plugins" / "tiktoken_ext"
+    plugins.mkdir(parents=True)
+    (plugins / "chatcli_test_encoding.py").write_text(textwrap.dedent(PLUGIN))
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f'model = "test-model"\n[models."test-model"]\ncontext_window = 1000\nmax_output_tokens = 100\nencoding = "{TEST_ENCODING}"\n'
+    )
+    env = {"PYTHONPATH": str(tmp_path / "plugins")}
+    result = run_chatcli("summarize this", input="z" * 5000, env=env)
+    assert result.returncode == 1 and srv.chat_requests == []
+    # "summarize this", a blank line, 5000 bytes, and 3 tokens of overhead: 14 + 2 + 5000 + 3
+    assert result.stderr.count("\n") == 1 and "5,019 tokens" in result.stderr and "1,000-token window" in result.stderr
+
+    ok = run_chatcli("short question", env=env)
+    assert ok.returncode == 0 and ok.stdout == "echo: short question\n"
+
+
+def test_the_repl_says_what_it_left_out_and_the_toolbar_shows_the_context_meter(srv, small):
+    import io
+
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from chatcli.prompt import make_toolbar
+    from chatcli.repl import Repl
+
+    out = io.StringIO()
+    with create_pipe_input() as keys:
+        repl = Repl(small, out=out, markdown=False, color=False, input=keys, output=DummyOutput(), warm_up=False)
+        keys.send_text("".join(f"question number {i} {'x' * 40}\r" for i in range(12)) + "\x04")
+        repl.run()
+    assert "oldest turns to fit the context window (still in the history)" in out.getvalue()
+    toolbar = "".join(text for _, text in make_toolbar(small)())
+    used = small.plan().tokens.tokens
+    assert f"context {used:,}/400 ({100 * used / 400:.0f}%)" in toolbar
