@@ -17,7 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from chatcli.config import Config, redact
-from chatcli.errors import ChatError, ConfigError, NetworkError
+from chatcli.errors import ChatError, ConfigError, ContextLengthError, NetworkError
 from chatcli.events import Event, Finish, ReasoningDelta, TextDelta, Usage
 
 if TYPE_CHECKING:
@@ -226,8 +226,9 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     if status == 400 and (
         "context_length" in code or "context length" in detail.lower() or "maximum context" in detail.lower()
     ):
-        return ChatError(
-            "The conversation is too long for the model's context window (400); use /clear, or start a new session."
+        return ContextLengthError(
+            "The conversation is too long for the model's context window (400), even with the oldest turns "
+            "left out; use /clear or /compact, or start a new session."
         )
     if status == 400:
         return ChatError(f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent.")

@@ -42,6 +42,10 @@ class UsageError(ChatError):
     exit_code = EXIT_USAGE
 
 
+class ContextLengthError(ChatError):
+    """The server said the conversation is longer than the model's context window."""
+
+
 class NetworkError(ChatError):
     """The server could not be reached or went silent."""
 

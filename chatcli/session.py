@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from chatcli.errors import ChatError, Terminated
+from chatcli.errors import ChatError, ContextLengthError, Terminated
 from chatcli.events import Event, Finish, TextDelta, Usage
 from chatcli.journal import Journal, make_title
 from chatcli.tokens import REPLY_PRIMING, Count, Fit, Tokenizer, fit
@@ -116,7 +116,25 @@ class Session:
             out.append({"role": "user", "content": pending})
         return out
 
-    def plan(self, pending: str = "") -> Fit:
+    def _stream_fitting(self, turn: Turn, plan: Fit, messages: list[dict[str, str]]) -> Iterator[Event]:
+        """Stream the reply; if the server says the context is too long, leave more out and try once more.
+
+        Our counts can be estimates, and servers count differently: a 400
+        context_length_exceeded comes before any text, so retrying loses nothing.
+        """
+        assert self.client is not None
+        try:
+            yield from self.client.stream(model=self.model, messages=messages, params=turn.params)
+            return
+        except ContextLengthError:
+            tighter = self.plan(turn.user, window=plan.reserve + int(plan.tokens.tokens * 0.75))
+            left_out = max(tighter.left_out, plan.left_out + 1)
+            if left_out > sum(t.in_context for t in self.context_turns):
+                raise
+        turn.left_out = left_out
+        yield from self.client.stream(model=self.model, messages=self.messages(turn.user, left_out=left_out), params=turn.params)
+
+    def plan(self, pending: str = "", *, window: int | None = None) -> Fit:
         """How the conversation plus `pending` fits the model's window, leaving room for the reply."""
         t, model = self.tokenizer, self.model
         limits = t.limits(model)
@@ -129,7 +147,13 @@ class Session:
             for turn in self.context_turns
             if turn.in_context
         ]
-        return fit(head=head, turns=turns, latest=t.message(model, "user", pending), window=limits.context_window, reserve=reserve)
+        return fit(
+            head=head,
+            turns=turns,
+            latest=t.message(model, "user", pending),
+            window=window or limits.context_window,
+            reserve=reserve,
+        )
 
     @property
     def context_turns(self) -> list[Turn]:
@@ -261,7 +285,7 @@ class Session:
         started = time.monotonic()
         pieces: list[str] = []
         stop: Terminated | None = None
-        events = self.client.stream(model=self.model, messages=messages, params=turn.params)
+        events = self._stream_fitting(turn, plan, messages)
         try:
             self.client.warm_up()  # so the latency recorded is the server's, not our imports'
             started = time.monotonic()

@@ -21,7 +21,14 @@ from pathlib import Path
 import pytest
 
 import chatcli
-from chatcli.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK, EXIT_USAGE
+from chatcli.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_NETWORK,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from tests.conftest import CHATCLI, TEST_KEY
 from tests.server import ChatServer, Error, Reply
 

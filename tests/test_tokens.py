@@ -22,7 +22,14 @@ from chatcli.client import ChatClient
 from chatcli.commands import REGISTRY
 from chatcli.config import Config
 from chatcli.session import COMPLETE, ERROR, Session
-from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Tokenizer, estimate, fit
+from chatcli.tokens import (
+    MESSAGE_OVERHEAD,
+    REPLY_PRIMING,
+    Count,
+    Tokenizer,
+    estimate,
+    fit,
+)
 
 TEST_ENCODING = "chatcli-test-bytes"
 PLUGIN = f'''
@@ -180,3 +187,28 @@ def test_the_repl_says_what_it_left_out_and_the_toolbar_shows_the_context_meter(
     toolbar = "".join(text for _, text in make_toolbar(small)())
     used = small.plan().tokens.tokens
     assert f"context {used:,}/400 ({100 * used / 400:.0f}%)" in toolbar
+
+
+def test_a_context_length_error_fits_tighter_and_retries_once(srv, small):
+    from tests.server import Error, Reply
+
+    small.send("first " + "x" * 20)
+    small.send("second " + "x" * 20)
+    srv.script(Error(400, "This model's maximum context length is 300 tokens", code="context_length_exceeded"), Reply("fits now"))
+    turn = small.send("third")
+    assert turn.status == COMPLETE and turn.reply == "fits now"
+    first_try, retry = srv.chat_requests[-2:]
+    assert len(retry.body["messages"]) < len(first_try.body["messages"])
+    assert retry.body["messages"][0]["role"] == "system" and retry.body["messages"][-1]["content"] == "third"
+    assert turn.left_out >= 1
+
+
+def test_a_second_context_length_error_is_one_sentence(srv, small):
+    from tests.server import Error
+
+    small.send("first " + "x" * 20)
+    too_long = Error(400, "maximum context length exceeded", code="context_length_exceeded")
+    srv.script(too_long, too_long)
+    turn = small.send("second")
+    assert turn.status == ERROR and "context window" in turn.error.message
+    assert len(srv.chat_requests) == 3  # the first turn, then one try and one retry
