@@ -255,3 +255,11 @@ def tokens_command(session: Session, arg: str) -> Result:
     why = t.problem(model)
     text = f"Counts marked ≈ are estimates: {why}." if why and not plan.tokens.exact else ""
     return Result(text=text, headers=["", "tokens"], rows=rows)
+
+
+@command("compact", args="[N]", help="Summarise all but the last N turns (default 2) to free the context window.")
+def compact_command(session: Session, arg: str) -> Result:
+    if arg and not arg.isdigit():
+        return Result(f"/compact takes how many recent turns to keep, as in /compact 2, not {arg!r}.", error=True)
+    before, after = session.compact(keep=int(arg) if arg else 2)
+    return Result(f"Compacted: the next request carries {after} tokens instead of {before}; the turns stay in the history.")

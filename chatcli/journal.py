@@ -151,7 +151,22 @@ class Journal:
     def cleared(self) -> None:
         if self.session_id is None:
             return
-        self._run(lambda s: s.update_session(self.session_id, event="clear", context_from=s.clear_boundary(self.session_id)))
+        self._run(
+            lambda s: s.update_session(
+                self.session_id, event="clear", context_from=s.clear_boundary(self.session_id), summary=None
+            )
+        )
+
+    def compacted(self, summary: str, first_kept: Turn | None) -> None:
+        """Save a /compact: the summary, and where the turns sent verbatim begin."""
+        if self.session_id is None:
+            return
+
+        def save(s: Store) -> None:
+            start = first_kept.ids[0] if first_kept and first_kept.ids else s.clear_boundary(self.session_id)
+            s.update_session(self.session_id, event="compact", context_from=start, summary=summary)
+
+        self._run(save)
 
     def retitle(self, title: str) -> None:
         """A new title; before the first message, the session's title is used when the row is made."""

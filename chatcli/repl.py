@@ -108,7 +108,13 @@ class Repl:
             if not text.strip():
                 continue
             if text.startswith("/") and not text.startswith("//"):
-                result = REGISTRY.dispatch(s, text)
+                try:
+                    result = REGISTRY.dispatch(s, text)
+                except Terminated:
+                    raise
+                except KeyboardInterrupt:  # a command that talks to the server (/compact)
+                    show_notice(self.console, "[interrupted]")
+                    continue
                 show_result(self.console, result)
                 self.warn()
                 if result.exit:

@@ -28,6 +28,13 @@ ERROR = "error"
 TRUNCATED = "truncated"
 
 
+SUMMARY_HEADING = "Summary of the earlier conversation:\n"
+COMPACT_PROMPT = (
+    "Summarise the conversation below for your own later use: keep every fact, decision, name, number, "
+    "code identifier and open question; drop pleasantries. Write it as compact notes."
+)
+
+
 def too_big(plan: Fit, message: Count) -> str:
     """The sentence for a message that cannot fit the window even alone."""
     room = plan.window - plan.reserve - (plan.tokens.tokens - message.tokens)
@@ -96,6 +103,7 @@ class Session:
     journal: Journal = field(default_factory=Journal)
     title: str | None = None
     tokenizer: Tokenizer = field(default_factory=Tokenizer)
+    summary: str | None = None  # /compact: stands in for the turns before context_start
 
     @property
     def id(self) -> int | None:
@@ -109,6 +117,8 @@ class Session:
     def messages(self, pending: str | None = None, *, left_out: int = 0) -> list[dict[str, str]]:
         """The conversation as the API wants it, without its `left_out` oldest turns, plus a new message."""
         out = [{"role": "system", "content": self.system}] if self.system else []
+        if self.summary:
+            out.append({"role": "system", "content": SUMMARY_HEADING + self.summary})
         for turn in [t for t in self.context_turns if t.in_context][left_out:]:
             out.append({"role": "user", "content": turn.user})
             out.append({"role": "assistant", "content": turn.reply})
@@ -142,6 +152,8 @@ class Session:
         head = [Count(REPLY_PRIMING)]
         if self.system:
             head.append(t.message(model, "system", self.system))
+        if self.summary:
+            head.append(t.message(model, "system", SUMMARY_HEADING + self.summary))
         turns = [
             t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
             for turn in self.context_turns
@@ -166,7 +178,33 @@ class Session:
         The turns themselves are kept: their tokens were spent, and /usage counts them.
         """
         self.context_start = len(self.turns)
+        self.summary = None
         self.journal.cleared()
+
+    def compact(self, *, keep: int = 2) -> tuple[Count, Count]:
+        """Have the model summarise all but the last `keep` turns; return the tokens before and after.
+
+        The summary is sent in place of those turns from now on; they stay in
+        the history and the store.
+        """
+        assert self.client is not None
+        turns = [t for t in self.context_turns if t.in_context]
+        older, kept = (turns[:-keep], turns[-keep:]) if keep else (turns, [])
+        if not older:
+            raise ChatError(f"Nothing to compact: the conversation has {len(turns)} turns, and /compact keeps {keep}.")
+        before = self.plan().tokens
+        transcript = "\n\n".join(f"User: {t.user}\n\nAssistant: {t.reply}" for t in older)
+        if self.summary:
+            transcript = f"Summary of what came before:\n{self.summary}\n\n{transcript}"
+        request = [{"role": "system", "content": COMPACT_PROMPT}, {"role": "user", "content": transcript}]
+        events = self.client.stream(model=self.model, messages=request, params={})
+        summary = "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+        if not summary:
+            raise ChatError("The model returned an empty summary, so nothing was compacted.")
+        self.summary = summary
+        self.context_start = self.turns.index(kept[0]) if kept else len(self.turns)
+        self.journal.compacted(summary, kept[0] if kept else None)
+        return before, self.plan().tokens
 
     def set_system(self, text: str | None) -> None:
         self.system = text
@@ -214,7 +252,7 @@ class Session:
 
     def adopt(self, other: Session) -> None:
         """Become another session (/resume, /new), keeping this one's client."""
-        for name in ("model", "system", "params", "turns", "context_start", "journal", "title"):
+        for name in ("model", "system", "params", "turns", "context_start", "journal", "title", "summary"):
             setattr(self, name, getattr(other, name))
 
     @classmethod
@@ -233,7 +271,10 @@ class Session:
         cls, info: SessionInfo, messages: list[StoredMessage], *, client: ChatClient | None, journal: Journal
     ) -> Session:
         """Rebuild a saved session exactly: its state, its turns, what /clear left out."""
-        session = cls(client=client, model=info.model, system=info.system, params=dict(info.params), title=info.title)
+        session = cls(
+            client=client, model=info.model, system=info.system, params=dict(info.params), title=info.title,
+            summary=info.summary,
+        )
         turn: Turn | None = None
         for message in messages:
             if message.role == "user":

@@ -36,6 +36,7 @@ class SessionInfo:
     turns: int = 0
     tokens: int = 0
     context_from: int = 0
+    summary: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,12 @@ def _m2_latency_context_search_events(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_latency_context_search_events]
+def _m3_summary(db: sqlite3.Connection) -> None:
+    # /compact: the summary of the turns before context_from, sent in their place
+    db.execute("ALTER TABLE sessions ADD COLUMN summary TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_latency_context_search_events, _m3_summary]
 
 
 def default_db_path(data_dir: Path) -> Path:
@@ -242,7 +248,7 @@ class Store:
 
     def update_session(self, session_id: int, *, event: str | None = None, **columns: Any) -> None:
         """Change session columns (model, system, params, title, context_from) and log the change."""
-        allowed = {"model", "system", "params", "title", "context_from"}
+        allowed = {"model", "system", "params", "title", "context_from", "summary"}
         assert set(columns) <= allowed, columns
         values = {k: json.dumps(v) if k == "params" else v for k, v in columns.items()}
         with self._write() as db:
@@ -284,7 +290,7 @@ class Store:
     _INFO = """SELECT s.id, s.title, s.model, s.system, s.params, s.created_at, s.updated_at,
                       (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id AND m.role = 'user'),
                       (SELECT COALESCE(SUM(total_tokens), 0) FROM messages m WHERE m.session_id = s.id),
-                      s.context_from
+                      s.context_from, s.summary
                FROM sessions s"""
 
     @staticmethod
@@ -292,6 +298,7 @@ class Store:
         return SessionInfo(
             id=row[0], title=row[1], model=row[2], system=row[3], params=json.loads(row[4] or "{}"),
             created_at=row[5], updated_at=row[6], turns=row[7], tokens=row[8], context_from=row[9],
+            summary=row[10],
         )
 
     def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:

@@ -11,6 +11,7 @@ the way tiktoken finds extra encodings; chatcli reaches it through config
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -212,3 +213,40 @@ def test_a_second_context_length_error_is_one_sentence(srv, small):
     turn = small.send("second")
     assert turn.status == ERROR and "context window" in turn.error.message
     assert len(srv.chat_requests) == 3  # the first turn, then one try and one retry
+
+
+def test_compact_summarises_older_turns_and_shrinks_what_is_sent(srv, isolated_env, tmp_path):
+    from chatcli.journal import Journal
+    from tests.server import Reply
+
+    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    journal = Journal.open(tmp_path / "chatcli.db")
+    session = Session(client=client, model="test-model", system="Be brief.", journal=journal, tokenizer=tokenizer())
+    for i in range(6):
+        session.send(f"question {i} " + "about the schema " * 10)
+    srv.script(Reply("Notes: six questions about the schema."))
+    result = REGISTRY.dispatch(session, "/compact 2")
+    assert not result.error, result.text
+    after, before = [int(n.replace(",", "")) for n in re.search(r"carries ([\d,]+) tokens instead of ([\d,]+)", result.text).groups()]
+    assert after < before
+
+    summary_request = srv.chat_requests[-1].body["messages"]
+    assert "question 0" in summary_request[1]["content"] and "question 4" not in summary_request[1]["content"]
+
+    session.send("next")
+    sent = srv.chat_requests[-1].body["messages"]
+    assert sent[0] == {"role": "system", "content": "Be brief."}
+    assert sent[1]["role"] == "system" and "six questions about the schema" in sent[1]["content"]
+    assert [m["content"].split(" ")[0:2] for m in sent if m["role"] == "user"] == [["question", "4"], ["question", "5"], ["next"]]
+    assert len(session.turns) == 7  # the originals stay in the history...
+
+    resumed = Session.load(journal, session.id, client=client)  # ...and in the store, with the summary
+    assert len(resumed.turns) == 7
+    resumed.tokenizer = tokenizer()
+    assert resumed.messages("again") == session.messages("again")
+
+
+def test_compact_with_nothing_older_says_so(srv, small):
+    small.send("only turn")
+    result = REGISTRY.dispatch(small, "/compact")
+    assert result.error and "Nothing to compact" in result.text
