@@ -146,6 +146,7 @@ def _run(args: argparse.Namespace, env) -> int:
     from chatcli.client import ChatClient
     from chatcli.config import load_config, require_api_key
     from chatcli.journal import Journal
+    from chatcli.pricing import Pricing
     from chatcli.session import Session
     from chatcli.tokens import ModelLimits, Tokenizer
 
@@ -168,6 +169,7 @@ def _run(args: argparse.Namespace, env) -> int:
     if args.resume is not None:
         session = resume_session(journal, args.resume, client=client)
         session.tokenizer = tokenizer
+        session.pricing = Pricing(config.prices)
         # Flags given now win over the saved state; config defaults do not.
         if args.model:
             session.set_model(args.model)
@@ -185,6 +187,7 @@ def _run(args: argparse.Namespace, env) -> int:
             params={k: v for k, v in params.items() if v is not None},
             journal=journal,
             tokenizer=tokenizer,
+            pricing=Pricing(config.prices),
         )
     markdown = config.markdown and not args.plain
 

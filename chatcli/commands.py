@@ -12,7 +12,7 @@ from typing import Callable
 
 from chatcli.config import SETTINGS_BY_KEY
 from chatcli.errors import ChatError
-from chatcli.pricing import cost, format_cost
+from chatcli.pricing import format_cost
 from chatcli.session import ERROR, PENDING, Session
 
 
@@ -138,23 +138,21 @@ def model_command(session: Session, arg: str) -> Result:
 
 @command("usage", help="Tokens and estimated cost, per turn and for the session.")
 def usage_command(session: Session, arg: str) -> Result:
+    turns, total = session.accounting()
+    if not turns:
+        return Result("No turns yet.")
     rows = []
-    session_cost: float | None = 0.0
-    for number, turn in enumerate(session.turns, 1):
-        if turn.usage is None:
+    for number, row in enumerate(turns, 1):
+        turn = row.turn
+        if row.usage is None:
             why = {PENDING: "no reply"}.get(turn.status, "failed" if turn.status == ERROR and not turn.reply else turn.status)
             rows.append([str(number), turn.model, "-", "-", "-", f"{why}, no usage reported"])
             continue
-        turn_cost = cost(turn.model, turn.usage)
-        session_cost = None if turn_cost is None or session_cost is None else session_cost + turn_cost
-        u = turn.usage
-        rows.append([str(number), turn.model, f"{u.prompt_tokens:,}", f"{u.completion_tokens:,}", f"{u.total_tokens:,}", format_cost(turn_cost)])
-    if not rows:
-        return Result("No turns yet.")
-    total = session.usage
-    rows.append(["session", "", f"{total.prompt_tokens:,}", f"{total.completion_tokens:,}", f"{total.total_tokens:,}", format_cost(session_cost)])
+        rows.append([str(number), turn.model, *_usage_cells(row)])
+    rows.append(["session", "", *_usage_cells(total)])
+    estimated = " Rows marked ≈ are our own estimate: the server reported no usage for them." if not total.exact else ""
     return Result(
-        text="Tokens as reported by the server; cost estimated from list prices.",
+        text="Tokens as reported by the server; cost from list prices." + estimated,
         headers=["turn", "model", "prompt", "completion", "total", "cost"],
         rows=rows,
     )
@@ -220,6 +218,11 @@ def retry_command(session: Session, arg: str) -> Result:
     if len(session.turns) <= session.context_start:
         return Result("Nothing to retry.", error=True)
     return Result(retry=True)
+
+
+def _usage_cells(row) -> list[str]:
+    u, mark = row.usage, "" if row.exact else "≈"
+    return [f"{mark}{u.prompt_tokens:,}", f"{mark}{u.completion_tokens:,}", f"{mark}{u.total_tokens:,}", format_cost(row.cost, exact=row.exact)]
 
 
 def age(timestamp: float) -> str:

@@ -136,6 +136,7 @@ class Config:
     default_context_window: int = 8192
     default_max_output_tokens: int = 4096
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    prices: Mapping[str, Any] = field(default_factory=dict)
     save: bool = True
     db: str | None = None
     config_path: Path | None = None
@@ -267,6 +268,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if key == "models":
             values["models"] = read_models_table(value, path)
             continue
+        if key == "prices":
+            values["prices"] = read_prices_table(value, path)
+            continue
         setting = SETTINGS_BY_KEY.get(key)
         if setting is None:
             near = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
@@ -296,6 +300,27 @@ def read_models_table(table: Any, path: Path) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"{path}: unknown key '{key}' for model {name!r}; known: {', '.join(MODEL_KEYS)}.")
             models[name][key] = setting.check(value, f"'{key}' of model {name!r} in {path}")
     return models
+
+
+PRICE_KEYS = ("input", "cached_input", "output")
+
+
+def read_prices_table(table: Any, path: Path) -> dict[str, Any]:
+    """[prices."NAME"] tables: USD per million input, cached input and output tokens."""
+    from chatcli.pricing import Price
+
+    example = '[prices."my-model"] input = 0.5, output = 1.5 (USD per million tokens)'
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{path}: 'prices' must hold tables, as in {example}.")
+    prices = {}
+    number = Setting("price", float, None, "", 0)
+    for name, entry in table.items():
+        unknown = set(entry) - set(PRICE_KEYS)
+        if unknown or "input" not in entry or "output" not in entry:
+            raise ConfigError(f"{path}: the price of {name!r} needs input and output (and may have cached_input), as in {example}.")
+        values = {k: number.check(v, f"'{k}' of the price of {name!r} in {path}") for k, v in entry.items()}
+        prices[name] = Price(values["input"], values.get("cached_input", values["input"]), values["output"])
+    return prices
 
 
 def run_key_command(command: str) -> str:
@@ -348,6 +373,13 @@ def example_toml() -> str:
         "# context_window = 131072",
         "# max_output_tokens = 4096",
         '# encoding = "o200k_base"',
+        "",
+        "# Prices in USD per million tokens, to add a model or correct the built-in table",
+        "# (OpenAI's list prices, taken 2025-08).",
+        '# [prices."my-model"]',
+        "# input = 0.50",
+        "# cached_input = 0.25",
+        "# output = 1.50",
         "",
     ]
     return "\n".join(lines)

@@ -5,7 +5,8 @@ A model we have no price for has an unknown cost (None), never a made-up one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 from chatcli.events import Usage
 
@@ -39,24 +40,39 @@ PRICES: dict[str, Price] = {
 }
 
 
+@dataclass(frozen=True)
+class Pricing:
+    """The built-in table, under the user's [prices."MODEL"] overrides and additions."""
+
+    overrides: Mapping[str, Price] = field(default_factory=dict)
+
+    def price_for(self, model: str) -> Price | None:
+        """The price of a model, matching dated snapshots (gpt-4o-2024-08-06) to their family."""
+        table = {**PRICES, **self.overrides}
+        if model in table:
+            return table[model]
+        family = max((name for name in table if model.startswith(name + "-")), key=len, default=None)
+        return table[family] if family else None
+
+    def cost(self, model: str, usage: Usage) -> float | None:
+        """USD for one usage, or None when the model's price is unknown."""
+        price = self.price_for(model)
+        if price is None:
+            return None
+        fresh = usage.prompt_tokens - usage.cached_tokens
+        return (fresh * price.input + usage.cached_tokens * price.cached_input + usage.completion_tokens * price.output) / 1e6
+
+
 def price_for(model: str) -> Price | None:
-    """The price of a model, matching dated snapshots (gpt-4o-2024-08-06) to their family."""
-    if model in PRICES:
-        return PRICES[model]
-    family = max((name for name in PRICES if model.startswith(name + "-")), key=len, default=None)
-    return PRICES[family] if family else None
+    return Pricing().price_for(model)
 
 
 def cost(model: str, usage: Usage) -> float | None:
-    """USD for one usage, or None when the model's price is unknown."""
-    price = price_for(model)
-    if price is None:
-        return None
-    fresh = usage.prompt_tokens - usage.cached_tokens
-    return (fresh * price.input + usage.cached_tokens * price.cached_input + usage.completion_tokens * price.output) / 1e6
+    return Pricing().cost(model, usage)
 
 
-def format_cost(value: float | None) -> str:
+def format_cost(value: float | None, *, exact: bool = True) -> str:
     if value is None:
         return "cost unknown"
-    return f"${value:.4f}" if value < 1 else f"${value:.2f}"
+    mark = "" if exact else "≈"
+    return f"{mark}${value:.4f}" if value < 1 else f"{mark}${value:.2f}"

@@ -17,6 +17,7 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 
 from chatcli.commands import Registry
+from chatcli.pricing import format_cost
 from chatcli.session import Session
 
 
@@ -52,7 +53,9 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
 
     def toolbar() -> FormattedText:
         temp = session.temperature
-        tokens = session.usage.total_tokens
+        _, total = session.accounting()
+        mark = "" if total.exact else "≈"
+        tokens = total.usage.total_tokens
         plan = session.plan()
         used = plan.tokens
         window = plan.window
@@ -61,7 +64,7 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
                 ("class:bottom-toolbar", f" {session.model} "),
                 ("class:bottom-toolbar", f"│ temp {temp:g} " if temp is not None else "│ temp default "),
                 ("class:bottom-toolbar", f"│ context {used}/{_short(window)} ({100 * used.tokens / window:.0f}%) "),
-                ("class:bottom-toolbar", f"│ {tokens:,} tokens "),
+                ("class:bottom-toolbar", f"│ {mark}{tokens:,} tokens {format_cost(total.cost, exact=total.exact)} "),
                 ("class:bottom-toolbar", "│ /help "),
             ]
         )

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from chatcli.errors import ChatError, ContextLengthError, Terminated
 from chatcli.events import Event, Finish, TextDelta, Usage
 from chatcli.journal import Journal, make_title
-from chatcli.tokens import REPLY_PRIMING, Count, Fit, Tokenizer, fit
+from chatcli.pricing import Pricing
+from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Fit, Tokenizer, fit
 
 if TYPE_CHECKING:
     from chatcli.client import ChatClient
@@ -33,6 +34,14 @@ COMPACT_PROMPT = (
     "Summarise the conversation below for your own later use: keep every fact, decision, name, number, "
     "code identifier and open question; drop pleasantries. Write it as compact notes."
 )
+
+
+@dataclass(frozen=True)
+class TurnCost:
+    turn: Turn | None  # None: the session's total
+    usage: Usage | None  # None: nothing was billed, or nothing is known
+    cost: float | None  # None: the model's price is unknown
+    exact: bool  # False: estimated from our own counts
 
 
 def too_big(plan: Fit, message: Count) -> str:
@@ -77,6 +86,7 @@ class Turn:
     created_at: float = field(default_factory=time.time)
     ids: list[int] = field(default_factory=list)  # its rows in the store
     left_out: int = 0  # the oldest turns not sent with it, to fit the context window
+    sent: Count | None = None  # our count of what was sent, for an estimate when the server reports no usage
 
     @property
     def partial(self) -> bool:
@@ -104,6 +114,7 @@ class Session:
     title: str | None = None
     tokenizer: Tokenizer = field(default_factory=Tokenizer)
     summary: str | None = None  # /compact: stands in for the turns before context_start
+    pricing: Pricing = field(default_factory=Pricing)
 
     @property
     def id(self) -> int | None:
@@ -299,6 +310,28 @@ class Session:
         session.journal = journal
         return session
 
+    def accounting(self) -> tuple[list[TurnCost], TurnCost]:
+        """Tokens and cost per turn and for the session: one source for /usage, the toolbar and budgets.
+
+        The server's usage where it reported one; otherwise, for a reply that got
+        somewhere (billed, though unreported), an estimate from our own counts.
+        """
+        rows = []
+        total_usage, total_cost, exact = Usage(), 0.0, True
+        for turn in self.turns:
+            usage, turn_exact = turn.usage, True
+            if usage is None and turn.reply and turn.sent is not None:
+                completion = self.tokenizer.message(turn.model, "assistant", turn.reply).tokens - MESSAGE_OVERHEAD
+                usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
+                turn_exact = False
+            turn_cost = self.pricing.cost(turn.model, usage) if usage is not None else 0.0
+            rows.append(TurnCost(turn, usage, turn_cost, turn_exact))
+            if usage is not None:
+                total_usage = total_usage + usage
+                exact = exact and turn_exact
+            total_cost = None if turn_cost is None or total_cost is None else total_cost + turn_cost
+        return rows, TurnCost(None, total_usage, total_cost, exact)
+
     @property
     def usage(self) -> Usage:
         total = Usage()
@@ -313,7 +346,7 @@ class Session:
         self.tokenizer.preload(self.model, wait=2.0)  # exact counts if the encoding can be had quickly
         plan = self.plan(text)
         messages = self.messages(pending=text, left_out=plan.left_out)
-        turn = Turn(user=text, model=self.model, params=dict(self.params), left_out=plan.left_out)
+        turn = Turn(user=text, model=self.model, params=dict(self.params), left_out=plan.left_out, sent=plan.tokens)
         self.turns.append(turn)
         if self.title is None:
             self.title = make_title(text)

@@ -250,3 +250,49 @@ def test_compact_with_nothing_older_says_so(srv, small):
     small.send("only turn")
     result = REGISTRY.dispatch(small, "/compact")
     assert result.error and "Nothing to compact" in result.text
+
+
+def test_prices_from_config_override_and_extend_the_table(tmp_path):
+    from chatcli.events import Usage
+    from chatcli.pricing import Pricing
+
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('[prices."test-model"]\ninput = 2.0\noutput = 8.0\n[prices."gpt-4o"]\ninput = 1.0\ncached_input = 0.5\noutput = 4.0\n')
+    from chatcli.config import load_config
+    from tests.conftest import make_env
+
+    pricing = Pricing(load_config(make_env()).prices)
+    assert pricing.cost("test-model", Usage(1_000_000, 500_000, 1_500_000)) == pytest.approx(2.0 + 4.0)
+    assert pricing.cost("gpt-4o-2024-08-06", Usage(1_000_000, 0, 1_000_000, cached_tokens=1_000_000)) == pytest.approx(0.5)
+    assert pricing.cost("gpt-4o-mini", Usage(1_000_000, 0, 1_000_000)) == pytest.approx(0.15)  # the table, untouched
+    assert pricing.cost("llama3.2", Usage(10, 10, 20)) is None
+
+
+def test_bad_price_tables_name_the_model_and_what_is_needed():
+    from chatcli.config import load_config
+    from chatcli.errors import ConfigError
+    from tests.conftest import make_env
+
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    for body, words in [('[prices."m"]\ninput = 1.0\n', "needs input and output"), ('[prices."m"]\ninput = -1\noutput = 1\n', "'input' of the price of 'm'")]:
+        config.write_text(body)
+        with pytest.raises(ConfigError, match=words):
+            load_config(make_env())
+
+
+def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_none(srv, small):
+    from chatcli.pricing import Price, Pricing
+    from chatcli.prompt import make_toolbar
+    from tests.server import Reply
+
+    small.pricing = Pricing({"test-model": Price(1000.0, 1000.0, 1000.0)})  # $1000 per million: visible cents
+    small.send("reported")
+    srv.script(Reply("not reported", usage=False))
+    small.send("unreported")
+    rows = REGISTRY.dispatch(small, "/usage").rows
+    assert not rows[0][-1].startswith("≈") and rows[1][-1].startswith("≈$")
+    assert rows[-1][0] == "session" and rows[-1][-1].startswith("≈$")
+    toolbar = "".join(text for _, text in make_toolbar(small)())
+    assert f"{rows[-1][4]} tokens {rows[-1][-1]}" in toolbar  # the same totals, the same marks
