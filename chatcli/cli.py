@@ -143,6 +143,7 @@ def _terminate(signum: int, frame) -> None:
 
 
 def _run(args: argparse.Namespace, env) -> int:
+    from chatcli.budget import Budget
     from chatcli.client import ChatClient
     from chatcli.config import load_config, require_api_key
     from chatcli.journal import Journal
@@ -170,6 +171,7 @@ def _run(args: argparse.Namespace, env) -> int:
         session = resume_session(journal, args.resume, client=client)
         session.tokenizer = tokenizer
         session.pricing = Pricing(config.prices)
+        session.budget = Budget(**config.budget)
         # Flags given now win over the saved state; config defaults do not.
         if args.model:
             session.set_model(args.model)
@@ -188,6 +190,7 @@ def _run(args: argparse.Namespace, env) -> int:
             journal=journal,
             tokenizer=tokenizer,
             pricing=Pricing(config.prices),
+            budget=Budget(**config.budget),
         )
     markdown = config.markdown and not args.plain
 

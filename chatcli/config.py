@@ -137,6 +137,7 @@ class Config:
     default_max_output_tokens: int = 4096
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     prices: Mapping[str, Any] = field(default_factory=dict)
+    budget: Mapping[str, Any] = field(default_factory=dict)
     save: bool = True
     db: str | None = None
     config_path: Path | None = None
@@ -271,6 +272,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if key == "prices":
             values["prices"] = read_prices_table(value, path)
             continue
+        if key == "budget":
+            values["budget"] = read_budget_table(value, path)
+            continue
         setting = SETTINGS_BY_KEY.get(key)
         if setting is None:
             near = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
@@ -300,6 +304,26 @@ def read_models_table(table: Any, path: Path) -> dict[str, dict[str, Any]]:
                 raise ConfigError(f"{path}: unknown key '{key}' for model {name!r}; known: {', '.join(MODEL_KEYS)}.")
             models[name][key] = setting.check(value, f"'{key}' of model {name!r} in {path}")
     return models
+
+
+BUDGET_KEYS = {
+    "daily_usd": Setting("daily_usd", float, None, "", 0),
+    "monthly_usd": Setting("monthly_usd", float, None, "", 0),
+    "daily_tokens": Setting("daily_tokens", int, None, "", 1),
+}
+
+
+def read_budget_table(table: Any, path: Path) -> dict[str, Any]:
+    """[budget] daily_usd, monthly_usd, daily_tokens."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'budget' must be a table, as in [budget] daily_usd = 2.0.")
+    budget = {}
+    for key, value in table.items():
+        setting = BUDGET_KEYS.get(key)
+        if setting is None:
+            raise ConfigError(f"{path}: unknown key '{key}' in [budget]; known: {', '.join(BUDGET_KEYS)}.")
+        budget[key] = setting.check(value, f"[budget] {key} in {path}")
+    return budget
 
 
 PRICE_KEYS = ("input", "cached_input", "output")
@@ -380,6 +404,12 @@ def example_toml() -> str:
         "# input = 0.50",
         "# cached_input = 0.25",
         "# output = 1.50",
+        "",
+        "# Spending caps, checked before each request; at 80% of a cap chatcli warns once.",
+        "# [budget]",
+        "# daily_usd = 2.00",
+        "# monthly_usd = 20.00",
+        "# daily_tokens = 500000",
         "",
     ]
     return "\n".join(lines)

@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatcli.store import Store, StoredMessage, StoreError, describe, is_store_error
+from chatcli.store import (
+    Spend,
+    Store,
+    StoredMessage,
+    StoreError,
+    describe,
+    is_store_error,
+)
 
 if TYPE_CHECKING:
     from chatcli.session import Session, Turn
@@ -108,6 +115,14 @@ class Journal:
         row = self._run(lambda s: s.add_message(self.session_id, message))
         if row:
             turn.ids.append(row)
+
+    def spend(self, spend: Spend) -> None:
+        """Add a reply's tokens and cost to the usage ledger."""
+        self._run(lambda s: s.add_spend(spend))
+
+    def spend_since(self, since: float) -> tuple[float, int] | None:
+        """USD and tokens spent since a time, by every session; None when history is not saved."""
+        return self._run(lambda s: s.spend_since(since))
 
     def reply(self, turn: Turn) -> None:
         """Commit the reply as it ended: complete, interrupted, error or truncated."""

@@ -72,6 +72,8 @@ def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool)
 
     if left_out_notice(turn):
         say(left_out_notice(turn) + ".")
+    if turn.notice:
+        say(turn.notice + ".")
     if turn.status == COMPLETE:
         notice = finish_notice(turn.finish_reason)
         if notice:

@@ -185,6 +185,8 @@ class Repl:
     def report(self, turn: Turn) -> None:
         if left_out_notice(turn):
             show_notice(self.console, f"[{left_out_notice(turn)}]")
+        if turn.notice:
+            show_notice(self.console, f"[{turn.notice}]")
         kept = " (partial reply kept)" if turn.reply else ""
         if turn.status == INTERRUPTED:
             show_notice(self.console, f"[interrupted{kept}]")

@@ -12,10 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from chatcli.budget import Budget, BudgetGuard
 from chatcli.errors import ChatError, ContextLengthError, Terminated
 from chatcli.events import Event, Finish, TextDelta, Usage
 from chatcli.journal import Journal, make_title
 from chatcli.pricing import Pricing
+from chatcli.store import Spend
 from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Fit, Tokenizer, fit
 
 if TYPE_CHECKING:
@@ -87,6 +89,7 @@ class Turn:
     ids: list[int] = field(default_factory=list)  # its rows in the store
     left_out: int = 0  # the oldest turns not sent with it, to fit the context window
     sent: Count | None = None  # our count of what was sent, for an estimate when the server reports no usage
+    notice: str | None = None  # something to tell the user about this turn (a budget nearly used up)
 
     @property
     def partial(self) -> bool:
@@ -115,6 +118,8 @@ class Session:
     tokenizer: Tokenizer = field(default_factory=Tokenizer)
     summary: str | None = None  # /compact: stands in for the turns before context_start
     pricing: Pricing = field(default_factory=Pricing)
+    budget: Budget = field(default_factory=Budget)
+    _guard: BudgetGuard | None = field(default=None, repr=False)
 
     @property
     def id(self) -> int | None:
@@ -310,26 +315,51 @@ class Session:
         session.journal = journal
         return session
 
+    def guard(self) -> BudgetGuard:
+        if self._guard is None:
+            self._guard = BudgetGuard(self.budget, self._spend_since)
+        return self._guard
+
+    def _spend_since(self, since: float) -> tuple[float, int]:
+        """Spending across every saved session, or this session's alone when nothing is saved."""
+        saved = self.journal.spend_since(since) if self.journal.saving else None
+        if saved is not None:
+            return saved
+        rows, _ = self.accounting()
+        usd = sum(r.cost or 0.0 for r in rows if r.usage and r.turn.created_at >= since)
+        tokens = sum(r.usage.total_tokens for r in rows if r.usage and r.turn.created_at >= since)
+        return usd, tokens
+
+    def _record_spend(self, turn: Turn) -> None:
+        row = self.cost_of(turn)
+        if row.usage is not None and row.usage.total_tokens:
+            u = row.usage
+            self.journal.spend(
+                Spend(time.time(), turn.model, u.prompt_tokens, u.completion_tokens, u.total_tokens, row.cost, not row.exact)
+            )
+
+    def cost_of(self, turn: Turn) -> TurnCost:
+        """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate."""
+        usage, exact = turn.usage, True
+        if usage is None and turn.reply and turn.sent is not None:
+            completion = self.tokenizer.message(turn.model, "assistant", turn.reply).tokens - MESSAGE_OVERHEAD
+            usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
+            exact = False
+        return TurnCost(turn, usage, self.pricing.cost(turn.model, usage) if usage is not None else 0.0, exact)
+
     def accounting(self) -> tuple[list[TurnCost], TurnCost]:
         """Tokens and cost per turn and for the session: one source for /usage, the toolbar and budgets.
 
         The server's usage where it reported one; otherwise, for a reply that got
         somewhere (billed, though unreported), an estimate from our own counts.
         """
-        rows = []
+        rows = [self.cost_of(turn) for turn in self.turns]
         total_usage, total_cost, exact = Usage(), 0.0, True
-        for turn in self.turns:
-            usage, turn_exact = turn.usage, True
-            if usage is None and turn.reply and turn.sent is not None:
-                completion = self.tokenizer.message(turn.model, "assistant", turn.reply).tokens - MESSAGE_OVERHEAD
-                usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
-                turn_exact = False
-            turn_cost = self.pricing.cost(turn.model, usage) if usage is not None else 0.0
-            rows.append(TurnCost(turn, usage, turn_cost, turn_exact))
-            if usage is not None:
-                total_usage = total_usage + usage
-                exact = exact and turn_exact
-            total_cost = None if turn_cost is None or total_cost is None else total_cost + turn_cost
+        for row in rows:
+            if row.usage is not None:
+                total_usage = total_usage + row.usage
+                exact = exact and row.exact
+            total_cost = None if row.cost is None or total_cost is None else total_cost + row.cost
         return rows, TurnCost(None, total_usage, total_cost, exact)
 
     @property
@@ -351,9 +381,13 @@ class Session:
         if self.title is None:
             self.title = make_title(text)
         self.journal.user_message(self, turn)  # saved before anything is sent
-        if not plan.fits:
+        refusal = too_big(plan, self.tokenizer.message(self.model, "user", text)) if not plan.fits else None
+        if refusal is None:
+            request_cost = self.pricing.cost(self.model, Usage(plan.tokens.tokens, 0, plan.tokens.tokens))
+            refusal, turn.notice = self.guard().check(cost=request_cost, tokens=plan.tokens.tokens)
+        if refusal is not None:
             turn.status = ERROR
-            turn.error = ChatError(too_big(plan, self.tokenizer.message(self.model, "user", text)))
+            turn.error = ChatError(refusal)
             self.journal.reply(turn)
             return turn
         started = time.monotonic()
@@ -386,6 +420,7 @@ class Session:
             turn.reply = "".join(pieces)
             turn.total_s = time.monotonic() - started
             self.journal.reply(turn)
+            self._record_spend(turn)
         if stop is not None:
             raise stop  # saved; now let the program exit
         return turn

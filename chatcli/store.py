@@ -56,6 +56,19 @@ class StoredMessage:
 
 
 @dataclass(frozen=True)
+class Spend:
+    """One reply's tokens and cost, as the usage ledger keeps it."""
+
+    created_at: float
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float | None  # None: the model's price was unknown
+    estimated: bool = False
+
+
+@dataclass(frozen=True)
 class SearchHit:
     session_id: int
     title: str | None
@@ -155,7 +168,35 @@ def _m3_summary(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE sessions ADD COLUMN summary TEXT")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_latency_context_search_events, _m3_summary]
+def _m4_usage_ledger(db: sqlite3.Connection) -> None:
+    # Spending, kept apart from the sessions so deleting or pruning them does not reset a budget.
+    _run_script(
+        db,
+        """
+        CREATE TABLE usage_ledger (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            model TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            total_tokens INTEGER NOT NULL,
+            cost_usd REAL,
+            estimated INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX usage_ledger_by_time ON usage_ledger(created_at);
+        INSERT INTO usage_ledger (created_at, model, prompt_tokens, completion_tokens, total_tokens)
+            SELECT created_at, COALESCE(model, ''), COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0), total_tokens
+            FROM messages WHERE role = 'assistant' AND total_tokens IS NOT NULL;
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m1_initial,
+    _m2_latency_context_search_events,
+    _m3_summary,
+    _m4_usage_ledger,
+]
 
 
 def default_db_path(data_dir: Path) -> Path:
@@ -245,6 +286,31 @@ class Store:
             )
             db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
             return int(cursor.lastrowid)
+
+    def add_spend(self, spend: Spend) -> None:
+        with self._write() as db:
+            db.execute(
+                """INSERT INTO usage_ledger (created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd, estimated)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (spend.created_at, spend.model, spend.prompt_tokens, spend.completion_tokens, spend.total_tokens,
+                 spend.cost_usd, int(spend.estimated)),
+            )
+
+    def spend_since(self, since: float) -> tuple[float, int]:
+        """USD (priced rows only) and tokens spent since a time."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(total_tokens), 0) FROM usage_ledger WHERE created_at >= ?",
+            (since,),
+        ).fetchone()
+        return float(row[0]), int(row[1])
+
+    def ledger(self, since: float) -> list[Spend]:
+        rows = self.db.execute(
+            """SELECT created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd, estimated
+               FROM usage_ledger WHERE created_at >= ? ORDER BY created_at""",
+            (since,),
+        ).fetchall()
+        return [Spend(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
 
     def update_session(self, session_id: int, *, event: str | None = None, **columns: Any) -> None:
         """Change session columns (model, system, params, title, context_from) and log the change."""

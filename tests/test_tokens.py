@@ -296,3 +296,68 @@ def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_no
     assert rows[-1][0] == "session" and rows[-1][-1].startswith("≈$")
     toolbar = "".join(text for _, text in make_toolbar(small)())
     assert f"{rows[-1][4]} tokens {rows[-1][-1]}" in toolbar  # the same totals, the same marks
+
+
+# --------------------------------------------------------------------------- #
+# budgets
+# --------------------------------------------------------------------------- #
+
+
+def priced_session(srv, journal=None, **budget) -> Session:
+    from chatcli.budget import Budget
+    from chatcli.journal import Journal
+    from chatcli.pricing import Price, Pricing
+
+    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    return Session(
+        client=client, model="test-model", tokenizer=tokenizer(), journal=journal or Journal(),
+        pricing=Pricing({"test-model": Price(10_000.0, 10_000.0, 10_000.0)}),  # $0.01 a token
+        budget=Budget(**budget),
+    )
+
+
+def test_a_daily_cap_refuses_the_request_that_would_pass_it_and_sends_nothing(srv):
+    session = priced_session(srv, daily_usd=1.00)
+    first = session.send("hello")  # about 14 prompt + 3 completion tokens: about $0.17
+    assert first.status == COMPLETE
+    for _ in range(10):
+        turn = session.send("hello again")
+        if turn.status == ERROR:
+            break
+    sent = len(srv.chat_requests)
+    assert turn.status == ERROR and "past the daily_usd budget of $1.00" in turn.error.message
+    assert "raise [budget] daily_usd" in turn.error.message
+    assert session.turns[-1].user == "hello again"  # the words are kept
+    session.send("still refused")
+    assert len(srv.chat_requests) == sent  # nothing more went out
+
+
+def test_at_80_percent_of_a_cap_it_warns_once(srv):
+    session = priced_session(srv, daily_tokens=200)
+    notices = [session.send(f"message {i}").notice for i in range(6)]
+    warned = [n for n in notices if n]
+    assert len(warned) == 1 and "daily_tokens budget of 200 tokens" in warned[0]
+
+
+def test_the_ledger_keeps_spending_after_its_session_is_deleted(srv, tmp_path):
+    from chatcli.budget import period_starts
+    from chatcli.journal import Journal
+
+    journal = Journal.open(tmp_path / "chatcli.db")
+    session = priced_session(srv, journal=journal)
+    session.send("hello")
+    spent = journal.spend_since(period_starts()[0])
+    assert spent[0] > 0 and spent[1] > 0
+    journal.store.delete_session(session.id)
+    assert journal.spend_since(period_starts()[0]) == spent
+
+
+def test_a_budget_cap_stops_the_next_one_shot_ask(srv, run_chatcli):
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('[prices."gpt-4o-mini"]\ninput = 10000.0\noutput = 10000.0\n[budget]\ndaily_usd = 0.12\n')
+    assert run_chatcli("first ask").returncode == 0  # 6 + 3 tokens reported by the server: $0.09
+    refused = run_chatcli("second ask")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "daily_usd budget of $0.12" in refused.stderr
+    assert len(srv.chat_requests) == 1
