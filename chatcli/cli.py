@@ -37,6 +37,7 @@ examples:
   chatcli --resume 12                          continue session 12
   chatcli sessions list                        saved sessions (also: show, search, export,
                                                delete, prune, rename; see chatcli sessions -h)
+  chatcli usage --days 30 --by model           tokens and cost, with a bar chart
 
 configuration (lowest to highest): defaults, ~/.config/chatcli/config.toml,
 ./.env, the environment (OPENAI_API_KEY, OPENAI_BASE_URL, CHATCLI_*), flags.
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--continue", dest="resume", action="store_const", const="last", help="continue the last session")
     parser.add_argument("--db", type=_setting("db"), metavar="PATH", help="session database (default: ~/.local/share/chatcli/chatcli.db)")
     parser.add_argument("--no-save", action="store_true", help="incognito: save nothing, input history included")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also say why token counts are estimates")
     parser.add_argument("--version", action="version", version=f"chatcli {__version__}")
     return parser
 
@@ -101,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         args = build_sessions_parser(_Parser).parse_args(argv[1:])
         runner = run_sessions
+    elif argv[:1] == ["usage"]:
+        from chatcli.sessions import build_usage_parser, run_usage
+
+        args = build_usage_parser(_Parser).parse_args(argv[1:])
+        runner = run_usage
     else:
         args = build_parser().parse_args(argv)
         runner = _run
@@ -197,7 +204,7 @@ def _run(args: argparse.Namespace, env) -> int:
     if args.question or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot
 
-        return run_oneshot(session, env, args.question, markdown=markdown)
+        return run_oneshot(session, env, args.question, markdown=markdown, verbose=args.verbose)
 
     from chatcli.repl import Repl
 
@@ -206,6 +213,7 @@ def _run(args: argparse.Namespace, env) -> int:
         out=env.stdout,
         keyboard=env.stdin,
         markdown=markdown,
+        verbose=args.verbose,
         color=not env.no_color,
         history_path=env.state_dir / "history" if save else None,
     )

@@ -51,7 +51,7 @@ def build_message(words: list[str], env: Env) -> str:
     return text
 
 
-def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool) -> int:
+def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False) -> int:
     text = build_message(words, env)
     quiet = nullcontext()
     if markdown and env.stdout_isatty:
@@ -74,6 +74,9 @@ def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool)
         say(left_out_notice(turn) + ".")
     if turn.notice:
         say(turn.notice + ".")
+    why = session.tokenizer.take_problem(session.model) if verbose else None
+    if why:
+        say(f"token counts are estimates (≈): {why}.")
     if turn.status == COMPLETE:
         notice = finish_notice(turn.finish_reason)
         if notice:

@@ -75,4 +75,6 @@ def format_cost(value: float | None, *, exact: bool = True) -> str:
     if value is None:
         return "cost unknown"
     mark = "" if exact else "≈"
+    if 0 < value < 0.0001:
+        return f"{mark}<$0.0001"
     return f"{mark}${value:.4f}" if value < 1 else f"{mark}${value:.2f}"

@@ -45,6 +45,7 @@ class Repl:
         out: TextIO,
         keyboard: TextIO | None = None,
         markdown: bool = True,
+        verbose: bool = False,
         color: bool = True,
         history_path=None,
         input=None,
@@ -55,6 +56,7 @@ class Repl:
         self.out = out
         self.keyboard = keyboard
         self.markdown = markdown
+        self.verbose = verbose
         self.console = make_console(out, color=color)
         self.prompt = make_prompt_session(
             session, REGISTRY, history=open_history(history_path), color=color, input=input, output=output
@@ -187,6 +189,9 @@ class Repl:
             show_notice(self.console, f"[{left_out_notice(turn)}]")
         if turn.notice:
             show_notice(self.console, f"[{turn.notice}]")
+        why = self.session.tokenizer.take_problem(self.session.model) if self.verbose else None
+        if why:
+            show_notice(self.console, f"[token counts are estimates (≈): {why}]")
         kept = " (partial reply kept)" if turn.reply else ""
         if turn.status == INTERRUPTED:
             show_notice(self.console, f"[interrupted{kept}]")

@@ -1,9 +1,11 @@
-"""`chatcli sessions ...`: list, show, search, export, delete, prune and rename saved sessions."""
+"""Reports over what is saved: `chatcli sessions ...` (list, show, search, export, delete, prune,
+rename) and `chatcli usage` (tokens and cost from the usage ledger)."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import time
 from pathlib import Path
 
 from chatcli.env import Env
@@ -222,3 +224,72 @@ ACTIONS = {
     "prune": prune_action,
     "rename": rename_action,
 }
+
+
+def build_usage_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser = parser_class(
+        prog="chatcli usage",
+        description="Tokens and cost from the usage ledger, as a table and a bar chart.",
+        epilog="examples:\n  chatcli usage\n  chatcli usage --days 30 --by model\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
+    parser.add_argument("--by", choices=("day", "model"), default="day", help="one row per day or per model")
+    parser.add_argument("--db", metavar="PATH", help="session database")
+    parser.add_argument("--config", metavar="PATH", help="config file")
+    return parser
+
+
+def run_usage(args: argparse.Namespace, env: Env) -> int:
+    if args.days < 1:
+        raise UsageError(f"--days must be at least 1, not {args.days}.")
+    args.action = "usage"
+    return run_sessions(args, env)
+
+
+def usage_action(store: Store, args, env: Env) -> int:
+    from chatcli.budget import period_starts
+    from chatcli.pricing import format_cost
+
+    today, _ = period_starts()
+    since = today - (args.days - 1) * 86400
+    groups: dict[str, list] = {}
+    if args.by == "day":
+        for n in range(args.days):  # every day, spent on or not
+            groups[time.strftime("%Y-%m-%d", time.localtime(since + n * 86400 + 43200))] = [0, 0.0, False, True]
+    for spend in store.ledger(since):
+        key = time.strftime("%Y-%m-%d", time.localtime(spend.created_at)) if args.by == "day" else spend.model
+        tokens, usd, unknown, exact = groups.setdefault(key, [0, 0.0, False, True])
+        groups[key] = [
+            tokens + spend.total_tokens,
+            usd + (spend.cost_usd or 0.0),
+            unknown or spend.cost_usd is None,
+            exact and not spend.estimated,
+        ]
+    total_tokens = sum(g[0] for g in groups.values())
+    total_usd = sum(g[1] for g in groups.values())
+    measure = 1 if total_usd > 0 else 0  # chart cost, or tokens when nothing is priced
+    biggest = max((g[measure] for g in groups.values()), default=0) or 1
+    width = 30
+    rows = []
+    for key, (tokens, usd, unknown, exact) in groups.items():
+        bar = "█" * round(width * (usd if measure else tokens) / biggest)
+        cost = format_cost(usd, exact=exact) + (" + unpriced" if unknown else "")
+        rows.append([key, f"{tokens:,}", cost, bar])
+    rows.append(["total", f"{total_tokens:,}", format_cost(total_usd), ""])
+    from chatcli.commands import Result
+    from chatcli.render import show_result
+
+    chart = "cost" if measure else "tokens"
+    show_result(
+        _console(env),
+        Result(
+            text=f"Usage over the last {args.days} {'day' if args.days == 1 else 'days'}, by {args.by}; bars show {chart}.",
+            headers=[args.by, "tokens", "cost", ""],
+            rows=rows,
+        ),
+    )
+    return EXIT_OK
+
+
+ACTIONS["usage"] = usage_action

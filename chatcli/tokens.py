@@ -117,6 +117,7 @@ class Tokenizer:
     default: ModelLimits = ModelLimits(8_192, 4_096, "o200k_base")
     encodings: Encodings = field(default_factory=Encodings)
     _cache: dict[tuple[str, str, str, bool], int] = field(default_factory=dict, repr=False)
+    _told: set[str] = field(default_factory=set, repr=False)
 
     def limits(self, model: str) -> ModelLimits:
         base = KNOWN_MODELS.get(model)
@@ -135,6 +136,14 @@ class Tokenizer:
 
     def problem(self, model: str) -> str | None:
         return self.encodings.problem(self.limits(model).encoding)
+
+    def take_problem(self, model: str) -> str | None:
+        """Why this model's counts are estimates, the first time it is asked after loading gave up; then None."""
+        name = self.limits(model).encoding
+        if name not in self.encodings._failed or name in self._told:
+            return None
+        self._told.add(name)
+        return self.encodings.problem(name)
 
     def message(self, model: str, role: str, content: str) -> Count:
         """One chat message, with its overhead; cached by its text."""

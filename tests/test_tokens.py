@@ -361,3 +361,34 @@ def test_a_budget_cap_stops_the_next_one_shot_ask(srv, run_chatcli):
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.count("\n") == 1 and "daily_usd budget of $0.12" in refused.stderr
     assert len(srv.chat_requests) == 1
+
+
+def test_usage_command_toolbar_and_chatcli_usage_agree(srv, run_chatcli, tmp_path):
+    from chatcli.journal import Journal
+    from chatcli.prompt import make_toolbar
+
+    db = tmp_path / "chatcli.db"
+    session = priced_session(srv, journal=Journal.open(db))
+    for text in ("one", "two two", "three three three"):
+        session.send(text)
+    session_row = REGISTRY.dispatch(session, "/usage").rows[-1]
+    toolbar = "".join(text for _, text in make_toolbar(session)())
+    assert f"{session_row[4]} tokens {session_row[5]}" in toolbar
+
+    report = run_chatcli("usage", "--by", "model", "--db", str(db))
+    assert report.returncode == 0, report.stderr
+    total = next(line for line in report.stdout.splitlines() if line.startswith("total"))
+    assert total.split() == ["total", session_row[4], session_row[5]]
+    model = next(line for line in report.stdout.splitlines() if line.startswith("test-model"))
+    assert "█" * 30 in model  # the only model has the longest bar
+
+
+def test_verbose_says_once_why_counts_are_estimates(srv, run_chatcli):
+    """Offline, tiktoken cannot fetch o200k_base: counts fall back to estimates, and --verbose says why."""
+    # Offline for certain, even on a machine with a network: an empty cache, and a proxy that refuses.
+    env = {"TIKTOKEN_CACHE_DIR": str(Path(os.environ["HOME"]) / "empty-tiktoken-cache"), "HTTPS_PROXY": "http://127.0.0.1:9"}
+    quiet = run_chatcli("hello", env=env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = run_chatcli("-v", "hello", env=env)
+    assert loud.returncode == 0 and loud.stdout == "echo: hello\n"
+    assert loud.stderr.count("\n") == 1 and "token counts are estimates (≈): tiktoken could not load o200k_base" in loud.stderr
