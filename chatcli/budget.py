@@ -20,6 +20,7 @@ class Budget:
     daily_usd: float | None = None
     monthly_usd: float | None = None
     daily_tokens: int | None = None
+    where: str = "your config file"  # named in a refusal: where to raise the cap
 
 
 def period_starts(now: float | None = None) -> tuple[float, float]:
@@ -34,7 +35,6 @@ def period_starts(now: float | None = None) -> tuple[float, float]:
 class BudgetGuard:
     budget: Budget
     spend_since: Callable[[float], tuple[float, int]]  # (USD, tokens) spent since a time
-    where: str = "your config"
     _warned: set[str] = field(default_factory=set)
 
     def check(self, *, cost: float | None, tokens: int) -> tuple[str | None, str | None]:
@@ -60,10 +60,13 @@ class BudgetGuard:
             if after > cap:
                 return (
                     f"This request would take {period} spending to {show(after)}, past the {name} budget of "
-                    f"{show(cap)}; raise [budget] {name} in {self.where}, or wait until {next_period}.",
+                    f"{show(cap)}; raise [budget] {name} in {b.where}, or wait until {next_period}.",
                     None,
                 )
             if after >= WARN_AT * cap and name not in self._warned and warning is None:
                 self._warned.add(name)
-                warning = f"{period.capitalize()} spending is {show(spent)}, {100 * spent / cap:.0f}% of the {name} budget of {show(cap)}"
+                warning = (
+                    f"with this request {period} spending comes to {show(after)}, "
+                    f"{100 * after / cap:.0f}% of the {name} budget of {show(cap)}"
+                )
         return None, warning

@@ -178,7 +178,7 @@ def _run(args: argparse.Namespace, env) -> int:
         session = resume_session(journal, args.resume, client=client)
         session.tokenizer = tokenizer
         session.pricing = Pricing(config.prices)
-        session.budget = Budget(**config.budget)
+        session.budget = Budget(**config.budget, where=str(config.config_path))
         # Flags given now win over the saved state; config defaults do not.
         if args.model:
             session.set_model(args.model)
@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace, env) -> int:
             journal=journal,
             tokenizer=tokenizer,
             pricing=Pricing(config.prices),
-            budget=Budget(**config.budget),
+            budget=Budget(**config.budget, where=str(config.config_path)),
         )
     markdown = config.markdown and not args.plain
 

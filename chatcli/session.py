@@ -388,6 +388,7 @@ class Session:
         if refusal is not None:
             turn.status = ERROR
             turn.error = ChatError(refusal)
+            turn.left_out = 0  # nothing was sent, so nothing was left out
             self.journal.reply(turn)
             return turn
         started = time.monotonic()

@@ -392,3 +392,17 @@ def test_verbose_says_once_why_counts_are_estimates(srv, run_chatcli):
     loud = run_chatcli("-v", "hello", env=env)
     assert loud.returncode == 0 and loud.stdout == "echo: hello\n"
     assert loud.stderr.count("\n") == 1 and "token counts are estimates (≈): tiktoken could not load o200k_base" in loud.stderr
+
+
+def test_a_refused_turn_claims_nothing_was_left_out(srv):
+    from chatcli.budget import Budget
+
+    session = priced_session(srv)
+    session.tokenizer = tokenizer(window=200, output=20)
+    for _ in range(6):
+        session.send("a longer question " * 3)
+    assert session.plan("next").left_out > 0  # this request would leave turns out...
+    session.budget, session._guard = Budget(daily_tokens=1), None
+    refused = session.send("next")
+    assert refused.status == ERROR and "daily_tokens" in refused.error.message
+    assert refused.left_out == 0  # ...but it was refused, so nothing was left out
