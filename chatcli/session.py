@@ -217,6 +217,15 @@ class Session:
         summary = "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
         if not summary:
             raise ChatError("The model returned an empty summary, so nothing was compacted.")
+        t, model = self.tokenizer, self.model
+        replaced = t.message(model, "system", SUMMARY_HEADING + self.summary).tokens if self.summary else 0
+        replaced += sum(t.message(model, "user", x.user).tokens + t.message(model, "assistant", x.reply).tokens for x in older)
+        new = t.message(model, "system", SUMMARY_HEADING + summary).tokens
+        if new >= replaced:
+            raise ChatError(
+                f"The summary came back no shorter than the {len(older)} turns it would replace "
+                f"({new:,} tokens against {replaced:,}), so nothing was compacted."
+            )
         self.summary = summary
         self.context_start = self.turns.index(kept[0]) if kept else len(self.turns)
         self.journal.compacted(summary, kept[0] if kept else None)

@@ -406,3 +406,13 @@ def test_a_refused_turn_claims_nothing_was_left_out(srv):
     refused = session.send("next")
     assert refused.status == ERROR and "daily_tokens" in refused.error.message
     assert refused.left_out == 0  # ...but it was refused, so nothing was left out
+
+
+def test_compact_refuses_a_summary_that_is_not_shorter(srv, small):
+    for i in range(4):
+        small.send(f"question {i}")
+    before = small.messages("next")
+    # The test server echoes by default: the "summary" is the whole transcript again.
+    result = REGISTRY.dispatch(small, "/compact 1")
+    assert result.error and "no shorter" in result.text
+    assert small.messages("next") == before and small.summary is None
