@@ -13,7 +13,7 @@ from typing import Callable
 from chatcli.config import SETTINGS_BY_KEY
 from chatcli.errors import ChatError
 from chatcli.pricing import format_cost
-from chatcli.session import ERROR, PENDING, Session
+from chatcli.session import ERROR, PENDING, SUMMARY_HEADING, Session
 
 
 @dataclass
@@ -247,8 +247,10 @@ def tokens_command(session: Session, arg: str) -> Result:
     for turn in sent:
         count = t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
         history = count if history is None else history + count
+    summary = t.message(model, "system", SUMMARY_HEADING + session.summary) if session.summary else None
     rows = [
         ["system prompt", str(system) if system else "0"],
+        ["summary of earlier turns (/compact)", str(summary) if summary else "0"],
         [f"history ({len(sent)} {'turn' if len(sent) == 1 else 'turns'})", str(history) if history else "0"],
         ["left out to fit", f"{plan.left_out} {'turn' if plan.left_out == 1 else 'turns'}"],
         ["next request, before your message", str(plan.tokens)],

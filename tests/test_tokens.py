@@ -240,6 +240,8 @@ def test_compact_summarises_older_turns_and_shrinks_what_is_sent(srv, isolated_e
     assert [m["content"].split(" ")[0:2] for m in sent if m["role"] == "user"] == [["question", "4"], ["question", "5"], ["next"]]
     assert len(session.turns) == 7  # the originals stay in the history...
 
+    rows = dict(REGISTRY.dispatch(session, "/tokens").rows)
+    assert rows["summary of earlier turns (/compact)"] != "0"
     resumed = Session.load(journal, session.id, client=client)  # ...and in the store, with the summary
     assert len(resumed.turns) == 7
     resumed.tokenizer = tokenizer()
