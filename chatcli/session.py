@@ -213,8 +213,24 @@ class Session:
         if self.summary:
             transcript = f"Summary of what came before:\n{self.summary}\n\n{transcript}"
         request = [{"role": "system", "content": COMPACT_PROMPT}, {"role": "user", "content": transcript}]
-        events = self.client.stream(model=self.model, messages=request, params={})
-        summary = "".join(e.text for e in events if isinstance(e, TextDelta)).strip()
+        sending = self.tokenizer.messages(self.model, request).tokens
+        refusal, _ = self.guard().check(
+            cost=self.pricing.cost(self.model, Usage(sending, 0, sending)), tokens=sending
+        )
+        if refusal:
+            raise ChatError(refusal)
+        pieces, usage = [], None
+        for event in self.client.stream(model=self.model, messages=request, params={}):
+            if isinstance(event, TextDelta):
+                pieces.append(event.text)
+            elif isinstance(event, Usage):
+                usage = event
+        summary = "".join(pieces).strip()
+        if usage is not None:  # the summary is a request like any other: it counts against budgets
+            self.journal.spend(
+                Spend(time.time(), self.model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,
+                      self.pricing.cost(self.model, usage))
+            )
         if not summary:
             raise ChatError("The model returned an empty summary, so nothing was compacted.")
         t, model = self.tokenizer, self.model

@@ -418,3 +418,22 @@ def test_compact_refuses_a_summary_that_is_not_shorter(srv, small):
     result = REGISTRY.dispatch(small, "/compact 1")
     assert result.error and "no shorter" in result.text
     assert small.messages("next") == before and small.summary is None
+
+
+def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
+    from chatcli.budget import Budget, period_starts
+    from chatcli.journal import Journal
+    from tests.server import Reply
+
+    journal = Journal.open(tmp_path / "chatcli.db")
+    session = priced_session(srv, journal=journal)
+    for i in range(4):
+        session.send(f"question {i} " + "about the schema " * 10)
+    spent_before = journal.spend_since(period_starts()[0])
+    srv.script(Reply("Notes: schema questions."))
+    assert not REGISTRY.dispatch(session, "/compact 1").error
+    assert journal.spend_since(period_starts()[0])[1] > spent_before[1]  # the summary's tokens are in the ledger
+
+    session.budget, session._guard = Budget(daily_tokens=1), None
+    refused = REGISTRY.dispatch(session, "/compact 0")
+    assert refused.error and "daily_tokens" in refused.text
