@@ -227,8 +227,8 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
         "context_length" in code or "context length" in detail.lower() or "maximum context" in detail.lower()
     ):
         return ContextLengthError(
-            "The conversation is too long for the model's context window (400), even with the oldest turns "
-            "left out; use /clear or /compact, or start a new session."
+            "The conversation is too long for the model's context window (HTTP 400), even with the oldest turns "
+            "left out; shorten the message, or in a session use /clear or /compact."
         )
     if status == 400:
         return ChatError(f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent.")

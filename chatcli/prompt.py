@@ -73,7 +73,12 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
 
 
 def _short(n: int) -> str:
-    return f"{n / 1_000_000:g}M" if n >= 1_000_000 else f"{n / 1000:g}k" if n >= 1000 else str(n)
+    """8192 as 8.2k, 128000 as 128k, 1047576 as 1M."""
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}".rstrip("0").rstrip(".") + "M"
+    if n >= 1000:
+        return f"{n / 1000:.1f}".rstrip("0").rstrip(".") + "k"
+    return str(n)
 
 
 def open_history(path: Path | None) -> History:

@@ -408,8 +408,9 @@ class Session:
         self.journal.user_message(self, turn)  # saved before anything is sent
         refusal = too_big(plan, self.tokenizer.message(self.model, "user", text)) if not plan.fits else None
         if refusal is None:
-            request_cost = self.pricing.cost(self.model, Usage(plan.tokens.tokens, 0, plan.tokens.tokens))
-            refusal, turn.notice = self.guard().check(cost=request_cost, tokens=plan.tokens.tokens)
+            # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
+            worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
+            refusal, turn.notice = self.guard().check(cost=self.pricing.cost(self.model, worst), tokens=worst.total_tokens)
         if refusal is not None:
             turn.status = ERROR
             turn.error = ChatError(refusal)
@@ -441,6 +442,8 @@ class Session:
         except ChatError as exc:
             turn.status = ERROR
             turn.error = exc
+            if isinstance(exc, ContextLengthError):
+                turn.left_out = 0  # the fitted request was refused too: say so, not what was left out
         finally:
             events.close()  # type: ignore[attr-defined]
             turn.reply = "".join(pieces)

@@ -241,8 +241,8 @@ def build_usage_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.
 
 
 def run_usage(args: argparse.Namespace, env: Env) -> int:
-    if args.days < 1:
-        raise UsageError(f"--days must be at least 1, not {args.days}.")
+    if not 1 <= args.days <= 3660:
+        raise UsageError(f"--days must be from 1 to 3660, not {args.days}.")
     args.action = "usage"
     return run_sessions(args, env)
 

@@ -36,6 +36,10 @@ KNOWN_MODELS: dict[str, ModelLimits] = {
     "o3": ModelLimits(200_000, 100_000, "o200k_base"),
     "o4-mini": ModelLimits(200_000, 100_000, "o200k_base"),
     "gpt-4-turbo": ModelLimits(128_000, 4_096, "cl100k_base"),
+    "gpt-4-0125-preview": ModelLimits(128_000, 4_096, "cl100k_base"),
+    "gpt-4-1106-preview": ModelLimits(128_000, 4_096, "cl100k_base"),
+    "gpt-4-32k": ModelLimits(32_768, 32_768, "cl100k_base"),
+    "o1-mini": ModelLimits(128_000, 65_536, "o200k_base"),
     "gpt-4": ModelLimits(8_192, 8_192, "cl100k_base"),
     "gpt-3.5-turbo": ModelLimits(16_385, 4_096, "cl100k_base"),
 }
@@ -124,7 +128,10 @@ class Tokenizer:
         if base is None:
             family = max((n for n in KNOWN_MODELS if model.startswith(n + "-")), key=len, default=None)
             base = KNOWN_MODELS[family] if family else self.default
-        override = self.overrides.get(model) or {}
+        # An override for a model applies to its dated snapshots too (gpt-4o to gpt-4o-2024-08-06),
+        # but not to another model that shares its prefix (gpt-4o-mini).
+        named = [n for n in self.overrides if model == n or (model.startswith(n + "-") and model[len(n) + 1 :][:1].isdigit())]
+        override = self.overrides[max(named, key=len)] if named else {}
         return ModelLimits(
             context_window=override.get("context_window", base.context_window),
             max_output_tokens=override.get("max_output_tokens", base.max_output_tokens),
@@ -138,12 +145,13 @@ class Tokenizer:
         return self.encodings.problem(self.limits(model).encoding)
 
     def take_problem(self, model: str) -> str | None:
-        """Why this model's counts are estimates, the first time it is asked after loading gave up; then None."""
+        """Why this model's counts are estimates (failed, or still loading), the first time; then None."""
         name = self.limits(model).encoding
-        if name not in self.encodings._failed or name in self._told:
+        problem = self.encodings.problem(name)
+        if problem is None or name in self._told:
             return None
         self._told.add(name)
-        return self.encodings.problem(name)
+        return problem
 
     def message(self, model: str, role: str, content: str) -> Count:
         """One chat message, with its overhead; cached by its text."""

@@ -93,13 +93,18 @@ def test_without_the_encoding_counts_are_marked_estimates_and_say_why():
     count = t.message("test-model", "user", "x" * 400)
     assert count == Count(estimate("x" * 400) + MESSAGE_OVERHEAD, exact=False)
     assert str(count).startswith("≈")
-    assert "no-such-encoding" in t.problem("test-model")
+    assert "could not load no-such-encoding" in t.problem("test-model")  # failed, not merely still loading
 
 
 def test_model_families_and_overrides():
     t = Tokenizer(overrides={"gpt-4o": {"context_window": 5000}})
-    assert t.limits("gpt-4o-mini-2024-07-18").context_window == 128_000
+    assert t.limits("gpt-4o-mini-2024-07-18").context_window == 128_000  # another model, same prefix
     assert t.limits("gpt-4o").context_window == 5000
+    assert t.limits("gpt-4o-2024-08-06").context_window == 5000  # a dated snapshot of the overridden model
+    assert t.limits("gpt-4-0125-preview").context_window == 128_000  # not gpt-4's 8k
+    from chatcli.pricing import price_for
+
+    assert price_for("o1-pro").input == 150.0 and price_for("o3-pro-2025-06-10").input == 20.0
     assert t.limits("gpt-4-0613").encoding == "cl100k_base"
     assert t.limits("llama3.2").context_window == 8192  # the default for unknown models
 
@@ -312,7 +317,7 @@ def priced_session(srv, journal=None, **budget) -> Session:
 
     client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
     return Session(
-        client=client, model="test-model", tokenizer=tokenizer(), journal=journal or Journal(),
+        client=client, model="test-model", tokenizer=tokenizer(output=10), journal=journal or Journal(),
         pricing=Pricing({"test-model": Price(10_000.0, 10_000.0, 10_000.0)}),  # $0.01 a token
         budget=Budget(**budget),
     )
@@ -357,7 +362,10 @@ def test_the_ledger_keeps_spending_after_its_session_is_deleted(srv, tmp_path):
 def test_a_budget_cap_stops_the_next_one_shot_ask(srv, run_chatcli):
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text('[prices."gpt-4o-mini"]\ninput = 10000.0\noutput = 10000.0\n[budget]\ndaily_usd = 0.12\n')
+    config.write_text(
+        '[models."gpt-4o-mini"]\nmax_output_tokens = 1\n'  # the budget check counts the reply's reserve too
+        '[prices."gpt-4o-mini"]\ninput = 10000.0\noutput = 10000.0\n[budget]\ndaily_usd = 0.12\n'
+    )
     assert run_chatcli("first ask").returncode == 0  # 6 + 3 tokens reported by the server: $0.09
     refused = run_chatcli("second ask")
     assert refused.returncode == 1 and refused.stdout == ""
