@@ -149,6 +149,9 @@ def usage_command(session: Session, arg: str) -> Result:
             rows.append([str(number), turn.model, "-", "-", "-", f"{why}, no usage reported"])
             continue
         rows.append([str(number), turn.model, *_usage_cells(row)])
+    for row in session.spent_elsewhere:
+        what = "undone or replaced" if row.turn is not None else "/compact"
+        rows.append([what, (row.turn.model if row.turn else session.model), *_usage_cells(row)])
     rows.append(["session", "", *_usage_cells(total)])
     estimated = " Rows marked ≈ are our own estimate: the server reported no usage for them." if not total.exact else ""
     return Result(

@@ -119,6 +119,9 @@ class Session:
     summary: str | None = None  # /compact: stands in for the turns before context_start
     pricing: Pricing = field(default_factory=Pricing)
     budget: Budget = field(default_factory=Budget)
+    # Requests that were billed but are no longer turns (undone, replaced, compaction), so that
+    # /usage and the toolbar keep counting what the ledger counts.
+    spent_elsewhere: list[TurnCost] = field(default_factory=list)
     _guard: BudgetGuard | None = field(default=None, repr=False)
 
     @property
@@ -227,9 +230,10 @@ class Session:
                 usage = event
         summary = "".join(pieces).strip()
         if usage is not None:  # the summary is a request like any other: it counts against budgets
+            cost = self.pricing.cost(self.model, usage)
+            self.spent_elsewhere.append(TurnCost(None, usage, cost, True))
             self.journal.spend(
-                Spend(time.time(), self.model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens,
-                      self.pricing.cost(self.model, usage))
+                Spend(time.time(), self.model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost)
             )
         if not summary:
             raise ChatError("The model returned an empty summary, so nothing was compacted.")
@@ -273,8 +277,14 @@ class Session:
             return None
         turn = self.turns.pop()
         if forget:
+            self._keep_spend(turn)
             self.journal.forget(turn)
         return turn
+
+    def _keep_spend(self, turn: Turn) -> None:
+        row = self.cost_of(turn)
+        if row.usage is not None and row.usage.total_tokens:
+            self.spent_elsewhere.append(row)
 
     def retry(self, *, on_event: Callable[[Event], None] | None = None) -> Turn | None:
         """Send the last message again; its old reply is replaced only if the new one gets anywhere."""
@@ -283,10 +293,12 @@ class Session:
             return None
         new = self.send(old.user, on_event=on_event)
         if new.reply:
+            self._keep_spend(old)
             self.journal.forget(old)
         else:
             # Nothing came back: keep the earlier reply, drop the failed attempt.
             self.turns.pop()
+            self._keep_spend(new)
             self.journal.forget(new)
             self.turns.append(old)
         return new
@@ -380,7 +392,7 @@ class Session:
         """
         rows = [self.cost_of(turn) for turn in self.turns]
         total_usage, total_cost, exact = Usage(), 0.0, True
-        for row in rows:
+        for row in rows + self.spent_elsewhere:
             if row.usage is not None:
                 total_usage = total_usage + row.usage
                 exact = exact and row.exact

@@ -445,3 +445,25 @@ def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
     session.budget, session._guard = Budget(daily_tokens=1), None
     refused = REGISTRY.dispatch(session, "/compact 0")
     assert refused.error and "daily_tokens" in refused.text
+
+
+def test_usage_keeps_counting_undone_retried_and_compaction_requests_as_the_ledger_does(srv, tmp_path):
+    from chatcli.budget import period_starts
+    from chatcli.journal import Journal
+    from tests.server import Reply
+
+    journal = Journal.open(tmp_path / "chatcli.db")
+    session = priced_session(srv, journal=journal)
+    for i in range(4):
+        session.send(f"question {i} " + "about the schema " * 10)
+    session.retry()
+    session.undo()
+    srv.script(Reply("Notes: schema."))
+    assert not REGISTRY.dispatch(session, "/compact 1").error
+    rows = REGISTRY.dispatch(session, "/usage").rows
+    assert any(r[0] == "undone or replaced" for r in rows) and any(r[0] == "/compact" for r in rows)
+    usd, tokens = journal.spend_since(period_starts()[0])
+    assert rows[-1][4] == f"{tokens:,}"
+    from chatcli.pricing import format_cost
+
+    assert rows[-1][5] == format_cost(usd)
