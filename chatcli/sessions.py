@@ -271,12 +271,20 @@ def usage_action(store: Store, args, env: Env) -> int:
     measure = 1 if total_usd > 0 else 0  # chart cost, or tokens when nothing is priced
     biggest = max((g[measure] for g in groups.values()), default=0) or 1
     width = 30
+    def cost_cell(tokens: int, usd: float, unknown: bool, exact: bool) -> str:
+        if unknown and usd == 0:
+            return "cost unknown"  # never a made-up $0
+        return format_cost(usd, exact=exact) + (" + cost unknown" if unknown else "")
+
     rows = []
     for key, (tokens, usd, unknown, exact) in groups.items():
         bar = "█" * round(width * (usd if measure else tokens) / biggest)
-        cost = format_cost(usd, exact=exact) + (" + unpriced" if unknown else "")
-        rows.append([key, f"{tokens:,}", cost, bar])
-    rows.append(["total", f"{total_tokens:,}", format_cost(total_usd), ""])
+        mark = "" if exact else "≈"
+        rows.append([key, f"{mark}{tokens:,}", cost_cell(tokens, usd, unknown, exact) if tokens else "-", bar])
+    all_exact = all(g[3] for g in groups.values())
+    any_unknown = any(g[2] for g in groups.values())
+    total_mark = "" if all_exact else "≈"
+    rows.append(["total", f"{total_mark}{total_tokens:,}", cost_cell(total_tokens, total_usd, any_unknown, all_exact), ""])
     from chatcli.commands import Result
     from chatcli.render import show_result
 

@@ -467,3 +467,21 @@ def test_usage_keeps_counting_undone_retried_and_compaction_requests_as_the_ledg
     from chatcli.pricing import format_cost
 
     assert rows[-1][5] == format_cost(usd)
+
+
+def test_chatcli_usage_marks_estimates_and_never_prices_an_unpriced_model(srv, run_chatcli, tmp_path):
+    import time as _time
+
+    from chatcli.store import Spend, Store
+
+    db = tmp_path / "chatcli.db"
+    store = Store.open(db)
+    now = _time.time()
+    store.add_spend(Spend(now, "priced-model", 10, 5, 15, 0.5, estimated=True))
+    store.add_spend(Spend(now, "local-model", 20, 10, 30, None))
+    store.close()
+    out = run_chatcli("usage", "--by", "model", "--db", str(db)).stdout.splitlines()
+    line = {row.split()[0]: row for row in out if row.split()}
+    assert "≈15" in line["priced-model"] and "≈$0.5000" in line["priced-model"]
+    assert "cost unknown" in line["local-model"] and "$0.0000" not in line["local-model"]
+    assert "≈45" in line["total"] and "≈$0.5000 + cost unknown" in line["total"]
