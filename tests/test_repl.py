@@ -76,6 +76,23 @@ class Chat:
         return self.out.getvalue()
 
 
+def piped_chat(stack: ExitStack, session: Session, *, markdown: bool = True, history: Path) -> Chat:
+    """A Repl on `session` as cli.py builds it, reading keys from a pipe and drawing to a string."""
+    pipe = stack.enter_context(create_pipe_input())
+    out = io.StringIO()
+    repl = Repl(
+        session,
+        out=out,
+        markdown=markdown,
+        color=False,
+        history_path=history,
+        input=pipe,
+        output=DummyOutput(),
+        warm_up=False,
+    )
+    return Chat(session, repl, pipe, out)
+
+
 @pytest.fixture
 def chat(srv, tmp_path: Path):
     """Build a Session and Repl as cli.py does, reading keys from a pipe."""
@@ -91,19 +108,7 @@ def chat(srv, tmp_path: Path):
         ) -> Chat:
             config = Config(base_url=srv.base_url, api_key="sk-test", max_retries=0, read_timeout=10)
             session = Session(client=ChatClient(config), model=model, system=system, params=dict(params or {}))
-            pipe = stack.enter_context(create_pipe_input())
-            out = io.StringIO()
-            repl = Repl(
-                session,
-                out=out,
-                markdown=markdown,
-                color=False,
-                history_path=history or tmp_path / "history",
-                input=pipe,
-                output=DummyOutput(),
-                warm_up=False,
-            )
-            return Chat(session, repl, pipe, out)
+            return piped_chat(stack, session, markdown=markdown, history=history or tmp_path / "history")
 
         yield make
 

@@ -9,7 +9,6 @@ printed, and what the database holds (read back with sqlite3 directly).
 from __future__ import annotations
 
 import _thread
-import io
 import json
 import sqlite3
 import threading
@@ -20,16 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
 
 from chatcli.client import ChatClient
 from chatcli.config import Config
 from chatcli.journal import Journal
-from chatcli.repl import Repl
 from chatcli.session import Session, Turn
 from tests.server import Echo, Error, Reply, compute_usage
-from tests.test_repl import CTRL_C, ENTER, Chat, flat, lines_with, user_messages
+from tests.test_repl import (
+    CTRL_C,
+    ENTER,
+    Chat,
+    flat,
+    lines_with,
+    piped_chat,
+    user_messages,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -116,19 +120,7 @@ def chat(srv, tmp_path: Path, db_path: Path):
                 session = Session(
                     client=client, model=model, system=system, params=dict(params or {}), journal=journal
                 )
-            pipe = stack.enter_context(create_pipe_input())
-            out = io.StringIO()
-            repl = Repl(
-                session,
-                out=out,
-                markdown=markdown,
-                color=False,
-                history_path=tmp_path / "history",
-                input=pipe,
-                output=DummyOutput(),
-                warm_up=False,
-            )
-            return Chat(session, repl, pipe, out)
+            return piped_chat(stack, session, markdown=markdown, history=tmp_path / "history")
 
         yield make
 
