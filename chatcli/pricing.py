@@ -5,6 +5,7 @@ A model we have no price for has an unknown cost (None), never a made-up one.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -52,9 +53,13 @@ class Pricing:
 
     overrides: Mapping[str, Price] = field(default_factory=dict)
 
+    @functools.cached_property
+    def table(self) -> dict[str, Price]:
+        return {**PRICES, **self.overrides}
+
     def price_for(self, model: str) -> Price | None:
         """The price of a model, matching dated snapshots (gpt-4o-2024-08-06) to their family."""
-        table = {**PRICES, **self.overrides}
+        table = self.table
         if model in table:
             return table[model]
         family = max((name for name in table if model.startswith(name + "-")), key=len, default=None)

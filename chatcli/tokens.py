@@ -122,8 +122,16 @@ class Tokenizer:
     encodings: Encodings = field(default_factory=Encodings)
     _cache: dict[tuple[str, str, str, bool], int] = field(default_factory=dict, repr=False)
     _told: set[str] = field(default_factory=set, repr=False)
+    _limits: dict[str, ModelLimits] = field(default_factory=dict, repr=False)
 
     def limits(self, model: str) -> ModelLimits:
+        """The model's figures; computed once per model (every message count asks)."""
+        found = self._limits.get(model)
+        if found is None:
+            found = self._limits[model] = self._find_limits(model)
+        return found
+
+    def _find_limits(self, model: str) -> ModelLimits:
         base = KNOWN_MODELS.get(model)
         if base is None:
             family = max((n for n in KNOWN_MODELS if model.startswith(n + "-")), key=len, default=None)
