@@ -456,6 +456,11 @@ class Session:
             turn.error = exc
             if isinstance(exc, ContextLengthError):
                 turn.left_out = 0  # the fitted request was refused too: say so, not what was left out
+        except BaseException:
+            # Anything else that ends the stream (the reader of a pipe went away): the reply
+            # is saved as interrupted, never as one that did not begin.
+            turn.status = INTERRUPTED
+            raise
         finally:
             events.close()  # type: ignore[attr-defined]
             turn.reply = "".join(pieces)

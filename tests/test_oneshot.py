@@ -13,6 +13,7 @@ import re
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -560,6 +561,12 @@ def test_reader_going_away_stops_quietly(srv: ChatServer, chat_env: dict[str, st
 
     assert err.decode() == ""
     assert proc.returncode == EXIT_OK
+
+    # The reply the reader stopped taking is saved as interrupted, with what was written.
+    db = Path(os.environ["XDG_DATA_HOME"]) / "chatcli" / "chatcli.db"
+    with sqlite3.connect(db) as conn:
+        status, content = conn.execute("SELECT status, content FROM messages WHERE role = 'assistant'").fetchone()
+    assert status == "interrupted" and content.startswith("word word")
 
 
 def test_a_content_filter_stop_is_complete_but_said(srv: ChatServer, run_chatcli) -> None:
