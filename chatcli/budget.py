@@ -1,9 +1,10 @@
 """Spending caps ([budget] daily_usd, monthly_usd, daily_tokens), checked before each request.
 
-The spend so far comes from the usage ledger, across every session, or from
-the current session alone when nothing is saved. A request that would pass a
-cap is refused with a sentence that says how to raise it; at 80% of a cap,
-chatcli warns once.
+The spend so far comes from the usage ledger, across every session (kept even
+with --no-save while a budget is set), or from the current session alone when
+the ledger cannot be opened. A request that would pass a cap is refused with a
+sentence that says how to raise it. At 80% of a cap chatcli warns once per
+period, across processes: the ledger records that the warning was given.
 """
 
 from __future__ import annotations
@@ -31,14 +32,26 @@ def period_starts(now: float | None = None) -> tuple[float, float]:
     return day, month
 
 
+@dataclass(frozen=True)
+class Spending:
+    """What was spent since a time: USD at known prices, all tokens, and the models with no price."""
+
+    usd: float = 0.0
+    tokens: int = 0
+    unpriced: tuple[str, ...] = ()  # USD caps cannot count what was spent on these
+
+
 @dataclass
 class BudgetGuard:
     budget: Budget
-    spend_since: Callable[[float], tuple[float, int]]  # (USD, tokens) spent since a time
-    _warned: set[str] = field(default_factory=set)
+    spend_since: Callable[[float], Spending]
+    # Records that a warning was given this period, so it is given once, not once per process;
+    # returns False if it was given already, None if there is nowhere to record it.
+    claim: Callable[[str, float], bool | None] = lambda name, since: None
+    _warned: set[tuple[str, float]] = field(default_factory=set)
 
-    def check(self, *, cost: float | None, tokens: int) -> tuple[str | None, str | None]:
-        """(refusal, warning) for a request that would cost about `cost` USD and `tokens` tokens."""
+    def check(self, *, cost: float | None, tokens: int, model: str) -> tuple[str | None, str | None]:
+        """(refusal, warning) for a request to `model` that would cost about `cost` USD (None: no price) and `tokens` tokens."""
         b = self.budget
         if b.daily_usd is None and b.monthly_usd is None and b.daily_tokens is None:
             return None, None
@@ -48,14 +61,16 @@ class BudgetGuard:
             ("monthly_usd", b.monthly_usd, month, "this month's", "next month"),
             ("daily_tokens", b.daily_tokens, day, "today's", "tomorrow"),
         ]
-        warning = None
+        warnings: list[tuple[str, float, str]] = []  # (notice, period start, sentence)
+        unpriced = {model} if cost is None else set()
         for name, cap, since, period, next_period in caps:
             if cap is None:
                 continue
-            usd, used_tokens = self.spend_since(since)
+            spent = self.spend_since(since)
             is_tokens = name == "daily_tokens"
-            spent = used_tokens if is_tokens else usd
-            after = spent + (tokens if is_tokens else (cost or 0.0))
+            if not is_tokens:
+                unpriced.update(spent.unpriced)
+            after = spent.tokens + tokens if is_tokens else spent.usd + (cost or 0.0)
             show = (lambda v: f"{v:,.0f} tokens") if is_tokens else (lambda v: f"${v:.2f}")
             if after > cap:
                 return (
@@ -63,10 +78,26 @@ class BudgetGuard:
                     f"{show(cap)}; raise [budget] {name} in {b.where}, or wait until {next_period}.",
                     None,
                 )
-            if after >= WARN_AT * cap and name not in self._warned and warning is None:
-                self._warned.add(name)
-                warning = (
+            if after >= WARN_AT * cap:
+                sentence = (
                     f"with this request {period} spending comes to {show(after)}, "
                     f"{100 * after / cap:.0f}% of the {name} budget of {show(cap)}"
                 )
-        return None, warning
+                warnings.append((name, since, sentence))
+        if unpriced and (b.daily_usd is not None or b.monthly_usd is not None):
+            names = ", ".join(sorted(unpriced))
+            first = sorted(unpriced)[0]
+            warnings.append((
+                "unpriced",
+                day,
+                f"the USD budgets cannot count spending on models with no price ({names}); "
+                f'add [prices."{first}"] in {b.where} to count it (0 is fine for a free model)',
+            ))
+        told = [sentence for name, since, sentence in warnings if self._first_time(name, since)]
+        return None, "; ".join(told) or None
+
+    def _first_time(self, name: str, since: float) -> bool:
+        if (name, since) in self._warned:
+            return False
+        self._warned.add((name, since))
+        return self.claim(name, since) is not False

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-c", "--continue", dest="resume", action="store_const", const="last", help="continue the last session")
     parser.add_argument("--db", type=_setting("db"), metavar="PATH", help="session database (default: ~/.local/share/chatcli/chatcli.db)")
-    parser.add_argument("--no-save", action="store_true", help="incognito: save nothing, input history included")
+    parser.add_argument("--no-save", action="store_true", help="incognito: save no conversation and no input history (with a [budget] set, only tokens and cost are recorded, so the caps hold)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also say why token counts are estimates")
     parser.add_argument("--version", action="version", version=f"chatcli {__version__}")
     return parser
@@ -168,7 +168,13 @@ def _run(args: argparse.Namespace, env) -> int:
     config = load_config(env, config_path=args.config, flags={**flags, "db": args.db})
     require_api_key(config)
     save = config.save and not args.no_save
-    journal = open_journal(config, env) if save else Journal()
+    if save:
+        journal = open_journal(config, env)
+    elif any(v is not None for v in config.budget.values()):
+        # Incognito keeps no words, but a budget must still hold: only the usage ledger is written.
+        journal = open_journal(config, env, keep_text=False)
+    else:
+        journal = Journal()
     client = ChatClient(config)
     tokenizer = Tokenizer(
         overrides=config.models,
@@ -220,12 +226,12 @@ def _run(args: argparse.Namespace, env) -> int:
     return repl.run()
 
 
-def open_journal(config, env):
+def open_journal(config, env, *, keep_text: bool = True):
     from chatcli.journal import Journal
     from chatcli.store import default_db_path
 
     path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
-    return Journal.open(path)
+    return Journal.open(path, keep_text=keep_text)
 
 
 def resume_session(journal, which: str, *, client):

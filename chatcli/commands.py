@@ -269,5 +269,15 @@ def tokens_command(session: Session, arg: str) -> Result:
 def compact_command(session: Session, arg: str) -> Result:
     if arg and not arg.isdigit():
         return Result(f"/compact takes how many recent turns to keep, as in /compact 2, not {arg!r}.", error=True)
-    before, after = session.compact(keep=int(arg) if arg else 2)
-    return Result(f"Compacted: the next request carries {after} tokens instead of {before}; the turns stay in the history.")
+    from chatcli.compact import compact
+
+    done = compact(session, keep=int(arg) if arg else 2)
+    how = f" in {done.requests} requests, as they did not fit one" if done.requests > 1 else ""
+    cut = (
+        f" ({done.shortened} {'turn was' if done.shortened == 1 else 'turns were'} too long for a request and "
+        f"had {'its' if done.shortened == 1 else 'their'} middle cut)" if done.shortened else ""
+    )
+    return Result(
+        f"Compacted {done.turns} {'turn' if done.turns == 1 else 'turns'}{how}{cut}: the next request carries "
+        f"{done.after} tokens instead of {done.before}; the turns stay in the history."
+    )

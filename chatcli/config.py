@@ -114,7 +114,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("markdown", bool, True, "Render replies as markdown in the terminal (pipes always get plain text)."),
     Setting("default_context_window", int, 8192, "Context window, in tokens, for models chatcli has no figure for.", 256),
     Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
-    Setting("save", bool, True, "Save sessions and input history; false is incognito and writes nothing."),
+    Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from chatcli.store import (
     Spend,
+    Spent,
     Store,
     StoredMessage,
     StoreError,
@@ -35,27 +36,31 @@ def make_title(text: str) -> str:
 
 
 class Journal:
-    def __init__(self, store: Store | None = None, *, problem: str | None = None) -> None:
+    """A session's writer; with keep_text=False (incognito with a budget) it keeps only the usage ledger."""
+
+    def __init__(self, store: Store | None = None, *, problem: str | None = None, keep_text: bool = True) -> None:
         self.store = store
+        self.keep_text = keep_text
         self.session_id: int | None = None
-        self._warning = f"History is not being saved: {problem}." if problem else None
+        what = "History is not being saved" if keep_text else "Spending is not being recorded for budgets"
+        self._warning = f"{what}: {problem}." if problem else None
 
     @classmethod
-    def open(cls, path: Path) -> Journal:
+    def open(cls, path: Path, *, keep_text: bool = True) -> Journal:
         try:
-            return cls(Store.open(path))
+            return cls(Store.open(path), keep_text=keep_text)
         except StoreError as exc:
-            return cls(None, problem=str(exc))
+            return cls(None, problem=str(exc), keep_text=keep_text)
 
     def fork(self) -> Journal:
         """A journal for another session in the same store."""
-        journal = Journal(self.store)
+        journal = Journal(self.store, keep_text=self.keep_text)
         journal._warning = self._warning
         return journal
 
     def list_sessions(self, *, limit: int | None = None):
         """Saved sessions, newest first; None when history is not being saved."""
-        return self._run(lambda s: s.list_sessions(limit=limit))
+        return self._read(lambda s: s.list_sessions(limit=limit))
 
     def load(self, session_id: int):
         """(SessionInfo, messages) of a saved session, or None if there is no such session."""
@@ -64,14 +69,18 @@ class Journal:
             info = store.session(session_id)
             return (info, store.messages(session_id)) if info else None
 
-        return self._run(read)
+        return self._read(read)
 
     def last_session_id(self) -> int | None:
-        return self._run(lambda s: s.last_session_id())
+        return self._read(lambda s: s.last_session_id())
 
     @property
     def saving(self) -> bool:
-        return self.store is not None
+        """Whether conversations are saved (the usage ledger may be kept even when not)."""
+        return self.store is not None and self.keep_text
+
+    def _read(self, action) -> object:
+        return self._run(action) if self.keep_text else None
 
     def take_warning(self) -> str | None:
         """The one-time sentence about history not being saved, if there is one to show."""
@@ -87,7 +96,8 @@ class Journal:
             if not is_store_error(exc):
                 raise
             path = self.store.path
-            self._warning = f"History is not being saved: {describe(exc, path)}."
+            what = "History is not being saved" if self.keep_text else "Spending is not being recorded for budgets"
+            self._warning = f"{what}: {describe(exc, path)}."
             try:
                 self.store.close()
             except Exception:  # noqa: BLE001 - it is already broken
@@ -96,7 +106,7 @@ class Journal:
             return None
 
     def _ensure_session(self, session: Session, first_text: str) -> int | None:
-        if self.session_id is None:
+        if self.session_id is None and self.keep_text:
             self.session_id = self._run(
                 lambda s: s.create_session(
                     model=session.model,
@@ -111,7 +121,10 @@ class Journal:
         """Commit the user's words before anything is sent."""
         if self._ensure_session(session, turn.user) is None:
             return
-        message = StoredMessage(id=0, role="user", content=turn.user, created_at=turn.created_at)
+        message = StoredMessage(
+            id=0, role="user", content=turn.user, created_at=turn.created_at,
+            sent_tokens=turn.sent.tokens if turn.sent else None, sent_exact=turn.sent.exact if turn.sent else True,
+        )
         row = self._run(lambda s: s.add_message(self.session_id, message))
         if row:
             turn.ids.append(row)
@@ -120,9 +133,13 @@ class Journal:
         """Add a reply's tokens and cost to the usage ledger."""
         self._run(lambda s: s.add_spend(spend))
 
-    def spend_since(self, since: float) -> tuple[float, int] | None:
-        """USD and tokens spent since a time, by every session; None when history is not saved."""
+    def spend_since(self, since: float) -> Spent | None:
+        """What every session spent since a time; None when there is no ledger."""
         return self._run(lambda s: s.spend_since(since))
+
+    def claim_notice(self, name: str, period_start: float) -> bool | None:
+        """True if this budget notice has not been given this period (and now counts as given); None: no ledger."""
+        return self._run(lambda s: s.claim_notice(name, period_start))
 
     def reply(self, turn: Turn) -> None:
         """Commit the reply as it ended: complete, interrupted, error or truncated."""

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from chatcli.budget import Budget, BudgetGuard
+from chatcli.budget import Budget, BudgetGuard, Spending
 from chatcli.errors import ChatError, ContextLengthError, Terminated
 from chatcli.events import Event, Finish, TextDelta, Usage
 from chatcli.journal import Journal, make_title
@@ -32,10 +32,6 @@ TRUNCATED = "truncated"
 
 
 SUMMARY_HEADING = "Summary of the earlier conversation:\n"
-COMPACT_PROMPT = (
-    "Summarise the conversation below for your own later use: keep every fact, decision, name, number, "
-    "code identifier and open question; drop pleasantries. Write it as compact notes."
-)
 
 
 @dataclass(frozen=True)
@@ -167,7 +163,6 @@ class Session:
         """How the conversation plus `pending` fits the model's window, leaving room for the reply."""
         t, model = self.tokenizer, self.model
         limits = t.limits(model)
-        reserve = min(self.params.get("max_tokens") or limits.max_output_tokens, limits.context_window // 2)
         head = [Count(REPLY_PRIMING)]
         if self.system:
             head.append(t.message(model, "system", self.system))
@@ -183,7 +178,20 @@ class Session:
             turns=turns,
             latest=t.message(model, "user", pending),
             window=window or limits.context_window,
-            reserve=reserve,
+            reserve=self.reply_reserve(),
+        )
+
+    def reply_reserve(self) -> int:
+        """Tokens kept free for the reply: max_tokens, or the model's max output, at most half the window."""
+        limits = self.tokenizer.limits(self.model)
+        return min(self.params.get("max_tokens") or limits.max_output_tokens, limits.context_window // 2)
+
+    def count_request(self, usage: Usage) -> None:
+        """A billed request that is not a turn (a /compact summary): /usage, the toolbar and the ledger count it."""
+        cost = self.pricing.cost(self.model, usage)
+        self.spent_elsewhere.append(TurnCost(None, usage, cost, True))
+        self.journal.spend(
+            Spend(time.time(), self.model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost)
         )
 
     @property
@@ -199,57 +207,6 @@ class Session:
         self.context_start = len(self.turns)
         self.summary = None
         self.journal.cleared()
-
-    def compact(self, *, keep: int = 2) -> tuple[Count, Count]:
-        """Have the model summarise all but the last `keep` turns; return the tokens before and after.
-
-        The summary is sent in place of those turns from now on; they stay in
-        the history and the store.
-        """
-        assert self.client is not None
-        turns = [t for t in self.context_turns if t.in_context]
-        older, kept = (turns[:-keep], turns[-keep:]) if keep else (turns, [])
-        if not older:
-            raise ChatError(f"Nothing to compact: the conversation has {len(turns)} turns, and /compact keeps {keep}.")
-        before = self.plan().tokens
-        transcript = "\n\n".join(f"User: {t.user}\n\nAssistant: {t.reply}" for t in older)
-        if self.summary:
-            transcript = f"Summary of what came before:\n{self.summary}\n\n{transcript}"
-        request = [{"role": "system", "content": COMPACT_PROMPT}, {"role": "user", "content": transcript}]
-        sending = self.tokenizer.messages(self.model, request).tokens
-        refusal, _ = self.guard().check(
-            cost=self.pricing.cost(self.model, Usage(sending, 0, sending)), tokens=sending
-        )
-        if refusal:
-            raise ChatError(refusal)
-        pieces, usage = [], None
-        for event in self.client.stream(model=self.model, messages=request, params={}):
-            if isinstance(event, TextDelta):
-                pieces.append(event.text)
-            elif isinstance(event, Usage):
-                usage = event
-        summary = "".join(pieces).strip()
-        if usage is not None:  # the summary is a request like any other: it counts against budgets
-            cost = self.pricing.cost(self.model, usage)
-            self.spent_elsewhere.append(TurnCost(None, usage, cost, True))
-            self.journal.spend(
-                Spend(time.time(), self.model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost)
-            )
-        if not summary:
-            raise ChatError("The model returned an empty summary, so nothing was compacted.")
-        t, model = self.tokenizer, self.model
-        replaced = t.message(model, "system", SUMMARY_HEADING + self.summary).tokens if self.summary else 0
-        replaced += sum(t.message(model, "user", x.user).tokens + t.message(model, "assistant", x.reply).tokens for x in older)
-        new = t.message(model, "system", SUMMARY_HEADING + summary).tokens
-        if new >= replaced:
-            raise ChatError(
-                f"The summary came back no shorter than the {len(older)} turns it would replace "
-                f"({new:,} tokens against {replaced:,}), so nothing was compacted."
-            )
-        self.summary = summary
-        self.context_start = self.turns.index(kept[0]) if kept else len(self.turns)
-        self.journal.compacted(summary, kept[0] if kept else None)
-        return before, self.plan().tokens
 
     def set_system(self, text: str | None) -> None:
         self.system = text
@@ -332,6 +289,8 @@ class Session:
         for message in messages:
             if message.role == "user":
                 turn = Turn(user=message.content, model=info.model, params={}, created_at=message.created_at)
+                if message.sent_tokens is not None:
+                    turn.sent = Count(message.sent_tokens, message.sent_exact)
                 # status stays "pending" unless a reply follows: the program stopped here
                 turn.ids.append(message.id)
                 session.turns.append(turn)
@@ -354,18 +313,36 @@ class Session:
 
     def guard(self) -> BudgetGuard:
         if self._guard is None:
-            self._guard = BudgetGuard(self.budget, self._spend_since)
+            self._guard = BudgetGuard(
+                self.budget, self._spend_since, lambda name, since: self.journal.claim_notice(name, since)
+            )
         return self._guard
 
-    def _spend_since(self, since: float) -> tuple[float, int]:
-        """Spending across every saved session, or this session's alone when nothing is saved."""
-        saved = self.journal.spend_since(since) if self.journal.saving else None
-        if saved is not None:
-            return saved
-        rows, _ = self.accounting()
-        usd = sum(r.cost or 0.0 for r in rows if r.usage and r.turn.created_at >= since)
-        tokens = sum(r.usage.total_tokens for r in rows if r.usage and r.turn.created_at >= since)
-        return usd, tokens
+    def check_budget(self, model: str, usage: Usage) -> tuple[str | None, str | None]:
+        """(refusal, warning) for a request to `model` that would use about `usage`."""
+        return self.guard().check(cost=self.pricing.cost(model, usage), tokens=usage.total_tokens, model=model)
+
+    def _spend_since(self, since: float) -> Spending:
+        """Spending across every session from the ledger, or this session's alone when there is none."""
+        saved = self.journal.spend_since(since)
+        if saved is None:
+            rows, _ = self.accounting()
+            rows = [r for r in rows if r.usage and r.turn.created_at >= since]
+            return Spending(
+                usd=sum(r.cost or 0.0 for r in rows),
+                tokens=sum(r.usage.total_tokens for r in rows),
+                unpriced=tuple(sorted({r.turn.model for r in rows if r.cost is None})),
+            )
+        # Rows the ledger holds with no price (a model priced since, rows from before the ledger
+        # kept costs) are priced now where the table knows the model.
+        usd, unpriced = saved.usd, []
+        for row in saved.unpriced:
+            cost = self.pricing.cost(row.model, Usage(row.prompt_tokens, row.completion_tokens, row.total_tokens))
+            if cost is None:
+                unpriced.append(row.model or "unnamed model")
+            else:
+                usd += cost
+        return Spending(usd=usd, tokens=saved.tokens, unpriced=tuple(unpriced))
 
     def _record_spend(self, turn: Turn) -> None:
         row = self.cost_of(turn)
@@ -422,7 +399,7 @@ class Session:
         if refusal is None:
             # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
             worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
-            refusal, turn.notice = self.guard().check(cost=self.pricing.cost(self.model, worst), tokens=worst.total_tokens)
+            refusal, turn.notice = self.check_budget(self.model, worst)
         if refusal is not None:
             turn.status = ERROR
             turn.error = ChatError(refusal)

@@ -53,6 +53,8 @@ class StoredMessage:
     error: str | None = None
     first_token_ms: int | None = None
     total_ms: int | None = None
+    sent_tokens: int | None = None  # a user message: our count of the request it went out in
+    sent_exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,15 @@ class Spend:
     total_tokens: int
     cost_usd: float | None  # None: the model's price was unknown
     estimated: bool = False
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What the ledger holds since a time: priced USD and all tokens, plus the rows with no price."""
+
+    usd: float
+    tokens: int
+    unpriced: list[Spend] = field(default_factory=list)  # one per model, summed; cost_usd is None
 
 
 @dataclass(frozen=True)
@@ -191,11 +202,30 @@ def _m4_usage_ledger(db: sqlite3.Connection) -> None:
     )
 
 
+def _m5_sent_counts_budget_notices(db: sqlite3.Connection) -> None:
+    # Our count of each request, so a resumed session keeps its ≈ estimates; and the
+    # budget warnings already given, so each is given once per period, not once per process.
+    _run_script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN sent_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN sent_exact INTEGER;
+        CREATE TABLE budget_notices (
+            name TEXT NOT NULL,
+            period_start REAL NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (name, period_start)
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
     _m3_summary,
     _m4_usage_ledger,
+    _m5_sent_counts_budget_notices,
 ]
 
 
@@ -274,14 +304,15 @@ class Store:
             cursor = db.execute(
                 """INSERT INTO messages (session_id, role, content, status, finish_reason, model, params,
                        prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
-                       error, first_token_ms, total_ms, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     session_id, message.role, message.content, message.status, message.finish_reason,
                     message.model, json.dumps(message.params) if message.params else None,
                     usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens"),
                     usage.get("cached_tokens"), usage.get("reasoning_tokens"),
                     message.error, message.first_token_ms, message.total_ms, message.created_at,
+                    message.sent_tokens, None if message.sent_tokens is None else int(message.sent_exact),
                 ),
             )
             db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
@@ -296,13 +327,28 @@ class Store:
                  spend.cost_usd, int(spend.estimated)),
             )
 
-    def spend_since(self, since: float) -> tuple[float, int]:
-        """USD (priced rows only) and tokens spent since a time."""
+    def spend_since(self, since: float) -> Spent:
+        """USD (priced rows) and tokens spent since a time, and the unpriced rows summed by model."""
         row = self.db.execute(
             "SELECT COALESCE(SUM(cost_usd), 0), COALESCE(SUM(total_tokens), 0) FROM usage_ledger WHERE created_at >= ?",
             (since,),
         ).fetchone()
-        return float(row[0]), int(row[1])
+        unpriced = self.db.execute(
+            """SELECT MIN(created_at), model, SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens),
+                      MAX(estimated)
+               FROM usage_ledger WHERE created_at >= ? AND cost_usd IS NULL GROUP BY model ORDER BY model""",
+            (since,),
+        ).fetchall()
+        return Spent(float(row[0]), int(row[1]), [Spend(r[0], r[1], r[2], r[3], r[4], None, bool(r[5])) for r in unpriced])
+
+    def claim_notice(self, name: str, period_start: float) -> bool:
+        """True the first time anyone asks for this notice in this period: the caller gives it."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO budget_notices (name, period_start, created_at) VALUES (?, ?, ?)",
+                (name, period_start, time.time()),
+            )
+            return cursor.rowcount == 1
 
     def ledger(self, since: float) -> list[Spend]:
         rows = self.db.execute(
@@ -384,7 +430,7 @@ class Store:
         rows = self.db.execute(
             """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
                       completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
-                      first_token_ms, total_ms
+                      first_token_ms, total_ms, sent_tokens, sent_exact
                FROM messages WHERE session_id = ? ORDER BY id""",
             (session_id,),
         ).fetchall()
@@ -400,7 +446,7 @@ class Store:
                 StoredMessage(
                     id=r[0], role=r[1], content=r[2], created_at=r[3], status=r[4], finish_reason=r[5],
                     model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
-                    first_token_ms=r[14], total_ms=r[15],
+                    first_token_ms=r[14], total_ms=r[15], sent_tokens=r[16], sent_exact=bool(r[17]),
                 )
             )
         return out

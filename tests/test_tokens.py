@@ -191,8 +191,14 @@ def test_the_repl_says_what_it_left_out_and_the_toolbar_shows_the_context_meter(
         repl.run()
     assert "oldest turns to fit the context window (still in the history)" in out.getvalue()
     toolbar = "".join(text for _, text in make_toolbar(small)())
-    used = small.plan().tokens.tokens
-    assert f"context {used:,}/400 ({100 * used / 400:.0f}%)" in toolbar
+    meter = re.search(r"context ([\d,]+)/400 \((\d+)%\)", toolbar)
+    assert meter, toolbar
+    # The meter is what the next request carries before your message. Send one byte and count,
+    # in the byte-level encoding, what reached the server: priming, then each message's bytes and overhead.
+    small.send("?")
+    sent = srv.chat_requests[-1].body["messages"]
+    carried = REPLY_PRIMING + sum(len(m["content"].encode()) + MESSAGE_OVERHEAD for m in sent) - len("?")
+    assert (int(meter[1].replace(",", "")), int(meter[2])) == (carried, round(100 * carried / 400))
 
 
 def test_a_context_length_error_fits_tighter_and_retries_once(srv, small):
@@ -354,7 +360,7 @@ def test_the_ledger_keeps_spending_after_its_session_is_deleted(srv, tmp_path):
     session = priced_session(srv, journal=journal)
     session.send("hello")
     spent = journal.spend_since(period_starts()[0])
-    assert spent[0] > 0 and spent[1] > 0
+    assert spent.usd > 0 and spent.tokens > 0
     journal.store.delete_session(session.id)
     assert journal.spend_since(period_starts()[0]) == spent
 
@@ -440,7 +446,7 @@ def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
     spent_before = journal.spend_since(period_starts()[0])
     srv.script(Reply("Notes: schema questions."))
     assert not REGISTRY.dispatch(session, "/compact 1").error
-    assert journal.spend_since(period_starts()[0])[1] > spent_before[1]  # the summary's tokens are in the ledger
+    assert journal.spend_since(period_starts()[0]).tokens > spent_before.tokens  # the summary's tokens are in the ledger
 
     session.budget, session._guard = Budget(daily_tokens=1), None
     refused = REGISTRY.dispatch(session, "/compact 0")
@@ -462,11 +468,11 @@ def test_usage_keeps_counting_undone_retried_and_compaction_requests_as_the_ledg
     assert not REGISTRY.dispatch(session, "/compact 1").error
     rows = REGISTRY.dispatch(session, "/usage").rows
     assert any(r[0] == "undone or replaced" for r in rows) and any(r[0] == "/compact" for r in rows)
-    usd, tokens = journal.spend_since(period_starts()[0])
-    assert rows[-1][4] == f"{tokens:,}"
+    spent = journal.spend_since(period_starts()[0])
+    assert rows[-1][4] == f"{spent.tokens:,}"
     from chatcli.pricing import format_cost
 
-    assert rows[-1][5] == format_cost(usd)
+    assert rows[-1][5] == format_cost(spent.usd)
 
 
 def test_chatcli_usage_marks_estimates_and_never_prices_an_unpriced_model(srv, run_chatcli, tmp_path):

@@ -1,0 +1,87 @@
+"""/compact on a conversation too long for one summary request, and estimates that survive a resume.
+
+Counts are in the byte-level test encoding from test_tokens: a message costs
+its UTF-8 bytes plus the chat overhead, so the sizes below are exact.
+"""
+
+from __future__ import annotations
+
+from chatcli.client import ChatClient
+from chatcli.commands import REGISTRY
+from chatcli.config import Config
+from chatcli.journal import Journal
+from chatcli.session import Session
+from tests.server import Reply
+from tests.test_tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
+
+WINDOW, OUTPUT = 1000, 100
+
+
+def bytes_sent(messages: list[dict[str, str]]) -> int:
+    return REPLY_PRIMING + sum(len(m["content"].encode()) + MESSAGE_OVERHEAD for m in messages)
+
+
+def long_session(srv, tmp_path, turns: int) -> Session:
+    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    session = Session(
+        client=client, model="test-model", system="Be brief.", journal=Journal.open(tmp_path / "chatcli.db"),
+        tokenizer=tokenizer(window=WINDOW, output=OUTPUT),
+    )
+    for i in range(turns):
+        session.send(f"question {i}: " + "tell me about the schema " * 4)  # about 230 tokens a turn, echoed
+    srv.reset()
+    return session
+
+
+def test_compact_summarises_in_parts_that_each_fit_the_window(srv, tmp_path):
+    session = long_session(srv, tmp_path, 12)
+    srv.script(*(Reply(f"Notes part {k}.") for k in range(1, 20)))
+    result = REGISTRY.dispatch(session, "/compact 2")
+    assert not result.error, result.text
+
+    requests = [r.body["messages"] for r in srv.chat_requests]
+    assert len(requests) > 1 and f"in {len(requests)} requests" in result.text
+    assert all(bytes_sent(m) + OUTPUT <= WINDOW for m in requests)  # each part fits, with room for the summary
+    # Every older turn went into exactly one part, in order, and the summary so far went along with the next.
+    carried = [m[1]["content"] for m in requests]
+    seen = [i for i in range(12) if any(f"question {i}:" in c for c in carried)]
+    assert seen == list(range(10))
+    assert all(f"Notes part {k}." in carried[k] for k in range(1, len(requests)))
+    assert "Notes part" not in carried[0]
+
+    session.send("next")
+    sent = srv.chat_requests[-1].body["messages"]
+    assert f"Notes part {len(requests)}." in sent[1]["content"]
+    assert [m["content"].split(":")[0] for m in sent if m["role"] == "user"] == ["question 10", "question 11", "next"]
+
+
+def test_a_turn_too_long_for_a_summary_request_has_its_middle_cut(srv, tmp_path):
+    session = long_session(srv, tmp_path, 0)
+    session.send("start " + "a" * 600 + " end")  # fits when sent; with its echoed reply, too big to summarise at once
+    session.send("short one")
+    srv.reset()
+    srv.script(Reply("Notes."))
+    result = REGISTRY.dispatch(session, "/compact 1")
+    assert not result.error, result.text
+    assert "1 turn was too long for a request and had its middle cut" in result.text
+    (request,) = [r.body["messages"] for r in srv.chat_requests]
+    assert bytes_sent(request) + OUTPUT <= WINDOW
+    text = request[1]["content"]
+    assert text.startswith("User: start aaa") and "characters cut here to fit the context window" in text
+
+
+def test_a_resumed_session_keeps_its_estimates(srv, tmp_path):
+    session = long_session(srv, tmp_path, 0)
+    session.send("reported")
+    srv.script(Reply("not reported", usage=False))
+    session.send("unreported")
+    before = REGISTRY.dispatch(session, "/usage").rows
+    # Our count of the second request: priming, "Be brief.", "reported", "echo: reported", "unreported";
+    # and of its reply, "not reported", without the message overhead.
+    prompt = REPLY_PRIMING + sum(n + MESSAGE_OVERHEAD for n in (9, 8, 14, 10))
+    assert before[1][:5] == ["2", "test-model", f"≈{prompt}", "≈12", f"≈{prompt + 12}"]
+
+    resumed = Session.load(session.journal, session.id, client=session.client)
+    resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
+    after = REGISTRY.dispatch(resumed, "/usage").rows
+    assert after == before
