@@ -71,7 +71,8 @@ class BudgetGuard:
             if not is_tokens:
                 unpriced.update(spent.unpriced)
             after = spent.tokens + tokens if is_tokens else spent.usd + (cost or 0.0)
-            show = (lambda v: f"{v:,.0f} tokens") if is_tokens else (lambda v: f"${v:.2f}")
+            places = 2 if cap >= 1 else 4  # a cap of cents is shown in tenths of a cent, so the numbers differ
+            show = (lambda v: f"{v:,.0f} tokens") if is_tokens else (lambda v: f"${v:,.{places}f}")
             if after > cap:
                 return (
                     f"This request would take {period} spending to {show(after)}, past the {name} budget of "

@@ -41,7 +41,7 @@ def test_incognito_with_a_budget_records_spending_but_no_words(srv, run_chatcli,
     first = run_chatcli("--no-save", "--db", str(db), "zq1 ask")
     assert first.returncode == 0, first.stderr
     refused = run_chatcli("--no-save", "--db", str(db), "zq2 ask")
-    assert refused.returncode == 1 and "daily_usd budget of $0.12" in refused.stderr
+    assert refused.returncode == 1 and "spending to $0.1800, past the daily_usd budget of $0.1200" in refused.stderr
     assert len(srv.chat_requests) == 1  # incognito did not get round the cap
 
     assert count(db, "usage_ledger") == 1
