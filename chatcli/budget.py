@@ -71,8 +71,7 @@ class BudgetGuard:
             if not is_tokens:
                 unpriced.update(spent.unpriced)
             after = spent.tokens + tokens if is_tokens else spent.usd + (cost or 0.0)
-            places = 2 if cap >= 1 else 4  # a cap of cents is shown in tenths of a cent, so the numbers differ
-            show = (lambda v: f"{v:,.0f} tokens") if is_tokens else (lambda v: f"${v:,.{places}f}")
+            show = (lambda v: f"{v:,.0f} tokens") if is_tokens else (lambda v: f"${v:,.{_places(after, cap)}f}")
             if after > cap:
                 return (
                     f"This request would take {period} spending to {show(after)}, past the {name} budget of "
@@ -84,7 +83,7 @@ class BudgetGuard:
                     f"with this request {period} spending comes to {show(after)}, "
                     f"{100 * after / cap:.0f}% of the {name} budget of {show(cap)}"
                 )
-                warnings.append((name, since, sentence))
+                warnings.append((f"{name} {cap}", since, sentence))  # a raised cap gets its own warning
         if unpriced and (b.daily_usd is not None or b.monthly_usd is not None):
             names = ", ".join(sorted(unpriced))
             first = sorted(unpriced)[0]
@@ -98,7 +97,16 @@ class BudgetGuard:
         return None, "; ".join(told) or None
 
     def _first_time(self, name: str, since: float) -> bool:
+        """Whether to give this warning: not yet given by this process, nor recorded as given this period."""
         if (name, since) in self._warned:
             return False
         self._warned.add((name, since))
         return self.claim(name, since) is not False
+
+
+def _places(spent: float, cap: float) -> int:
+    """Decimal places that tell spending and the cap apart: $2.01 against $2.00, $0.00092 against $0.0009."""
+    places = 2
+    while places < 6 and f"{spent:.{places}f}" == f"{cap:.{places}f}":
+        places += 1
+    return places

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from chatcli.budget import period_starts
+from chatcli.budget import Budget, period_starts
 from chatcli.journal import Journal
 from chatcli.pricing import Pricing
 from chatcli.session import COMPLETE, ERROR
@@ -41,7 +41,7 @@ def test_incognito_with_a_budget_records_spending_but_no_words(srv, run_chatcli,
     first = run_chatcli("--no-save", "--db", str(db), "zq1 ask")
     assert first.returncode == 0, first.stderr
     refused = run_chatcli("--no-save", "--db", str(db), "zq2 ask")
-    assert refused.returncode == 1 and "spending to $0.1800, past the daily_usd budget of $0.1200" in refused.stderr
+    assert refused.returncode == 1 and "spending to $0.18, past the daily_usd budget of $0.12" in refused.stderr
     assert len(srv.chat_requests) == 1  # incognito did not get round the cap
 
     assert count(db, "usage_ledger") == 1
@@ -115,3 +115,29 @@ def test_a_new_session_does_not_repeat_a_warning_already_given_today(srv, tmp_pa
     again = priced_session(srv, journal=journal.fork(), daily_tokens=1000)  # another run, the same day
     turn = again.send("message")
     assert turn.status == COMPLETE and turn.notice is None
+
+
+def test_a_refusal_shows_enough_places_to_tell_spending_from_a_small_cap():
+    from chatcli.budget import BudgetGuard, Spending
+
+    guard = BudgetGuard(Budget(daily_usd=0.0009), lambda since: Spending(usd=0.0008))
+    refusal, _ = guard.check(cost=0.00012, tokens=10, model="m")
+    assert "spending to $0.00092, past the daily_usd budget of $0.00090" in refusal
+
+
+def test_a_raised_cap_warns_again_at_80_percent_of_the_new_cap():
+    from chatcli.budget import BudgetGuard, Spending
+
+    given: set[tuple[str, float]] = set()
+
+    def claim(name: str, since: float) -> bool:  # as the ledger records it: once per name and period
+        if (name, since) in given:
+            return False
+        given.add((name, since))
+        return True
+
+    spent = Spending(tokens=850)
+    assert "85% of the daily_tokens budget" in BudgetGuard(Budget(daily_tokens=1000), lambda s: spent, claim).check(cost=0, tokens=0, model="m")[1]
+    assert BudgetGuard(Budget(daily_tokens=1000), lambda s: spent, claim).check(cost=0, tokens=0, model="m")[1] is None
+    raised = BudgetGuard(Budget(daily_tokens=1050), lambda s: spent, claim)
+    assert "81% of the daily_tokens budget of 1,050 tokens" in raised.check(cost=0, tokens=0, model="m")[1]

@@ -375,7 +375,7 @@ def test_a_budget_cap_stops_the_next_one_shot_ask(srv, run_chatcli):
     assert run_chatcli("first ask").returncode == 0  # 6 + 3 tokens reported by the server: $0.09
     refused = run_chatcli("second ask")
     assert refused.returncode == 1 and refused.stdout == ""
-    assert refused.stderr.count("\n") == 1 and "daily_usd budget of $0.1200" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "daily_usd budget of $0.12" in refused.stderr
     assert len(srv.chat_requests) == 1
 
 
