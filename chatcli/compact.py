@@ -47,16 +47,16 @@ def compact(session: Session, *, keep: int = 2) -> Compaction:
     while pieces:
         prefix = f"{EARLIER}{summary}{SEPARATOR}" if summary else ""
         room = _room(session, prefix)
-        if room < MIN_ROOM:
-            raise ChatError(
-                f"The context window of {session.tokenizer.limits(session.model).context_window:,} tokens leaves no room "
-                f"to summarise beside the summary so far, so nothing was compacted; set a larger context_window for "
-                f"{session.model} in the config file if the model has one."
-            )
+        if room < MIN_ROOM:  # a summary longer than asked for (our count is an estimate, or the server ignored max_tokens)
+            raise _no_room(session)
         chunk, taken = _take(session, pieces, room)
         if not taken:  # one turn alone is too long for a request: keep its start and end
             chunk, taken = _shorten(session, pieces[0], room), 1
             shortened += 1
+        if taken < len(pieces) and _room(session, EARLIER + SEPARATOR) - session.reply_reserve() < MIN_ROOM:
+            # More parts to come, each beside a summary of up to the reply's reserve (its max_tokens):
+            # if that leaves no room, say so before spending anything.
+            raise _no_room(session)
         del pieces[:taken]
         summary = _summarise(session, prefix + chunk)
         requests += 1
@@ -74,6 +74,15 @@ def compact(session: Session, *, keep: int = 2) -> Compaction:
     session.context_start = session.turns.index(kept[0]) if kept else len(session.turns)
     session.journal.compacted(summary, kept[0] if kept else None)
     return Compaction(len(older), before, session.plan().tokens, requests, shortened)
+
+
+def _no_room(session: Session) -> ChatError:
+    window = session.tokenizer.limits(session.model).context_window
+    return ChatError(
+        f"The context window of {window:,} tokens leaves no room to summarise beside the summary so far, so nothing "
+        f"was compacted; lower max_tokens, or set a larger context_window for {session.model} in the config file "
+        "if the model has one."
+    )
 
 
 def _request(text: str) -> list[dict[str, str]]:
@@ -127,7 +136,8 @@ def _summarise(session: Session, text: str) -> str:
     if refusal:
         raise ChatError(refusal)
     pieces, usage = [], None
-    for event in session.client.stream(model=session.model, messages=_request(text), params={}):
+    params = {"max_tokens": session.reply_reserve()}
+    for event in session.client.stream(model=session.model, messages=_request(text), params=params):
         if isinstance(event, TextDelta):
             pieces.append(event.text)
         elif isinstance(event, Usage):

@@ -42,6 +42,7 @@ def test_compact_summarises_in_parts_that_each_fit_the_window(srv, tmp_path):
     requests = [r.body["messages"] for r in srv.chat_requests]
     assert len(requests) > 1 and f"in {len(requests)} requests" in result.text
     assert all(bytes_sent(m) + OUTPUT <= WINDOW for m in requests)  # each part fits, with room for the summary
+    assert all(r.body["max_tokens"] == OUTPUT for r in srv.chat_requests)  # and the summary is held to that room
     # Every older turn went into exactly one part, in order, and the summary so far went along with the next.
     carried = [m[1]["content"] for m in requests]
     seen = [i for i in range(12) if any(f"question {i}:" in c for c in carried)]
@@ -85,3 +86,12 @@ def test_a_resumed_session_keeps_its_estimates(srv, tmp_path):
     resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
     after = REGISTRY.dispatch(resumed, "/usage").rows
     assert after == before
+
+
+def test_a_window_too_small_to_summarise_in_parts_says_so_before_spending_anything(srv, tmp_path):
+    session = long_session(srv, tmp_path, 6)
+    session.tokenizer = tokenizer(window=WINDOW, output=400)  # the summary so far would leave no room beside it
+    before = session.messages("next")
+    result = REGISTRY.dispatch(session, "/compact 1")
+    assert result.error and "leaves no room to summarise" in result.text and "lower max_tokens" in result.text
+    assert srv.chat_requests == [] and session.messages("next") == before
