@@ -149,9 +149,8 @@ def usage_command(session: Session, arg: str) -> Result:
             rows.append([str(number), turn.model, "-", "-", "-", f"{why}, no usage reported"])
             continue
         rows.append([str(number), turn.model, *_usage_cells(row)])
-    for row in session.spent_elsewhere:
-        what = "undone or replaced" if row.turn is not None else "/compact"
-        rows.append([what, (row.turn.model if row.turn else session.model), *_usage_cells(row)])
+    for other in session.spent_elsewhere:
+        rows.append([other.what, other.model, *_usage_cells(other)])
     rows.append(["session", "", *_usage_cells(total)])
     estimated = " Rows marked ≈ are our own estimate: the server reported no usage for them." if not total.exact else ""
     return Result(

@@ -63,11 +63,11 @@ class Journal:
         return self._read(lambda s: s.list_sessions(limit=limit))
 
     def load(self, session_id: int):
-        """(SessionInfo, messages) of a saved session, or None if there is no such session."""
+        """(SessionInfo, messages, what it spent) of a saved session, or None if there is no such session."""
 
         def read(store: Store):
             info = store.session(session_id)
-            return (info, store.messages(session_id)) if info else None
+            return (info, store.messages(session_id), store.ledger(session_id=session_id)) if info else None
 
         return self._read(read)
 

@@ -42,6 +42,21 @@ class TurnCost:
     exact: bool  # False: estimated from our own counts
 
 
+@dataclass(frozen=True)
+class OtherCost:
+    """A billed request that is no longer one of the session's turns: undone, replaced, or a /compact summary."""
+
+    what: str
+    model: str
+    usage: Usage
+    cost: float | None
+    exact: bool = True
+
+
+UNDONE = "undone or replaced"
+COMPACTION = "/compact"
+
+
 def too_big(plan: Fit, message: Count) -> str:
     """The sentence for a message that cannot fit the window even alone."""
     room = plan.window - plan.reserve - (plan.tokens.tokens - message.tokens)
@@ -117,7 +132,7 @@ class Session:
     budget: Budget = field(default_factory=Budget)
     # Requests that were billed but are no longer turns (undone, replaced, compaction), so that
     # /usage and the toolbar keep counting what the ledger counts.
-    spent_elsewhere: list[TurnCost] = field(default_factory=list)
+    spent_elsewhere: list[OtherCost] = field(default_factory=list)
     _guard: BudgetGuard | None = field(default=None, repr=False)
 
     @property
@@ -189,9 +204,10 @@ class Session:
     def count_request(self, usage: Usage) -> None:
         """A billed request that is not a turn (a /compact summary): /usage, the toolbar and the ledger count it."""
         cost = self.pricing.cost(self.model, usage)
-        self.spent_elsewhere.append(TurnCost(None, usage, cost, True))
+        self.spent_elsewhere.append(OtherCost(COMPACTION, self.model, usage, cost))
+        u = usage
         self.journal.spend(
-            Spend(time.time(), self.model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost)
+            Spend(time.time(), self.model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, session_id=self.id)
         )
 
     @property
@@ -241,7 +257,7 @@ class Session:
     def _keep_spend(self, turn: Turn) -> None:
         row = self.cost_of(turn)
         if row.usage is not None and row.usage.total_tokens:
-            self.spent_elsewhere.append(row)
+            self.spent_elsewhere.append(OtherCost(UNDONE, turn.model, row.usage, row.cost, row.exact))
 
     def retry(self, *, on_event: Callable[[Event], None] | None = None) -> Turn | None:
         """Send the last message again; its old reply is replaced only if the new one gets anywhere."""
@@ -262,7 +278,7 @@ class Session:
 
     def adopt(self, other: Session) -> None:
         """Become another session (/resume, /new), keeping this one's client."""
-        for name in ("model", "system", "params", "turns", "context_start", "journal", "title", "summary"):
+        for name in ("model", "system", "params", "turns", "context_start", "journal", "title", "summary", "spent_elsewhere"):
             setattr(self, name, getattr(other, name))
 
     @classmethod
@@ -273,14 +289,15 @@ class Session:
         found = journal.load(session_id)
         if found is None:
             raise ChatError(f"There is no saved session {session_id}; `chatcli sessions list` shows them.")
-        info, messages = found
-        return cls.restore(info, messages, client=client, journal=journal.fork())
+        info, messages, spends = found
+        return cls.restore(info, messages, client=client, journal=journal.fork(), spends=spends)
 
     @classmethod
     def restore(
-        cls, info: SessionInfo, messages: list[StoredMessage], *, client: ChatClient | None, journal: Journal
+        cls, info: SessionInfo, messages: list[StoredMessage], *, client: ChatClient | None, journal: Journal,
+        spends: list[Spend] = (),
     ) -> Session:
-        """Rebuild a saved session exactly: its state, its turns, what /clear left out."""
+        """Rebuild a saved session exactly: its state, its turns, what /clear left out, what it spent."""
         session = cls(
             client=client, model=info.model, system=info.system, params=dict(info.params), title=info.title,
             summary=info.summary,
@@ -309,6 +326,12 @@ class Session:
                 turn.ids.append(message.id)
         journal.session_id = info.id
         session.journal = journal
+        replies = {turn.ids[-1] for turn in session.turns if len(turn.ids) > 1}
+        for spend in spends:  # what was paid for replies no longer here, and for summaries
+            if spend.message_id not in replies:
+                usage = Usage(spend.prompt_tokens, spend.completion_tokens, spend.total_tokens)
+                what = COMPACTION if spend.message_id is None else UNDONE
+                session.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
         return session
 
     def guard(self) -> BudgetGuard:
@@ -349,7 +372,10 @@ class Session:
         if row.usage is not None and row.usage.total_tokens:
             u = row.usage
             self.journal.spend(
-                Spend(time.time(), turn.model, u.prompt_tokens, u.completion_tokens, u.total_tokens, row.cost, not row.exact)
+                Spend(
+                    time.time(), turn.model, u.prompt_tokens, u.completion_tokens, u.total_tokens, row.cost,
+                    not row.exact, session_id=self.id, message_id=turn.ids[-1] if len(turn.ids) > 1 else None,
+                )
             )
 
     def cost_of(self, turn: Turn) -> TurnCost:

@@ -68,6 +68,8 @@ class Spend:
     total_tokens: int
     cost_usd: float | None  # None: the model's price was unknown
     estimated: bool = False
+    session_id: int | None = None  # None: not saved with a session (incognito, or before migration 6)
+    message_id: int | None = None  # the reply it paid for; None for a request that is not a turn (/compact)
 
 
 @dataclass(frozen=True)
@@ -220,12 +222,26 @@ def _m5_sent_counts_budget_notices(db: sqlite3.Connection) -> None:
     )
 
 
+def _m6_ledger_sessions(db: sqlite3.Connection) -> None:
+    # Which session and reply each request paid for, so a resumed session's /usage still counts
+    # what it spent on replies since undone or replaced, and on /compact summaries.
+    _run_script(
+        db,
+        """
+        ALTER TABLE usage_ledger ADD COLUMN session_id INTEGER;
+        ALTER TABLE usage_ledger ADD COLUMN message_id INTEGER;
+        CREATE INDEX usage_ledger_by_session ON usage_ledger(session_id);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
     _m3_summary,
     _m4_usage_ledger,
     _m5_sent_counts_budget_notices,
+    _m6_ledger_sessions,
 ]
 
 
@@ -321,10 +337,11 @@ class Store:
     def add_spend(self, spend: Spend) -> None:
         with self._write() as db:
             db.execute(
-                """INSERT INTO usage_ledger (created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd, estimated)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                """INSERT INTO usage_ledger (created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd,
+                       estimated, session_id, message_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (spend.created_at, spend.model, spend.prompt_tokens, spend.completion_tokens, spend.total_tokens,
-                 spend.cost_usd, int(spend.estimated)),
+                 spend.cost_usd, int(spend.estimated), spend.session_id, spend.message_id),
             )
 
     def spend_since(self, since: float) -> Spent:
@@ -350,13 +367,18 @@ class Store:
             )
             return cursor.rowcount == 1
 
-    def ledger(self, since: float) -> list[Spend]:
+    def ledger(self, since: float = 0.0, *, session_id: int | None = None) -> list[Spend]:
+        """The ledger's rows since a time, oldest first; only one session's, if given."""
+        where, args = "created_at >= ?", [since]
+        if session_id is not None:
+            where, args = where + " AND session_id = ?", [since, session_id]
         rows = self.db.execute(
-            """SELECT created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd, estimated
-               FROM usage_ledger WHERE created_at >= ? ORDER BY created_at""",
-            (since,),
+            f"""SELECT created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd, estimated,
+                       session_id, message_id
+                FROM usage_ledger WHERE {where} ORDER BY created_at, id""",
+            args,
         ).fetchall()
-        return [Spend(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+        return [Spend(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8]) for r in rows]
 
     def update_session(self, session_id: int, *, event: str | None = None, **columns: Any) -> None:
         """Change session columns (model, system, params, title, context_from) and log the change."""

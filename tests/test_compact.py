@@ -95,3 +95,31 @@ def test_a_window_too_small_to_summarise_in_parts_says_so_before_spending_anythi
     result = REGISTRY.dispatch(session, "/compact 1")
     assert result.error and "leaves no room to summarise" in result.text and "lower max_tokens" in result.text
     assert srv.chat_requests == [] and session.messages("next") == before
+
+
+def test_a_resumed_session_still_counts_what_it_spent_on_undone_replies_and_summaries(srv, tmp_path):
+    session = long_session(srv, tmp_path, 4)
+    session.retry()
+    session.undo()
+    srv.script(Reply("Notes."))
+    assert not REGISTRY.dispatch(session, "/compact 1").error
+    before = REGISTRY.dispatch(session, "/usage").rows
+    assert [r[0] for r in before] == ["1", "2", "3", "undone or replaced", "undone or replaced", "/compact", "session"]
+
+    resumed = Session.load(session.journal, session.id, client=session.client)
+    resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
+    assert REGISTRY.dispatch(resumed, "/usage").rows == before
+    ledger = session.journal.store.ledger()
+    assert before[-1][4] == f"{sum(s.total_tokens for s in ledger):,}"  # the session's total is what the ledger holds
+
+
+def test_a_new_session_starts_with_nothing_spent(srv, tmp_path):
+    from chatcli.prompt import make_toolbar
+
+    session = long_session(srv, tmp_path, 3)
+    srv.script(Reply("Notes."))
+    assert not REGISTRY.dispatch(session, "/compact 1").error
+    assert not REGISTRY.dispatch(session, "/new").error
+    toolbar = "".join(text for _, text in make_toolbar(session)())
+    assert "/compact" not in str(REGISTRY.dispatch(session, "/usage").rows)
+    assert " 0 tokens " in toolbar, toolbar
