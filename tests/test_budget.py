@@ -58,8 +58,12 @@ def test_incognito_without_a_budget_writes_nothing(srv, run_chatcli, tmp_path):
 
 
 def test_the_80_percent_warning_is_given_once_across_one_shot_runs(srv, run_chatcli):
-    # About 9 tokens a run against 100: several runs land between 80% and the cap before one is refused.
+    # 70 tokens spent already today, then about 9 a run against 100: two or three runs land
+    # between 80% and the cap before one is refused.
     write_config(PRICED + "[budget]\ndaily_tokens = 100\n")
+    store = Store.open(Path(os.environ["XDG_DATA_HOME"]) / "chatcli" / "chatcli.db")
+    store.add_spend(Spend(time.time(), "gpt-4o-mini", 50, 20, 70, 0.7))
+    store.close()
     runs = []
     while not runs or runs[-1].returncode == 0:
         runs.append(run_chatcli(f"ask {len(runs)}"))
