@@ -105,8 +105,8 @@ class BudgetGuard:
 
 
 def _places(spent: float, cap: float) -> int:
-    """Decimal places that tell spending and the cap apart: $2.01 against $2.00, $0.00092 against $0.0009."""
+    """Decimal places that show the cap as written and tell spending apart from it: $2.01 of $2.00, $0.0029 of $0.0035."""
     places = 2
-    while places < 6 and f"{spent:.{places}f}" == f"{cap:.{places}f}":
+    while places < 6 and (f"{spent:.{places}f}" == f"{cap:.{places}f}" or float(f"{cap:.{places}f}") != cap):
         places += 1
     return places

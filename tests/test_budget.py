@@ -127,6 +127,8 @@ def test_a_refusal_shows_enough_places_to_tell_spending_from_a_small_cap():
     guard = BudgetGuard(Budget(daily_usd=0.0009), lambda since: Spending(usd=0.0008))
     refusal, _ = guard.check(cost=0.00012, tokens=10, model="m")
     assert "spending to $0.00092, past the daily_usd budget of $0.00090" in refusal
+    _, warning = BudgetGuard(Budget(daily_usd=0.0035), lambda since: Spending(usd=0.0028)).check(cost=0.00007, tokens=1, model="m")
+    assert "comes to $0.0029, 82% of the daily_usd budget of $0.0035" in warning
 
 
 def test_a_raised_cap_warns_again_at_80_percent_of_the_new_cap():
