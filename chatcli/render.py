@@ -305,6 +305,10 @@ def _text_markdown_class():
     from markdown_it import MarkdownIt
     from rich.markdown import Markdown
 
+    # Built once: rich's own __init__ makes a parser per document, which costs more than
+    # parsing a typical block. This sets what rich's __init__ sets (rich 13-14), with ours.
+    parser = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"])
+
     class TextMarkdown(Markdown):
         """rich's Markdown with HTML parsing off: tags the model writes stay visible text.
 
@@ -312,11 +316,15 @@ def _text_markdown_class():
         `<details>` block would vanish.
         """
 
-        def __init__(self, markup: str, **options) -> None:
-            super().__init__("", **options)
+        def __init__(self, markup: str, *, code_theme: str = "monokai", hyperlinks: bool = False) -> None:
             self.markup = markup
-            parser = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"])
             self.parsed = parser.parse(markup)
+            self.code_theme = code_theme
+            self.justify = None
+            self.style = "none"
+            self.hyperlinks = hyperlinks
+            self.inline_code_lexer = None
+            self.inline_code_theme = code_theme
 
     return TextMarkdown
 
@@ -346,6 +354,7 @@ class _Tail:
     def __init__(self, renderer: MarkdownRenderer) -> None:
         self._renderer = renderer
         self._started = time.monotonic()
+        self._drawn: tuple[tuple[str, int, int], list] | None = None  # the last frame, and what it showed
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator:
         from rich.segment import Segment
@@ -358,9 +367,14 @@ class _Tail:
 
             yield Text(f"{frame} waiting for the reply…", style="dim")
             return
-        lines = console.render_lines(self._renderer._markdown(text), options, pad=False)
         height = max(1, (options.max_height or console.height) - 1)
-        for line in lines[-height:]:
+        key = (text, options.max_width, height)
+        if self._drawn is None or self._drawn[0] != key:
+            # rich redraws the live region on every print and every frame; the tail often has
+            # not changed since the last one, and rendering it again would cost a parse.
+            lines = console.render_lines(self._renderer._markdown(text), options, pad=False)
+            self._drawn = (key, lines[-height:])
+        for line in self._drawn[1]:
             yield from line
             yield Segment.line()
 
