@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=_setting("max_tokens"), metavar="N", help="longest reply, in tokens")
     parser.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
     parser.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
-    parser.add_argument("--plain", action="store_true", help="print replies as plain text, not markdown")
+    parser.add_argument("--plain", action="store_true", help="print replies as plain text as they stream, not markdown (also: NO_COLOR, render = \"plain\")")
     parser.add_argument(
         "-r", "--resume", nargs="?", const="last", metavar="ID", help="continue a saved session (default: the last)"
     )
@@ -205,7 +205,8 @@ def _run(args: argparse.Namespace, env) -> int:
             pricing=Pricing(config.prices),
             budget=Budget(**config.budget, where=str(config.config_path)),
         )
-    markdown = config.markdown and not args.plain
+    # The output strategy, chosen once: markdown only for a terminal that wants decoration.
+    markdown = config.render == "markdown" and not args.plain and not env.no_color and env.stdout_isatty
 
     if args.question or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot

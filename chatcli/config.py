@@ -34,6 +34,7 @@ class Setting:
     optional: bool = False  # None (unset) is allowed
     example: Any = None  # shown, commented out, in config.example.toml when the default is unset
     secret: bool = False  # its value is never shown, not even in an error
+    choices: tuple[str, ...] = ()  # a string that must be one of these
 
     @property
     def env_var(self) -> str:
@@ -41,6 +42,8 @@ class Setting:
 
     def allowed(self) -> str:
         """What is allowed, in words, for error messages."""
+        if self.choices:
+            return " or ".join(f'"{c}"' for c in self.choices)
         noun = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}[self.kind]
         if self.minimum is not None and self.maximum is not None:
             return f"{noun} from {_fmt(self.minimum)} to {_fmt(self.maximum)}"
@@ -60,6 +63,8 @@ class Setting:
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if ok and self.kind is str and not value.strip() and not self.optional:
+            ok = False
+        if ok and self.choices and value not in self.choices:
             ok = False
         if ok and self.kind is float and not math.isfinite(value):
             ok = False
@@ -111,13 +116,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("connect_timeout", float, 10.0, "Seconds to wait for a connection to the server.", 0.1, 600),
     Setting("read_timeout", float, 60.0, "Longest silence, in seconds, while waiting for the next token.", 0.1, 3600),
     Setting("max_retries", int, 2, "Retries for rate limits, server errors and dropped connections.", 0, 10),
-    Setting("markdown", bool, True, "Render replies as markdown in the terminal (pipes always get plain text)."),
+    Setting("render", str, "markdown", "How replies are drawn in a terminal: markdown, or plain text as it streams. Pipes and NO_COLOR always get plain text.", choices=("markdown", "plain")),
+    Setting("show_reasoning", bool, True, "Show the reasoning that some models stream before the answer (dimmed); /reasoning toggles it."),
+    Setting("stats", bool, False, "After each reply, a line with the time to first token, tokens per second and tokens."),
     Setting("default_context_window", int, 8192, "Context window, in tokens, for models chatcli has no figure for.", 256),
     Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
     Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+RENAMED = {"markdown": 'render = "markdown" or render = "plain"'}  # keys of earlier versions
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,9 @@ class Config:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_retries: int = 2
-    markdown: bool = True
+    render: str = "markdown"
+    show_reasoning: bool = True
+    stats: bool = False
     default_context_window: int = 8192
     default_max_output_tokens: int = 4096
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -276,6 +286,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             values["budget"] = read_budget_table(value, path)
             continue
         setting = SETTINGS_BY_KEY.get(key)
+        if key in RENAMED:
+            raise ConfigError(f"{path}: '{key}' is now {RENAMED[key]}.")
         if setting is None:
             near = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
             hint = f" Did you mean '{near[0]}'?" if near else f" Known keys: {', '.join(SETTINGS_BY_KEY)}."

@@ -155,3 +155,14 @@ def test_control_sequences_in_a_reply_never_reach_the_terminal(srv, spawn_chatcl
     shown = visible(raw)
     assert "safe" in shown and "text" in shown and "end" in shown and "link ok" in shown
     quit_with_ctrl_d(child)
+
+
+@pytest.mark.parametrize("how", ["NO_COLOR", "--plain", "render"])
+def test_no_color_plain_and_render_plain_print_the_text_as_it_streams(srv, spawn_chatcli, how):
+    srv.script(Reply("# Title\n\nSome **bold** and `code`.\n"))
+    env = {"NO_COLOR": "1"} if how == "NO_COLOR" else {"CHATCLI_RENDER": "plain"} if how == "render" else {}
+    child = spawn_chatcli(*(["--plain"] if how == "--plain" else []), "ask", env=env)
+    child.expect(pexpect.EOF)
+    raw = child.before
+    assert "# Title" in raw and "**bold**" in raw and "`code`" in raw  # as written, not drawn
+    assert "\x1b[" not in raw  # no colour, no styling, no spinner
