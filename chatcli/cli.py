@@ -211,7 +211,10 @@ def _run(args: argparse.Namespace, env) -> int:
     if args.question or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot
 
-        return run_oneshot(session, env, args.question, markdown=markdown, verbose=args.verbose)
+        return run_oneshot(
+            session, env, args.question, markdown=markdown, verbose=args.verbose,
+            show_reasoning=config.show_reasoning, stats=config.stats,
+        )
 
     from chatcli.repl import Repl
 

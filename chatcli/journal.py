@@ -165,6 +165,7 @@ class Journal:
             error=turn.error.message if turn.error else None,
             first_token_ms=_ms(turn.first_token_s),
             total_ms=_ms(turn.total_s),
+            reasoning=turn.reasoning or None,
         )
         row = self._run(lambda s: s.add_message(self.session_id, message))
         if row:

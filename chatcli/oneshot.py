@@ -51,11 +51,15 @@ def build_message(words: list[str], env: Env) -> str:
     return text
 
 
-def run_oneshot(session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False) -> int:
+def run_oneshot(
+    session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False,
+    show_reasoning: bool = True, stats: bool = False,
+) -> int:
     text = build_message(words, env)
     quiet = nullcontext()
     if markdown and env.stdout_isatty:
-        renderer = MarkdownRenderer(make_console(env.stdout, color=not env.no_color))
+        console = make_console(env.stdout, color=not env.no_color)
+        renderer = MarkdownRenderer(console, show_reasoning=show_reasoning, stats=stats)
         quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
     else:
         renderer = PlainRenderer(env.stdout)

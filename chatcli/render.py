@@ -14,7 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Iterator, TextIO
 
-from chatcli.events import Event, TextDelta
+from chatcli.events import Event, ReasoningDelta, TextDelta, Usage
 from chatcli.session import PENDING
 from chatcli.terminal import InterruptGuard
 
@@ -236,15 +236,79 @@ class PlainRenderer(Renderer):
 
 
 class MarkdownRenderer(Renderer):
-    """Live markdown: finished blocks go to scrollback once; the tail is redrawn ~12 times a second."""
+    """Live markdown: finished blocks go to scrollback once; the tail is redrawn ~12 times a second.
 
-    def __init__(self, console: Console, *, code_theme: str = "monokai") -> None:
+    Reasoning that a model streams before its answer is drawn dimmed, behind a
+    gutter, line by line, and set apart from the answer; with show_reasoning
+    off, a spinner says the model is thinking instead. With stats on, a line
+    after the reply gives the time to the first token, the tokens and their rate.
+    """
+
+    def __init__(
+        self, console: Console, *, code_theme: str = "monokai", show_reasoning: bool = True, stats: bool = False
+    ) -> None:
         super().__init__()
         self._console = console
         self._code_theme = code_theme
         self._splitter = BlockSplitter()
         self._newline_before_next = False
         self._live = None
+        self._show_reasoning = show_reasoning
+        self._stats = stats
+        self._reasoning_filter = ControlFilter()
+        self._reasoning_line: list[str] = []  # the reasoning line still being written
+        self._reasoning_shown = False  # reasoning lines went to scrollback, and no answer yet
+        self.thinking = False  # reasoning is arriving (the tail says so when it is hidden)
+        self.started = time.monotonic()
+        self._first: float | None = None  # when the first token (reasoning or answer) arrived
+        self._usage: Usage | None = None
+        self._chars = 0
+
+    def handle(self, event: Event) -> None:
+        if self._first is None and isinstance(event, (TextDelta, ReasoningDelta)):
+            self._first = time.monotonic()
+        if isinstance(event, ReasoningDelta):
+            self.thinking = True
+            text = self._reasoning_filter.feed(event.text)
+            if text and self._show_reasoning:
+                self._draw_reasoning(text)
+            return
+        if isinstance(event, TextDelta):
+            self._chars += len(event.text)
+            if self.thinking:
+                self.thinking = False
+                self._end_reasoning()
+        elif isinstance(event, Usage):
+            self._usage = event
+        super().handle(event)
+
+    def _draw_reasoning(self, text: str) -> None:
+        *complete, last = text.split("\n")
+        for piece in complete:
+            line = "".join(self._reasoning_line) + piece
+            self._reasoning_line = []  # first: the live region redraws as the line is printed
+            self._print_reasoning(line)
+        if last:
+            self._reasoning_line.append(last)
+
+    def _print_reasoning(self, line: str) -> None:
+        from rich.text import Text
+
+        self._print(Text.assemble(("│ ", "dim"), (line, "dim italic")))
+        self._reasoning_shown = True
+
+    def _end_reasoning(self) -> None:
+        """The answer begins: the rest of the reasoning goes out, then a blank line sets them apart."""
+        if self._reasoning_line:
+            line = "".join(self._reasoning_line)
+            self._reasoning_line = []
+            self._print_reasoning(line)
+        if self._reasoning_shown:
+            self._print("")
+            self._reasoning_shown = False
+
+    def reasoning_tail(self) -> str:
+        return "".join(self._reasoning_line) if self._show_reasoning else ""
 
     def _start(self) -> None:
         from rich.live import Live
@@ -268,9 +332,14 @@ class MarkdownRenderer(Renderer):
     def _finish(self) -> None:
         if self._live is not None:
             self._live.stop()
+        self._end_reasoning()
         rest = self._splitter.take_rest()
         if rest.strip():
             self._print_block(rest)
+        if self._stats and self._first is not None:
+            from rich.text import Text
+
+            self._console.print(Text(stats_line(self.started, self._first, time.monotonic(), self._usage, self._chars), style="dim"))
 
     def _markdown(self, text: str):
         return markdown(text, code_theme=self._code_theme)
@@ -284,17 +353,20 @@ class MarkdownRenderer(Renderer):
         # line; add the separator only where the block does not bring one.
         if self._newline_before_next and lines and any(seg.text for seg in lines[0]):
             lines.insert(0, [])
-        segments = Segments([seg for line in lines for seg in (*line, Segment.line())])
+        self._print(Segments([seg for line in lines for seg in (*line, Segment.line())]))
+        self._newline_before_next = _ends_with_spacing(md)
+
+    def _print(self, renderable) -> None:
+        """Print to scrollback, above the live region, once."""
         with self._guard.hold():
             if self._live is not None and self._live.is_started:
                 # rich's Live positions the cursor under its lock but draws after
                 # releasing it; holding the lock keeps the refresh thread from
                 # drawing in between, which would overwrite lines of scrollback.
                 with self._live._lock:
-                    self._console.print(segments)
+                    self._console.print(renderable)
             else:
-                self._console.print(segments)
-        self._newline_before_next = _ends_with_spacing(md)
+                self._console.print(renderable)
 
     def tail(self) -> str:
         return self._splitter.text
@@ -348,24 +420,41 @@ def _ends_with_spacing(md) -> bool:
     return False
 
 
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+def stats_line(started: float, first: float, ended: float, usage: Usage | None, chars: int) -> str:
+    """Time to first token, tokens and their rate; tokens estimated (≈) when the server reported none."""
+    if usage is not None and usage.completion_tokens:
+        tokens, mark = usage.completion_tokens, ""
+    else:
+        tokens, mark = -(-chars // 4), "≈"
+    streaming = ended - first
+    rate = f" · {mark}{tokens / streaming:,.0f} tokens/s" if streaming > 0.05 else ""
+    return f"first token {first - started:.2f}s · {mark}{tokens:,} tokens in {ended - started:.1f}s{rate}"
+
+
 class _Tail:
     """The live region: the unfinished block, cropped to its last screenful."""
 
     def __init__(self, renderer: MarkdownRenderer) -> None:
         self._renderer = renderer
-        self._started = time.monotonic()
         self._drawn: tuple[tuple[str, int, int], list] | None = None  # the last frame, and what it showed
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator:
         from rich.segment import Segment
+        from rich.text import Text
 
         text = self._renderer.tail()
         if not text.strip():
-            frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-            frame = frames[int((time.monotonic() - self._started) * 12) % len(frames)]
-            from rich.text import Text
-
-            yield Text(f"{frame} waiting for the reply…", style="dim")
+            reasoning = self._renderer.reasoning_tail()
+            if reasoning:
+                yield Text.assemble(("│ ", "dim"), (reasoning, "dim italic"))
+                return
+            elapsed = time.monotonic() - self._renderer.started
+            frame = SPINNER[int(elapsed * 12) % len(SPINNER)]
+            doing = "thinking" if self._renderer.thinking else "waiting for the reply"
+            yield Text(f"{frame} {doing}… {elapsed:.1f}s", style="dim")
             return
         height = max(1, (options.max_height or console.height) - 1)
         key = (text, options.max_width, height)

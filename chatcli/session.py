@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.budget import Budget, BudgetGuard, Spending
 from chatcli.errors import ChatError, ContextLengthError, Terminated
-from chatcli.events import Event, Finish, TextDelta, Usage
+from chatcli.events import Event, Finish, ReasoningDelta, TextDelta, Usage
 from chatcli.journal import Journal, make_title
 from chatcli.pricing import Pricing
 from chatcli.store import Spend
@@ -90,6 +90,7 @@ class Turn:
     model: str
     params: dict[str, Any]
     reply: str = ""
+    reasoning: str = ""  # what a reasoning model streamed before its answer; kept, never sent back
     status: str = PENDING
     finish_reason: str | None = None
     usage: Usage | None = None
@@ -315,6 +316,7 @@ class Session:
                     session.context_start = len(session.turns)
             elif turn is not None and len(turn.ids) == 1:
                 turn.reply = message.content
+                turn.reasoning = message.reasoning or ""
                 turn.status = message.status or COMPLETE
                 turn.finish_reason = message.finish_reason
                 turn.model = message.model or info.model
@@ -434,6 +436,7 @@ class Session:
             return turn
         started = time.monotonic()
         pieces: list[str] = []
+        thoughts: list[str] = []
         stop: Terminated | None = None
         events = self._stream_fitting(turn, plan, messages)
         try:
@@ -444,6 +447,8 @@ class Session:
                     if turn.first_token_s is None:
                         turn.first_token_s = time.monotonic() - started
                     pieces.append(event.text)
+                elif isinstance(event, ReasoningDelta):
+                    thoughts.append(event.text)
                 elif isinstance(event, Usage):
                     turn.usage = event
                 elif isinstance(event, Finish):
@@ -467,6 +472,7 @@ class Session:
         finally:
             events.close()  # type: ignore[attr-defined]
             turn.reply = "".join(pieces)
+            turn.reasoning = "".join(thoughts)
             turn.total_s = time.monotonic() - started
             self.journal.reply(turn)
             self._record_spend(turn)

@@ -55,6 +55,7 @@ class StoredMessage:
     total_ms: int | None = None
     sent_tokens: int | None = None  # a user message: our count of the request it went out in
     sent_exact: bool = True
+    reasoning: str | None = None  # a reply: the reasoning streamed before it
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,11 @@ def _m6_ledger_sessions(db: sqlite3.Connection) -> None:
     )
 
 
+def _m7_reasoning(db: sqlite3.Connection) -> None:
+    # What a reasoning model streamed before its answer: kept with the reply, never sent back.
+    db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -242,6 +248,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m4_usage_ledger,
     _m5_sent_counts_budget_notices,
     _m6_ledger_sessions,
+    _m7_reasoning,
 ]
 
 
@@ -320,8 +327,8 @@ class Store:
             cursor = db.execute(
                 """INSERT INTO messages (session_id, role, content, status, finish_reason, model, params,
                        prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
-                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact, reasoning)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     session_id, message.role, message.content, message.status, message.finish_reason,
                     message.model, json.dumps(message.params) if message.params else None,
@@ -329,6 +336,7 @@ class Store:
                     usage.get("cached_tokens"), usage.get("reasoning_tokens"),
                     message.error, message.first_token_ms, message.total_ms, message.created_at,
                     message.sent_tokens, None if message.sent_tokens is None else int(message.sent_exact),
+                    message.reasoning,
                 ),
             )
             db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
@@ -452,7 +460,7 @@ class Store:
         rows = self.db.execute(
             """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
                       completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
-                      first_token_ms, total_ms, sent_tokens, sent_exact
+                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning
                FROM messages WHERE session_id = ? ORDER BY id""",
             (session_id,),
         ).fetchall()
@@ -469,6 +477,7 @@ class Store:
                     id=r[0], role=r[1], content=r[2], created_at=r[3], status=r[4], finish_reason=r[5],
                     model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
                     first_token_ms=r[14], total_ms=r[15], sent_tokens=r[16], sent_exact=bool(r[17]),
+                    reasoning=r[18],
                 )
             )
         return out
