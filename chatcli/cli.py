@@ -207,13 +207,14 @@ def _run(args: argparse.Namespace, env) -> int:
         )
     # The output strategy, chosen once: markdown only for a terminal that wants decoration.
     markdown = config.render == "markdown" and not args.plain and not env.no_color and env.stdout_isatty
+    session.show_reasoning = config.show_reasoning
 
     if args.question or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot
 
         return run_oneshot(
             session, env, args.question, markdown=markdown, verbose=args.verbose,
-            show_reasoning=config.show_reasoning, stats=config.stats,
+            show_reasoning=session.show_reasoning, stats=config.stats,
         )
 
     from chatcli.repl import Repl
@@ -225,6 +226,8 @@ def _run(args: argparse.Namespace, env) -> int:
         markdown=markdown,
         verbose=args.verbose,
         color=not env.no_color,
+        environ=env.environ,
+        stats=config.stats,
         history_path=env.state_dir / "history" if save else None,
     )
     return repl.run()

@@ -7,13 +7,22 @@ can be tested without a terminal. The REPL draws the Result.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 from chatcli.config import SETTINGS_BY_KEY
 from chatcli.errors import ChatError
 from chatcli.pricing import format_cost
-from chatcli.session import ERROR, PENDING, SUMMARY_HEADING, Session
+from chatcli.session import (
+    COMPLETE,
+    ERROR,
+    INTERRUPTED,
+    PENDING,
+    SUMMARY_HEADING,
+    Session,
+)
+from chatcli.terminal import OSC52_LIMIT, osc52_payload
 
 
 @dataclass
@@ -26,6 +35,7 @@ class Result:
     retry: bool = False  # the REPL sends the last message again (/retry)
     prefill: str | None = None  # the REPL puts this back at the prompt (/undo)
     recap: bool = False  # the REPL shows the session's history (/resume)
+    clipboard: str | None = None  # the REPL puts this on the terminal's clipboard (/copy), then shows text
 
 
 Handler = Callable[[Session, str], Result]
@@ -222,6 +232,75 @@ def retry_command(session: Session, arg: str) -> Result:
     return Result(retry=True)
 
 
+@command("copy", args="[N]", help="Copy the last reply, or its Nth code block, to the clipboard (OSC 52).")
+def copy_command(session: Session, arg: str) -> Result:
+    if arg and not arg.isdigit():
+        return Result(f"/copy takes the number of a code block in the last reply, as in /copy 2, not {arg!r}.", error=True)
+    turn = next((t for t in reversed(session.turns) if t.reply), None)
+    if turn is None:
+        return Result("There is no reply to copy yet.", error=True)
+    if arg:
+        blocks, number = code_blocks(turn.reply), int(arg)
+        if not blocks:
+            return Result("The last reply has no code blocks; /copy alone copies the whole reply.", error=True)
+        if not 1 <= number <= len(blocks):
+            has = "1 code block" if len(blocks) == 1 else f"{len(blocks)} code blocks"
+            return Result(f"The last reply has {has}, numbered from 1, so there is no block {number}.", error=True)
+        text, what = blocks[number - 1], f"code block {number} of {len(blocks)} from the last reply"
+        if not text:
+            return Result(f"Nothing was copied: code block {number} of the last reply is empty.", error=True)
+    else:
+        text, what = turn.reply, "the last reply"
+    size = len(osc52_payload(text))
+    if size > OSC52_LIMIT:
+        return Result(
+            f"Nothing was copied: {what} is {size:,} bytes once encoded for the terminal, and many "
+            f"terminals drop a clipboard sequence over {OSC52_LIMIT:,}.",
+            error=True,
+        )
+    cut = {INTERRUPTED: " (it was interrupted, so it is partial)"}.get(
+        turn.status, "" if turn.status == COMPLETE else " (it was cut short, so it may be partial)"
+    )
+    chars = f"{len(text):,} {'character' if len(text) == 1 else 'characters'}"
+    return Result(f"Copied {what} ({chars}) to the clipboard{cut}.", clipboard=text)
+
+
+_FENCE = re.compile(r"(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)")
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of markdown, each exactly as written between its fence lines.
+
+    A fence is three or more backticks or tildes; it closes with a line of at
+    least as many of the same, and a block left open runs to the end (a reply
+    cut short). The fence's own indentation (a block inside a list item) is
+    taken off each line, as CommonMark does; the code's indentation is kept.
+    """
+    blocks: list[str] = []
+    lines = markdown.split("\n")
+    i = 0
+    while i < len(lines):
+        opening = _FENCE.fullmatch(lines[i].rstrip("\r"))
+        i += 1
+        if opening is None or (opening["fence"][0] == "`" and "`" in opening["info"]):
+            continue
+        indent, fence = len(opening["indent"]), opening["fence"]
+        body: list[str] = []
+        while i < len(lines):
+            closing = _FENCE.fullmatch(lines[i].rstrip("\r"))
+            i += 1
+            if closing and closing["fence"][0] == fence[0] and len(closing["fence"]) >= len(fence) and not closing["info"].strip(" \t"):
+                break
+            line = lines[i - 1]
+            body.append(line[min(indent, len(line) - len(line.lstrip(" "))) :])
+        else:
+            if body and not body[-1]:  # a block left open: the reply's final newline is not code
+                body.pop()
+        code = "\n".join(body)
+        blocks.append(code[:-1] if code.endswith("\r") else code)
+    return blocks
+
+
 def _usage_cells(row) -> list[str]:
     u, mark = row.usage, "" if row.exact else "≈"
     return [f"{mark}{u.prompt_tokens:,}", f"{mark}{u.completion_tokens:,}", f"{mark}{u.total_tokens:,}", format_cost(row.cost, exact=row.exact)]
@@ -280,3 +359,14 @@ def compact_command(session: Session, arg: str) -> Result:
         f"Compacted {done.turns} {'turn' if done.turns == 1 else 'turns'}{how}{cut}: the next request carries "
         f"{done.after} tokens instead of {done.before}; the turns stay in the history."
     )
+
+
+@command("reasoning", args="[on|off]", help="Show or hide the reasoning some models stream before the answer.")
+def reasoning_command(session: Session, arg: str) -> Result:
+    choice = arg.strip().lower()
+    if choice not in ("", "on", "off"):
+        return Result(f"/reasoning takes on or off, not {arg!r}.", error=True)
+    session.show_reasoning = (not session.show_reasoning) if not choice else choice == "on"
+    if session.show_reasoning:
+        return Result("Reasoning is shown, dimmed, before the answer.")
+    return Result("Reasoning is hidden; it is still saved with the reply.")

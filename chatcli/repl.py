@@ -6,12 +6,13 @@ message, so the prompt appears at once and the first reply does not wait.
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import nullcontext
-from typing import TextIO
+from typing import Mapping, TextIO
 
 from chatcli import __version__
-from chatcli.commands import REGISTRY
+from chatcli.commands import REGISTRY, Result
 from chatcli.errors import ChatError, Terminated
 from chatcli.prompt import make_prompt_session, open_history
 from chatcli.render import (
@@ -34,7 +35,7 @@ from chatcli.session import (
     finish_notice,
     left_out_notice,
 )
-from chatcli.terminal import echo_off
+from chatcli.terminal import Clipboard, echo_off, isatty, write_whole
 
 
 class Repl:
@@ -51,11 +52,16 @@ class Repl:
         input=None,
         output=None,
         warm_up: bool = True,
+        environ: Mapping[str, str] | None = None,
+        stats: bool = False,
     ) -> None:
         self.session = session
         self.out = out
+        # TERM, TMUX and STY say how OSC 52 reaches the clipboard (/copy); decided once.
+        self.clipboard = Clipboard.detect(isatty=isatty(out), environ=os.environ if environ is None else environ)
         self.keyboard = keyboard
         self.markdown = markdown
+        self.stats = stats
         self.verbose = verbose
         self.console = make_console(out, color=color)
         self.prompt = make_prompt_session(
@@ -117,6 +123,8 @@ class Repl:
                 except KeyboardInterrupt:  # a command that talks to the server (/compact)
                     show_notice(self.console, "[interrupted]")
                     continue
+                if result.clipboard is not None:
+                    result = self.copy(result)
                 show_result(self.console, result)
                 self.warn()
                 if result.exit:
@@ -138,6 +146,13 @@ class Repl:
                 self._orphan = turn
                 show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
         return 0
+
+    def copy(self, result: Result) -> Result:
+        """Put result.clipboard on the terminal's clipboard with OSC 52; say why not when it cannot."""
+        if self.clipboard.problem:
+            return Result(self.clipboard.problem, error=True)
+        write_whole(self.out, self.clipboard.sequence(result.clipboard or ""))
+        return result
 
     def warn(self) -> None:
         """Say once that history is not being saved, and why."""
@@ -163,7 +178,11 @@ class Repl:
 
     def send(self, text: str | None) -> Turn | None:
         """Send text as a turn, or with None send the last message again (/retry)."""
-        renderer = MarkdownRenderer(self.console) if self.markdown else PlainRenderer(self.out)
+        renderer = (
+            MarkdownRenderer(self.console, show_reasoning=self.session.show_reasoning, stats=self.stats)
+            if self.markdown
+            else PlainRenderer(self.out)
+        )
         try:
             with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer:
                 if text is None:

@@ -134,6 +134,7 @@ class Session:
     # Requests that were billed but are no longer turns (undone, replaced, compaction), so that
     # /usage and the toolbar keep counting what the ledger counts.
     spent_elsewhere: list[OtherCost] = field(default_factory=list)
+    show_reasoning: bool = True  # a view preference (/reasoning), read by the REPL when it draws a reply
     _guard: BudgetGuard | None = field(default=None, repr=False)
 
     @property

@@ -120,3 +120,21 @@ def test_the_migration_adds_the_reasoning_column_to_an_existing_database(tmp_pat
     columns = [row[1] for row in store.db.execute("PRAGMA table_info(messages)")]
     assert "reasoning" in columns
     store.close()
+
+
+def test_reasoning_command_hides_and_shows_it_in_the_repl(srv, spawn_chatcli):
+    from tests.test_pty import expect_prompt, quit_with_ctrl_d
+
+    srv.script(Reply("first answer", reasoning="first thoughts"), Reply("second answer", reasoning="second thoughts"))
+    child = spawn_chatcli()
+    expect_prompt(child)
+    child.send("one\r")
+    assert "first thoughts" in expect_prompt(child)
+    child.send("/reasoning off\r")
+    assert "Reasoning is hidden" in expect_prompt(child)
+    child.send("two\r")
+    out = expect_prompt(child)
+    assert "second answer" in out and "second thoughts" not in out
+    child.send("/reasoning sideways\r")
+    assert "takes on or off" in expect_prompt(child)
+    quit_with_ctrl_d(child)
