@@ -16,83 +16,13 @@ from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.events import Event, ReasoningDelta, TextDelta, Usage
 from chatcli.session import PENDING
-from chatcli.terminal import InterruptGuard
+from chatcli.terminal import ControlFilter, InterruptGuard, strip_controls
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions
 
     from chatcli.commands import Result
     from chatcli.session import Session
-
-# Anything that can steer a terminal: C0 controls but tab and newline, DEL, C1.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_TEXT, _ESC, _ESC_INTERMEDIATE, _CSI, _STRING, _STRING_ESC = range(6)
-
-
-class ControlFilter:
-    """Removes escape sequences (CSI, OSC, DCS, ...) and control characters from a stream.
-
-    It keeps state between chunks, because a sequence can be split across two
-    deltas. An unterminated string sequence ends at a newline, so a stray ESC ]
-    can never swallow the rest of a reply.
-    """
-
-    def __init__(self) -> None:
-        self._state = _TEXT
-
-    def feed(self, text: str) -> str:
-        if self._state == _TEXT and not _CONTROL.search(text):
-            return text  # the common case: nothing to remove
-        out = []
-        state = self._state
-        for ch in text:
-            o = ord(ch)
-            if state == _TEXT:
-                if ch == "\x1b":
-                    state = _ESC
-                elif o == 0x9B:
-                    state = _CSI
-                elif o in (0x90, 0x98, 0x9D, 0x9E, 0x9F):
-                    state = _STRING
-                elif ch in "\n\t" or not _CONTROL.match(ch):
-                    out.append(ch)
-            elif state in (_ESC, _ESC_INTERMEDIATE):
-                if ch == "[" and state == _ESC:
-                    state = _CSI
-                elif ch in "]PX^_" and state == _ESC:
-                    state = _STRING
-                elif 0x20 <= o <= 0x2F:
-                    state = _ESC_INTERMEDIATE
-                elif ch == "\n":
-                    out.append(ch)
-                    state = _TEXT
-                else:
-                    state = _TEXT  # the final byte of a two-character sequence
-            elif state == _CSI:
-                if 0x40 <= o <= 0x7E:
-                    state = _TEXT
-                elif not 0x20 <= o <= 0x3F:
-                    state = _TEXT
-                    if ch in "\n\t" or not _CONTROL.match(ch):
-                        out.append(ch)
-            elif state == _STRING:
-                if ch == "\x07" or o == 0x9C:
-                    state = _TEXT
-                elif ch == "\x1b":
-                    state = _STRING_ESC
-                elif ch == "\n":
-                    out.append(ch)
-                    state = _TEXT
-            elif state == _STRING_ESC:
-                state = _TEXT if ch == "\\" else _STRING
-        self._state = state
-        return "".join(out)
-
-
-def strip_controls(text: str) -> str:
-    """Safe text from any untrusted string, in one go."""
-    return ControlFilter().feed(text)
-
 
 _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d{1,9}[.)])(?:\s|$)")

@@ -133,7 +133,7 @@ def list_action(store: Store, args, env: Env) -> int:
 
 def show_action(store: Store, args, env: Env) -> int:
     from chatcli.export import to_markdown
-    from chatcli.render import strip_controls
+    from chatcli.terminal import strip_controls
 
     text = strip_controls(to_markdown(_load(store, args.id)))
     if env.stdout_isatty:
@@ -148,7 +148,7 @@ def show_action(store: Store, args, env: Env) -> int:
 def search_action(store: Store, args, env: Env) -> int:
     from rich.text import Text
 
-    from chatcli.render import strip_controls
+    from chatcli.terminal import strip_controls
 
     hits = store.search(" ".join(args.text))
     if not hits:

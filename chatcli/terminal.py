@@ -1,4 +1,7 @@
-"""The terminal itself: no echo while a reply is drawn, Ctrl-C held mid-draw, and the clipboard.
+"""The terminal itself: what may reach it, no echo while a reply is drawn, Ctrl-C held mid-draw, the clipboard.
+
+Model text never reaches the terminal as control sequences: ControlFilter
+takes them out of the stream, whatever the output mode.
 
 The first two keep rich's live region in step with what is really on the
 screen: an echoed ^C moves the cursor, and an interrupt in the middle of a
@@ -9,11 +12,82 @@ terminal's own, set with OSC 52, so /copy works over SSH too.
 from __future__ import annotations
 
 import base64
+import re
 import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping, TextIO
+
+# Anything that can steer a terminal: C0 controls but tab and newline, DEL, C1.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_TEXT, _ESC, _ESC_INTERMEDIATE, _CSI, _STRING, _STRING_ESC = range(6)
+
+
+class ControlFilter:
+    """Removes escape sequences (CSI, OSC, DCS, ...) and control characters from a stream.
+
+    It keeps state between chunks, because a sequence can be split across two
+    deltas. An unterminated string sequence ends at a newline, so a stray ESC ]
+    can never swallow the rest of a reply.
+    """
+
+    def __init__(self) -> None:
+        self._state = _TEXT
+
+    def feed(self, text: str) -> str:
+        if self._state == _TEXT and not _CONTROL.search(text):
+            return text  # the common case: nothing to remove
+        out = []
+        state = self._state
+        for ch in text:
+            o = ord(ch)
+            if state == _TEXT:
+                if ch == "\x1b":
+                    state = _ESC
+                elif o == 0x9B:
+                    state = _CSI
+                elif o in (0x90, 0x98, 0x9D, 0x9E, 0x9F):
+                    state = _STRING
+                elif ch in "\n\t" or not _CONTROL.match(ch):
+                    out.append(ch)
+            elif state in (_ESC, _ESC_INTERMEDIATE):
+                if ch == "[" and state == _ESC:
+                    state = _CSI
+                elif ch in "]PX^_" and state == _ESC:
+                    state = _STRING
+                elif 0x20 <= o <= 0x2F:
+                    state = _ESC_INTERMEDIATE
+                elif ch == "\n":
+                    out.append(ch)
+                    state = _TEXT
+                else:
+                    state = _TEXT  # the final byte of a two-character sequence
+            elif state == _CSI:
+                if 0x40 <= o <= 0x7E:
+                    state = _TEXT
+                elif not 0x20 <= o <= 0x3F:
+                    state = _TEXT
+                    if ch in "\n\t" or not _CONTROL.match(ch):
+                        out.append(ch)
+            elif state == _STRING:
+                if ch == "\x07" or o == 0x9C:
+                    state = _TEXT
+                elif ch == "\x1b":
+                    state = _STRING_ESC
+                elif ch == "\n":
+                    out.append(ch)
+                    state = _TEXT
+            elif state == _STRING_ESC:
+                state = _TEXT if ch == "\\" else _STRING
+        self._state = state
+        return "".join(out)
+
+
+def strip_controls(text: str) -> str:
+    """Safe text from any untrusted string, in one go."""
+    return ControlFilter().feed(text)
+
 
 
 @contextmanager

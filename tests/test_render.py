@@ -10,14 +10,8 @@ import pytest
 from rich.console import Console
 
 from chatcli.events import TextDelta, Usage
-from chatcli.render import (
-    BlockSplitter,
-    ControlFilter,
-    MarkdownRenderer,
-    PlainRenderer,
-    markdown,
-    strip_controls,
-)
+from chatcli.render import BlockSplitter, MarkdownRenderer, PlainRenderer, markdown
+from chatcli.terminal import ControlFilter, strip_controls
 
 UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

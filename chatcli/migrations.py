@@ -1,0 +1,172 @@
+"""The database's schema, as an ordered list of migrations.
+
+Each migration is a named function, applied once, in order; `PRAGMA
+user_version` counts those applied (store.py runs them in one transaction).
+A database made by an older chatcli is brought up to date when it is opened.
+This module and store.py are the only ones that touch sqlite3.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: executescript would COMMIT the migration's transaction first."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    assert not statement.strip(), statement
+
+
+def _m1_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            title TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            model TEXT NOT NULL,
+            system TEXT,
+            params TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL,
+            status TEXT,
+            finish_reason TEXT,
+            model TEXT,
+            params TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            error TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX messages_by_session ON messages(session_id, id);
+        """
+    )
+
+
+def _m2_latency_context_search_events(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN cached_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN reasoning_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN first_token_ms INTEGER;
+        ALTER TABLE messages ADD COLUMN total_ms INTEGER;
+        -- /clear: messages with a smaller id are kept but no longer sent
+        ALTER TABLE sessions ADD COLUMN context_from INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX sessions_by_update ON sessions(updated_at);
+
+        -- what changed the session's state, and when (system prompt, model, parameters)
+        CREATE TABLE session_events (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            value TEXT,
+            created_at REAL NOT NULL
+        );
+
+        CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id');
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts(messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content);
+        END;
+        INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+        """
+    )
+
+
+def _m3_summary(db: sqlite3.Connection) -> None:
+    # /compact: the summary of the turns before context_from, sent in their place
+    db.execute("ALTER TABLE sessions ADD COLUMN summary TEXT")
+
+
+def _m4_usage_ledger(db: sqlite3.Connection) -> None:
+    # Spending, kept apart from the sessions so deleting or pruning them does not reset a budget.
+    _run_script(
+        db,
+        """
+        CREATE TABLE usage_ledger (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            model TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            total_tokens INTEGER NOT NULL,
+            cost_usd REAL,
+            estimated INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX usage_ledger_by_time ON usage_ledger(created_at);
+        INSERT INTO usage_ledger (created_at, model, prompt_tokens, completion_tokens, total_tokens)
+            SELECT created_at, COALESCE(model, ''), COALESCE(prompt_tokens, 0), COALESCE(completion_tokens, 0), total_tokens
+            FROM messages WHERE role = 'assistant' AND total_tokens IS NOT NULL;
+        """,
+    )
+
+
+def _m5_sent_counts_budget_notices(db: sqlite3.Connection) -> None:
+    # Our count of each request, so a resumed session keeps its ≈ estimates; and the
+    # budget warnings already given, so each is given once per period, not once per process.
+    _run_script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN sent_tokens INTEGER;
+        ALTER TABLE messages ADD COLUMN sent_exact INTEGER;
+        CREATE TABLE budget_notices (
+            name TEXT NOT NULL,
+            period_start REAL NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (name, period_start)
+        );
+        """,
+    )
+
+
+def _m6_ledger_sessions(db: sqlite3.Connection) -> None:
+    # Which session and reply each request paid for, so a resumed session's /usage still counts
+    # what it spent on replies since undone or replaced, and on /compact summaries.
+    _run_script(
+        db,
+        """
+        ALTER TABLE usage_ledger ADD COLUMN session_id INTEGER;
+        ALTER TABLE usage_ledger ADD COLUMN message_id INTEGER;
+        CREATE INDEX usage_ledger_by_session ON usage_ledger(session_id);
+        """,
+    )
+
+
+def _m7_reasoning(db: sqlite3.Connection) -> None:
+    # What a reasoning model streamed before its answer: kept with the reply, never sent back.
+    db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m1_initial,
+    _m2_latency_context_search_events,
+    _m3_summary,
+    _m4_usage_ledger,
+    _m5_sent_counts_budget_notices,
+    _m6_ledger_sessions,
+    _m7_reasoning,
+]
+
+
