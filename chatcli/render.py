@@ -278,6 +278,16 @@ class MarkdownRenderer(Renderer):
         from rich.segment import Segment, Segments
 
         md = self._markdown(text)
+        top = [token for token in md.parsed if token.level == 0]
+        if len(top) == 1 and top[0].type in ("fence", "code_block"):
+            # Code goes out line for line, never wrapped by us: the terminal wraps a long
+            # line, and copying it back gives the code as written.
+            if self._newline_before_next:
+                self._print("")
+            info = top[0].info.partition(" ")[0] if top[0].type == "fence" else ""
+            self._print(code_text(top[0].content.rstrip(), info or "text", self._code_theme), soft_wrap=True)
+            self._newline_before_next = True
+            return
         lines = self._console.render_lines(md, pad=False)
         # rich gives some blocks (lists, quotes, tables) their own leading blank
         # line; add the separator only where the block does not bring one.
@@ -286,7 +296,7 @@ class MarkdownRenderer(Renderer):
         self._print(Segments([seg for line in lines for seg in (*line, Segment.line())]))
         self._newline_before_next = _ends_with_spacing(md)
 
-    def _print(self, renderable) -> None:
+    def _print(self, renderable, *, soft_wrap: bool = False) -> None:
         """Print to scrollback, above the live region, once."""
         with self._guard.hold():
             if self._live is not None and self._live.is_started:
@@ -294,9 +304,9 @@ class MarkdownRenderer(Renderer):
                 # releasing it; holding the lock keeps the refresh thread from
                 # drawing in between, which would overwrite lines of scrollback.
                 with self._live._lock:
-                    self._console.print(renderable)
+                    self._console.print(renderable, soft_wrap=soft_wrap)
             else:
-                self._console.print(renderable)
+                self._console.print(renderable, soft_wrap=soft_wrap)
 
     def tail(self) -> str:
         return self._splitter.text
@@ -305,11 +315,17 @@ class MarkdownRenderer(Renderer):
 @functools.cache
 def _text_markdown_class():
     from markdown_it import MarkdownIt
-    from rich.markdown import Markdown
+    from rich.markdown import CodeBlock, Markdown
 
     # Built once: rich's own __init__ makes a parser per document, which costs more than
     # parsing a typical block. This sets what rich's __init__ sets (rich 13-14), with ours.
     parser = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"])
+
+    class Code(CodeBlock):
+        """Highlighted code without rich's padding or wrapping (a long line is cut in the live tail only)."""
+
+        def __rich_console__(self, console: Console, options: ConsoleOptions):
+            yield code_text(str(self.text).rstrip(), self.lexer_name, self.theme)
 
     class TextMarkdown(Markdown):
         """rich's Markdown with HTML parsing off: tags the model writes stay visible text.
@@ -317,6 +333,8 @@ def _text_markdown_class():
         rich drops HTML tokens, so `use <br> here` would lose its tag, and a
         `<details>` block would vanish.
         """
+
+        elements = {**Markdown.elements, "fence": Code, "code_block": Code}
 
         def __init__(self, markup: str, *, code_theme: str = "monokai", hyperlinks: bool = False) -> None:
             self.markup = markup
@@ -329,6 +347,16 @@ def _text_markdown_class():
             self.inline_code_theme = code_theme
 
     return TextMarkdown
+
+
+def code_text(code: str, lexer: str, theme: str):
+    """Code highlighted by language, as one Text that is never wrapped: its lines are the code's lines."""
+    from rich.syntax import Syntax
+
+    text = Syntax(code, lexer, theme=theme).highlight(code)
+    text.rstrip()
+    text.no_wrap, text.overflow, text.end = True, "ignore", "\n"
+    return text
 
 
 def markdown(text: str, *, code_theme: str = "monokai"):
@@ -364,6 +392,22 @@ def stats_line(started: float, first: float, ended: float, usage: Usage | None, 
     return f"first token {first - started:.2f}s · {mark}{tokens:,} tokens in {ended - started:.1f}s{rate}"
 
 
+TAIL_ROWS = 8  # the most rows the live region takes
+
+
+def _unpadded(line: list) -> list:
+    """A rendered line without the spaces rich pads it with to the full width."""
+    from rich.segment import Segment
+
+    line = list(line)
+    while line and not line[-1].control and not line[-1].text.strip() and not (line[-1].style and line[-1].style.bgcolor):
+        line.pop()
+    if line and not line[-1].control and not (line[-1].style and line[-1].style.bgcolor):
+        last = line[-1]
+        line[-1] = Segment(last.text.rstrip(" "), last.style)
+    return line
+
+
 class _Tail:
     """The live region: the unfinished block, cropped to its last screenful."""
 
@@ -386,13 +430,17 @@ class _Tail:
             doing = "thinking" if self._renderer.thinking else "waiting for the reply"
             yield Text(f"{frame} {doing}… {elapsed:.1f}s", style="dim")
             return
-        height = max(1, (options.max_height or console.height) - 1)
+        # A few rows, never a screenful: a window shrunk below the live region's height pushes
+        # its top rows into the scrollback, where they can no longer be erased.
+        height = max(1, min(TAIL_ROWS, (options.max_height or console.height) - 1))
         key = (text, options.max_width, height)
         if self._drawn is None or self._drawn[0] != key:
             # rich redraws the live region on every print and every frame; the tail often has
             # not changed since the last one, and rendering it again would cost a parse.
             lines = console.render_lines(self._renderer._markdown(text), options, pad=False)
-            self._drawn = (key, lines[-height:])
+            # Without the padding to the full width, a window narrowed mid-reply does not wrap
+            # every row in two, which would leave rows behind that the next redraw cannot count.
+            self._drawn = (key, [_unpadded(line) for line in lines[-height:]])
         for line in self._drawn[1]:
             yield from line
             yield Segment.line()
