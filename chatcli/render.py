@@ -279,6 +279,16 @@ class MarkdownRenderer(Renderer):
 
         md = self._markdown(text)
         top = [token for token in md.parsed if token.level == 0]
+        if not top and text.strip():
+            # Only link reference definitions ([id]: url). Streamed, the links that use them were
+            # drawn before they arrived, as written; the definitions are shown so the URLs are not lost.
+            from rich.text import Text
+
+            if self._newline_before_next:
+                self._print("")
+            self._print(Text(text.strip(), style="dim"))
+            self._newline_before_next = True
+            return
         if len(top) == 1 and top[0].type in ("fence", "code_block"):
             # Code goes out line for line, never wrapped by us: the terminal wraps a long
             # line, and copying it back gives the code as written.

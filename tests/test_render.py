@@ -160,3 +160,14 @@ def test_html_in_model_text_is_shown_not_dropped():
     text = "Wrap it in a <div> tag, then use <br> for breaks.\n\n<details>\nhidden text\n</details>\n"
     out = render_streamed(text, [3] * 40, 80)
     assert "<div>" in out and "<br>" in out and "<details>" in out and "hidden text" in out
+
+
+def test_reference_link_definitions_streamed_after_their_links_still_show_the_url():
+    text = "See [the docs][docs] for more.\n\nAnother paragraph.\n\n[docs]: https://example.com/docs\n"
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None, force_terminal=False)
+    with MarkdownRenderer(console) as r:
+        for i in range(0, len(text), 4):
+            r.handle(TextDelta(text[i : i + 4]))
+    shown = out.getvalue()
+    assert "[the docs][docs]" in shown and "[docs]: https://example.com/docs" in shown
