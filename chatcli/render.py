@@ -314,9 +314,9 @@ class MarkdownRenderer(Renderer):
                 # releasing it; holding the lock keeps the refresh thread from
                 # drawing in between, which would overwrite lines of scrollback.
                 with self._live._lock:
-                    self._console.print(renderable, soft_wrap=soft_wrap)
+                    self._console.print(renderable, soft_wrap=soft_wrap, crop=False)
             else:
-                self._console.print(renderable, soft_wrap=soft_wrap)
+                self._console.print(renderable, soft_wrap=soft_wrap, crop=False)
 
     def tail(self) -> str:
         return self._splitter.text

@@ -416,8 +416,13 @@ class Session:
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Turn:
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked."""
         assert self.client is not None, "a session restored for reading cannot send"
-        self.tokenizer.preload(self.model, wait=2.0)  # exact counts if the encoding can be had quickly
         plan = self.plan(text)
+        if not plan.tokens.exact and 2 * plan.tokens.tokens + plan.reserve > plan.window:
+            # Near the window, where an estimate could be wrong about what fits: count exactly,
+            # if the encoding can be had quickly. Far from it, loading tiktoken would cost more
+            # than the count is worth (a one-shot ask; the REPL loads it in the background).
+            self.tokenizer.preload(self.model, wait=2.0)
+            plan = self.plan(text)
         messages = self.messages(pending=text, left_out=plan.left_out)
         turn = Turn(user=text, model=self.model, params=dict(self.params), left_out=plan.left_out, sent=plan.tokens)
         self.turns.append(turn)

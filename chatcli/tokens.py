@@ -91,11 +91,15 @@ class Encodings:
             thread.join(wait)
         return self._loaded.get(name)
 
+    def peek(self, name: str) -> Any | None:
+        """The encoding if it is loaded, else None; unlike get, this never starts loading it."""
+        return self._loaded.get(name)
+
     def problem(self, name: str) -> str | None:
-        """Why counts in this encoding are estimates, once that is known."""
+        """Why counts in this encoding are estimates, once that is known; None if it was never wanted."""
         if name in self._failed:
             return self._failed[name]
-        if name not in self._loaded:
+        if name not in self._loaded and name in self._loading:
             return f"the {name} encoding is still loading"
         return None
 
@@ -147,6 +151,7 @@ class Tokenizer:
         )
 
     def preload(self, model: str, *, wait: float = 0.0) -> None:
+        """Start loading the model's encoding (in the background), waiting for it up to `wait` seconds."""
         self.encodings.get(self.limits(model).encoding, wait=wait)
 
     def problem(self, model: str) -> str | None:
@@ -162,9 +167,9 @@ class Tokenizer:
         return problem
 
     def message(self, model: str, role: str, content: str) -> Count:
-        """One chat message, with its overhead; cached by its text."""
+        """One chat message, with its overhead; cached by its text. Exact once the encoding is preloaded."""
         name = self.limits(model).encoding
-        encoding = self.encodings.get(name)
+        encoding = self.encodings.peek(name)
         key = (name, role, content, encoding is not None)
         tokens = self._cache.get(key)
         if tokens is None:

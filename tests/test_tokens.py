@@ -403,10 +403,15 @@ def test_verbose_says_once_why_counts_are_estimates(srv, run_chatcli):
     """Offline, tiktoken cannot fetch o200k_base: counts fall back to estimates, and --verbose says why."""
     # Offline for certain, even on a machine with a network: an empty cache, and a proxy that refuses.
     env = {"TIKTOKEN_CACHE_DIR": str(Path(os.environ["HOME"]) / "empty-tiktoken-cache"), "HTTPS_PROXY": "http://127.0.0.1:9"}
-    quiet = run_chatcli("hello", env=env)
+    # A request near the model's window, where counting matters (far from it, chatcli does not load tiktoken).
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('[models."gpt-4o-mini"]\ncontext_window = 2000\n')
+    hello = ("hello " * 400).strip()
+    quiet = run_chatcli(hello, env=env)
     assert quiet.returncode == 0 and quiet.stderr == ""
-    loud = run_chatcli("-v", "hello", env=env)
-    assert loud.returncode == 0 and loud.stdout == "echo: hello\n"
+    loud = run_chatcli("-v", hello, env=env)
+    assert loud.returncode == 0 and loud.stdout == f"echo: {hello}\n"
     assert loud.stderr.count("\n") == 1 and "token counts are estimates (≈): tiktoken could not load o200k_base" in loud.stderr
 
 
@@ -491,3 +496,14 @@ def test_chatcli_usage_marks_estimates_and_never_prices_an_unpriced_model(srv, r
     assert "≈15" in line["priced-model"] and "≈$0.5000" in line["priced-model"]
     assert "cost unknown" in line["local-model"] and "$0.0000" not in line["local-model"]
     assert "≈45" in line["total"] and "≈$0.5000 + cost unknown" in line["total"]
+
+
+def test_a_request_far_from_the_window_does_not_load_tiktoken(srv):
+    """Counting it exactly would cost more than it is worth: the estimate is used, and nothing is loaded."""
+    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    t = Tokenizer(overrides={"test-model": {"context_window": 10_000, "max_output_tokens": 100, "encoding": TEST_ENCODING}})
+    session = Session(client=client, model="test-model", tokenizer=t)
+    session.send("a short question")
+    assert t.encodings._loading == {} and session.turns[-1].sent.exact is False
+    session.send("x" * 30_000)  # about 7,500 tokens by the estimate: near the window, so counted exactly
+    assert session.turns[-1].sent.exact is True
