@@ -154,6 +154,15 @@ def _chunk_events(payload: str, secret: str | None) -> list[Event]:
         raise ChatError(MALFORMED) from None
     if not isinstance(chunk, dict):
         raise ChatError(MALFORMED)
+    # Nearly every chunk is one choice carrying a piece of text and nothing else: take it directly.
+    choices = chunk.get("choices")
+    if type(choices) is list and len(choices) == 1 and not chunk.get("usage") and not chunk.get("error"):
+        choice = choices[0]
+        delta = choice.get("delta") if type(choice) is dict else None
+        if type(delta) is dict and len(delta) <= 2 and not choice.get("finish_reason"):
+            content = delta.get("content")
+            if type(content) is str and set(delta) <= {"content", "role"}:
+                return [TextDelta(content)] if content else []
     error = chunk.get("error")
     if error:
         message = error.get("message") if isinstance(error, dict) else str(error)
