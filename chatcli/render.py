@@ -10,10 +10,10 @@ reply costs time linear in its length and nothing is repeated or cut.
 from __future__ import annotations
 
 import functools
-import re
 import time
 from typing import TYPE_CHECKING, Iterator, TextIO
 
+from chatcli.blocks import BlockSplitter
 from chatcli.events import Event, ReasoningDelta, TextDelta, Usage
 from chatcli.session import PENDING
 from chatcli.terminal import ControlFilter, InterruptGuard, strip_controls
@@ -23,91 +23,6 @@ if TYPE_CHECKING:
 
     from chatcli.commands import Result
     from chatcli.session import Session
-
-_FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})")
-_LIST_ITEM = re.compile(r"^(?:[-*+]|\d{1,9}[.)])(?:\s|$)")
-
-
-class BlockSplitter:
-    """Finds where finished markdown blocks end in a growing text.
-
-    Complete lines are kept in a list and each is looked at once, so feeding a
-    reply costs time linear in its length, however long a block grows. A block
-    ends at a blank line followed by a line that starts a new top-level block,
-    or at the end of a top-level code fence. Loose lists stay whole, so their
-    numbering and spacing match a one-go render.
-    """
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []  # complete lines of the unfinished block, with their "\n"
-        self._partial: list[str] = []  # pieces of the line still being written
-        self._fence: tuple[str, int] | None = None  # (marker char, length) while inside a fence
-        self._fence_top = False
-        self._blank = False  # a blank line was seen since the last non-blank one
-        self._is_list = False  # the unfinished block is a list
-        self._started = False  # the unfinished block has a non-blank line
-
-    @property
-    def text(self) -> str:
-        """The unfinished text: what has not been returned as a block yet."""
-        return "".join(self._lines) + "".join(self._partial)
-
-    def take_rest(self) -> str:
-        """Return the unfinished text and forget it (the reply has ended)."""
-        rest = self.text
-        self._lines, self._partial = [], []
-        return rest
-
-    def feed(self, text: str) -> list[str]:
-        """Add text; return the blocks it finished, in order."""
-        done: list[str] = []
-        *complete, last = text.split("\n")
-        for piece in complete:
-            self._partial.append(piece)
-            line = "".join(self._partial)
-            self._partial = []
-            if self._classify(line) == "before" and self._lines:
-                done.append("".join(self._lines))
-                self._lines = []
-            self._lines.append(line + "\n")
-            if self._fence_closed_block:
-                done.append("".join(self._lines))
-                self._lines = []
-        if last:
-            self._partial.append(last)
-        return done
-
-    def _classify(self, line: str) -> str | None:
-        """Say whether this line shows that a block ended just before it."""
-        self._fence_closed_block = False
-        if self._fence is not None:
-            char, length = self._fence
-            stripped = line.strip()
-            if stripped and set(stripped) == {char} and len(stripped) >= length:
-                self._fence = None
-                if self._fence_top:
-                    self._started = False
-                    self._is_list = False
-                    self._fence_closed_block = True
-            return None
-        if not line.strip():
-            self._blank = self._started
-            return None
-        cut = None
-        if self._blank and not line[0].isspace():
-            is_item = bool(_LIST_ITEM.match(line))
-            if not (self._is_list and is_item):
-                cut = "before"
-        self._blank = False
-        if not self._started or cut is not None:
-            self._started = True
-            self._is_list = bool(_LIST_ITEM.match(line))
-        fence = _FENCE.match(line)
-        if fence:
-            self._fence = (fence.group(2)[0], len(fence.group(2)))
-            self._fence_top = fence.group(1) == "" and not self._is_list
-        return cut
-
 
 class Renderer:
     """What both renderers share: control sequences filtered out, Ctrl-C held while drawing."""

@@ -9,8 +9,9 @@ import re
 import pytest
 from rich.console import Console
 
+from chatcli.blocks import BlockSplitter
 from chatcli.events import TextDelta, Usage
-from chatcli.render import BlockSplitter, MarkdownRenderer, PlainRenderer, markdown
+from chatcli.render import MarkdownRenderer, PlainRenderer, markdown
 from chatcli.terminal import ControlFilter, strip_controls
 
 UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
