@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, env=None) -> int:
+    """The console script. Tests may pass argv and an Env of their own, and run it in-process."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sessions"]:
         from chatcli.sessions import build_sessions_parser, run_sessions
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from chatcli.env import Env
 
-    env = Env.from_process()
+    env = env or Env.from_process()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
     try:

@@ -61,22 +61,57 @@ def chat_env(srv: ChatServer) -> dict[str, str]:
     return env
 
 
+# Read by libraries straight from os.environ, not from chatcli's Env: a run that sets them
+# needs a process of its own to mean anything.
+PROCESS_ONLY = {"FORCE_COLOR", "TERM", "COLUMNS", "LINES", "PYTHONPATH", "TIKTOKEN_CACHE_DIR",
+                "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE"}
+
+
 @pytest.fixture
 def run_chatcli(chat_env: dict[str, str]):
-    """Run the installed `chatcli` console script; returns the CompletedProcess."""
+    """Run chatcli as `chatcli ARGS`, with stdin and stdout pipes; returns a CompletedProcess.
+
+    By default main() runs in this process, with an Env of pipes and the test's environment:
+    the same code from argument parsing to exit code, without paying for a Python start and
+    the openai import on every run. `process=True` (or a variable only a process can honour)
+    runs the installed console script instead.
+    """
     assert CHATCLI.exists(), f"chatcli is not installed next to {sys.executable}; pip install -e '.[test]'"
 
-    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 30):
-        return subprocess.run(
-            [str(CHATCLI), *args],
-            input=input if input is not None else "",
-            capture_output=True,
-            text=True,
-            env={**chat_env, **(env or {})},
-            timeout=timeout,
-        )
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 30,
+            process: bool = False):
+        environ = {**chat_env, **(env or {})}
+        if process or PROCESS_ONLY & set(env or {}):
+            return subprocess.run(
+                [str(CHATCLI), *args], input=input if input is not None else "", capture_output=True,
+                text=True, env=environ, timeout=timeout,
+            )
+        return run_in_process(list(args), input=input or "", environ=environ)
 
     return run
+
+
+def run_in_process(argv: list[str], *, input: str, environ: dict[str, str]) -> subprocess.CompletedProcess:
+    """main(argv) with pipes for its streams; argparse's own output (--help, usage errors) is caught too."""
+    import contextlib
+    import signal
+
+    from chatcli.cli import main
+    from chatcli.env import Env
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    env = Env(stdin=io.StringIO(input), stdout=stdout, stderr=stderr, stdin_isatty=False, stdout_isatty=False,
+              environ=environ, cwd=Path.cwd())
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(argv, env=env)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    return subprocess.CompletedProcess(["chatcli", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture

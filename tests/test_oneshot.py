@@ -94,7 +94,7 @@ def without(env: dict[str, str], *names: str) -> dict[str, str]:
 
 def test_question_prints_reply_and_streams(srv: ChatServer, run_chatcli) -> None:
     srv.script(Reply("The sky scatters blue light.", chunk_size=3))
-    result = run_chatcli("why is the sky blue?")
+    result = run_chatcli("why is the sky blue?", process=True)  # the installed console script, end to end
 
     assert_ok(result)
     assert result.stdout == "The sky scatters blue light.\n"
@@ -111,7 +111,7 @@ def test_question_prints_reply_and_streams(srv: ChatServer, run_chatcli) -> None
 
 def test_piped_text_follows_the_instruction(srv: ChatServer, run_chatcli) -> None:
     piped = "Quarterly report\nRevenue rose 12%.\n"
-    result = run_chatcli("summarize this", input=piped)
+    result = run_chatcli("summarize this", input=piped, process=True)
 
     assert_ok(result)
     message = user_message(srv)

@@ -481,17 +481,17 @@ def test_a_corrupt_database_does_not_stop_a_one_shot_ask(srv, run_chatcli, home)
 def test_the_api_key_is_never_printed_saved_or_exported(srv, run_chatcli, home, tmp_path):
     srv.script(Reply("a fine answer"), Error(400, "bad request, sorry"), Reply("later answer"))
     results = [
-        run_chatcli("first question"),
-        run_chatcli("-c", "second question"),
-        run_chatcli("-c", "third question"),
-        run_chatcli("sessions", "list"),
-        run_chatcli("sessions", "show", "1"),
-        run_chatcli("sessions", "search", "question"),
-        run_chatcli("sessions", "export", "1", "--format", "json"),
-        run_chatcli("sessions", "export", "1", "--format", "md"),
-        run_chatcli("sessions", "export", "1", "-o", "out.json"),
-        run_chatcli("sessions", "export", "1", "-o", "out.md"),
-        run_chatcli("--resume", "999", "x"),
+        run_chatcli("first question", process=True),
+        run_chatcli("-c", "second question", process=True),
+        run_chatcli("-c", "third question", process=True),
+        run_chatcli("sessions", "list", process=True),
+        run_chatcli("sessions", "show", "1", process=True),
+        run_chatcli("sessions", "search", "question", process=True),
+        run_chatcli("sessions", "export", "1", "--format", "json", process=True),
+        run_chatcli("sessions", "export", "1", "--format", "md", process=True),
+        run_chatcli("sessions", "export", "1", "-o", "out.json", process=True),
+        run_chatcli("sessions", "export", "1", "-o", "out.md", process=True),
+        run_chatcli("--resume", "999", "x", process=True),
     ]
     # The key really was used, so there was something to leak.
     assert srv.chat_requests[0].headers["authorization"] == f"Bearer {TEST_KEY}"
