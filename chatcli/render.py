@@ -104,6 +104,7 @@ class MarkdownRenderer(Renderer):
         self._reasoning_line: list[str] = []  # the reasoning line still being written
         self._reasoning_shown = False  # reasoning lines went to scrollback, and no answer yet
         self.thinking = False  # reasoning is arriving (the tail says so when it is hidden)
+        self.printing = False  # a block is going to scrollback: the tail waits for the next frame
         self.started = time.monotonic()
         self._first: float | None = None  # when the first token (reasoning or answer) arrived
         self._usage: Usage | None = None
@@ -229,7 +230,14 @@ class MarkdownRenderer(Renderer):
                 # releasing it; holding the lock keeps the refresh thread from
                 # drawing in between, which would overwrite lines of scrollback.
                 with self._live._lock:
-                    self._console.print(renderable, soft_wrap=soft_wrap, crop=False)
+                    # rich redraws the live region under everything printed; the tail is
+                    # left empty here and drawn by the next frame, so that a burst of
+                    # finished blocks does not render the tail once for each.
+                    self.printing = True
+                    try:
+                        self._console.print(renderable, soft_wrap=soft_wrap, crop=False)
+                    finally:
+                        self.printing = False
             else:
                 self._console.print(renderable, soft_wrap=soft_wrap, crop=False)
 
@@ -344,6 +352,8 @@ class _Tail:
         from rich.segment import Segment
         from rich.text import Text
 
+        if self._renderer.printing:
+            return
         text = self._renderer.tail()
         if not text.strip():
             reasoning = self._renderer.reasoning_tail()
