@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pexpect
+from isolated import isolated_env  # tests/benchmarks/isolated.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[2]
 CHATCLI = Path(sys.executable).with_name("chatcli")
@@ -239,19 +240,9 @@ def run_in_pty(argv: list[str], env: dict[str, str], cwd: str) -> Sample:
 
 
 def bench_env(home: str, base_url: str) -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHATCLI_"))
-    } | {
-        "HOME": home,
-        "XDG_CONFIG_HOME": f"{home}/config",
-        "XDG_DATA_HOME": f"{home}/data",
-        "XDG_STATE_HOME": f"{home}/state",
-        "OPENAI_API_KEY": "sk-bench",
-        "OPENAI_BASE_URL": base_url,
-        "TERM": "xterm-256color",
-        "COLUMNS": str(COLUMNS),
-        "LINES": str(LINES),
-    }
+    return isolated_env(
+        home, OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=base_url, COLUMNS=str(COLUMNS), LINES=str(LINES)
+    )
 
 
 # --------------------------------------------------------------------------- #

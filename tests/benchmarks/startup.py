@@ -11,7 +11,6 @@ chatcli keeps off the path to the first prompt by importing openai lazily.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import pexpect
+from isolated import isolated_env  # tests/benchmarks/isolated.py, beside this script
 
 CHATCLI = Path(sys.executable).with_name("chatcli")
 
@@ -52,17 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     home = tempfile.mkdtemp(prefix="chatcli-bench-")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHATCLI_"))
-    } | {
-        "HOME": home,
-        "XDG_CONFIG_HOME": f"{home}/config",
-        "XDG_DATA_HOME": f"{home}/data",
-        "XDG_STATE_HOME": f"{home}/state",
-        "OPENAI_API_KEY": "sk-benchmark",
-        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-        "TERM": "xterm-256color",
-    }
+    env = isolated_env(home, OPENAI_API_KEY="sk-benchmark", OPENAI_BASE_URL="http://127.0.0.1:9/v1")
     cases = {
         "python -c pass": lambda: timed_run([sys.executable, "-c", "pass"], env),
         'python -c "import openai"': lambda: timed_run([sys.executable, "-c", "import openai"], env),
