@@ -78,7 +78,7 @@ class BudgetGuard:
                     f"{show(cap)}; raise [budget] {name} in {b.where}, or wait until {next_period}.",
                     None,
                 )
-            if after >= WARN_AT * cap:
+            if cap > 0 and after >= WARN_AT * cap:  # a cap of 0 refuses anything billed; nothing to warn of
                 sentence = (
                     f"with this request {period} spending comes to {show(after)}, "
                     f"{100 * after / cap:.0f}% of the {name} budget of {show(cap)}"

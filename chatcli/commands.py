@@ -186,7 +186,7 @@ def sessions_command(session: Session, arg: str) -> Result:
 
 @command("resume", args="ID", help="Switch to a saved session.")
 def resume_command(session: Session, arg: str) -> Result:
-    if not arg.isdigit():
+    if not arg.isdecimal():
         return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
     session.adopt(Session.load(session.journal, int(arg), client=session.client))
     return Result(f"Resumed session {arg}: {session.title or 'untitled'}.", recap=True)
@@ -234,7 +234,7 @@ def retry_command(session: Session, arg: str) -> Result:
 
 @command("copy", args="[N]", help="Copy the last reply, or its Nth code block, to the clipboard (OSC 52).")
 def copy_command(session: Session, arg: str) -> Result:
-    if arg and not arg.isdigit():
+    if arg and not arg.isdecimal():
         return Result(f"/copy takes the number of a code block in the last reply, as in /copy 2, not {arg!r}.", error=True)
     turn = next((t for t in reversed(session.turns) if t.reply), None)
     if turn is None:
@@ -345,7 +345,7 @@ def tokens_command(session: Session, arg: str) -> Result:
 
 @command("compact", args="[N]", help="Summarise all but the last N turns (default 2) to free the context window.")
 def compact_command(session: Session, arg: str) -> Result:
-    if arg and not arg.isdigit():
+    if arg and not arg.isdecimal():
         return Result(f"/compact takes how many recent turns to keep, as in /compact 2, not {arg!r}.", error=True)
     from chatcli.compact import compact
 
@@ -355,9 +355,10 @@ def compact_command(session: Session, arg: str) -> Result:
         f" ({done.shortened} {'turn was' if done.shortened == 1 else 'turns were'} too long for a request and "
         f"had {'its' if done.shortened == 1 else 'their'} middle cut)" if done.shortened else ""
     )
+    warning = f" Note: {done.notice}." if done.notice else ""
     return Result(
         f"Compacted {done.turns} {'turn' if done.turns == 1 else 'turns'}{how}{cut}: the next request carries "
-        f"{done.after} tokens instead of {done.before}; the turns stay in the history."
+        f"{done.after} tokens instead of {done.before}; the turns stay in the history.{warning}"
     )
 
 

@@ -32,6 +32,7 @@ class Compaction:
     after: Count
     requests: int  # summary requests made: more than one when the turns did not fit one request
     shortened: int  # turns cut to fit a request on their own
+    notice: str | None = None  # a budget warning one of the requests brought (given once, so shown here)
 
 
 def compact(session: Session, *, keep: int = 2) -> Compaction:
@@ -43,7 +44,7 @@ def compact(session: Session, *, keep: int = 2) -> Compaction:
         raise ChatError(f"Nothing to compact: the conversation has {len(turns)} turns, and /compact keeps {keep}.")
     before = session.plan().tokens
     pieces = [f"User: {t.user}\n\nAssistant: {t.reply}" for t in older]
-    summary, requests, shortened = session.summary, 0, 0
+    summary, requests, shortened, notices = session.summary, 0, 0, []
     while pieces:
         prefix = f"{EARLIER}{summary}{SEPARATOR}" if summary else ""
         room = _room(session, prefix)
@@ -58,7 +59,7 @@ def compact(session: Session, *, keep: int = 2) -> Compaction:
             # if that leaves no room, say so before spending anything.
             raise _no_room(session)
         del pieces[:taken]
-        summary = _summarise(session, prefix + chunk)
+        summary = _summarise(session, prefix + chunk, notices)
         requests += 1
     assert summary is not None
     t, model = session.tokenizer, session.model
@@ -73,7 +74,7 @@ def compact(session: Session, *, keep: int = 2) -> Compaction:
     session.summary = summary
     session.context_start = session.turns.index(kept[0]) if kept else len(session.turns)
     session.journal.compacted(summary, kept[0] if kept else None)
-    return Compaction(len(older), before, session.plan().tokens, requests, shortened)
+    return Compaction(len(older), before, session.plan().tokens, requests, shortened, "; ".join(notices) or None)
 
 
 def _no_room(session: Session) -> ChatError:
@@ -122,19 +123,22 @@ def _shorten(session: Session, piece: str, room: int) -> str:
     full = _tokens(session, piece) - _tokens(session, "")
     keep = int(len(piece) * room / full * 0.9)
     while True:
-        text = piece[: keep // 2] + CUT.format(n=len(piece) - keep) + piece[len(piece) - keep // 2 :]
+        half = keep // 2
+        text = piece[:half] + CUT.format(n=len(piece) - 2 * half) + piece[len(piece) - half :]
         if _tokens(session, text) - _tokens(session, "") <= room or keep == 0:
             return text
         keep = int(keep * 0.9)
 
 
-def _summarise(session: Session, text: str) -> str:
+def _summarise(session: Session, text: str, notices: list[str]) -> str:
     """One summary request, checked against the budget and counted like any other request."""
     assert session.client is not None
     sending = _tokens(session, text)
-    refusal, _ = session.check_budget(session.model, Usage(sending, 0, sending))
+    refusal, warning = session.check_budget(session.model, Usage(sending, 0, sending))
     if refusal:
         raise ChatError(refusal)
+    if warning:
+        notices.append(warning)
     pieces, usage = [], None
     params = {"max_tokens": session.reply_reserve()}
     for event in session.client.stream(model=session.model, messages=_request(text), params=params):

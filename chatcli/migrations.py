@@ -159,6 +159,23 @@ def _m7_reasoning(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN reasoning TEXT")
 
 
+def _m8_ledger_kinds(db: sqlite3.Connection) -> None:
+    # What each ledger row paid for: a turn, a turn since undone or replaced, or a /compact summary.
+    # Message and session ids are reused by SQLite once deleted, so a row's kind is kept in the
+    # row itself rather than read from whether its message still exists.
+    _run_script(
+        db,
+        """
+        ALTER TABLE usage_ledger ADD COLUMN kind TEXT NOT NULL DEFAULT 'turn';
+        UPDATE usage_ledger SET kind = 'compact' WHERE session_id IS NOT NULL AND message_id IS NULL;
+        UPDATE usage_ledger SET kind = 'undone'
+            WHERE message_id IS NOT NULL AND message_id NOT IN (SELECT id FROM messages);
+        UPDATE usage_ledger SET session_id = NULL
+            WHERE session_id IS NOT NULL AND session_id NOT IN (SELECT id FROM sessions);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -167,6 +184,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m5_sent_counts_budget_notices,
     _m6_ledger_sessions,
     _m7_reasoning,
+    _m8_ledger_kinds,
 ]
 
 

@@ -209,7 +209,10 @@ class Session:
         self.spent_elsewhere.append(OtherCost(COMPACTION, self.model, usage, cost))
         u = usage
         self.journal.spend(
-            Spend(time.time(), self.model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, session_id=self.id)
+            Spend(
+                time.time(), self.model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost,
+                session_id=self.id, kind="compact",
+            )
         )
 
     @property
@@ -232,6 +235,7 @@ class Session:
 
     def set_model(self, name: str) -> None:
         self.model = name
+        self.tokenizer.preload(name)  # its encoding, in the background, for exact counts
         self.journal.state_changed(self, "model")
 
     def set_param(self, key: str, value: Any) -> None:
@@ -282,6 +286,7 @@ class Session:
         """Become another session (/resume, /new), keeping this one's client."""
         for name in ("model", "system", "params", "turns", "context_start", "journal", "title", "summary", "spent_elsewhere"):
             setattr(self, name, getattr(other, name))
+        self.tokenizer.preload(self.model)
 
     @classmethod
     def load(cls, journal: Journal, session_id: int, *, client: ChatClient | None) -> Session:
@@ -331,10 +336,11 @@ class Session:
         session.journal = journal
         replies = {turn.ids[-1] for turn in session.turns if len(turn.ids) > 1}
         for spend in spends:  # what was paid for replies no longer here, and for summaries
-            if spend.message_id not in replies:
-                usage = Usage(spend.prompt_tokens, spend.completion_tokens, spend.total_tokens)
-                what = COMPACTION if spend.message_id is None else UNDONE
-                session.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
+            if spend.kind == "turn" and spend.message_id in replies:
+                continue  # counted with its turn
+            usage = Usage(spend.prompt_tokens, spend.completion_tokens, spend.total_tokens)
+            what = COMPACTION if spend.kind == "compact" else UNDONE
+            session.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
         return session
 
     def guard(self) -> BudgetGuard:
@@ -384,8 +390,10 @@ class Session:
     def cost_of(self, turn: Turn) -> TurnCost:
         """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate."""
         usage, exact = turn.usage, True
-        if usage is None and turn.reply and turn.sent is not None:
-            completion = self.tokenizer.message(turn.model, "assistant", turn.reply).tokens - MESSAGE_OVERHEAD
+        if usage is None and (turn.reply or turn.reasoning) and turn.sent is not None:
+            # Reasoning is billed as output too, even when the reply was cut short before the answer.
+            said = turn.reasoning + turn.reply
+            completion = self.tokenizer.message(turn.model, "assistant", said).tokens - MESSAGE_OVERHEAD
             usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
             exact = False
         return TurnCost(turn, usage, self.pricing.cost(turn.model, usage) if usage is not None else 0.0, exact)

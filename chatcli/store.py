@@ -73,6 +73,7 @@ class Spend:
     estimated: bool = False
     session_id: int | None = None  # None: not saved with a session (incognito, or before migration 6)
     message_id: int | None = None  # the reply it paid for; None for a request that is not a turn (/compact)
+    kind: str = "turn"  # "turn", "undone" (the turn was undone or replaced) or "compact"
 
 
 @dataclass(frozen=True)
@@ -187,10 +188,10 @@ class Store:
         with self._write() as db:
             db.execute(
                 """INSERT INTO usage_ledger (created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd,
-                       estimated, session_id, message_id)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       estimated, session_id, message_id, kind)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (spend.created_at, spend.model, spend.prompt_tokens, spend.completion_tokens, spend.total_tokens,
-                 spend.cost_usd, int(spend.estimated), spend.session_id, spend.message_id),
+                 spend.cost_usd, int(spend.estimated), spend.session_id, spend.message_id, spend.kind),
             )
 
     def spend_since(self, since: float) -> Spent:
@@ -223,11 +224,11 @@ class Store:
             where, args = where + " AND session_id = ?", [since, session_id]
         rows = self.db.execute(
             f"""SELECT created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd, estimated,
-                       session_id, message_id
+                       session_id, message_id, kind
                 FROM usage_ledger WHERE {where} ORDER BY created_at, id""",
             args,
         ).fetchall()
-        return [Spend(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8]) for r in rows]
+        return [Spend(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9]) for r in rows]
 
     def update_session(self, session_id: int, *, event: str | None = None, **columns: Any) -> None:
         """Change session columns (model, system, params, title, context_from) and log the change."""
@@ -256,17 +257,23 @@ class Store:
     def delete_messages(self, ids: list[int]) -> None:
         if not ids:
             return
+        marks = ", ".join("?" * len(ids))
         with self._write() as db:
-            db.execute(f"DELETE FROM messages WHERE id IN ({', '.join('?' * len(ids))})", ids)
+            db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
+            # What was paid for them stays spent: it now counts as undone (SQLite may give the ids to new rows).
+            db.execute(f"UPDATE usage_ledger SET kind = 'undone' WHERE kind = 'turn' AND message_id IN ({marks})", ids)
 
     def delete_session(self, session_id: int) -> bool:
         with self._write() as db:
+            db.execute("UPDATE usage_ledger SET session_id = NULL WHERE session_id = ?", (session_id,))  # spent all the same
             return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
 
     def prune(self, *, older_than_s: float) -> int:
         """Delete sessions not updated for older_than_s seconds; return how many."""
         with self._write() as db:
-            return db.execute("DELETE FROM sessions WHERE updated_at < ?", (time.time() - older_than_s,)).rowcount
+            pruned = db.execute("DELETE FROM sessions WHERE updated_at < ?", (time.time() - older_than_s,)).rowcount
+            db.execute("UPDATE usage_ledger SET session_id = NULL WHERE session_id NOT IN (SELECT id FROM sessions)")
+            return pruned
 
     # --- reading ---
 

@@ -147,3 +147,12 @@ def test_a_raised_cap_warns_again_at_80_percent_of_the_new_cap():
     assert BudgetGuard(Budget(daily_tokens=1000), lambda s: spent, claim).check(cost=0, tokens=0, model="m")[1] is None
     raised = BudgetGuard(Budget(daily_tokens=1050), lambda s: spent, claim)
     assert "81% of the daily_tokens budget of 1,050 tokens" in raised.check(cost=0, tokens=0, model="m")[1]
+
+
+def test_a_cap_of_zero_refuses_what_costs_and_lets_free_requests_through_without_a_crash():
+    from chatcli.budget import BudgetGuard, Spending
+
+    guard = BudgetGuard(Budget(daily_usd=0.0), lambda since: Spending())
+    assert guard.check(cost=0.0, tokens=5, model="free") == (None, None)
+    refusal, _ = guard.check(cost=0.001, tokens=5, model="paid")
+    assert "past the daily_usd budget" in refusal

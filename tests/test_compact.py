@@ -123,3 +123,49 @@ def test_a_new_session_starts_with_nothing_spent(srv, tmp_path):
     toolbar = "".join(text for _, text in make_toolbar(session)())
     assert "/compact" not in str(REGISTRY.dispatch(session, "/usage").rows)
     assert " 0 tokens " in toolbar, toolbar
+
+
+def test_a_reply_given_an_undone_replys_id_does_not_hide_the_undone_spending_on_resume(srv, tmp_path):
+    # SQLite gives a deleted row's id to the next row: the ledger must not take the new reply for the old one.
+    session = long_session(srv, tmp_path, 2)
+    session.undo()
+    session.send("after the undo")
+    before = REGISTRY.dispatch(session, "/usage").rows
+    assert [r[0] for r in before] == ["1", "2", "undone or replaced", "session"]
+    resumed = Session.load(session.journal, session.id, client=session.client)
+    resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
+    assert REGISTRY.dispatch(resumed, "/usage").rows == before
+
+
+def test_a_new_session_given_a_deleted_sessions_id_does_not_inherit_its_spending(srv, tmp_path):
+    first = long_session(srv, tmp_path, 2)
+    first.journal.store.delete_session(first.id)
+    second = Session(client=first.client, model="test-model", journal=first.journal.fork(), tokenizer=first.tokenizer)
+    second.send("a new start")
+    assert second.id == first.id  # the id was reused...
+    resumed = Session.load(second.journal, second.id, client=second.client)
+    resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
+    assert [r[0] for r in REGISTRY.dispatch(resumed, "/usage").rows] == ["1", "session"]  # ...the spending was not
+
+
+def test_a_budget_warning_brought_by_compact_is_shown_with_its_result(srv, tmp_path):
+    import re
+
+    from chatcli.budget import Budget
+
+    session = long_session(srv, tmp_path, 4)
+    session.budget, session._guard = Budget(daily_tokens=1), None
+    refused = REGISTRY.dispatch(session, "/compact 1")  # refused, so nothing is spent: it says what it would come to
+    after = int(re.search(r"spending to ([\d,]+) tokens", refused.text)[1].replace(",", ""))
+    session.budget, session._guard = Budget(daily_tokens=int(after / 0.9)), None  # the summary request passes 80%
+    srv.script(Reply("Notes."))
+    result = REGISTRY.dispatch(session, "/compact 1")
+    assert not result.error and "90% of the daily_tokens budget" in result.text, result.text
+
+
+def test_reasoning_cut_short_before_the_answer_is_still_counted(srv, tmp_path):
+    session = long_session(srv, tmp_path, 0)
+    srv.script(Reply("", reasoning="thinking hard " * 50, usage=False))
+    turn = session.send("a hard question")
+    row = session.cost_of(turn)
+    assert turn.reply == "" and row.usage is not None and row.usage.completion_tokens >= 700 and not row.exact

@@ -247,3 +247,12 @@ def test_copy_in_a_real_pty_puts_the_second_code_block_on_the_clipboard(srv, spa
     child.expect(PROMPT, timeout=TIMEOUT)
     assert "Copied code block 2 of 2" in child.before
     quit_with_ctrl_d(child)
+
+
+def test_a_digit_that_is_not_a_decimal_number_is_a_sentence_not_a_crash():
+    from chatcli.session import Session
+
+    session = Session(client=None, model="m")
+    for line in ("/copy ²", "/compact ²", "/resume ²"):
+        result = REGISTRY.dispatch(session, line)
+        assert result.error, line
