@@ -150,7 +150,7 @@ def _chunk_events(payload: str, secret: str | None) -> list[Event]:
     """The events in one chunk; a chunk of the wrong shape is a ChatError, not a crash."""
     try:
         chunk = json.loads(payload)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: nesting deeper than json can follow
         raise ChatError(MALFORMED) from None
     if not isinstance(chunk, dict):
         raise ChatError(MALFORMED)
@@ -169,7 +169,7 @@ def _chunk_events(payload: str, secret: str | None) -> list[Event]:
         raise ChatError(f"The server reported an error mid-reply: {_clean(redact(str(message or 'no details'), secret))}")
     try:
         return list(_events_of(chunk))
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError, OverflowError):  # OverflowError: a token count of Infinity
         raise ChatError(MALFORMED) from None
 
 

@@ -358,7 +358,9 @@ class _Tail:
         if not text.strip():
             reasoning = self._renderer.reasoning_tail()
             if reasoning:
-                yield Text.assemble(("│ ", "dim"), (reasoning, "dim italic"))
+                # One long line of reasoning wraps; keep it to the tail's rows, as the answer's tail is.
+                room = max(1, min(TAIL_ROWS, (options.max_height or console.height) - 1)) * max(1, options.max_width - 2)
+                yield Text.assemble(("│ ", "dim"), (reasoning[-room:], "dim italic"))
                 return
             elapsed = time.monotonic() - self._renderer.started
             frame = SPINNER[int(elapsed * 12) % len(SPINNER)]

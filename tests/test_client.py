@@ -216,3 +216,12 @@ def test_a_timeout_after_retries_says_each_try_went_silent(srv):
     srv.script(Reply("late", first_delay=1.0), Reply("late", first_delay=1.0))
     with pytest.raises(ChatError, match=r"more than 0\.2s on each of 2 tries"):
         collect(make_client(srv, read_timeout=0.2, max_retries=1))
+
+
+def test_chunks_of_absurd_shapes_are_malformed_not_crashes():
+    from chatcli.client import parse_sse
+    from chatcli.errors import ChatError
+
+    for payload in ('{"usage": {"prompt_tokens": Infinity}}', "[" * 100_000 + "]" * 100_000):
+        with pytest.raises(ChatError, match="malformed"):
+            list(parse_sse(iter([f"data: {payload}", ""])))
