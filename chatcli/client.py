@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from chatcli.config import Config, redact
 from chatcli.errors import ChatError, ConfigError, ContextLengthError, NetworkError
-from chatcli.events import Event, Finish, ReasoningDelta, TextDelta, Usage
+from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
 
 if TYPE_CHECKING:
     import openai
@@ -34,6 +35,8 @@ class ChatClient:
         self.config = config
         self._sdk: openai.OpenAI | None = None
         self._lock = threading.Lock()
+        # Told before each retry the SDK makes, so the user sees why the reply is late.
+        self.on_retry: Callable[[Retrying], None] | None = None
 
     def warm_up(self) -> None:
         """Import openai and build the SDK client; safe to call from a background thread."""
@@ -43,10 +46,9 @@ class ChatClient:
         with self._lock:
             if self._sdk is None:
                 import httpx2
-                import openai
 
                 c = self.config
-                self._sdk = openai.OpenAI(
+                self._sdk = _sdk_class(self)(
                     api_key=c.api_key or PLACEHOLDER_KEY,
                     base_url=c.base_url,
                     max_retries=c.max_retries,
@@ -119,6 +121,50 @@ class ChatClient:
         if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
         return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
+
+
+def _sdk_class(owner: ChatClient):
+    """openai.OpenAI, with its retries made visible and no retry for an account out of credit.
+
+    The SDK keeps its own retry policy (Retry-After, capped; exponential backoff with
+    jitter); this subclass only says each retry out loud, through owner.on_retry, and
+    stops a 429 insufficient_quota from being retried, since waiting cannot fix it.
+    If a later SDK changes these private hooks, its own behaviour is kept, silently.
+    """
+    import openai
+
+    class SDK(openai.OpenAI):
+        def _should_retry(self, response) -> bool:
+            if response.status_code == 429:
+                try:
+                    if b"insufficient_quota" in response.read():
+                        return False
+                except Exception:  # noqa: BLE001 - an unreadable body: the SDK decides
+                    pass
+            return super()._should_retry(response)
+
+        def _sleep_for_retry(self, **kwargs) -> None:
+            try:
+                taken, most, response = kwargs["retries_taken"], kwargs["max_retries"], kwargs["response"]
+                headers = response.headers if response is not None else None
+                seconds = self._calculate_retry_timeout(most - taken, kwargs["options"], headers)
+            except (KeyError, AttributeError, TypeError):
+                return super()._sleep_for_retry(**kwargs)
+            if owner.on_retry is not None:
+                owner.on_retry(Retrying(_retry_reason(response), seconds, taken + 1, most))
+            time.sleep(seconds)
+
+    return SDK
+
+
+def _retry_reason(response) -> str:
+    if response is None:
+        return "the connection failed"
+    if response.status_code == 429:
+        return "rate limited"
+    if response.status_code >= 500:
+        return f"the server failed (HTTP {response.status_code})"
+    return f"the server answered HTTP {response.status_code}"
 
 
 def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Event]:

@@ -44,4 +44,18 @@ class Finish:
     reason: str
 
 
-Event = TextDelta | ReasoningDelta | Usage | Finish
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """The request failed in a way worth another try: the SDK waits `seconds`, then makes retry `attempt` of `of`."""
+
+    reason: str  # "rate limited", "the server failed (HTTP 503)", "the connection failed"
+    seconds: float
+    attempt: int
+    of: int
+
+    def __str__(self) -> str:
+        wait = f"{self.seconds:.1f}s" if self.seconds < 10 else f"{self.seconds:.0f}s"
+        return f"{self.reason}, retrying in {wait} (attempt {self.attempt}/{self.of})"
+
+
+Event = TextDelta | ReasoningDelta | Usage | Finish | Retrying

@@ -62,7 +62,7 @@ def run_oneshot(
         renderer = MarkdownRenderer(console, show_reasoning=show_reasoning, stats=stats)
         quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
     else:
-        renderer = PlainRenderer(env.stdout)
+        renderer = PlainRenderer(env.stdout, notices=env.stderr)
     with quiet, renderer:
         turn = session.send(text, on_event=renderer.handle)
 

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.blocks import BlockSplitter
-from chatcli.events import Event, ReasoningDelta, TextDelta, Usage
+from chatcli.events import Event, ReasoningDelta, Retrying, TextDelta, Usage
 from chatcli.session import PENDING
 from chatcli.terminal import ControlFilter, InterruptGuard, strip_controls
 
@@ -63,10 +63,19 @@ class Renderer:
 class PlainRenderer(Renderer):
     """Writes the reply as it streams, as plain text: for pipes, files and --plain."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, *, notices: TextIO | None = None) -> None:
         super().__init__()
         self._out = out
+        self._notices = notices  # where a retry is said (stderr in one-shot mode); None: not said
         self._last = "\n"
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, Retrying):
+            if self._notices is not None:
+                self._notices.write(f"chatcli: {event}.\n")
+                self._notices.flush()
+            return
+        super().handle(event)
 
     def _draw(self, text: str) -> None:
         with self._guard.hold():  # a Ctrl-C waits until the text is out
@@ -126,6 +135,11 @@ class MarkdownRenderer(Renderer):
                 self._end_reasoning()
         elif isinstance(event, Usage):
             self._usage = event
+        elif isinstance(event, Retrying):
+            from rich.text import Text
+
+            self._print(Text(str(event), style="yellow"))
+            return
         super().handle(event)
 
     def _draw_reasoning(self, text: str) -> None:

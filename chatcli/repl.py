@@ -181,7 +181,7 @@ class Repl:
         renderer = (
             MarkdownRenderer(self.console, show_reasoning=self.session.show_reasoning, stats=self.stats)
             if self.markdown
-            else PlainRenderer(self.out)
+            else PlainRenderer(self.out, notices=self.out)
         )
         try:
             with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer:

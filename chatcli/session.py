@@ -453,6 +453,7 @@ class Session:
         thoughts: list[str] = []
         stop: Terminated | None = None
         events = self._stream_fitting(turn, plan, messages)
+        self.client.on_retry = on_event  # a retry is said when it happens, before the wait
         try:
             self.client.warm_up()  # so the latency recorded is the server's, not our imports'
             started = time.monotonic()
@@ -484,6 +485,7 @@ class Session:
             turn.status = INTERRUPTED
             raise
         finally:
+            self.client.on_retry = None
             events.close()  # type: ignore[attr-defined]
             turn.reply = "".join(pieces)
             turn.reasoning = "".join(thoughts)

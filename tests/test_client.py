@@ -225,3 +225,40 @@ def test_chunks_of_absurd_shapes_are_malformed_not_crashes():
     for payload in ('{"usage": {"prompt_tokens": Infinity}}', "[" * 100_000 + "]" * 100_000):
         with pytest.raises(ChatError, match="malformed"):
             list(parse_sse(iter([f"data: {payload}", ""])))
+
+
+def test_each_retry_is_said_before_the_wait_with_its_reason_and_count(srv):
+    from chatcli.events import Retrying
+
+    srv.script(
+        Error(429, "slow down", headers={"retry-after-ms": "300"}),
+        Error(503, "overloaded", headers={"retry-after-ms": "100"}),
+        Reply("made it"),
+    )
+    client = make_client(srv, max_retries=2)
+    said: list[tuple[Retrying, float]] = []
+    client.on_retry = lambda event: said.append((event, time.monotonic()))
+    started = time.monotonic()
+    events = collect(client)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "made it"
+    assert [str(event) for event, _ in said] == [
+        "rate limited, retrying in 0.3s (attempt 1/2)",
+        "the server failed (HTTP 503), retrying in 0.1s (attempt 2/2)",
+    ]
+    assert said[0][1] - started < 0.25 and time.monotonic() - started >= 0.4  # said first, then waited as asked
+
+
+def test_an_account_out_of_credit_is_not_retried(srv):
+    srv.script(*[Error(429, "You exceeded your current quota", code="insufficient_quota", headers={"retry-after-ms": "1"})] * 3)
+    client = make_client(srv, max_retries=2)
+    client.on_retry = lambda event: pytest.fail(f"retried: {event}")
+    with pytest.raises(ChatError, match="out of credit"):
+        collect(client)
+    assert len(srv.chat_requests) == 1
+
+
+def test_a_one_shot_ask_says_each_retry_on_stderr_and_the_reply_on_stdout(srv, run_chatcli):
+    srv.script(Error(429, "slow down", headers={"retry-after-ms": "50"}), Reply("late but fine"))
+    result = run_chatcli("hello", env={"CHATCLI_MAX_RETRIES": "2"})
+    assert result.returncode == 0 and result.stdout == "late but fine\n"
+    assert result.stderr == "chatcli: rate limited, retrying in 0.1s (attempt 1/2).\n"

@@ -58,13 +58,17 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.stderr == ""
 
 
+RETRY_LINE = re.compile(r"^chatcli: .+, retrying in \d+\.\ds \(attempt (\d+)/(\d+)\)\.$")
+
+
 def error_line(result: subprocess.CompletedProcess, code: int) -> str:
-    """Exactly one 'chatcli: ...' line on stderr, no traceback, the given exit code."""
+    """One 'chatcli: ...' sentence on stderr, after a line for each retry; no traceback, the given exit code."""
     assert_no_key(result)
     assert "Traceback" not in result.stderr
     assert result.returncode == code, (result.returncode, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
+    *retries, last = result.stderr.splitlines()
+    assert [RETRY_LINE.match(line)[1] for line in retries] == [str(n) for n in range(1, len(retries) + 1)], result.stderr
+    lines = [last]
     assert lines[0].startswith("chatcli: "), lines[0]
     assert result.stderr.endswith("\n")
     assert not CONTROL.search(lines[0]), repr(lines[0])
@@ -235,7 +239,7 @@ ERRORS = [
     pytest.param(
         [Error(429, "You exceeded your current quota", type="insufficient_quota", code="insufficient_quota",
                headers=FAST_RETRY)] * 3,
-        [], {}, EXIT_FAILURE, ["credit"], None,
+        [], {}, EXIT_FAILURE, ["credit"], 1,  # waiting cannot fix an empty account: no retry
         id="429-quota",
     ),
     pytest.param(
@@ -278,7 +282,7 @@ def test_a_transient_500_is_retried_to_success(srv: ChatServer, run_chatcli) -> 
     srv.script(Error(500, "boom", headers=FAST_RETRY), Reply("fine now"))
     result = run_chatcli("hello")
 
-    assert_ok(result)
+    assert result.returncode == EXIT_OK and RETRY_LINE.match(result.stderr.rstrip("\n")), result.stderr
     assert result.stdout == "fine now\n"
     assert len(srv.chat_requests) == 2
 

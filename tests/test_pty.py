@@ -166,3 +166,14 @@ def test_no_color_plain_and_render_plain_print_the_text_as_it_streams(srv, spawn
     raw = child.before
     assert "# Title" in raw and "**bold**" in raw and "`code`" in raw  # as written, not drawn
     assert "\x1b[" not in raw  # no colour, no styling, no spinner
+
+
+def test_a_retry_is_said_in_the_repl_and_the_reply_follows(srv, spawn_chatcli):
+    srv.script(Error(429, "slow down", headers={"retry-after-ms": "200"}), Reply("after the wait"))
+    child = spawn_chatcli(env={"CHATCLI_MAX_RETRIES": "1"})
+    expect_prompt(child)
+    child.send("hello\r")
+    shown = visible(expect_prompt(child))
+    assert "rate limited, retrying in 0.2s (attempt 1/1)" in shown and "after the wait" in shown
+    assert shown.index("retrying") < shown.index("after the wait")
+    quit_with_ctrl_d(child)
