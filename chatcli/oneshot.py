@@ -10,7 +10,7 @@ from contextlib import nullcontext
 
 from chatcli.env import Env
 from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
-from chatcli.render import MarkdownRenderer, PlainRenderer, make_console
+from chatcli.render import MarkdownRenderer, PlainRenderer, make_console, show_stats
 from chatcli.session import (
     COMPLETE,
     ERROR,
@@ -59,12 +59,14 @@ def run_oneshot(
     quiet = nullcontext()
     if markdown and env.stdout_isatty:
         console = make_console(env.stdout, color=not env.no_color)
-        renderer = MarkdownRenderer(console, show_reasoning=show_reasoning, stats=stats)
+        renderer = MarkdownRenderer(console, show_reasoning=show_reasoning)
         quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
     else:
         renderer = PlainRenderer(env.stdout, notices=env.stderr)
     with quiet, renderer:
         turn = session.send(text, on_event=renderer.handle)
+    if stats and isinstance(renderer, MarkdownRenderer):
+        show_stats(console, session, turn)
 
     def say(message: str) -> None:
         env.stderr.write(f"chatcli: {message}\n")

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.blocks import BlockSplitter
-from chatcli.events import Event, ReasoningDelta, Retrying, TextDelta, Usage
+from chatcli.events import Event, ReasoningDelta, Retrying, TextDelta
 from chatcli.session import PENDING
 from chatcli.terminal import ControlFilter, InterruptGuard, strip_controls
 
@@ -94,13 +94,10 @@ class MarkdownRenderer(Renderer):
 
     Reasoning that a model streams before its answer is drawn dimmed, behind a
     gutter, line by line, and set apart from the answer; with show_reasoning
-    off, a spinner says the model is thinking instead. With stats on, a line
-    after the reply gives the time to the first token, the tokens and their rate.
+    off, a spinner says the model is thinking instead.
     """
 
-    def __init__(
-        self, console: Console, *, code_theme: str = "monokai", show_reasoning: bool = True, stats: bool = False
-    ) -> None:
+    def __init__(self, console: Console, *, code_theme: str = "monokai", show_reasoning: bool = True) -> None:
         super().__init__()
         self._console = console
         self._code_theme = code_theme
@@ -108,20 +105,14 @@ class MarkdownRenderer(Renderer):
         self._newline_before_next = False
         self._live = None
         self._show_reasoning = show_reasoning
-        self._stats = stats
         self._reasoning_filter = ControlFilter()
         self._reasoning_line: list[str] = []  # the reasoning line still being written
         self._reasoning_shown = False  # reasoning lines went to scrollback, and no answer yet
         self.thinking = False  # reasoning is arriving (the tail says so when it is hidden)
         self.printing = False  # a block is going to scrollback: the tail waits for the next frame
         self.started = time.monotonic()
-        self._first: float | None = None  # when the first token (reasoning or answer) arrived
-        self._usage: Usage | None = None
-        self._chars = 0
 
     def handle(self, event: Event) -> None:
-        if self._first is None and isinstance(event, (TextDelta, ReasoningDelta)):
-            self._first = time.monotonic()
         if isinstance(event, ReasoningDelta):
             self.thinking = True
             text = self._reasoning_filter.feed(event.text)
@@ -129,12 +120,9 @@ class MarkdownRenderer(Renderer):
                 self._draw_reasoning(text)
             return
         if isinstance(event, TextDelta):
-            self._chars += len(event.text)
             if self.thinking:
                 self.thinking = False
                 self._end_reasoning()
-        elif isinstance(event, Usage):
-            self._usage = event
         elif isinstance(event, Retrying):
             from rich.text import Text
 
@@ -196,10 +184,6 @@ class MarkdownRenderer(Renderer):
         rest = self._splitter.take_rest()
         if rest.strip():
             self._print_block(rest)
-        if self._stats and self._first is not None:
-            from rich.text import Text
-
-            self._console.print(Text(stats_line(self.started, self._first, time.monotonic(), self._usage, self._chars), style="dim"))
 
     def _markdown(self, text: str):
         return markdown(text, code_theme=self._code_theme)
@@ -328,17 +312,6 @@ def _ends_with_spacing(md) -> bool:
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
-def stats_line(started: float, first: float, ended: float, usage: Usage | None, chars: int) -> str:
-    """Time to first token, tokens and their rate; tokens estimated (≈) when the server reported none."""
-    if usage is not None and usage.completion_tokens:
-        tokens, mark = usage.completion_tokens, ""
-    else:
-        tokens, mark = -(-chars // 4), "≈"
-    streaming = ended - first
-    rate = f" · {mark}{tokens / streaming:,.0f} tokens/s" if streaming > 0.05 else ""
-    return f"first token {first - started:.2f}s · {mark}{tokens:,} tokens in {ended - started:.1f}s{rate}"
-
-
 TAIL_ROWS = 8  # the most rows the live region takes
 
 
@@ -431,6 +404,20 @@ def show_error(console: Console, message: str) -> None:
     from rich.text import Text
 
     console.print(Text(strip_controls(message), style="bold red"))
+
+
+def show_stats(console: Console, session: Session, turn) -> None:
+    """Time to first token, the reply's tokens and their rate: what the turn recorded, ≈ where estimated."""
+    from rich.text import Text
+
+    row = session.cost_of(turn)
+    if turn.first_token_s is None or turn.total_s is None or row.usage is None:
+        return
+    mark, tokens = ("" if row.exact else "≈"), row.usage.completion_tokens
+    streaming = turn.total_s - turn.first_token_s
+    rate = f" · {mark}{tokens / streaming:,.0f} tokens/s" if streaming > 0.05 else ""
+    line = f"first token {turn.first_token_s:.2f}s · {mark}{tokens:,} tokens in {turn.total_s:.1f}s{rate}"
+    console.print(Text(line, style="dim"))
 
 
 def show_notice(console: Console, message: str) -> None:

@@ -23,6 +23,7 @@ from chatcli.render import (
     show_notice,
     show_recap,
     show_result,
+    show_stats,
 )
 from chatcli.session import (
     COMPLETE,
@@ -179,7 +180,7 @@ class Repl:
     def send(self, text: str | None) -> Turn | None:
         """Send text as a turn, or with None send the last message again (/retry)."""
         renderer = (
-            MarkdownRenderer(self.console, show_reasoning=self.session.show_reasoning, stats=self.stats)
+            MarkdownRenderer(self.console, show_reasoning=self.session.show_reasoning)
             if self.markdown
             else PlainRenderer(self.out, notices=self.out)
         )
@@ -204,6 +205,8 @@ class Repl:
         return turn
 
     def report(self, turn: Turn) -> None:
+        if self.stats and self.markdown:
+            show_stats(self.console, self.session, turn)
         if left_out_notice(turn):
             show_notice(self.console, f"[{left_out_notice(turn)}]")
         if turn.notice:

@@ -138,3 +138,16 @@ def test_reasoning_command_hides_and_shows_it_in_the_repl(srv, spawn_chatcli):
     child.send("/reasoning sideways\r")
     assert "takes on or off" in expect_prompt(child)
     quit_with_ctrl_d(child)
+
+
+def test_the_stats_line_follows_each_reply_in_the_repl_too(srv, spawn_chatcli):
+    from tests.test_pty import expect_prompt, quit_with_ctrl_d
+
+    srv.script(Reply("one reply"), Reply("another reply", usage=False))
+    child = spawn_chatcli(env={"CHATCLI_STATS": "1"})
+    expect_prompt(child)
+    child.send("one\r")
+    assert re.search(r"first token \d+\.\d\ds · [\d,]+ tokens in", drawn(expect_prompt(child)))
+    child.send("two\r")
+    assert re.search(r"first token \d+\.\d\ds · ≈[\d,]+ tokens in", drawn(expect_prompt(child)))  # no usage: ≈
+    quit_with_ctrl_d(child)
