@@ -167,6 +167,8 @@ def _run(args: argparse.Namespace, env) -> int:
         "base_url": args.base_url,
     }
     config = load_config(env, config_path=args.config, flags={**flags, "db": args.db})
+    for warning in config.warnings:
+        env.stderr.write(f"chatcli: warning: {warning}\n")
     require_api_key(config)
     save = config.save and not args.no_save
     if save:

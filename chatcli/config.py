@@ -151,6 +151,7 @@ class Config:
     save: bool = True
     db: str | None = None
     config_path: Path | None = None
+    warnings: tuple[str, ...] = ()  # said once at start: a file holding the key that others can read
 
     def __repr__(self) -> str:
         # The key must never reach a log or a traceback through a repr.
@@ -217,8 +218,14 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     path = Path(path_text).expanduser() if path_text else default_config_path(env)
     if path_text and not path.is_file():
         raise ConfigError(f"The config file {path} does not exist; check --config or CHATCLI_CONFIG.")
+    warnings = []
     if path.is_file():
-        values.update(read_config_file(path))
+        from_file = read_config_file(path)
+        values.update(from_file)
+        if from_file.get("api_key"):
+            warnings += readable_by_others(path)
+    if dotenv.get("OPENAI_API_KEY") or dotenv.get("CHATCLI_API_KEY"):
+        warnings += readable_by_others(env.cwd / ".env")
 
     values.update(_variables_layer(dotenv, f"in {env.cwd / '.env'}"))
     values.update(_variables_layer(env.environ, "in the environment"))
@@ -231,7 +238,18 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     if not values.get("api_key") and values.get("api_key_cmd"):
         values["api_key"] = run_key_command(values["api_key_cmd"])
     values["api_key"] = check_api_key(values.get("api_key"))
-    return Config(**values, config_path=path)
+    return Config(**values, config_path=path, warnings=tuple(warnings))
+
+
+def readable_by_others(path: Path) -> list[str]:
+    """A warning if a file that holds the API key can be read by other users."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & 0o077 == 0:
+        return []
+    return [f"{path} holds an API key and other users can read it; run chmod 600 {path}, or use api_key_cmd."]
 
 
 def check_base_url(url: str) -> str:

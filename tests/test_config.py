@@ -620,3 +620,30 @@ def test_a_wrongly_typed_key_in_the_config_is_reported_without_its_value() -> No
 @pytest.mark.parametrize("url", ["http://[::1", "http://", "http://host:notaport/v1", "localhost:11434/v1"])
 def test_a_base_url_that_is_not_a_full_url_is_a_config_error(url: str) -> None:
     assert "base URL" in load_error(OPENAI_BASE_URL=url)
+
+
+def test_a_key_in_a_file_others_can_read_gets_a_warning(tmp_path: Path) -> None:
+    config = write_config('api_key = "sk-from-file-123456"\n')
+    config.chmod(0o644)
+    (Path.cwd() / ".env").write_text("OPENAI_API_KEY=sk-from-dotenv-999999\n")
+    (Path.cwd() / ".env").chmod(0o640)
+    warnings = load().warnings
+    assert len(warnings) == 2 and all("other users can read it" in w and "chmod 600" in w for w in warnings)
+    assert "sk-from" not in " ".join(warnings)  # the warning names the file, never the key
+
+    config.chmod(0o600)
+    (Path.cwd() / ".env").chmod(0o600)
+    assert load().warnings == ()
+    config.write_text('model = "gpt-4o"\n')  # no key in it: its mode is nobody's business
+    config.chmod(0o644)
+    (Path.cwd() / ".env").write_text("CHATCLI_MODEL=x\n")
+    (Path.cwd() / ".env").chmod(0o644)
+    assert load().warnings == ()
+
+
+def test_the_warning_is_said_once_on_stderr_and_the_ask_goes_on(srv, run_chatcli) -> None:
+    config = write_config('api_key = "sk-from-file-123456"\n')
+    config.chmod(0o644)
+    result = run_chatcli("hello", env={"OPENAI_API_KEY": ""})
+    assert result.returncode == 0 and result.stdout == "echo: hello\n"
+    assert result.stderr == f"chatcli: warning: {config} holds an API key and other users can read it; run chmod 600 {config}, or use api_key_cmd.\n"
