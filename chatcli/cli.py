@@ -216,8 +216,7 @@ def _run(args: argparse.Namespace, env) -> int:
         from chatcli.oneshot import run_oneshot
 
         return run_oneshot(
-            session, env, args.question, markdown=markdown, verbose=args.verbose,
-            show_reasoning=session.show_reasoning, stats=config.stats,
+            session, env, args.question, markdown=markdown, verbose=args.verbose, stats=config.stats
         )
 
     from chatcli.repl import Repl

@@ -29,8 +29,8 @@ class Env:
             stdin=sys.stdin,
             stdout=sys.stdout,
             stderr=sys.stderr,
-            stdin_isatty=_isatty(sys.stdin),
-            stdout_isatty=_isatty(sys.stdout),
+            stdin_isatty=isatty(sys.stdin),
+            stdout_isatty=isatty(sys.stdout),
             environ=dict(os.environ),
             cwd=Path.cwd(),
         )
@@ -60,7 +60,7 @@ class Env:
         return bool(self.environ.get("NO_COLOR"))
 
 
-def _isatty(stream: TextIO | None) -> bool:
+def isatty(stream: TextIO | None) -> bool:
     try:
         return bool(stream) and stream.isatty()
     except (AttributeError, ValueError):

@@ -42,8 +42,12 @@ class Journal:
         self.store = store
         self.keep_text = keep_text
         self.session_id: int | None = None
-        what = "History is not being saved" if keep_text else "Spending is not being recorded for budgets"
-        self._warning = f"{what}: {problem}." if problem else None
+        self._warning = f"{self._not_saved}: {problem}." if problem else None
+
+    @property
+    def _not_saved(self) -> str:
+        """The start of the sentence that says the database failed: what is no longer kept."""
+        return "History is not being saved" if self.keep_text else "Spending is not being recorded for budgets"
 
     @classmethod
     def open(cls, path: Path, *, keep_text: bool = True) -> Journal:
@@ -96,8 +100,7 @@ class Journal:
             if not is_store_error(exc):
                 raise
             path = self.store.path
-            what = "History is not being saved" if self.keep_text else "Spending is not being recorded for budgets"
-            self._warning = f"{what}: {describe(exc, path)}."
+            self._warning = f"{self._not_saved}: {describe(exc, path)}."
             try:
                 self.store.close()
             except Exception:  # noqa: BLE001 - it is already broken

@@ -52,14 +52,13 @@ def build_message(words: list[str], env: Env) -> str:
 
 
 def run_oneshot(
-    session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False,
-    show_reasoning: bool = True, stats: bool = False,
+    session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False, stats: bool = False
 ) -> int:
     text = build_message(words, env)
     quiet = nullcontext()
     if markdown and env.stdout_isatty:
         console = make_console(env.stdout, color=not env.no_color)
-        renderer = MarkdownRenderer(console, show_reasoning=show_reasoning)
+        renderer = MarkdownRenderer(console, show_reasoning=session.show_reasoning)
         quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
     else:
         renderer = PlainRenderer(env.stdout, notices=env.stderr)

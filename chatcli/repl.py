@@ -13,6 +13,7 @@ from typing import Mapping, TextIO
 
 from chatcli import __version__
 from chatcli.commands import REGISTRY, Result
+from chatcli.env import isatty
 from chatcli.errors import ChatError, Terminated
 from chatcli.prompt import make_prompt_session, open_history
 from chatcli.render import (
@@ -36,7 +37,7 @@ from chatcli.session import (
     finish_notice,
     left_out_notice,
 )
-from chatcli.terminal import Clipboard, echo_off, isatty, write_whole
+from chatcli.terminal import Clipboard, echo_off, write_whole
 
 
 class Repl:
@@ -124,6 +125,8 @@ class Repl:
                 except KeyboardInterrupt:  # a command that talks to the server (/compact)
                     show_notice(self.console, "[interrupted]")
                     continue
+                # /model, /resume and /new may bring another encoding: load it in the background, for the toolbar.
+                s.tokenizer.preload(s.model)
                 if result.clipboard is not None:
                     result = self.copy(result)
                 show_result(self.console, result)

@@ -235,7 +235,6 @@ class Session:
 
     def set_model(self, name: str) -> None:
         self.model = name
-        self.tokenizer.preload(name)  # its encoding, in the background, for exact counts
         self.journal.state_changed(self, "model")
 
     def set_param(self, key: str, value: Any) -> None:
@@ -286,7 +285,6 @@ class Session:
         """Become another session (/resume, /new), keeping this one's client."""
         for name in ("model", "system", "params", "turns", "context_start", "journal", "title", "summary", "spent_elsewhere"):
             setattr(self, name, getattr(other, name))
-        self.tokenizer.preload(self.model)
 
     @classmethod
     def load(cls, journal: Journal, session_id: int, *, client: ChatClient | None) -> Session:
@@ -463,6 +461,8 @@ class Session:
                         turn.first_token_s = time.monotonic() - started
                     pieces.append(event.text)
                 elif isinstance(event, ReasoningDelta):
+                    if turn.first_token_s is None:  # a reasoning model's first token is its first thought
+                        turn.first_token_s = time.monotonic() - started
                     thoughts.append(event.text)
                 elif isinstance(event, Usage):
                     turn.usage = event

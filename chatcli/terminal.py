@@ -233,13 +233,6 @@ class Clipboard:
         return plain
 
 
-def isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def write_whole(stream: TextIO, data: str) -> None:
     """Write data and flush, with Ctrl-C held until it is all out.
 

@@ -507,3 +507,23 @@ def test_a_request_far_from_the_window_does_not_load_tiktoken(srv):
     assert t.encodings._loading == {} and session.turns[-1].sent.exact is False
     session.send("x" * 30_000)  # about 7,500 tokens by the estimate: near the window, so counted exactly
     assert session.turns[-1].sent.exact is True
+
+
+def test_switching_model_in_the_repl_loads_the_new_models_encoding_for_the_toolbar(srv):
+    import io
+
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from chatcli.repl import Repl
+
+    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    t = Tokenizer(overrides={"other-model": {"encoding": TEST_ENCODING}})
+    session = Session(client=client, model="test-model", tokenizer=t)
+    with create_pipe_input() as keys:
+        repl = Repl(session, out=io.StringIO(), markdown=False, color=False, input=keys, output=DummyOutput(), warm_up=False)
+        keys.send_text("/model other-model\r\x04")
+        repl.run()
+    assert TEST_ENCODING in t.encodings._loading  # the switch started loading it...
+    t.encodings._loading[TEST_ENCODING].join(5)
+    assert t.message("other-model", "user", "abc").exact  # ...and the toolbar's counts are exact again
