@@ -140,9 +140,7 @@ class MarkdownRenderer(Renderer):
             self._reasoning_line.append(last)
 
     def _print_reasoning(self, line: str) -> None:
-        from rich.text import Text
-
-        self._print(Text.assemble(("│ ", "dim"), (line, "dim italic")))
+        self._print(reasoning_text(line))
         self._reasoning_shown = True
 
     def _end_reasoning(self) -> None:
@@ -198,19 +196,13 @@ class MarkdownRenderer(Renderer):
             # drawn before they arrived, as written; the definitions are shown so the URLs are not lost.
             from rich.text import Text
 
-            if self._newline_before_next:
-                self._print("")
-            self._print(Text(text.strip(), style="dim"))
-            self._newline_before_next = True
+            self._print_apart(Text(text.strip(), style="dim"))
             return
         if len(top) == 1 and top[0].type in ("fence", "code_block"):
             # Code goes out line for line, never wrapped by us: the terminal wraps a long
             # line, and copying it back gives the code as written.
-            if self._newline_before_next:
-                self._print("")
             info = top[0].info.partition(" ")[0] if top[0].type == "fence" else ""
-            self._print(code_text(top[0].content.rstrip(), info or "text", self._code_theme), soft_wrap=True)
-            self._newline_before_next = True
+            self._print_apart(code_text(top[0].content.rstrip(), info or "text", self._code_theme), soft_wrap=True)
             return
         lines = self._console.render_lines(md, pad=False)
         # rich gives some blocks (lists, quotes, tables) their own leading blank
@@ -219,6 +211,13 @@ class MarkdownRenderer(Renderer):
             lines.insert(0, [])
         self._print(Segments([seg for line in lines for seg in (*line, Segment.line())]))
         self._newline_before_next = _ends_with_spacing(md)
+
+    def _print_apart(self, renderable, *, soft_wrap: bool = False) -> None:
+        """Print a block chatcli draws itself (not rich's Markdown), with a blank line before and after."""
+        if self._newline_before_next:
+            self._print("")
+        self._print(renderable, soft_wrap=soft_wrap)
+        self._newline_before_next = True
 
     def _print(self, renderable, *, soft_wrap: bool = False) -> None:
         """Print to scrollback, above the live region, once."""
@@ -312,6 +311,13 @@ def _ends_with_spacing(md) -> bool:
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
+def reasoning_text(line: str):
+    """A line of a model's reasoning: dimmed, behind a gutter that sets it apart from the answer."""
+    from rich.text import Text
+
+    return Text.assemble(("│ ", "dim"), (line, "dim italic"))
+
+
 TAIL_ROWS = 8  # the most rows the live region takes
 
 
@@ -341,22 +347,20 @@ class _Tail:
 
         if self._renderer.printing:
             return
+        # A few rows, never a screenful: a window shrunk below the live region's height pushes
+        # its top rows into the scrollback, where they can no longer be erased.
+        height = max(1, min(TAIL_ROWS, (options.max_height or console.height) - 1))
         text = self._renderer.tail()
         if not text.strip():
             reasoning = self._renderer.reasoning_tail()
-            if reasoning:
-                # One long line of reasoning wraps; keep it to the tail's rows, as the answer's tail is.
-                room = max(1, min(TAIL_ROWS, (options.max_height or console.height) - 1)) * max(1, options.max_width - 2)
-                yield Text.assemble(("│ ", "dim"), (reasoning[-room:], "dim italic"))
+            if reasoning:  # one long line of reasoning wraps: keep it to the tail's rows too
+                yield reasoning_text(reasoning[-height * max(1, options.max_width - 2) :])
                 return
             elapsed = time.monotonic() - self._renderer.started
             frame = SPINNER[int(elapsed * 12) % len(SPINNER)]
             doing = "thinking" if self._renderer.thinking else "waiting for the reply"
             yield Text(f"{frame} {doing}… {elapsed:.1f}s", style="dim")
             return
-        # A few rows, never a screenful: a window shrunk below the live region's height pushes
-        # its top rows into the scrollback, where they can no longer be erased.
-        height = max(1, min(TAIL_ROWS, (options.max_height or console.height) - 1))
         key = (text, options.max_width, height)
         if self._drawn is None or self._drawn[0] != key:
             # rich redraws the live region on every print and every frame; the tail often has

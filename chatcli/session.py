@@ -207,12 +207,13 @@ class Session:
         """A billed request that is not a turn (a /compact summary): /usage, the toolbar and the ledger count it."""
         cost = self.pricing.cost(self.model, usage)
         self.spent_elsewhere.append(OtherCost(COMPACTION, self.model, usage, cost))
+        self._ledger(self.model, usage, cost, kind="compact")
+
+    def _ledger(self, model: str, usage: Usage, cost: float | None, **how: Any) -> None:
+        """Write one request to the usage ledger, with this session's id."""
         u = usage
         self.journal.spend(
-            Spend(
-                time.time(), self.model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost,
-                session_id=self.id, kind="compact",
-            )
+            Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, session_id=self.id, **how)
         )
 
     @property
@@ -377,13 +378,8 @@ class Session:
     def _record_spend(self, turn: Turn) -> None:
         row = self.cost_of(turn)
         if row.usage is not None and row.usage.total_tokens:
-            u = row.usage
-            self.journal.spend(
-                Spend(
-                    time.time(), turn.model, u.prompt_tokens, u.completion_tokens, u.total_tokens, row.cost,
-                    not row.exact, session_id=self.id, message_id=turn.ids[-1] if len(turn.ids) > 1 else None,
-                )
-            )
+            reply = turn.ids[-1] if len(turn.ids) > 1 else None
+            self._ledger(turn.model, row.usage, row.cost, estimated=not row.exact, message_id=reply)
 
     def cost_of(self, turn: Turn) -> TurnCost:
         """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate."""
