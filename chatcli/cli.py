@@ -38,6 +38,7 @@ examples:
   chatcli sessions list                        saved sessions (also: show, search, export,
                                                delete, prune, rename; see chatcli sessions -h)
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
+  chatcli -v --log-file chat.log "hi"          log requests and timings (keys redacted)
 
 configuration (lowest to highest): defaults, ~/.config/chatcli/config.toml,
 ./.env, the environment (OPENAI_API_KEY, OPENAI_BASE_URL, CHATCLI_*), flags.
@@ -61,9 +62,17 @@ def _setting(key: str):
 
     def parse(text: str) -> Any:
         try:
-            return setting.parse(text, "")
+            value = setting.parse(text, "")
         except ConfigError:
             raise argparse.ArgumentTypeError(f"must be {setting.allowed()}, not {text!r}") from None
+        if key == "base_url":
+            from chatcli.config import check_base_url
+
+            try:
+                return check_base_url(value)
+            except ConfigError as exc:
+                raise argparse.ArgumentTypeError(exc.message[0].lower() + exc.message[1:].rstrip(".")) from None
+        return value
 
     parse.__name__ = key
     return parse
@@ -91,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--continue", dest="resume", action="store_const", const="last", help="continue the last session")
     parser.add_argument("--db", type=_setting("db"), metavar="PATH", help="session database (default: ~/.local/share/chatcli/chatcli.db)")
     parser.add_argument("--no-save", action="store_true", help="incognito: save no conversation and no input history (with a [budget] set, only tokens and cost are recorded, so the caps hold)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="also say why token counts are estimates")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each request, its timings and retries to stderr (keys redacted), and say why token counts are estimates")
+    parser.add_argument("--log-file", metavar="PATH", help="append that log to PATH instead (or as well, with -v)")
     parser.add_argument("--version", action="version", version=f"chatcli {__version__}")
     return parser
 
@@ -151,13 +161,7 @@ def _terminate(signum: int, frame) -> None:
 
 
 def _run(args: argparse.Namespace, env) -> int:
-    from chatcli.budget import Budget
-    from chatcli.client import ChatClient
     from chatcli.config import load_config, require_api_key
-    from chatcli.journal import Journal
-    from chatcli.pricing import Pricing
-    from chatcli.session import Session
-    from chatcli.tokens import ModelLimits, Tokenizer
 
     flags = {
         "model": args.model,
@@ -170,6 +174,25 @@ def _run(args: argparse.Namespace, env) -> int:
     for warning in config.warnings:
         env.stderr.write(f"chatcli: warning: {warning}\n")
     require_api_key(config)
+    if not (args.verbose or args.log_file):
+        return _start(args, env, config, flags)
+
+    from chatcli.log import log, logging_to
+
+    with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
+        log.info("chatcli %s: %s at %s, API key %s, config %s", __version__, config.model, config.base_url,
+                 "set" if config.api_key else "not set", config.config_path)
+        return _start(args, env, config, flags)
+
+
+def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
+    from chatcli.budget import Budget
+    from chatcli.client import ChatClient
+    from chatcli.journal import Journal
+    from chatcli.pricing import Pricing
+    from chatcli.session import Session
+    from chatcli.tokens import ModelLimits, Tokenizer
+
     save = config.save and not args.no_save
     if save:
         journal = open_journal(config, env)
@@ -211,6 +234,7 @@ def _run(args: argparse.Namespace, env) -> int:
     # The output strategy, chosen once: markdown only for a terminal that wants decoration.
     markdown = config.render == "markdown" and not args.plain and not env.no_color and env.stdout_isatty
     session.show_reasoning = config.show_reasoning
+    session.redact = config.redact
 
     if args.question or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot

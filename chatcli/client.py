@@ -13,6 +13,8 @@ an in-band error, a stream that stops without a finish_reason.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -23,6 +25,8 @@ from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, U
 
 if TYPE_CHECKING:
     import openai
+
+log = logging.getLogger("chatcli")
 
 # Sent when no key is configured: local servers ignore it, and the SDK insists on one.
 PLACEHOLDER_KEY = "no-key"
@@ -65,11 +69,21 @@ class ChatClient:
 
         The caller decides what a missing Finish means (a truncated reply).
         """
+        body = {k: v for k, v in params.items() if v is not None}
+        if not log.isEnabledFor(logging.INFO):
+            return self._stream(model, messages, body)
+        size = len(json.dumps(messages, ensure_ascii=False).encode())
+        settings = "".join(f", {k} {v}" for k, v in body.items())
+        log.info("POST %s/chat/completions: model %s, %d messages, %d bytes%s", self.config.base_url, model,
+                 len(messages), size, settings)
+        return _logged(self._stream(model, messages, body), time.monotonic())
+
+    def _stream(self, model: str, messages: list[dict[str, str]], body: dict[str, Any]) -> Iterator[Event]:
         import httpx2
         import openai
 
         sdk = self._client()
-        body = {k: v for k, v in params.items() if v is not None}
+        started = time.monotonic()
         try:
             with sdk.chat.completions.with_streaming_response.create(
                 model=model,
@@ -79,6 +93,8 @@ class ChatClient:
                 **body,
             ) as response:
                 kind = response.headers.get("content-type", "")
+                log.info("HTTP %d, %s, after %.3fs; request id %s", response.status_code, kind.split(";")[0] or "no type",
+                         time.monotonic() - started, response.headers.get("x-request-id") or "none")
                 if "event-stream" in kind:
                     yield from parse_sse(response.iter_lines(), secret=self.config.api_key)
                 elif "json" in kind:  # a whole completion: the server ignored stream=true
@@ -150,11 +166,42 @@ def _sdk_class(owner: ChatClient):
                 seconds = self._calculate_retry_timeout(most - taken, kwargs["options"], headers)
             except (KeyError, AttributeError, TypeError):
                 return super()._sleep_for_retry(**kwargs)
+            retrying = Retrying(_retry_reason(response), seconds, taken + 1, most)
+            log.info("%s", retrying)
             if owner.on_retry is not None:
-                owner.on_retry(Retrying(_retry_reason(response), seconds, taken + 1, most))
+                owner.on_retry(retrying)
             time.sleep(seconds)
 
     return SDK
+
+
+def _logged(events: Iterator[Event], started: float) -> Iterator[Event]:
+    """The events, passed on unchanged, with the reply's timings and end written to the log."""
+    first = None
+    text = reasoning = 0
+    finish, usage = "none", "none"
+    try:
+        for event in events:
+            if first is None and isinstance(event, (TextDelta, ReasoningDelta)):
+                first = time.monotonic() - started
+                log.info("first token after %.3fs", first)
+            if isinstance(event, TextDelta):
+                text += len(event.text)
+            elif isinstance(event, ReasoningDelta):
+                reasoning += len(event.text)
+            elif isinstance(event, Finish):
+                finish = event.reason
+            elif isinstance(event, Usage):
+                usage = f"{event.prompt_tokens}+{event.completion_tokens} tokens"
+            yield event
+    except ChatError as exc:
+        log.info("failed after %.3fs: %s", time.monotonic() - started, exc.message)
+        raise
+    except GeneratorExit:
+        log.info("stopped after %.3fs, %d characters in", time.monotonic() - started, text)
+        raise
+    log.info("reply ended after %.3fs: %d characters (%d of reasoning), finish %s, usage %s",
+             time.monotonic() - started, text, reasoning, finish, usage)
 
 
 def _retry_reason(response) -> str:
@@ -275,6 +322,11 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     if status == 429:
         if "insufficient_quota" in code or "quota" in detail.lower():
             return ChatError("The account is out of credit (429 insufficient_quota); check your plan and billing.")
+        wait = _asked_wait(exc.response.headers)
+        if wait is not None and wait > SDK_MAX_RETRY_WAIT:  # too long to wait for here: say how long it asks
+            return ChatError(
+                f"The server is rate limiting requests (429) and asks to wait {_duration(wait)}; try again then."
+            )
         return ChatError(
             f"The server is rate limiting requests (429){_after_retries(config)}; wait a moment and try again."
         )
@@ -290,6 +342,36 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     if status >= 500:
         return ChatError(f"The server failed (HTTP {status}){_after_retries(config)}; try again later.")
     return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")
+
+
+# The SDK waits as a Retry-After header asks up to this long, and does not retry a longer wait.
+SDK_MAX_RETRY_WAIT = 120.0
+
+
+def _asked_wait(headers) -> float | None:
+    """The seconds a retry-after-ms or Retry-After header (seconds or an HTTP date) asks to wait."""
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            seconds = float(ms) / 1000
+        elif (value := headers.get("retry-after")) is None:
+            return None
+        elif value.strip().replace(".", "", 1).isdigit():
+            seconds = float(value)
+        else:
+            from email.utils import parsedate_to_datetime
+
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
 
 
 def _after_retries(config: Config) -> str:

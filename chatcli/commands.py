@@ -186,9 +186,10 @@ def sessions_command(session: Session, arg: str) -> Result:
 
 @command("resume", args="ID", help="Switch to a saved session.")
 def resume_command(session: Session, arg: str) -> Result:
-    if not arg.isdecimal():
+    number = whole_number(arg)
+    if number is None or number >= 2**63:  # ids are SQLite integers, which stop at 2**63 - 1
         return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
-    session.adopt(Session.load(session.journal, int(arg), client=session.client))
+    session.adopt(Session.load(session.journal, number, client=session.client))
     return Result(f"Resumed session {arg}: {session.title or 'untitled'}.", recap=True)
 
 
@@ -213,7 +214,12 @@ def export_command(session: Session, arg: str) -> Result:
 
     if not arg:
         return Result("Give a file to export to: /export chat.md or /export chat.json.", error=True)
-    target = write_export(session, arg)
+    if "\x00" in arg:
+        return Result("A file name cannot hold a NUL character; give another.", error=True)
+    try:
+        target = write_export(session, arg)
+    except RuntimeError:  # Path.expanduser: ~NAME when there is no user NAME
+        return Result(f"There is no home directory for {arg.split('/')[0]!r}; give the full path.", error=True)
     return Result(f"Exported {len(session.turns)} turns to {target}.")
 
 
@@ -234,7 +240,7 @@ def retry_command(session: Session, arg: str) -> Result:
 
 @command("copy", args="[N]", help="Copy the last reply, or its Nth code block, to the clipboard (OSC 52).")
 def copy_command(session: Session, arg: str) -> Result:
-    if arg and not arg.isdecimal():
+    if arg and whole_number(arg) is None:
         return Result(f"/copy takes the number of a code block in the last reply, as in /copy 2, not {arg!r}.", error=True)
     turn = next((t for t in reversed(session.turns) if t.reply), None)
     if turn is None:
@@ -301,6 +307,16 @@ def code_blocks(markdown: str) -> list[str]:
     return blocks
 
 
+def whole_number(text: str) -> int | None:
+    """Digits as a number, or None; int() refuses more than 4,300 digits, and no count or id has that many."""
+    if not text.isdecimal():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def _usage_cells(row) -> list[str]:
     u, mark = row.usage, "" if row.exact else "≈"
     return [f"{mark}{u.prompt_tokens:,}", f"{mark}{u.completion_tokens:,}", f"{mark}{u.total_tokens:,}", format_cost(row.cost, exact=row.exact)]
@@ -345,7 +361,7 @@ def tokens_command(session: Session, arg: str) -> Result:
 
 @command("compact", args="[N]", help="Summarise all but the last N turns (default 2) to free the context window.")
 def compact_command(session: Session, arg: str) -> Result:
-    if arg and not arg.isdecimal():
+    if arg and whole_number(arg) is None:
         return Result(f"/compact takes how many recent turns to keep, as in /compact 2, not {arg!r}.", error=True)
     from chatcli.compact import compact
 

@@ -45,6 +45,8 @@ class Setting:
         if self.choices:
             return " or ".join(f'"{c}"' for c in self.choices)
         noun = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}[self.kind]
+        if self.kind is str and not self.optional:
+            noun = "a non-empty string"
         if self.minimum is not None and self.maximum is not None:
             return f"{noun} from {_fmt(self.minimum)} to {_fmt(self.maximum)}"
         if self.minimum is not None:
@@ -61,7 +63,10 @@ class Setting:
             return None
         ok = isinstance(value, self.kind) and not (self.kind is not bool and isinstance(value, bool))
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
+            try:
+                value, ok = float(value), True
+            except OverflowError:  # past 1.8e308: no float holds it, so it is out of any range
+                pass
         if ok and self.kind is str and not value.strip() and not self.optional:
             ok = False
         if ok and self.choices and value not in self.choices:
@@ -150,6 +155,7 @@ class Config:
     budget: Mapping[str, Any] = field(default_factory=dict)
     save: bool = True
     db: str | None = None
+    redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from what is sent (chatcli.pii)
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()  # said once at start: a file holding the key that others can read
 
@@ -180,7 +186,7 @@ def read_dotenv(env: Env) -> dict[str, str]:
     from dotenv.parser import parse_stream
 
     path = env.cwd / ".env"
-    if not path.is_file():
+    if not path.exists():
         return {}
     try:
         text = path.read_text(encoding="utf-8")
@@ -206,6 +212,9 @@ def _variables_layer(variables: Mapping[str, str], source: str) -> dict[str, Any
     for setting in SETTINGS:
         if setting.env_var in variables:
             values[setting.key] = setting.parse(variables[setting.env_var], f"{setting.env_var} {source}")
+    if "CHATCLI_REDACT" in variables:
+        kinds = [k.strip() for k in variables["CHATCLI_REDACT"].split(",") if k.strip()]
+        values["redact"] = read_redact_list(kinds, f"CHATCLI_REDACT {source}")
     return values
 
 
@@ -290,6 +299,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"The config file {path} is not UTF-8 text; save it as UTF-8.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {path} is not valid TOML ({exc}).") from None
+    except (ValueError, RecursionError):  # tomllib lets these out for an integer over 4,300 digits, or deep nesting
+        raise ConfigError(f"The config file {path} could not be read: it has a number too long or values nested too deep.") from None
     except OSError as exc:
         raise ConfigError(f"The config file {path} could not be read ({exc.strerror}).") from None
     values: dict[str, Any] = {}
@@ -302,6 +313,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
             continue
         if key == "budget":
             values["budget"] = read_budget_table(value, path)
+            continue
+        if key == "redact":
+            values["redact"] = read_redact_list(value, f"'redact' in {path}")
             continue
         setting = SETTINGS_BY_KEY.get(key)
         if key in RENAMED:
@@ -354,6 +368,21 @@ def read_budget_table(table: Any, path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown key '{key}' in [budget]; known: {', '.join(BUDGET_KEYS)}.")
         budget[key] = setting.check(value, f"[budget] {key} in {path}")
     return budget
+
+
+def read_redact_list(value: Any, where: str) -> tuple[str, ...]:
+    """redact = ["email", "phone", ...]: the kinds of personal data to scrub before sending."""
+    from chatcli.pii import KINDS
+
+    example = 'redact = ["email", "phone"]'
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of kinds, as in {example}; known: {', '.join(KINDS)}.")
+    for kind in value:
+        if kind not in KINDS:
+            near = difflib.get_close_matches(kind, KINDS, n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"{where}: unknown kind {kind!r}; known: {', '.join(KINDS)}.{hint}")
+    return tuple(dict.fromkeys(value))
 
 
 PRICE_KEYS = ("input", "cached_input", "output")
@@ -434,6 +463,11 @@ def example_toml() -> str:
         "# input = 0.50",
         "# cached_input = 0.25",
         "# output = 1.50",
+        "",
+        "# Personal data scrubbed from your messages before they are sent, each to a placeholder",
+        "# such as [EMAIL_REDACTED]; chatcli says what it scrubbed. Environment: CHATCLI_REDACT=email,phone.",
+        "# Kinds: email, phone, id_card (mainland China resident ID), credit_card, api_key.",
+        '# redact = ["email", "phone", "id_card", "credit_card", "api_key"]',
         "",
         "# Spending caps, checked before each request; at 80% of a cap chatcli warns once.",
         "# [budget]",

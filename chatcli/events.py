@@ -58,4 +58,19 @@ class Retrying:
         return f"{self.reason}, retrying in {wait} (attempt {self.attempt}/{self.of})"
 
 
-Event = TextDelta | ReasoningDelta | Usage | Finish | Retrying
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    """Personal data was scrubbed from the message before it was sent (config `redact`): counts by kind."""
+
+    counts: tuple[tuple[str, int], ...]
+
+    def __str__(self) -> str:
+        from chatcli.pii import describe
+
+        return f"redacted {describe(dict(self.counts))} before sending"
+
+
+# Said above the reply as it happens, not part of it.
+NOTICES = (Retrying, Redacted)
+
+Event = TextDelta | ReasoningDelta | Usage | Finish | Retrying | Redacted

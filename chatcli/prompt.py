@@ -81,8 +81,12 @@ def _short(n: int) -> str:
     return str(n)
 
 
-def open_history(path: Path | None) -> History:
-    """Input history kept across runs, in a file only the user can read."""
+def open_history(path: Path | None, *, redact: tuple[str, ...] = ()) -> History:
+    """Input history kept across runs, in a file only the user can read.
+
+    With `redact` set, the file keeps each message as it was sent, scrubbed:
+    personal data kept out of the request is kept off the disk too.
+    """
     if path is None:
         return InMemoryHistory()
     try:
@@ -91,7 +95,16 @@ def open_history(path: Path | None) -> History:
         os.close(fd)
     except OSError:
         return InMemoryHistory()
-    return FileHistory(str(path))
+    if not redact:
+        return FileHistory(str(path))
+
+    class ScrubbedHistory(FileHistory):
+        def store_string(self, string: str) -> None:
+            from chatcli.pii import scrub
+
+            super().store_string(scrub(string, redact).text)
+
+    return ScrubbedHistory(str(path))
 
 
 def make_prompt_session(

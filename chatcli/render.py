@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.blocks import BlockSplitter
-from chatcli.events import Event, ReasoningDelta, Retrying, TextDelta
+from chatcli.events import NOTICES, Event, ReasoningDelta, TextDelta
 from chatcli.session import PENDING
 from chatcli.terminal import ControlFilter, InterruptGuard, strip_controls
 
@@ -70,7 +70,7 @@ class PlainRenderer(Renderer):
         self._last = "\n"
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, Retrying):
+        if isinstance(event, NOTICES):
             if self._notices is not None:
                 self._notices.write(f"chatcli: {event}.\n")
                 self._notices.flush()
@@ -123,7 +123,7 @@ class MarkdownRenderer(Renderer):
             if self.thinking:
                 self.thinking = False
                 self._end_reasoning()
-        elif isinstance(event, Retrying):
+        elif isinstance(event, NOTICES):
             from rich.text import Text
 
             self._print(Text(str(event), style="yellow"))

@@ -67,7 +67,7 @@ class Repl:
         self.verbose = verbose
         self.console = make_console(out, color=color)
         self.prompt = make_prompt_session(
-            session, REGISTRY, history=open_history(history_path), color=color, input=input, output=output
+            session, REGISTRY, history=open_history(history_path, redact=session.redact), color=color, input=input, output=output
         )
         self._orphan: Turn | None = None
         self._warm_up = threading.Thread(target=self._warm, daemon=True) if warm_up else None

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.budget import Budget, BudgetGuard, Spending
 from chatcli.errors import ChatError, ContextLengthError, Terminated
-from chatcli.events import Event, Finish, ReasoningDelta, TextDelta, Usage
+from chatcli.events import Event, Finish, ReasoningDelta, Redacted, TextDelta, Usage
 from chatcli.journal import Journal, make_title
+from chatcli.pii import scrub
 from chatcli.pricing import Pricing
 from chatcli.store import Spend
 from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Fit, Tokenizer, fit
@@ -135,6 +136,7 @@ class Session:
     # /usage and the toolbar keep counting what the ledger counts.
     spent_elsewhere: list[OtherCost] = field(default_factory=list)
     show_reasoning: bool = True  # a view preference (/reasoning), read by the REPL when it draws a reply
+    redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from each message before it is sent
     _guard: BudgetGuard | None = field(default=None, repr=False)
 
     @property
@@ -418,6 +420,12 @@ class Session:
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Turn:
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked."""
         assert self.client is not None, "a session restored for reading cannot send"
+        redacted = None
+        if self.redact:
+            # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.
+            scrubbed = scrub(text, self.redact)
+            text = scrubbed.text
+            redacted = Redacted(tuple(scrubbed.counts.items())) if scrubbed.counts else None
         plan = self.plan(text)
         if not plan.tokens.exact and 2 * plan.tokens.tokens + plan.reserve > plan.window:
             # Near the window, where an estimate could be wrong about what fits: count exactly,
@@ -447,6 +455,8 @@ class Session:
         thoughts: list[str] = []
         stop: Terminated | None = None
         events = self._stream_fitting(turn, plan, messages)
+        if redacted is not None and on_event is not None:
+            on_event(redacted)
         self.client.on_retry = on_event  # a retry is said when it happens, before the wait
         try:
             self.client.warm_up()  # so the latency recorded is the server's, not our imports'

@@ -144,6 +144,10 @@ class Store:
         self.db.execute("COMMIT")
 
     def _migrate(self, migrations: list[Callable[[sqlite3.Connection], None]]) -> None:
+        # Reading the version takes no lock in WAL mode: a database already up to date is not
+        # locked at all here, so many chatcli processes starting at once do not queue for it.
+        if self.db.execute("PRAGMA user_version").fetchone()[0] == len(migrations):
+            return
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
@@ -356,6 +360,8 @@ def _enable_wal(db: sqlite3.Connection) -> None:
     handler does not wait for it here: two chatcli processes starting together
     on first use would otherwise see "database is locked" at once.
     """
+    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+        return  # already: setting it again would take the lock for nothing
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:

@@ -3,12 +3,18 @@
 No test touches the real home or the network: every test gets its own HOME,
 XDG directories and working directory, and talks to tests/server.py on
 127.0.0.1 through the real openai SDK.
+
+Every test is also a secret-grep: the API key is made afresh for each run, and
+after each test no file under its tmp directory (config, database and WAL,
+input history, exports, logs) and nothing chatcli wrote to a terminal or pipe
+may hold it, except the files a test put it in on purpose (`key_files`).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +23,47 @@ import pytest
 
 from tests.server import ChatServer
 
-TEST_KEY = "sk-test-4f9c2e7d1b"
+TEST_KEY = "sk-test-" + secrets.token_hex(12)  # new each run, so finding it anywhere means a leak
+
+# What chatcli wrote during the current test, to be grepped for the key afterwards.
+OUTPUTS: list[io.StringIO | subprocess.CompletedProcess | object] = []
+
+
+def leaks_in(text: str | bytes) -> bool:
+    """Whether text holds the key, whole or its distinctive second half."""
+    needles = (TEST_KEY, TEST_KEY[-12:])
+    if isinstance(text, bytes):
+        return any(n.encode() in text or n.encode("utf-16-le") in text for n in needles)
+    return any(n in text for n in needles)
+
+
+def _written(output: object) -> str:
+    if isinstance(output, subprocess.CompletedProcess):
+        return f"{output.stdout or ''}{output.stderr or ''}"
+    if isinstance(output, io.StringIO):
+        return output.getvalue()
+    read = getattr(output, "logfile_read", None)  # a pexpect child: all it printed
+    return read.getvalue() if isinstance(read, io.StringIO) else ""
+
+
+@pytest.fixture
+def key_files() -> set[Path]:
+    """Files a test wrote the key into on purpose (a config file, a .env): exempt from the grep."""
+    return set()
+
+
+@pytest.fixture(autouse=True)
+def no_key_anywhere(tmp_path: Path, key_files: set[Path]):
+    OUTPUTS.clear()
+    yield
+    try:
+        for output in OUTPUTS:
+            assert not leaks_in(_written(output)), f"the API key reached the output: {_written(output)[-500:]!r}"
+        for path in tmp_path.rglob("*"):
+            if path.is_file() and not path.is_symlink() and path not in key_files:
+                assert not leaks_in(path.read_bytes()), f"the API key was written to {path}"
+    finally:
+        OUTPUTS.clear()
 CHATCLI = Path(sys.executable).with_name("chatcli")
 
 
@@ -82,11 +128,14 @@ def run_chatcli(chat_env: dict[str, str]):
             process: bool = False):
         environ = {**chat_env, **(env or {})}
         if process or PROCESS_ONLY & set(env or {}):
-            return subprocess.run(
+            result = subprocess.run(
                 [str(CHATCLI), *args], input=input if input is not None else "", capture_output=True,
                 text=True, env=environ, timeout=timeout,
             )
-        return run_in_process(list(args), input=input or "", environ=environ)
+        else:
+            result = run_in_process(list(args), input=input or "", environ=environ)
+        OUTPUTS.append(result)
+        return result
 
     return run
 
@@ -131,6 +180,8 @@ def spawn_chatcli(chat_env: dict[str, str]):
             codec_errors="replace",
             timeout=15,
         )
+        child.logfile_read = io.StringIO()
+        OUTPUTS.append(child)
         children.append(child)
         return child
 

@@ -137,6 +137,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     raw: bytes
+    at: float = field(default_factory=time.monotonic)  # when the request arrived, to measure retry waits
 
 
 def _content_text(content: Any) -> str:

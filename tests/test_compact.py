@@ -11,6 +11,7 @@ from chatcli.commands import REGISTRY
 from chatcli.config import Config
 from chatcli.journal import Journal
 from chatcli.session import Session
+from tests.conftest import TEST_KEY
 from tests.server import Reply
 from tests.test_tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
 
@@ -22,7 +23,7 @@ def bytes_sent(messages: list[dict[str, str]]) -> int:
 
 
 def long_session(srv, tmp_path, turns: int) -> Session:
-    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     session = Session(
         client=client, model="test-model", system="Be brief.", journal=Journal.open(tmp_path / "chatcli.db"),
         tokenizer=tokenizer(window=WINDOW, output=OUTPUT),

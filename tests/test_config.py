@@ -161,7 +161,8 @@ def test_base_url_flag_overrides_environment() -> None:
 # --------------------------------------------------------------------------- #
 
 
-def test_dotenv_in_the_working_directory_is_read() -> None:
+def test_dotenv_in_the_working_directory_is_read(key_files: set[Path]) -> None:
+    key_files.add(Path.cwd() / ".env")
     write_dotenv(
         "# my project's settings\n"
         f"OPENAI_API_KEY={TEST_KEY}\n"
@@ -342,8 +343,8 @@ def test_missing_default_config_file_is_fine() -> None:
         ("max_retries = 11\n", ["'max_retries'", "from 0 to 10", "11"]),
         ('render = "fancy"\n', ["'render'", '"markdown" or "plain"']),
         ('markdown = false\n', ["'markdown' is now render"]),
-        ('model = ""\n', ["'model'", "a string"]),
-        ("model = 4\n", ["'model'", "a string"]),
+        ('model = ""\n', ["'model'", "a non-empty string"]),
+        ("model = 4\n", ["'model'", "a non-empty string"]),
     ],
     ids=[
         "unknown-near", "unknown-near-2", "unknown-far", "wrong-type", "above-range", "below-range",
@@ -360,12 +361,28 @@ def test_bad_config_file_errors(text: str, words: list[str]) -> None:
         assert word in message.lower(), message
 
 
-def test_invalid_toml_names_the_file() -> None:
-    path = write_config("temperature = \nmodel = gpt-4o\n")
+def test_invalid_toml_names_the_file_line_and_column() -> None:
+    path = write_config('model = "gpt-4o"\ntemperature = = 0.5\n')
     message = load_error()
 
     assert str(path) in message
     assert "TOML" in message
+    assert "line 2, column 15" in message
+
+
+def test_an_unreadable_dotenv_is_a_config_error_naming_it() -> None:
+    path = Path.cwd() / ".env"
+    path.mkdir()  # a directory where the file should be: unreadable, even for root
+    message = load_error()
+    assert message.startswith(f"{path} could not be read (") and message.endswith(").")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file, whatever its mode")
+def test_a_dotenv_without_read_permission_is_a_config_error() -> None:
+    path = Path.cwd() / ".env"
+    path.write_text("CHATCLI_MODEL=x\n")
+    path.chmod(0)
+    assert load_error() == f"{path} could not be read (Permission denied)."
 
 
 def test_a_bad_value_in_a_file_from_config_flag_names_that_file(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ is recognised by what starts one: bracketed paste switched on, then the ">".
 from __future__ import annotations
 
 import re
+import time
 
 import pexpect
 import pytest
@@ -74,6 +75,20 @@ def test_system_flag_starts_the_repl_with_that_persona(srv, spawn_chatcli):
         {"role": "system", "content": "You are a terse SQL expert"},
         {"role": "user", "content": "hi"},
     ]
+    quit_with_ctrl_d(child)
+
+
+def test_ctrl_c_at_the_prompt_never_quits(srv, spawn_chatcli):
+    child = spawn_chatcli()
+    expect_prompt(child)
+    for keys in ("\x03", "\x03", "half a thought", "\x03"):  # twice at an empty prompt, then on a typed line
+        child.send(keys)
+        time.sleep(0.2)
+    assert child.isalive()
+    child.send("still here?\r")
+    child.expect_exact("echo: still here?", timeout=TIMEOUT)
+    expect_prompt(child)
+    assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == ["still here?"]
     quit_with_ctrl_d(child)
 
 

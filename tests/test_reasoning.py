@@ -17,6 +17,7 @@ from chatcli.client import ChatClient
 from chatcli.config import Config
 from chatcli.journal import Journal
 from chatcli.session import Session
+from tests.conftest import TEST_KEY
 from tests.server import Reply
 
 THINKING = "Let me think.\nSix times seven is forty-two."
@@ -70,7 +71,7 @@ def test_a_pipe_gets_the_answer_alone(srv, run_chatcli):
 
 
 def test_reasoning_is_stored_with_the_reply_and_never_sent_back(srv, tmp_path):
-    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     journal = Journal.open(tmp_path / "chatcli.db")
     session = Session(client=client, model="test-model", journal=journal)
     srv.script(Reply(ANSWER, reasoning=THINKING))
@@ -154,7 +155,7 @@ def test_the_stats_line_follows_each_reply_in_the_repl_too(srv, spawn_chatcli):
 
 
 def test_a_reasoning_models_first_token_is_its_first_thought(srv, tmp_path):
-    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0))
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     session = Session(client=client, model="test-model")
     srv.script(Reply(ANSWER, reasoning="thinking " * 20, chunk_size=4, delay=0.01))
     turn = session.send("what is six times seven")

@@ -13,6 +13,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from prompt_toolkit.completion import CompleteEvent
@@ -26,6 +27,7 @@ from chatcli.config import Config
 from chatcli.prompt import SlashCompleter, make_toolbar
 from chatcli.repl import Repl
 from chatcli.session import Session
+from tests.conftest import OUTPUTS, TEST_KEY
 from tests.server import Error, Reply, compute_usage
 
 ENTER = "\r"
@@ -48,26 +50,34 @@ class Chat:
     pipe: PipeInput
     out: io.StringIO
 
-    def run(self, *keys: str, pause: float | None = None) -> str:
+    def run(self, *keys: str | Callable[[], None], pause: float | None = None) -> str:
         """Type `keys`, then Ctrl-D; run the REPL to its end and return its output.
 
         With `pause`, each key string is typed after a pause, from a thread, as
         a person would: needed where prompt-toolkit works asynchronously
-        (history loading, completion) between two keys.
+        (history loading, completion) between two keys. A string ending in Enter
+        sends a line, and the next key waits for the prompt after it. A callable
+        is called there instead of typing, to change the world between two turns.
         """
         if pause is None:
-            self.pipe.send_text("".join(keys) + CTRL_D)
+            self.pipe.send_text("".join(keys) + CTRL_D)  # type: ignore[arg-type]
             assert self.repl.run() == 0
         else:
 
             def typist() -> None:
                 app = self.repl.prompt.app
-                for chunk in (*keys, CTRL_D):
+                answered = None  # the prompt that took the last Enter
+                for key in (*keys, CTRL_D):
                     time.sleep(pause)
-                    deadline = time.monotonic() + 10
-                    while not app.is_running and time.monotonic() < deadline:
+                    deadline = time.monotonic() + 20
+                    while time.monotonic() < deadline and not (app.is_running and app.future is not answered):
                         time.sleep(0.01)  # a reply is still streaming: wait for the next prompt
-                    self.pipe.send_text(chunk)
+                    if callable(key):
+                        key()
+                        continue
+                    if key.endswith(ENTER) and not key.endswith(ESC_ENTER):
+                        answered = app.future
+                    self.pipe.send_text(key)
 
             thread = threading.Thread(target=typist, daemon=True)
             thread.start()
@@ -80,6 +90,7 @@ def piped_chat(stack: ExitStack, session: Session, *, markdown: bool = True, his
     """A Repl on `session` as cli.py builds it, reading keys from a pipe and drawing to a string."""
     pipe = stack.enter_context(create_pipe_input())
     out = io.StringIO()
+    OUTPUTS.append(out)  # grepped for the key after the test
     repl = Repl(
         session,
         out=out,
@@ -106,7 +117,7 @@ def chat(srv, tmp_path: Path):
             markdown: bool = True,
             history: Path | None = None,
         ) -> Chat:
-            config = Config(base_url=srv.base_url, api_key="sk-test", max_retries=0, read_timeout=10)
+            config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
             session = Session(client=ChatClient(config), model=model, system=system, params=dict(params or {}))
             return piped_chat(stack, session, markdown=markdown, history=history or tmp_path / "history")
 

@@ -24,6 +24,7 @@ from chatcli.client import ChatClient
 from chatcli.config import Config
 from chatcli.journal import Journal
 from chatcli.session import Session, Turn
+from tests.conftest import TEST_KEY
 from tests.server import Echo, Error, Reply, compute_usage
 from tests.test_repl import (
     CTRL_C,
@@ -109,7 +110,7 @@ def chat(srv, tmp_path: Path, db_path: Path):
             markdown: bool = True,
             resume: int | None = None,
         ) -> Chat:
-            config = Config(base_url=srv.base_url, api_key="sk-test", max_retries=0, read_timeout=10)
+            config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
             client = ChatClient(config)
             journal = Journal.open(db_path)
             assert journal.saving, journal.take_warning()

@@ -8,12 +8,13 @@ from chatcli.client import ChatClient
 from chatcli.config import Config
 from chatcli.events import TextDelta
 from chatcli.session import COMPLETE, ERROR, INTERRUPTED, TRUNCATED, Session
+from tests.conftest import TEST_KEY
 from tests.server import Error, Reply
 
 
 @pytest.fixture
 def session(srv) -> Session:
-    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0, read_timeout=5))
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=5))
     return Session(client=client, model="gpt-4o-mini", system="Be brief.", params={"temperature": 0.2})
 
 

@@ -27,6 +27,7 @@ from chatcli.config import Config
 from chatcli.journal import Journal
 from chatcli.session import COMPLETE, Session
 from chatcli.store import MIGRATIONS, Store, StoredMessage, StoreError
+from tests.conftest import TEST_KEY
 from tests.server import Reply
 
 pytestmark = pytest.mark.timeout(30)
@@ -330,6 +331,15 @@ def lock_held_by_another_process(path: Path, tmp_path: Path, seconds: float, *st
     assert holder.returncode == 0, holder.stderr.read()
 
 
+def test_opening_an_up_to_date_database_does_not_wait_for_a_writer(store, db_path, tmp_path):
+    """Many chatcli processes start at once (xargs -P): only their writes queue for the lock, not their starts."""
+    store.close()
+    with lock_held_by_another_process(db_path, tmp_path, 1.0):
+        started = time.monotonic()
+        Store.open(db_path).close()
+        assert time.monotonic() - started < 0.5
+
+
 def test_a_write_waits_for_another_programs_lock_and_then_succeeds(store, db_path, tmp_path):
     sid = store.create_session(model="m", system=None, params={})
     insert = "INSERT INTO sessions (title, created_at, updated_at, model, params) VALUES ('holder', 0, 0, 'x', '{}')"
@@ -459,7 +469,7 @@ def test_prune_deletes_only_sessions_older_than_the_cutoff(store, db_path):
 
 
 def chat_session(srv, journal: Journal) -> Session:
-    client = ChatClient(Config(base_url=srv.base_url, api_key="sk-test", max_retries=0, read_timeout=5))
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=5))
     return Session(client=client, model="gpt-4o-mini", journal=journal)
 
 

@@ -1,0 +1,94 @@
+"""--verbose and --log-file: each request, its timings and its retries, with secrets taken out.
+
+chatcli logs what it sends (the URL, the model, how many messages and bytes,
+the parameters) and how long each step took, never the words of a message.
+The SDK's and httpx2's own records go to the same place. Every line passes
+through one redacting formatter, so a key can reach the log neither through
+chatcli's records nor through a library's: the configured key, Authorization
+and api-key headers, and anything shaped like a known key format.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, TextIO
+
+from chatcli.errors import UsageError
+
+log = logging.getLogger("chatcli")
+
+# The libraries whose records are worth having, at the level that says what they did.
+LIBRARIES = {"openai": logging.DEBUG, "httpx2": logging.INFO}
+
+_AUTH = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+")
+
+
+def redact_secrets(text: str, secret: str | None) -> str:
+    """The text with the key, credential headers and key-shaped strings replaced."""
+    from chatcli.pii import scrub
+
+    if secret:
+        text = text.replace(secret, "***")
+    text = _AUTH.sub(r"\1\2***", text)
+    return scrub(text, ("api_key",)).text
+
+
+class Redacting(logging.Formatter):
+    def __init__(self, secret: str | None) -> None:
+        super().__init__("%(asctime)s.%(msecs)03d %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+        self.secret = secret
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_secrets(super().format(record), self.secret)
+
+
+class _Handler(logging.StreamHandler):
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        """Drop the line: logging's default prints a traceback with the record's unredacted arguments."""
+
+
+@contextmanager
+def logging_to(stderr: TextIO, *, verbose: bool, log_file: str | None, secret: str | None) -> Iterator[None]:
+    """Send the log to stderr (--verbose) and/or a file (--log-file) while the block runs."""
+    handlers: list[logging.Handler] = []
+    if verbose:
+        handlers.append(_Handler(stderr))
+    if log_file:
+        handlers.append(_Handler(_open_log(Path(log_file).expanduser())))
+    formatter = Redacting(secret)
+    loggers = {log: logging.INFO, **{logging.getLogger(name): level for name, level in LIBRARIES.items()}}
+    saved = {logger: (logger.level, logger.propagate) for logger in loggers}
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    if handlers:
+        for logger, level in loggers.items():
+            logger.setLevel(level)
+            logger.propagate = False
+            for handler in handlers:
+                logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, (level, propagate) in saved.items():
+            for handler in handlers:
+                logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+        for handler in handlers:
+            handler.flush()
+            if handler.stream is not stderr:
+                handler.stream.close()
+
+
+def _open_log(path: Path) -> TextIO:
+    """The log file, appended to, readable by its owner only (it names servers and models)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise UsageError(f"Cannot write the log file {path} ({exc.strerror or exc}); check --log-file.") from None
