@@ -81,6 +81,9 @@ class Registry:
             near = difflib.get_close_matches(name.lower(), self._lookup, n=1, cutoff=0.5)
             hint = f" Did you mean /{near[0]}?" if near else " Type /help for the list."
             return Result(f"Unknown command /{name}.{hint}", error=True)
+        if arg.strip() and not cmd.args:
+            # Never half-obey: /undo 3 would drop one exchange, /clear now would clear.
+            return Result(f"/{cmd.name} takes nothing after it, not {_shown(arg.strip())}; type /{cmd.name} alone.", error=True)
         try:
             return cmd.handler(session, arg.strip())
         except ChatError as exc:
@@ -140,8 +143,8 @@ def temp_command(session: Session, arg: str) -> Result:
 def model_command(session: Session, arg: str) -> Result:
     if not arg:
         return Result(f"Model: {session.model}")
-    if any(ch.isspace() for ch in arg):
-        return Result(f"A model name has no spaces: {arg!r}.", error=True)
+    if any(ch.isspace() or not ch.isprintable() for ch in arg):
+        return Result(f"A model name has no spaces or control characters: {arg!r}.", error=True)
     session.set_model(arg)
     return Result(f"Model set to {arg}.")
 
@@ -305,6 +308,11 @@ def code_blocks(markdown: str) -> list[str]:
         code = "\n".join(body)
         blocks.append(code[:-1] if code.endswith("\r") else code)
     return blocks
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A user's argument quoted in an error: one line, bounded."""
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def whole_number(text: str) -> int | None:

@@ -70,7 +70,17 @@ class Redacted:
         return f"redacted {describe(dict(self.counts))} before sending"
 
 
-# Said above the reply as it happens, not part of it.
-NOTICES = (Retrying, Redacted)
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A --verbose log line written while a reply is drawn: the REPL passes it to the renderer."""
 
-Event = TextDelta | ReasoningDelta | Usage | Finish | Retrying | Redacted
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# Said above the reply as it happens, not part of it.
+NOTICES = (Retrying, Redacted, LogLine)
+
+Event = TextDelta | ReasoningDelta | Usage | Finish | Retrying | Redacted | LogLine

@@ -15,14 +15,14 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 from chatcli.errors import UsageError
 
 log = logging.getLogger("chatcli")
 
 # The libraries whose records are worth having, at the level that says what they did.
-LIBRARIES = {"openai": logging.DEBUG, "httpx2": logging.INFO}
+LIBRARIES = {"openai": logging.INFO, "httpx2": logging.INFO}
 
 _AUTH = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+")
 
@@ -46,9 +46,38 @@ class Redacting(logging.Formatter):
         return redact_secrets(super().format(record), self.secret)
 
 
+# Where --verbose lines go instead of stderr while the REPL draws a reply (see `routed`).
+_route: Callable[[str], None] | None = None
+
+
 class _Handler(logging.StreamHandler):
+    def __init__(self, stream: TextIO, *, routable: bool = False) -> None:
+        super().__init__(stream)
+        self.routable = routable
+
+    def emit(self, record: logging.LogRecord) -> None:
+        route = _route
+        if not (self.routable and route is not None):
+            return super().emit(record)
+        try:
+            route(self.format(record))
+        except Exception:  # noqa: BLE001 - a log line must never break the reply
+            self.handleError(record)
+
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         """Drop the line: logging's default prints a traceback with the record's unredacted arguments."""
+
+
+@contextmanager
+def routed(say: Callable[[str], None]) -> Iterator[None]:
+    """While the block runs, --verbose lines go to `say` (the renderer, which prints them above
+    the reply it is drawing) instead of straight to stderr, where they would cut into it."""
+    global _route
+    saved, _route = _route, say
+    try:
+        yield
+    finally:
+        _route = saved
 
 
 @contextmanager
@@ -56,7 +85,7 @@ def logging_to(stderr: TextIO, *, verbose: bool, log_file: str | None, secret: s
     """Send the log to stderr (--verbose) and/or a file (--log-file) while the block runs."""
     handlers: list[logging.Handler] = []
     if verbose:
-        handlers.append(_Handler(stderr))
+        handlers.append(_Handler(stderr, routable=True))
     if log_file:
         handlers.append(_Handler(_open_log(Path(log_file).expanduser())))
     formatter = Redacting(secret)

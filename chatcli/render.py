@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.blocks import BlockSplitter
-from chatcli.events import NOTICES, Event, ReasoningDelta, TextDelta
+from chatcli.events import NOTICES, Event, LogLine, ReasoningDelta, TextDelta
 from chatcli.session import PENDING
 from chatcli.terminal import ControlFilter, InterruptGuard, strip_controls
 
@@ -72,7 +72,11 @@ class PlainRenderer(Renderer):
     def handle(self, event: Event) -> None:
         if isinstance(event, NOTICES):
             if self._notices is not None:
-                self._notices.write(f"chatcli: {event}.\n")
+                line = str(event) if isinstance(event, LogLine) else f"chatcli: {event}."
+                if self._notices is self._out and self._last != "\n":
+                    line = "\n" + line  # not glued to the end of a line of the reply
+                    self._last = "\n"
+                self._notices.write(line + "\n")
                 self._notices.flush()
             return
         super().handle(event)
@@ -126,7 +130,7 @@ class MarkdownRenderer(Renderer):
         elif isinstance(event, NOTICES):
             from rich.text import Text
 
-            self._print(Text(str(event), style="yellow"))
+            self._print(Text(str(event), style="dim" if isinstance(event, LogLine) else "yellow"))
             return
         super().handle(event)
 

@@ -15,6 +15,8 @@ from chatcli import __version__
 from chatcli.commands import REGISTRY, Result
 from chatcli.env import isatty
 from chatcli.errors import ChatError, Terminated
+from chatcli.events import LogLine
+from chatcli.log import routed
 from chatcli.prompt import make_prompt_session, open_history
 from chatcli.render import (
     MarkdownRenderer,
@@ -188,7 +190,8 @@ class Repl:
             else PlainRenderer(self.out, notices=self.out)
         )
         try:
-            with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer:
+            with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer, \
+                    routed(lambda line: renderer.handle(LogLine(line))):
                 if text is None:
                     turn = self.session.retry(on_event=renderer.handle)
                 else:

@@ -111,3 +111,30 @@ def test_usage_says_why_a_turn_has_no_usage_and_clear_counts_exchanges(session):
 def test_a_slash_alone_is_a_hint_not_a_crash(session, line):
     result = REGISTRY.dispatch(session, line)
     assert result.error and "/help" in result.text
+
+
+# Every command with arguments it must refuse: one sentence each, and nothing changed.
+BAD_ARGUMENTS = [
+    ("/temp 3", "from 0 to 2"), ("/temp nan", "from 0 to 2"), ("/temp 1e309", "from 0 to 2"), ("/temp 0x1", "from 0 to 2"),
+    ("/model a b", "no spaces"), ("/model gpt\x1b[31m", "control characters"),
+    ("/resume abc", "/resume 12"), ("/resume -1", "/resume 12"), ("/resume " + "9" * 5000, "/resume 12"),
+    ("/export notes.txt", ".md or .json"), ("/export", "give a file"),
+    ("/copy x", "/copy 2"), ("/copy -1", "/copy 2"),
+    ("/compact x", "/compact 2"), ("/compact 1.5", "/compact 2"),
+    ("/reasoning maybe", "on or off"),
+    *[(f"/{name} {arg}", "takes nothing after it")
+      for name, arg in [("clear", "now"), ("undo", "3"), ("retry", "x"), ("usage", "all"), ("new", "x"),
+                        ("sessions", "x"), ("tokens", "x"), ("help", "temp"), ("exit", "now"), ("quit", "!")]],
+]
+
+
+@pytest.mark.parametrize("line, words", BAD_ARGUMENTS, ids=[repr(line[:24]) for line, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_one_sentence_and_change_nothing(session, line, words):
+    session.turns.append(finished_turn("gpt-4o-mini", 10, 5))
+    before = (session.model, dict(session.params), session.system, list(session.turns), session.show_reasoning)
+    result = REGISTRY.dispatch(session, line)
+
+    assert result.error and words in result.text.lower(), result.text
+    assert "\n" not in result.text and result.text.endswith(".") and len(result.text) < 200
+    assert not (result.exit or result.retry or result.prefill or result.recap or result.clipboard)
+    assert (session.model, session.params, session.system, session.turns, session.show_reasoning) == before

@@ -115,7 +115,7 @@ def test_every_log_line_is_redacted_whoever_writes_it(line: str, tmp_path: Path)
     log = tmp_path / "x.log"
     with logging_to(err, verbose=True, log_file=str(log), secret=secret):
         logging.getLogger("httpx2").info("sending %s", line)
-        logging.getLogger("openai").debug(line)
+        logging.getLogger("openai").info(line)
     for written in (err.getvalue(), log.read_text()):
         assert written.count("\n") == 2
         for token in re.findall(r"[A-Za-z0-9_+/=-]{16,}", line):
@@ -179,3 +179,30 @@ def test_a_key_from_any_source_is_sent_and_never_shown_or_stored(
     files = {p for p in tmp_path.rglob("*") if p.is_file()}
     assert any(p.name == "chatcli.db" for p in files) and (tmp_path / "chatcli.log").exists()
     assert os.environ.get("OPENAI_API_KEY") is None
+
+
+@pytest.mark.parametrize("markdown", [True, False], ids=["markdown", "plain"])
+def test_in_the_repl_verbose_lines_are_printed_above_the_reply_not_into_it(srv: ChatServer, tmp_path: Path, markdown):
+    """stderr written mid-reply would cut into the lines the REPL is drawing: the renderer prints them."""
+    import io
+    from contextlib import ExitStack
+
+    from chatcli.client import ChatClient
+    from chatcli.config import Config
+    from chatcli.session import Session
+    from tests.test_repl import ENTER, piped_chat
+
+    reply = "line one of the reply\n\nline two of the reply"
+    srv.script(Reply(reply, chunk_size=3, delay=0.01))
+    err = io.StringIO()
+    session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
+                      model="gpt-4o-mini")
+    with ExitStack() as stack:
+        stack.enter_context(logging_to(err, verbose=True, log_file=None, secret=TEST_KEY))
+        out = piped_chat(stack, session, markdown=markdown, history=tmp_path / "history").run("hello", ENTER)
+
+    assert err.getvalue() == ""  # nothing went around the renderer
+    lines = [line.rstrip() for line in out.splitlines()]
+    logged = [line for line in lines if LOG_LINE.match(line)]
+    assert any("first token after" in line for line in logged) and any("reply ended after" in line for line in logged)
+    assert "line one of the reply" in lines and "line two of the reply" in lines, out  # whole lines, nothing cut in
