@@ -174,13 +174,13 @@ def _run(args: argparse.Namespace, env) -> int:
     for warning in config.warnings:
         env.stderr.write(f"chatcli: warning: {warning}\n")
     require_api_key(config)
-    if not (args.verbose or args.log_file):
+    if not args.verbose and args.log_file is None:
         return _start(args, env, config, flags)
 
     from chatcli.log import log, logging_to
 
     with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
-        log.info("chatcli %s: %s at %s, API key %s, config %s", __version__, config.model, config.base_url,
+        log.info("chatcli %s: %s at %s, API key %s, config %s", __version__, config.model, config.shown_url,
                  "set" if config.api_key else "not set", config.config_path)
         return _start(args, env, config, flags)
 
@@ -234,7 +234,10 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
     # The output strategy, chosen once: markdown only for a terminal that wants decoration.
     markdown = config.render == "markdown" and not args.plain and not env.no_color and env.stdout_isatty
     session.show_reasoning = config.show_reasoning
-    session.redact = config.redact
+    if session.system and session.redact:
+        redacted = session.set_system(session.system)  # from the config, a flag, or a session saved before
+        if redacted is not None:
+            env.stderr.write(f"chatcli: {redacted}.\n")
 
     if args.question or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot

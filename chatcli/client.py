@@ -70,11 +70,18 @@ class ChatClient:
         The caller decides what a missing Finish means (a truncated reply).
         """
         body = {k: v for k, v in params.items() if v is not None}
+        if self.config.redact:
+            # Every request passes here: the system prompt, old turns of a resumed session and
+            # /compact's summaries are scrubbed too, not only the message being sent.
+            from chatcli.pii import scrub
+
+            messages = [{**m, "content": scrub(m["content"], self.config.redact).text}
+                        if isinstance(m.get("content"), str) else m for m in messages]
         if not log.isEnabledFor(logging.INFO):
             return self._stream(model, messages, body)
         size = len(json.dumps(messages, ensure_ascii=False).encode())
         settings = "".join(f", {k} {v}" for k, v in body.items())
-        log.info("POST %s/chat/completions: model %s, %d messages, %d bytes%s", self.config.base_url, model,
+        log.info("POST %s/chat/completions: model %s, %d messages, %d bytes%s", self.config.shown_url, model,
                  len(messages), size, settings)
         return _logged(self._stream(model, messages, body), time.monotonic())
 
@@ -101,7 +108,7 @@ class ChatClient:
                     yield from _chunk_events(response.read().decode("utf-8", "replace"), self.config.api_key)
                 else:
                     raise ChatError(
-                        f"The server at {self.config.base_url} answered with {kind.split(';')[0] or 'no content type'}, "
+                        f"The server at {self.config.shown_url} answered with {kind.split(';')[0] or 'no content type'}, "
                         "not a chat stream; check the base URL, which usually ends in /v1."
                     )
         except openai.APIStatusError as exc:
@@ -120,20 +127,20 @@ class ChatClient:
         tries = self.config.max_retries + 1
         each = f" on each of {tries} tries" if tries > 1 else ""
         return NetworkError(
-            f"The server at {self.config.base_url} went silent for more than {self.config.read_timeout:g}s{each}; "
+            f"The server at {self.config.shown_url} went silent for more than {self.config.read_timeout:g}s{each}; "
             "try again, or raise read_timeout in your config."
         )
 
     def _connect_timeout_error(self) -> NetworkError:
         return NetworkError(
-            f"Could not connect to {self.config.base_url} within {self.config.connect_timeout:g}s; "
+            f"Could not connect to {self.config.shown_url} within {self.config.connect_timeout:g}s; "
             "check the base URL and your network."
         )
 
     def _connection_error(self, cause: BaseException) -> ChatError:
         import httpx2
 
-        url = self.config.base_url
+        url = self.config.shown_url
         if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
         return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
@@ -197,9 +204,12 @@ def _logged(events: Iterator[Event], started: float) -> Iterator[Event]:
     except ChatError as exc:
         log.info("failed after %.3fs: %s", time.monotonic() - started, exc.message)
         raise
-    except GeneratorExit:
-        log.info("stopped after %.3fs, %d characters in", time.monotonic() - started, text)
+    except BaseException as exc:  # Ctrl-C, SIGTERM, or the reader closing the stream early
+        why = "closed by its reader" if isinstance(exc, GeneratorExit) else f"interrupted ({type(exc).__name__})"
+        log.info("stopped after %.3fs, %d characters in: %s", time.monotonic() - started, text, why)
         raise
+    finally:
+        events.close()  # type: ignore[attr-defined]
     log.info("reply ended after %.3fs: %d characters (%d of reasoning), finish %s, usage %s",
              time.monotonic() - started, text, reasoning, finish, usage)
 
@@ -302,7 +312,7 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
     code = str(error.get("code") or error.get("type") or "")
     detail = _clean(redact(str(error.get("message") or exc.message or ""), config.api_key))
-    url = config.base_url
+    url = config.shown_url
     if status == 401:
         if not config.api_key:
             return ConfigError(

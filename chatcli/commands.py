@@ -122,8 +122,9 @@ def clear_command(session: Session, arg: str) -> Result:
 def system_command(session: Session, arg: str) -> Result:
     if not arg:
         return Result(f"System prompt: {session.system}" if session.system else "No system prompt is set.")
-    session.set_system(arg)
-    return Result("System prompt set; the history is kept.")
+    redacted = session.set_system(arg)
+    said = f" ({redacted})" if redacted is not None else ""
+    return Result(f"System prompt set{said}; the history is kept.")
 
 
 @command("temp", args="[value]", help="Show the temperature, or set it (0 to 2).", aliases=("temperature",))

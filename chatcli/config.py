@@ -166,6 +166,11 @@ class Config:
         return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
+    def shown_url(self) -> str:
+        """base_url as said to the user or logged: any password in it replaced."""
+        return hide_password(self.base_url)
+
+    @property
     def is_openai(self) -> bool:
         return "api.openai.com" in self.base_url
 
@@ -212,8 +217,8 @@ def _variables_layer(variables: Mapping[str, str], source: str) -> dict[str, Any
     for setting in SETTINGS:
         if setting.env_var in variables:
             values[setting.key] = setting.parse(variables[setting.env_var], f"{setting.env_var} {source}")
-    if "CHATCLI_REDACT" in variables:
-        kinds = [k.strip() for k in variables["CHATCLI_REDACT"].split(",") if k.strip()]
+    kinds = [k.strip() for k in variables.get("CHATCLI_REDACT", "").split(",") if k.strip()]
+    if kinds:
         values["redact"] = read_redact_list(kinds, f"CHATCLI_REDACT {source}")
     return values
 
@@ -236,8 +241,11 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     if dotenv.get("OPENAI_API_KEY") or dotenv.get("CHATCLI_API_KEY"):
         warnings += readable_by_others(env.cwd / ".env")
 
-    values.update(_variables_layer(dotenv, f"in {env.cwd / '.env'}"))
-    values.update(_variables_layer(env.environ, "in the environment"))
+    # A privacy setting only grows from layer to layer: a project's .env cannot turn off the
+    # redaction a user's config asks for, and an empty CHATCLI_REDACT adds nothing.
+    for layer in (_variables_layer(dotenv, f"in {env.cwd / '.env'}"), _variables_layer(env.environ, "in the environment")):
+        layer["redact"] = tuple(dict.fromkeys((*values.get("redact", ()), *layer.get("redact", ()))))
+        values.update(layer)
 
     for key, value in (flags or {}).items():
         if value is not None:
@@ -275,6 +283,14 @@ def check_base_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"The base URL {url!r} must be a full http:// or https:// URL, {example}.")
     return url
+
+
+_USERINFO = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
+
+
+def hide_password(text: str) -> str:
+    """http://user:secret@host/v1 -> http://user:***@host/v1, wherever a URL appears in text."""
+    return _USERINFO.sub(r"\1***@", text)
 
 
 def check_api_key(key: str | None) -> str | None:
@@ -488,8 +504,8 @@ def _toml_value(value: Any) -> str:
 
 
 def redact(text: str, secret: str | None) -> str:
-    """Remove the key, and anything shaped like a key, from text shown to the user."""
+    """Remove the key, a password in a URL, and anything shaped like a key, from text shown to the user."""
     if secret:
         text = text.replace(secret, "***")
-    return re.sub(r"\b(sk-[A-Za-z0-9_*-]{6,})", "sk-***", text)
+    return re.sub(r"\b(sk-[A-Za-z0-9_*-]{6,})", "sk-***", hide_password(text))
 

@@ -63,11 +63,12 @@ class Redacted:
     """Personal data was scrubbed from the message before it was sent (config `redact`): counts by kind."""
 
     counts: tuple[tuple[str, int], ...]
+    where: str = "before sending"
 
     def __str__(self) -> str:
         from chatcli.pii import describe
 
-        return f"redacted {describe(dict(self.counts))} before sending"
+        return f"redacted {describe(dict(self.counts))} {self.where}"
 
 
 @dataclass(frozen=True, slots=True)

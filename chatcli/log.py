@@ -29,11 +29,12 @@ _AUTH = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(['\"]?\s*[:=]\s*['\
 
 def redact_secrets(text: str, secret: str | None) -> str:
     """The text with the key, credential headers and key-shaped strings replaced."""
+    from chatcli.config import hide_password
     from chatcli.pii import scrub
 
     if secret:
         text = text.replace(secret, "***")
-    text = _AUTH.sub(r"\1\2***", text)
+    text = _AUTH.sub(r"\1\2***", hide_password(text))
     return scrub(text, ("api_key",)).text
 
 
@@ -86,14 +87,14 @@ def logging_to(stderr: TextIO, *, verbose: bool, log_file: str | None, secret: s
     handlers: list[logging.Handler] = []
     if verbose:
         handlers.append(_Handler(stderr, routable=True))
-    if log_file:
-        handlers.append(_Handler(_open_log(Path(log_file).expanduser())))
+    if log_file is not None:
+        handlers.append(_Handler(_open_log(log_file)))
     formatter = Redacting(secret)
     loggers = {log: logging.INFO, **{logging.getLogger(name): level for name, level in LIBRARIES.items()}}
     saved = {logger: (logger.level, logger.propagate) for logger in loggers}
     for handler in handlers:
         handler.setFormatter(formatter)
-    if handlers:
+    if handlers:  # an empty list: neither flag, and the loggers are left alone
         for logger, level in loggers.items():
             logger.setLevel(level)
             logger.propagate = False
@@ -113,8 +114,14 @@ def logging_to(stderr: TextIO, *, verbose: bool, log_file: str | None, secret: s
                 handler.stream.close()
 
 
-def _open_log(path: Path) -> TextIO:
+def _open_log(name: str) -> TextIO:
     """The log file, appended to, readable by its owner only (it names servers and models)."""
+    if not name.strip():
+        raise UsageError("--log-file needs a file name, as in --log-file chatcli.log.")
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # ~NAME with no user NAME
+        raise UsageError(f"--log-file {name!r} names a home directory that does not exist; give a full path.") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

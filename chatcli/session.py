@@ -136,7 +136,6 @@ class Session:
     # /usage and the toolbar keep counting what the ledger counts.
     spent_elsewhere: list[OtherCost] = field(default_factory=list)
     show_reasoning: bool = True  # a view preference (/reasoning), read by the REPL when it draws a reply
-    redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from each message before it is sent
     _guard: BudgetGuard | None = field(default=None, repr=False)
 
     @property
@@ -232,9 +231,22 @@ class Session:
         self.summary = None
         self.journal.cleared()
 
-    def set_system(self, text: str | None) -> None:
+    @property
+    def redact(self) -> tuple[str, ...]:
+        """Kinds of personal data scrubbed from what is sent (config `redact`); the client scrubs
+        every request, and the session the text it counts, saves and shows."""
+        return self.client.config.redact if self.client is not None else ()
+
+    def set_system(self, text: str | None) -> Redacted | None:
+        """Set the system prompt, scrubbed as a message would be; say what was scrubbed."""
+        redacted = None
+        if text and self.redact:
+            scrubbed = scrub(text, self.redact)
+            text = scrubbed.text
+            redacted = Redacted(tuple(scrubbed.counts.items()), "from the system prompt") if scrubbed.counts else None
         self.system = text
         self.journal.state_changed(self, "system")
+        return redacted
 
     def set_model(self, name: str) -> None:
         self.model = name
@@ -439,6 +451,8 @@ class Session:
         if self.title is None:
             self.title = make_title(text)
         self.journal.user_message(self, turn)  # saved before anything is sent
+        if redacted is not None and on_event is not None:
+            on_event(redacted)  # said even if the request is refused below: what was saved is scrubbed
         refusal = too_big(plan, self.tokenizer.message(self.model, "user", text)) if not plan.fits else None
         if refusal is None:
             # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
@@ -455,8 +469,6 @@ class Session:
         thoughts: list[str] = []
         stop: Terminated | None = None
         events = self._stream_fitting(turn, plan, messages)
-        if redacted is not None and on_event is not None:
-            on_event(redacted)
         self.client.on_retry = on_event  # a retry is said when it happens, before the wait
         try:
             self.client.warm_up()  # so the latency recorded is the server's, not our imports'

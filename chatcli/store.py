@@ -361,7 +361,9 @@ def _enable_wal(db: sqlite3.Connection) -> None:
     on first use would otherwise see "database is locked" at once.
     """
     if db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-        return  # already: setting it again would take the lock for nothing
+        # Already: asking again needs a lock that SQLite's busy handler does not wait for, and
+        # under many writers at once (chatcli run by xargs -P) it can stay out of reach.
+        return
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:

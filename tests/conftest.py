@@ -23,7 +23,9 @@ import pytest
 
 from tests.server import ChatServer
 
-TEST_KEY = "sk-test-" + secrets.token_hex(12)  # new each run, so finding it anywhere means a leak
+# New each run, so finding it anywhere means a leak; not shaped like any known key format, so
+# only the literal removal of the configured key can hide it (as with an Azure or gateway key).
+TEST_KEY = "test-key-" + secrets.token_hex(12)
 
 # What chatcli wrote during the current test, to be grepped for the key afterwards.
 OUTPUTS: list[io.StringIO | subprocess.CompletedProcess | object] = []
@@ -174,7 +176,10 @@ def spawn_chatcli(chat_env: dict[str, str]):
         child = pexpect.spawn(
             str(CHATCLI),
             list(args),
-            env={**chat_env, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})},
+            # The pty's size is the terminal's size: COLUMNS or LINES inherited from whatever
+            # runs the tests (pytest-xdist's workers set them) would override it.
+            env={**{k: v for k, v in chat_env.items() if k not in ("COLUMNS", "LINES")},
+                 "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})},
             dimensions=(rows, cols),
             encoding="utf-8",
             codec_errors="replace",

@@ -256,6 +256,8 @@ BAD_FLAGS = [
     (["--base-url", ""], "--base-url", "a non-empty string"),
     (["--resume", "abc"], "--resume", "session id"),
     (["--log-file", "/proc/no/such/dir/chatcli.log"], "--log-file", "cannot write"),
+    (["--log-file", "~no-such-user-here/chatcli.log"], "--log-file", "home directory that does not exist"),
+    (["--log-file", ""], "--log-file", "needs a file name"),
     (["--plain=yes"], "--plain", "ignored explicit argument"),
     (["--frobnicate"], "--frobnicate", "unrecognized"),
     (["--temperature"], "--temperature", "expected one argument"),
@@ -361,10 +363,12 @@ def _read_until(proc: subprocess.Popen, wanted: bytes, timeout: float = 10) -> b
     return got
 
 
-def test_ctrl_c_keeps_the_partial_reply_and_exits_130(srv: ChatServer, chat_env: dict[str, str]) -> None:
+def test_ctrl_c_keeps_the_partial_reply_and_exits_130(srv: ChatServer, chat_env: dict[str, str], tmp_path: Path) -> None:
     srv.script(Reply("Hello there, general Kenobi.", chunk_size=6, stall_after=1, stall_seconds=5))
+    log = tmp_path / "chatcli.log"
     proc = subprocess.Popen(
-        [str(CHATCLI), "hello"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=chat_env
+        [str(CHATCLI), "--log-file", str(log), "hello"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=chat_env,
     )
     try:
         got = _read_until(proc, b"Hello ")
@@ -380,6 +384,9 @@ def test_ctrl_c_keeps_the_partial_reply_and_exits_130(srv: ChatServer, chat_env:
     line = error_line(result, EXIT_INTERRUPTED)
     assert "interrupted" in line
     assert result.stdout == "Hello \n"
+    # The log says how the request ended, too.
+    assert re.search(r"stopped after \d+\.\d{3}s, 6 characters in: interrupted \(KeyboardInterrupt\)$",
+                     log.read_text().splitlines()[-1]), log.read_text()
 
 
 class _CtrlCAfterFirstWrite(io.StringIO):

@@ -535,8 +535,8 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
     from tests.test_repl import ENTER, flat, piped_chat
 
     journal = Journal.open(tmp_path / "chatcli.db")
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
-                      model="gpt-4o-mini", journal=journal, redact=KINDS)
+    config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, redact=KINDS)
+    session = Session(client=ChatClient(config), model="gpt-4o-mini", journal=journal)
     srv.script(Echo(), Echo())
     with ExitStack() as stack:
         stack.callback(journal.store.close)
@@ -550,3 +550,59 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
     history = (tmp_path / "history").read_text()
     assert SCRUBBED in history and "ana@example.com" not in history
     assert saved_texts(tmp_path / "chatcli.db") == [SCRUBBED, f"echo: {SCRUBBED}"]
+
+
+def test_the_system_prompt_is_scrubbed_too_from_a_flag_or_slash_system(srv, run_chatcli, isolated_env):
+    from tests.server import Echo
+
+    srv.script(Echo())
+    result = run_chatcli("--system", "I am carol@corp.example.com", "hi", env={"CHATCLI_REDACT": "email"})
+
+    assert result.returncode == 0, result.stderr
+    assert srv.chat_requests[0].body["messages"][0] == {"role": "system", "content": f"I am {EMAIL}"}
+    assert result.stderr == "chatcli: redacted 1 email address from the system prompt.\n"
+    db = isolated_env / "data" / "chatcli" / "chatcli.db"
+    assert b"carol@corp" not in db.read_bytes()
+
+    from chatcli.client import ChatClient
+    from chatcli.commands import REGISTRY
+    from chatcli.config import Config
+    from chatcli.session import Session
+
+    session = Session(client=ChatClient(Config(base_url=srv.base_url, redact=("phone",))), model="gpt-4o-mini")
+    result = REGISTRY.dispatch(session, "/system Call me on +44 20 7946 0958.")
+    assert result.text == "System prompt set (redacted 1 phone number from the system prompt); the history is kept."
+    assert session.system == f"Call me on {PHONE}."
+
+
+def test_turns_saved_before_redaction_was_on_are_scrubbed_when_sent_again(srv, run_chatcli, isolated_env):
+    from tests.server import Echo
+
+    srv.script(Echo(), Echo())
+    assert run_chatcli("my mail is dan@example.net").returncode == 0  # saved as written: redaction is off
+    result = run_chatcli("--resume", "1", "and again?", env={"CHATCLI_REDACT": "email"})
+
+    assert result.returncode == 0, result.stderr
+    assert srv.chat_requests[-1].body["messages"] == [
+        {"role": "user", "content": f"my mail is {EMAIL}"},
+        {"role": "assistant", "content": f"echo: my mail is {EMAIL}"},
+        {"role": "user", "content": "and again?"},
+    ]
+
+
+def test_a_project_env_file_cannot_turn_off_the_users_redaction(srv, run_chatcli, isolated_env):
+    from pathlib import Path
+
+    from tests.server import Echo
+
+    config = isolated_env / "config" / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('redact = ["email"]\n')
+    (Path.cwd() / ".env").write_text("CHATCLI_REDACT=\n")
+    srv.script(Echo(), Echo())
+    run_chatcli("mail ana@example.com")
+    run_chatcli("mail ana@example.com, +44 20 7946 0958", env={"CHATCLI_REDACT": "phone"})  # kinds add up
+
+    assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == [
+        f"mail {EMAIL}", f"mail {EMAIL}, {PHONE}",
+    ]

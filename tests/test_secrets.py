@@ -80,7 +80,7 @@ def test_the_log_names_a_server_error_without_the_key_it_echoed(srv: ChatServer,
     result = run_chatcli("-v", "--log-file", str(log), "hello")
 
     assert result.returncode == EXIT_CONFIG
-    assert "HTTP 401" in log.read_text() or "401" in log.read_text()
+    assert re.search(r"failed after \d+\.\d{3}s: The server at \S+ rejected the API key \(401\)", log.read_text())
     assert not leaks_in(log.read_bytes()) and not leaks_in(result.stderr)
 
 
@@ -105,6 +105,7 @@ def test_an_unwritable_log_file_is_one_sentence(srv: ChatServer, run_chatcli, tm
         "x-api-key=hf_abcdefghijklmnopqrstuvwxyz0123",
         "retry with sk-proj-AbCdEf0123456789AbCdEf0123456789",
     ],
+    ids=["bearer-the-key", "bearer-other", "api-key-dict", "basic-auth", "x-api-key", "key-shaped"],
 )
 def test_every_log_line_is_redacted_whoever_writes_it(line: str, tmp_path: Path) -> None:
     """A record from a library passes through the same redaction as chatcli's own."""
@@ -206,3 +207,19 @@ def test_in_the_repl_verbose_lines_are_printed_above_the_reply_not_into_it(srv: 
     logged = [line for line in lines if LOG_LINE.match(line)]
     assert any("first token after" in line for line in logged) and any("reply ended after" in line for line in logged)
     assert "line one of the reply" in lines and "line two of the reply" in lines, out  # whole lines, nothing cut in
+
+
+def test_a_password_in_the_base_url_is_never_shown_or_logged(srv: ChatServer, run_chatcli, tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    port = urlsplit(srv.base_url).port
+    log = tmp_path / "chatcli.log"
+    srv.script(Reply(TEXT), Error(404, "Not Found"))
+    url = f"http://bob:hunter2pw@127.0.0.1:{port}/v1"
+    ok = run_chatcli("-v", "--log-file", str(log), "hello", env={"OPENAI_BASE_URL": url})
+    failed = run_chatcli("-v", "--log-file", str(log), "hello", env={"OPENAI_BASE_URL": url})
+
+    assert ok.returncode == EXIT_OK and failed.returncode != EXIT_OK
+    assert f"Nothing answers at http://bob:***@127.0.0.1:{port}/v1 (404)" in failed.stderr
+    for text in (ok.stderr, failed.stderr, log.read_text()):
+        assert "hunter2pw" not in text and "bob:***@" in text
