@@ -143,7 +143,17 @@ class ChatClient:
         url = self.config.shown_url
         if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
+        if any(words in str(cause) for words in DNS_FAILURES):
+            from urllib.parse import urlsplit
+
+            host = urlsplit(self.config.base_url).hostname
+            return NetworkError(f"Could not find the host {host} for {url} (the DNS lookup failed); check the base URL and your network.")
         return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
+
+
+# How getaddrinfo's "no such host" reads on Linux, macOS and Windows.
+DNS_FAILURES = ("Name or service not known", "nodename nor servname", "getaddrinfo failed",
+                "Temporary failure in name resolution", "No address associated with hostname")
 
 
 def _sdk_class(owner: ChatClient):
@@ -269,7 +279,8 @@ def _chunk_events(payload: str, secret: str | None) -> list[Event]:
     error = chunk.get("error")
     if error:
         message = error.get("message") if isinstance(error, dict) else str(error)
-        raise ChatError(f"The server reported an error mid-reply: {_clean(redact(str(message or 'no details'), secret))}")
+        detail = _clean(redact(str(message or "no details"), secret))
+        raise ChatError(f"The server reported an error mid-reply ({detail}); try again.")
     try:
         return list(_events_of(chunk))
     except (AttributeError, TypeError, ValueError, OverflowError):  # OverflowError: a token count of Infinity

@@ -93,5 +93,5 @@ def run_oneshot(
     if turn.status == ERROR and turn.error is not None:
         say(turn.error.message)
         return turn.error.exit_code
-    say("the reply stopped before the server said it was finished, so it may be cut short; try again.")
+    say("The reply stopped before the server said it was finished, so it may be cut short; try again.")
     return EXIT_FAILURE

@@ -93,7 +93,7 @@ MATRIX = [
     # -- the network ----------------------------------------------------------------------------
     row("connection-refused", code=EXIT_NETWORK, words=("could not connect", "{url}", "server is running"),
         requests=None, settings={"max_retries": 1}, where="refused"),
-    row("dns-failure", code=EXIT_NETWORK, words=("could not connect", "{url}"),
+    row("dns-failure", code=EXIT_NETWORK, words=("could not find the host chatcli-no-such-host.invalid", "{url}", "dns"),
         requests=None, settings=NO_RETRY, where="dns"),
     row("connect-timeout", code=EXIT_NETWORK, words=("could not connect", "{url}", "within 0.3s"),
         requests=None, settings={"connect_timeout": 0.3, "max_retries": 0}, where="blackhole"),
