@@ -154,6 +154,30 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
             os.dup2(devnull, sys.stderr.fileno())  # the terminal is gone: nowhere left to say it
         os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
         return EXIT_FAILURE
+    except Exception as exc:  # a bug in chatcli: one sentence here, the details in a file for a report
+        where = save_crash(env, exc)
+        env.stderr.write(f"chatcli: internal error ({type(exc).__name__}), which is a bug in chatcli; "
+                         f"{f'the details are in {where}; please' if where else 'please'} report it.\n")
+        return EXIT_FAILURE
+
+
+def save_crash(env, exc: BaseException) -> Path | None:
+    """The traceback, with the key and anything key-shaped taken out, in the state directory."""
+    import time
+    import traceback
+
+    from chatcli.log import known_secret, redact_secrets
+
+    text = "".join(traceback.format_exception(exc))
+    path = env.state_dir / "crash.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(f"chatcli {__version__}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n{redact_secrets(text, known_secret)}\n")
+    except OSError:
+        return None
+    return path
 
 
 def _terminate(signum: int, frame) -> None:
@@ -171,6 +195,9 @@ def _run(args: argparse.Namespace, env) -> int:
         "base_url": args.base_url,
     }
     config = load_config(env, config_path=args.config, flags={**flags, "db": args.db})
+    import chatcli.log
+
+    chatcli.log.known_secret = config.api_key  # for a crash report, which has no config at hand
     for warning in config.warnings:
         env.stderr.write(f"chatcli: warning: {warning}\n")
     require_api_key(config)

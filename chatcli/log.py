@@ -21,6 +21,9 @@ from chatcli.errors import UsageError
 
 log = logging.getLogger("chatcli")
 
+# The configured key, once loaded: what a crash report must not hold.
+known_secret: str | None = None
+
 # The libraries whose records are worth having, at the level that says what they did.
 LIBRARIES = {"openai": logging.INFO, "httpx2": logging.INFO}
 

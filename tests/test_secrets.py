@@ -223,3 +223,23 @@ def test_a_password_in_the_base_url_is_never_shown_or_logged(srv: ChatServer, ru
     assert f"Nothing answers at http://bob:***@127.0.0.1:{port}/v1 (404)" in failed.stderr
     for text in (ok.stderr, failed.stderr, log.read_text()):
         assert "hunter2pw" not in text and "bob:***@" in text
+
+
+def test_a_bug_is_one_sentence_and_a_report_without_the_key(srv: ChatServer, run_chatcli, isolated_env: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seam: no real bug can be summoned on purpose, so one is put where the one-shot path runs."""
+    import chatcli.oneshot
+
+    def broken(*args, **kwargs):
+        raise TypeError(f"unexpected value near {TEST_KEY}")
+
+    monkeypatch.setattr(chatcli.oneshot, "run_oneshot", broken)
+    result = run_chatcli("hello")
+
+    crash = isolated_env / "state" / "chatcli" / "crash.log"
+    assert result.returncode == 1
+    assert result.stderr == (f"chatcli: internal error (TypeError), which is a bug in chatcli; the details are in "
+                             f"{crash}; please report it.\n")
+    report = crash.read_text()
+    assert "Traceback (most recent call last)" in report and "TypeError: unexpected value near ***" in report
+    assert stat.S_IMODE(crash.stat().st_mode) == 0o600
