@@ -166,7 +166,8 @@ def save_crash(env, exc: BaseException) -> Path | None:
     import time
     import traceback
 
-    from chatcli.log import known_secret, redact_secrets
+    from chatcli.log import known_secret
+    from chatcli.pii import redact_secrets
 
     text = "".join(traceback.format_exception(exc))
     path = env.state_dir / "crash.log"

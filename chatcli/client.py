@@ -19,9 +19,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from chatcli.config import Config, redact
+from chatcli.config import Config
 from chatcli.errors import ChatError, ConfigError, ContextLengthError, NetworkError
 from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
+from chatcli.pii import redact_secrets
 
 if TYPE_CHECKING:
     import openai
@@ -279,7 +280,7 @@ def _chunk_events(payload: str, secret: str | None) -> list[Event]:
     error = chunk.get("error")
     if error:
         message = error.get("message") if isinstance(error, dict) else str(error)
-        detail = _clean(redact(str(message or "no details"), secret))
+        detail = _clean(redact_secrets(str(message or "no details"), secret))
         raise ChatError(f"The server reported an error mid-reply ({detail}); try again.")
     try:
         return list(_events_of(chunk))
@@ -322,7 +323,7 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
     code = str(error.get("code") or error.get("type") or "")
-    detail = _clean(redact(str(error.get("message") or exc.message or ""), config.api_key))
+    detail = _clean(redact_secrets(str(error.get("message") or exc.message or ""), config.api_key))
     url = config.shown_url
     if status == 401:
         if not config.api_key:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import io
 import math
-import re
 import shlex
 import subprocess
 import tomllib
@@ -168,6 +167,8 @@ class Config:
     @property
     def shown_url(self) -> str:
         """base_url as said to the user or logged: any password in it replaced."""
+        from chatcli.pii import hide_password
+
         return hide_password(self.base_url)
 
     @property
@@ -283,14 +284,6 @@ def check_base_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"The base URL {url!r} must be a full http:// or https:// URL, {example}.")
     return url
-
-
-_USERINFO = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
-
-
-def hide_password(text: str) -> str:
-    """http://user:secret@host/v1 -> http://user:***@host/v1, wherever a URL appears in text."""
-    return _USERINFO.sub(r"\1***@", text)
 
 
 def check_api_key(key: str | None) -> str | None:
@@ -502,10 +495,4 @@ def _toml_value(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
 
-
-def redact(text: str, secret: str | None) -> str:
-    """Remove the key, a password in a URL, and anything shaped like a key, from text shown to the user."""
-    if secret:
-        text = text.replace(secret, "***")
-    return re.sub(r"\b(sk-[A-Za-z0-9_*-]{6,})", "sk-***", hide_password(text))
 

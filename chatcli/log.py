@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 from chatcli.errors import UsageError
+from chatcli.pii import redact_secrets
 
 log = logging.getLogger("chatcli")
 
@@ -26,20 +26,6 @@ known_secret: str | None = None
 
 # The libraries whose records are worth having, at the level that says what they did.
 LIBRARIES = {"openai": logging.INFO, "httpx2": logging.INFO}
-
-_AUTH = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+")
-
-
-def redact_secrets(text: str, secret: str | None) -> str:
-    """The text with the key, credential headers and key-shaped strings replaced."""
-    from chatcli.config import hide_password
-    from chatcli.pii import scrub
-
-    if secret:
-        text = text.replace(secret, "***")
-    text = _AUTH.sub(r"\1\2***", hide_password(text))
-    return scrub(text, ("api_key",)).text
-
 
 class Redacting(logging.Formatter):
     def __init__(self, secret: str | None) -> None:

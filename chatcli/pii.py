@@ -1,4 +1,5 @@
-"""Personal data scrubbed from outgoing text (opt-in with `redact = [...]`).
+"""Personal data scrubbed from outgoing text (opt-in with `redact = [...]`), and secrets
+kept out of everything chatcli shows, logs or reports (`redact_secrets`, always on).
 
 Each kind is found by a regex plus a small check in Python (a checksum, a
 date, a digit count), because a regex alone cannot tell a card number from any
@@ -274,3 +275,25 @@ _FINDERS = {
     "credit_card": _cards,
     "api_key": _api_keys,
 }
+
+
+# --------------------------------------------------------------------------- #
+# Secrets in text chatcli shows or logs
+# --------------------------------------------------------------------------- #
+
+_USERINFO = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
+_AUTH = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+")
+
+
+def hide_password(text: str) -> str:
+    """http://user:secret@host/v1 -> http://user:***@host/v1, wherever a URL appears in text."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def redact_secrets(text: str, secret: str | None) -> str:
+    """Text bound for the terminal, a log or a crash report, without secrets: the configured key,
+    credentials in Authorization / api-key headers and in URLs, and anything shaped like a key."""
+    if secret:
+        text = text.replace(secret, "***")
+    text = _AUTH.sub(r"\1\2***", hide_password(text))
+    return scrub(text, ("api_key",)).text

@@ -1,4 +1,4 @@
-"""Prices per million tokens, and the cost of a reported usage.
+"""Prices per million tokens, the cost of a reported usage, and the rows that say what a session cost.
 
 A model we have no price for has an unknown cost (None), never a made-up one.
 """
@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from chatcli.events import Usage
+
+if TYPE_CHECKING:
+    from chatcli.session import Turn
 
 # OpenAI's published list prices, USD per 1M tokens, standard tier, as of 2025-08.
 PRICES_AS_OF = "2025-08"
@@ -72,6 +75,31 @@ class Pricing:
             return None
         fresh = usage.prompt_tokens - usage.cached_tokens
         return (fresh * price.input + usage.cached_tokens * price.cached_input + usage.completion_tokens * price.output) / 1e6
+
+
+@dataclass(frozen=True)
+class TurnCost:
+    """What one turn cost, or (turn None) a session's total."""
+
+    turn: Turn | None
+    usage: Usage | None  # None: nothing was billed, or nothing is known
+    cost: float | None  # None: the model's price is unknown
+    exact: bool  # False: estimated from our own counts
+
+
+@dataclass(frozen=True)
+class OtherCost:
+    """A billed request that is no longer one of the session's turns: undone, replaced, or a /compact summary."""
+
+    what: str
+    model: str
+    usage: Usage
+    cost: float | None
+    exact: bool = True
+
+
+UNDONE = "undone or replaced"
+COMPACTION = "/compact"
 
 
 def price_for(model: str) -> Price | None:

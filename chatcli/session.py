@@ -17,7 +17,7 @@ from chatcli.errors import ChatError, ContextLengthError, Terminated
 from chatcli.events import Event, Finish, ReasoningDelta, Redacted, TextDelta, Usage
 from chatcli.journal import Journal, make_title
 from chatcli.pii import scrub
-from chatcli.pricing import Pricing
+from chatcli.pricing import COMPACTION, UNDONE, OtherCost, Pricing, TurnCost
 from chatcli.store import Spend
 from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Fit, Tokenizer, fit
 
@@ -33,29 +33,6 @@ TRUNCATED = "truncated"
 
 
 SUMMARY_HEADING = "Summary of the earlier conversation:\n"
-
-
-@dataclass(frozen=True)
-class TurnCost:
-    turn: Turn | None  # None: the session's total
-    usage: Usage | None  # None: nothing was billed, or nothing is known
-    cost: float | None  # None: the model's price is unknown
-    exact: bool  # False: estimated from our own counts
-
-
-@dataclass(frozen=True)
-class OtherCost:
-    """A billed request that is no longer one of the session's turns: undone, replaced, or a /compact summary."""
-
-    what: str
-    model: str
-    usage: Usage
-    cost: float | None
-    exact: bool = True
-
-
-UNDONE = "undone or replaced"
-COMPACTION = "/compact"
 
 
 def too_big(plan: Fit, message: Count) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from chatcli.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
-from chatcli.log import logging_to, redact_secrets
+from chatcli.log import logging_to
+from chatcli.pii import redact_secrets
 from tests.conftest import TEST_KEY, leaks_in
 from tests.server import ChatServer, Error, Reply
 
