@@ -281,13 +281,13 @@ _FINDERS = {
 # Secrets in text chatcli shows or logs
 # --------------------------------------------------------------------------- #
 
-_USERINFO = re.compile(r"(://[^/\s:@]*:)[^/\s@]+@")
-_AUTH = re.compile(r"(?i)\b(authorization|api-key|x-api-key)(['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+")
+_USERINFO = r"(://[^/\s:@]*:)[^/\s@]+@"
+_AUTH = r"(?i)\b(authorization|api-key|x-api-key)(['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+"
 
 
 def hide_password(text: str) -> str:
     """http://user:secret@host/v1 -> http://user:***@host/v1, wherever a URL appears in text."""
-    return _USERINFO.sub(r"\1***@", text)
+    return re.sub(_USERINFO, r"\1***@", text)  # re caches the compiled pattern
 
 
 def redact_secrets(text: str, secret: str | None) -> str:
@@ -295,5 +295,5 @@ def redact_secrets(text: str, secret: str | None) -> str:
     credentials in Authorization / api-key headers and in URLs, and anything shaped like a key."""
     if secret:
         text = text.replace(secret, "***")
-    text = _AUTH.sub(r"\1\2***", hide_password(text))
+    text = re.sub(_AUTH, r"\1\2***", hide_password(text))
     return scrub(text, ("api_key",)).text
