@@ -60,10 +60,10 @@ class Retrying:
 
 @dataclass(frozen=True, slots=True)
 class Redacted:
-    """Personal data was scrubbed from the message before it was sent (config `redact`): counts by kind."""
+    """Personal data was scrubbed from text about to be sent (config `redact`): counts by kind, and where."""
 
     counts: tuple[tuple[str, int], ...]
-    where: str = "before sending"
+    where: str = "before sending"  # or "from the system prompt"
 
     def __str__(self) -> str:
         from chatcli.pii import describe

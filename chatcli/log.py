@@ -27,6 +27,7 @@ known_secret: str | None = None
 # The libraries whose records are worth having, at the level that says what they did.
 LIBRARIES = {"openai": logging.INFO, "httpx2": logging.INFO}
 
+
 class Redacting(logging.Formatter):
     def __init__(self, secret: str | None) -> None:
         super().__init__("%(asctime)s.%(msecs)03d %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")

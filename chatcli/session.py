@@ -35,6 +35,12 @@ TRUNCATED = "truncated"
 SUMMARY_HEADING = "Summary of the earlier conversation:\n"
 
 
+def _scrubbed(text: str, kinds: tuple[str, ...], where: str) -> tuple[str, Redacted | None]:
+    """The text with personal data replaced, and what to tell the user, if anything was."""
+    found = scrub(text, kinds)
+    return found.text, Redacted(tuple(found.counts.items()), where) if found.counts else None
+
+
 def too_big(plan: Fit, message: Count) -> str:
     """The sentence for a message that cannot fit the window even alone."""
     room = plan.window - plan.reserve - (plan.tokens.tokens - message.tokens)
@@ -218,9 +224,7 @@ class Session:
         """Set the system prompt, scrubbed as a message would be; say what was scrubbed."""
         redacted = None
         if text and self.redact:
-            scrubbed = scrub(text, self.redact)
-            text = scrubbed.text
-            redacted = Redacted(tuple(scrubbed.counts.items()), "from the system prompt") if scrubbed.counts else None
+            text, redacted = _scrubbed(text, self.redact, "from the system prompt")
         self.system = text
         self.journal.state_changed(self, "system")
         return redacted
@@ -412,9 +416,7 @@ class Session:
         redacted = None
         if self.redact:
             # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.
-            scrubbed = scrub(text, self.redact)
-            text = scrubbed.text
-            redacted = Redacted(tuple(scrubbed.counts.items())) if scrubbed.counts else None
+            text, redacted = _scrubbed(text, self.redact, "before sending")
         plan = self.plan(text)
         if not plan.tokens.exact and 2 * plan.tokens.tokens + plan.reserve > plan.window:
             # Near the window, where an estimate could be wrong about what fits: count exactly,
