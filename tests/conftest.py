@@ -66,6 +66,8 @@ def no_key_anywhere(tmp_path: Path, key_files: set[Path]):
                 assert not leaks_in(path.read_bytes()), f"the API key was written to {path}"
     finally:
         OUTPUTS.clear()
+
+
 CHATCLI = Path(sys.executable).with_name("chatcli")
 
 
