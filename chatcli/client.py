@@ -92,6 +92,7 @@ class ChatClient:
 
         sdk = self._client()
         started = time.monotonic()
+        answered = False  # the response began: a timeout now is a stall mid-reply, which is not retried
         try:
             with sdk.chat.completions.with_streaming_response.create(
                 model=model,
@@ -100,6 +101,7 @@ class ChatClient:
                 stream_options={"include_usage": True},
                 **body,
             ) as response:
+                answered = True
                 kind = response.headers.get("content-type", "")
                 log.info("HTTP %d, %s, after %.3fs; request id %s", response.status_code, kind.split(";")[0] or "no type",
                          time.monotonic() - started, response.headers.get("x-request-id") or "none")
@@ -118,15 +120,15 @@ class ChatClient:
             # The SDK raises APITimeoutError for connect timeouts too; the cause tells them apart.
             if isinstance(exc, httpx2.ConnectTimeout) or isinstance(exc.__cause__, httpx2.ConnectTimeout):
                 raise self._connect_timeout_error() from None
-            raise self._timeout_error() from None
+            raise self._timeout_error(mid_reply=answered) from None
         except openai.APIConnectionError as exc:
             raise self._connection_error(exc.__cause__ or exc) from None
         except httpx2.TransportError as exc:
             raise self._connection_error(exc) from None
 
-    def _timeout_error(self) -> NetworkError:
+    def _timeout_error(self, *, mid_reply: bool = False) -> NetworkError:
         tries = self.config.max_retries + 1
-        each = f" on each of {tries} tries" if tries > 1 else ""
+        each = " in the middle of the reply" if mid_reply else f" on each of {tries} tries" if tries > 1 else ""
         return NetworkError(
             f"The server at {self.config.shown_url} went silent for more than {self.config.read_timeout:g}s{each}; "
             "try again, or raise read_timeout in your config."
