@@ -72,15 +72,18 @@ class Registry:
     def command_for(self, name: str) -> Command | None:
         return self._lookup.get(name.removeprefix("/").lower())
 
+    def unknown(self, name: str) -> Result:
+        near = difflib.get_close_matches(name.lower(), self._lookup, n=1, cutoff=0.5)
+        hint = f" Did you mean /{near[0]}?" if near else " Type /help for the list."
+        return Result(f"Unknown command /{name}.{hint}", error=True)
+
     def dispatch(self, session: Session, line: str) -> Result:
         name, arg = (line.strip().removeprefix("/").split(None, 1) + ["", ""])[:2]
         if not name:
             return Result("Type a command after the slash; /help lists them.", error=True)
         cmd = self._lookup.get(name.lower())
         if cmd is None:
-            near = difflib.get_close_matches(name.lower(), self._lookup, n=1, cutoff=0.5)
-            hint = f" Did you mean /{near[0]}?" if near else " Type /help for the list."
-            return Result(f"Unknown command /{name}.{hint}", error=True)
+            return self.unknown(name)
         if arg.strip() and not cmd.args:
             # Never half-obey: /undo 3 would drop one exchange, /clear now would clear.
             return Result(f"/{cmd.name} takes nothing after it, not {_shown(arg.strip())}; type /{cmd.name} alone.", error=True)
@@ -94,8 +97,15 @@ REGISTRY = Registry()
 command = REGISTRY.command
 
 
-@command("help", help="List the commands.", aliases=("?",))
+@command("help", args="[command]", help="List the commands, or say how one is used.", aliases=("?",))
 def help_command(session: Session, arg: str) -> Result:
+    if arg:
+        cmd = REGISTRY.command_for(arg.split()[0])
+        if cmd is None:
+            return REGISTRY.unknown(arg.split()[0].removeprefix("/"))
+        also = f" Also: /{', /'.join(cmd.aliases)}." if cmd.aliases else ""
+        usage = f"/{cmd.name}" + (f" {cmd.args}" if cmd.args else " (takes nothing after it)")
+        return Result(f"{usage}: {cmd.help}{also}")
     rows = [
         [f"/{c.name}" + (f" {c.args}" if c.args else ""), c.help + (f" (also /{', /'.join(c.aliases)})" if c.aliases else "")]
         for c in REGISTRY.commands.values()

@@ -124,7 +124,8 @@ BAD_ARGUMENTS = [
     ("/reasoning maybe", "on or off"),
     *[(f"/{name} {arg}", "takes nothing after it")
       for name, arg in [("clear", "now"), ("undo", "3"), ("retry", "x"), ("usage", "all"), ("new", "x"),
-                        ("sessions", "x"), ("tokens", "x"), ("help", "temp"), ("exit", "now"), ("quit", "!")]],
+                        ("sessions", "x"), ("tokens", "x"), ("exit", "now"), ("quit", "!")]],
+    ("/help tmep", "did you mean /temp"),
 ]
 
 
@@ -135,6 +136,17 @@ def test_bad_arguments_are_one_sentence_and_change_nothing(session, line, words)
     result = REGISTRY.dispatch(session, line)
 
     assert result.error and words in result.text.lower(), result.text
-    assert "\n" not in result.text and result.text.endswith(".") and len(result.text) < 200
+    assert "\n" not in result.text and result.text.endswith((".", "?")) and len(result.text) < 200
     assert not (result.exit or result.retry or result.prefill or result.recap or result.clipboard)
     assert (session.model, session.params, session.system, session.turns, session.show_reasoning) == before
+
+
+@pytest.mark.parametrize("line", ["/help temp", "/help /temp", "/? temperature", "/HELP Temp"])
+def test_help_with_a_command_says_how_it_is_used(session, line):
+    result = REGISTRY.dispatch(session, line)
+    assert not result.error
+    assert result.text == "/temp [value]: Show the temperature, or set it (0 to 2). Also: /temperature."
+
+
+def test_help_for_a_command_without_arguments_says_so(session):
+    assert REGISTRY.dispatch(session, "/help undo").text.startswith("/undo (takes nothing after it): Drop the last")
