@@ -38,6 +38,7 @@ examples:
   chatcli sessions list                        saved sessions (also: show, search, export,
                                                delete, prune, rename; see chatcli sessions -h)
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
+  chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
   chatcli -v --log-file chat.log "hi"          log requests and timings (keys redacted)
 
 configuration (lowest to highest): defaults, ~/.config/chatcli/config.toml,
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=_setting("max_tokens"), metavar="N", help="longest reply, in tokens")
     parser.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
     parser.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
+    parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, error")
     parser.add_argument("--plain", action="store_true", help="print replies as plain text as they stream, not markdown (also: NO_COLOR, render = \"plain\")")
     parser.add_argument(
         "-r", "--resume", nargs="?", const="last", metavar="ID", help="continue a saved session (default: the last)"
@@ -267,11 +269,12 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
         if redacted is not None:
             env.stderr.write(f"chatcli: {redacted}.\n")
 
-    if args.question or not (env.stdin_isatty and env.stdout_isatty):
+    if args.question or args.json or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot
 
         return run_oneshot(
-            session, env, args.question, markdown=markdown, verbose=args.verbose, stats=config.stats
+            session, env, args.question, markdown=markdown, verbose=args.verbose, stats=config.stats,
+            as_json=args.json,
         )
 
     from chatcli.repl import Repl

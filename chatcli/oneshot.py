@@ -6,6 +6,8 @@ receives exactly the text the model wrote.
 
 from __future__ import annotations
 
+import io
+import json
 from contextlib import nullcontext
 
 from chatcli.env import Env
@@ -16,6 +18,7 @@ from chatcli.session import (
     ERROR,
     INTERRUPTED,
     Session,
+    Turn,
     finish_notice,
     left_out_notice,
 )
@@ -52,11 +55,14 @@ def build_message(words: list[str], env: Env) -> str:
 
 
 def run_oneshot(
-    session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False, stats: bool = False
+    session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False, stats: bool = False,
+    as_json: bool = False,
 ) -> int:
     text = build_message(words, env)
     quiet = nullcontext()
-    if markdown and env.stdout_isatty:
+    if as_json:
+        renderer = PlainRenderer(io.StringIO(), notices=env.stderr)  # the reply goes out once, inside the JSON
+    elif markdown and env.stdout_isatty:
         console = make_console(env.stdout, color=not env.no_color)
         renderer = MarkdownRenderer(console, show_reasoning=session.show_reasoning)
         quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
@@ -66,6 +72,9 @@ def run_oneshot(
         turn = session.send(text, on_event=renderer.handle)
     if stats and isinstance(renderer, MarkdownRenderer):
         show_stats(console, session, turn)
+    if as_json:
+        env.stdout.write(json.dumps(as_record(session, turn), ensure_ascii=False) + "\n")
+        env.stdout.flush()
 
     def say(message: str) -> None:
         env.stderr.write(f"chatcli: {message}\n")
@@ -95,3 +104,21 @@ def run_oneshot(
         return turn.error.exit_code
     say("The reply stopped before the server said it was finished, so it may be cut short; try again.")
     return EXIT_FAILURE
+
+
+def as_record(session: Session, turn: Turn) -> dict:
+    """--json: the turn as one object, for scripts (json.dumps escapes any control character)."""
+    row = session.cost_of(turn)
+    usage = None
+    if row.usage is not None:
+        usage = {"prompt_tokens": row.usage.prompt_tokens, "completion_tokens": row.usage.completion_tokens,
+                 "total_tokens": row.usage.total_tokens, "exact": row.exact}
+    return {
+        "reply": turn.reply,
+        "model": turn.model,
+        "status": turn.status,
+        "finish_reason": turn.finish_reason,
+        "usage": usage,
+        "cost_usd": row.cost,
+        "error": turn.error.message if turn.error is not None else None,
+    }

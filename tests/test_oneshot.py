@@ -26,6 +26,7 @@ from chatcli.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_NETWORK,
     EXIT_OK,
     EXIT_USAGE,
 )
@@ -470,3 +471,47 @@ def test_a_full_output_device_is_one_line_not_a_traceback(srv: ChatServer, chat_
     assert result.returncode == EXIT_FAILURE, result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     assert result.stderr.splitlines() == ["chatcli: stopped by a system error: No space left on device."]
+
+
+# --------------------------------------------------------------------------- #
+# --json
+# --------------------------------------------------------------------------- #
+
+
+def test_json_prints_one_object_with_the_reply_and_what_it_cost(srv: ChatServer, run_chatcli) -> None:
+    import json
+
+    from chatcli.events import Usage
+    from chatcli.pricing import cost
+    from tests.server import compute_usage
+
+    srv.script(Reply("Two, three and five.\n\x1b]0;title\x07"))
+    result = run_chatcli("--json", "name three primes")
+
+    assert result.returncode == EXIT_OK and result.stderr == "", result.stderr
+    assert result.stdout.count("\n") == 1 and not CONTROL.search(result.stdout)  # one line, escapes escaped
+    record = json.loads(result.stdout)
+    expected = compute_usage(srv.chat_requests[0].body, "Two, three and five.\n\x1b]0;title\x07")
+    assert record == {
+        "reply": "Two, three and five.\n\x1b]0;title\x07",  # exactly as sent: JSON carries it safely
+        "model": "gpt-4o-mini",
+        "status": "complete",
+        "finish_reason": "stop",
+        "usage": {**{k: expected[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}, "exact": True},
+        "cost_usd": cost("gpt-4o-mini", Usage(expected["prompt_tokens"], expected["completion_tokens"],
+                                                expected["total_tokens"])),
+        "error": None,
+    }
+
+
+def test_json_for_a_failed_reply_keeps_what_arrived_and_says_why(srv: ChatServer, run_chatcli) -> None:
+    import json
+
+    srv.script(Reply("The quick brown fox", chunk_size=4, disconnect_after=2))
+    result = run_chatcli("--json", "hello")
+
+    assert result.returncode == EXIT_NETWORK
+    record = json.loads(result.stdout)
+    assert record["reply"] == "The quic" and record["status"] == "error" and record["finish_reason"] is None
+    assert record["error"].startswith("The connection to ") and "broke off" in record["error"]
+    assert result.stderr == f"chatcli: {record['error']}\n"
