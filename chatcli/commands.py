@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from chatcli.config import SETTINGS_BY_KEY
+from chatcli.config import SETTINGS_BY_KEY, Setting
 from chatcli.errors import ChatError
 from chatcli.pricing import format_cost
 from chatcli.session import (
@@ -148,6 +148,67 @@ def temp_command(session: Session, arg: str) -> Result:
         return Result("Temperature reset to the server's default.")
     session.set_param("temperature", setting.parse(arg, "The temperature"))
     return Result(f"Temperature set to {session.params['temperature']:g}.")
+
+
+# What /set may change: each is sent with every request until unset, and saved with the session.
+PARAMS: dict[str, Setting] = {
+    "temperature": SETTINGS_BY_KEY["temperature"],
+    "top_p": Setting("top_p", float, None, "sample from the tokens that make up this much probability", 0, 1, optional=True),
+    "max_tokens": SETTINGS_BY_KEY["max_tokens"],
+    "presence_penalty": Setting("presence_penalty", float, None, "favour new topics", -2, 2, optional=True),
+    "frequency_penalty": Setting("frequency_penalty", float, None, "repeat words less", -2, 2, optional=True),
+    "seed": Setting("seed", int, None, "the same seed, the same reply, where the server can", -(2**63), 2**63 - 1, optional=True),
+}
+STOP_HELP = "up to 4 strings that end the reply, quoted as in a shell"
+UNSET = ("default", "unset", "none")
+
+
+@command("set", args="NAME VALUE", help="Set a request parameter (top_p, seed, stop, ...); VALUE default unsets it.")
+def set_command(session: Session, arg: str) -> Result:
+    if not arg:
+        return params_command(session, "")
+    name, _, value = arg.partition(" ")
+    name, value = name.lower(), value.strip()
+    if name not in (*PARAMS, "stop"):
+        near = difflib.get_close_matches(name, (*PARAMS, "stop"), n=1)
+        hint = f"Did you mean {near[0]}? " if near else ""
+        return Result(f"There is no parameter {_shown(name)}. {hint}/params lists them.", error=True)
+    if not value:
+        example = '"###"' if name == "stop" else "default"
+        return Result(f"Give a value, as in /set {name} {example}.", error=True)
+    if value.lower() in UNSET:
+        session.set_param(name, None)
+        return Result(f"{name} reset to the server's default.")
+    session.set_param(name, _stop_strings(value) if name == "stop" else PARAMS[name].parse(value, name))
+    return Result(f"{name} set to {_param_text(session.params[name])}.")
+
+
+def _stop_strings(text: str) -> list[str]:
+    import shlex
+
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        raise ChatError(f"stop must be {STOP_HELP}; a quote is not closed in {_shown(text)}.") from None
+    if not 1 <= len(words) <= 4 or not all(words):
+        raise ChatError(f"stop must be {STOP_HELP}, as in /set stop \"###\" \"END\".")
+    return words
+
+
+def _param_text(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(repr(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@command("params", help="The request parameters: what is set, and what each may be.")
+def params_command(session: Session, arg: str) -> Result:
+    rows = [[name, _param_text(session.params[name]) if name in session.params else "server default",
+             f"{setting.allowed()}: {setting.help[0].lower()}{setting.help[1:].rstrip('.')}"]
+            for name, setting in PARAMS.items()]
+    stop = session.params.get("stop")
+    rows.append(["stop", _param_text(stop) if stop else "server default", STOP_HELP])
+    return Result(headers=["parameter", "value", "allowed"], rows=rows)
 
 
 @command("model", args="[name]", help="Show the model, or switch to another.")

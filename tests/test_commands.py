@@ -122,6 +122,9 @@ BAD_ARGUMENTS = [
     ("/copy x", "/copy 2"), ("/copy -1", "/copy 2"),
     ("/compact x", "/compact 2"), ("/compact 1.5", "/compact 2"),
     ("/reasoning maybe", "on or off"),
+    ("/set top_p 2", "from 0 to 1"), ("/set topp 1", "did you mean top_p"), ("/set seed 1.5", "whole number"),
+    ("/set frequency_penalty 3", "from -2 to 2"), ("/set stop", "give a value"), ('/set stop "a', "not closed"),
+    ("/set stop a b c d e", "up to 4"), ("/set max_tokens 0", "at least 1"), ("/params x", "takes nothing"),
     *[(f"/{name} {arg}", "takes nothing after it")
       for name, arg in [("clear", "now"), ("undo", "3"), ("retry", "x"), ("usage", "all"), ("new", "x"),
                         ("sessions", "x"), ("tokens", "x"), ("exit", "now"), ("quit", "!")]],
@@ -150,3 +153,34 @@ def test_help_with_a_command_says_how_it_is_used(session, line):
 
 def test_help_for_a_command_without_arguments_says_so(session):
     assert REGISTRY.dispatch(session, "/help undo").text.startswith("/undo (takes nothing after it): Drop the last")
+
+
+def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, tmp_path):
+    from chatcli.journal import Journal
+    from tests.conftest import TEST_KEY
+
+    journal = Journal.open(tmp_path / "chatcli.db")
+    session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
+                      model="gpt-4o-mini", journal=journal)
+    for line in ("/set top_p 0.9", "/set max_tokens 800", "/set presence_penalty 0.5", "/set frequency_penalty -0.25",
+                 "/set seed 42", '/set stop "###" "END OF"', "/set temperature 0.3"):
+        assert not REGISTRY.dispatch(session, line).error, line
+    session.send("hello")
+    sent = srv.chat_requests[-1].body
+    assert {k: sent[k] for k in ("top_p", "max_tokens", "presence_penalty", "frequency_penalty", "seed", "stop",
+                                  "temperature")} == {
+        "top_p": 0.9, "max_tokens": 800, "presence_penalty": 0.5, "frequency_penalty": -0.25, "seed": 42,
+        "stop": ["###", "END OF"], "temperature": 0.3,
+    }
+    shown = {row[0]: row[1] for row in REGISTRY.dispatch(session, "/params").rows}
+    assert shown == {"temperature": "0.3", "top_p": "0.9", "max_tokens": "800", "presence_penalty": "0.5",
+                     "frequency_penalty": "-0.25", "seed": "42", "stop": "'###' 'END OF'"}
+
+    # Saved with the session: a resumed session sends them too.
+    resumed = Session.load(journal, session.id, client=session.client)
+    assert resumed.params == session.params
+
+    assert REGISTRY.dispatch(session, "/set seed default").text == "seed reset to the server's default."
+    session.send("again")
+    assert "seed" not in srv.chat_requests[-1].body and srv.chat_requests[-1].body["top_p"] == 0.9
+    journal.store.close()

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from chatcli.client import ChatClient
-from chatcli.commands import REGISTRY, Result
+from chatcli.commands import PARAMS, REGISTRY, Result
 from chatcli.config import (
     BUDGET_KEYS,
     MODEL_KEYS,
@@ -216,7 +216,12 @@ def assert_session_valid(session: Session) -> None:
     assert isinstance(session.model, str) and session.model and not any(ch.isspace() for ch in session.model)
     temperature = session.params.get("temperature")
     assert temperature is None or (isinstance(temperature, float) and math.isfinite(temperature) and 0 <= temperature <= 2)
-    assert set(session.params) <= {"temperature"}
+    assert set(session.params) <= {*PARAMS, "stop"}
+    for name, value in session.params.items():
+        if name == "stop":
+            assert isinstance(value, list) and 1 <= len(value) <= 4 and all(isinstance(v, str) and v for v in value)
+        else:
+            assert PARAMS[name].check(value, name) == value  # of the declared type, within its range
     assert session.system is None or (isinstance(session.system, str) and session.system.strip())
     assert session.title is None or isinstance(session.title, str)
     assert 0 <= session.context_start <= len(session.turns)
