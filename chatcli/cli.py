@@ -38,6 +38,7 @@ examples:
   chatcli sessions list                        saved sessions (also: show, search, export,
                                                delete, prune, rename; see chatcli sessions -h)
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
+  chatcli models                               the models the server offers
   chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
   chatcli -v --log-file chat.log "hi"          log requests and timings (keys redacted)
 
@@ -121,6 +122,12 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
 
         args = build_usage_parser(_Parser).parse_args(argv[1:])
         runner = run_usage
+    elif argv[:1] == ["models"]:
+        models = _Parser(prog="chatcli models", description="List the models the server offers (GET /models), one a line.")
+        models.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
+        models.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
+        args = models.parse_args(argv[1:])
+        runner = _list_models
     else:
         args = build_parser().parse_args(argv)
         runner = _run
@@ -185,6 +192,17 @@ def save_crash(env, exc: BaseException) -> Path | None:
 
 def _terminate(signum: int, frame) -> None:
     raise Terminated(signum)
+
+
+def _list_models(args: argparse.Namespace, env) -> int:
+    from chatcli.client import ChatClient
+    from chatcli.config import load_config, require_api_key
+
+    config = load_config(env, config_path=args.config, flags={"base_url": args.base_url})
+    require_api_key(config)
+    for name in ChatClient(config).models():
+        env.stdout.write(name + "\n")
+    return 0
 
 
 def _run(args: argparse.Namespace, env) -> int:

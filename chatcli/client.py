@@ -42,6 +42,8 @@ class ChatClient:
         self._lock = threading.Lock()
         # Told before each retry the SDK makes, so the user sees why the reply is late.
         self.on_retry: Callable[[Retrying], None] | None = None
+        self._known_models: list[str] | None = None  # the server's list, once fetched (for completion)
+        self._fetching: threading.Thread | None = None
 
     def warm_up(self) -> None:
         """Import openai and build the SDK client; safe to call from a background thread."""
@@ -115,7 +117,10 @@ class ChatClient:
                         "not a chat stream; check the base URL, which usually ends in /v1."
                     )
         except openai.APIStatusError as exc:
-            raise describe_status_error(exc, config=self.config, model=model) from None
+            error = describe_status_error(exc, config=self.config, model=model)
+            if isinstance(error, UnknownModel):
+                error = self._near_models(error, model)
+            raise error from None
         except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
             # The SDK raises APITimeoutError for connect timeouts too; the cause tells them apart.
             if isinstance(exc, httpx2.ConnectTimeout) or isinstance(exc.__cause__, httpx2.ConnectTimeout):
@@ -125,6 +130,53 @@ class ChatClient:
             raise self._connection_error(exc.__cause__ or exc) from None
         except httpx2.TransportError as exc:
             raise self._connection_error(exc) from None
+
+    def models(self) -> list[str]:
+        """The model ids the server lists (GET /models), sorted; ChatError when it cannot say."""
+        import httpx2
+        import openai
+
+        try:
+            names = sorted({m.id for m in self._client().models.list().data if isinstance(getattr(m, "id", None), str)})
+        except openai.APIStatusError as exc:
+            raise describe_status_error(exc, config=self.config, model="") from None
+        except (openai.APITimeoutError, httpx2.TimeoutException):
+            raise self._timeout_error() from None
+        except openai.APIConnectionError as exc:
+            raise self._connection_error(exc.__cause__ or exc) from None
+        except (openai.APIError, ValueError, TypeError):  # a body that is not a model list
+            raise ChatError(f"The server at {self.config.shown_url} did not list its models.") from None
+        self._known_models = names
+        return names
+
+    def known_models(self) -> list[str] | None:
+        """The server's models if already fetched; otherwise fetch them in the background and say None.
+
+        For completion, which must never wait on the network.
+        """
+        if self._known_models is None and self._fetching is None:
+
+            def fetch() -> None:
+                try:
+                    self.models()
+                except ChatError:
+                    self._known_models = []
+
+            self._fetching = threading.Thread(target=fetch, daemon=True)
+            self._fetching.start()
+        return self._known_models
+
+    def _near_models(self, error: ChatError, model: str) -> ChatError:
+        """A 404 for a model, with the names the server does have that look like it."""
+        import difflib
+
+        try:
+            near = difflib.get_close_matches(model, self.models(), n=3, cutoff=0.6)
+        except ChatError:
+            return error
+        if not near:
+            return error
+        return ChatError(error.message.rstrip(".") + f"; close matches: {', '.join(near)}.")
 
     def _timeout_error(self, *, mid_reply: bool = False) -> NetworkError:
         tries = self.config.max_retries + 1
@@ -319,6 +371,10 @@ def _text(value: object) -> str:
     return value
 
 
+class UnknownModel(ChatError):
+    """A 404 for the model: worth a look at the names the server does have."""
+
+
 def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: str) -> ChatError:
     """One sentence per HTTP failure, saying what to check."""
     status = exc.status_code
@@ -341,7 +397,7 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
         )
     if status == 404:
         if "model" in code or "model" in detail.lower():
-            return ChatError(f"The model '{model}' was not found at {url} (404); pick another with /model or --model.")
+            return UnknownModel(f"The model '{model}' was not found at {url} (404); pick another with /model or --model.")
         return ChatError(f"Nothing answers at {url} (404); check the base URL, which usually ends in /v1.")
     if status == 429:
         if "insufficient_quota" in code or "quota" in detail.lower():

@@ -214,7 +214,15 @@ def params_command(session: Session, arg: str) -> Result:
 @command("model", args="[name]", help="Show the model, or switch to another.")
 def model_command(session: Session, arg: str) -> Result:
     if not arg:
-        return Result(f"Model: {session.model}")
+        try:
+            names = session.client.models() if session.client is not None else []
+        except ChatError as exc:
+            return Result(f"Model: {session.model}. The server's list could not be had: {exc.message}")
+        if not names:
+            return Result(f"Model: {session.model}. The server lists no models.")
+        rows = [[("* " if name == session.model else "  ") + name] for name in names]
+        return Result(f"Model: {session.model}; the server has {len(names)} (/model NAME switches):",
+                      headers=["model"], rows=rows)
     if any(ch.isspace() or not ch.isprintable() for ch in arg):
         return Result(f"A model name has no spaces or control characters: {arg!r}.", error=True)
     session.set_model(arg)

@@ -33,13 +33,23 @@ def make_key_bindings() -> KeyBindings:
 
 
 class SlashCompleter(Completer):
-    """Completes slash commands at the start of the line, from the registry."""
+    """Completes slash commands at the start of the line, from the registry, and /model's names.
 
-    def __init__(self, registry: Registry) -> None:
+    `models` returns the server's model names if they are known, without waiting for them.
+    """
+
+    def __init__(self, registry: Registry, models: Callable[[], list[str] | None] = lambda: None) -> None:
         self._registry = registry
+        self._models = models
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
         text = document.text_before_cursor
+        command, space, partial = text.partition(" ")
+        if space and self._registry.command_for(command) is self._registry.command_for("model") and " " not in partial:
+            for name in self._models() or ():
+                if name.startswith(partial):
+                    yield Completion(name, start_position=-len(partial))
+            return
         if not text.startswith("/") or any(ch.isspace() for ch in text):
             return
         for name in self._registry.names():
@@ -120,7 +130,7 @@ def make_prompt_session(
         message=[("class:prompt", "> ")],
         history=history,
         key_bindings=make_key_bindings(),
-        completer=SlashCompleter(registry),
+        completer=SlashCompleter(registry, session.client.known_models if session.client is not None else lambda: None),
         complete_while_typing=True,
         bottom_toolbar=make_toolbar(session),
         enable_history_search=False,  # Up walks history; Ctrl-R searches it

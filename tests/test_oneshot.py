@@ -31,7 +31,7 @@ from chatcli.errors import (
     EXIT_USAGE,
 )
 from tests.conftest import CHATCLI, TEST_KEY
-from tests.server import ChatServer, Reply
+from tests.server import ChatServer, Error, Reply
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -515,3 +515,32 @@ def test_json_for_a_failed_reply_keeps_what_arrived_and_says_why(srv: ChatServer
     assert record["reply"] == "The quic" and record["status"] == "error" and record["finish_reason"] is None
     assert record["error"].startswith("The connection to ") and "broke off" in record["error"]
     assert result.stderr == f"chatcli: {record['error']}\n"
+
+
+# --------------------------------------------------------------------------- #
+# models
+# --------------------------------------------------------------------------- #
+
+
+def test_models_lists_what_the_server_offers(srv: ChatServer, run_chatcli) -> None:
+    srv.models = ["o3-mini", "gpt-4o", "llama3.2"]
+    result = run_chatcli("models")
+
+    assert_ok(result)
+    assert result.stdout == "gpt-4o\nllama3.2\no3-mini\n"
+    assert [(r.method, r.path) for r in srv.requests] == [("GET", "/v1/models")]
+
+
+def test_models_from_a_server_that_is_down_is_one_sentence(run_chatcli) -> None:
+    result = run_chatcli("models", "--base-url", f"http://127.0.0.1:{free_port()}/v1", env={"CHATCLI_MAX_RETRIES": "0"})
+    line = error_line(result, EXIT_NETWORK)
+    assert "could not connect" in line.lower()
+
+
+def test_an_unknown_model_gets_the_close_matches_the_server_has(srv: ChatServer, run_chatcli) -> None:
+    srv.models = ["gpt-4o", "gpt-4o-mini", "o3-mini"]
+    srv.script(Error(404, "The model `gpt-4o-mni` does not exist", type="invalid_request_error", code="model_not_found"))
+    result = run_chatcli("-m", "gpt-4o-mni", "hello")
+
+    line = error_line(result, EXIT_FAILURE)
+    assert line.endswith("pick another with /model or --model; close matches: gpt-4o-mini, gpt-4o.")

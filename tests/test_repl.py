@@ -306,12 +306,29 @@ def test_temp_rejects_nan(srv, chat):
     assert "temperature" not in srv.chat_requests[0].body
 
 
-def test_model_shows_and_switches_the_model(srv, chat):
+def test_model_lists_the_servers_models_and_switches(srv, chat):
+    srv.models = ["gpt-4o", "gpt-4o-mini", "o3-mini"]
     out = chat().run("/model", ENTER, "a", ENTER, "/model gpt-4o", ENTER, "/model", ENTER, "b", ENTER)
-    assert "Model: gpt-4o-mini" in out
-    assert "Model set to gpt-4o." in out
-    assert "Model: gpt-4o\n" in out
+    first, second = out.split("Model set to gpt-4o.")
+    assert "Model: gpt-4o-mini; the server has 3 (/model NAME switches):" in first
+
+    def listed(text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if line.strip().lstrip("* ") in srv.models]
+
+    assert listed(first) == ["gpt-4o", "* gpt-4o-mini", "o3-mini"]  # the current one marked
+    assert listed(second) == ["* gpt-4o", "gpt-4o-mini", "o3-mini"]
     assert [r.body["model"] for r in srv.chat_requests] == ["gpt-4o-mini", "gpt-4o"]
+    assert [r.path for r in srv.requests if r.method == "GET"] == ["/v1/models", "/v1/models"]
+
+
+def test_model_without_a_server_list_still_says_the_model(chat):
+    from chatcli.client import ChatClient
+    from chatcli.config import Config
+
+    c = chat()
+    c.session.client = ChatClient(Config(base_url="http://127.0.0.1:9/v1", max_retries=0))
+    out = c.run("/model", ENTER)
+    assert "Model: gpt-4o-mini. The server's list could not be had: Could not connect to http://127.0.0.1:9/v1" in flat(out)
 
 
 def _usage_row(out: str, first_cell: str) -> list[str]:
@@ -474,3 +491,25 @@ def test_a_reply_cut_by_max_tokens_says_so(srv, chat):
     assert srv.chat_requests[0].body["max_tokens"] == 6
     assert "a reply that ran out of" in out
     assert "[the reply reached the max_tokens limit, so it may be cut short]" in out
+
+
+def test_model_names_complete_after_slash_model_once_the_server_has_listed_them(srv):
+    import time as _time
+
+    from chatcli.client import ChatClient
+
+    srv.models = ["gpt-4o", "gpt-4o-mini", "o3-mini"]
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
+    completer = SlashCompleter(REGISTRY, client.known_models)
+
+    def names(text: str) -> list[str]:
+        return [c.text for c in completer.get_completions(Document(text), CompleteEvent())]
+
+    assert names("/model gpt") == []  # not known yet: asked for in the background, never waited on
+    deadline = _time.monotonic() + 10
+    while client.known_models() is None and _time.monotonic() < deadline:
+        _time.sleep(0.02)
+    assert names("/model gpt-4o") == ["gpt-4o", "gpt-4o-mini"]
+    assert names("/model ") == ["gpt-4o", "gpt-4o-mini", "o3-mini"]
+    assert names("/temp 0") == [] and names("/model gpt-4o extra") == []
+    assert [r.path for r in srv.requests] == ["/v1/models"]  # fetched once
