@@ -39,6 +39,8 @@ examples:
                                                delete, prune, rename; see chatcli sessions -h)
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
   chatcli models                               the models the server offers
+  chatcli config check                         is the config file right? (also: path, show)
+  source <(chatcli --completion bash)          Tab completion (also zsh, fish)
   chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
   chatcli -v --log-file chat.log "hi"          log requests and timings (keys redacted)
 
@@ -105,8 +107,58 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-save", action="store_true", help="incognito: save no conversation and no input history (with a [budget] set, only tokens and cost are recorded, so the caps hold)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each request, its timings and retries to stderr (keys redacted), and say why token counts are estimates")
     parser.add_argument("--log-file", metavar="PATH", help="append that log to PATH instead (or as well, with -v)")
+    parser.add_argument("--completion", choices=("bash", "zsh", "fish"), help="print a shell completion script, as in: source <(chatcli --completion bash)")
     parser.add_argument("--version", action="version", version=f"chatcli {__version__}")
     return parser
+
+
+SUBCOMMANDS = {"sessions": "saved sessions", "usage": "tokens and cost", "models": "the server's models",
+               "config": "the config file: path, show, check"}
+
+
+def completion_script(shell: str) -> str:
+    """A completion script for the shell, made from the parser, so it knows every flag there is."""
+    options = [a for a in build_parser()._actions if a.option_strings]
+    flags = sorted(flag for a in options for flag in a.option_strings)
+    words = " ".join([*SUBCOMMANDS, *flags])
+    if shell == "fish":
+        def quoted(text: str) -> str:  # fish: nothing expands inside single quotes
+            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+        lines = [f"complete -c chatcli -n __fish_use_subcommand -a {name} -d {quoted(desc)}" for name, desc in SUBCOMMANDS.items()]
+        for a in options:
+            long = next((f[2:] for f in a.option_strings if f.startswith("--")), None)
+            short = next((f[1:] for f in a.option_strings if len(f) == 2), None)
+            parts = ["complete -c chatcli", f"-l {long}" if long else "", f"-s {short}" if short else ""]
+            if a.choices:
+                parts.append(f"-x -a {quoted(' '.join(a.choices))}")
+            elif a.nargs != 0:
+                parts.append("-r")
+            lines.append(" ".join(p for p in parts if p) + f" -d {quoted((a.help or '').split(';')[0][:60])}")
+        return "\n".join(lines) + "\n"
+    choices = "\n".join(
+        f"    {'|'.join(a.option_strings)}) COMPREPLY=($(compgen -W '{' '.join(a.choices)}' -- \"$cur\")); return ;;"
+        for a in options if a.choices
+    )
+    files = "|".join(f for a in options if a.metavar == "PATH" for f in a.option_strings)
+    bash = f"""_chatcli() {{
+  local cur prev
+  cur="${{COMP_WORDS[COMP_CWORD]}}"
+  prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+  case "$prev" in
+{choices}
+    {files}) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+  esac
+  if [[ $COMP_CWORD -eq 2 && ${{COMP_WORDS[1]}} == config ]]; then
+    COMPREPLY=($(compgen -W 'path show check' -- "$cur")); return
+  fi
+  COMPREPLY=($(compgen -W '{words}' -- "$cur"))
+}}
+complete -o default -F _chatcli chatcli
+"""
+    if shell == "zsh":
+        return "#compdef chatcli\nautoload -U +X bashcompinit && bashcompinit\n" + bash
+    return bash
 
 
 def main(argv: Sequence[str] | None = None, *, env=None) -> int:
@@ -128,8 +180,17 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
         models.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
         args = models.parse_args(argv[1:])
         runner = _list_models
+    elif argv[:1] == ["config"]:
+        config = _Parser(prog="chatcli config", description="The config file: where it is, what it sets, whether it is right.")
+        config.add_argument("action", choices=("path", "show", "check"))
+        config.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
+        args = config.parse_args(argv[1:])
+        runner = _config_action
     else:
         args = build_parser().parse_args(argv)
+        if args.completion:
+            sys.stdout.write(completion_script(args.completion))
+            return 0
         runner = _run
 
     from chatcli.env import Env
@@ -192,6 +253,31 @@ def save_crash(env, exc: BaseException) -> Path | None:
 
 def _terminate(signum: int, frame) -> None:
     raise Terminated(signum)
+
+
+def _config_action(args: argparse.Namespace, env) -> int:
+    """chatcli config path | show | check."""
+    from chatcli.config import SETTINGS, default_config_path, load_config, toml_value
+
+    if args.action == "path":
+        env.stdout.write(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
+        return 0
+    config = load_config(env, config_path=args.config)  # a bad file: one sentence, exit 3
+    if args.action == "check":
+        for warning in config.warnings:
+            env.stderr.write(f"chatcli: warning: {warning}\n")
+        there = config.config_path if config.config_path and config.config_path.is_file() else None
+        env.stdout.write(f"ok: {there or 'no config file; defaults, .env and the environment'}\n")
+        return 0
+    for setting in SETTINGS:
+        value = getattr(config, setting.key)
+        if value is None:
+            env.stdout.write(f"# {setting.key} is not set\n")
+        else:
+            shown = '"***"' if setting.secret else toml_value(value)
+            env.stdout.write(f"{setting.key} = {shown}\n")
+    env.stdout.write(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
+    return 0
 
 
 def _list_models(args: argparse.Namespace, env) -> int:

@@ -454,9 +454,9 @@ def example_toml() -> str:
     for s in SETTINGS:
         lines.append(f"# {s.help} Allowed: {s.allowed()}. Environment: {s.env_var}.")
         if s.default is None:
-            lines.append(f"# {s.key} = {_toml_value(s.example)}   (default: unset)")
+            lines.append(f"# {s.key} = {toml_value(s.example)}   (default: unset)")
         else:
-            lines.append(f"{s.key} = {_toml_value(s.default)}")
+            lines.append(f"{s.key} = {toml_value(s.default)}")
         lines.append("")
     lines += [
         "# Per-model figures, for a model chatcli has no figures for, or to correct them.",
@@ -488,7 +488,7 @@ def example_toml() -> str:
     return "\n".join(lines)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -544,3 +544,62 @@ def test_an_unknown_model_gets_the_close_matches_the_server_has(srv: ChatServer,
 
     line = error_line(result, EXIT_FAILURE)
     assert line.endswith("pick another with /model or --model; close matches: gpt-4o-mini, gpt-4o.")
+
+
+# --------------------------------------------------------------------------- #
+# shell integration: completion scripts and chatcli config
+# --------------------------------------------------------------------------- #
+
+
+def bash_completes(script: str, *words: str) -> list[str]:
+    """What Tab offers after `words` (the last one being completed), in a real bash with the script loaded."""
+    quoted = " ".join(f"'{w}'" for w in words)
+    probe = f'{script}\nCOMP_WORDS=(chatcli {quoted}); COMP_CWORD={len(words)}; _chatcli; printf "%s\\n" "${{COMPREPLY[@]}}"\n'
+    done = subprocess.run(["bash", "--norc", "--noprofile"], input=probe, capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return sorted(done.stdout.split())
+
+
+def test_the_bash_completion_script_loads_in_bash_and_completes_flags_subcommands_and_values(run_chatcli) -> None:
+    result = run_chatcli("--completion", "bash")
+    assert result.returncode == EXIT_OK and result.stderr == ""
+    script = result.stdout
+
+    assert bash_completes(script, "--mo") == ["--model"]
+    assert bash_completes(script, "--log") == ["--log-file"]
+    assert bash_completes(script, "mod") == ["models"]
+    assert bash_completes(script, "--completion", "") == ["bash", "fish", "zsh"]
+    assert bash_completes(script, "config", "ch") == ["check"]
+    # Every flag the parser has is offered: the script is made from it.
+    from chatcli.cli import build_parser
+
+    flags = {f for a in build_parser()._actions for f in a.option_strings if f.startswith("--")}
+    assert flags <= set(bash_completes(script, "--"))
+
+
+@pytest.mark.parametrize("shell, first", [("zsh", "#compdef chatcli"), ("fish", "complete -c chatcli")])
+def test_zsh_and_fish_scripts_are_printed(run_chatcli, shell: str, first: str) -> None:
+    result = run_chatcli("--completion", shell)
+    assert result.returncode == EXIT_OK and result.stdout.startswith(first)
+    assert "--log-file" in result.stdout or "-l log-file" in result.stdout
+
+
+def test_config_path_show_and_check(run_chatcli, isolated_env: Path) -> None:
+    path = isolated_env / "config" / "chatcli" / "config.toml"
+    assert run_chatcli("config", "path").stdout == f"{path}\n"
+    assert run_chatcli("config", "check").stdout == "ok: no config file; defaults, .env and the environment\n"
+
+    path.parent.mkdir(parents=True)
+    path.write_text('model = "gpt-4o"\ntemperature = 0.4\nredact = ["email"]\n')
+    shown = run_chatcli("config", "show")
+    assert shown.returncode == EXIT_OK
+    lines = shown.stdout.splitlines()
+    assert 'model = "gpt-4o"' in lines and "temperature = 0.4" in lines and 'redact = ["email"]' in lines
+    assert 'api_key = "***"' in lines  # set in the environment, never shown
+    assert "# max_tokens is not set" in lines
+    assert run_chatcli("config", "check").stdout == f"ok: {path}\n"
+
+    path.write_text("temprature = 0.4\n")
+    bad = run_chatcli("config", "check")
+    line = error_line(bad, EXIT_CONFIG)
+    assert "did you mean 'temperature'" in line.lower()
