@@ -211,6 +211,53 @@ def params_command(session: Session, arg: str) -> Result:
     return Result(headers=["parameter", "value", "allowed"], rows=rows)
 
 
+FILE_LIMIT = 8_000_000  # bytes: about 2M tokens, past every model's window; checked before reading
+
+
+@command("file", args="PATH [PATH...]", help="Attach text files: their names and contents go with your next message.")
+def file_command(session: Session, arg: str) -> Result:
+    import shlex
+    from pathlib import Path
+
+    try:
+        paths = shlex.split(arg)
+    except ValueError:
+        return Result(f"A quote is not closed in {_shown(arg)}; quote file names with spaces.", error=True)
+    if not paths:
+        return Result("Give a file to attach: /file notes.md (more than one: /file a.py b.py).", error=True)
+    pieces = []
+    for name in paths:
+        try:
+            path = Path(name).expanduser()
+            if path.exists() and not path.is_file():  # a directory, a device (/dev/zero never ends), a pipe
+                return Result(f"{name} is not a regular file; nothing was attached.", error=True)
+            if path.exists() and path.stat().st_size > FILE_LIMIT:
+                return Result(f"{name} is {path.stat().st_size / 1e6:.0f} MB, more than any context window holds; "
+                              "nothing was attached.", error=True)
+            data = path.read_bytes()
+        except (OSError, RuntimeError, ValueError) as exc:
+            return Result(f"Could not read {name} ({getattr(exc, 'strerror', None) or exc}); nothing was attached.", error=True)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\x00" in text:
+            return Result(f"{name} is not a text file (it is binary or not UTF-8); nothing was attached.", error=True)
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+        pieces.append(f"File {name}:\n{fence}\n{text.rstrip()}\n{fence}")
+    plan = session.plan("\n\n".join([*session.attached, *pieces]))
+    if not plan.fits:
+        size = session.tokenizer.message(session.model, "user", "\n\n".join(pieces))
+        room = max(plan.window - plan.reserve - (plan.tokens.tokens - size.tokens), 0)
+        return Result(f"{' and '.join(paths)} {'is' if len(paths) == 1 else 'are'} {size} tokens, but the model's "
+                      f"{plan.window:,}-token window leaves room for about {room:,}; nothing was attached: "
+                      "attach a smaller file or a part of it.", error=True)
+    session.attached += pieces
+    count = session.tokenizer.message(session.model, "user", "\n\n".join(pieces))
+    return Result(f"Attached {', '.join(paths)} ({count} tokens); {'it goes' if len(paths) == 1 else 'they go'} "
+                  "with your next message.")
+
+
 @command("model", args="[name]", help="Show the model, or switch to another.")
 def model_command(session: Session, arg: str) -> Result:
     if not arg:

@@ -119,6 +119,7 @@ class Session:
     # /usage and the toolbar keep counting what the ledger counts.
     spent_elsewhere: list[OtherCost] = field(default_factory=list)
     show_reasoning: bool = True  # a view preference (/reasoning), read by the REPL when it draws a reply
+    attached: list[str] = field(default_factory=list)  # /file: files that go with the next message, as text
     _guard: BudgetGuard | None = field(default=None, repr=False)
 
     @property
@@ -413,6 +414,8 @@ class Session:
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Turn:
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked."""
         assert self.client is not None, "a session restored for reading cannot send"
+        if self.attached:
+            text, self.attached = "\n\n".join([*self.attached, text]), []
         redacted = None
         if self.redact:
             # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.

@@ -184,3 +184,59 @@ def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, t
     session.send("again")
     assert "seed" not in srv.chat_requests[-1].body and srv.chat_requests[-1].body["top_p"] == 0.9
     journal.store.close()
+
+
+def test_file_attaches_text_files_to_the_next_message_only(srv, tmp_path, monkeypatch):
+    from tests.conftest import TEST_KEY
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.md").write_text("# Notes\nship on Friday\n")
+    (tmp_path / "odd name.py").write_text("print('```')\n")  # a fence inside: the attachment's fence is longer
+    session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
+                      model="gpt-4o-mini")
+    result = REGISTRY.dispatch(session, "/file notes.md 'odd name.py'")
+    assert not result.error and result.text.startswith("Attached notes.md, odd name.py (")
+    assert result.text.endswith(" tokens); they go with your next message.")
+
+    session.send("summarise these")
+    session.send("and now?")
+    first, second = (r.body["messages"] for r in srv.chat_requests)
+    assert first[-1]["content"] == (
+        "File notes.md:\n```\n# Notes\nship on Friday\n```\n\n"
+        "File odd name.py:\n````\nprint('```')\n````\n\n"
+        "summarise these"
+    )
+    assert second[-1]["content"] == "and now?"
+
+
+def test_file_refuses_binary_missing_and_too_large_files_and_attaches_nothing(srv, tmp_path, monkeypatch):
+    from chatcli.tokens import Tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (tmp_path / "big.txt").write_text("word " * 4000)
+    (tmp_path / "ok.txt").write_text("fine")
+    with open(tmp_path / "huge.log", "wb") as f:
+        f.truncate(9_000_000)  # sparse: refused from its size, before a byte is read
+    session = Session(client=ChatClient(Config(base_url=srv.base_url, max_retries=0)), model="small-model",
+                      tokenizer=Tokenizer(overrides={"small-model": {"context_window": 1000, "max_output_tokens": 200}}))
+
+    for line, words in [
+        ("/file image.png", "image.png is not a text file"),
+        ("/file ok.txt latin1.txt", "latin1.txt is not a text file"),
+        ("/file nowhere.txt", "Could not read nowhere.txt (No such file or directory)"),
+        ("/file .", ". is not a regular file"),
+        ("/file /dev/zero", "/dev/zero is not a regular file"),
+        ("/file huge.log", "huge.log is 9 MB, more than any context window holds"),
+        ("/file big.txt", "big.txt is ≈"),
+        ("/file", "Give a file to attach"),
+        ("/file 'open", "A quote is not closed"),
+    ]:
+        result = REGISTRY.dispatch(session, line)
+        assert result.error and words in result.text, (line, result.text)
+        assert "\n" not in result.text
+    assert session.attached == []
+    too_big = REGISTRY.dispatch(session, "/file big.txt").text
+    assert "tokens, but the model's 1,000-token window leaves room for about" in too_big
+    assert too_big.endswith("nothing was attached: attach a smaller file or a part of it.")
