@@ -1,7 +1,8 @@
-"""Where finished markdown blocks end in a reply that is still growing.
+"""Markdown blocks: where finished ones end in a reply still growing, and its fenced code.
 
-The streaming renderer prints each finished block once; this finds them,
-looking at each line once, without parsing the markdown.
+The streaming renderer prints each finished block once; BlockSplitter finds
+them, looking at each line once, without parsing the markdown. code_blocks
+gives /copy the fenced code of a finished reply, byte for byte.
 """
 
 from __future__ import annotations
@@ -91,3 +92,40 @@ class BlockSplitter:
             self._fence = (fence.group(2)[0], len(fence.group(2)))
             self._fence_top = fence.group(1) == "" and not self._is_list
         return cut
+
+
+# A fence line as /copy reads it: indentation, the fence, and its info string.
+_CODE_FENCE = re.compile(r"(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)")
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of markdown, each exactly as written between its fence lines.
+
+    A fence is three or more backticks or tildes; it closes with a line of at
+    least as many of the same, and a block left open runs to the end (a reply
+    cut short). The fence's own indentation (a block inside a list item) is
+    taken off each line, as CommonMark does; the code's indentation is kept.
+    """
+    blocks: list[str] = []
+    lines = markdown.split("\n")
+    i = 0
+    while i < len(lines):
+        opening = _CODE_FENCE.fullmatch(lines[i].rstrip("\r"))
+        i += 1
+        if opening is None or (opening["fence"][0] == "`" and "`" in opening["info"]):
+            continue
+        indent, fence = len(opening["indent"]), opening["fence"]
+        body: list[str] = []
+        while i < len(lines):
+            closing = _CODE_FENCE.fullmatch(lines[i].rstrip("\r"))
+            i += 1
+            if closing and closing["fence"][0] == fence[0] and len(closing["fence"]) >= len(fence) and not closing["info"].strip(" \t"):
+                break
+            line = lines[i - 1]
+            body.append(line[min(indent, len(line) - len(line.lstrip(" "))) :])
+        else:
+            if body and not body[-1]:  # a block left open: the reply's final newline is not code
+                body.pop()
+        code = "\n".join(body)
+        blocks.append(code[:-1] if code.endswith("\r") else code)
+    return blocks

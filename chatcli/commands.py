@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from chatcli.blocks import code_blocks
 from chatcli.config import SETTINGS_BY_KEY, Setting
 from chatcli.errors import ChatError
 from chatcli.pricing import format_cost
@@ -401,40 +402,6 @@ def copy_command(session: Session, arg: str) -> Result:
     return Result(f"Copied {what} ({chars}) to the clipboard{cut}.", clipboard=text)
 
 
-_FENCE = re.compile(r"(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>.*)")
-
-
-def code_blocks(markdown: str) -> list[str]:
-    """The fenced code blocks of markdown, each exactly as written between its fence lines.
-
-    A fence is three or more backticks or tildes; it closes with a line of at
-    least as many of the same, and a block left open runs to the end (a reply
-    cut short). The fence's own indentation (a block inside a list item) is
-    taken off each line, as CommonMark does; the code's indentation is kept.
-    """
-    blocks: list[str] = []
-    lines = markdown.split("\n")
-    i = 0
-    while i < len(lines):
-        opening = _FENCE.fullmatch(lines[i].rstrip("\r"))
-        i += 1
-        if opening is None or (opening["fence"][0] == "`" and "`" in opening["info"]):
-            continue
-        indent, fence = len(opening["indent"]), opening["fence"]
-        body: list[str] = []
-        while i < len(lines):
-            closing = _FENCE.fullmatch(lines[i].rstrip("\r"))
-            i += 1
-            if closing and closing["fence"][0] == fence[0] and len(closing["fence"]) >= len(fence) and not closing["info"].strip(" \t"):
-                break
-            line = lines[i - 1]
-            body.append(line[min(indent, len(line) - len(line.lstrip(" "))) :])
-        else:
-            if body and not body[-1]:  # a block left open: the reply's final newline is not code
-                body.pop()
-        code = "\n".join(body)
-        blocks.append(code[:-1] if code.endswith("\r") else code)
-    return blocks
 
 
 def _shown(text: str, limit: int = 40) -> str:

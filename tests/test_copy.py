@@ -16,8 +16,9 @@ import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
+from chatcli.blocks import code_blocks
 from chatcli.client import ChatClient
-from chatcli.commands import REGISTRY, code_blocks
+from chatcli.commands import REGISTRY
 from chatcli.config import Config
 from chatcli.repl import Repl
 from chatcli.session import COMPLETE, INTERRUPTED, Session, Turn
