@@ -392,6 +392,8 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
         color=not env.no_color,
         environ=env.environ,
         stats=config.stats,
+        vi=config.editing_mode == "vi",
+        multiline=config.multiline,
         history_path=env.state_dir / "history" if save else None,
     )
     return repl.run()

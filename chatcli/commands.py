@@ -259,6 +259,16 @@ def file_command(session: Session, arg: str) -> Result:
                   "with your next message.")
 
 
+@command("edit", args="[text]", help="Write a message in $EDITOR (Ctrl-X Ctrl-E does it for what is typed); it comes back to the prompt.")
+def edit_command(session: Session, arg: str) -> Result:
+    from chatcli.terminal import edit_in_editor
+
+    text = edit_in_editor(arg)
+    if not text.strip():
+        return Result("The message was left empty; nothing was put at the prompt.")
+    return Result("Your message is at the prompt: press Enter to send it.", prefill=text)
+
+
 @command("model", args="[name]", help="Show the model, or switch to another.")
 def model_command(session: Session, arg: str) -> Result:
     if not arg:

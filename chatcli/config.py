@@ -122,6 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_retries", int, 2, "Retries for rate limits, server errors and dropped connections.", 0, 10),
     Setting("render", str, "markdown", "How replies are drawn in a terminal: markdown, or plain text as it streams. Pipes and NO_COLOR always get plain text.", choices=("markdown", "plain")),
     Setting("show_reasoning", bool, True, "Show the reasoning that some models stream before the answer (dimmed); /reasoning toggles it."),
+    Setting("editing_mode", str, "emacs", "Key bindings at the prompt: emacs (Ctrl-A, Ctrl-E, ...) or vi.", choices=("emacs", "vi")),
+    Setting("multiline", bool, False, "Enter adds a line and Alt-Enter sends, instead of the other way round."),
     Setting("stats", bool, False, "After each reply, a line with the time to first token, tokens per second and tokens."),
     Setting("default_context_window", int, 8192, "Context window, in tokens, for models chatcli has no figure for.", 256),
     Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
@@ -146,6 +148,8 @@ class Config:
     max_retries: int = 2
     render: str = "markdown"
     show_reasoning: bool = True
+    editing_mode: str = "emacs"
+    multiline: bool = False
     stats: bool = False
     default_context_window: int = 8192
     default_max_output_tokens: int = 4096

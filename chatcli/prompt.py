@@ -21,13 +21,16 @@ from chatcli.pricing import format_cost
 from chatcli.session import Session
 
 
-def make_key_bindings() -> KeyBindings:
-    """Enter sends; Alt-Enter (or Esc then Enter) inserts a newline."""
+def make_key_bindings(*, multiline: bool = False) -> KeyBindings:
+    """Enter sends; Alt-Enter (or Esc then Enter) inserts a newline. With `multiline`, the other way round."""
     kb = KeyBindings()
 
     @kb.add("escape", "enter")
-    def _newline(event) -> None:
-        event.current_buffer.insert_text("\n")
+    def _alt_enter(event) -> None:
+        if multiline:
+            event.current_buffer.validate_and_handle()
+        else:
+            event.current_buffer.insert_text("\n")
 
     return kb
 
@@ -123,13 +126,21 @@ def make_prompt_session(
     *,
     history: History,
     color: bool = True,
+    vi: bool = False,
+    multiline: bool = False,
     input=None,
     output=None,
 ) -> PromptSession:
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+
     return PromptSession(
         message=[("class:prompt", "> ")],
         history=history,
-        key_bindings=make_key_bindings(),
+        key_bindings=make_key_bindings(multiline=multiline),
+        multiline=multiline,
+        vi_mode=vi,
+        enable_open_in_editor=True,  # Ctrl-X Ctrl-E (v in vi's normal mode): $EDITOR on what is typed
+        auto_suggest=AutoSuggestFromHistory(),  # greyed from history; the Right arrow takes it
         completer=SlashCompleter(registry, session.client.known_models if session.client is not None else lambda: None),
         complete_while_typing=True,
         bottom_toolbar=make_toolbar(session),

@@ -58,6 +58,8 @@ class Repl:
         warm_up: bool = True,
         environ: Mapping[str, str] | None = None,
         stats: bool = False,
+        vi: bool = False,
+        multiline: bool = False,
     ) -> None:
         self.session = session
         self.out = out
@@ -69,7 +71,8 @@ class Repl:
         self.verbose = verbose
         self.console = make_console(out, color=color)
         self.prompt = make_prompt_session(
-            session, REGISTRY, history=open_history(history_path, redact=session.redact), color=color, input=input, output=output
+            session, REGISTRY, history=open_history(history_path, redact=session.redact), color=color, vi=vi,
+            multiline=multiline, input=input, output=output
         )
         self._orphan: Turn | None = None
         self._warm_up = threading.Thread(target=self._warm, daemon=True) if warm_up else None

@@ -12,6 +12,7 @@ terminal's own, set with OSC 52, so /copy works over SSH too.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import signal
 import threading
@@ -248,3 +249,27 @@ def write_whole(stream: TextIO, data: str) -> None:
             stream.flush()
     finally:
         guard.uninstall()
+
+
+def edit_in_editor(text: str) -> str:
+    """Let the user write in $VISUAL or $EDITOR (vi if neither is set), starting from text; what they saved."""
+    import shlex
+    import subprocess
+    import tempfile
+
+    from chatcli.errors import ChatError
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.TemporaryDirectory(prefix="chatcli-") as folder:
+        path = os.path.join(folder, "message.md")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        try:
+            done = subprocess.run([*shlex.split(editor), path])
+        except (OSError, ValueError) as exc:
+            raise ChatError(f"Could not start the editor {editor!r} ({getattr(exc, 'strerror', None) or exc}); "
+                            "set VISUAL or EDITOR.") from None
+        if done.returncode != 0:
+            raise ChatError(f"The editor exited with status {done.returncode}; nothing was put at the prompt.")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().rstrip("\n")

@@ -72,6 +72,12 @@ from chatcli.tokens import Tokenizer
 # database in the repository; in CI the examples are the same every run, so main stays
 # green on what was already explored, while a local run explores afresh each time.
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="chatcli-hypothesis-"))  # not .hypothesis/ in the repository
+
+
+@pytest.fixture(autouse=True)
+def no_real_editor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/edit starts $VISUAL: here `true`, which leaves the text as it was, never an editor waiting on a terminal."""
+    monkeypatch.setenv("VISUAL", "true")
 FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=bool(os.environ.get("CI")))
 
 # --------------------------------------------------------------------------- #

@@ -8,6 +8,7 @@ the server received and on what the REPL printed, as a user would see it.
 from __future__ import annotations
 
 import io
+import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -86,7 +87,7 @@ class Chat:
         return self.out.getvalue()
 
 
-def piped_chat(stack: ExitStack, session: Session, *, markdown: bool = True, history: Path) -> Chat:
+def piped_chat(stack: ExitStack, session: Session, *, markdown: bool = True, history: Path, **prompt: bool) -> Chat:
     """A Repl on `session` as cli.py builds it, reading keys from a pipe and drawing to a string."""
     pipe = stack.enter_context(create_pipe_input())
     out = io.StringIO()
@@ -100,6 +101,7 @@ def piped_chat(stack: ExitStack, session: Session, *, markdown: bool = True, his
         input=pipe,
         output=DummyOutput(),
         warm_up=False,
+        **prompt,
     )
     return Chat(session, repl, pipe, out)
 
@@ -116,10 +118,11 @@ def chat(srv, tmp_path: Path):
             params: dict | None = None,
             markdown: bool = True,
             history: Path | None = None,
+            **prompt: bool,
         ) -> Chat:
             config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
             session = Session(client=ChatClient(config), model=model, system=system, params=dict(params or {}))
-            return piped_chat(stack, session, markdown=markdown, history=history or tmp_path / "history")
+            return piped_chat(stack, session, markdown=markdown, history=history or tmp_path / "history", **prompt)
 
         yield make
 
@@ -513,3 +516,43 @@ def test_model_names_complete_after_slash_model_once_the_server_has_listed_them(
     assert names("/model ") == ["gpt-4o", "gpt-4o-mini", "o3-mini"]
     assert names("/temp 0") == [] and names("/model gpt-4o extra") == []
     assert [r.path for r in srv.requests] == ["/v1/models"]  # fetched once
+
+
+# --------------------------------------------------------------------------- #
+# Input ergonomics: multiline, vi, suggestions from history, $EDITOR
+# --------------------------------------------------------------------------- #
+
+RIGHT = "\x1b[C"
+
+
+def test_multiline_mode_makes_enter_a_new_line_and_alt_enter_send(srv, chat):
+    chat(multiline=True).run("line one", ENTER, "line two", ESC_ENTER)
+    assert user_messages(srv) == ["line one\nline two"]
+
+
+def test_vi_mode_edits_with_vi_keys(srv, chat):
+    # Type, Esc to normal mode, 0 to the start, i to insert there.
+    chat(vi=True).run("world", "\x1b", "0", "i", "hello ", ENTER, pause=0.1)
+    assert user_messages(srv) == ["hello world"]
+
+
+def test_history_is_suggested_as_you_type_and_the_right_arrow_takes_it(srv, chat, tmp_path):
+    chat().run("tell me a joke about databases", ENTER)
+    chat(history=tmp_path / "history").run("tell", RIGHT, ENTER, pause=0.1)
+    assert user_messages(srv) == ["tell me a joke about databases"] * 2
+
+
+def test_slash_edit_writes_the_message_in_the_editor_and_puts_it_at_the_prompt(srv, chat, tmp_path, monkeypatch):
+    editor = tmp_path / "editor.py"
+    editor.write_text("import sys\np = sys.argv[1]\ntext = open(p).read()\nopen(p, 'w').write(text + 'written in the editor\\n')\n")
+    monkeypatch.setenv("VISUAL", f"{sys.executable} {editor}")
+    out = chat().run("/edit Dear model,", ENTER, ENTER, pause=0.1)
+    assert "Your message is at the prompt: press Enter to send it." in out
+    assert user_messages(srv) == ["Dear model,written in the editor"]
+
+
+def test_slash_edit_with_an_editor_that_fails_puts_nothing_at_the_prompt(srv, chat, monkeypatch):
+    monkeypatch.setenv("VISUAL", "false")
+    out = chat().run("/edit", ENTER, "plain", ENTER, pause=0.1)
+    assert "The editor exited with status 1; nothing was put at the prompt." in out
+    assert user_messages(srv) == ["plain"]
