@@ -140,15 +140,10 @@ def system_command(session: Session, arg: str) -> Result:
 
 @command("temp", args="[value]", help="Show the temperature, or set it (0 to 2).", aliases=("temperature",))
 def temp_command(session: Session, arg: str) -> Result:
-    setting = SETTINGS_BY_KEY["temperature"]
     if not arg:
         value = session.params.get("temperature")
         return Result(f"Temperature: {value:g}" if value is not None else "Temperature: the server's default.")
-    if arg.lower() in ("default", "unset", "none"):
-        session.set_param("temperature", None)
-        return Result("Temperature reset to the server's default.")
-    session.set_param("temperature", setting.parse(arg, "The temperature"))
-    return Result(f"Temperature set to {session.params['temperature']:g}.")
+    return _set(session, "temperature", arg, label="Temperature")
 
 
 # What /set may change: each is sent with every request until unset, and saved with the session.
@@ -177,11 +172,16 @@ def set_command(session: Session, arg: str) -> Result:
     if not value:
         example = '"###"' if name == "stop" else "default"
         return Result(f"Give a value, as in /set {name} {example}.", error=True)
+    return _set(session, name, value, label=name)
+
+
+def _set(session: Session, name: str, value: str, *, label: str) -> Result:
+    """Check a parameter's value with its rules and set it; `default` unsets it."""
     if value.lower() in UNSET:
         session.set_param(name, None)
-        return Result(f"{name} reset to the server's default.")
-    session.set_param(name, _stop_strings(value) if name == "stop" else PARAMS[name].parse(value, name))
-    return Result(f"{name} set to {_param_text(session.params[name])}.")
+        return Result(f"{label} reset to the server's default.")
+    session.set_param(name, _stop_strings(value) if name == "stop" else PARAMS[name].parse(value, label))
+    return Result(f"{label} set to {_param_text(session.params[name])}.")
 
 
 def _stop_strings(text: str) -> list[str]:
@@ -313,6 +313,8 @@ def usage_command(session: Session, arg: str) -> Result:
 
 @command("sessions", help="List recent saved sessions.")
 def sessions_command(session: Session, arg: str) -> Result:
+    from chatcli.sessions import age
+
     listed = session.journal.list_sessions(limit=20)
     if listed is None:
         return Result("History is not being saved, so there are no sessions to list.", error=True)
@@ -432,17 +434,6 @@ def whole_number(text: str) -> int | None:
 def _usage_cells(row) -> list[str]:
     u, mark = row.usage, "" if row.exact else "≈"
     return [f"{mark}{u.prompt_tokens:,}", f"{mark}{u.completion_tokens:,}", f"{mark}{u.total_tokens:,}", format_cost(row.cost, exact=row.exact)]
-
-
-def age(timestamp: float) -> str:
-    """How long ago, in the largest whole unit."""
-    import time
-
-    seconds = max(0, time.time() - timestamp)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit} ago"
-    return "just now"
 
 
 @command("tokens", help="What the next request would carry: system prompt, history, and what fitting leaves out.")

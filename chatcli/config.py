@@ -224,7 +224,9 @@ def _variables_layer(variables: Mapping[str, str], source: str) -> dict[str, Any
             values[setting.key] = setting.parse(variables[setting.env_var], f"{setting.env_var} {source}")
     kinds = [k.strip() for k in variables.get("CHATCLI_REDACT", "").split(",") if k.strip()]
     if kinds:
-        values["redact"] = read_redact_list(kinds, f"CHATCLI_REDACT {source}")
+        from chatcli.pii import read_kinds
+
+        values["redact"] = read_kinds(kinds, f"CHATCLI_REDACT {source}")
     return values
 
 
@@ -328,7 +330,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
             values["budget"] = read_budget_table(value, path)
             continue
         if key == "redact":
-            values["redact"] = read_redact_list(value, f"'redact' in {path}")
+            from chatcli.pii import read_kinds
+
+            values["redact"] = read_kinds(value, f"'redact' in {path}")
             continue
         setting = SETTINGS_BY_KEY.get(key)
         if key in RENAMED:
@@ -381,21 +385,6 @@ def read_budget_table(table: Any, path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown key '{key}' in [budget]; known: {', '.join(BUDGET_KEYS)}.")
         budget[key] = setting.check(value, f"[budget] {key} in {path}")
     return budget
-
-
-def read_redact_list(value: Any, where: str) -> tuple[str, ...]:
-    """redact = ["email", "phone", ...]: the kinds of personal data to scrub before sending."""
-    from chatcli.pii import KINDS
-
-    example = 'redact = ["email", "phone"]'
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a list of kinds, as in {example}; known: {', '.join(KINDS)}.")
-    for kind in value:
-        if kind not in KINDS:
-            near = difflib.get_close_matches(kind, KINDS, n=1)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            raise ConfigError(f"{where}: unknown kind {kind!r}; known: {', '.join(KINDS)}.{hint}")
-    return tuple(dict.fromkeys(value))
 
 
 PRICE_KEYS = ("input", "cached_input", "output")

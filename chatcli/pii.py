@@ -125,6 +125,23 @@ class Scrubbed:
     counts: dict[str, int]  # kind -> number replaced, only kinds with > 0, in KINDS order
 
 
+def read_kinds(value: object, where: str) -> tuple[str, ...]:
+    """Config's redact = ["email", "phone", ...], checked: the kinds to scrub, each once."""
+    import difflib
+
+    from chatcli.errors import ConfigError
+
+    example = 'redact = ["email", "phone"]'
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of kinds, as in {example}; known: {', '.join(KINDS)}.")
+    for kind in value:
+        if kind not in KINDS:
+            near = difflib.get_close_matches(kind, KINDS, n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"{where}: unknown kind {kind!r}; known: {', '.join(KINDS)}.{hint}")
+    return tuple(dict.fromkeys(value))
+
+
 def placeholder(kind: str) -> str:
     return f"[{kind.upper()}_REDACTED]"
 

@@ -113,7 +113,7 @@ def _load(store: Store, session_id: int):
 
 
 def list_action(store: Store, args, env: Env) -> int:
-    from chatcli.commands import Result, age
+    from chatcli.commands import Result
     from chatcli.render import show_result
 
     listed = store.list_sessions(limit=args.limit)
@@ -301,3 +301,11 @@ def usage_action(store: Store, args, env: Env) -> int:
 
 
 ACTIONS["usage"] = usage_action
+
+def age(timestamp: float) -> str:
+    """How long ago, in the largest whole unit."""
+    seconds = max(0, time.time() - timestamp)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return "just now"
