@@ -82,6 +82,13 @@ def _setting(key: str):
     return parse
 
 
+def _where_flags(parser: argparse.ArgumentParser, *, base_url: bool = True) -> None:
+    """--base-url and --config: which server, and which config file, for chatcli and its subcommands."""
+    if base_url:
+        parser.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
+    parser.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chatcli",
@@ -95,8 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-s", "--system", type=_setting("system"), help="system prompt, i.e. a persona")
     parser.add_argument("-t", "--temperature", type=_setting("temperature"), help="sampling temperature, 0 to 2")
     parser.add_argument("--max-tokens", type=_setting("max_tokens"), metavar="N", help="longest reply, in tokens")
-    parser.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
-    parser.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
+    _where_flags(parser)
     parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, error")
     parser.add_argument("--plain", action="store_true", help="print replies as plain text as they stream, not markdown (also: NO_COLOR, render = \"plain\")")
     parser.add_argument(
@@ -176,14 +182,13 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
         runner = run_usage
     elif argv[:1] == ["models"]:
         models = _Parser(prog="chatcli models", description="List the models the server offers (GET /models), one a line.")
-        models.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
-        models.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
+        _where_flags(models)
         args = models.parse_args(argv[1:])
         runner = _list_models
     elif argv[:1] == ["config"]:
         config = _Parser(prog="chatcli config", description="The config file: where it is, what it sets, whether it is right.")
         config.add_argument("action", choices=("path", "show", "check"))
-        config.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
+        _where_flags(config, base_url=False)
         args = config.parse_args(argv[1:])
         runner = _config_action
     else:
