@@ -83,7 +83,8 @@ def _setting(key: str):
 
 
 def _where_flags(parser: argparse.ArgumentParser, *, base_url: bool = True) -> None:
-    """--base-url and --config: which server, and which config file, for chatcli and its subcommands."""
+    """--profile, --base-url and --config: which server, and which config file, for chatcli and its subcommands."""
+    parser.add_argument("-p", "--profile", type=_setting("profile"), metavar="NAME", help="use the config file's [profiles.NAME] (also: CHATCLI_PROFILE)")
     if base_url:
         parser.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
     parser.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
@@ -267,7 +268,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
     if args.action == "path":
         env.stdout.write(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
         return 0
-    config = load_config(env, config_path=args.config)  # a bad file: one sentence, exit 3
+    config = load_config(env, config_path=args.config, flags={"profile": args.profile})  # a bad file: one sentence, exit 3
     if args.action == "check":
         for warning in config.warnings:
             env.stderr.write(f"chatcli: warning: {warning}\n")
@@ -282,14 +283,20 @@ def _config_action(args: argparse.Namespace, env) -> int:
             shown = '"***"' if setting.secret else toml_value(value)
             env.stdout.write(f"{setting.key} = {shown}\n")
     env.stdout.write(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
+    if config.headers:  # a header may carry a credential: names only
+        masked = ", ".join(f"{toml_value(name)} = {toml_value('***')}" for name in config.headers)
+        env.stdout.write(f"headers = {{ {masked} }}\n")
+    if config.profiles:
+        env.stdout.write(f"# profiles: {', '.join(config.profiles)}\n")
     return 0
 
 
 def _list_models(args: argparse.Namespace, env) -> int:
     from chatcli.client import ChatClient
-    from chatcli.config import load_config, require_api_key
+    from chatcli.config import load_config
+    from chatcli.keys import require_api_key
 
-    config = load_config(env, config_path=args.config, flags={"base_url": args.base_url})
+    config = load_config(env, config_path=args.config, flags={"base_url": args.base_url, "profile": args.profile})
     require_api_key(config)
     for name in ChatClient(config).models():
         env.stdout.write(name + "\n")
@@ -297,7 +304,8 @@ def _list_models(args: argparse.Namespace, env) -> int:
 
 
 def _run(args: argparse.Namespace, env) -> int:
-    from chatcli.config import load_config, require_api_key
+    from chatcli.config import load_config
+    from chatcli.keys import require_api_key
 
     flags = {
         "model": args.model,
@@ -306,7 +314,7 @@ def _run(args: argparse.Namespace, env) -> int:
         "max_tokens": args.max_tokens,
         "base_url": args.base_url,
     }
-    config = load_config(env, config_path=args.config, flags={**flags, "db": args.db})
+    config = load_config(env, config_path=args.config, flags={**flags, "db": args.db, "profile": args.profile})
     import chatcli.log
 
     chatcli.log.known_secret = config.api_key  # for a crash report, which has no config at hand
@@ -329,8 +337,8 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
     from chatcli.client import ChatClient
     from chatcli.journal import Journal
     from chatcli.pricing import Pricing
+    from chatcli.profiles import Profiles, make_tokenizer
     from chatcli.session import Session
-    from chatcli.tokens import ModelLimits, Tokenizer
 
     save = config.save and not args.no_save
     if save:
@@ -341,10 +349,7 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
     else:
         journal = Journal()
     client = ChatClient(config)
-    tokenizer = Tokenizer(
-        overrides=config.models,
-        default=ModelLimits(config.default_context_window, config.default_max_output_tokens, "o200k_base"),
-    )
+    tokenizer = make_tokenizer(config)
     if args.resume is not None:
         session = resume_session(journal, args.resume, client=client)
         session.tokenizer = tokenizer
@@ -370,6 +375,7 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
             pricing=Pricing(config.prices),
             budget=Budget(**config.budget, where=str(config.config_path)),
         )
+    session.profiles = Profiles(env, args.config)
     # The output strategy, chosen once: markdown only for a terminal that wants decoration.
     markdown = config.render == "markdown" and not args.plain and not env.no_color and env.stdout_isatty
     session.show_reasoning = config.show_reasoning

@@ -19,10 +19,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
-from chatcli.config import Config
+from chatcli.config import AZURE_API_VERSION, Config
 from chatcli.errors import ChatError, ConfigError, ContextLengthError, NetworkError
 from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
-from chatcli.pii import redact_secrets
+from chatcli.pii import hide_password, redact_secrets
 
 if TYPE_CHECKING:
     import openai
@@ -52,20 +52,32 @@ class ChatClient:
     def _client(self) -> openai.OpenAI:
         with self._lock:
             if self._sdk is None:
-                import httpx2
-
-                c = self.config
-                self._sdk = _sdk_class(self)(
-                    api_key=c.api_key or PLACEHOLDER_KEY,
-                    base_url=c.base_url,
-                    max_retries=c.max_retries,
-                    # Ours, not the SDK's 600 s: `read` is the longest silence allowed
-                    # between bytes, which is the wait for the next token.
-                    timeout=httpx2.Timeout(
-                        connect=c.connect_timeout, read=c.read_timeout, write=c.read_timeout, pool=c.connect_timeout
-                    ),
-                )
+                self._sdk = self._build()
             return self._sdk
+
+    def _build(self) -> openai.OpenAI:
+        """The SDK client the config asks for: OpenAI's or Azure's, through a proxy or not."""
+        import httpx2
+        import openai
+
+        c = self.config
+        # Ours, not the SDK's 600 s: `read` is the longest silence allowed between bytes,
+        # which is the wait for the next token.
+        timeout = httpx2.Timeout(connect=c.connect_timeout, read=c.read_timeout, write=c.read_timeout, pool=c.connect_timeout)
+        options: dict[str, Any] = dict(max_retries=c.max_retries, timeout=timeout, default_headers=dict(c.headers) or None)
+        if c.proxy or c.ca_bundle:
+            # Without these, httpx2 follows HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE itself.
+            import ssl
+
+            verify = ssl.create_default_context(cafile=c.ca_bundle) if c.ca_bundle else True
+            options["http_client"] = openai.DefaultHttpxClient(proxy=c.proxy, verify=verify, timeout=timeout)
+        if c.api_type == "azure":
+            # The SDK's Azure client: the deployment in the path, ?api-version=, and an api-key header.
+            return _sdk_class(self, openai.AzureOpenAI)(
+                azure_endpoint=c.base_url, azure_deployment=c.azure_deployment, api_version=c.api_version or AZURE_API_VERSION,
+                api_key=c.api_key or PLACEHOLDER_KEY, **options,
+            )
+        return _sdk_class(self, openai.OpenAI)(api_key=c.api_key or PLACEHOLDER_KEY, base_url=c.base_url, **options)
 
     def stream(self, *, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Iterator[Event]:
         """Yield the events of one streamed reply; raise ChatError on failure.
@@ -196,6 +208,11 @@ class ChatClient:
         import httpx2
 
         url = self.config.shown_url
+        if isinstance(cause, httpx2.ProxyError):
+            return NetworkError(f"The proxy would not pass the request on to {url} ({_clean(str(cause))}); check proxy, HTTPS_PROXY and HTTP_PROXY.")
+        if "CERTIFICATE_VERIFY_FAILED" in str(cause):
+            return ConfigError(f"The certificate of {url} could not be verified; if your own authority signed it, "
+                               "set ca_bundle (or SSL_CERT_FILE) to its PEM file.")
         if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
         if any(words in str(cause) for words in DNS_FAILURES):
@@ -203,6 +220,8 @@ class ChatClient:
 
             host = urlsplit(self.config.base_url).hostname
             return NetworkError(f"Could not find the host {host} for {url} (the DNS lookup failed); check the base URL and your network.")
+        if self.config.proxy:
+            return NetworkError(f"Could not connect to {url} through the proxy {hide_password(self.config.proxy)}; check proxy in your config.")
         return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
 
 
@@ -211,17 +230,15 @@ DNS_FAILURES = ("Name or service not known", "nodename nor servname", "getaddrin
                 "Temporary failure in name resolution", "No address associated with hostname")
 
 
-def _sdk_class(owner: ChatClient):
-    """openai.OpenAI, with its retries made visible and no retry for an account out of credit.
+def _sdk_class(owner: ChatClient, base: type):
+    """openai.OpenAI (or AzureOpenAI), with its retries made visible and no retry for an account out of credit.
 
     The SDK keeps its own retry policy (Retry-After, capped; exponential backoff with
     jitter); this subclass only says each retry out loud, through owner.on_retry, and
     stops a 429 insufficient_quota from being retried, since waiting cannot fix it.
     If a later SDK changes these private hooks, its own behaviour is kept, silently.
     """
-    import openai
-
-    class SDK(openai.OpenAI):
+    class SDK(base):
         def _should_retry(self, response) -> bool:
             if response.status_code == 429:
                 try:

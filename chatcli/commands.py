@@ -287,6 +287,26 @@ def model_command(session: Session, arg: str) -> Result:
     return Result(f"Model set to {arg}.")
 
 
+@command("profile", args="[name]", help="List the config file's profiles, or switch to one: its server, key and model.")
+def profile_command(session: Session, arg: str) -> Result:
+    from chatcli.profiles import switch
+
+    current = session.client.config if session.client is not None else None
+    if session.profiles is None or current is None:
+        return Result("Profiles are not available here.", error=True)
+    if not arg:
+        tables = session.profiles.tables(current)
+        if not tables:
+            return Result(f"No profiles: add [profiles.NAME] tables to {current.config_path}.")
+        rows = [[("* " if name == current.profile else "  ") + name, t.get("model", "-"), t.get("base_url", "-")]
+                for name, t in tables.items()]
+        return Result(f"Profile: {current.profile or 'none'} (/profile NAME switches):",
+                      headers=["profile", "model", "base_url"], rows=rows)
+    switch(session, session.profiles.load(arg))  # a ConfigError is the one sentence said
+    config = session.client.config
+    return Result(f"Profile {arg}: {config.model} at {config.shown_url}.")
+
+
 @command("usage", help="Tokens and estimated cost, per turn and for the session.")
 def usage_command(session: Session, arg: str) -> Result:
     turns, total = session.accounting()

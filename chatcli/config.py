@@ -9,8 +9,7 @@ from __future__ import annotations
 import difflib
 import io
 import math
-import shlex
-import subprocess
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,8 +17,10 @@ from typing import Any, Mapping
 
 from chatcli.env import Env
 from chatcli.errors import ConfigError
+from chatcli.keys import readable_by_others, resolve_key
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's generally available chat API
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("base_url", str, DEFAULT_BASE_URL, "Any OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, ...)."),
     Setting("api_key", str, None, "The API key. Prefer OPENAI_API_KEY or api_key_cmd over storing it here.", optional=True, example="sk-...", secret=True),
     Setting("api_key_cmd", str, None, "A command that prints the API key; run only when no key is set elsewhere.", optional=True, example="pass show openai"),
+    Setting("api_key_env", str, None, "The variable (in the environment or .env) that holds the API key, for a provider with a key of its own.", optional=True, example="OPENROUTER_API_KEY"),
+    Setting("profile", str, None, "The profile ([profiles.NAME] below) used when --profile and CHATCLI_PROFILE name none.", optional=True, example="ollama"),
+    Setting("api_type", str, "openai", "openai, or azure for Azure OpenAI (base_url is then the resource's endpoint).", choices=("openai", "azure")),
+    Setting("api_version", str, None, f"Azure OpenAI's api-version; unset means {AZURE_API_VERSION}.", optional=True, example=AZURE_API_VERSION),
+    Setting("azure_deployment", str, None, "Azure OpenAI's deployment; unset means the model's name.", optional=True, example="gpt-4o-mini"),
+    Setting("proxy", str, None, "HTTP proxy for every request; unset means HTTPS_PROXY, HTTP_PROXY and NO_PROXY decide.", optional=True, example="http://proxy.example.com:3128"),
+    Setting("ca_bundle", str, None, "PEM file of the certificate authorities to trust; unset means SSL_CERT_FILE, or the system's.", optional=True, example="~/corp-ca.pem"),
     Setting("system", str, None, "System prompt (persona) for new sessions.", optional=True, example="You are a terse SQL expert."),
     Setting("temperature", float, None, "Sampling temperature; unset means the server's default.", 0, 2, optional=True, example=0.7),
     Setting("max_tokens", int, None, "Longest reply in tokens; unset means the server's default.", 1, optional=True, example=1024),
@@ -140,6 +148,15 @@ class Config:
     base_url: str = DEFAULT_BASE_URL
     api_key: str | None = None
     api_key_cmd: str | None = None
+    api_key_env: str | None = None
+    profile: str | None = None
+    api_type: str = "openai"
+    api_version: str | None = None
+    azure_deployment: str | None = None
+    proxy: str | None = None
+    ca_bundle: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent with every request
+    profiles: tuple[str, ...] = ()  # the names the config file defines
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -166,6 +183,7 @@ class Config:
         # The key must never reach a log or a traceback through a repr.
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
         shown["api_key"] = "***" if self.api_key else None
+        shown["headers"] = {name: "***" for name in self.headers}  # they may carry credentials
         return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
@@ -240,10 +258,12 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     if path_text and not path.is_file():
         raise ConfigError(f"The config file {path} does not exist; check --config or CHATCLI_CONFIG.")
     warnings = []
+    profiles: dict[str, dict[str, Any]] = {}
     if path.is_file():
         from_file = read_config_file(path)
+        profiles = from_file.pop("profiles", {})
         values.update(from_file)
-        if from_file.get("api_key"):
+        if from_file.get("api_key") or any(p.get("api_key") for p in profiles.values()):
             warnings += readable_by_others(path)
     if dotenv.get("OPENAI_API_KEY") or dotenv.get("CHATCLI_API_KEY"):
         warnings += readable_by_others(env.cwd / ".env")
@@ -254,55 +274,54 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         layer["redact"] = tuple(dict.fromkeys((*values.get("redact", ()), *layer.get("redact", ()))))
         values.update(layer)
 
+    name = (flags or {}).get("profile") or values.get("profile")
+    if name:
+        from chatcli.profiles import with_profile
+
+        values = with_profile(values, profiles, name, path)
     for key, value in (flags or {}).items():
         if value is not None:
             values[key] = value
 
     values["base_url"] = check_base_url(str(values["base_url"]))
-    if not values.get("api_key") and values.get("api_key_cmd"):
-        values["api_key"] = run_key_command(values["api_key_cmd"])
-    values["api_key"] = check_api_key(values.get("api_key"))
-    return Config(**values, config_path=path, warnings=tuple(warnings))
+    if values.get("proxy"):
+        values["proxy"] = check_base_url(values["proxy"], what="proxy URL", example="such as http://proxy.example.com:3128")
+    if values.get("ca_bundle"):
+        values["ca_bundle"] = check_ca_bundle(values["ca_bundle"])
+    values["api_key"] = resolve_key(values, variables=env.environ, dotenv=dotenv)
+    return Config(**values, profiles=tuple(profiles), config_path=path, warnings=tuple(warnings))
 
 
-def readable_by_others(path: Path) -> list[str]:
-    """A warning if a file that holds the API key can be read by other users."""
+def check_ca_bundle(path_text: str) -> str:
+    """A file of certificates that ssl can load, checked now rather than at the first request."""
+    import ssl
+
     try:
-        mode = path.stat().st_mode
-    except OSError:
-        return []
-    if mode & 0o077 == 0:
-        return []
-    return [f"{path} holds an API key and other users can read it; run chmod 600 {path}, or use api_key_cmd."]
+        path = Path(path_text).expanduser()
+        if not path.is_file():  # not a directory, nor /dev/zero, which would be read forever
+            raise OSError
+        ssl.create_default_context(cafile=str(path))
+    except (OSError, ValueError, RuntimeError):  # ssl.SSLError is an OSError; a NUL is a ValueError
+        path = path_text
+        raise ConfigError(f"The CA bundle {path} could not be loaded; set ca_bundle to a PEM file of certificates.") from None
+    return str(path)
 
 
-def check_base_url(url: str) -> str:
+def check_base_url(url: str, *, what: str = "base URL", example: str = "such as http://localhost:11434/v1") -> str:
     """A full http(s) URL, without a trailing slash."""
     from urllib.parse import urlsplit
 
+    from chatcli.pii import hide_password
+
     url = url.strip().rstrip("/")
-    example = "such as http://localhost:11434/v1"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ConfigError(f"The base URL {url!r} is not a valid URL; give one {example}.") from None
+        raise ConfigError(f"The {what} {hide_password(url)!r} is not a valid URL; give one {example}.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"The base URL {url!r} must be a full http:// or https:// URL, {example}.")
+        raise ConfigError(f"The {what} {hide_password(url)!r} must be a full http:// or https:// URL, {example}.")
     return url
-
-
-def check_api_key(key: str | None) -> str | None:
-    """Strip the whitespace a copied key often carries; refuse what HTTP cannot send."""
-    if key is None:
-        return None
-    key = key.strip()
-    if not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
-        raise ConfigError(
-            "The API key has characters an HTTP header cannot carry (spaces, or letters outside ASCII); "
-            "copy it again from your provider."
-        )
-    return key or None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -318,31 +337,56 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"The config file {path} could not be read: it has a number too long or values nested too deep.") from None
     except OSError as exc:
         raise ConfigError(f"The config file {path} could not be read ({exc.strerror}).") from None
+    return read_table(data, path)
+
+
+def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = None) -> dict[str, Any]:
+    """Validate the keys of the config file, or of one [profiles.NAME] table in it."""
+    where = f"{path}" if profile is None else f"[profiles.{profile}] in {path}"
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "models":
+        if profile is not None and key in ("profile", "profiles", "db", "save", "budget"):  # one for all profiles
+            raise ConfigError(f"{where}: '{key}' cannot be set in a profile; set it at the top of the file.")
+        if key == "profiles":
+            from chatcli.profiles import read_profiles
+
+            values["profiles"] = read_profiles(value, path)
+        elif key == "headers":
+            values["headers"] = read_headers(value, where)
+        elif key == "models":
             values["models"] = read_models_table(value, path)
-            continue
-        if key == "prices":
+        elif key == "prices":
             values["prices"] = read_prices_table(value, path)
-            continue
-        if key == "budget":
+        elif key == "budget":
             values["budget"] = read_budget_table(value, path)
-            continue
-        if key == "redact":
+        elif key == "redact":
             from chatcli.pii import read_kinds
 
-            values["redact"] = read_kinds(value, f"'redact' in {path}")
-            continue
-        setting = SETTINGS_BY_KEY.get(key)
-        if key in RENAMED:
-            raise ConfigError(f"{path}: '{key}' is now {RENAMED[key]}.")
-        if setting is None:
+            values["redact"] = read_kinds(value, f"'redact' in {where}")
+        elif key in RENAMED:
+            raise ConfigError(f"{where}: '{key}' is now {RENAMED[key]}.")
+        elif (setting := SETTINGS_BY_KEY.get(key)) is None:
             near = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
             hint = f" Did you mean '{near[0]}'?" if near else f" Known keys: {', '.join(SETTINGS_BY_KEY)}."
-            raise ConfigError(f"{path}: unknown key '{key}'.{hint}")
-        values[key] = setting.check(value, f"'{key}' in {path}")
+            raise ConfigError(f"{where}: unknown key '{key}'.{hint}")
+        else:
+            values[key] = setting.check(value, f"'{key}' in {where}")
     return values
+
+
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def read_headers(table: Any, where: str) -> dict[str, str]:
+    """[headers]: extra HTTP headers, such as OpenRouter's HTTP-Referer and X-Title."""
+    if not isinstance(table, dict):
+        raise ConfigError(f'{where}: \'headers\' must be a table, as in headers = {{ "X-Title" = "chatcli" }}.')
+    for name, value in table.items():
+        if not HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: {name!r} is not a valid HTTP header name.")
+        if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+            raise ConfigError(f"{where}: the header {name} must be a string of printable ASCII characters.")
+    return dict(table)
 
 
 MODEL_KEYS = {
@@ -408,34 +452,6 @@ def read_prices_table(table: Any, path: Path) -> dict[str, Any]:
     return prices
 
 
-def run_key_command(command: str) -> str:
-    """Run api_key_cmd and return what it prints; its output is never shown."""
-    try:
-        done = subprocess.run(
-            shlex.split(command), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
-        )
-    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        reason = "it timed out" if isinstance(exc, subprocess.TimeoutExpired) else "it could not be run"
-        raise ConfigError(f"api_key_cmd failed: {reason}; check the command in your config.") from None
-    key = done.stdout.strip()
-    if done.returncode != 0 or not key:
-        raise ConfigError(
-            f"api_key_cmd exited with status {done.returncode} and printed no key; check the command in your config."
-        )
-    return key
-
-
-def require_api_key(config: Config) -> None:
-    """OpenAI itself needs a key; local servers usually do not."""
-    if config.api_key or not config.is_openai:
-        return
-    where = config.config_path or "~/.config/chatcli/config.toml"
-    raise ConfigError(
-        "No API key is set: export OPENAI_API_KEY=sk-..., put OPENAI_API_KEY=sk-... in a .env file here, "
-        f"or set api_key or api_key_cmd in {where}."
-    )
-
-
 def example_toml() -> str:
     """The text of config.example.toml, generated from SETTINGS so the two never drift."""
     lines = [
@@ -477,8 +493,52 @@ def example_toml() -> str:
         "# monthly_usd = 20.00",
         "# daily_tokens = 500000",
         "",
+        *EXAMPLE_PROFILES.splitlines(),
     ]
     return "\n".join(lines)
+
+
+EXAMPLE_PROFILES = """\
+# Extra HTTP headers for every request go in a table: headers = { "X-Title" = "chatcli" }.
+
+# Profiles: named sets of the keys above, one per server. Choose one with --profile NAME (-p),
+# CHATCLI_PROFILE, profile = "NAME" at the top of this file, or /profile NAME in a session.
+# A profile goes over this file, .env and the environment, and under flags. One with a base_url
+# of its own takes its key, headers and Azure settings only from itself, so a key meant for one
+# provider never goes to another. A local server needs no key.
+[profiles.openai]
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+model = "gpt-4o-mini"
+
+[profiles.azure]
+api_type = "azure"
+base_url = "https://YOUR-RESOURCE.openai.azure.com"
+api_version = "2024-10-21"
+api_key_env = "AZURE_OPENAI_API_KEY"
+model = "gpt-4o-mini"  # your deployment's name (or set azure_deployment)
+
+[profiles.openrouter]
+base_url = "https://openrouter.ai/api/v1"
+api_key_env = "OPENROUTER_API_KEY"
+model = "openai/gpt-4o-mini"
+headers = { "HTTP-Referer" = "https://github.com/chatcli/chatcli", "X-Title" = "chatcli" }
+
+[profiles.ollama]
+base_url = "http://localhost:11434/v1"
+model = "llama3.2"
+
+[profiles.ollama.models."llama3.2"]
+context_window = 131072
+
+[profiles.vllm]
+base_url = "http://localhost:8000/v1"
+model = "Qwen/Qwen2.5-7B-Instruct"
+
+[profiles.lmstudio]
+base_url = "http://localhost:1234/v1"
+model = "qwen2.5-7b-instruct"
+"""
 
 
 def toml_value(value: Any) -> str:

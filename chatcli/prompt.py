@@ -36,20 +36,22 @@ def make_key_bindings(*, multiline: bool = False) -> KeyBindings:
 
 
 class SlashCompleter(Completer):
-    """Completes slash commands at the start of the line, from the registry, and /model's names.
+    """Completes slash commands at the start of the line, from the registry, and the argument of some.
 
-    `models` returns the server's model names if they are known, without waiting for them.
+    `arguments` maps a command to what completes its argument (/model: the server's model
+    names, if they are known); each returns at once, never waiting on the network.
     """
 
-    def __init__(self, registry: Registry, models: Callable[[], list[str] | None] = lambda: None) -> None:
+    def __init__(self, registry: Registry, arguments: dict[str, Callable[[], list[str] | None]] | None = None) -> None:
         self._registry = registry
-        self._models = models
+        self._arguments = {registry.command_for(name): names for name, names in (arguments or {}).items()}
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
         text = document.text_before_cursor
         command, space, partial = text.partition(" ")
-        if space and self._registry.command_for(command) is self._registry.command_for("model") and " " not in partial:
-            for name in self._models() or ():
+        names = self._arguments.get(self._registry.command_for(command)) if space else None
+        if names is not None and " " not in partial:
+            for name in names() or ():
                 if name.startswith(partial):
                     yield Completion(name, start_position=-len(partial))
             return
@@ -66,6 +68,7 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
 
     def toolbar() -> FormattedText:
         temp = session.temperature
+        profile = session.client.config.profile if session.client is not None else None
         _, total = session.accounting()
         mark = "" if total.exact else "≈"
         tokens = total.usage.total_tokens
@@ -74,7 +77,7 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
         window = plan.window
         return FormattedText(
             [
-                ("class:bottom-toolbar", f" {session.model} "),
+                ("class:bottom-toolbar", f" {profile}: {session.model} " if profile else f" {session.model} "),
                 ("class:bottom-toolbar", f"│ temp {temp:g} " if temp is not None else "│ temp default "),
                 ("class:bottom-toolbar", f"│ context {used}/{_short(window)} ({100 * used.tokens / window:.0f}%) "),
                 ("class:bottom-toolbar", f"│ {mark}{tokens:,} tokens {format_cost(total.cost, exact=total.exact)} "),
@@ -141,7 +144,10 @@ def make_prompt_session(
         vi_mode=vi,
         enable_open_in_editor=True,  # Ctrl-X Ctrl-E (v in vi's normal mode): $EDITOR on what is typed
         auto_suggest=AutoSuggestFromHistory(),  # greyed from history; the Right arrow takes it
-        completer=SlashCompleter(registry, session.client.known_models if session.client is not None else lambda: None),
+        completer=SlashCompleter(registry, {
+            "model": lambda: session.client.known_models() if session.client is not None else None,
+            "profile": lambda: list(session.client.config.profiles) if session.client is not None else None,
+        }),
         complete_while_typing=True,
         bottom_toolbar=make_toolbar(session),
         enable_history_search=False,  # Up walks history; Ctrl-R searches it

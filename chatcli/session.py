@@ -23,6 +23,7 @@ from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Fit, Tokenize
 
 if TYPE_CHECKING:
     from chatcli.client import ChatClient
+    from chatcli.profiles import Profiles
     from chatcli.store import SessionInfo, StoredMessage
 
 PENDING = "pending"  # no reply recorded (yet, or ever: the program was killed)
@@ -120,6 +121,7 @@ class Session:
     spent_elsewhere: list[OtherCost] = field(default_factory=list)
     show_reasoning: bool = True  # a view preference (/reasoning), read by the REPL when it draws a reply
     attached: list[str] = field(default_factory=list)  # /file: files that go with the next message, as text
+    profiles: Profiles | None = None  # /profile: how to load another profile's settings
     _guard: BudgetGuard | None = field(default=None, repr=False)
 
     @property

@@ -20,6 +20,7 @@ import itertools
 import json
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -202,6 +203,8 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, chat: ChatServer, port: int = 0) -> None:
         self.chat = chat
         super().__init__(("127.0.0.1", port), _Handler)
+        if chat.tls is not None:  # HTTPS, with the certificate the test made
+            self.socket = chat.tls.wrap_socket(self.socket, server_side=True)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), which can hang on DNS.
@@ -295,7 +298,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authorized(self) -> bool:
         key = self.server.chat.api_key
-        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+        # OpenAI's Authorization: Bearer, or Azure OpenAI's api-key header.
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}" or self.headers.get("api-key") == key:
             return True
         body = _error_body("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         self._json(401, body)
@@ -497,8 +501,9 @@ class ChatServer:
     changed at any time; each request reads them when it arrives.
     """
 
-    def __init__(self, *, port: int = 0) -> None:
+    def __init__(self, *, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self._port = port  # 0: any free port
+        self.tls = tls
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -560,10 +565,10 @@ class ChatServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (raises if not started)."""
+        """``http://127.0.0.1:PORT``, or https (raises if not started)."""
         if self._httpd is None:
             raise RuntimeError("ChatServer is not running")
-        return f"http://127.0.0.1:{self._httpd.server_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._httpd.server_port}"
 
     @property
     def base_url(self) -> str:

@@ -24,9 +24,9 @@ from chatcli.config import (
     SETTINGS_BY_KEY,
     example_toml,
     load_config,
-    require_api_key,
 )
 from chatcli.errors import EXIT_CONFIG, ConfigError
+from chatcli.keys import require_api_key
 from tests.conftest import TEST_KEY, make_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -549,8 +549,10 @@ COMMENTED = re.compile(r"^# (\w+) = (.+?)\s+\(default: unset\)$", re.M)
 def test_example_config_sets_every_key_to_its_default() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     data = tomllib.loads(text)
+    profiles = data.pop("profiles")
 
     assert data == {s.key: s.default for s in SETTINGS if s.default is not None}
+    assert set(profiles) == {"openai", "azure", "openrouter", "ollama", "vllm", "lmstudio"}
     for key, value in data.items():
         assert type(value) is SETTINGS_BY_KEY[key].kind, key
 

@@ -503,7 +503,7 @@ def test_model_names_complete_after_slash_model_once_the_server_has_listed_them(
 
     srv.models = ["gpt-4o", "gpt-4o-mini", "o3-mini"]
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    completer = SlashCompleter(REGISTRY, client.known_models)
+    completer = SlashCompleter(REGISTRY, {"model": client.known_models})
 
     def names(text: str) -> list[str]:
         return [c.text for c in completer.get_completions(Document(text), CompleteEvent())]

@@ -1,0 +1,94 @@
+"""Where the API key comes from, and the checks on it.
+
+The key is read from the config's api_key (or OPENAI_API_KEY / CHATCLI_API_KEY),
+from the variable a profile names with api_key_env, or from api_key_cmd, in
+that order. It is never shown: not in an error, not in a warning.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from chatcli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from chatcli.config import Config
+
+
+def resolve_key(values: Mapping[str, Any], *, variables: Mapping[str, str], dotenv: Mapping[str, str]) -> str | None:
+    """The key the settings name: api_key, else api_key_env's variable, else what api_key_cmd prints."""
+    key = values.get("api_key")
+    name = values.get("api_key_env")
+    if not key and name:
+        key = variables.get(name) or dotenv.get(name)
+    if not key and values.get("api_key_cmd"):
+        key = run_key_command(values["api_key_cmd"])
+    if not key and name:
+        which = f"the profile '{values['profile']}'" if values.get("profile") else "api_key_env"
+        raise ConfigError(
+            f"No API key: {which} reads it from {name}, which is not set; export {name}=..., or put it in a .env file here."
+        )
+    return check_api_key(key)
+
+
+def readable_by_others(path: Path) -> list[str]:
+    """A warning if a file that holds the API key can be read by other users."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if mode & 0o077 == 0:
+        return []
+    return [f"{path} holds an API key and other users can read it; run chmod 600 {path}, or use api_key_cmd."]
+
+
+def check_api_key(key: str | None) -> str | None:
+    """Strip the whitespace a copied key often carries; refuse what HTTP cannot send."""
+    if key is None:
+        return None
+    key = key.strip()
+    if not key.isascii() or not key.isprintable() or any(ch.isspace() for ch in key):
+        raise ConfigError(
+            "The API key has characters an HTTP header cannot carry (spaces, or letters outside ASCII); "
+            "copy it again from your provider."
+        )
+    return key or None
+
+
+def run_key_command(command: str) -> str:
+    """Run api_key_cmd and return what it prints; its output is never shown."""
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        reason = "it timed out" if isinstance(exc, subprocess.TimeoutExpired) else "it could not be run"
+        raise ConfigError(f"api_key_cmd failed: {reason}; check the command in your config.") from None
+    key = done.stdout.strip()
+    if done.returncode != 0 or not key:
+        raise ConfigError(
+            f"api_key_cmd exited with status {done.returncode} and printed no key; check the command in your config."
+        )
+    return key
+
+
+def require_api_key(config: Config) -> None:
+    """OpenAI and Azure OpenAI need a key; local servers usually do not."""
+    if config.api_key:
+        return
+    where = config.config_path or "~/.config/chatcli/config.toml"
+    if config.api_type == "azure":
+        profile = f"[profiles.{config.profile}]" if config.profile else where
+        raise ConfigError(
+            f"No API key is set for Azure OpenAI at {config.shown_url}: set api_key_env = \"AZURE_OPENAI_API_KEY\" "
+            f"(or api_key_cmd) in {profile}, and export that variable."
+        )
+    if not config.is_openai:
+        return
+    raise ConfigError(
+        "No API key is set: export OPENAI_API_KEY=sk-..., put OPENAI_API_KEY=sk-... in a .env file here, "
+        f"or set api_key or api_key_cmd in {where}."
+    )

@@ -1,0 +1,377 @@
+"""Profiles: [profiles.NAME] in the config file, chosen with -p, CHATCLI_PROFILE, `profile`
+or /profile; and Azure OpenAI through one. Each test checks, at the test servers, where a
+request went and with which key and headers."""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from chatcli.config import load_config
+from chatcli.errors import EXIT_CONFIG, ConfigError
+from tests.conftest import TEST_KEY, make_env
+from tests.server import ChatServer
+from tests.test_pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+OTHER_KEY = "other-key-" + secrets.token_hex(8)  # the second server's, never the one OPENAI_API_KEY holds
+
+
+@pytest.fixture(scope="module")
+def _other():
+    with ChatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def other(_other: ChatServer) -> ChatServer:
+    """A second chat server, which wants OTHER_KEY."""
+    _other.reset()
+    _other.api_key = OTHER_KEY
+    return _other
+
+
+def write_config(text: str) -> Path:
+    path = Path.home() / "config" / "chatcli" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def two_profiles(srv: ChatServer, other: ChatServer, top: str = "") -> Path:
+    return write_config(f"""{top}
+[profiles.main]
+base_url = "{srv.base_url}"
+api_key_env = "MAIN_KEY"
+model = "gpt-4o-mini"
+headers = {{ "X-Profile" = "main" }}
+
+[profiles.other]
+base_url = "{other.base_url}"
+api_key_env = "OTHER_KEY"
+model = "llama3.2"
+headers = {{ "X-Profile" = "other", "X-Title" = "chatcli" }}
+""")
+
+
+KEYS = {"MAIN_KEY": TEST_KEY, "OTHER_KEY": OTHER_KEY}
+
+
+# --------------------------------------------------------------------------- #
+# choosing a profile
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("how", ["-p", "--profile", "CHATCLI_PROFILE", "profile key"])
+def test_a_profile_chosen_any_way_sends_to_its_server_with_its_key_and_headers(srv, other, run_chatcli, how):
+    two_profiles(srv, other, top='profile = "other"' if how == "profile key" else "")
+    args = [how, "other"] if how.startswith("-") else []
+    env = {**KEYS, "CHATCLI_PROFILE": "other"} if how == "CHATCLI_PROFILE" else KEYS
+
+    result = run_chatcli(*args, "hello", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echo: hello\n"
+    assert srv.chat_requests == []
+    (request,) = other.chat_requests
+    assert request.headers["authorization"] == f"Bearer {OTHER_KEY}"
+    assert request.headers["x-profile"] == "other" and request.headers["x-title"] == "chatcli"
+    assert request.body["model"] == "llama3.2"
+
+
+def test_the_flag_beats_the_environment_which_beats_the_file(srv, other, run_chatcli):
+    two_profiles(srv, other, top='profile = "main"')
+
+    run_chatcli("first", env={**KEYS, "CHATCLI_PROFILE": "other"})
+    run_chatcli("-p", "main", "second", env={**KEYS, "CHATCLI_PROFILE": "other"})
+
+    assert [r.body["messages"][-1]["content"] for r in other.chat_requests] == ["first"]
+    assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == ["second"]
+
+
+def test_flags_go_over_the_profile(srv, other, run_chatcli):
+    two_profiles(srv, other)
+
+    run_chatcli("-p", "other", "--model", "qwen2.5", "-t", "0.3", "hi", env=KEYS)
+
+    assert other.chat_requests[0].body["model"] == "qwen2.5"
+    assert other.chat_requests[0].body["temperature"] == 0.3
+
+
+def test_the_openai_key_is_never_sent_to_a_profiles_own_server(srv, other, run_chatcli):
+    # OPENAI_API_KEY is exported (as chat_env does) for OpenAI; a local server's profile names no key.
+    other.api_key = None
+    write_config(f'[profiles.local]\nbase_url = "{other.base_url}"\nmodel = "llama3.2"\n')
+
+    result = run_chatcli("-p", "local", "hi")
+
+    assert result.returncode == 0, result.stderr
+    (request,) = other.chat_requests
+    assert TEST_KEY not in str(request.headers)
+    assert request.headers["authorization"] == "Bearer no-key"  # the SDK insists on one; a local server ignores it
+
+
+def test_a_profile_on_the_same_server_keeps_the_key_and_changes_the_rest(srv, run_chatcli):
+    write_config('[profiles.terse]\nsystem = "Answer in one word."\ntemperature = 1.3\nmax_tokens = 50\n')
+
+    result = run_chatcli("-p", "terse", "hi")
+
+    assert result.returncode == 0, result.stderr
+    (request,) = srv.chat_requests
+    assert request.headers["authorization"] == f"Bearer {TEST_KEY}"
+    assert request.body["messages"][0] == {"role": "system", "content": "Answer in one word."}
+    assert (request.body["temperature"], request.body["max_tokens"]) == (1.3, 50)
+
+
+def test_headers_at_the_top_do_not_follow_a_profile_to_another_server(srv, other, run_chatcli):
+    two_profiles(srv, other, top='[headers]\nX-Secret-Gateway = "only-for-openai"\n')
+    # [headers] at the top is a table: the profiles after it must not land inside it.
+    path = Path.home() / "config" / "chatcli" / "config.toml"
+    assert "X-Secret-Gateway" in tomllib.loads(path.read_text())["headers"]
+
+    run_chatcli("plain", env=KEYS)
+    run_chatcli("-p", "other", "profiled", env=KEYS)
+
+    assert srv.chat_requests[0].headers["x-secret-gateway"] == "only-for-openai"
+    assert "x-secret-gateway" not in other.chat_requests[0].headers
+
+
+def test_a_profiles_model_figures_add_to_the_files() -> None:
+    write_config('[models."llama3.2"]\nencoding = "cl100k_base"\n'
+                 '[profiles.local]\nbase_url = "http://localhost:11434/v1"\n'
+                 '[profiles.local.models."llama3.2"]\ncontext_window = 131072\n')
+
+    config = load_config(make_env(), flags={"profile": "local"})
+
+    assert config.models["llama3.2"] == {"encoding": "cl100k_base", "context_window": 131072}
+    assert config.profile == "local" and config.profiles == ("local",)
+
+
+# --------------------------------------------------------------------------- #
+# what goes wrong: one sentence, exit 3
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "env", "says"),
+    [
+        ('[profiles.a]\nmodel = "x"\n', ["-p", "nosuch"], {}, "There is no profile 'nosuch' in {path} (the file has a)"),
+        ("", ["-p", "nosuch"], {}, "There is no profile 'nosuch' in {path} (the file has none)"),
+        ('[profiles.a]\nmodel = "x"\n', [], {"CHATCLI_PROFILE": "b"}, "There is no profile 'b'"),
+        ('[profiles.or]\nbase_url = "https://openrouter.ai/api/v1"\napi_key_env = "OPENROUTER_API_KEY"\n', ["-p", "or"], {},
+         "No API key: the profile 'or' reads it from OPENROUTER_API_KEY, which is not set; export OPENROUTER_API_KEY=..."),
+        ('[profiles.a]\nmodle = "x"\n', ["-p", "a"], {}, "[profiles.a] in {path}: unknown key 'modle'. Did you mean 'model'?"),
+        ('[profiles.a]\ndb = "/tmp/x.db"\n', [], {}, "[profiles.a] in {path}: 'db' cannot be set in a profile"),
+        ('[profiles.a]\ntemperature = 9\n', [], {}, "'temperature' in [profiles.a] in {path} must be a number from 0 to 2, not 9."),
+        ('[profiles.a]\nheaders = { "Bad Header" = "x" }\n', [], {}, "'Bad Header' is not a valid HTTP header name"),
+        ('[profiles.a]\nheaders = { "X-A" = "line\\nbreak" }\n', [], {}, "the header X-A must be a string of printable ASCII"),
+        ('[profiles."a b"]\nmodel = "x"\n', [], {}, "the profile name 'a b' must be letters, digits"),
+        ('profiles = 3\n', [], {}, "'profiles' must hold tables"),
+        ('[profiles.az]\napi_type = "azure"\nbase_url = "https://r.openai.azure.com"\n', ["-p", "az"], {},
+         "No API key is set for Azure OpenAI at https://r.openai.azure.com"),
+        ('proxy = "socks5://127.0.0.1:1080"\n', [], {}, "The proxy URL 'socks5://127.0.0.1:1080' must be a full http:// or https:// URL"),
+        ('ca_bundle = "/nonexistent/ca.pem"\n', [], {}, "The CA bundle /nonexistent/ca.pem could not be loaded"),
+    ],
+)
+def test_a_bad_profile_is_one_sentence_and_exit_3(run_chatcli, text, args, env, says):
+    path = write_config(text)
+
+    result = run_chatcli(*args, "hi", env=env)
+
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert says.format(path=path) in result.stderr
+
+
+def test_config_show_masks_header_values_and_names_the_profiles(srv, other, run_chatcli):
+    two_profiles(srv, other)
+
+    result = run_chatcli("config", "show", "-p", "other", env=KEYS)
+
+    assert result.returncode == 0, result.stderr
+    assert 'profile = "other"' in result.stdout
+    assert 'headers = { "X-Profile" = "***", "X-Title" = "***" }' in result.stdout
+    assert "# profiles: main, other" in result.stdout
+    assert OTHER_KEY not in result.stdout
+
+
+def test_chatcli_models_lists_a_profiles_server(srv, other, run_chatcli):
+    two_profiles(srv, other)
+    other.models = ["llama3.2", "qwen2.5"]
+
+    result = run_chatcli("models", "-p", "other", env=KEYS)
+
+    assert result.stdout == "llama3.2\nqwen2.5\n"
+    assert other.requests[-1].headers["authorization"] == f"Bearer {OTHER_KEY}"
+
+
+# --------------------------------------------------------------------------- #
+# Azure OpenAI, through the SDK's Azure client
+# --------------------------------------------------------------------------- #
+
+
+def azure_profile(srv: ChatServer, extra: str = "") -> None:
+    write_config(f'[profiles.azure]\napi_type = "azure"\nbase_url = "{srv.url}"\n'
+                 f'api_key_env = "AZURE_OPENAI_API_KEY"\nmodel = "gpt-4o-mini"\n{extra}')
+
+
+def test_azure_sends_to_the_deployment_with_the_api_version_and_an_api_key_header(srv, run_chatcli):
+    azure_profile(srv, 'azure_deployment = "prod-4o"\napi_version = "2025-01-01-preview"\n')
+
+    result = run_chatcli("-p", "azure", "hi", env={"AZURE_OPENAI_API_KEY": TEST_KEY})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echo: hi\n"
+    (request,) = srv.chat_requests
+    assert request.path == "/openai/deployments/prod-4o/chat/completions?api-version=2025-01-01-preview"
+    assert request.headers["api-key"] == TEST_KEY
+    assert "authorization" not in request.headers
+
+
+def test_azure_without_a_deployment_uses_the_model_name_and_the_default_api_version(srv, run_chatcli):
+    azure_profile(srv)
+
+    run_chatcli("-p", "azure", "-m", "gpt-4o", "hi", env={"AZURE_OPENAI_API_KEY": TEST_KEY})
+
+    assert srv.chat_requests[0].path == "/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+
+
+def test_azure_rejecting_the_key_says_so(srv, run_chatcli):
+    srv.api_key = TEST_KEY
+    azure_profile(srv)
+
+    result = run_chatcli("-p", "azure", "hi", env={"AZURE_OPENAI_API_KEY": "wrong-" + OTHER_KEY})
+
+    assert result.returncode == EXIT_CONFIG
+    assert "rejected the API key (401)" in result.stderr
+    assert OTHER_KEY not in result.stderr
+
+
+# --------------------------------------------------------------------------- #
+# the profiles in config.example.toml
+# --------------------------------------------------------------------------- #
+
+EXAMPLE_KEYS = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY", "openrouter": "OPENROUTER_API_KEY"}
+
+
+@pytest.mark.parametrize("name", ["openai", "azure", "openrouter", "ollama", "vllm", "lmstudio"])
+def test_each_example_profile_works_as_written(srv, run_chatcli, name):
+    """The example file copied into place; only the server is ours (--base-url over the profile)."""
+    write_config(EXAMPLE.read_text(encoding="utf-8"))
+    profile = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["profiles"][name]
+    variable = EXAMPLE_KEYS.get(name)
+    env = {variable: TEST_KEY} if variable else {}
+    url = srv.url if name == "azure" else srv.base_url
+
+    result = run_chatcli("-p", name, "--base-url", url, "hi", env={"OPENAI_API_KEY": "", **env})
+
+    assert result.returncode == 0, result.stderr
+    (request,) = srv.chat_requests
+    assert request.body["model"] == profile["model"]
+    if name == "azure":
+        assert request.path.startswith(f"/openai/deployments/{profile['model']}/chat/completions?api-version=")
+        assert request.headers["api-key"] == TEST_KEY
+    else:
+        assert request.path == "/v1/chat/completions"
+        assert request.headers["authorization"] == f"Bearer {TEST_KEY if variable else 'no-key'}"
+    for header, value in profile.get("headers", {}).items():
+        assert request.headers[header.lower()] == value
+
+
+# --------------------------------------------------------------------------- #
+# /profile in a session: the REPL in a real pty, two servers
+# --------------------------------------------------------------------------- #
+
+
+def test_profile_switches_a_running_session_between_two_servers(srv, other, spawn_chatcli):
+    srv.api_key = TEST_KEY
+    two_profiles(srv, other)
+    child = spawn_chatcli("-p", "main", env=KEYS)
+    expect_prompt(child)
+
+    child.send("first question\r")
+    child.expect_exact("echo: first question", timeout=TIMEOUT)
+    expect_prompt(child)
+    child.send("/profile\r")
+    listing = visible(expect_prompt(child))
+    child.send("/profile other\r")
+    switched = visible(expect_prompt(child))
+    child.send("second question\r")
+    child.expect_exact("echo: second question", timeout=TIMEOUT)
+    expect_prompt(child)
+    child.send("/profile nosuch\r")
+    refused = visible(expect_prompt(child))
+    child.send("third question\r")
+    child.expect_exact("echo: third question", timeout=TIMEOUT)
+    expect_prompt(child)
+    quit_with_ctrl_d(child)
+
+    assert "Profile: main" in listing
+    assert "* main" in listing and "  other" in listing and other.base_url in listing
+    assert f"Profile other: llama3.2 at {other.base_url}." in switched
+    assert "There is no profile 'nosuch'" in refused
+    # The first went to main with its key; the rest to other, with its key, headers and model,
+    # carrying the conversation so far.
+    (first,) = srv.chat_requests
+    assert first.headers["authorization"] == f"Bearer {TEST_KEY}" and first.headers["x-profile"] == "main"
+    second, third = other.chat_requests
+    for request in (second, third):
+        assert request.headers["authorization"] == f"Bearer {OTHER_KEY}"
+        assert request.headers["x-profile"] == "other"
+        assert request.body["model"] == "llama3.2"
+    assert [m["content"] for m in second.body["messages"]] == ["first question", "echo: first question", "second question"]
+    assert OTHER_KEY not in child.logfile_read.getvalue()
+
+
+def test_profile_completes_the_files_profile_names(srv, other):
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from chatcli.client import ChatClient
+    from chatcli.commands import REGISTRY
+    from chatcli.prompt import SlashCompleter
+    from chatcli.session import Session
+
+    two_profiles(srv, other)
+    config = load_config(make_env(environ={**KEYS, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")}))
+    session = Session(client=ChatClient(config), model=config.model)
+    completer = SlashCompleter(REGISTRY, {"profile": lambda: list(session.client.config.profiles)})
+
+    names = [c.text for c in completer.get_completions(Document("/profile o"), CompleteEvent())]
+
+    assert names == ["other"]
+
+
+def test_profile_without_profiles_available_says_so(srv):
+    from chatcli.client import ChatClient
+    from chatcli.commands import REGISTRY
+    from chatcli.config import Config
+    from chatcli.session import Session
+
+    session = Session(client=ChatClient(Config(base_url=srv.base_url)), model="m")
+
+    result = REGISTRY.dispatch(session, "/profile other")
+
+    assert result.error and result.text == "Profiles are not available here."
+
+
+def test_a_profile_that_cannot_be_used_leaves_the_session_where_it_was(srv, other):
+    from chatcli.client import ChatClient
+    from chatcli.commands import REGISTRY
+    from chatcli.profiles import Profiles
+    from chatcli.session import Session
+
+    two_profiles(srv, other)
+    env = make_env(environ={"MAIN_KEY": TEST_KEY, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")})
+    config = load_config(env, flags={"profile": "main"})
+    session = Session(client=ChatClient(config), model=config.model, profiles=Profiles(env))
+
+    result = REGISTRY.dispatch(session, "/profile other")  # OTHER_KEY is not set
+
+    assert result.error and "reads it from OTHER_KEY, which is not set" in result.text
+    assert session.client.config.profile == "main" and session.model == "gpt-4o-mini"
+    with pytest.raises(ConfigError):
+        Profiles(env).load("other")
