@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Sequence
 
 from chatcli import __version__
 from chatcli.config import SETTINGS_BY_KEY
@@ -24,6 +24,9 @@ from chatcli.errors import (
     Terminated,
     UsageError,
 )
+
+if TYPE_CHECKING:
+    from chatcli.schema import Schema
 
 EXAMPLES = """\
 examples:
@@ -42,12 +45,13 @@ examples:
   chatcli config check                         is the config file right? (also: path, show)
   source <(chatcli --completion bash)          Tab completion (also zsh, fish)
   chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
+  chatcli --schema person.json "invent a person"   JSON that must match a JSON Schema
   chatcli -v --log-file chat.log "hi"          log requests and timings (keys redacted)
 
 configuration (lowest to highest): defaults, ~/.config/chatcli/config.toml,
 ./.env, the environment (OPENAI_API_KEY, OPENAI_BASE_URL, CHATCLI_*), flags.
 
-exit codes: 0 ok, 1 request failed or reply incomplete, 2 bad command line,
+exit codes: 0 ok, 1 request failed, reply incomplete or not matching --schema, 2 bad command line,
 3 bad configuration or API key, 4 server unreachable or silent, 130 Ctrl-C,
 129/143 SIGHUP/SIGTERM (the turn so far is saved).
 """
@@ -105,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=_setting("max_tokens"), metavar="N", help="longest reply, in tokens")
     _where_flags(parser)
     parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, error")
+    parser.add_argument("--schema", metavar="PATH", help="ask once for JSON matching the JSON Schema in PATH (response_format json_schema), print it, and exit 1 if the reply does not match")
     parser.add_argument("--plain", action="store_true", help="print replies as plain text as they stream, not markdown (also: NO_COLOR, render = \"plain\")")
     parser.add_argument(
         "-r", "--resume", nargs="?", const="last", metavar="ID", help="continue a saved session (default: the last)"
@@ -307,6 +312,12 @@ def _run(args: argparse.Namespace, env) -> int:
     from chatcli.config import load_config
     from chatcli.keys import require_api_key
 
+    schema = None
+    if args.schema is not None:  # a bad schema file is a bad command line: said before anything else
+        from chatcli.schema import load_schema
+
+        schema = load_schema(args.schema)
+
     flags = {
         "model": args.model,
         "system": args.system,
@@ -322,17 +333,17 @@ def _run(args: argparse.Namespace, env) -> int:
         env.stderr.write(f"chatcli: warning: {warning}\n")
     require_api_key(config)
     if not args.verbose and args.log_file is None:
-        return _start(args, env, config, flags)
+        return _start(args, env, config, flags, schema=schema)
 
     from chatcli.log import log, logging_to
 
     with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
         log.info("chatcli %s: %s at %s, API key %s, config %s", __version__, config.model, config.shown_url,
                  "set" if config.api_key else "not set", config.config_path)
-        return _start(args, env, config, flags)
+        return _start(args, env, config, flags, schema=schema)
 
 
-def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
+def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, schema: Schema | None = None) -> int:
     from chatcli.budget import Budget
     from chatcli.client import ChatClient
     from chatcli.journal import Journal
@@ -384,12 +395,12 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any]) -> int:
         if redacted is not None:
             env.stderr.write(f"chatcli: {redacted}.\n")
 
-    if args.question or args.json or not (env.stdin_isatty and env.stdout_isatty):
+    if args.question or args.json or args.schema or not (env.stdin_isatty and env.stdout_isatty):
         from chatcli.oneshot import run_oneshot
 
         return run_oneshot(
             session, env, args.question, markdown=markdown, verbose=args.verbose, stats=config.stats,
-            as_json=args.json,
+            as_json=args.json, schema=schema,
         )
 
     from chatcli.repl import Repl

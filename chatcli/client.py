@@ -95,7 +95,9 @@ class ChatClient:
         if not log.isEnabledFor(logging.INFO):
             return self._stream(model, messages, body)
         size = len(json.dumps(messages, ensure_ascii=False).encode())
-        settings = "".join(f", {k} {v}" for k, v in body.items())
+        settings = "".join(f", {k} {v}" for k, v in body.items() if k != "response_format")
+        if isinstance(body.get("response_format"), dict):  # a whole schema is too much for one log line
+            settings += f", response_format {body['response_format'].get('type')}"
         log.info("POST %s/chat/completions: model %s, %d messages, %d bytes%s", self.config.shown_url, model,
                  len(messages), size, settings)
         return _logged(self._stream(model, messages, body), time.monotonic())

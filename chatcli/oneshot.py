@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 from chatcli.env import Env
 from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
@@ -23,6 +25,11 @@ from chatcli.session import (
     left_out_notice,
 )
 from chatcli.terminal import echo_off
+
+_C1 = re.compile(r"[\x7f-\x9f]")  # DEL and C1: json.dumps leaves them be, and some terminals obey them
+
+if TYPE_CHECKING:
+    from chatcli.schema import Schema
 
 
 def build_message(words: list[str], env: Env) -> str:
@@ -56,24 +63,51 @@ def build_message(words: list[str], env: Env) -> str:
 
 def run_oneshot(
     session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False, stats: bool = False,
-    as_json: bool = False,
+    as_json: bool = False, schema: Schema | None = None,
 ) -> int:
+    """Ask once; with a schema, the reply is held until it is checked, then printed as JSON if it matches."""
     text = build_message(words, env)
     quiet = nullcontext()
-    if as_json:
-        renderer = PlainRenderer(io.StringIO(), notices=env.stderr)  # the reply goes out once, inside the JSON
+    held = io.StringIO()
+    if as_json or schema is not None:
+        renderer = PlainRenderer(held, notices=env.stderr)  # the reply goes out once: checked, or inside the JSON
     elif markdown and env.stdout_isatty:
         console = make_console(env.stdout, color=not env.no_color)
         renderer = MarkdownRenderer(console, show_reasoning=session.show_reasoning)
         quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
     else:
         renderer = PlainRenderer(env.stdout, notices=env.stderr)
-    with quiet, renderer:
-        turn = session.send(text, on_event=renderer.handle)
+    request = None
+    if schema is not None:
+        from chatcli.log import log
+
+        request = {"response_format": schema.response_format()}
+        log.info("--schema %s: name %s, strict %s", schema.shown, schema.name,
+                 "true" if schema.strict else f"false ({schema.not_strict})")
+    try:
+        with quiet, renderer:
+            turn = session.send(text, on_event=renderer.handle, request=request)
+    except KeyboardInterrupt:  # SIGTERM or SIGHUP: the turn is saved; keep what arrived on stdout too
+        if schema is not None and not as_json:
+            env.stdout.write(held.getvalue())
+        raise
     if stats and isinstance(renderer, MarkdownRenderer):
         show_stats(console, session, turn)
+    verdict = None
+    if schema is not None:
+        from chatcli.schema import check_reply
+
+        verdict = check_reply(turn.reply, schema)
     if as_json:
-        env.stdout.write(json.dumps(as_record(session, turn), ensure_ascii=False) + "\n")
+        record = as_record(session, turn)
+        if verdict is not None:
+            record["schema"] = verdict.record()
+        env.stdout.write(json_text(record) + "\n")
+        env.stdout.flush()
+    elif verdict is not None:
+        # Matching JSON is printed normalised, on one line (a fence taken off); anything else as it came, filtered.
+        env.stdout.write(json_text(verdict.parsed) + "\n" if verdict.valid and turn.status == COMPLETE
+                         else held.getvalue())
         env.stdout.flush()
 
     def say(message: str) -> None:
@@ -92,6 +126,9 @@ def run_oneshot(
     if why:
         say(f"token counts are estimates (≈): {why}.")
     if turn.status == COMPLETE:
+        if verdict is not None and not verdict.valid:
+            say(verdict.problem(turn.finish_reason))
+            return EXIT_FAILURE
         notice = finish_notice(turn.finish_reason)
         if notice:
             say(notice + ".")
@@ -106,8 +143,13 @@ def run_oneshot(
     return EXIT_FAILURE
 
 
+def json_text(value: object) -> str:
+    """One line of JSON that is safe on a terminal: json.dumps escapes C0 controls, and this DEL and C1 too."""
+    return _C1.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(value, ensure_ascii=False))
+
+
 def as_record(session: Session, turn: Turn) -> dict:
-    """--json: the turn as one object, for scripts (json.dumps escapes any control character)."""
+    """--json: the turn as one object, for scripts (json_text escapes every control character)."""
     row = session.cost_of(turn)
     usage = None
     if row.usage is not None:

@@ -413,8 +413,11 @@ class Session:
                 total = total + turn.usage
         return total
 
-    def send(self, text: str, *, on_event: Callable[[Event], None] | None = None) -> Turn:
-        """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked."""
+    def send(self, text: str, *, on_event: Callable[[Event], None] | None = None,
+             request: dict[str, Any] | None = None) -> Turn:
+        """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked.
+
+        `request`: body keys for this turn alone (--schema's response_format), saved with it, not the session."""
         assert self.client is not None, "a session restored for reading cannot send"
         if self.attached:
             text, self.attached = "\n\n".join([*self.attached, text]), []
@@ -430,7 +433,7 @@ class Session:
             self.tokenizer.preload(self.model, wait=2.0)
             plan = self.plan(text)
         messages = self.messages(pending=text, left_out=plan.left_out)
-        turn = Turn(user=text, model=self.model, params=dict(self.params), left_out=plan.left_out, sent=plan.tokens)
+        turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out, sent=plan.tokens)
         self.turns.append(turn)
         if self.title is None:
             self.title = make_title(text)

@@ -504,6 +504,16 @@ def test_json_prints_one_object_with_the_reply_and_what_it_cost(srv: ChatServer,
     }
 
 
+def test_json_escapes_del_and_c1_controls_too(srv: ChatServer, run_chatcli) -> None:
+    import json
+
+    srv.script(Reply("a\x9b2Jb\x7fc\x85d"))  # json.dumps alone would write these raw
+    result = run_chatcli("--json", "hello")
+
+    assert result.returncode == EXIT_OK and not CONTROL.search(result.stdout), repr(result.stdout)
+    assert json.loads(result.stdout)["reply"] == "a\x9b2Jb\x7fc\x85d"
+
+
 def test_json_for_a_failed_reply_keeps_what_arrived_and_says_why(srv: ChatServer, run_chatcli) -> None:
     import json
 
