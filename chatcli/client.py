@@ -19,8 +19,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from chatcli.capabilities import Adapter, refused_parameter
 from chatcli.config import AZURE_API_VERSION, Config
-from chatcli.errors import ChatError, ConfigError, ContextLengthError, NetworkError
+from chatcli.errors import (
+    ChatError,
+    ConfigError,
+    ContextLengthError,
+    NetworkError,
+    RefusedParameter,
+)
 from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
 from chatcli.pii import hide_password, redact_secrets
 
@@ -44,6 +51,8 @@ class ChatClient:
         self.on_retry: Callable[[Retrying], None] | None = None
         self._known_models: list[str] | None = None  # the server's list, once fetched (for completion)
         self._fetching: threading.Thread | None = None
+        # What each model takes (max_completion_tokens, no temperature, ...): every request is fitted.
+        self.adapter = Adapter(config.models, default_effort=config.reasoning_effort)
 
     def warm_up(self) -> None:
         """Import openai and build the SDK client; safe to call from a background thread."""
@@ -84,7 +93,6 @@ class ChatClient:
 
         The caller decides what a missing Finish means (a truncated reply).
         """
-        body = {k: v for k, v in params.items() if v is not None}
         if self.config.redact:
             # Every request passes here: the system prompt, old turns of a resumed session and
             # /compact's summaries are scrubbed too, not only the message being sent.
@@ -92,6 +100,28 @@ class ChatClient:
 
             messages = [{**m, "content": scrub(m["content"], self.config.redact).text}
                         if isinstance(m.get("content"), str) else m for m in messages]
+        return self._fitted(model, messages, params)
+
+    def _fitted(self, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Iterator[Event]:
+        """The reply to a request fitted to what the model takes (capabilities.py).
+
+        A 400 refusing a parameter comes before any text, so sending the request again
+        without it (or under its other name) loses nothing; each refusal must teach
+        something new, so this ends.
+        """
+        while True:
+            body, notices = self.adapter.fit(model, params)
+            yield from notices
+            try:
+                yield from self._request(model, messages, body)
+                return
+            except RefusedParameter as exc:
+                learned = self.adapter.learn(model, exc.param, exc.code, body)
+                if learned is None:
+                    raise
+                yield learned
+
+    def _request(self, model: str, messages: list[dict[str, str]], body: dict[str, Any]) -> Iterator[Event]:
         if not log.isEnabledFor(logging.INFO):
             return self._stream(model, messages, body)
         size = len(json.dumps(messages, ensure_ascii=False).encode())
@@ -437,7 +467,9 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
             "left out; shorten the message, or in a session use /clear or /compact."
         )
     if status == 400:
-        return ChatError(f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent.")
+        said = f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent."
+        refused = refused_parameter(error)
+        return RefusedParameter(said, param=refused[0], code=refused[1]) if refused else ChatError(said)
     if status >= 500:
         return ChatError(f"The server failed (HTTP {status}){_after_retries(config)}; try again later.")
     return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")

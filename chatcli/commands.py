@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from chatcli.blocks import code_blocks
+from chatcli.capabilities import Adapter
 from chatcli.config import SETTINGS_BY_KEY, Setting
 from chatcli.errors import ChatError
 from chatcli.pricing import format_cost
@@ -154,6 +155,7 @@ PARAMS: dict[str, Setting] = {
     "presence_penalty": Setting("presence_penalty", float, None, "favour new topics", -2, 2, optional=True),
     "frequency_penalty": Setting("frequency_penalty", float, None, "repeat words less", -2, 2, optional=True),
     "seed": Setting("seed", int, None, "the same seed, the same reply, where the server can", -(2**63), 2**63 - 1, optional=True),
+    "reasoning_effort": SETTINGS_BY_KEY["reasoning_effort"],
 }
 STOP_HELP = "up to 4 strings that end the reply, quoted as in a shell"
 UNSET = ("default", "unset", "none")
@@ -210,6 +212,14 @@ def params_command(session: Session, arg: str) -> Result:
     stop = session.params.get("stop")
     rows.append(["stop", _param_text(stop) if stop else "server default", STOP_HELP])
     return Result(headers=["parameter", "value", "allowed"], rows=rows)
+
+
+@command("effort", args="[minimal|low|medium|high|default]", help="Show or set the reasoning effort sent to models that take one.")
+def effort_command(session: Session, arg: str) -> Result:
+    if arg:
+        _set(session, "reasoning_effort", arg.lower(), label="Reasoning effort")  # saved with the session
+    adapter = session.client.adapter if session.client is not None else Adapter()
+    return Result(adapter.effort_status(session.model, session.params.get("reasoning_effort")))
 
 
 FILE_LIMIT = 8_000_000  # bytes: about 2M tokens, past every model's window; checked before reading
@@ -432,8 +442,6 @@ def copy_command(session: Session, arg: str) -> Result:
     )
     chars = f"{len(text):,} {'character' if len(text) == 1 else 'characters'}"
     return Result(f"Copied {what} ({chars}) to the clipboard{cut}.", clipboard=text)
-
-
 
 
 def _shown(text: str, limit: int = 40) -> str:

@@ -125,6 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("system", str, None, "System prompt (persona) for new sessions.", optional=True, example="You are a terse SQL expert."),
     Setting("temperature", float, None, "Sampling temperature; unset means the server's default.", 0, 2, optional=True, example=0.7),
     Setting("max_tokens", int, None, "Longest reply in tokens; unset means the server's default.", 1, optional=True, example=1024),
+    Setting("reasoning_effort", str, None, "How hard reasoning models (o-series, gpt-5) think before they answer, for the models that take it; /effort changes it.", optional=True, example="medium", choices=("minimal", "low", "medium", "high")),
     Setting("connect_timeout", float, 10.0, "Seconds to wait for a connection to the server.", 0.1, 600),
     Setting("read_timeout", float, 60.0, "Longest silence, in seconds, while waiting for the next token.", 0.1, 3600),
     Setting("max_retries", int, 2, "Retries for rate limits, server errors and dropped connections.", 0, 10),
@@ -160,6 +161,7 @@ class Config:
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    reasoning_effort: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     max_retries: int = 2
@@ -354,6 +356,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
         elif key == "headers":
             values["headers"] = read_headers(value, where)
         elif key == "models":
+            from chatcli.capabilities import read_models_table
+
             values["models"] = read_models_table(value, path)
         elif key == "prices":
             values["prices"] = read_prices_table(value, path)
@@ -389,26 +393,12 @@ def read_headers(table: Any, where: str) -> dict[str, str]:
     return dict(table)
 
 
+# The figures a [models."NAME"] table may give; capabilities.py reads the table, and what else it may say.
 MODEL_KEYS = {
     "context_window": Setting("context_window", int, None, "", 256),
     "max_output_tokens": Setting("max_output_tokens", int, None, "", 1),
     "encoding": Setting("encoding", str, None, ""),
 }
-
-
-def read_models_table(table: Any, path: Path) -> dict[str, dict[str, Any]]:
-    """[models."NAME"] tables: per-model context_window, max_output_tokens and encoding."""
-    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
-        raise ConfigError(f"{path}: 'models' must hold tables, as in [models.\"llama3.2\"] context_window = 131072.")
-    models: dict[str, dict[str, Any]] = {}
-    for name, settings in table.items():
-        models[name] = {}
-        for key, value in settings.items():
-            setting = MODEL_KEYS.get(key)
-            if setting is None:
-                raise ConfigError(f"{path}: unknown key '{key}' for model {name!r}; known: {', '.join(MODEL_KEYS)}.")
-            models[name][key] = setting.check(value, f"'{key}' of model {name!r} in {path}")
-    return models
 
 
 BUDGET_KEYS = {
@@ -474,6 +464,15 @@ def example_toml() -> str:
         "# context_window = 131072",
         "# max_output_tokens = 4096",
         '# encoding = "o200k_base"',
+        "",
+        "# What a model takes, for a reasoning model chatcli does not know, or to correct its table:",
+        "# the name the reply's limit goes under (max_tokens or max_completion_tokens), the parameters",
+        "# it refuses (left out of its requests), the reasoning_effort values it takes, and its effort.",
+        '# [models."my-reasoner"]',
+        '# max_tokens_param = "max_completion_tokens"',
+        '# unsupported = ["temperature", "top_p", "presence_penalty", "frequency_penalty"]',
+        '# efforts = ["low", "medium", "high"]',
+        '# reasoning_effort = "high"',
         "",
         "# Prices in USD per million tokens, to add a model or correct the built-in table",
         "# (OpenAI's list prices, taken 2025-08).",

@@ -46,6 +46,15 @@ class ContextLengthError(ChatError):
     """The server said the conversation is longer than the model's context window."""
 
 
+class RefusedParameter(ChatError):
+    """The server refused a request parameter for this model (400 unsupported_parameter or unsupported_value)."""
+
+    def __init__(self, message: str, *, param: str, code: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
 class NetworkError(ChatError):
     """The server could not be reached or went silent."""
 

@@ -72,6 +72,16 @@ class Redacted:
 
 
 @dataclass(frozen=True, slots=True)
+class Adjusted:
+    """A request was changed to suit its model (capabilities.py): said once per model and change."""
+
+    text: str  # "o3-mini does not take temperature; it is left out of its requests"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     """A --verbose log line written while a reply is drawn: the REPL passes it to the renderer."""
 
@@ -82,6 +92,6 @@ class LogLine:
 
 
 # Said above the reply as it happens, not part of it.
-NOTICES = (Retrying, Redacted, LogLine)
+NOTICES = (Retrying, Redacted, Adjusted, LogLine)
 
-Event = TextDelta | ReasoningDelta | Usage | Finish | Retrying | Redacted | LogLine
+Event = TextDelta | ReasoningDelta | Usage | Finish | Retrying | Redacted | Adjusted | LogLine

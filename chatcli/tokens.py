@@ -45,6 +45,24 @@ KNOWN_MODELS: dict[str, ModelLimits] = {
 }
 
 
+def family_of(model: str, table: Mapping[str, Any]) -> str | None:
+    """The entry of a built-in per-model table a model belongs to: its own name, or the longest
+    name it extends (gpt-4o-2024-08-06 and gpt-4o-audio are gpt-4o; gpt-4o-mini has its own)."""
+    if model in table:
+        return model
+    return max((n for n in table if model.startswith(n + "-")), key=len, default=None)
+
+
+def override_for(model: str, overrides: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """A config [models."NAME"] table for the model, or {}.
+
+    It applies to the model's dated snapshots too (gpt-4o to gpt-4o-2024-08-06), but not
+    to another model that shares its prefix (gpt-4o-mini): the user named one model.
+    """
+    named = [n for n in overrides if model == n or (model.startswith(n + "-") and model[len(n) + 1 :][:1].isdigit())]
+    return overrides[max(named, key=len)] if named else {}
+
+
 @dataclass(frozen=True)
 class Count:
     tokens: int
@@ -136,14 +154,9 @@ class Tokenizer:
         return found
 
     def _find_limits(self, model: str) -> ModelLimits:
-        base = KNOWN_MODELS.get(model)
-        if base is None:
-            family = max((n for n in KNOWN_MODELS if model.startswith(n + "-")), key=len, default=None)
-            base = KNOWN_MODELS[family] if family else self.default
-        # An override for a model applies to its dated snapshots too (gpt-4o to gpt-4o-2024-08-06),
-        # but not to another model that shares its prefix (gpt-4o-mini).
-        named = [n for n in self.overrides if model == n or (model.startswith(n + "-") and model[len(n) + 1 :][:1].isdigit())]
-        override = self.overrides[max(named, key=len)] if named else {}
+        family = family_of(model, KNOWN_MODELS)
+        base = KNOWN_MODELS[family] if family is not None else self.default
+        override = override_for(model, self.overrides)
         return ModelLimits(
             context_window=override.get("context_window", base.context_window),
             max_output_tokens=override.get("max_output_tokens", base.max_output_tokens),

@@ -34,6 +34,7 @@ from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from chatcli.capabilities import CAPABILITY_KEYS, LIST_KEYS
 from chatcli.client import ChatClient
 from chatcli.commands import PARAMS, REGISTRY, Result
 from chatcli.config import (
@@ -340,9 +341,12 @@ def assert_valid_config(config: Config) -> None:
     key = config.api_key
     assert key is None or (key and key.isascii() and key.isprintable() and not any(ch.isspace() for ch in key))
     for name, figures in config.models.items():
-        assert isinstance(name, str) and set(figures) <= set(MODEL_KEYS)
+        assert isinstance(name, str) and set(figures) <= {*MODEL_KEYS, *CAPABILITY_KEYS, *LIST_KEYS}
         for k, v in figures.items():
-            assert type(v) is MODEL_KEYS[k].kind
+            if k in LIST_KEYS:
+                assert isinstance(v, tuple) and set(v) <= set(LIST_KEYS[k])
+            else:
+                assert type(v) is {**MODEL_KEYS, **CAPABILITY_KEYS}[k].kind
     for name, price in config.prices.items():
         assert isinstance(name, str) and isinstance(price, Price)
         assert all(isinstance(x, float) and math.isfinite(x) and x >= 0 for x in (price.input, price.cached_input, price.output))
@@ -484,7 +488,9 @@ valid_tables = st.fixed_dictionaries(
     {},
     optional={
         "models": st.dictionaries(st.text(max_size=10), st.fixed_dictionaries(
-            {}, optional={k: valid_value(setting) for k, setting in MODEL_KEYS.items()}), max_size=3),
+            {}, optional={**{k: valid_value(setting) for k, setting in {**MODEL_KEYS, **CAPABILITY_KEYS}.items()},
+                          **{k: st.lists(st.sampled_from(allowed), max_size=4) for k, allowed in LIST_KEYS.items()}}),
+            max_size=3),
         "prices": st.dictionaries(st.text(max_size=10), st.fixed_dictionaries(
             {"input": st.floats(min_value=0, allow_infinity=False), "output": st.integers(min_value=0)},
             optional={"cached_input": st.floats(min_value=0, max_value=1e300)}), max_size=3),
@@ -495,7 +501,7 @@ valid_tables = st.fixed_dictionaries(
 any_tables = st.fixed_dictionaries(
     {},
     optional={
-        "models": table_of(list(MODEL_KEYS)),
+        "models": table_of([*MODEL_KEYS, *CAPABILITY_KEYS, *LIST_KEYS]),
         "prices": table_of(list(PRICE_KEYS)),
         "budget": st.dictionaries(st.sampled_from(list(BUDGET_KEYS)) | st.text(max_size=8),
                                   toml_values | st.floats() | st.integers(min_value=-(10**400), max_value=10**400),

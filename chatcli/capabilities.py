@@ -1,0 +1,225 @@
+"""What each model takes in a request, and fitting every request to it.
+
+Reasoning models (the o-series, gpt-5) refuse `max_tokens` and want
+`max_completion_tokens`, refuse sampling parameters such as temperature, and take
+a `reasoning_effort` that other models refuse. One table says which model takes
+what; config [models."NAME"] tables override it, and a 400 that names a parameter
+teaches it for a model the table does not know. The client fits each request here
+just before it goes out, so no other code asks what kind of model it talks to.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from chatcli.config import MODEL_KEYS, Setting
+from chatcli.errors import ConfigError
+from chatcli.events import Adjusted
+from chatcli.tokens import family_of, override_for
+
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+# What a request can go without when its model refuses it: the sampling parameters, and
+# two more that some models refuse (o3 and o4-mini refuse stop sequences).
+DROPPABLE = (*SAMPLING, "seed", "stop")
+EFFORTS = ("minimal", "low", "medium", "high")
+MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one model takes."""
+
+    max_tokens_param: str = "max_tokens"  # the name the reply's length limit goes under
+    unsupported: frozenset[str] = frozenset()  # parameters it refuses: left out of its requests
+    efforts: tuple[str, ...] = ()  # the reasoning_effort values it takes; none: it takes no reasoning_effort
+    reasoning_effort: str | None = None  # from config: sent to it unless /effort says otherwise
+
+
+O_SERIES = Capabilities("max_completion_tokens", frozenset(SAMPLING), ("low", "medium", "high"))
+
+# Families, matched as tokens.KNOWN_MODELS is (o3-mini-2025-01-31 is o3-mini, o3-pro is o3).
+# A model not here is taken to be an ordinary chat model: max_tokens, every sampling
+# parameter, no reasoning_effort, until a config table or a refusal says otherwise.
+KNOWN_CAPABILITIES: dict[str, Capabilities] = {
+    "o1": O_SERIES,
+    "o1-mini": replace(O_SERIES, efforts=()),  # the first o1 releases take no reasoning_effort
+    "o1-preview": replace(O_SERIES, efforts=()),
+    "o3-mini": O_SERIES,
+    "o3": replace(O_SERIES, unsupported=frozenset((*SAMPLING, "stop"))),
+    "o4-mini": replace(O_SERIES, unsupported=frozenset((*SAMPLING, "stop"))),
+    "gpt-5": Capabilities("max_completion_tokens", frozenset(SAMPLING), EFFORTS),
+    # gpt-5-chat-latest is the chat model behind ChatGPT, not a reasoning model: it takes the
+    # sampling parameters and no reasoning_effort. max_completion_tokens, which OpenAI takes
+    # for every chat model, is what it is documented with.
+    "gpt-5-chat": Capabilities("max_completion_tokens"),
+}
+
+# The keys of a config [models."NAME"] table that say what the model takes (config.py
+# checks the others: context_window, max_output_tokens, encoding).
+CAPABILITY_KEYS: dict[str, Setting] = {
+    "max_tokens_param": Setting("max_tokens_param", str, None, "", choices=MAX_TOKENS_PARAMS),
+    "reasoning_effort": Setting("reasoning_effort", str, None, "", choices=EFFORTS),
+}
+LIST_KEYS: dict[str, tuple[str, ...]] = {"unsupported": DROPPABLE, "efforts": EFFORTS}  # lists drawn from these
+
+
+def read_models_table(table: Any, path: Path) -> dict[str, dict[str, Any]]:
+    """[models."NAME"] tables: a model's figures (config.MODEL_KEYS) and what it takes (above), checked."""
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{path}: 'models' must hold tables, as in [models.\"llama3.2\"] context_window = 131072.")
+    known = [*MODEL_KEYS, *CAPABILITY_KEYS, *LIST_KEYS]
+    models: dict[str, dict[str, Any]] = {}
+    for name, settings in table.items():
+        models[name] = {}
+        for key, value in settings.items():
+            where = f"'{key}' of model {name!r} in {path}"
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key '{key}' for model {name!r}; known: {', '.join(known)}.")
+            setting = MODEL_KEYS.get(key) or CAPABILITY_KEYS.get(key)
+            models[name][key] = setting.check(value, where) if setting else _read_list(key, value, where)
+    return models
+
+
+def _read_list(key: str, value: Any, where: str) -> tuple[str, ...]:
+    allowed = LIST_KEYS[key]
+    bad = value if not isinstance(value, list) else next((v for v in value if v not in allowed), None)
+    if bad is not None:
+        listed = ", ".join(f'"{c}"' for c in allowed)
+        raise ConfigError(f"{where} must be a list drawn from {listed} (or []), not {bad!r}.")
+    return tuple(dict.fromkeys(value))
+
+
+# A 400 for a parameter the model does not take, as OpenAI words it; a proxy may pass on
+# the message without the code and param fields, so the message is read too.
+REFUSAL_CODES = ("unsupported_parameter", "unsupported_value")
+_REFUSAL = re.compile(r"Unsupported (parameter|value): '(\w+)'")
+
+
+def refused_parameter(error: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(parameter, code) when an OpenAI-style error body says the model refuses a parameter."""
+    code, param = error.get("code"), error.get("param")
+    if code in REFUSAL_CODES and isinstance(param, str):
+        return param, code
+    found = _REFUSAL.search(str(error.get("message") or ""))
+    return (found[2], f"unsupported_{found[1]}") if found else None
+
+
+def _either(names: tuple[str, ...] | list[str]) -> str:
+    """a, b or c."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+@dataclass
+class Adapter:
+    """Fits each request to what its model takes, learns from refusals, and says each change once.
+
+    The client holds one for as long as it lives (the REPL's whole run, across /new and
+    /resume), so a refusal teaches the rest of the run and no notice repeats turn after turn.
+    """
+
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # config [models."NAME"]
+    default_effort: str | None = None  # config reasoning_effort: for the models that take it
+    _learned: dict[str, Capabilities] = field(default_factory=dict, repr=False)
+    _taught: set[tuple[str, str]] = field(default_factory=set, repr=False)  # (model, parameter) refused
+    _told: set[tuple[str, str]] = field(default_factory=set, repr=False)
+
+    def capabilities(self, model: str) -> Capabilities:
+        """The built-in table's entry, changed by the config's table, changed by what refusals taught."""
+        if model in self._learned:
+            return self._learned[model]
+        family = family_of(model, KNOWN_CAPABILITIES)
+        found = KNOWN_CAPABILITIES[family] if family is not None else Capabilities()
+        override = override_for(model, self.overrides)
+        changes: dict[str, Any] = {k: override[k] for k in CAPABILITY_KEYS if k in override}
+        if "unsupported" in override:
+            changes["unsupported"] = frozenset(override["unsupported"])
+        if "efforts" in override:
+            changes["efforts"] = tuple(override["efforts"])
+        elif override.get("reasoning_effort") and not found.efforts:
+            changes["efforts"] = EFFORTS  # an effort for it in the config says it takes one
+        return replace(found, **changes)
+
+    def effort(self, model: str, chosen: str | None) -> tuple[str | None, str]:
+        """The reasoning_effort that goes to the model, and where it comes from (for /effort)."""
+        caps = self.capabilities(model)
+        for value, source in ((chosen, "this session"), (caps.reasoning_effort, f"the config for {model}"),
+                              (self.default_effort, "the config")):
+            if value is not None:
+                return value, source
+        return None, ""
+
+    def fit(self, model: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[Adjusted]]:
+        """The parameters as this model takes them, and what to tell the user: each thing once a run.
+
+        An effort from the config goes only to models that take one, silently; an effort
+        chosen with /effort, or a sampling parameter, that the model refuses is said.
+        """
+        caps = self.capabilities(model)
+        body = {k: v for k, v in params.items() if v is not None}
+        chosen = body.pop("reasoning_effort", None)
+        left_out = [k for k in body if k in caps.unsupported]
+        for key in left_out:
+            del body[key]
+        if "max_tokens" in body:
+            body[caps.max_tokens_param] = body.pop("max_tokens")
+        effort, _ = self.effort(model, chosen)
+        said = []
+        if effort in caps.efforts:
+            body["reasoning_effort"] = effort
+        elif chosen is not None and not caps.efforts:
+            left_out.append("reasoning_effort")
+        elif effort is not None and caps.efforts and self._first(model, f"reasoning_effort {effort}"):
+            said.append(f"{model} takes reasoning_effort {_either(caps.efforts)}, not {effort}; "
+                        "none is sent, so the model's own default is used")
+        new = [k for k in left_out if self._first(model, k)]
+        if new:
+            said.insert(0, f"{model} does not take {_either(new)}; {'it is' if len(new) == 1 else 'they are'} "
+                           "left out of its requests")
+        return body, [Adjusted(text) for text in said]
+
+    def learn(self, model: str, refused: str, code: str, sent: Mapping[str, Any]) -> Adjusted | None:
+        """What a 400 refusing `refused` teaches about the model, said once.
+
+        None when it teaches nothing: a parameter we did not send or cannot do without,
+        or one refused before; the error then stands, and no request is sent again.
+        """
+        if refused not in sent or (model, refused) in self._taught:
+            return None
+        caps = self.capabilities(model)
+        if refused in MAX_TOKENS_PARAMS and code == "unsupported_parameter":
+            other = next(name for name in MAX_TOKENS_PARAMS if name != refused)
+            caps, text = replace(caps, max_tokens_param=other), f"sent as {other} instead"
+        elif refused in DROPPABLE:
+            caps, text = replace(caps, unsupported=caps.unsupported | {refused}), "left out of its requests"
+        elif refused == "reasoning_effort":
+            caps, text = replace(caps, efforts=(), reasoning_effort=None), "left out of its requests"
+        else:
+            return None
+        self._learned[model] = caps
+        self._taught.add((model, refused))
+        self._told.add((model, refused))
+        return Adjusted(f"{model} refused {refused}, so from now on it is {text}")
+
+    def _first(self, model: str, what: str) -> bool:
+        """Whether this is the first time `what` is said about the model (and now it has been)."""
+        if (model, what) in self._told:
+            return False
+        self._told.add((model, what))
+        return True
+
+    def effort_status(self, model: str, chosen: str | None) -> str:
+        """/effort: the effort in force and whether the model takes it, in a sentence or two."""
+        caps = self.capabilities(model)
+        effort, source = self.effort(model, chosen)
+        said = f"Reasoning effort: {effort} (from {source})." if effort else "Reasoning effort: not set."
+        if not caps.efforts:
+            return f"{said} {model} takes no reasoning_effort, so none is sent."
+        takes = f"{model} takes {_either(caps.efforts)}"
+        if effort is None:
+            return f"{said} {takes}; the model's own default is used."
+        if effort not in caps.efforts:
+            return f"{said} {takes}, so none is sent and the model's own default is used."
+        return f"{said} {takes}."
