@@ -268,7 +268,8 @@ def _terminate(signum: int, frame) -> None:
 
 def _config_action(args: argparse.Namespace, env) -> int:
     """chatcli config path | show | check."""
-    from chatcli.config import SETTINGS, default_config_path, load_config, toml_value
+    from chatcli.config import SETTINGS, default_config_path, load_config
+    from chatcli.config_text import toml_value
 
     if args.action == "path":
         env.stdout.write(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")

@@ -4,10 +4,8 @@ This is the only module that imports openai, and it does so lazily: neither
 `chatcli --help` nor the path to the first prompt pays for that import.
 
 Streaming goes through `with_streaming_response`, which keeps the SDK's base
-URL handling, auth, retries and status errors, but reads the SSE lines with
-json instead of building a pydantic object per chunk. That is several times
-cheaper, and it lets us see what the typed stream hides: a malformed chunk,
-an in-band error, a stream that stops without a finish_reason.
+URL handling, auth, retries and status errors, but hands the SSE lines to
+sse.py instead of building a pydantic object per chunk.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.capabilities import Adapter, refused_parameter
 from chatcli.config import AZURE_API_VERSION, Config
@@ -27,9 +25,11 @@ from chatcli.errors import (
     ContextLengthError,
     NetworkError,
     RefusedParameter,
+    one_line,
 )
 from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
 from chatcli.pii import hide_password, redact_secrets
+from chatcli.sse import chunk_events, parse_sse
 
 if TYPE_CHECKING:
     import openai
@@ -154,7 +154,7 @@ class ChatClient:
                 if "event-stream" in kind:
                     yield from parse_sse(response.iter_lines(), secret=self.config.api_key)
                 elif "json" in kind:  # a whole completion: the server ignored stream=true
-                    yield from _chunk_events(response.read().decode("utf-8", "replace"), self.config.api_key)
+                    yield from chunk_events(response.read().decode("utf-8", "replace"), self.config.api_key)
                 else:
                     raise ChatError(
                         f"The server at {self.config.shown_url} answered with {kind.split(';')[0] or 'no content type'}, "
@@ -241,7 +241,7 @@ class ChatClient:
 
         url = self.config.shown_url
         if isinstance(cause, httpx2.ProxyError):
-            return NetworkError(f"The proxy would not pass the request on to {url} ({_clean(str(cause))}); check proxy, HTTPS_PROXY and HTTP_PROXY.")
+            return NetworkError(f"The proxy would not pass the request on to {url} ({one_line(str(cause))}); check proxy, HTTPS_PROXY and HTTP_PROXY.")
         if "CERTIFICATE_VERIFY_FAILED" in str(cause):
             return ConfigError(f"The certificate of {url} could not be verified; if your own authority signed it, "
                                "set ca_bundle (or SSL_CERT_FILE) to its PEM file.")
@@ -338,88 +338,6 @@ def _retry_reason(response) -> str:
     return f"the server answered HTTP {response.status_code}"
 
 
-def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Event]:
-    """Turn the SSE lines of a chat-completions stream into events.
-
-    Data lines are gathered until a blank line, as the SSE format says, so a
-    server that splits one event over several `data:` lines still works.
-    """
-    data: list[str] = []
-    for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip(" "))
-            continue
-        if line or not data:
-            continue  # comments (":keep-alive"), `event:` and `id:` lines
-        payload = "\n".join(data)
-        data = []
-        if payload == "[DONE]":
-            return
-        yield from _chunk_events(payload, secret)
-    if data and data != ["[DONE]"]:
-        yield from _chunk_events("\n".join(data), secret)
-
-
-MALFORMED = "The server sent a malformed chunk, so the reply stopped there; try again."
-
-
-def _chunk_events(payload: str, secret: str | None) -> list[Event]:
-    """The events in one chunk; a chunk of the wrong shape is a ChatError, not a crash."""
-    try:
-        chunk = json.loads(payload)
-    except (json.JSONDecodeError, RecursionError):  # RecursionError: nesting deeper than json can follow
-        raise ChatError(MALFORMED) from None
-    if not isinstance(chunk, dict):
-        raise ChatError(MALFORMED)
-    # Nearly every chunk is one choice carrying a piece of text and nothing else: take it directly.
-    choices = chunk.get("choices")
-    if type(choices) is list and len(choices) == 1 and not chunk.get("usage") and not chunk.get("error"):
-        choice = choices[0]
-        delta = choice.get("delta") if type(choice) is dict else None
-        if type(delta) is dict and len(delta) <= 2 and not choice.get("finish_reason"):
-            content = delta.get("content")
-            if type(content) is str and set(delta) <= {"content", "role"}:
-                return [TextDelta(content)] if content else []
-    error = chunk.get("error")
-    if error:
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        detail = _clean(redact_secrets(str(message or "no details"), secret))
-        raise ChatError(f"The server reported an error mid-reply ({detail}); try again.")
-    try:
-        return list(_events_of(chunk))
-    except (AttributeError, TypeError, ValueError, OverflowError):  # OverflowError: a token count of Infinity
-        raise ChatError(MALFORMED) from None
-
-
-def _events_of(chunk: dict) -> Iterator[Event]:
-    for choice in chunk.get("choices") or ():
-        # `delta` in a stream; `message` in a whole completion from a server that ignored stream=true
-        delta = choice.get("delta") or choice.get("message") or {}
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if reasoning:
-            yield ReasoningDelta(_text(reasoning))
-        content = delta.get("content")
-        if content:
-            yield TextDelta(_text(content))
-        if choice.get("finish_reason"):
-            yield Finish(_text(choice["finish_reason"]))
-    usage = chunk.get("usage")
-    if usage:
-        yield Usage(
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            total_tokens=int(usage.get("total_tokens") or 0),
-            cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
-            reasoning_tokens=int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
-        )
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(value)
-    return value
-
-
 class UnknownModel(ChatError):
     """A 404 for the model: worth a look at the names the server does have."""
 
@@ -430,7 +348,7 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
     code = str(error.get("code") or error.get("type") or "")
-    detail = _clean(redact_secrets(str(error.get("message") or exc.message or ""), config.api_key))
+    detail = one_line(redact_secrets(str(error.get("message") or exc.message or ""), config.api_key))
     url = config.shown_url
     if status == 401:
         if not config.api_key:
@@ -508,10 +426,3 @@ def _duration(seconds: float) -> str:
 def _after_retries(config: Config) -> str:
     n = config.max_retries
     return f" even after {n} {'retry' if n == 1 else 'retries'}" if n else ""
-
-
-def _clean(text: str, limit: int = 300) -> str:
-    """Server text bound for the terminal: one line, no control characters, bounded."""
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    text = " ".join(text.split()).rstrip(".")
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -67,3 +67,10 @@ class Terminated(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Server text bound for the terminal: one line, no control characters, bounded."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join(text.split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 1] + "…"

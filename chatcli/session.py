@@ -407,17 +407,12 @@ class Session:
 
     @property
     def usage(self) -> Usage:
-        total = Usage()
-        for turn in self.turns:
-            if turn.usage:
-                total = total + turn.usage
-        return total
+        return sum((turn.usage for turn in self.turns if turn.usage), Usage())
 
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None,
              request: dict[str, Any] | None = None) -> Turn:
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked.
-
-        `request`: body keys for this turn alone (--schema's response_format), saved with it, not the session."""
+        `request`: body keys for this turn alone (--schema's response_format), saved with it."""
         assert self.client is not None, "a session restored for reading cannot send"
         if self.attached:
             text, self.attached = "\n\n".join([*self.attached, text]), []

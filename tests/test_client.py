@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from chatcli.client import ChatClient, parse_sse
+from chatcli.client import ChatClient
 from chatcli.config import Config
 from chatcli.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, ChatError
 from chatcli.events import Finish, ReasoningDelta, TextDelta, Usage
+from chatcli.sse import parse_sse
 from tests.server import Error, Reply
 
 KEY = "sk-client-test-123456"

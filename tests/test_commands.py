@@ -6,6 +6,7 @@ import pytest
 
 from chatcli.client import ChatClient
 from chatcli.commands import REGISTRY
+from chatcli.commands.params import PARAMS
 from chatcli.config import Config
 from chatcli.events import Usage
 from chatcli.pricing import cost, price_for
@@ -148,7 +149,25 @@ def test_bad_arguments_are_one_sentence_and_change_nothing(session, line, words)
 def test_help_with_a_command_says_how_it_is_used(session, line):
     result = REGISTRY.dispatch(session, line)
     assert not result.error
-    assert result.text == "/temp [value]: Show the temperature, or set it (0 to 2). Also: /temperature."
+    first, details = result.text.split("\n\n")
+    assert first == "/temp [value]: Show the temperature, or set it (0 to 2). Also: /temperature."
+    assert "/temp default goes back to the server's own" in details
+
+
+def test_help_for_every_command_gives_details_beyond_its_one_line(session):
+    for name, command in REGISTRY.commands.items():
+        text = REGISTRY.dispatch(session, f"/help {name}").text
+        usage, _, details = text.partition("\n\n")
+        assert usage.startswith(f"/{name}") and command.help in usage
+        assert len(details) > len(command.help), f"/help {name} says no more than /help does"
+        assert "\n" not in details  # one paragraph, wrapped by the terminal
+
+
+def test_help_set_lists_each_parameter_with_its_range(session):
+    details = REGISTRY.dispatch(session, "/help set").text.partition("\n\n")[2]
+    for name in PARAMS:
+        assert name in details, name
+    assert "top_p (0 to 1)" in details and 'stop "###"' in details
 
 
 def test_help_for_a_command_without_arguments_says_so(session):

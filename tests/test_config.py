@@ -22,9 +22,9 @@ from chatcli.config import (
     DEFAULT_BASE_URL,
     SETTINGS,
     SETTINGS_BY_KEY,
-    example_toml,
     load_config,
 )
+from chatcli.config_text import example_toml
 from chatcli.errors import EXIT_CONFIG, ConfigError
 from chatcli.keys import require_api_key
 from tests.conftest import TEST_KEY, make_env

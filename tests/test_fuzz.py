@@ -36,7 +36,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from chatcli.capabilities import CAPABILITY_KEYS, LIST_KEYS
 from chatcli.client import ChatClient
-from chatcli.commands import PARAMS, REGISTRY, Result
+from chatcli.commands import REGISTRY, Result
+from chatcli.commands.params import PARAMS
 from chatcli.config import (
     BUDGET_KEYS,
     MODEL_KEYS,

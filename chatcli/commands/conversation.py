@@ -1,0 +1,177 @@
+"""The conversation itself: /clear, /system, /file, /edit, /undo, /retry, /copy and /compact."""
+
+from __future__ import annotations
+
+import re
+
+from chatcli.blocks import code_blocks
+from chatcli.commands import Result, _shown, command, whole_number
+from chatcli.session import (
+    COMPLETE,
+    INTERRUPTED,
+    Session,
+)
+from chatcli.terminal import OSC52_LIMIT, osc52_payload
+
+
+@command("clear", help="Forget the conversation; keep the system prompt and settings.")
+def clear_command(session: Session, arg: str) -> Result:
+    """Starts the conversation afresh: earlier turns are no longer sent, though they stay in
+    the saved session. The system prompt, the model and the parameters set with /set are kept."""
+    count = sum(turn.in_context for turn in session.context_turns)
+    session.clear()
+    return Result(f"Forgot {count} {'exchange' if count == 1 else 'exchanges'}; the system prompt is kept.")
+
+
+@command("system", args="[text]", help="Show the system prompt, or set it (the history is kept).")
+def system_command(session: Session, arg: str) -> Result:
+    """/system alone shows the system prompt. /system TEXT replaces it for the rest of the
+    session; earlier turns stay and are sent with the new prompt. With `redact` on, the prompt is
+    scrubbed too."""
+    if not arg:
+        return Result(f"System prompt: {session.system}" if session.system else "No system prompt is set.")
+    redacted = session.set_system(arg)
+    said = f" ({redacted})" if redacted is not None else ""
+    return Result(f"System prompt set{said}; the history is kept.")
+
+
+FILE_LIMIT = 8_000_000  # bytes: about 2M tokens, past every model's window; checked before reading
+
+
+@command("file", args="PATH [PATH...]", help="Attach text files: their names and contents go with your next message.")
+def file_command(session: Session, arg: str) -> Result:
+    """/file PATH [PATH...] attaches text files: each goes with your next message, under its
+    name, in a fence longer than any backtick run inside it. Paths are quoted as in a shell, and ~
+    works. Binary or non-UTF-8 files, directories and devices, files over 8 MB, and files too big for
+    the model's context window (their size is given in tokens) are refused, and nothing is attached."""
+    import shlex
+    from pathlib import Path
+
+    try:
+        paths = shlex.split(arg)
+    except ValueError:
+        return Result(f"A quote is not closed in {_shown(arg)}; quote file names with spaces.", error=True)
+    if not paths:
+        return Result("Give a file to attach: /file notes.md (more than one: /file a.py b.py).", error=True)
+    pieces = []
+    for name in paths:
+        try:
+            path = Path(name).expanduser()
+            if path.exists() and not path.is_file():  # a directory, a device (/dev/zero never ends), a pipe
+                return Result(f"{name} is not a regular file; nothing was attached.", error=True)
+            if path.exists() and path.stat().st_size > FILE_LIMIT:
+                return Result(f"{name} is {path.stat().st_size / 1e6:.0f} MB, more than any context window holds; "
+                              "nothing was attached.", error=True)
+            data = path.read_bytes()
+        except (OSError, RuntimeError, ValueError) as exc:
+            return Result(f"Could not read {name} ({getattr(exc, 'strerror', None) or exc}); nothing was attached.", error=True)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\x00" in text:
+            return Result(f"{name} is not a text file (it is binary or not UTF-8); nothing was attached.", error=True)
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+        pieces.append(f"File {name}:\n{fence}\n{text.rstrip()}\n{fence}")
+    plan = session.plan("\n\n".join([*session.attached, *pieces]))
+    if not plan.fits:
+        size = session.tokenizer.message(session.model, "user", "\n\n".join(pieces))
+        room = max(plan.window - plan.reserve - (plan.tokens.tokens - size.tokens), 0)
+        return Result(f"{' and '.join(paths)} {'is' if len(paths) == 1 else 'are'} {size} tokens, but the model's "
+                      f"{plan.window:,}-token window leaves room for about {room:,}; nothing was attached: "
+                      "attach a smaller file or a part of it.", error=True)
+    session.attached += pieces
+    count = session.tokenizer.message(session.model, "user", "\n\n".join(pieces))
+    return Result(f"Attached {', '.join(paths)} ({count} tokens); {'it goes' if len(paths) == 1 else 'they go'} "
+                  "with your next message.")
+
+
+@command("edit", args="[text]", help="Write a message in $EDITOR (Ctrl-X Ctrl-E does it for what is typed); it comes back to the prompt.")
+def edit_command(session: Session, arg: str) -> Result:
+    """Opens $VISUAL (or $EDITOR, or vi) on a new message, starting from TEXT if given.
+    When the editor exits, what you wrote comes back to the prompt to be read over and sent with
+    Enter. Ctrl-X Ctrl-E does the same for what is already typed."""
+    from chatcli.terminal import edit_in_editor
+
+    text = edit_in_editor(arg)
+    if not text.strip():
+        return Result("The message was left empty; nothing was put at the prompt.")
+    return Result("Your message is at the prompt: press Enter to send it.", prefill=text)
+
+
+@command("undo", help="Drop the last exchange, from what is sent and from the store.")
+def undo_command(session: Session, arg: str) -> Result:
+    """Drops the last exchange, your message and its reply, from what is sent and from the
+    saved session; the message comes back to the prompt to be changed and sent again. Its tokens
+    still count in /usage, since they were billed."""
+    turn = session.undo()
+    if turn is None:
+        return Result("Nothing to undo.", error=True)
+    return Result("Dropped the last exchange; its message is back at the prompt.", prefill=turn.user)
+
+
+@command("retry", help="Send the last message again, replacing its reply.")
+def retry_command(session: Session, arg: str) -> Result:
+    """Sends your last message again, replacing its reply, for a reply that failed, broke
+    off or that you want another go at. The old reply's tokens still count in /usage."""
+    if len(session.turns) <= session.context_start:
+        return Result("Nothing to retry.", error=True)
+    return Result(retry=True)
+
+
+@command("copy", args="[N]", help="Copy the last reply, or its Nth code block, to the clipboard (OSC 52).")
+def copy_command(session: Session, arg: str) -> Result:
+    """/copy puts the last reply on the clipboard, /copy N its Nth code block (without the
+    fence lines). It uses an OSC 52 escape sequence, so it reaches the clipboard of the terminal you
+    are looking at, over SSH too; inside tmux 3.3 or later, set set-clipboard on."""
+    if arg and whole_number(arg) is None:
+        return Result(f"/copy takes the number of a code block in the last reply, as in /copy 2, not {arg!r}.", error=True)
+    turn = next((t for t in reversed(session.turns) if t.reply), None)
+    if turn is None:
+        return Result("There is no reply to copy yet.", error=True)
+    if arg:
+        blocks, number = code_blocks(turn.reply), int(arg)
+        if not blocks:
+            return Result("The last reply has no code blocks; /copy alone copies the whole reply.", error=True)
+        if not 1 <= number <= len(blocks):
+            has = "1 code block" if len(blocks) == 1 else f"{len(blocks)} code blocks"
+            return Result(f"The last reply has {has}, numbered from 1, so there is no block {number}.", error=True)
+        text, what = blocks[number - 1], f"code block {number} of {len(blocks)} from the last reply"
+        if not text:
+            return Result(f"Nothing was copied: code block {number} of the last reply is empty.", error=True)
+    else:
+        text, what = turn.reply, "the last reply"
+    size = len(osc52_payload(text))
+    if size > OSC52_LIMIT:
+        return Result(
+            f"Nothing was copied: {what} is {size:,} bytes once encoded for the terminal, and many "
+            f"terminals drop a clipboard sequence over {OSC52_LIMIT:,}.",
+            error=True,
+        )
+    cut = {INTERRUPTED: " (it was interrupted, so it is partial)"}.get(
+        turn.status, "" if turn.status == COMPLETE else " (it was cut short, so it may be partial)"
+    )
+    chars = f"{len(text):,} {'character' if len(text) == 1 else 'characters'}"
+    return Result(f"Copied {what} ({chars}) to the clipboard{cut}.", clipboard=text)
+
+
+@command("compact", args="[N]", help="Summarise all but the last N turns (default 2) to free the context window.")
+def compact_command(session: Session, arg: str) -> Result:
+    """/compact [N] has the model summarise all but the last N turns (default 2); the
+    summary is then sent in their place, which frees the context window. The turns themselves stay
+    in the saved session. The summary costs one request, counted in /usage."""
+    if arg and whole_number(arg) is None:
+        return Result(f"/compact takes how many recent turns to keep, as in /compact 2, not {arg!r}.", error=True)
+    from chatcli.compact import compact
+
+    done = compact(session, keep=int(arg) if arg else 2)
+    how = f" in {done.requests} requests, as they did not fit one" if done.requests > 1 else ""
+    cut = (
+        f" ({done.shortened} {'turn was' if done.shortened == 1 else 'turns were'} too long for a request and "
+        f"had {'its' if done.shortened == 1 else 'their'} middle cut)" if done.shortened else ""
+    )
+    warning = f" Note: {done.notice}." if done.notice else ""
+    return Result(
+        f"Compacted {done.turns} {'turn' if done.turns == 1 else 'turns'}{how}{cut}: the next request carries "
+        f"{done.after} tokens instead of {done.before}; the turns stay in the history.{warning}"
+    )

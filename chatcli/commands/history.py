@@ -1,0 +1,138 @@
+"""Saved sessions and what they cost: /sessions, /resume, /new, /title, /export, /usage and /tokens."""
+
+from __future__ import annotations
+
+from chatcli.commands import Result, command, whole_number
+from chatcli.pricing import format_cost
+from chatcli.session import (
+    ERROR,
+    PENDING,
+    SUMMARY_HEADING,
+    Session,
+)
+
+
+@command("usage", help="Tokens and estimated cost, per turn and for the session.")
+def usage_command(session: Session, arg: str) -> Result:
+    """A table of each turn's prompt, completion and total tokens, as the server reported
+    them, with the cost from the price table, and the session's total. A model with no known price
+    shows "cost unknown"; a cost is never made up. Tokens spent on undone or replaced turns count."""
+    turns, total = session.accounting()
+    if not turns:
+        return Result("No turns yet.")
+    rows = []
+    for number, row in enumerate(turns, 1):
+        turn = row.turn
+        if row.usage is None:
+            why = {PENDING: "no reply"}.get(turn.status, "failed" if turn.status == ERROR and not turn.reply else turn.status)
+            rows.append([str(number), turn.model, "-", "-", "-", f"{why}, no usage reported"])
+            continue
+        rows.append([str(number), turn.model, *_usage_cells(row)])
+    for other in session.spent_elsewhere:
+        rows.append([other.what, other.model, *_usage_cells(other)])
+    rows.append(["session", "", *_usage_cells(total)])
+    estimated = " Rows marked ≈ are our own estimate: the server reported no usage for them." if not total.exact else ""
+    return Result(
+        text="Tokens as reported by the server; cost from list prices." + estimated,
+        headers=["turn", "model", "prompt", "completion", "total", "cost"],
+        rows=rows,
+    )
+
+
+@command("sessions", help="List recent saved sessions.")
+def sessions_command(session: Session, arg: str) -> Result:
+    """Lists the most recent saved sessions: id, title, model, turns and when last updated. /resume ID
+    switches to one; `chatcli sessions` on the command line searches, exports and deletes them."""
+    from chatcli.sessions import age
+
+    listed = session.journal.list_sessions(limit=20)
+    if listed is None:
+        return Result("History is not being saved, so there are no sessions to list.", error=True)
+    if not listed:
+        return Result("No saved sessions yet.")
+    rows = [
+        [str(info.id) + (" *" if info.id == session.id else ""), info.title or "", info.model, str(info.turns), age(info.updated_at)]
+        for info in listed
+    ]
+    return Result(text="Resume one with /resume ID.", headers=["id", "title", "model", "turns", "updated"], rows=rows)
+
+
+@command("resume", args="ID", help="Switch to a saved session.")
+def resume_command(session: Session, arg: str) -> Result:
+    """/resume ID switches to a saved session (ids as /sessions lists them): its history,
+    system prompt, model and parameters. The current session stays saved."""
+    number = whole_number(arg)
+    if number is None or number >= 2**63:  # ids are SQLite integers, which stop at 2**63 - 1
+        return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
+    session.adopt(Session.load(session.journal, number, client=session.client))
+    return Result(f"Resumed session {arg}: {session.title or 'untitled'}.", recap=True)
+
+
+@command("new", help="Start a new session (the current one stays saved).")
+def new_command(session: Session, arg: str) -> Result:
+    """Starts a new, empty session with the same model, system prompt and parameters; the
+    current one stays saved and can be had back with /resume."""
+    session.adopt(Session(client=session.client, model=session.model, system=session.system,
+                          params=dict(session.params), journal=session.journal.fork()))
+    return Result("Started a new session.")
+
+
+@command("title", args="TEXT", help="Name the session.")
+def title_command(session: Session, arg: str) -> Result:
+    """/title TEXT names the session, as /sessions and `chatcli sessions list` show it.
+    A session is otherwise named after its first message."""
+    if not arg:
+        return Result(f"Title: {session.title}" if session.title else "This session has no title yet.")
+    session.set_title(" ".join(arg.split()))
+    return Result(f"Title set to {session.title!r}.")
+
+
+@command("export", args="PATH", help="Write the session to a .md or .json file.")
+def export_command(session: Session, arg: str) -> Result:
+    """/export PATH writes the session to a file: Markdown for .md, JSON for .json
+    (messages, model, parameters and usage). ~ works. The API key is never in an export."""
+    from chatcli.export import write_export
+
+    if not arg:
+        return Result("Give a file to export to: /export chat.md or /export chat.json.", error=True)
+    if "\x00" in arg:
+        return Result("A file name cannot hold a NUL character; give another.", error=True)
+    try:
+        target = write_export(session, arg)
+    except RuntimeError:  # Path.expanduser: ~NAME when there is no user NAME
+        return Result(f"There is no home directory for {arg.split('/')[0]!r}; give the full path.", error=True)
+    return Result(f"Exported {len(session.turns)} turns to {target}.")
+
+
+def _usage_cells(row) -> list[str]:
+    u, mark = row.usage, "" if row.exact else "≈"
+    return [f"{mark}{u.prompt_tokens:,}", f"{mark}{u.completion_tokens:,}", f"{mark}{u.total_tokens:,}", format_cost(row.cost, exact=row.exact)]
+
+
+@command("tokens", help="What the next request would carry: system prompt, history, and what fitting leaves out.")
+def tokens_command(session: Session, arg: str) -> Result:
+    """What the next request would carry, in tokens: the system prompt, the summary from
+    /compact, the history, and what fitting into the context window leaves out. Counts are exact
+    where tiktoken's encoding is at hand, and marked ≈ where they are estimates."""
+    t, model = session.tokenizer, session.model
+    plan = session.plan()
+    in_context = [turn for turn in session.context_turns if turn.in_context]
+    system = t.message(model, "system", session.system) if session.system else None
+    sent = in_context[plan.left_out :]
+    history = None
+    for turn in sent:
+        count = t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
+        history = count if history is None else history + count
+    summary = t.message(model, "system", SUMMARY_HEADING + session.summary) if session.summary else None
+    rows = [
+        ["system prompt", str(system) if system else "0"],
+        ["summary of earlier turns (/compact)", str(summary) if summary else "0"],
+        [f"history ({len(sent)} {'turn' if len(sent) == 1 else 'turns'})", str(history) if history else "0"],
+        ["left out to fit", f"{plan.left_out} {'turn' if plan.left_out == 1 else 'turns'}"],
+        ["next request, before your message", str(plan.tokens)],
+        ["kept free for the reply", f"{plan.reserve:,}"],
+        ["context window", f"{plan.window:,}"],
+    ]
+    why = t.problem(model)
+    text = f"Counts marked ≈ are estimates: {why}." if why and not plan.tokens.exact else ""
+    return Result(text=text, headers=["", "tokens"], rows=rows)
