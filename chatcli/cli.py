@@ -34,6 +34,9 @@ examples:
   chatcli --system "You are a terse SQL expert"  a session with a persona
   chatcli "why is the sky blue?"               ask once and print the answer
   cat report.md | chatcli "summarize this"     send piped text with an instruction
+  chatcli -f main.py -f test_main.py "why does the test fail?"   attach files
+  chatcli -p ollama                            use the config's [profiles.ollama]
+  chatcli -o top_p 0.9 -o seed 42 "a haiku"    any request parameter, as /set sets it
   chatcli < notes.txt > answer.txt             send a file, write the answer to a file
   chatcli --base-url http://localhost:11434/v1 --model llama3.2   use a local Ollama
   chatcli -c                                   continue the last session
@@ -49,7 +52,8 @@ examples:
   chatcli -v --log-file chat.log "hi"          log requests and timings (keys redacted)
 
 configuration (lowest to highest): defaults, ~/.config/chatcli/config.toml,
-./.env, the environment (OPENAI_API_KEY, OPENAI_BASE_URL, CHATCLI_*), flags.
+./.env, the environment (OPENAI_API_KEY, OPENAI_BASE_URL, CHATCLI_*), the profile
+chosen (-p, CHATCLI_PROFILE), flags.
 
 exit codes: 0 ok, 1 request failed, reply incomplete or not matching --schema, 2 bad command line,
 3 bad configuration or API key, 4 server unreachable or silent, 130 Ctrl-C,
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-s", "--system", type=_setting("system"), help="system prompt, i.e. a persona")
     parser.add_argument("-t", "--temperature", type=_setting("temperature"), help="sampling temperature, 0 to 2")
     parser.add_argument("--max-tokens", type=_setting("max_tokens"), metavar="N", help="longest reply, in tokens")
+    parser.add_argument("-o", "--option", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a request parameter, as /set does: -o top_p 0.9 -o seed 42 (repeatable)")
+    parser.add_argument("-f", "--file", action="append", metavar="PATH", help="attach a text file to the first message, as /file does (repeatable)")
     _where_flags(parser)
     parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, error")
     parser.add_argument("--schema", metavar="PATH", help="ask once for JSON matching the JSON Schema in PATH (response_format json_schema), print it, and exit 1 if the reply does not match")
@@ -395,8 +401,12 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         redacted = session.set_system(session.system)  # from the config, a flag, or a session saved before
         if redacted is not None:
             env.stderr.write(f"chatcli: {redacted}.\n")
+    oneshot = bool(args.question or args.json or args.schema or not (env.stdin_isatty and env.stdout_isatty))
+    for said in _as_commands(session, args):
+        if not oneshot:
+            env.stderr.write(f"chatcli: {said}\n")
 
-    if args.question or args.json or args.schema or not (env.stdin_isatty and env.stdout_isatty):
+    if oneshot:
         from chatcli.oneshot import run_oneshot
 
         return run_oneshot(
@@ -420,6 +430,28 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         history_path=env.state_dir / "history" if save else None,
     )
     return repl.run()
+
+
+def _as_commands(session, args: argparse.Namespace) -> list[str]:
+    """-o NAME VALUE and -f PATH, done as /set and /file do them: the same checks, the same words.
+
+    A bad one is a bad command line (exit 2), said before anything is sent."""
+    import shlex
+
+    lines = [f"/set {name} {value}" for name, value in args.option or ()]
+    if args.file:
+        lines.append("/file " + shlex.join(args.file))
+    if not lines:
+        return []
+    from chatcli.commands import REGISTRY
+
+    said = []
+    for line in lines:
+        result = REGISTRY.dispatch(session, line)
+        if result.error:
+            raise UsageError(f"{'-o' if line.startswith('/set') else '-f'}: {result.text}")
+        said.append(result.text)
+    return said
 
 
 def open_journal(config, env, *, keep_text: bool = True):
