@@ -128,8 +128,10 @@ class ChatClient:
         settings = "".join(f", {k} {v}" for k, v in body.items() if k != "response_format")
         if isinstance(body.get("response_format"), dict):  # a whole schema is too much for one log line
             settings += f", response_format {body['response_format'].get('type')}"
-        log.info("POST %s/chat/completions: model %s, %d messages, %d bytes%s", self.config.shown_url, model,
-                 len(messages), size, settings)
+        c = self.config
+        where = (f"/openai/deployments/{c.azure_deployment or model}/chat/completions?api-version={c.api_version or AZURE_API_VERSION}"
+                 if c.api_type == "azure" else "/chat/completions")  # as the SDK's Azure client builds it
+        log.info("POST %s%s: model %s, %d messages, %d bytes%s", c.shown_url, where, model, len(messages), size, settings)
         return _logged(self._stream(model, messages, body), time.monotonic())
 
     def _stream(self, model: str, messages: list[dict[str, str]], body: dict[str, Any]) -> Iterator[Event]:

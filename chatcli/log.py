@@ -34,7 +34,9 @@ class Redacting(logging.Formatter):
         self.secret = secret
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact_secrets(super().format(record), self.secret)
+        # known_secret too: after /profile, the key in use is another profile's.
+        text = redact_secrets(super().format(record), self.secret)
+        return redact_secrets(text, known_secret) if known_secret and known_secret != self.secret else text
 
 
 # Where --verbose lines go instead of stderr while the REPL draws a reply (see `routed`).

@@ -82,7 +82,6 @@ def _server(url: str) -> tuple | None:
         return None
 
 
-
 @dataclass(frozen=True)
 class Profiles:
     """What /profile needs to load another profile: the environment and config file chatcli started with."""

@@ -104,7 +104,9 @@ class Repl:
         self.prompt.app.after_render.add_handler(self._start_warm_up)
         s = self.session
         persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
-        show_notice(self.console, f"chatcli {__version__} · {s.model}{persona} · /help for commands, Ctrl-D to quit")
+        profile = s.client.config.profile if s.client is not None else None
+        where = f"profile {profile}: {s.model}" if profile else s.model
+        show_notice(self.console, f"chatcli {__version__} · {where}{persona} · /help for commands, Ctrl-D to quit")
         prefill = ""
         if s.turns:
             prefill = self.recap()

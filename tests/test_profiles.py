@@ -221,12 +221,13 @@ def azure_profile(srv: ChatServer, extra: str = "") -> None:
 def test_azure_sends_to_the_deployment_with_the_api_version_and_an_api_key_header(srv, run_chatcli):
     azure_profile(srv, 'azure_deployment = "prod-4o"\napi_version = "2025-01-01-preview"\n')
 
-    result = run_chatcli("-p", "azure", "hi", env={"AZURE_OPENAI_API_KEY": TEST_KEY})
+    result = run_chatcli("-p", "azure", "-v", "hi", env={"AZURE_OPENAI_API_KEY": TEST_KEY})
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "echo: hi\n"
     (request,) = srv.chat_requests
     assert request.path == "/openai/deployments/prod-4o/chat/completions?api-version=2025-01-01-preview"
+    assert f"POST {srv.url}{request.path}: model gpt-4o-mini" in result.stderr  # the log says where it went
     assert request.headers["api-key"] == TEST_KEY
     assert "authorization" not in request.headers
 
@@ -290,7 +291,7 @@ def test_profile_switches_a_running_session_between_two_servers(srv, other, spaw
     srv.api_key = TEST_KEY
     two_profiles(srv, other)
     child = spawn_chatcli("-p", "main", env=KEYS)
-    expect_prompt(child)
+    assert "profile main: gpt-4o-mini" in visible(expect_prompt(child))  # the banner
 
     child.send("first question\r")
     child.expect_exact("echo: first question", timeout=TIMEOUT)
