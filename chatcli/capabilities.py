@@ -66,7 +66,7 @@ CAPABILITY_KEYS: dict[str, Setting] = {
 LIST_KEYS: dict[str, tuple[str, ...]] = {"unsupported": DROPPABLE, "efforts": EFFORTS}  # lists drawn from these
 
 
-def read_models_table(table: Any, path: Path) -> dict[str, dict[str, Any]]:
+def read_models_table(table: Any, path: Path | str) -> dict[str, dict[str, Any]]:
     """[models."NAME"] tables: a model's figures (config.MODEL_KEYS) and what it takes (above), checked."""
     if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
         raise ConfigError(f"{path}: 'models' must hold tables, as in [models.\"llama3.2\"] context_window = 131072.")

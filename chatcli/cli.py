@@ -276,6 +276,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
     """chatcli config path | show | check."""
     from chatcli.config import SETTINGS, default_config_path, load_config
     from chatcli.config_text import toml_value
+    from chatcli.pii import hide_password
 
     if args.action == "path":
         env.stdout.write(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
@@ -292,7 +293,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
         if value is None:
             env.stdout.write(f"# {setting.key} is not set\n")
         else:
-            shown = '"***"' if setting.secret else toml_value(value)
+            shown = '"***"' if setting.secret else toml_value(hide_password(value) if setting.key == "proxy" else value)
             env.stdout.write(f"{setting.key} = {shown}\n")
     env.stdout.write(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
     if config.headers:  # a header may carry a credential: names only

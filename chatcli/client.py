@@ -74,16 +74,17 @@ class ChatClient:
         # which is the wait for the next token.
         timeout = httpx2.Timeout(connect=c.connect_timeout, read=c.read_timeout, write=c.read_timeout, pool=c.connect_timeout)
         options: dict[str, Any] = dict(max_retries=c.max_retries, timeout=timeout, default_headers=dict(c.headers) or None)
-        if c.proxy or c.ca_bundle:
+        proxy = c.proxy if c.proxy and not _no_proxy_for(c.base_url) else None
+        if proxy or c.ca_bundle:
             # Without these, httpx2 follows HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE itself.
             import ssl
 
             verify = ssl.create_default_context(cafile=c.ca_bundle) if c.ca_bundle else True
-            options["http_client"] = openai.DefaultHttpxClient(proxy=c.proxy, verify=verify, timeout=timeout)
+            options["http_client"] = openai.DefaultHttpxClient(proxy=proxy, verify=verify, timeout=timeout)
         if c.api_type == "azure":
             # The SDK's Azure client: the deployment in the path, ?api-version=, and an api-key header.
             return _sdk_class(self, openai.AzureOpenAI)(
-                azure_endpoint=c.base_url, azure_deployment=c.azure_deployment, api_version=c.api_version or AZURE_API_VERSION,
+                azure_endpoint=c.base_url, azure_deployment=c.azure_deployment or None, api_version=c.api_version or AZURE_API_VERSION,
                 api_key=c.api_key or PLACEHOLDER_KEY, **options,
             )
         return _sdk_class(self, openai.OpenAI)(api_key=c.api_key or PLACEHOLDER_KEY, base_url=c.base_url, **options)
@@ -249,14 +250,22 @@ class ChatClient:
                                "set ca_bundle (or SSL_CERT_FILE) to its PEM file.")
         if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
+        if self.config.proxy and not _no_proxy_for(self.config.base_url):
+            return NetworkError(f"Could not connect to {url} through the proxy {hide_password(self.config.proxy)}; check proxy in your config.")
         if any(words in str(cause) for words in DNS_FAILURES):
             from urllib.parse import urlsplit
 
             host = urlsplit(self.config.base_url).hostname
             return NetworkError(f"Could not find the host {host} for {url} (the DNS lookup failed); check the base URL and your network.")
-        if self.config.proxy:
-            return NetworkError(f"Could not connect to {url} through the proxy {hide_password(self.config.proxy)}; check proxy in your config.")
         return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
+
+
+def _no_proxy_for(url: str) -> bool:
+    """NO_PROXY names the server: a proxy from the config is passed by, as one from HTTPS_PROXY is."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    return bool(urllib.request.proxy_bypass_environment(urlsplit(url).hostname or ""))
 
 
 # How getaddrinfo's "no such host" reads on Linux, macOS and Windows.
@@ -353,13 +362,15 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     detail = one_line(redact_secrets(str(error.get("message") or exc.message or ""), config.api_key))
     url = config.shown_url
     if status == 401:
+        if config.api_key_env:
+            where = config.api_key_env
+        elif config.profile:
+            where = f"api_key_env or api_key_cmd in [profiles.{config.profile}]"
+        else:
+            where = "OPENAI_API_KEY, or api_key or api_key_cmd in your config"
         if not config.api_key:
-            return ConfigError(
-                f"The server at {url} wants an API key (401); set OPENAI_API_KEY, or api_key or api_key_cmd in your config."
-            )
-        return ConfigError(
-            f"The server at {url} rejected the API key (401); check OPENAI_API_KEY or api_key in your config."
-        )
+            return ConfigError(f"The server at {url} wants an API key (401); set {where}.")
+        return ConfigError(f"The server at {url} rejected the API key (401); check {where}.")
     if status == 403:
         return ConfigError(
             f"The API key may not use this (403: {detail or 'forbidden'}); check the key's project and permissions."

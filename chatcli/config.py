@@ -207,7 +207,9 @@ def default_config_path(env: Env) -> Path:
 # A .env comes with whatever directory chatcli runs in, a cloned repository
 # included: it may set keys and options, but not a command to run or another
 # config file to read.
-UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG")
+# Nor say which variable holds the key, nor which proxy and authorities to trust: each would let
+# a repository send a secret, or the key, where it likes.
+UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG", "CHATCLI_API_KEY_ENV", "CHATCLI_PROXY", "CHATCLI_CA_BUNDLE")
 
 
 def read_dotenv(env: Env) -> dict[str, str]:
@@ -291,6 +293,10 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     if values.get("ca_bundle"):
         values["ca_bundle"] = check_ca_bundle(values["ca_bundle"])
     values["api_key"] = resolve_key(values, variables=env.environ, dotenv=dotenv)
+    if values.get("api_key_env") in dotenv and values["api_key_env"] not in env.environ:
+        warnings += readable_by_others(env.cwd / ".env")
+    if values["api_type"] == "azure" and values["base_url"] == DEFAULT_BASE_URL:
+        raise ConfigError("Azure OpenAI needs base_url: your resource's endpoint, as in https://NAME.openai.azure.com.")
     return Config(**values, profiles=tuple(profiles), config_path=path, warnings=tuple(warnings))
 
 
@@ -300,6 +306,8 @@ def check_ca_bundle(path_text: str) -> str:
 
     try:
         path = Path(path_text).expanduser()
+        if not path.exists():
+            raise ConfigError(f"The CA bundle {path} does not exist; set ca_bundle to a PEM file of certificates.")
         if not path.is_file():  # not a directory, nor /dev/zero, which would be read forever
             raise OSError
         ssl.create_default_context(cafile=str(path))
@@ -358,9 +366,9 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
         elif key == "models":
             from chatcli.capabilities import read_models_table
 
-            values["models"] = read_models_table(value, path)
+            values["models"] = read_models_table(value, where)
         elif key == "prices":
-            values["prices"] = read_prices_table(value, path)
+            values["prices"] = read_prices_table(value, where)
         elif key == "budget":
             values["budget"] = read_budget_table(value, path)
         elif key == "redact":
@@ -388,8 +396,11 @@ def read_headers(table: Any, where: str) -> dict[str, str]:
     for name, value in table.items():
         if not HEADER_NAME.fullmatch(name):
             raise ConfigError(f"{where}: {name!r} is not a valid HTTP header name.")
-        if not isinstance(value, str) or not value.isascii() or not value.isprintable():
-            raise ConfigError(f"{where}: the header {name} must be a string of printable ASCII characters.")
+        if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+            raise ConfigError(f"{where}: the header {name} is set by the HTTP client itself; leave it out.")
+        if not isinstance(value, str) or not value.isascii() or not value.isprintable() or value != value.strip():
+            raise ConfigError(f"{where}: the header {name} must be a string of printable ASCII characters, "
+                              "without spaces at either end.")
     return dict(table)
 
 
@@ -424,7 +435,7 @@ def read_budget_table(table: Any, path: Path) -> dict[str, Any]:
 PRICE_KEYS = ("input", "cached_input", "output")
 
 
-def read_prices_table(table: Any, path: Path) -> dict[str, Any]:
+def read_prices_table(table: Any, path: Path | str) -> dict[str, Any]:
     """[prices."NAME"] tables: USD per million input, cached input and output tokens."""
     from chatcli.pricing import Price
 

@@ -1,8 +1,8 @@
 """Where the API key comes from, and the checks on it.
 
-The key is read from the config's api_key (or OPENAI_API_KEY / CHATCLI_API_KEY),
-from the variable a profile names with api_key_env, or from api_key_cmd, in
-that order. It is never shown: not in an error, not in a warning.
+The key is read from the variable api_key_env names, if it names one; otherwise
+from api_key (or OPENAI_API_KEY / CHATCLI_API_KEY); failing both, from what
+api_key_cmd prints. It is never shown: not in an error, not in a warning.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ if TYPE_CHECKING:
 
 
 def resolve_key(values: Mapping[str, Any], *, variables: Mapping[str, str], dotenv: Mapping[str, str]) -> str | None:
-    """The key the settings name: api_key, else api_key_env's variable, else what api_key_cmd prints."""
-    key = values.get("api_key")
+    """The key the settings name: api_key_env's variable if it is set, else api_key, else what api_key_cmd prints.
+
+    Where api_key_env names the variable, api_key is not used at all: it may hold an
+    OPENAI_API_KEY exported for OpenAI, which must not go to another provider.
+    """
     name = values.get("api_key_env")
-    if not key and name:
-        key = variables.get(name) or dotenv.get(name)
+    key = (variables.get(name) or dotenv.get(name)) if name else values.get("api_key")
     if not key and values.get("api_key_cmd"):
         key = run_key_command(values["api_key_cmd"])
     if not key and name:

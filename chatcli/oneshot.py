@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from chatcli.schema import Schema
 
 
-def build_message(words: list[str], env: Env) -> str:
+def build_message(words: list[str], env: Env, *, attached: bool = False) -> str:
     """The instruction from the arguments, followed by whatever was piped in.
 
     With no arguments and a terminal on stdin (`chatcli > answer.txt`), the
@@ -56,7 +56,7 @@ def build_message(words: list[str], env: Env) -> str:
     if instruction and piped.strip():
         return f"{instruction}\n\n{piped}"
     text = instruction or piped
-    if not text.strip():
+    if not text.strip() and not attached:  # files from -f are a message of their own
         raise UsageError('Nothing to send: give a question, as in chatcli "why is the sky blue?", or pipe text in.')
     return text
 
@@ -66,7 +66,7 @@ def run_oneshot(
     as_json: bool = False, schema: Schema | None = None,
 ) -> int:
     """Ask once; with a schema, the reply is held until it is checked, then printed as JSON if it matches."""
-    text = build_message(words, env)
+    text = build_message(words, env, attached=bool(session.attached))
     quiet = nullcontext()
     held = io.StringIO()
     if as_json or schema is not None:

@@ -49,6 +49,8 @@ CONNECTION = ("api_key", "api_key_env", "api_key_cmd", "headers", "api_type", "a
 
 def with_profile(values: dict[str, Any], profiles: Mapping[str, dict[str, Any]], name: str, path: Path) -> dict[str, Any]:
     """The settings with a profile's over them: over the file, .env and the environment; under flags."""
+    if not path.is_file():
+        raise ConfigError(f"There is no profile '{name}': there is no config file at {path}; add [profiles.{name}] there.")
     if name not in profiles:
         known = f"the file has {', '.join(profiles)}" if profiles else "the file has none"
         raise ConfigError(f"There is no profile '{name}' in {path} ({known}); check --profile, CHATCLI_PROFILE or 'profile'.")
@@ -73,11 +75,12 @@ def with_profile(values: dict[str, Any], profiles: Mapping[str, dict[str, Any]],
 
 
 def _server(url: str) -> tuple | None:
+    """The endpoint a base URL names; one host may front several providers (/openai/v1, /groq/v1)."""
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(url.strip())
-        return parts.scheme, parts.hostname, parts.port
+        return parts.scheme.lower(), parts.hostname, parts.port, parts.path.rstrip("/")
     except ValueError:
         return None
 
@@ -107,8 +110,9 @@ class Profiles:
 def switch(session: Session, config: Config) -> None:
     """Point the session at another profile's server and model; the conversation goes on there.
 
-    The model, and any system prompt, temperature or max_tokens the profile sets, replace the
-    session's; other parameters set with /set stay.
+    The model, temperature and max_tokens become what `chatcli -p NAME` would start with (unset
+    if it sets none), so nothing of the last profile lingers; a system prompt the profile gives
+    replaces the session's. Parameters only /set sets (top_p, seed, stop, ...) stay.
     """
     from chatcli.client import ChatClient
     from chatcli.pricing import Pricing
@@ -118,8 +122,7 @@ def switch(session: Session, config: Config) -> None:
     session.pricing = Pricing(config.prices)
     session.set_model(config.model)
     for key in ("temperature", "max_tokens"):
-        if getattr(config, key) is not None:
-            session.set_param(key, getattr(config, key))
+        session.set_param(key, getattr(config, key))
     if config.system and config.system != session.system:
         session.set_system(config.system)
     import chatcli.log

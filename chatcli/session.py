@@ -415,7 +415,7 @@ class Session:
         `request`: body keys for this turn alone (--schema's response_format), saved with it."""
         assert self.client is not None, "a session restored for reading cannot send"
         if self.attached:
-            text, self.attached = "\n\n".join([*self.attached, text]), []
+            text, self.attached = "\n\n".join([*self.attached, *([text] if text.strip() else [])]), []
         redacted = None
         if self.redact:
             # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.

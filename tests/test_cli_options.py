@@ -59,6 +59,15 @@ def test_files_go_with_the_question_and_piped_stdin(srv, run_chatcli):
     assert sent.index("what do these do?") < sent.index("and this log line")
 
 
+def test_a_file_alone_is_a_message(srv, run_chatcli):
+    Path("question.md").write_text("What is 2 + 2?\n")
+
+    result = run_chatcli("-f", "question.md")  # stdin: an empty pipe
+
+    assert result.returncode == 0, result.stderr
+    assert srv.chat_requests[0].body["messages"][-1]["content"] == "File question.md:\n```\nWhat is 2 + 2?\n```"
+
+
 def test_a_file_given_to_a_session_goes_with_its_first_message(srv, spawn_chatcli):
     Path("notes.md").write_text("the meeting is at noon\n")
     child = spawn_chatcli("-f", "notes.md")

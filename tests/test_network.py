@@ -68,6 +68,24 @@ def test_the_proxy_setting_of_a_profile_carries_its_requests_only(srv, proxy, ru
     assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == ["direct", "proxied"]
 
 
+def test_no_proxy_passes_by_the_proxy_setting_too(srv, proxy, run_chatcli):
+    write_config(f'proxy = "{proxy.url}"\n')
+
+    result = run_chatcli("hello", env=proxy_env(no="127.0.0.1"))
+
+    assert result.returncode == 0, result.stderr
+    assert proxy.seen == []
+
+
+def test_config_show_hides_a_proxy_password(run_chatcli):
+    write_config('proxy = "http://me:hunter2-secret@proxy.example.com:3128"\n')
+
+    result = run_chatcli("config", "show")
+
+    assert 'proxy = "http://me:***@proxy.example.com:3128"' in result.stdout
+    assert "hunter2-secret" not in result.stdout
+
+
 def test_a_proxy_that_is_not_there_is_one_sentence(srv, run_chatcli):
     with Proxy() as gone:
         url = gone.url

@@ -160,6 +160,7 @@ def test_a_profiles_model_figures_add_to_the_files() -> None:
     [
         ('[profiles.a]\nmodel = "x"\n', ["-p", "nosuch"], {}, "There is no profile 'nosuch' in {path} (the file has a)"),
         ("", ["-p", "nosuch"], {}, "There is no profile 'nosuch' in {path} (the file has none)"),
+        (None, ["-p", "nosuch"], {}, "There is no profile 'nosuch': there is no config file at {path}; add [profiles.nosuch] there."),
         ('[profiles.a]\nmodel = "x"\n', [], {"CHATCLI_PROFILE": "b"}, "There is no profile 'b'"),
         ('[profiles.or]\nbase_url = "https://openrouter.ai/api/v1"\napi_key_env = "OPENROUTER_API_KEY"\n', ["-p", "or"], {},
          "No API key: the profile 'or' reads it from OPENROUTER_API_KEY, which is not set; export OPENROUTER_API_KEY=..."),
@@ -168,16 +169,20 @@ def test_a_profiles_model_figures_add_to_the_files() -> None:
         ('[profiles.a]\ntemperature = 9\n', [], {}, "'temperature' in [profiles.a] in {path} must be a number from 0 to 2, not 9."),
         ('[profiles.a]\nheaders = { "Bad Header" = "x" }\n', [], {}, "'Bad Header' is not a valid HTTP header name"),
         ('[profiles.a]\nheaders = { "X-A" = "line\\nbreak" }\n', [], {}, "the header X-A must be a string of printable ASCII"),
+        ('[profiles.a]\nheaders = { "X-A" = " padded " }\n', [], {}, "the header X-A must be a string of printable ASCII characters, without spaces"),
+        ('headers = { "Content-Length" = "1" }\n', [], {}, "the header Content-Length is set by the HTTP client itself; leave it out."),
+        ('api_type = "azure"\n', [], {"OPENAI_BASE_URL": ""}, "Azure OpenAI needs base_url: your resource's endpoint"),
+        ('[profiles.a.models."m"]\ncontext_window = 1\n', [], {}, "[profiles.a] in {path}"),
         ('[profiles."a b"]\nmodel = "x"\n', [], {}, "the profile name 'a b' must be letters, digits"),
         ('profiles = 3\n', [], {}, "'profiles' must hold tables"),
         ('[profiles.az]\napi_type = "azure"\nbase_url = "https://r.openai.azure.com"\n', ["-p", "az"], {},
          "No API key is set for Azure OpenAI at https://r.openai.azure.com"),
         ('proxy = "socks5://127.0.0.1:1080"\n', [], {}, "The proxy URL 'socks5://127.0.0.1:1080' must be a full http:// or https:// URL"),
-        ('ca_bundle = "/nonexistent/ca.pem"\n', [], {}, "The CA bundle /nonexistent/ca.pem could not be loaded"),
+        ('ca_bundle = "/nonexistent/ca.pem"\n', [], {}, "The CA bundle /nonexistent/ca.pem does not exist"),
     ],
 )
 def test_a_bad_profile_is_one_sentence_and_exit_3(run_chatcli, text, args, env, says):
-    path = write_config(text)
+    path = write_config(text) if text is not None else Path.home() / "config" / "chatcli" / "config.toml"
 
     result = run_chatcli(*args, "hi", env=env)
 
@@ -376,3 +381,79 @@ def test_a_profile_that_cannot_be_used_leaves_the_session_where_it_was(srv, othe
     assert session.client.config.profile == "main" and session.model == "gpt-4o-mini"
     with pytest.raises(ConfigError):
         Profiles(env).load("other")
+
+
+# --------------------------------------------------------------------------- #
+# keys go only where they are meant to (from a review)
+# --------------------------------------------------------------------------- #
+
+
+def test_api_key_env_wins_over_an_exported_openai_api_key(srv, run_chatcli):
+    srv.api_key = OTHER_KEY
+    write_config(f'base_url = "{srv.base_url}"\napi_key_env = "OPENROUTER_API_KEY"\n[profiles.fast]\nmodel = "m2"\n')
+
+    plain = run_chatcli("hi", env={"OPENROUTER_API_KEY": OTHER_KEY})  # OPENAI_API_KEY is exported too
+    profiled = run_chatcli("-p", "fast", "hi", env={"OPENROUTER_API_KEY": OTHER_KEY})
+
+    assert (plain.returncode, profiled.returncode) == (0, 0), plain.stderr + profiled.stderr
+    assert [r.headers["authorization"] for r in srv.chat_requests] == [f"Bearer {OTHER_KEY}"] * 2
+
+
+def test_another_provider_on_the_same_host_does_not_get_the_key(srv, run_chatcli):
+    # One gateway, two providers: srv.url + /v1 is "openai" (OPENAI_BASE_URL), srv.url + /groq/v1 another.
+    write_config(f'[profiles.groq]\nbase_url = "{srv.url}/groq/v1"\n')
+
+    result = run_chatcli("-p", "groq", "hi")
+
+    assert result.returncode == 0, result.stderr
+    assert srv.chat_requests[0].path == "/groq/v1/chat/completions"
+    assert srv.chat_requests[0].headers["authorization"] == "Bearer no-key"
+
+
+def test_a_dotenv_cannot_choose_the_key_variable_the_proxy_or_the_authorities(srv, other, run_chatcli):
+    other.api_key = None
+    Path(".env").write_text(f"CHATCLI_BASE_URL={other.base_url}\nCHATCLI_API_KEY_ENV=GITHUB_TOKEN\n"
+                            "CHATCLI_PROXY=http://127.0.0.1:9\nCHATCLI_CA_BUNDLE=/etc/hostname\n")
+
+    result = run_chatcli("hi", env={"GITHUB_TOKEN": "ghp_" + OTHER_KEY, "OPENAI_BASE_URL": ""})
+
+    assert result.returncode == 0, result.stderr  # no proxy at port 9, no bad bundle: both ignored
+    assert OTHER_KEY not in str(other.chat_requests[0].headers)
+
+
+def test_the_401_names_the_variable_the_key_came_from(srv, run_chatcli):
+    srv.api_key = TEST_KEY
+    write_config(f'[profiles.or]\nbase_url = "{srv.base_url}"\napi_key_env = "OPENROUTER_API_KEY"\n')
+
+    result = run_chatcli("-p", "or", "hi", env={"OPENROUTER_API_KEY": "wrong-" + OTHER_KEY})
+
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr == f"chatcli: The server at {srv.base_url} rejected the API key (401); check OPENROUTER_API_KEY.\n"
+
+
+def test_switching_profiles_leaves_nothing_of_the_last_one(srv, other):
+    from chatcli.client import ChatClient
+    from chatcli.commands import REGISTRY
+    from chatcli.profiles import Profiles
+    from chatcli.session import Session
+
+    other.api_key = None
+    write_config(f'temperature = 0.7\n[profiles.a]\nbase_url = "{srv.base_url}"\nmax_tokens = 100\n'
+                 f'[profiles.b]\nbase_url = "http://me:pw-secret@127.0.0.1:{other.url.rsplit(":", 1)[1]}/v1"\nmodel = "llama3.2"\n')
+    env = make_env(environ={"HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")})
+    config = load_config(env, flags={"profile": "a"})
+    session = Session(client=ChatClient(config), model=config.model, params={"max_tokens": 100, "temperature": 0.7},
+                      profiles=Profiles(env))
+    REGISTRY.dispatch(session, "/set temperature 1.5")
+    REGISTRY.dispatch(session, "/set seed 7")
+
+    listing = REGISTRY.dispatch(session, "/profile").rows
+    result = REGISTRY.dispatch(session, "/profile b")
+    session.send("hi")
+
+    assert not result.error, result.text
+    assert "pw-secret" not in str(listing) and "me:***@" in str(listing)
+    body = other.chat_requests[0].body
+    assert "max_tokens" not in body  # profile a's, not b's
+    assert body["temperature"] == 0.7  # what chatcli -p b starts with
+    assert body["seed"] == 7  # /set's own stays

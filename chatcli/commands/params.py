@@ -138,10 +138,12 @@ def model_command(session: Session, arg: str) -> Result:
 @command("profile", args="[name]", help="List the config file's profiles, or switch to one: its server, key and model.")
 def profile_command(session: Session, arg: str) -> Result:
     """/profile alone lists the config file's [profiles.NAME] tables, with their model and
-    base URL, the current one marked. /profile NAME switches to one: its server, key, headers and
-    model (and any system prompt, temperature or max_tokens it sets) from the next request on. The
-    conversation goes on there. A profile that cannot be used (no such profile, its key not set) is
-    one sentence, and nothing changes. Tab completes the names."""
+    base URL, the current one marked. /profile NAME switches to one from the next request on, as if
+    chatcli had started with -p NAME: its server, key, headers, model, temperature and max_tokens
+    (unset where it sets none), and its system prompt if it gives one. The conversation goes on
+    there, and parameters only /set sets stay. A profile that cannot be used (no such profile, its
+    key not set) is one sentence, and nothing changes. Tab completes the names."""
+    from chatcli.pii import hide_password
     from chatcli.profiles import switch
 
     current = session.client.config if session.client is not None else None
@@ -151,7 +153,7 @@ def profile_command(session: Session, arg: str) -> Result:
         tables = session.profiles.tables(current)
         if not tables:
             return Result(f"No profiles: add [profiles.NAME] tables to {current.config_path}.")
-        rows = [[("* " if name == current.profile else "  ") + name, t.get("model", "-"), t.get("base_url", "-")]
+        rows = [[("* " if name == current.profile else "  ") + name, t.get("model", "-"), hide_password(t.get("base_url", "-"))]
                 for name, t in tables.items()]
         return Result(f"Profile: {current.profile or 'none'} (/profile NAME switches):",
                       headers=["profile", "model", "base_url"], rows=rows)
