@@ -536,6 +536,12 @@ def test_vi_mode_edits_with_vi_keys(srv, chat):
     assert user_messages(srv) == ["hello world"]
 
 
+def test_ctrl_r_searches_the_input_history(srv, chat, tmp_path):
+    chat().run("the first question", ENTER, "something else", ENTER)
+    chat(history=tmp_path / "history").run("\x12", "first", ENTER + ENTER, pause=0.15)  # Ctrl-R, type, take, send
+    assert user_messages(srv) == ["the first question", "something else", "the first question"]
+
+
 def test_history_is_suggested_as_you_type_and_the_right_arrow_takes_it(srv, chat, tmp_path):
     chat().run("tell me a joke about databases", ENTER)
     chat(history=tmp_path / "history").run("tell", RIGHT, ENTER, pause=0.1)
