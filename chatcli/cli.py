@@ -45,7 +45,7 @@ examples:
                                                delete, prune, rename; see chatcli sessions -h)
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
   chatcli models                               the models the server offers
-  chatcli config check                         is the config file right? (also: path, show)
+  chatcli config check                         is the config file right? (also: path, show, profiles)
   source <(chatcli --completion bash)          Tab completion (also zsh, fish)
   chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
   chatcli --schema person.json "invent a person"   JSON that must match a JSON Schema
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SUBCOMMANDS = {"sessions": "saved sessions", "usage": "tokens and cost", "models": "the server's models",
-               "config": "the config file: path, show, check"}
+               "config": "the config file: path, show, check, profiles"}
 
 
 def completion_script(shell: str) -> str:
@@ -150,6 +150,8 @@ def completion_script(shell: str) -> str:
             parts = ["complete -c chatcli", f"-l {long}" if long else "", f"-s {short}" if short else ""]
             if a.choices:
                 parts.append(f"-x -a {quoted(' '.join(a.choices))}")
+            elif a.dest == "profile":
+                parts.append("-x -a '(chatcli config profiles 2>/dev/null)'")
             elif a.nargs != 0:
                 parts.append("-r")
             lines.append(" ".join(p for p in parts if p) + f" -d {quoted((a.help or '').split(';')[0][:60])}")
@@ -166,9 +168,10 @@ def completion_script(shell: str) -> str:
   case "$prev" in
 {choices}
     {files}) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    -p|--profile) COMPREPLY=($(compgen -W "$(chatcli config profiles 2>/dev/null)" -- "$cur")); return ;;
   esac
   if [[ $COMP_CWORD -eq 2 && ${{COMP_WORDS[1]}} == config ]]; then
-    COMPREPLY=($(compgen -W 'path show check' -- "$cur")); return
+    COMPREPLY=($(compgen -W 'path show check profiles' -- "$cur")); return
   fi
   COMPREPLY=($(compgen -W '{words}' -- "$cur"))
 }}
@@ -198,8 +201,9 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
         args = models.parse_args(argv[1:])
         runner = _list_models
     elif argv[:1] == ["config"]:
-        config = _Parser(prog="chatcli config", description="The config file: where it is, what it sets, whether it is right.")
-        config.add_argument("action", choices=("path", "show", "check"))
+        config = _Parser(prog="chatcli config", description="The config file: where it is, what it sets, whether it is right, "
+                         "and the names of its profiles.")
+        config.add_argument("action", choices=("path", "show", "check", "profiles"))
         _where_flags(config, base_url=False)
         args = config.parse_args(argv[1:])
         runner = _config_action
@@ -282,6 +286,9 @@ def _config_action(args: argparse.Namespace, env) -> int:
         env.stdout.write(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
         return 0
     config = load_config(env, config_path=args.config, flags={"profile": args.profile})  # a bad file: one sentence, exit 3
+    if args.action == "profiles":  # one a line, for scripts and for completing -p
+        env.stdout.write("".join(f"{name}\n" for name in config.profiles))
+        return 0
     if args.action == "check":
         for warning in config.warnings:
             env.stderr.write(f"chatcli: warning: {warning}\n")

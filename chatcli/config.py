@@ -278,7 +278,8 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         layer["redact"] = tuple(dict.fromkeys((*values.get("redact", ()), *layer.get("redact", ()))))
         values.update(layer)
 
-    name = (flags or {}).get("profile") or values.get("profile")
+    chosen = (flags or {}).get("profile")
+    name = chosen if chosen is not None else values.get("profile")  # -p "" chooses none
     if name:
         from chatcli.profiles import with_profile
 
@@ -383,6 +384,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             raise ConfigError(f"{where}: unknown key '{key}'.{hint}")
         else:
             values[key] = setting.check(value, f"'{key}' in {where}")
+            if key == "ca_bundle" and value and not value.startswith("~") and not Path(value).is_absolute():
+                values[key] = str(path.parent / value)  # beside the config file, wherever chatcli runs
     return values
 
 

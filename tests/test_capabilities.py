@@ -292,3 +292,18 @@ def test_effort_is_saved_with_the_session_and_sent_after_a_resume(srv, repl, tmp
     resumed.adopt(Session.load(resumed.journal, 1, client=resumed.client))
     resumed.send("once more")
     assert sent(srv) == {"reasoning_effort": "medium"}
+
+
+def test_params_shows_the_effort_the_config_gives_where_the_session_sets_none(srv):
+    from chatcli.client import ChatClient
+    from chatcli.config import Config
+    from chatcli.session import Session
+
+    session = Session(client=ChatClient(Config(base_url=srv.base_url, reasoning_effort="high")), model="o3-mini")
+
+    rows = {row[0]: row[1] for row in REGISTRY.dispatch(session, "/params").rows}
+    REGISTRY.dispatch(session, "/effort low")
+    after = {row[0]: row[1] for row in REGISTRY.dispatch(session, "/params").rows}
+
+    assert rows["reasoning_effort"] == "high (from the config)"
+    assert after["reasoning_effort"] == "low"

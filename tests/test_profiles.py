@@ -457,3 +457,41 @@ def test_switching_profiles_leaves_nothing_of_the_last_one(srv, other):
     assert "max_tokens" not in body  # profile a's, not b's
     assert body["temperature"] == 0.7  # what chatcli -p b starts with
     assert body["seed"] == 7  # /set's own stays
+
+
+def test_config_profiles_lists_the_names_and_bash_completes_them_after_p(srv, other, run_chatcli, monkeypatch):
+    import os
+
+    from tests.conftest import CHATCLI
+    from tests.test_oneshot import bash_completes
+
+    two_profiles(srv, other)
+
+    assert run_chatcli("config", "profiles").stdout == "main\nother\n"
+    script = run_chatcli("--completion", "bash").stdout
+    monkeypatch.setenv("PATH", f"{CHATCLI.parent}{os.pathsep}{os.environ.get('PATH', '')}")  # bash runs chatcli
+
+    assert bash_completes(script, "-p", "o") == ["other"]
+    assert bash_completes(script, "--profile", "") == ["main", "other"]
+    assert bash_completes(script, "config", "pro") == ["profiles"]
+
+
+def test_an_empty_profile_flag_chooses_no_profile(srv, other, run_chatcli):
+    two_profiles(srv, other, top='profile = "other"')
+
+    result = run_chatcli("-p", "", "hi", env=KEYS)
+
+    assert result.returncode == 0, result.stderr
+    assert len(srv.chat_requests) == 1 and other.chat_requests == []
+
+
+def test_a_relative_ca_bundle_in_the_file_is_beside_the_file(tmp_path):
+    import trustme
+
+    path = write_config('ca_bundle = "certs/corp.pem"\n')
+    (path.parent / "certs").mkdir()
+    trustme.CA().cert_pem.write_to_path(str(path.parent / "certs" / "corp.pem"))
+
+    config = load_config(make_env())  # run from the test's working directory, not the file's
+
+    assert config.ca_bundle == str(path.parent / "certs" / "corp.pem")

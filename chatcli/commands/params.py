@@ -96,6 +96,10 @@ def params_command(session: Session, arg: str) -> Result:
     rows = [[name, _param_text(session.params[name]) if name in session.params else "server default",
              f"{setting.allowed()}: {setting.help[0].lower()}{setting.help[1:].rstrip('.')}"]
             for name, setting in PARAMS.items()]
+    if "reasoning_effort" not in session.params and session.client is not None:  # the config's, if it has one
+        effort, source = session.client.adapter.effort(session.model, None)
+        if effort is not None:
+            rows[list(PARAMS).index("reasoning_effort")][1] = f"{effort} (from {source})"
     stop = session.params.get("stop")
     rows.append(["stop", _param_text(stop) if stop else "server default", STOP_HELP])
     return Result(headers=["parameter", "value", "allowed"], rows=rows)
