@@ -378,6 +378,12 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     tokenizer = make_tokenizer(config)
     if args.resume is not None:
         session = resume_session(journal, args.resume, client=client)
+        saved = journal.profile_of(session.id)
+        if args.profile is None and saved and saved != config.profile:
+            # Back to the server the conversation was held on, not wherever the config now points.
+            config = Profiles(env, args.config).load_for_resume(saved, session.id)
+            session.client = ChatClient(config)
+            tokenizer = make_tokenizer(config)
         session.tokenizer = tokenizer
         session.pricing = Pricing(config.prices)
         session.budget = Budget(**config.budget, where=str(config.config_path))

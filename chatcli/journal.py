@@ -75,6 +75,11 @@ class Journal:
 
         return self._read(read)
 
+    def profile_of(self, session_id: int | None) -> str | None:
+        """The config profile a saved session was last held with, if any."""
+        info = self._read(lambda s: s.session(session_id)) if session_id is not None else None
+        return info.profile if info else None
+
     def last_session_id(self) -> int | None:
         return self._read(lambda s: s.last_session_id())
 
@@ -116,6 +121,7 @@ class Journal:
                     system=session.system,
                     params=session.params,
                     title=session.title or make_title(first_text),
+                    profile=session.client.config.profile if session.client is not None else None,
                 )
             )
         return self.session_id
@@ -175,12 +181,14 @@ class Journal:
             turn.ids.append(row)
 
     def state_changed(self, session: Session, what: str) -> None:
-        """Record a new system prompt, model or parameters, so a resumed session has them."""
+        """Record a new system prompt, model, parameters or profile, so a resumed session has them."""
         if self.session_id is None:
             return  # nothing saved yet: the row is created with the current state
+        profile = session.client.config.profile if session.client is not None else None
         self._run(
             lambda s: s.update_session(
-                self.session_id, event=what, model=session.model, system=session.system, params=session.params
+                self.session_id, event=what, model=session.model, system=session.system, params=session.params,
+                profile=profile,
             )
         )
 

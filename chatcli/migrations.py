@@ -176,6 +176,12 @@ def _m8_ledger_kinds(db: sqlite3.Connection) -> None:
     )
 
 
+def _m9_session_profile(db: sqlite3.Connection) -> None:
+    # The profile a session was held with, so that resuming it goes back to the same server:
+    # a conversation kept on a local model is not sent to another provider by `chatcli -c`.
+    db.execute("ALTER TABLE sessions ADD COLUMN profile TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -185,6 +191,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m6_ledger_sessions,
     _m7_reasoning,
     _m8_ledger_kinds,
+    _m9_session_profile,
 ]
 
 

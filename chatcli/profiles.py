@@ -100,6 +100,15 @@ class Profiles:
         require_api_key(config)
         return config
 
+    def load_for_resume(self, name: str, session_id: int | None) -> Config:
+        """The profile a resumed session was held with; if it cannot be used, chatcli stops rather than
+        send the conversation to another server."""
+        try:
+            return self.load(name)
+        except ConfigError as exc:
+            raise ConfigError(f"Session {session_id} was held with the profile '{name}', which cannot be used now "
+                              f"({exc.message.rstrip('.')}); choose where it goes on with -p NAME.") from None
+
     def tables(self, config: Config) -> dict[str, dict[str, Any]]:
         """The profiles as the file writes them, for listing; nothing is run or resolved."""
         if config.config_path is None or not config.config_path.is_file():
@@ -114,20 +123,26 @@ def switch(session: Session, config: Config) -> None:
     if it sets none), so nothing of the last profile lingers; a system prompt the profile gives
     replaces the session's. Parameters only /set sets (top_p, seed, stop, ...) stay.
     """
+    use(session, config)
+    session.set_model(config.model)
+    for key in ("temperature", "max_tokens"):
+        session.set_param(key, getattr(config, key))
+    if config.system and config.system != session.system:
+        session.set_system(config.system)
+    session.journal.state_changed(session, "profile")  # so resuming it comes back here
+    import chatcli.log
+
+    chatcli.log.known_secret = config.api_key
+
+
+def use(session: Session, config: Config) -> None:
+    """The session talks to the config's server, counts and prices with its figures; nothing else changes."""
     from chatcli.client import ChatClient
     from chatcli.pricing import Pricing
 
     session.client = ChatClient(config)
     session.tokenizer = make_tokenizer(config, encodings=session.tokenizer.encodings)
     session.pricing = Pricing(config.prices)
-    session.set_model(config.model)
-    for key in ("temperature", "max_tokens"):
-        session.set_param(key, getattr(config, key))
-    if config.system and config.system != session.system:
-        session.set_system(config.system)
-    import chatcli.log
-
-    chatcli.log.known_secret = config.api_key
 
 
 def make_tokenizer(config: Config, *, encodings: Encodings | None = None) -> Tokenizer:

@@ -39,6 +39,7 @@ class SessionInfo:
     tokens: int = 0
     context_from: int = 0
     summary: str | None = None
+    profile: str | None = None  # the config profile it was held with
 
 
 @dataclass(frozen=True)
@@ -158,12 +159,13 @@ class Store:
 
     # --- writing ---
 
-    def create_session(self, *, model: str, system: str | None, params: dict[str, Any], title: str | None = None) -> int:
+    def create_session(self, *, model: str, system: str | None, params: dict[str, Any], title: str | None = None,
+                       profile: str | None = None) -> int:
         now = time.time()
         with self._write() as db:
             cursor = db.execute(
-                "INSERT INTO sessions (title, created_at, updated_at, model, system, params) VALUES (?, ?, ?, ?, ?, ?)",
-                (title, now, now, model, system, json.dumps(params)),
+                "INSERT INTO sessions (title, created_at, updated_at, model, system, params, profile) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (title, now, now, model, system, json.dumps(params), profile),
             )
             return int(cursor.lastrowid)
 
@@ -236,7 +238,7 @@ class Store:
 
     def update_session(self, session_id: int, *, event: str | None = None, **columns: Any) -> None:
         """Change session columns (model, system, params, title, context_from) and log the change."""
-        allowed = {"model", "system", "params", "title", "context_from", "summary"}
+        allowed = {"model", "system", "params", "title", "context_from", "summary", "profile"}
         assert set(columns) <= allowed, columns
         values = {k: json.dumps(v) if k == "params" else v for k, v in columns.items()}
         with self._write() as db:
@@ -284,7 +286,7 @@ class Store:
     _INFO = """SELECT s.id, s.title, s.model, s.system, s.params, s.created_at, s.updated_at,
                       (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id AND m.role = 'user'),
                       (SELECT COALESCE(SUM(total_tokens), 0) FROM messages m WHERE m.session_id = s.id),
-                      s.context_from, s.summary
+                      s.context_from, s.summary, s.profile
                FROM sessions s"""
 
     @staticmethod
@@ -292,7 +294,7 @@ class Store:
         return SessionInfo(
             id=row[0], title=row[1], model=row[2], system=row[3], params=json.loads(row[4] or "{}"),
             created_at=row[5], updated_at=row[6], turns=row[7], tokens=row[8], context_from=row[9],
-            summary=row[10],
+            summary=row[10], profile=row[11],
         )
 
     def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:

@@ -292,7 +292,7 @@ def test_each_example_profile_works_as_written(srv, run_chatcli, name):
 # --------------------------------------------------------------------------- #
 
 
-def test_profile_switches_a_running_session_between_two_servers(srv, other, spawn_chatcli):
+def test_profile_switches_a_running_session_between_two_servers(srv, other, spawn_chatcli, run_chatcli):
     srv.api_key = TEST_KEY
     two_profiles(srv, other)
     child = spawn_chatcli("-p", "main", env=KEYS)
@@ -330,6 +330,9 @@ def test_profile_switches_a_running_session_between_two_servers(srv, other, spaw
         assert request.body["model"] == "llama3.2"
     assert [m["content"] for m in second.body["messages"]] == ["first question", "echo: first question", "second question"]
     assert OTHER_KEY not in child.logfile_read.getvalue()
+    # The session was left on "other": continuing it goes there, though it began on "main".
+    assert run_chatcli("-c", "fourth question", env=KEYS).returncode == 0
+    assert other.chat_requests[-1].body["messages"][-1]["content"] == "fourth question"
 
 
 def test_profile_completes_the_files_profile_names(srv, other):
@@ -495,3 +498,59 @@ def test_a_relative_ca_bundle_in_the_file_is_beside_the_file(tmp_path):
     config = load_config(make_env())  # run from the test's working directory, not the file's
 
     assert config.ca_bundle == str(path.parent / "certs" / "corp.pem")
+
+
+# --------------------------------------------------------------------------- #
+# a resumed session goes back to the profile it was held with
+# --------------------------------------------------------------------------- #
+
+
+def test_continuing_a_session_goes_back_to_its_profiles_server(srv, other, run_chatcli):
+    two_profiles(srv, other, top='profile = "main"')
+
+    first = run_chatcli("-p", "other", "private question", env=KEYS)
+    again = run_chatcli("-c", "and a follow-up", env=KEYS)  # the file's default is main
+    elsewhere = run_chatcli("-c", "-p", "main", "now over there", env=KEYS)  # said outright: main
+
+    assert (first.returncode, again.returncode, elsewhere.returncode) == (0, 0, 0), again.stderr + elsewhere.stderr
+    assert [r.body["messages"][-1]["content"] for r in other.chat_requests] == ["private question", "and a follow-up"]
+    assert other.chat_requests[1].headers["authorization"] == f"Bearer {OTHER_KEY}"
+    (moved,) = srv.chat_requests
+    assert [m["content"] for m in moved.body["messages"]][-1] == "now over there"
+
+
+def test_a_session_whose_profile_is_gone_is_not_sent_elsewhere(srv, other, run_chatcli):
+    two_profiles(srv, other)
+    run_chatcli("-p", "other", "private question", env=KEYS)
+    write_config(f'[profiles.main]\nbase_url = "{srv.base_url}"\n')  # "other" is no more
+
+    result = run_chatcli("-c", "and a follow-up", env=KEYS)
+
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr.startswith("chatcli: Session 1 was held with the profile 'other', which cannot be used now "
+                                    "(There is no profile 'other' in")
+    assert result.stderr.endswith("choose where it goes on with -p NAME.\n")
+    assert srv.chat_requests == [] and len(other.chat_requests) == 1
+
+
+def test_resume_in_a_session_goes_back_to_that_sessions_profile(srv, other, run_chatcli):
+    from chatcli.client import ChatClient
+    from chatcli.commands import REGISTRY
+    from chatcli.journal import Journal
+    from chatcli.profiles import Profiles
+    from chatcli.session import Session
+
+    two_profiles(srv, other)
+    run_chatcli("-p", "other", "held on other", env=KEYS)  # session 1
+    env = make_env(environ={**KEYS, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")})
+    config = load_config(env, flags={"profile": "main"})
+    journal = Journal.open(Path.home() / "data" / "chatcli" / "chatcli.db")
+    session = Session(client=ChatClient(config), model=config.model, journal=journal, profiles=Profiles(env))
+
+    result = REGISTRY.dispatch(session, "/resume 1")
+    session.send("more")
+
+    assert not result.error, result.text
+    assert session.client.config.profile == "other" and session.model == "llama3.2"
+    assert [m["content"] for m in other.chat_requests[-1].body["messages"]] == ["held on other", "echo: held on other", "more"]
+    assert srv.chat_requests == []

@@ -60,11 +60,20 @@ def sessions_command(session: Session, arg: str) -> Result:
 @command("resume", args="ID", help="Switch to a saved session.")
 def resume_command(session: Session, arg: str) -> Result:
     """/resume ID switches to a saved session (ids as /sessions lists them): its history,
-    system prompt, model and parameters. The current session stays saved."""
+    system prompt, model and parameters, and the profile it was held with, so it goes on on the
+    same server. The current session stays saved."""
     number = whole_number(arg)
     if number is None or number >= 2**63:  # ids are SQLite integers, which stop at 2**63 - 1
         return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
-    session.adopt(Session.load(session.journal, number, client=session.client))
+    resumed = Session.load(session.journal, number, client=session.client)
+    saved = session.journal.profile_of(number)
+    current = session.client.config.profile if session.client is not None else None
+    if saved and saved != current and session.profiles is not None:
+        from chatcli.profiles import use
+
+        use(session, session.profiles.load_for_resume(saved, number))  # or one sentence, and no change
+        resumed.client = session.client
+    session.adopt(resumed)
     return Result(f"Resumed session {arg}: {session.title or 'untitled'}.", recap=True)
 
 
