@@ -1,8 +1,8 @@
-"""A forward HTTP proxy on 127.0.0.1, for tests of HTTP_PROXY and the `proxy` setting.
+"""A forward HTTP proxy on 127.0.0.1, for tests of HTTP_PROXY, HTTPS_PROXY and the `proxy` setting.
 
-It passes each request on to the URL in its request line, streams the answer
-back as it arrives, and records what it passed on, so a test can see that a
-request went through it.
+It passes each request on to the URL in its request line, or opens a CONNECT
+tunnel for HTTPS, streams the answer back as it arrives, and records what it
+passed on, so a test can see that a request went through it.
 """
 
 from __future__ import annotations
@@ -49,8 +49,15 @@ class _Forward(socketserver.BaseRequestHandler):
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
         method, target, version = request_line.split(" ")
         self.server.proxy.seen.append(f"{method} {target}")  # type: ignore[attr-defined]
+        if method == "CONNECT":  # HTTPS: a tunnel to host:port, through which TLS runs end to end
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port)), timeout=30) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                upstream.sendall(body)
+                _pipe(client, upstream)
+            return
         url = urlsplit(target)
-        if method == "CONNECT" or url.scheme != "http":
+        if url.scheme != "http":
             client.sendall(b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             return
         headers = [h for h in header_lines if h.split(":", 1)[0].lower() not in ("connection", "proxy-connection", "keep-alive")]
@@ -66,3 +73,25 @@ class _Forward(socketserver.BaseRequestHandler):
             upstream.sendall("\r\n".join(lines).encode("latin-1") + body)
             while chunk := upstream.recv(65536):  # the reply, passed on as it streams
                 client.sendall(chunk)
+
+
+def _pipe(a: socket.socket, b: socket.socket) -> None:
+    """Bytes both ways until either side closes."""
+
+    def one_way(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    back = threading.Thread(target=one_way, args=(b, a), daemon=True)
+    back.start()
+    one_way(a, b)
+    back.join(timeout=30)

@@ -161,6 +161,17 @@ def test_ssl_cert_file_trusts_that_authority(tls_server, ca_file, run_chatcli):
     assert result.stdout == "echo: hello\n"
 
 
+def test_https_proxy_tunnels_to_an_https_server(tls_server, ca_file, proxy, run_chatcli):
+    env = {**proxy_env(), "HTTPS_PROXY": proxy.url, "https_proxy": proxy.url, "SSL_CERT_FILE": str(ca_file)}
+
+    result = run_chatcli("--base-url", tls_server.base_url, "through the tunnel", env={**env, **NO_RETRIES})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echo: through the tunnel\n"
+    host = tls_server.base_url.split("//")[1].split("/")[0]
+    assert proxy.seen == [f"CONNECT {host}"]  # the proxy saw where, not what: TLS ran end to end
+
+
 @pytest.mark.parametrize("what", ["text", "directory", "/dev/zero"])
 def test_a_ca_bundle_that_is_not_certificates_is_refused_before_sending(tls_server, tmp_path, run_chatcli, what):
     junk = tmp_path / "junk.pem"
