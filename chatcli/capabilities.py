@@ -36,6 +36,7 @@ class Capabilities:
     unsupported: frozenset[str] = frozenset()  # parameters it refuses: left out of its requests
     efforts: tuple[str, ...] = ()  # the reasoning_effort values it takes; none: it takes no reasoning_effort
     reasoning_effort: str | None = None  # from config: sent to it unless /effort says otherwise
+    known: bool = True  # False: neither the table nor the config knows it; an effort chosen for it is tried
 
 
 O_SERIES = Capabilities("max_completion_tokens", frozenset(SAMPLING), ("low", "medium", "high"))
@@ -55,6 +56,9 @@ KNOWN_CAPABILITIES: dict[str, Capabilities] = {
     # sampling parameters and no reasoning_effort. max_completion_tokens, which OpenAI takes
     # for every chat model, is what it is documented with.
     "gpt-5-chat": Capabilities("max_completion_tokens"),
+    # OpenAI's chat models: known to take every sampling parameter and no reasoning_effort.
+    **{name: Capabilities() for name in ("gpt-4o", "gpt-4o-mini", "chatgpt-4o", "gpt-4.1", "gpt-4", "gpt-4-turbo",
+                                         "gpt-3.5-turbo")},
 }
 
 # The keys of a config [models."NAME"] table that say what the model takes (config.py
@@ -131,7 +135,7 @@ class Adapter:
         if model in self._learned:
             return self._learned[model]
         family = family_of(model, KNOWN_CAPABILITIES)
-        found = KNOWN_CAPABILITIES[family] if family is not None else Capabilities()
+        found = KNOWN_CAPABILITIES[family] if family is not None else Capabilities(known=False)
         override = override_for(model, self.overrides)
         changes: dict[str, Any] = {k: override[k] for k in CAPABILITY_KEYS if k in override}
         if "unsupported" in override:
@@ -140,6 +144,8 @@ class Adapter:
             changes["efforts"] = tuple(override["efforts"])
         elif override.get("reasoning_effort") and not found.efforts:
             changes["efforts"] = EFFORTS  # an effort for it in the config says it takes one
+        if changes:
+            changes["known"] = True
         return replace(found, **changes)
 
     def effort(self, model: str, chosen: str | None) -> tuple[str | None, str]:
@@ -169,6 +175,8 @@ class Adapter:
         said = []
         if effort in caps.efforts:
             body["reasoning_effort"] = effort
+        elif chosen is not None and not caps.known:
+            body["reasoning_effort"] = chosen  # a model chatcli does not know: tried, and a refusal teaches
         elif chosen is not None and not caps.efforts:
             left_out.append("reasoning_effort")
         elif effort is not None and caps.efforts and self._first(model, f"reasoning_effort {effort}"):
@@ -189,19 +197,26 @@ class Adapter:
         if refused not in sent or (model, refused) in self._taught:
             return None
         caps = self.capabilities(model)
+        said = f"{model} refused {refused}, so from now on it is left out of its requests"
         if refused in MAX_TOKENS_PARAMS and code == "unsupported_parameter":
             other = next(name for name in MAX_TOKENS_PARAMS if name != refused)
-            caps, text = replace(caps, max_tokens_param=other), f"sent as {other} instead"
+            caps, said = replace(caps, max_tokens_param=other), f"{model} refused {refused}, so from now on it is sent as {other} instead"
         elif refused in DROPPABLE:
-            caps, text = replace(caps, unsupported=caps.unsupported | {refused}), "left out of its requests"
+            caps = replace(caps, unsupported=caps.unsupported | {refused})
+        elif refused == "reasoning_effort" and code == "unsupported_value" and caps.efforts:
+            # One value refused (gpt-5-pro takes only high): the others may still be taken.
+            value = sent["reasoning_effort"]
+            caps = replace(caps, efforts=tuple(e for e in caps.efforts if e != value), known=True)
+            said = f"{model} refused reasoning_effort {value}, so from now on that value is not sent"
+            refused = f"reasoning_effort {value}"
         elif refused == "reasoning_effort":
-            caps, text = replace(caps, efforts=(), reasoning_effort=None), "left out of its requests"
+            caps = replace(caps, efforts=(), reasoning_effort=None, known=True)
         else:
             return None
         self._learned[model] = caps
         self._taught.add((model, refused))
         self._told.add((model, refused))
-        return Adjusted(f"{model} refused {refused}, so from now on it is {text}")
+        return Adjusted(said)
 
     def _first(self, model: str, what: str) -> bool:
         """Whether this is the first time `what` is said about the model (and now it has been)."""
@@ -215,6 +230,9 @@ class Adapter:
         caps = self.capabilities(model)
         effort, source = self.effort(model, chosen)
         said = f"Reasoning effort: {effort} (from {source})." if effort else "Reasoning effort: not set."
+        if not caps.known:
+            return (f"{said} chatcli does not know whether {model} takes one: an effort set here is sent, "
+                    "and if the server refuses it, it is left out from then on.")
         if not caps.efforts:
             return f"{said} {model} takes no reasoning_effort, so none is sent."
         takes = f"{model} takes {_either(caps.efforts)}"

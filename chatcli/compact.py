@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatcli.errors import ChatError
-from chatcli.events import TextDelta, Usage
+from chatcli.events import Adjusted, Finish, TextDelta, Usage
 from chatcli.session import SUMMARY_HEADING, Session
 from chatcli.tokens import MESSAGE_OVERHEAD, Count
 
@@ -139,16 +139,24 @@ def _summarise(session: Session, text: str, notices: list[str]) -> str:
         raise ChatError(refusal)
     if warning:
         notices.append(warning)
-    pieces, usage = [], None
-    params = {"max_tokens": session.reply_reserve()}
+    pieces, usage, finish = [], None, None
+    # The session's effort too: a reasoning model asked to summarise thinks as hard as it was told to.
+    params = {"max_tokens": session.reply_reserve(), "reasoning_effort": session.params.get("reasoning_effort")}
     for event in session.client.stream(model=session.model, messages=_request(text), params=params):
         if isinstance(event, TextDelta):
             pieces.append(event.text)
         elif isinstance(event, Usage):
             usage = event
+        elif isinstance(event, Finish):
+            finish = event.reason
+        elif isinstance(event, Adjusted):
+            notices.append(event.text)
     if usage is not None:
         session.count_request(usage)
     summary = "".join(pieces).strip()
     if not summary:
         raise ChatError("The model returned an empty summary, so nothing was compacted.")
+    if finish not in (None, "stop"):  # a summary cut short would stand in for turns it never reached
+        raise ChatError(f"The summary was cut short (finish_reason {finish}), so nothing was compacted; "
+                        "/set max_tokens higher, or /compact fewer turns.")
     return summary

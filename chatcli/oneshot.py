@@ -13,7 +13,13 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from chatcli.env import Env
-from chatcli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from chatcli.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ChatError,
+    UsageError,
+)
 from chatcli.render import MarkdownRenderer, PlainRenderer, make_console, show_stats
 from chatcli.session import (
     COMPLETE,
@@ -109,6 +115,9 @@ def run_oneshot(
         env.stdout.write(json_text(verdict.parsed) + "\n" if verdict.valid and turn.status == COMPLETE
                          else held.getvalue())
         env.stdout.flush()
+    if turn.status == ERROR and schema is not None and turn.error is not None and "(400" in turn.error.message:
+        turn.error = ChatError(turn.error.message.rstrip(".") + "; the request carried --schema's response_format "
+                                      "json_schema, which not every server takes, so try without --schema too.")
 
     def say(message: str) -> None:
         env.stderr.write(f"chatcli: {message}\n")
@@ -128,6 +137,11 @@ def run_oneshot(
     if turn.status == COMPLETE:
         if verdict is not None and not verdict.valid:
             say(verdict.problem(turn.finish_reason))
+            return EXIT_FAILURE
+        if turn.finish_reason == "length" and not turn.reply.strip():  # a script must not take this for an answer
+            spent = " on reasoning" if turn.reasoning else ""
+            say(f"The model used its whole max_tokens limit{spent} before it wrote any answer; "
+                "raise it with --max-tokens (reasoning models need room to think), and ask again.")
             return EXIT_FAILURE
         notice = finish_notice(turn.finish_reason)
         if notice:

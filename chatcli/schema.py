@@ -24,6 +24,9 @@ _FENCE = re.compile(r"```[ \t]*(?:json)?[ \t]*\n(.*?)\n?[ \t]*```", re.DOTALL | 
 # Where subschemas live, so that the walks below never mistake a property's name for a keyword.
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _SCHEMA_LISTS = ("anyOf", "allOf", "oneOf", "prefixItems")
+# Keywords OpenAI's strict mode refuses (it takes anyOf, $ref and $defs, but not these).
+NOT_IN_STRICT = ("allOf", "not", "if", "then", "else", "patternProperties", "dependentRequired",
+                 "dependentSchemas", "unevaluatedProperties", "unevaluatedItems", "oneOf")
 _SCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
                "propertyNames", "unevaluatedItems", "unevaluatedProperties", "additionalItems")
 
@@ -87,12 +90,13 @@ def load_schema(path: str) -> Schema:
     shown = strip_controls(path)
     where = Path(path).expanduser()
     try:
-        if not where.is_file():
-            raise UsageError(f"The schema file {shown} "
-                             f"{'is not a regular file' if where.exists() else 'does not exist'}.")
-        if where.stat().st_size > MAX_SCHEMA_BYTES:
+        if not where.exists() or where.is_dir():
+            raise UsageError(f"The schema file {shown} {'is a directory' if where.exists() else 'does not exist'}.")
+        with where.open("rb") as f:  # a pipe too, as in --schema <(jq ...); read no further than a schema needs
+            data = f.read(MAX_SCHEMA_BYTES + 1)
+        if len(data) > MAX_SCHEMA_BYTES:
             raise UsageError(f"The schema file {shown} is over {MAX_SCHEMA_BYTES >> 20} MB, which no schema needs.")
-        text = where.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except OSError as exc:
         raise UsageError(f"Cannot read the schema file {shown}: {exc.strerror or exc}.") from None
     except UnicodeDecodeError:
@@ -102,19 +106,26 @@ def load_schema(path: str) -> Schema:
     except json.JSONDecodeError as exc:
         raise UsageError(f"The schema file {shown} is not valid JSON: {exc.msg} at line {exc.lineno}, "
                          f"column {exc.colno}.") from None
+    except RecursionError:
+        raise UsageError(f"The schema file {shown} is nested too deeply to read.") from None
     if not isinstance(body, dict):
         raise UsageError(f"The schema file {shown} must hold a JSON object, as in {{\"type\": \"object\", ...}}.")
-    validator = jsonschema.validators.validator_for(body)
+    if not isinstance(body.get("$schema", ""), str):
+        raise UsageError(f"The schema in {shown} is not valid JSON Schema: $schema must be a string, the URI of a draft.")
     try:
+        validator = jsonschema.validators.validator_for(body)
         validator.check_schema(body)
+        broken = _broken_ref(body, validator)
+        not_strict = strict_problem(body)
     except jsonschema.SchemaError as exc:
         raise UsageError(f"The schema in {shown} is not valid JSON Schema: at {_path(exc.json_path)}, "
                          f"{_short(exc.message)}.") from None
-    broken = _broken_ref(body, validator)
+    except RecursionError:
+        raise UsageError(f"The schema in {shown} is nested too deeply to check.") from None
     if broken:
         raise UsageError(f"The schema in {shown} cannot be used: {broken}.")
     name = re.sub(r"[^a-zA-Z0-9_-]", "_", where.stem)[:64].strip("_") or "schema"
-    return Schema(shown=shown, body=body, name=name, not_strict=strict_problem(body))
+    return Schema(shown=shown, body=body, name=name, not_strict=not_strict)
 
 
 def strict_problem(schema: dict[str, Any]) -> str | None:
@@ -131,6 +142,9 @@ def strict_problem(schema: dict[str, Any]) -> str | None:
     for where, node in _walk(schema, "$"):
         if not isinstance(node, dict):
             return f"at {where}, a schema is true or false"
+        beyond = next((key for key in NOT_IN_STRICT if key in node), None)
+        if beyond is not None:
+            return f"at {where}, strict mode does not take {beyond}"
         types = node.get("type")
         if types == "object" or (isinstance(types, list) and "object" in types) or "properties" in node:
             properties = node.get("properties", {})
@@ -143,24 +157,54 @@ def strict_problem(schema: dict[str, Any]) -> str | None:
 
 def check_reply(reply: str, schema: Schema) -> Verdict:
     """Parse the reply as JSON (inside a ```json fence too, as some local servers send it) and validate it."""
-    import jsonschema
-    import referencing.exceptions
-
     verdict = Verdict(schema)
     fenced = _FENCE.fullmatch(reply.strip())
     try:
-        verdict.parsed = json.loads(fenced[1] if fenced else reply, parse_constant=_no_constant)
-    except ValueError as exc:  # JSONDecodeError, or NaN / Infinity, which JSON does not have
+        verdict.parsed = _parse(fenced[1] if fenced else reply)
+    except ValueError as exc:  # JSONDecodeError, NaN / Infinity (or 1e400), which JSON does not have
+        inside = _FENCE.findall(reply) if not fenced else []
+        if len(inside) == 1:  # "Here it is: ```json {...}``` Hope it helps", as local models write
+            try:
+                verdict.parsed = _parse(inside[0])
+            except (ValueError, RecursionError):
+                pass
+            else:
+                return _validate(verdict, schema)
         message = (f"{exc.msg} at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
                    else str(exc))
         verdict.errors.append({"path": None, "message": strip_controls(message)})
         return verdict
+    except RecursionError:
+        verdict.errors.append({"path": None, "message": "it is nested too deeply to read"})
+        return verdict
+    return _validate(verdict, schema)
+
+
+def _parse(text: str) -> Any:
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value
+
+
+def _validate(verdict: Verdict, schema: Schema) -> Verdict:
+    import jsonschema
+    import referencing.exceptions
+
     verdict.is_json = True
     validator = jsonschema.validators.validator_for(schema.body)(schema.body)
     try:
         errors = list(validator.iter_errors(verdict.parsed))
     except referencing.exceptions.Unresolvable as exc:  # a $ref load_schema could not foresee
         verdict.errors.append({"path": "$", "message": f"the schema could not be followed: {_short(str(exc))}"})
+        return verdict
+    except RecursionError:
+        verdict.errors.append({"path": "$", "message": "it is nested too deeply to check"})
+        verdict.parsed, verdict.is_json = None, False  # nor could it be written out again
         return verdict
     if errors:
         worst = jsonschema.exceptions.best_match(errors)

@@ -47,10 +47,13 @@ KNOWN_MODELS: dict[str, ModelLimits] = {
 
 def family_of(model: str, table: Mapping[str, Any]) -> str | None:
     """The entry of a built-in per-model table a model belongs to: its own name, or the longest
-    name it extends (gpt-4o-2024-08-06 and gpt-4o-audio are gpt-4o; gpt-4o-mini has its own)."""
-    if model in table:
-        return model
-    return max((n for n in table if model.startswith(n + "-")), key=len, default=None)
+    name it extends (gpt-4o-2024-08-06 and gpt-4o-audio are gpt-4o; gpt-4o-mini has its own;
+    a point release, gpt-5.1, is gpt-5 unless the table has it). A provider's prefix, as
+    OpenRouter names models (openai/o3-mini), is looked past."""
+    name = model.rsplit("/", 1)[-1]
+    if name in table:
+        return name
+    return max((n for n in table if name.startswith((n + "-", n + "."))), key=len, default=None)
 
 
 def override_for(model: str, overrides: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:

@@ -307,3 +307,78 @@ def test_params_shows_the_effort_the_config_gives_where_the_session_sets_none(sr
 
     assert rows["reasoning_effort"] == "high (from the config)"
     assert after["reasoning_effort"] == "low"
+
+
+# --------------------------------------------------------------------------- #
+# names past the table, one effort refused, and /compact (from a review)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("model", ["openai/o3-mini", "gpt-5.1", "gpt-5.1-2025-11-13"])
+def test_a_providers_prefix_and_a_point_release_find_their_family(srv, model):
+    session = make_session(srv, model, params={"temperature": 0.7, "max_tokens": 300})
+
+    session.send("hi")
+
+    assert sent(srv) == {"max_completion_tokens": 300}
+
+
+def test_an_effort_chosen_for_a_model_chatcli_does_not_know_is_tried_and_a_refusal_taught(srv):
+    session = make_session(srv, "my-local-reasoner")
+    status = REGISTRY.dispatch(session, "/effort high").text
+    srv.script(Error(400, "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                     param="reasoning_effort", code="unsupported_parameter"), Reply("ok"))
+    notices: list = []
+
+    turn = session.send("hi", on_event=notices.append)
+
+    assert "does not know whether my-local-reasoner takes one" in status
+    assert sent(srv, 0) == {"reasoning_effort": "high"} and sent(srv, 1) == {}
+    assert turn.status == COMPLETE and turn.reply == "ok"
+    assert [str(n) for n in notices if type(n).__name__ == "Adjusted"] == [
+        "my-local-reasoner refused reasoning_effort, so from now on it is left out of its requests"]
+
+
+def test_a_config_effort_is_not_sent_to_a_model_chatcli_does_not_know(srv):
+    make_session(srv, "my-local-model", reasoning_effort="high").send("hi")
+
+    assert sent(srv) == {}
+
+
+def test_one_refused_effort_value_leaves_the_others(srv):
+    session = make_session(srv, "gpt-5-pro")
+    REGISTRY.dispatch(session, "/effort low")
+    srv.script(Error(400, "Unsupported value: 'reasoning_effort' does not support 'low' with this model.",
+                     param="reasoning_effort", code="unsupported_value"), Reply("ok"))
+    notices: list = []
+
+    session.send("first", on_event=notices.append)
+    REGISTRY.dispatch(session, "/effort high")
+    session.send("second")
+
+    assert [sent(srv, i).get("reasoning_effort") for i in range(3)] == ["low", None, "high"]
+    assert "gpt-5-pro refused reasoning_effort low, so from now on that value is not sent" in map(str, notices)
+
+
+def test_compact_sends_the_sessions_effort_and_refuses_a_summary_cut_short(srv):
+    session = make_session(srv, "o3-mini")
+    for text in ("one", "two", "three"):
+        session.send(text)
+    REGISTRY.dispatch(session, "/effort low")
+    srv.script(Reply("A summary that got cut", finish_reason="length"))
+
+    result = REGISTRY.dispatch(session, "/compact 1")
+
+    assert sent(srv)["reasoning_effort"] == "low"
+    assert result.error and "The summary was cut short (finish_reason length), so nothing was compacted" in result.text
+    assert session.summary is None and len(session.context_turns) == 3
+
+
+def test_a_reply_that_is_all_reasoning_cut_by_the_limit_fails_in_one_shot(srv, run_chatcli):
+    srv.script(Reply("", reasoning="thinking " * 20, finish_reason="length"))
+
+    result = run_chatcli("-m", "o3-mini", "--max-tokens", "50", "hi")
+
+    assert result.returncode == 1 and result.stdout.strip() == ""
+    assert result.stderr == ("chatcli: The model used its whole max_tokens limit on reasoning before it wrote any answer; "
+                             "raise it with --max-tokens (reasoning models need room to think), and ask again.\n")

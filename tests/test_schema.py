@@ -176,11 +176,100 @@ def test_a_fenced_reply_is_accepted_and_printed_without_the_fence(srv: ChatServe
     assert json.loads(result.stdout) == {"name": "Ada", "age": 36}
 
 
-def test_text_around_a_fence_is_not_json(srv: ChatServer, run_chatcli, person: Path) -> None:
-    srv.script(Reply('Here you are:\n```json\n{"name": "Ada", "age": 36}\n```'))
+def test_one_fence_with_text_around_it_is_taken(srv: ChatServer, run_chatcli, person: Path) -> None:
+    srv.script(Reply('Here you are:\n```json\n{"name": "Ada", "age": 36}\n```\nHope it helps!'))
+    result = run_chatcli("--schema", "person.json", "invent a person")
+
+    assert (result.returncode, result.stdout) == (EXIT_OK, '{"name": "Ada", "age": 36}\n'), result.stderr
+
+
+def test_two_fences_with_text_around_them_are_not_json(srv: ChatServer, run_chatcli, person: Path) -> None:
+    srv.script(Reply('One:\n```json\n{"name": "Ada", "age": 36}\n```\nOr:\n```json\n{"name": "Bo", "age": 3}\n```'))
     result = run_chatcli("--schema", "person.json", "invent a person")
 
     assert "is not JSON" in one_line(result, EXIT_FAILURE)
+    assert "Bo" in result.stdout  # printed as it came
+
+
+@pytest.mark.parametrize("reply", ["[" * 3000 + "]" * 3000, "[" * 5000], ids=["deep", "deep-and-cut"])
+def test_a_reply_nested_too_deeply_is_printed_and_said_not_crashed(srv: ChatServer, run_chatcli, person: Path, reply) -> None:
+    srv.script(Reply(reply))
+    result = run_chatcli("--schema", "person.json", "q")
+
+    assert "nested too deeply" in one_line(result, EXIT_FAILURE)
+    assert result.stdout.rstrip("\n") == reply  # never lose a word
+
+
+def test_a_recursive_schema_and_a_deep_reply_are_said_not_crashed(srv: ChatServer, run_chatcli, tmp_path: Path) -> None:
+    (tmp_path / "work" / "tree.json").write_text(json.dumps(
+        {"$defs": {"n": {"type": "object", "properties": {"c": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"}))
+    deep = '{"c": ' * 400 + "{}" + "}" * 400
+    srv.script(Reply(deep))
+    result = run_chatcli("--schema", "tree.json", "q")
+
+    assert result.returncode in (EXIT_OK, EXIT_FAILURE) and "internal error" not in result.stderr
+    assert result.stdout.strip() and "Traceback" not in result.stderr
+
+
+def test_a_number_too_large_for_json_is_not_passed_on(srv: ChatServer, run_chatcli, tmp_path: Path) -> None:
+    (tmp_path / "work" / "n.json").write_text('{"type": "object", "properties": {"a": {"type": "number"}}}')
+    srv.script(Reply('{"a": 1e400}'))
+    result = run_chatcli("--schema", "n.json", "q")
+
+    assert "1e400 is too large for a JSON number" in one_line(result, EXIT_FAILURE)
+    assert "Infinity" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"$schema": 5, "type": "object"}', "$schema must be a string"),
+        ('{"type": "object", "properties": {"a": ' * 3000 + "{}" + "}}" * 3000, "nested too deeply"),
+    ],
+    ids=["schema-not-a-string", "deep"],
+)
+def test_odd_schema_files_are_a_usage_error(srv: ChatServer, run_chatcli, tmp_path: Path, text: str, says: str) -> None:
+    (tmp_path / "work" / "odd.json").write_text(text)
+    result = run_chatcli("--schema", "odd.json", "q")
+
+    assert says in one_line(result, EXIT_USAGE)
+    assert srv.chat_requests == []
+
+
+def test_a_schema_from_a_pipe_is_read(srv: ChatServer, person: Path) -> None:
+    """--schema <(jq . person.json): the shell hands over /dev/fd/N, a pipe."""
+    import os
+
+    from tests.conftest import CHATCLI, TEST_KEY
+
+    script = f'{CHATCLI} --schema <(cat {person}) "invent a person"'
+    srv.script(Reply('{"name": "Ada", "age": 36}'))
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "OPENAI_API_KEY": TEST_KEY, "OPENAI_BASE_URL": srv.base_url})
+
+    assert (done.returncode, done.stdout) == (EXIT_OK, '{"name": "Ada", "age": 36}\n'), done.stderr
+    assert srv.chat_requests[0].body["response_format"]["json_schema"]["name"]
+
+
+def test_a_server_refusing_response_format_is_named_as_the_cause(srv: ChatServer, run_chatcli, person: Path) -> None:
+    from tests.server import Error
+
+    srv.script(Error(400, "response_format json_schema is not supported by this server"))
+    result = run_chatcli("--schema", "person.json", "q")
+
+    line = one_line(result, EXIT_FAILURE)
+    assert "response_format json_schema is not supported" in line
+    assert "--schema's response_format json_schema, which not every server takes" in line
+
+
+@pytest.mark.parametrize("keyword", ["allOf", "not", "if", "patternProperties", "oneOf"])
+def test_keywords_strict_mode_refuses_turn_strict_off(keyword: str) -> None:
+    from chatcli.schema import strict_problem
+
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
+              "additionalProperties": False, keyword: [{"type": "object"}] if keyword in ("allOf", "oneOf") else {}}
+
+    assert strict_problem(schema) == f"at $, strict mode does not take {keyword}"
 
 
 def test_no_control_sequence_reaches_stdout_or_stderr(srv: ChatServer, run_chatcli, person: Path) -> None:
@@ -238,7 +327,7 @@ def test_an_unusable_schema_file_is_a_usage_error_and_nothing_is_sent(
 def test_a_directory_is_not_a_schema_file(srv: ChatServer, run_chatcli) -> None:
     result = run_chatcli("--schema", ".", "q")
 
-    assert one_line(result, EXIT_USAGE) == "chatcli: The schema file . is not a regular file."
+    assert one_line(result, EXIT_USAGE) == "chatcli: The schema file . is a directory."
     assert srv.chat_requests == []
 
 
