@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatcli.errors import EXIT_USAGE
-from tests.test_pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
+from tests.test_pty import TIMEOUT, ask, expect_prompt, quit_with_ctrl_d, visible
 
 
 def test_options_are_sent_as_request_parameters(srv, run_chatcli):
@@ -75,9 +75,7 @@ def test_a_file_given_to_a_session_goes_with_its_first_message(srv, spawn_chatcl
     child.send("when is the meeting?\r")
     child.expect_exact("echo: File notes.md:", timeout=TIMEOUT)
     expect_prompt(child)
-    child.send("and after?\r")
-    child.expect_exact("echo: and after?", timeout=TIMEOUT)
-    expect_prompt(child)
+    ask(child, "and after?")
     quit_with_ctrl_d(child)
 
     assert "Attached notes.md (" in banner and "it goes with your next message" in banner

@@ -14,7 +14,7 @@ from chatcli.config import load_config
 from chatcli.errors import EXIT_CONFIG, ConfigError
 from tests.conftest import TEST_KEY, make_env
 from tests.server import ChatServer
-from tests.test_pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
+from tests.test_pty import ask, expect_prompt, quit_with_ctrl_d, visible
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 OTHER_KEY = "other-key-" + secrets.token_hex(8)  # the second server's, never the one OPENAI_API_KEY holds
@@ -298,21 +298,15 @@ def test_profile_switches_a_running_session_between_two_servers(srv, other, spaw
     child = spawn_chatcli("-p", "main", env=KEYS)
     assert "profile main: gpt-4o-mini" in visible(expect_prompt(child))  # the banner
 
-    child.send("first question\r")
-    child.expect_exact("echo: first question", timeout=TIMEOUT)
-    expect_prompt(child)
+    ask(child, "first question")
     child.send("/profile\r")
     listing = visible(expect_prompt(child))
     child.send("/profile other\r")
     switched = visible(expect_prompt(child))
-    child.send("second question\r")
-    child.expect_exact("echo: second question", timeout=TIMEOUT)
-    expect_prompt(child)
+    ask(child, "second question")
     child.send("/profile nosuch\r")
     refused = visible(expect_prompt(child))
-    child.send("third question\r")
-    child.expect_exact("echo: third question", timeout=TIMEOUT)
-    expect_prompt(child)
+    ask(child, "third question")
     quit_with_ctrl_d(child)
 
     assert "Profile: main" in listing

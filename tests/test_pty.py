@@ -35,6 +35,13 @@ def expect_prompt(child: pexpect.spawn) -> str:
     return child.before
 
 
+def ask(child: pexpect.spawn, text: str) -> str:
+    """Send a message to the echoing test server, wait for its echo and the next prompt; return what was shown."""
+    child.send(text + "\r")
+    child.expect_exact(f"echo: {text.splitlines()[0]}", timeout=TIMEOUT)
+    return visible(child.before + child.after + expect_prompt(child))
+
+
 def quit_with_ctrl_d(child: pexpect.spawn) -> None:
     child.sendcontrol("d")
     child.expect(pexpect.EOF, timeout=TIMEOUT)
