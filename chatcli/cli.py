@@ -313,7 +313,7 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     from chatcli.client import ChatClient
     from chatcli.journal import Journal
     from chatcli.pricing import Pricing
-    from chatcli.profiles import Profiles, make_tokenizer
+    from chatcli.profiles import Profiles, make_tokenizer, use
     from chatcli.session import Session
 
     save = config.save and not args.no_save
@@ -324,18 +324,14 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         journal = open_journal(config, env, keep_text=False)
     else:
         journal = Journal()
-    client = ChatClient(config)
-    tokenizer = make_tokenizer(config)
+    profiles = Profiles(env, args.config)
     if args.resume is not None:
-        session = resume_session(journal, args.resume, client=client)
+        session = resume_session(journal, args.resume, client=None)
         saved = journal.profile_of(session.id)
         if args.profile is None and saved and saved != config.profile:
             # Back to the server the conversation was held on, not wherever the config now points.
-            config = Profiles(env, args.config).load_for_resume(saved, session.id)
-            session.client = ChatClient(config)
-            tokenizer = make_tokenizer(config)
-        session.tokenizer = tokenizer
-        session.pricing = Pricing(config.prices)
+            config = profiles.load_for_resume(saved, session.id)
+        use(session, config)
         session.budget = Budget(**config.budget, where=str(config.config_path))
         # Flags given now win over the saved state; config defaults do not.
         if args.model:
@@ -348,16 +344,16 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     else:
         params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
         session = Session(
-            client=client,
+            client=ChatClient(config),
             model=config.model,
             system=config.system,
             params={k: v for k, v in params.items() if v is not None},
             journal=journal,
-            tokenizer=tokenizer,
+            tokenizer=make_tokenizer(config),
             pricing=Pricing(config.prices),
             budget=Budget(**config.budget, where=str(config.config_path)),
         )
-    session.profiles = Profiles(env, args.config)
+    session.profiles = profiles
     # The output strategy, chosen once: markdown only for a terminal that wants decoration.
     markdown = config.render == "markdown" and not args.plain and not env.no_color and env.stdout_isatty
     session.show_reasoning = config.show_reasoning

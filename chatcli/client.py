@@ -18,8 +18,9 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.capabilities import Adapter, refused_parameter
-from chatcli.config import AZURE_API_VERSION, Config
+from chatcli.config import Config
 from chatcli.errors import (
+    BadRequest,
     ChatError,
     ConfigError,
     ContextLengthError,
@@ -53,6 +54,8 @@ class ChatClient:
         self._fetching: threading.Thread | None = None
         # What each model takes (max_completion_tokens, no temperature, ...): every request is fitted.
         self.adapter = Adapter(config.models, default_effort=config.reasoning_effort)
+        # The proxy from the config, unless NO_PROXY names the server (as it would for HTTPS_PROXY).
+        self.proxy = config.proxy if config.proxy and not _no_proxy_for(config.base_url) else None
 
     def warm_up(self) -> None:
         """Import openai and build the SDK client; safe to call from a background thread."""
@@ -74,17 +77,16 @@ class ChatClient:
         # which is the wait for the next token.
         timeout = httpx2.Timeout(connect=c.connect_timeout, read=c.read_timeout, write=c.read_timeout, pool=c.connect_timeout)
         options: dict[str, Any] = dict(max_retries=c.max_retries, timeout=timeout, default_headers=dict(c.headers) or None)
-        proxy = c.proxy if c.proxy and not _no_proxy_for(c.base_url) else None
-        if proxy or c.ca_bundle:
+        if self.proxy or c.ca_bundle:
             # Without these, httpx2 follows HTTPS_PROXY, HTTP_PROXY, NO_PROXY and SSL_CERT_FILE itself.
             import ssl
 
             verify = ssl.create_default_context(cafile=c.ca_bundle) if c.ca_bundle else True
-            options["http_client"] = openai.DefaultHttpxClient(proxy=proxy, verify=verify, timeout=timeout)
+            options["http_client"] = openai.DefaultHttpxClient(proxy=self.proxy, verify=verify, timeout=timeout)
         if c.api_type == "azure":
             # The SDK's Azure client: the deployment in the path, ?api-version=, and an api-key header.
             return _sdk_class(self, openai.AzureOpenAI)(
-                azure_endpoint=c.base_url, azure_deployment=c.azure_deployment or None, api_version=c.api_version or AZURE_API_VERSION,
+                azure_endpoint=c.base_url, azure_deployment=c.azure_deployment or None, api_version=c.api_version,
                 api_key=c.api_key or PLACEHOLDER_KEY, **options,
             )
         return _sdk_class(self, openai.OpenAI)(api_key=c.api_key or PLACEHOLDER_KEY, base_url=c.base_url, **options)
@@ -130,7 +132,7 @@ class ChatClient:
         if isinstance(body.get("response_format"), dict):  # a whole schema is too much for one log line
             settings += f", response_format {body['response_format'].get('type')}"
         c = self.config
-        where = (f"/openai/deployments/{c.azure_deployment or model}/chat/completions?api-version={c.api_version or AZURE_API_VERSION}"
+        where = (f"/openai/deployments/{c.azure_deployment or model}/chat/completions?api-version={c.api_version}"
                  if c.api_type == "azure" else "/chat/completions")  # as the SDK's Azure client builds it
         log.info("POST %s%s: model %s, %d messages, %d bytes%s", c.shown_url, where, model, len(messages), size, settings)
         return _logged(self._stream(model, messages, body), time.monotonic())
@@ -250,8 +252,8 @@ class ChatClient:
                                "set ca_bundle (or SSL_CERT_FILE) to its PEM file.")
         if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
             return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
-        if self.config.proxy and not _no_proxy_for(self.config.base_url):
-            return NetworkError(f"Could not connect to {url} through the proxy {hide_password(self.config.proxy)}; check proxy in your config.")
+        if self.proxy:
+            return NetworkError(f"Could not connect to {url} through the proxy {hide_password(self.proxy)}; check proxy in your config.")
         if any(words in str(cause) for words in DNS_FAILURES):
             from urllib.parse import urlsplit
 
@@ -400,7 +402,7 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     if status == 400:
         said = f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent."
         refused = refused_parameter(error)
-        return RefusedParameter(said, param=refused[0], code=refused[1]) if refused else ChatError(said)
+        return RefusedParameter(said, param=refused[0], code=refused[1]) if refused else BadRequest(said)
     if status >= 500:
         return ChatError(f"The server failed (HTTP {status}){_after_retries(config)}; try again later.")
     return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")

@@ -296,8 +296,10 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     values["api_key"] = resolve_key(values, variables=env.environ, dotenv=dotenv)
     if values.get("api_key_env") in dotenv and values["api_key_env"] not in env.environ:
         warnings += readable_by_others(env.cwd / ".env")
-    if values["api_type"] == "azure" and values["base_url"] == DEFAULT_BASE_URL:
-        raise ConfigError("Azure OpenAI needs base_url: your resource's endpoint, as in https://NAME.openai.azure.com.")
+    if values["api_type"] == "azure":
+        if values["base_url"] == DEFAULT_BASE_URL:
+            raise ConfigError("Azure OpenAI needs base_url: your resource's endpoint, as in https://NAME.openai.azure.com.")
+        values["api_version"] = values.get("api_version") or AZURE_API_VERSION
     return Config(**values, profiles=tuple(profiles), config_path=path, warnings=tuple(warnings))
 
 

@@ -46,7 +46,11 @@ class ContextLengthError(ChatError):
     """The server said the conversation is longer than the model's context window."""
 
 
-class RefusedParameter(ChatError):
+class BadRequest(ChatError):
+    """The server refused the request as it was put (HTTP 400): a parameter, or a part of the body."""
+
+
+class RefusedParameter(BadRequest):
     """The server refused a request parameter for this model (400 unsupported_parameter or unsupported_value)."""
 
     def __init__(self, message: str, *, param: str, code: str) -> None:

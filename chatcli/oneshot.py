@@ -17,6 +17,7 @@ from chatcli.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    BadRequest,
     ChatError,
     UsageError,
 )
@@ -115,9 +116,9 @@ def run_oneshot(
         env.stdout.write(json_text(verdict.parsed) + "\n" if verdict.valid and turn.status == COMPLETE
                          else held.getvalue())
         env.stdout.flush()
-    if turn.status == ERROR and schema is not None and turn.error is not None and "(400" in turn.error.message:
+    if schema is not None and isinstance(turn.error, BadRequest):
         turn.error = ChatError(turn.error.message.rstrip(".") + "; the request carried --schema's response_format "
-                                      "json_schema, which not every server takes, so try without --schema too.")
+                               "json_schema, which not every server takes, so try without --schema too.")
 
     def say(message: str) -> None:
         env.stderr.write(f"chatcli: {message}\n")

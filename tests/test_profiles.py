@@ -332,18 +332,22 @@ def test_profile_switches_a_running_session_between_two_servers(srv, other, spaw
 def test_profile_completes_the_files_profile_names(srv, other):
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
+    from prompt_toolkit.history import InMemoryHistory
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
 
     from chatcli.client import ChatClient
     from chatcli.commands import REGISTRY
-    from chatcli.prompt import SlashCompleter
+    from chatcli.prompt import make_prompt_session
     from chatcli.session import Session
 
     two_profiles(srv, other)
     config = load_config(make_env(environ={**KEYS, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")}))
     session = Session(client=ChatClient(config), model=config.model)
-    completer = SlashCompleter(REGISTRY, {"profile": lambda: list(session.client.config.profiles)})
+    with create_pipe_input() as pipe:  # the prompt the REPL builds, with its completer
+        prompt = make_prompt_session(session, REGISTRY, history=InMemoryHistory(), input=pipe, output=DummyOutput())
 
-    names = [c.text for c in completer.get_completions(Document("/profile o"), CompleteEvent())]
+        names = [c.text for c in prompt.completer.get_completions(Document("/profile o"), CompleteEvent())]
 
     assert names == ["other"]
 
