@@ -354,6 +354,7 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
             budget=Budget(**config.budget, where=str(config.config_path)),
         )
     session.profiles = profiles
+    session.model_chosen = args.resume is not None or config.model_set
     # The output strategy, chosen once: markdown only for a terminal that wants decoration.
     markdown = config.render == "markdown" and not args.plain and not env.no_color and env.stdout_isatty
     session.show_reasoning = config.show_reasoning

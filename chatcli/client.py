@@ -29,6 +29,7 @@ from chatcli.errors import (
     one_line,
 )
 from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
+from chatcli.overflow import Overflow, context_overflow, error_fields
 from chatcli.pii import hide_password, redact_secrets
 from chatcli.sse import chunk_events, parse_sse
 
@@ -143,7 +144,8 @@ class ChatClient:
 
         sdk = self._client()
         started = time.monotonic()
-        answered = False  # the response began: a timeout now is a stall mid-reply, which is not retried
+        answered = False  # the response began: a timeout now is not retried
+        texted = False  # text arrived: a timeout now is a stall in the middle of the reply
         try:
             with sdk.chat.completions.with_streaming_response.create(
                 model=model,
@@ -157,7 +159,10 @@ class ChatClient:
                 log.info("HTTP %d, %s, after %.3fs; request id %s", response.status_code, kind.split(";")[0] or "no type",
                          time.monotonic() - started, response.headers.get("x-request-id") or "none")
                 if "event-stream" in kind:
-                    yield from parse_sse(response.iter_lines(), secret=self.config.api_key)
+                    for event in parse_sse(response.iter_lines(), secret=self.config.api_key):
+                        if not texted and isinstance(event, (TextDelta, ReasoningDelta)):
+                            texted = True  # a role-only first chunk is not text: the model has not begun
+                        yield event
                 elif "json" in kind:  # a whole completion: the server ignored stream=true
                     yield from chunk_events(response.read().decode("utf-8", "replace"), self.config.api_key)
                 else:
@@ -174,7 +179,7 @@ class ChatClient:
             # The SDK raises APITimeoutError for connect timeouts too; the cause tells them apart.
             if isinstance(exc, httpx2.ConnectTimeout) or isinstance(exc.__cause__, httpx2.ConnectTimeout):
                 raise self._connect_timeout_error() from None
-            raise self._timeout_error(mid_reply=answered) from None
+            raise self._timeout_error(answered=answered, mid_reply=texted) from None
         except openai.APIConnectionError as exc:
             raise self._connection_error(exc.__cause__ or exc) from None
         except httpx2.TransportError as exc:
@@ -197,6 +202,30 @@ class ChatClient:
             raise ChatError(f"The server at {self.config.shown_url} did not list its models.") from None
         self._known_models = names
         return names
+
+    def remember_models(self, names: list[str]) -> None:
+        """The server's list, learned elsewhere (server_facts), for completion."""
+        if names:
+            self._known_models = sorted(set(names))
+
+    def fetch_json(self, url: str, *, body: Any = None, timeout: float = 5.0) -> Any:
+        """A JSON document from the server (GET, or POST with a body), or None if it has none to give.
+
+        For what a server says about itself (server_facts.py): one try, a short timeout, and
+        any failure, a 404 from a server without the endpoint included, means "not said".
+        """
+        import httpx2
+        import openai
+
+        options: Any = {"timeout": timeout, "max_retries": 0}
+        try:
+            sdk = self._client()
+            if body is None:
+                return sdk.get(url, cast_to=object, options=options)
+            return sdk.post(url, body=body, cast_to=object, options=options)
+        except (openai.APIError, httpx2.HTTPError, ValueError, TypeError, RecursionError) as exc:
+            log.info("%s: nothing (%s)", url, type(exc).__name__)
+            return None
 
     def known_models(self) -> list[str] | None:
         """The server's models if already fetched; otherwise fetch them in the background and say None.
@@ -227,12 +256,16 @@ class ChatClient:
             return error
         return ChatError(error.message.rstrip(".") + f"; close matches: {', '.join(near)}.")
 
-    def _timeout_error(self, *, mid_reply: bool = False) -> NetworkError:
+    def _timeout_error(self, *, answered: bool = False, mid_reply: bool = False) -> NetworkError:
+        url, wait = self.config.shown_url, f"{self.config.read_timeout:g}s"
+        if mid_reply:
+            return NetworkError(f"The server at {url} went silent for more than {wait} in the middle of the reply; "
+                                "try again, or raise read_timeout in your config.")
         tries = self.config.max_retries + 1
-        each = " in the middle of the reply" if mid_reply else f" on each of {tries} tries" if tries > 1 else ""
+        each = "" if answered or tries == 1 else f" on each of {tries} tries"
         return NetworkError(
-            f"The server at {self.config.shown_url} went silent for more than {self.config.read_timeout:g}s{each}; "
-            "try again, or raise read_timeout in your config."
+            f"The server at {url} sent no text for more than {wait}{each}: it may still be reading a long prompt, "
+            "or has not started; try again, or raise read_timeout in your config."
         )
 
     def _connect_timeout_error(self) -> NetworkError:
@@ -358,9 +391,8 @@ class UnknownModel(ChatError):
 def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: str) -> ChatError:
     """One sentence per HTTP failure, saying what to check."""
     status = exc.status_code
-    body = exc.body if isinstance(exc.body, dict) else {}
-    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-    code = str(error.get("code") or error.get("type") or "")
+    error = error_fields(exc.body)
+    code = f"{error.get('code') or ''} {error.get('type') or ''}".strip()
     detail = one_line(redact_secrets(str(error.get("message") or exc.message or ""), config.api_key))
     url = config.shown_url
     if status == 401:
@@ -392,12 +424,12 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
         return ChatError(
             f"The server is rate limiting requests (429){_after_retries(config)}; wait a moment and try again."
         )
-    if status == 400 and (
-        "context_length" in code or "context length" in detail.lower() or "maximum context" in detail.lower()
-    ):
+    overflow = context_overflow(exc.body, str(exc.message or "")) if status in (400, 413, 422, 500) else None
+    if overflow is not None:
         return ContextLengthError(
-            "The conversation is too long for the model's context window (HTTP 400), even with the oldest turns "
-            "left out; shorten the message, or in a session use /clear or /compact."
+            f"The conversation is too long for the model's context window{_sizes(overflow)} (HTTP {status}), even "
+            "with the oldest turns left out; shorten the message, or in a session use /clear or /compact.",
+            window=overflow.window, requested=overflow.requested,
         )
     if status == 400:
         said = f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent."
@@ -406,6 +438,12 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
     if status >= 500:
         return ChatError(f"The server failed (HTTP {status}){_after_retries(config)}; try again later.")
     return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")
+
+
+def _sizes(overflow: Overflow) -> str:
+    if overflow.window and overflow.requested:
+        return f" ({overflow.requested:,} tokens sent, {overflow.window:,} fit)"
+    return f" of {overflow.window:,} tokens" if overflow.window else ""
 
 
 # The SDK waits as a Retry-After header asks up to this long, and does not retry a longer wait.

@@ -180,6 +180,7 @@ class Config:
     redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from what is sent (chatcli.pii)
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()  # said once at start: a file holding the key that others can read
+    model_set: bool = True  # False: no layer named a model, so the server's own may be the default
 
     def __repr__(self) -> str:
         # The key must never reach a log or a traceback through a repr.
@@ -256,6 +257,7 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     """Build the Config from every layer; raise ConfigError naming the bad key."""
     dotenv = read_dotenv(env)
     values: dict[str, Any] = {s.key: s.default for s in SETTINGS}
+    values["model"] = None  # to know afterwards whether any layer named one
 
     path_text = config_path or env.environ.get("CHATCLI_CONFIG")
     path = Path(path_text).expanduser() if path_text else default_config_path(env)
@@ -288,6 +290,9 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         if value is not None:
             values[key] = value
 
+    model_set = values["model"] is not None
+    if not model_set:
+        values["model"] = SETTINGS_BY_KEY["model"].default
     values["base_url"] = check_base_url(str(values["base_url"]))
     if values.get("proxy"):
         values["proxy"] = check_base_url(values["proxy"], what="proxy URL", example="such as http://proxy.example.com:3128")
@@ -300,7 +305,7 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         if values["base_url"] == DEFAULT_BASE_URL:
             raise ConfigError("Azure OpenAI needs base_url: your resource's endpoint, as in https://NAME.openai.azure.com.")
         values["api_version"] = values.get("api_version") or AZURE_API_VERSION
-    return Config(**values, profiles=tuple(profiles), config_path=path, warnings=tuple(warnings))
+    return Config(**values, profiles=tuple(profiles), config_path=path, warnings=tuple(warnings), model_set=model_set)
 
 
 def check_ca_bundle(path_text: str) -> str:

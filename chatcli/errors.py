@@ -43,7 +43,16 @@ class UsageError(ChatError):
 
 
 class ContextLengthError(ChatError):
-    """The server said the conversation is longer than the model's context window."""
+    """The server said the conversation is longer than the model's context window.
+
+    `window` and `requested` are the sizes the server named, when it named them
+    (llama.cpp's n_ctx and n_prompt_tokens, or the numbers in vLLM's sentence).
+    """
+
+    def __init__(self, message: str, *, window: int | None = None, requested: int | None = None) -> None:
+        super().__init__(message)
+        self.window = window
+        self.requested = requested
 
 
 class BadRequest(ChatError):

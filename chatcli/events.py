@@ -45,6 +45,23 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class Served:
+    """The model the server says answered (a chunk's `model`), which may not be the one asked for."""
+
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something learned about the server to say once, above the reply: its window, a cut it made."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
 class Retrying:
     """The request failed in a way worth another try: the SDK waits `seconds`, then makes retry `attempt` of `of`."""
 
@@ -92,6 +109,6 @@ class LogLine:
 
 
 # Said above the reply as it happens, not part of it.
-NOTICES = (Retrying, Redacted, Adjusted, LogLine)
+NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note)
 
-Event = TextDelta | ReasoningDelta | Usage | Finish | Retrying | Redacted | Adjusted | LogLine
+Event = TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note

@@ -144,7 +144,7 @@ def run_oneshot(
             say(f"The model used its whole max_tokens limit{spent} before it wrote any answer; "
                 "raise it with --max-tokens (reasoning models need room to think), and ask again.")
             return EXIT_FAILURE
-        notice = finish_notice(turn.finish_reason)
+        notice = finish_notice(turn)
         if notice:
             say(notice + ".")
         return EXIT_OK

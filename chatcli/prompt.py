@@ -17,6 +17,7 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 
 from chatcli.commands import Registry
+from chatcli.errors import one_line
 from chatcli.pricing import format_cost
 from chatcli.session import Session
 
@@ -67,6 +68,7 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
     """The bottom toolbar: model, temperature and the session's tokens, read fresh each redraw."""
 
     def toolbar() -> FormattedText:
+        session.settle()  # the server's model and window, once it has said them; never waits
         temp = session.temperature
         profile = session.client.config.profile if session.client is not None else None
         _, total = session.accounting()
@@ -77,7 +79,7 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
         window = plan.window
         return FormattedText(
             [
-                ("class:bottom-toolbar", f" {profile}: {session.model} " if profile else f" {session.model} "),
+                ("class:bottom-toolbar", f" {profile}: {one_line(session.shown_model, 60)} " if profile else f" {one_line(session.shown_model, 60)} "),
                 ("class:bottom-toolbar", f"│ temp {temp:g} " if temp is not None else "│ temp default "),
                 ("class:bottom-toolbar", f"│ context {used}/{_short(window)} ({100 * used.tokens / window:.0f}%) "),
                 ("class:bottom-toolbar", f"│ {mark}{tokens:,} tokens {format_cost(total.cost, exact=total.exact)} "),

@@ -233,8 +233,8 @@ class Repl:
         elif turn.status == ERROR:
             assert isinstance(turn.error, ChatError)
             show_error(self.console, turn.error.message + kept)
-        elif turn.status == COMPLETE and finish_notice(turn.finish_reason):
-            show_notice(self.console, f"[{finish_notice(turn.finish_reason)}]")
+        elif turn.status == COMPLETE and finish_notice(turn):
+            show_notice(self.console, f"[{finish_notice(turn)}]")
 
 
 def _shorten(text: str, limit: int = 60) -> str:

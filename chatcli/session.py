@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.budget import Budget, BudgetGuard, Spending
 from chatcli.errors import ChatError, ContextLengthError, Terminated
-from chatcli.events import Event, Finish, ReasoningDelta, Redacted, TextDelta, Usage
+from chatcli.events import Event, Finish, Note, ReasoningDelta, Redacted, Served, TextDelta, Usage
 from chatcli.journal import Journal, make_title
 from chatcli.pii import scrub
 from chatcli.pricing import COMPACTION, UNDONE, OtherCost, Pricing, TurnCost
@@ -24,6 +24,7 @@ from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Fit, Tokenize
 if TYPE_CHECKING:
     from chatcli.client import ChatClient
     from chatcli.profiles import Profiles
+    from chatcli.server_facts import ServerFacts
     from chatcli.store import SessionInfo, StoredMessage
 
 PENDING = "pending"  # no reply recorded (yet, or ever: the program was killed)
@@ -34,6 +35,9 @@ TRUNCATED = "truncated"
 
 
 SUMMARY_HEADING = "Summary of the earlier conversation:\n"
+# Below this many tokens a request fits any window a server runs with (2,048 at the least, half
+# kept for the reply): a one-shot ask this short does not wait to hear the server's window.
+WINDOW_MATTERS = 512
 
 
 def _scrubbed(text: str, kinds: tuple[str, ...], where: str) -> tuple[str, Redacted | None]:
@@ -59,12 +63,22 @@ def left_out_notice(turn: Turn) -> str | None:
     return f"left out the {'oldest turn' if n == 1 else f'{n} oldest turns'} to fit the context window (still in the history)"
 
 
-def finish_notice(finish_reason: str | None) -> str | None:
-    """What a complete reply's finish_reason means for the reader, when it is not a plain stop."""
+def finish_notice(turn: Turn) -> str | None:
+    """What a complete reply's finish_reason means for the reader, when it is not a plain stop.
+
+    A length finish with no max_tokens set is the context window filling up: the
+    server stops when prompt and reply together reach it.
+    """
+    if turn.finish_reason == "length" and not turn.params.get("max_tokens"):
+        used = turn.usage.prompt_tokens + turn.usage.completion_tokens if turn.usage else 0
+        if turn.window and used >= 0.9 * turn.window:
+            return (f"the reply filled the model's {turn.window:,}-token context window, so it is cut short; "
+                    "/compact or /clear frees room")
+        return "the reply reached the server's limit on its length (max_tokens), so it may be cut short"
     return {
         "length": "the reply reached the max_tokens limit, so it may be cut short",
         "content_filter": "the server's content filter stopped the reply, so it may be cut short",
-    }.get(finish_reason or "")
+    }.get(turn.finish_reason or "")
 
 
 @dataclass
@@ -87,6 +101,9 @@ class Turn:
     left_out: int = 0  # the oldest turns not sent with it, to fit the context window
     sent: Count | None = None  # our count of what was sent, for an estimate when the server reports no usage
     notice: str | None = None  # something to tell the user about this turn (a budget nearly used up)
+    window: int | None = None  # the context window it was fitted to
+    asked: str | None = None  # the model asked for, when the server named another (`model` is the server's)
+    estimated: int = 0  # our uncorrected estimate of what was sent, which the server's count corrects
 
     @property
     def partial(self) -> bool:
@@ -122,7 +139,9 @@ class Session:
     show_reasoning: bool = True  # a view preference (/reasoning), read by the REPL when it draws a reply
     attached: list[str] = field(default_factory=list)  # /file: files that go with the next message, as text
     profiles: Profiles | None = None  # /profile: how to load another profile's settings
+    model_chosen: bool = True  # False: no model was configured, so the server's own is the default
     _guard: BudgetGuard | None = field(default=None, repr=False)
+    _facts: ServerFacts | None = field(default=None, repr=False)
 
     @property
     def id(self) -> int | None:
@@ -132,6 +151,44 @@ class Session:
     @property
     def temperature(self) -> float | None:
         return self.params.get("temperature")
+
+    @property
+    def facts(self) -> ServerFacts | None:
+        """What the session's server says about itself; asked anew when the server or its counting changes."""
+        if self.client is None:
+            return None
+        if self._facts is None or self._facts.client is not self.client or self._facts.tokenizer is not self.tokenizer:
+            from chatcli.server_facts import ServerFacts
+
+            self._facts = ServerFacts(self.client, self.tokenizer)
+        return self._facts
+
+    def settle(self, *, wait: float = 0.0) -> None:
+        """Take in what the server says about itself, waiting up to `wait` seconds for it.
+
+        With no model configured, the server's own model becomes the session's (before its
+        first turn). Never blocks when `wait` is 0: the toolbar calls this on every redraw.
+        """
+        facts = self.facts
+        if facts is None or not facts.enabled:
+            return
+        pick = not self.model_chosen and not self.turns
+        if facts.wait(self.model, wait, pick=pick) and pick:
+            self.model_chosen = True
+            chosen = facts.default_model(self.model)
+            if chosen != self.model:
+                self.set_model(chosen)
+            facts.start(self.model)
+
+    @property
+    def shown_model(self) -> str:
+        """The model as the server names it, once a reply to the current model has said."""
+        for turn in reversed(self.turns):
+            if turn.asked == self.model:
+                return turn.model
+            if turn.model == self.model:
+                break
+        return self.model
 
     def messages(self, pending: str | None = None, *, left_out: int = 0) -> list[dict[str, str]]:
         """The conversation as the API wants it, without its `left_out` oldest turns, plus a new message."""
@@ -152,22 +209,39 @@ class Session:
         context_length_exceeded comes before any text, so retrying loses nothing.
         """
         assert self.client is not None
+        began = False
         try:
-            yield from self.client.stream(model=self.model, messages=messages, params=turn.params)
+            for event in self.client.stream(model=self.model, messages=messages, params=turn.params):
+                began = began or isinstance(event, (TextDelta, ReasoningDelta))
+                yield event
             return
-        except ContextLengthError:
-            tighter = self.plan(turn.user, window=plan.reserve + int(plan.tokens.tokens * 0.75))
+        except ContextLengthError as exc:
+            if began:
+                raise
+            if exc.window and exc.window != plan.window:
+                # The window the server enforces: fit to it for the rest of the run.
+                self.tokenizer.set_window(self.model, exc.window, "the server enforces (its error said so)", learned=True)
+                turn.window = exc.window
+                tighter = self.plan(turn.user)
+                if not tighter.fits:
+                    message = self.tokenizer.message(self.model, "user", turn.user)
+                    raise ContextLengthError(too_big(tighter, message), window=exc.window) from None
+            else:
+                tighter = self.plan(turn.user, window=plan.reserve + int(plan.tokens.tokens * 0.75))
             left_out = max(tighter.left_out, plan.left_out + 1)
             if left_out > sum(t.in_context for t in self.context_turns):
                 raise
         turn.left_out = left_out
-        yield from self.client.stream(model=self.model, messages=self.messages(turn.user, left_out=left_out), params=turn.params)
+        messages = self.messages(turn.user, left_out=left_out)
+        turn.sent = self.tokenizer.messages(self.model, messages)
+        turn.estimated = self.tokenizer.raw_estimate(self.model, messages)
+        yield from self.client.stream(model=self.model, messages=messages, params=turn.params)
 
     def plan(self, pending: str = "", *, window: int | None = None) -> Fit:
         """How the conversation plus `pending` fits the model's window, leaving room for the reply."""
         t, model = self.tokenizer, self.model
         limits = t.limits(model)
-        head = [Count(REPLY_PRIMING)]
+        head = [t.priming(model)]
         if self.system:
             head.append(t.message(model, "system", self.system))
         if self.summary:
@@ -340,6 +414,20 @@ class Session:
             session.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
         return session
 
+    def _learn_from(self, turn: Turn) -> None:
+        """What the server's usage says of our counts: a correction, or a cut it made silently."""
+        if turn.usage is None or turn.sent is None:
+            return
+        from chatcli.learning import cut_notice, learn
+
+        estimated = turn.sent.tokens if turn.sent.exact else turn.estimated
+        cut = learn(self.tokenizer, self.model, reported=turn.usage.prompt_tokens, estimated=estimated,
+                    exact=turn.sent.exact)
+        if cut is not None:
+            facts = self.facts
+            said = cut_notice(cut, self.model, facts.kind if facts is not None else None)
+            turn.notice = f"{turn.notice}; {said}" if turn.notice else said
+
     def guard(self) -> BudgetGuard:
         if self._guard is None:
             self._guard = BudgetGuard(
@@ -388,7 +476,9 @@ class Session:
             completion = self.tokenizer.message(turn.model, "assistant", said).tokens - MESSAGE_OVERHEAD
             usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
             exact = False
-        return TurnCost(turn, usage, self.pricing.cost(turn.model, usage) if usage is not None else 0.0, exact)
+        if usage is None:  # nothing billed: free, if the model has a price at all
+            return TurnCost(turn, None, 0.0 if self.pricing.price_for(turn.model) else None, exact)
+        return TurnCost(turn, usage, self.pricing.cost(turn.model, usage), exact)
 
     def accounting(self) -> tuple[list[TurnCost], TurnCost]:
         """Tokens and cost per turn and for the session: one source for /usage, the toolbar and budgets.
@@ -397,7 +487,9 @@ class Session:
         somewhere (billed, though unreported), an estimate from our own counts.
         """
         rows = [self.cost_of(turn) for turn in self.turns]
-        total_usage, total_cost, exact = Usage(), 0.0, True
+        # Before anything is billed, a model without a price costs "unknown", not $0.
+        priced = rows or self.spent_elsewhere or self.pricing.price_for(self.shown_model) is not None
+        total_usage, total_cost, exact = Usage(), 0.0 if priced else None, True
         for row in rows + self.spent_elsewhere:
             if row.usage is not None:
                 total_usage = total_usage + row.usage
@@ -421,20 +513,32 @@ class Session:
             # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.
             text, redacted = _scrubbed(text, self.redact, "before sending")
         plan = self.plan(text)
+        if not self.model_chosen or plan.tokens.tokens > WINDOW_MATTERS:
+            # The server's model, and its window, which matters once a request is this long.
+            self.settle(wait=self.client.config.connect_timeout)
+            plan = self.plan(text)
         if not plan.tokens.exact and 2 * plan.tokens.tokens + plan.reserve > plan.window:
             # Near the window, where an estimate could be wrong about what fits: count exactly,
-            # if the encoding can be had quickly. Far from it, loading tiktoken would cost more
-            # than the count is worth (a one-shot ask; the REPL loads it in the background).
+            # if the encoding can be had quickly, or have the server count (llama.cpp). Far from
+            # it, that would cost more than the count is worth (a one-shot ask; the REPL loads
+            # tiktoken in the background).
             self.tokenizer.preload(self.model, wait=2.0)
+            if self.tokenizer.counts_on_server(self.model):
+                self.tokenizer.count_on_server(self.model, [m["content"] for m in self.messages(text)])
             plan = self.plan(text)
         messages = self.messages(pending=text, left_out=plan.left_out)
-        turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out, sent=plan.tokens)
+        turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out,
+                    sent=plan.tokens, window=plan.window, estimated=self.tokenizer.raw_estimate(self.model, messages))
         self.turns.append(turn)
         if self.title is None:
             self.title = make_title(text)
         self.journal.user_message(self, turn)  # saved before anything is sent
         if redacted is not None and on_event is not None:
             on_event(redacted)  # said even if the request is refused below: what was saved is scrubbed
+        facts = self.facts
+        for note in facts.take_notes() if facts is not None else ():
+            if on_event is not None:
+                on_event(Note(note))
         refusal = too_big(plan, self.tokenizer.message(self.model, "user", text)) if not plan.fits else None
         if refusal is None:
             # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
@@ -468,6 +572,8 @@ class Session:
                     turn.usage = event
                 elif isinstance(event, Finish):
                     turn.finish_reason = event.reason
+                elif isinstance(event, Served) and event.model != turn.model:
+                    turn.asked, turn.model = turn.model, event.model
                 if on_event is not None:
                     on_event(event)
             turn.status = COMPLETE if turn.finish_reason else TRUNCATED
@@ -490,6 +596,7 @@ class Session:
             turn.reply = "".join(pieces)
             turn.reasoning = "".join(thoughts)
             turn.total_s = time.monotonic() - started
+            self._learn_from(turn)
             self.journal.reply(turn)
             self._record_spend(turn)
         if stop is not None:

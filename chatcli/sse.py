@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Iterable, Iterator
 
-from chatcli.errors import ChatError, one_line
-from chatcli.events import Event, Finish, ReasoningDelta, TextDelta, Usage
+from chatcli.errors import ChatError, ContextLengthError, one_line
+from chatcli.events import Event, Finish, ReasoningDelta, Served, TextDelta, Usage
+from chatcli.overflow import context_overflow
 from chatcli.pii import redact_secrets
 
 
@@ -22,6 +23,7 @@ def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Ev
     server that splits one event over several `data:` lines still works.
     """
     data: list[str] = []
+    named = False  # the first chunk that names a model says which one answered
     for line in lines:
         if line.startswith("data:"):
             data.append(line[5:].lstrip(" "))
@@ -32,22 +34,28 @@ def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Ev
         data = []
         if payload == "[DONE]":
             return
-        yield from chunk_events(payload, secret)
+        events = chunk_events(payload, secret, name_model=not named)
+        named = named or bool(events and isinstance(events[0], Served))
+        yield from events
     if data and data != ["[DONE]"]:
-        yield from chunk_events("\n".join(data), secret)
+        yield from chunk_events("\n".join(data), secret, name_model=not named)
 
 
 MALFORMED = "The server sent a malformed chunk, so the reply stopped there; try again."
 
 
-def chunk_events(payload: str, secret: str | None) -> list[Event]:
-    """The events in one chunk; a chunk of the wrong shape is a ChatError, not a crash."""
+def chunk_events(payload: str, secret: str | None, *, name_model: bool = True) -> list[Event]:
+    """The events in one chunk; a chunk of the wrong shape is a ChatError, not a crash.
+
+    `name_model`: start with a Served event when the chunk names its model."""
     try:
         chunk = json.loads(payload)
     except (json.JSONDecodeError, RecursionError):  # RecursionError: nesting deeper than json can follow
         raise ChatError(MALFORMED) from None
     if not isinstance(chunk, dict):
         raise ChatError(MALFORMED)
+    if name_model and isinstance(chunk.get("model"), str) and chunk["model"].strip():
+        return [Served(one_line(chunk["model"], 200)), *chunk_events(payload, secret, name_model=False)]
     # Nearly every chunk is one choice carrying a piece of text and nothing else: take it directly.
     choices = chunk.get("choices")
     if type(choices) is list and len(choices) == 1 and not chunk.get("usage") and not chunk.get("error"):
@@ -61,6 +69,9 @@ def chunk_events(payload: str, secret: str | None) -> list[Event]:
     if error:
         message = error.get("message") if isinstance(error, dict) else str(error)
         detail = one_line(redact_secrets(str(message or "no details"), secret))
+        if (overflow := context_overflow(chunk, str(message or ""))) is not None:
+            raise ContextLengthError(f"The conversation is too long for the model's context window ({detail}).",
+                                     window=overflow.window, requested=overflow.requested)
         raise ChatError(f"The server reported an error mid-reply ({detail}); try again.")
     try:
         return list(_events_of(chunk))

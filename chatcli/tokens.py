@@ -1,18 +1,27 @@
 """Token counts in the model's encoding, context windows, and fitting a conversation into one.
 
+Counts are exact only where the model's own tokenizer is at hand: tiktoken for
+OpenAI's models, or a server that counts for us (llama.cpp's /tokenize). Any
+other model's counts are estimates and say so (Count.exact is False, shown with
+a ≈); a tiktoken encoding is never passed off as another model's tokenizer.
+Estimates are made per kind of character (a digit or a brace costs a token where
+an English word of four letters does), and corrected by what the server reported
+for earlier turns of the same model.
+
 tiktoken downloads its BPE files on first use, and with no network that fails
 or hangs (its download has no timeout). Encodings are therefore loaded in a
 background thread; until one is loaded, or if it cannot be, counts are
-estimates and say so (Count.exact is False, shown with a ≈). Counts are cached
-per message, so a turn costs work in proportion to its new text.
+estimates. Counts are cached per message, so a turn costs work in proportion to
+its new text.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 # Chat formatting overhead, as OpenAI documents it for its chat models: each
 # message costs 3 tokens beyond its content, and every reply is primed with 3.
@@ -78,9 +87,34 @@ class Count:
         return f"{'' if self.exact else '≈'}{self.tokens:,}"
 
 
+_PIECES = re.compile(r"[A-Za-z]+| ?[0-9]|\n|[ \t]+|[\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e]|[^\x00-\x7f]", re.ASCII)
+
+
 def estimate(text: str) -> int:
-    """About 4 bytes of UTF-8 per token: close for English and code, not too low for CJK."""
-    return math.ceil(len(text.encode("utf-8")) / 4)
+    """Tokens a model's tokenizer is likely to make of the text, erring high.
+
+    Bytes/4 is close for English but three to four times too low for digits,
+    JSON, code and CJK with the small vocabularies local models have. So: a word
+    costs one token per six letters, a digit, a newline, a run of spaces and a
+    punctuation mark one each, and a character outside ASCII one per UTF-8 byte
+    beyond the first. Corrected per model by Tokenizer.calibrate.
+    """
+    if text.isascii() and len(text) < 8:
+        return max(1, len(text.split())) if text else 0
+    tokens = 0
+    for piece in _PIECES.findall(text):
+        first = piece[0]
+        if first.isalpha() and first.isascii():
+            tokens += -(-len(piece) // 6)
+        elif first == " " and len(piece) == 1:
+            continue  # a single space joins the word after it
+        elif first == " " and piece[-1].isdigit():
+            tokens += 2  # a space before a number is a token of its own in most vocabularies
+        elif first.isascii():
+            tokens += 1
+        else:
+            tokens += max(1, len(first.encode("utf-8")) - 1)
+    return tokens
 
 
 class Encodings:
@@ -138,9 +172,31 @@ class Encodings:
             self._loaded[name] = encoding
 
 
+class ServerCounter(Protocol):
+    """A server that counts with the model's own tokenizer (llama.cpp's /tokenize and /apply-template)."""
+
+    def count(self, text: str) -> int | None: ...
+
+    def overhead(self) -> tuple[int, int] | None:
+        """(tokens the chat template adds per message, tokens it adds once), or None."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A model's context window and where the figure came from, for /tokens and `chatcli models`."""
+
+    tokens: int
+    source: str
+
+
+# Where a window came from, strongest first: what the server enforced beats the config,
+# which beats what the server reports, which beats the built-in table.
+LEARNED, CONFIGURED, REPORTED, BUILT_IN, DEFAULT = range(5)
+
+
 @dataclass
 class Tokenizer:
-    """Counting and limits per model, from config overrides over the built-in table."""
+    """Counting and limits per model: config overrides, then what the server says, then the built-in table."""
 
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     default: ModelLimits = ModelLimits(8_192, 4_096, "o200k_base")
@@ -148,6 +204,11 @@ class Tokenizer:
     _cache: dict[tuple[str, str, str, bool], int] = field(default_factory=dict, repr=False)
     _told: set[str] = field(default_factory=set, repr=False)
     _limits: dict[str, ModelLimits] = field(default_factory=dict, repr=False)
+    _windows: dict[str, dict[int, Window]] = field(default_factory=dict, repr=False)  # model -> rank -> window
+    _factor: dict[str, float] = field(default_factory=dict, repr=False)  # model -> server's count / our estimate
+    _servers: dict[str, ServerCounter] = field(default_factory=dict, repr=False)
+    _counted: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)  # (model, text) -> server's count
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def limits(self, model: str) -> ModelLimits:
         """The model's figures; computed once per model (every message count asks)."""
@@ -156,48 +217,143 @@ class Tokenizer:
             found = self._limits[model] = self._find_limits(model)
         return found
 
+    def is_openai(self, model: str) -> bool:
+        """A model whose tokenizer tiktoken has: one of OpenAI's, or one the config names an encoding for."""
+        return family_of(model, KNOWN_MODELS) is not None or "encoding" in override_for(model, self.overrides)
+
     def _find_limits(self, model: str) -> ModelLimits:
         family = family_of(model, KNOWN_MODELS)
         base = KNOWN_MODELS[family] if family is not None else self.default
         override = override_for(model, self.overrides)
         return ModelLimits(
-            context_window=override.get("context_window", base.context_window),
+            context_window=self.window(model).tokens,
             max_output_tokens=override.get("max_output_tokens", base.max_output_tokens),
-            encoding=override.get("encoding", base.encoding),
+            encoding=override.get("encoding", base.encoding) if self.is_openai(model) else "",
         )
+
+    def window(self, model: str) -> Window:
+        """The context window to fit to, and where it came from."""
+        found = dict(self._windows.get(model, {}))
+        override = override_for(model, self.overrides)
+        if "context_window" in override:
+            found[CONFIGURED] = Window(override["context_window"], "set in the config")
+        family = family_of(model, KNOWN_MODELS)
+        if family is not None:
+            found[BUILT_IN] = Window(KNOWN_MODELS[family].context_window, f"chatcli's table ({family})")
+        found[DEFAULT] = Window(self.default.context_window, "chatcli's default; the server did not say")
+        return found[min(found)]
+
+    def set_window(self, model: str, tokens: int, source: str, *, learned: bool = False) -> Window | None:
+        """A window the server reported (or, learned, enforced); the config's figure, if larger, when it wins."""
+        with self._lock:
+            self._windows.setdefault(model, {})[LEARNED if learned else REPORTED] = Window(tokens, source)
+            self._limits.pop(model, None)
+        override = override_for(model, self.overrides).get("context_window")
+        return Window(override, "set in the config") if override and override > tokens and not learned else None
+
+    def known_window(self, model: str, rank: int) -> Window | None:
+        return self._windows.get(model, {}).get(rank)
 
     def preload(self, model: str, *, wait: float = 0.0) -> None:
         """Start loading the model's encoding (in the background), waiting for it up to `wait` seconds."""
-        self.encodings.get(self.limits(model).encoding, wait=wait)
+        if name := self.limits(model).encoding:
+            self.encodings.get(name, wait=wait)
 
     def problem(self, model: str) -> str | None:
-        return self.encodings.problem(self.limits(model).encoding)
+        name = self.limits(model).encoding
+        if not name:
+            if model in self._servers:
+                return None
+            return f"chatcli has no tokenizer for {model}; counts are estimates, corrected by what the server reports"
+        return self.encodings.problem(name)
 
     def take_problem(self, model: str) -> str | None:
         """Why this model's counts are estimates (failed, or still loading), the first time; then None."""
-        name = self.limits(model).encoding
-        problem = self.encodings.problem(name)
+        name = self.limits(model).encoding or model
+        problem = self.problem(model)
         if problem is None or name in self._told:
             return None
         self._told.add(name)
         return problem
 
+    # -- counting ------------------------------------------------------------
+
     def message(self, model: str, role: str, content: str) -> Count:
-        """One chat message, with its overhead; cached by its text. Exact once the encoding is preloaded."""
+        """One chat message, with its overhead; cached by its text.
+
+        Exact once the encoding is preloaded (OpenAI's models), or once the server has
+        counted this text (count_on_server); otherwise a calibrated estimate.
+        """
+        counted = self._counted.get((model, content))
+        if counted is not None:
+            per_message = self._servers[model].overhead()
+            return Count(counted + (per_message[0] if per_message else MESSAGE_OVERHEAD), True)
         name = self.limits(model).encoding
-        encoding = self.encodings.peek(name)
+        encoding = self.encodings.peek(name) if name else None
         key = (name, role, content, encoding is not None)
         tokens = self._cache.get(key)
         if tokens is None:
             body = len(encoding.encode(content, disallowed_special=())) if encoding else estimate(content)
             tokens = self._cache[key] = body + MESSAGE_OVERHEAD
-        return Count(tokens, encoding is not None)
+        if encoding is not None:
+            return Count(tokens, True)
+        return Count(math.ceil(tokens * self._factor.get(model, 1.0)), False)
+
+    def raw_estimate(self, model: str, messages: list[dict[str, str]]) -> int:
+        """Our uncorrected estimate of a request, the base calibrate compares the server's count with."""
+        return REPLY_PRIMING + sum(estimate(m["content"]) + MESSAGE_OVERHEAD for m in messages)
+
+    def priming(self, model: str) -> Count:
+        """What a request costs beyond its messages: the reply's priming, or the chat template's fixed part."""
+        server = self._servers.get(model)
+        overhead = server.overhead() if server is not None and self._counted else None
+        return Count(overhead[1], True) if overhead else Count(REPLY_PRIMING, True)
 
     def messages(self, model: str, messages: list[dict[str, str]]) -> Count:
-        total = Count(REPLY_PRIMING, True)
+        total = self.priming(model)
         for m in messages:
             total = total + self.message(model, m["role"], m["content"])
         return total
+
+    def calibrate(self, model: str, *, reported: int, estimated: int) -> None:
+        """Learn from the prompt_tokens the server reported for a request we estimated.
+
+        Only for models counted by estimate. The correction moves halfway towards each
+        new ratio, so one odd turn does not swing it, and never below 0.25 or above 4.
+        """
+        if self.is_openai(model) or estimated <= 0 or reported <= 0:
+            return
+        ratio = min(max(reported / estimated, 0.25), 4.0)
+        old = self._factor.get(model)
+        self._factor[model] = ratio if old is None else (old + ratio) / 2
+
+    def factor(self, model: str) -> float | None:
+        return self._factor.get(model)
+
+    def use_server(self, model: str, counter: ServerCounter) -> None:
+        """A server that counts with this model's own tokenizer."""
+        self._servers[model] = counter
+
+    def counts_on_server(self, model: str) -> bool:
+        return model in self._servers
+
+    def count_on_server(self, model: str, texts: list[str]) -> bool:
+        """Have the server count the texts not yet counted; True when every one of them is now exact."""
+        server = self._servers.get(model)
+        if server is None or server.overhead() is None:
+            return False
+        for text in texts:
+            if (model, text) not in self._counted:
+                tokens = server.count(text)
+                if tokens is None:
+                    return False
+                self._counted[(model, text)] = tokens
+        return True
+
+
+def margin(window: int) -> int:
+    """Tokens kept free beyond the reply's reserve when counts are estimates."""
+    return window // 16
 
 
 @dataclass(frozen=True)
@@ -215,11 +371,14 @@ def fit(*, head: list[Count], turns: list[Count], latest: Count, window: int, re
     """Leave out the oldest turns until the rest plus the reply's reserve fits the window.
 
     `head` (system prompt, priming) and `latest` (the new user message) are never left out.
+    Where any count is an estimate, a sixteenth of the window is kept free besides, for
+    what the estimate may have missed.
     """
     fixed = latest
     for count in head:
         fixed = fixed + count
-    budget = window - reserve
+    exact = fixed.exact and all(count.exact for count in turns)
+    budget = window - reserve - (0 if exact else margin(window))
     total = fixed
     for count in turns:
         total = total + count

@@ -11,7 +11,7 @@ import pytest
 from chatcli.client import ChatClient
 from chatcli.config import Config
 from chatcli.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, ChatError
-from chatcli.events import Finish, ReasoningDelta, TextDelta, Usage
+from chatcli.events import Finish, ReasoningDelta, Served, TextDelta, Usage
 from chatcli.sse import parse_sse
 from tests.server import Error, Reply
 
@@ -116,10 +116,21 @@ def test_connection_refused_names_the_url():
 def test_silence_longer_than_read_timeout_is_a_timeout(srv):
     srv.script(Reply("late", first_delay=2.0))
     started = time.monotonic()
-    with pytest.raises(ChatError, match="went silent") as caught:
+    with pytest.raises(ChatError, match="sent no text for more than 0.3s") as caught:
         collect(make_client(srv, read_timeout=0.3))
     assert time.monotonic() - started < 1.5
     assert caught.value.exit_code == EXIT_NETWORK
+    assert "reading a long prompt" in caught.value.message and "middle of the reply" not in caught.value.message
+
+
+def test_silence_after_a_role_only_chunk_is_not_a_stall_in_the_middle_of_the_reply(srv):
+    """llama-server sends the role chunk at once, then reads the prompt: no text has come yet."""
+    srv.script(Reply("late text", stall_after=0, stall_seconds=2.0))
+    with pytest.raises(ChatError) as caught:
+        collect(make_client(srv, read_timeout=0.3))
+    assert "sent no text for more than 0.3s" in caught.value.message
+    assert "still be reading a long prompt, or has not started" in caught.value.message
+    assert "middle of the reply" not in caught.value.message
 
 
 def test_stall_mid_stream_keeps_what_arrived(srv):
@@ -204,7 +215,7 @@ def test_a_whole_json_completion_instead_of_a_stream_is_still_the_reply(srv):
     }
     srv.script(Error(200, body=json.dumps(completion).encode()))
     events = collect(make_client(srv))
-    assert events == [TextDelta("whole answer"), Finish("stop"), Usage(3, 2, 5)]
+    assert events == [Served("m"), TextDelta("whole answer"), Finish("stop"), Usage(3, 2, 5)]
 
 
 def test_an_html_page_instead_of_a_stream_points_at_the_base_url(srv):

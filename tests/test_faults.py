@@ -98,7 +98,7 @@ MATRIX = [
     row("connect-timeout", code=EXIT_NETWORK, words=("could not connect", "{url}", "within 0.3s"),
         requests=None, settings={"connect_timeout": 0.3, "max_retries": 0}, where="blackhole"),
     row("no-headers-within-read-timeout", Reply(TEXT, first_delay=3),
-        code=EXIT_NETWORK, words=("went silent", "0.3s", "read_timeout"), settings={"read_timeout": 0.3, "max_retries": 0}),
+        code=EXIT_NETWORK, words=("sent no text for more than 0.3s", "reading a long prompt", "read_timeout"), settings={"read_timeout": 0.3, "max_retries": 0}),
     # -- broken streams -------------------------------------------------------------------------
     row("stall-mid-stream", Reply(TEXT, stall_after=3, stall_seconds=3),
         code=EXIT_NETWORK, words=("went silent for more than 0.3s in the middle of the reply",), partial=TEXT[:12],

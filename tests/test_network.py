@@ -43,7 +43,8 @@ def test_http_proxy_in_the_environment_carries_the_request(srv, proxy, run_chatc
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == "echo: hello\n"  # streamed back through the proxy
-    assert proxy.seen == [f"POST {srv.base_url}/chat/completions"]
+    # No model is configured, so chatcli asks the server for its models first: that goes through the proxy too.
+    assert proxy.seen == [f"GET {srv.base_url}/models", f"POST {srv.base_url}/chat/completions"]
     assert len(srv.chat_requests) == 1
 
 
@@ -64,7 +65,7 @@ def test_the_proxy_setting_of_a_profile_carries_its_requests_only(srv, proxy, ru
 
     assert (direct.returncode, proxied.returncode, listed.returncode) == (0, 0, 0), proxied.stderr
     assert proxied.stdout == "echo: proxied\n"
-    assert proxy.seen == [f"POST {srv.base_url}/chat/completions", f"GET {srv.base_url}/models"]
+    assert proxy.seen == [f"GET {srv.base_url}/models", f"POST {srv.base_url}/chat/completions", f"GET {srv.base_url}/models"]
     assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == ["direct", "proxied"]
 
 

@@ -321,7 +321,8 @@ def test_model_lists_the_servers_models_and_switches(srv, chat):
     assert listed(first) == ["gpt-4o", "* gpt-4o-mini", "o3-mini"]  # the current one marked
     assert listed(second) == ["* gpt-4o", "gpt-4o-mini", "o3-mini"]
     assert [r.body["model"] for r in srv.chat_requests] == ["gpt-4o-mini", "gpt-4o"]
-    assert [r.path for r in srv.requests if r.method == "GET"] == ["/v1/models", "/v1/models"]
+    # Once as the session starts (the server's models and windows), then afresh for each /model.
+    assert [r.path for r in srv.requests if r.method == "GET"] == ["/v1/models"] * 3
 
 
 def test_model_without_a_server_list_still_says_the_model(chat):

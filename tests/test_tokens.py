@@ -408,7 +408,7 @@ def test_verbose_says_once_why_counts_are_estimates(srv, run_chatcli):
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('[models."gpt-4o-mini"]\ncontext_window = 2000\n')
-    hello = ("hello " * 400).strip()
+    hello = ("hello " * 700).strip()
     quiet = run_chatcli(hello, env=env)
     assert quiet.returncode == 0 and quiet.stderr == ""
     loud = run_chatcli("-v", hello, env=env)
