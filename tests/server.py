@@ -11,6 +11,10 @@ own.
 
 Each POST to ``.../chat/completions`` takes the next scripted behaviour; when
 the script is empty ``srv.default`` (initially :class:`Echo`) is used.
+
+``ChatServer(flavor="llamacpp")`` (or vllm, ollama, lmstudio) speaks like that server
+instead of like OpenAI: its /v1/models, its discovery endpoints, and with ``n_ctx`` set its
+answer to a prompt that does not fit (tests/flavors.py).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import errno
 import itertools
 import json
+import re
 import socket
 import socketserver
 import ssl
@@ -26,9 +31,11 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.flavors import FLAVORS, Flavor, Verdict, content_text, prompt_tokens
 
 __all__ = [
     "Behaviour",
@@ -38,6 +45,7 @@ __all__ = [
     "Recorded",
     "Reply",
     "DEFAULT_MODELS",
+    "FLAVORS",
     "compute_usage",
 ]
 
@@ -122,7 +130,7 @@ class Echo:
         last = ""
         for message in request.get("messages") or []:
             if isinstance(message, dict) and message.get("role") == "user":
-                last = _content_text(message.get("content"))
+                last = content_text(message.get("content"))
         return Reply(self.prefix + last, chunk_size=self.chunk_size, delay=self.delay)
 
 
@@ -141,19 +149,6 @@ class Recorded:
     at: float = field(default_factory=time.monotonic)  # when the request arrived, to measure retry waits
 
 
-def _content_text(content: Any) -> str:
-    """Text of a message ``content`` (a string, a list of parts, or None)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            str(part.get("text", ""))
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
-    return ""
-
-
 def compute_usage(request: dict[str, Any], text: str) -> dict[str, Any]:
     """Deterministic fake token counts, so tests can assert exact numbers.
 
@@ -161,11 +156,7 @@ def compute_usage(request: dict[str, Any], text: str) -> dict[str, Any]:
     completion_tokens = max(1, len(text.split())); total = their sum.
     List-of-parts content counts its text parts; None counts as empty.
     """
-    prompt = sum(
-        len(_content_text(m.get("content")).split()) + 4
-        for m in request.get("messages") or []
-        if isinstance(m, dict)
-    )
+    prompt = prompt_tokens(request.get("messages"))  # the one tokenizer every flavor shares
     completion = max(1, len(text.split()))
     return {
         "prompt_tokens": prompt,
@@ -174,6 +165,21 @@ def compute_usage(request: dict[str, Any], text: str) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }
+
+
+def _within(reply: Reply, request: dict[str, Any], verdict: Verdict) -> Reply:
+    """The reply as the flavor's window lets it out: cut at the window, usage capped."""
+    budget = verdict.completion_budget
+    words = list(re.finditer(r"\S+", reply.text))
+    if budget is not None and len(words) > budget:  # generation stopped when the window filled
+        reply = replace(reply, text=reply.text[: words[budget - 1].end()] if budget > 0 else "",
+                        finish_reason="length")
+    if verdict.prompt_cap is not None and reply.usage is True:
+        usage = compute_usage(request, reply.text)
+        usage["prompt_tokens"] = min(usage["prompt_tokens"], verdict.prompt_cap)
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        reply = replace(reply, usage=usage)
+    return reply
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -280,15 +286,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, body: Any, raw: bytes) -> None:
         route = self.path.split("?", 1)[0].rstrip("/")
         method = self.command
-        if method == "POST" and route.endswith("/chat/completions"):
+        flavor = self.server.chat._flavor
+        extra = flavor.route(method, route)  # /props, /api/show ...: before /models, which /api/v0/models ends with
+        if extra is not None:
+            if route in flavor.public or self._authorized():
+                self._json(*extra(self.server.chat, body))
+        elif method == "POST" and route.endswith("/chat/completions"):
             if self._authorized():
                 self._chat(body, raw)
         elif method == "GET" and route.endswith("/models"):
             if self._authorized():
                 self._models()
-        elif method == "GET" and "/models/" in route:
+        elif method == "GET" and "/models/" in route and flavor.retrieves:
             if self._authorized():
-                self._model(route.rsplit("/models/", 1)[1])
+                self._json(*flavor.model(self.server.chat, route.rsplit("/models/", 1)[1]))
         else:
             message = (
                 f"Unknown request URL: {method} {route}. Please check the URL for typos, "
@@ -306,28 +317,28 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _models(self) -> None:
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.server.chat.models]
-        self._json(200, {"object": "list", "data": data})
-
-    def _model(self, name: str) -> None:
-        if name in self.server.chat.models:
-            self._json(200, {"id": name, "object": "model", "created": 0, "owned_by": "test"})
-        else:
-            message = f"The model `{name}` does not exist or you do not have access to it."
-            self._json(404, _error_body(message, "invalid_request_error", "model_not_found"))
+        self._json(*self.server.chat._flavor.models(self.server.chat))
 
     def _chat(self, body: Any, raw: bytes) -> None:
         if not isinstance(body, dict):
             message = "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)"
             self._json(400, _error_body(message, "invalid_request_error", None))
             return
+        verdict = self.server.chat._flavor.chat(self.server.chat, body)
+        if verdict.refusal is not None:  # refused before any reply: the script is left as it was
+            self._json(*verdict.refusal)
+            return
+        if verdict.messages is not None:  # what the model gets to see, as the server cut it
+            body = {**body, "messages": verdict.messages}
         behaviour = self.server.chat._next_behaviour()
         if isinstance(behaviour, Echo):
             behaviour = behaviour.to_reply(body)
         if isinstance(behaviour, Error):
             self._sleep(behaviour.delay)
             self._send(behaviour.status, behaviour.payload(), "application/json", behaviour.headers)
-        elif body.get("stream") is True:
+            return
+        behaviour = _within(behaviour, body, verdict)
+        if body.get("stream") is True:
             self._stream(behaviour, body)
         else:
             self._complete(behaviour, body)
@@ -354,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
             "id": self.server.chat._new_id(),
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": request.get("model", ""),
+            "model": self.server.chat.served_model or request.get("model", ""),
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}],
         }
         if reply.usage is not False:
@@ -370,7 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         options = request.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        cid, created, model = self.server.chat._new_id(), int(time.time()), request.get("model", "")
+        cid, created = self.server.chat._new_id(), int(time.time())
+        model = self.server.chat.served_model or request.get("model", "")  # llama-server names its -m path
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             out: dict[str, Any] = {
@@ -497,11 +509,25 @@ class _Handler(BaseHTTPRequestHandler):
 class ChatServer:
     """Threaded OpenAI-compatible server on 127.0.0.1 with an ephemeral port.
 
-    Configuration attributes (``default``, ``api_key``, ``models``) may be
-    changed at any time; each request reads them when it arrives.
+    Configuration attributes may be changed at any time; each request reads them
+    when it arrives:
+
+    - ``default``, ``api_key``, ``models``: the reply when the script is empty, the key
+      to demand (None: any), the model ids served.
+    - ``flavor``: which server to be, one of :data:`FLAVORS` ("openai", "llamacpp",
+      "vllm", "ollama", "lmstudio"); see tests/flavors.py.
+    - ``n_ctx``: the window the server enforces, in :func:`compute_usage`'s tokens;
+      None enforces none (and discovery endpoints report 4096).
+    - ``served_model``: the ``model`` every chunk and completion names, whatever the
+      request asked for (llama-server names its ``-m`` path); None echoes the request's.
+    - ``loaded``: the models Ollama's /api/ps and LM Studio's /api/v0 report as loaded
+      (None: all of ``models``).
+    - ``ollama_num_ctx_param``: Ollama's /api/show lists ``num_ctx`` (the Modelfile sets it).
+    - ``vllm_nested_errors``: vLLM's newer ``{"error": {...}}`` instead of its top-level body.
     """
 
-    def __init__(self, *, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, port: int = 0, tls: ssl.SSLContext | None = None, flavor: str = "openai",
+                 n_ctx: int | None = None, served_model: str | None = None) -> None:
         self._port = port  # 0: any free port
         self.tls = tls
         self._lock = threading.Lock()
@@ -518,6 +544,23 @@ class ChatServer:
         self.default: Behaviour = Echo()
         self.api_key: str | None = None
         self.models: list[str] = list(DEFAULT_MODELS)
+        self._initial = (flavor, n_ctx, served_model)
+        self.flavor = flavor
+        self.n_ctx: int | None = n_ctx
+        self.served_model: str | None = served_model
+        self.loaded: list[str] | None = None
+        self.ollama_num_ctx_param = False
+        self.vllm_nested_errors = False
+
+    @property
+    def flavor(self) -> str:
+        return self._flavor.name
+
+    @flavor.setter
+    def flavor(self, name: str) -> None:
+        if name not in FLAVORS:
+            raise ValueError(f"unknown flavor {name!r}; one of {', '.join(FLAVORS)}")
+        self._flavor: Flavor = FLAVORS[name]
 
     # -- lifecycle --------------------------------------------------------- #
 
@@ -606,7 +649,7 @@ class ChatServer:
         ]
 
     def reset(self) -> None:
-        """Back to a fresh state, so one server can be shared between tests."""
+        """Back to the state it started in (the constructor's flavor, n_ctx, served_model), for sharing."""
         with self._lock:
             self._script.clear()
             self._requests.clear()
@@ -614,6 +657,10 @@ class ChatServer:
             self.default = Echo()
             self.api_key = None
             self.models = list(DEFAULT_MODELS)
+            self.flavor, self.n_ctx, self.served_model = self._initial
+            self.loaded = None
+            self.ollama_num_ctx_param = False
+            self.vllm_nested_errors = False
 
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """Wait until no request is being handled (e.g. a dropped stream noticed it)."""
@@ -654,7 +701,7 @@ class ChatServer:
 
 
 def main() -> None:
-    """Serve by hand, to try chatcli against it: python -m tests.server [--port N] [--reply FILE]."""
+    """Serve by hand, to try chatcli against it: python -m tests.server [--port N] [--reply FILE] [--flavor F]."""
     import argparse
     from pathlib import Path
 
@@ -662,8 +709,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--reply", type=Path, help="stream this file's text as every reply (default: echo)")
     parser.add_argument("--delay", type=float, default=0.005, help="seconds between 4-character chunks")
+    parser.add_argument("--flavor", choices=list(FLAVORS), default="openai", help="which server to speak like")
+    parser.add_argument("--n-ctx", type=int, help="the window to enforce, in words + 4 per message")
     args = parser.parse_args()
-    server = ChatServer(port=args.port).start()
+    server = ChatServer(port=args.port, flavor=args.flavor, n_ctx=args.n_ctx).start()
     if args.reply:
         server.default = Reply(args.reply.read_text(), delay=args.delay)
     else:
