@@ -455,6 +455,12 @@ def test_system_model_and_temperature_changes_are_saved(srv, chat, db_path):
         restored = Session.load(Journal(store), 2, client=None)
         assert (restored.system, restored.model, restored.params) == ("Be brief.", "gpt-4o-mini", {"max_tokens": 50})
 
+    # So is removing the system prompt: the resumed session sends none.
+    chat(resume=2).run("/system none", ENTER, "after", ENTER)
+    assert srv.chat_requests[-1].body["messages"][0] == {"role": "user", "content": "x"}
+    with closing(Journal.open(db_path).store) as store:  # type: ignore[arg-type]
+        assert Session.load(Journal(store), 2, client=None).system is None
+
     # And the resumed session sends with them.
     chat(resume=1).run("ahoy", ENTER)
     body = srv.chat_requests[-1].body
