@@ -115,6 +115,19 @@ def _load(store: Store, session_id: int):
     return Session.restore(info, store.messages(session_id), client=None, journal=Journal(None))
 
 
+def spent(store: Store, info: SessionInfo) -> str:
+    """A session's tokens as /usage counts them, with the same computation (Session.accounting):
+    every request it paid for (undone and replaced replies and /compact summaries included), the
+    server's usage where it reported one, and our estimate, marked ≈, where it did not."""
+    from chatcli.journal import Journal
+    from chatcli.session import Session
+
+    session = Session.restore(info, store.messages(info.id), client=None, journal=Journal(None),
+                              spends=store.ledger(session_id=info.id))
+    _, total = session.accounting()
+    return f"{'' if total.exact else '≈'}{total.usage.total_tokens:,}"
+
+
 def list_action(store: Store, args, env: Env) -> int:
     from chatcli.commands import Result
     from chatcli.render import show_result
@@ -124,7 +137,7 @@ def list_action(store: Store, args, env: Env) -> int:
         env.stdout.write("No saved sessions yet.\n")
         return EXIT_OK
     headers = ["id", "title", "model", "turns", "tokens", "updated"]
-    rows = [[str(i.id), i.title or "", i.model, str(i.turns), f"{i.tokens:,}", age(i.updated_at)] for i in listed]
+    rows = [[str(i.id), i.title or "", i.model, str(i.turns), spent(store, i), age(i.updated_at)] for i in listed]
     if not env.stdout_isatty:
         # For scripts: one line per session, tab-separated, never wrapped.
         for row in [headers, *rows]:
