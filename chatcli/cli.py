@@ -19,7 +19,6 @@ from chatcli.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     ChatError,
-    ConfigError,
     Terminated,
     UsageError,
 )

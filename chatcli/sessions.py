@@ -130,7 +130,7 @@ def spent(store: Store, info: SessionInfo) -> str:
 
 def list_action(store: Store, args, env: Env) -> int:
     from chatcli.commands import Result
-    from chatcli.render import show_result
+    from chatcli.views import show_result
 
     listed = store.list_sessions(limit=args.limit)
     if not listed:
@@ -301,7 +301,7 @@ def usage_action(store: Store, args, env: Env) -> int:
     total_mark = "" if all_exact else "≈"
     rows.append(["total", f"{total_mark}{total_tokens:,}", cost_cell(total_tokens, total_usd, any_unknown, all_exact), ""])
     from chatcli.commands import Result
-    from chatcli.render import show_result
+    from chatcli.views import show_result
 
     chart = "cost" if measure else "tokens"
     show_result(
