@@ -24,8 +24,6 @@ from chatcli.errors import (
 )
 from chatcli.flags import SUBCOMMANDS, Parser, add_flags, setting_type, split_subcommand
 
-_Parser = Parser  # the name it had here
-
 if TYPE_CHECKING:
     from chatcli.schema import Schema
 
@@ -69,7 +67,7 @@ def _where_flags(parser: argparse.ArgumentParser, *, base_url: bool = True) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="chatcli",
         description="Chat with OpenAI-compatible models in the terminal. With no question and a terminal "
         "on stdin, opens an interactive session; otherwise asks once and writes the answer to stdout.",

@@ -80,8 +80,9 @@ def add_flags(parser: argparse.ArgumentParser, dests: Sequence[str], *, again: b
 def split_subcommand(argv: Sequence[str], parser: argparse.ArgumentParser) -> Subcommand | None:
     """The subcommand argv names after chatcli's flags, if it names one.
 
-    A word is a subcommand only where a question would begin: `chatcli -m gpt-4o models` is the
-    subcommand (and a usage error), `chatcli -r sessions` resumes a session named "sessions".
+    A word is a subcommand only where a question would begin, the flags' values skipped as argparse
+    takes them: `chatcli -m gpt-4o models` is the subcommand (and a usage error, as it takes no -m),
+    while in `chatcli -r sessions` and `chatcli -- models` the word is -r's value and a question.
     """
     i, before = 0, []
     while i < len(argv):
