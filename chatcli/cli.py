@@ -11,19 +11,18 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from chatcli import __version__
-from chatcli.config import SETTINGS_BY_KEY
 from chatcli.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
-    EXIT_USAGE,
     ChatError,
-    ConfigError,
     Terminated,
     UsageError,
 )
+from chatcli.flags import SUBCOMMANDS, Parser, add_flags, setting_type, split_subcommand
 
 if TYPE_CHECKING:
     from chatcli.schema import Schema
@@ -46,6 +45,7 @@ examples:
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
   chatcli models                               the models the server offers
   chatcli config check                         is the config file right? (also: path, show, profiles)
+  chatcli --db ~/work.db sessions list         flags a subcommand takes go before or after it
   source <(chatcli --completion bash)          Tab completion (also zsh, fish)
   chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
   chatcli --schema person.json "invent a person"   JSON that must match a JSON Schema
@@ -61,45 +61,13 @@ exit codes: 0 ok, 1 request failed, reply incomplete or not matching --schema, 2
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One sentence, not a usage dump."""
-        command = " ".join(self.prog.split()[:2])  # chatcli, or chatcli sessions
-        self.exit(EXIT_USAGE, f"chatcli: {message}; see {command} --help.\n")
-
-
-def _setting(key: str):
-    """An argparse type that validates a flag with the same rules as the config file."""
-    setting = SETTINGS_BY_KEY[key]
-
-    def parse(text: str) -> Any:
-        try:
-            value = setting.parse(text, "")
-        except ConfigError:
-            raise argparse.ArgumentTypeError(f"must be {setting.allowed()}, not {text!r}") from None
-        if key == "base_url":
-            from chatcli.config import check_base_url
-
-            try:
-                return check_base_url(value)
-            except ConfigError as exc:
-                raise argparse.ArgumentTypeError(exc.message[0].lower() + exc.message[1:].rstrip(".")) from None
-        return value
-
-    parse.__name__ = key
-    return parse
-
-
 def _where_flags(parser: argparse.ArgumentParser, *, base_url: bool = True) -> None:
     """--profile, --base-url and --config: which server, and which config file, for chatcli and its subcommands."""
-    parser.add_argument("-p", "--profile", type=_setting("profile"), metavar="NAME", help="use the config file's [profiles.NAME] (also: CHATCLI_PROFILE)")
-    if base_url:
-        parser.add_argument("--base-url", type=_setting("base_url"), metavar="URL", help="OpenAI-compatible API base URL")
-    parser.add_argument("--config", metavar="PATH", help="config file (default: ~/.config/chatcli/config.toml)")
+    add_flags(parser, ("profile", "base_url", "config") if base_url else ("profile", "config"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="chatcli",
         description="Chat with OpenAI-compatible models in the terminal. With no question and a terminal "
         "on stdin, opens an interactive session; otherwise asks once and writes the answer to stdout.",
@@ -107,10 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("question", nargs="*", help="ask this once, then exit (piped stdin is appended)")
-    parser.add_argument("-m", "--model", type=_setting("model"), help="model name (default: gpt-4o-mini)")
-    parser.add_argument("-s", "--system", type=_setting("system"), help="system prompt, i.e. a persona")
-    parser.add_argument("-t", "--temperature", type=_setting("temperature"), help="sampling temperature, 0 to 2")
-    parser.add_argument("--max-tokens", type=_setting("max_tokens"), metavar="N", help="longest reply, in tokens")
+    parser.add_argument("-m", "--model", type=setting_type("model"), help="model name (default: gpt-4o-mini)")
+    parser.add_argument("-s", "--system", type=setting_type("system"), help="system prompt, i.e. a persona")
+    parser.add_argument("-t", "--temperature", type=setting_type("temperature"), help="sampling temperature, 0 to 2")
+    parser.add_argument("--max-tokens", type=setting_type("max_tokens"), metavar="N", help="longest reply, in tokens")
     parser.add_argument("-o", "--option", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a request parameter, as /set does: -o top_p 0.9 -o seed 42 (repeatable)")
     parser.add_argument("-f", "--file", action="append", metavar="PATH", help="attach a text file to the first message, as /file does (repeatable)")
     _where_flags(parser)
@@ -121,46 +89,48 @@ def build_parser() -> argparse.ArgumentParser:
         "-r", "--resume", nargs="?", const="last", metavar="ID", help="continue a saved session (default: the last)"
     )
     parser.add_argument("-c", "--continue", dest="resume", action="store_const", const="last", help="continue the last session")
-    parser.add_argument("--db", type=_setting("db"), metavar="PATH", help="session database (default: ~/.local/share/chatcli/chatcli.db)")
+    add_flags(parser, ("db",))
     parser.add_argument("--no-save", action="store_true", help="incognito: save no conversation and no input history (with a [budget] set, only tokens and cost are recorded, so the caps hold)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each request, its timings and retries to stderr (keys redacted), and say why token counts are estimates")
-    parser.add_argument("--log-file", metavar="PATH", help="append that log to PATH instead (or as well, with -v)")
+    add_flags(parser, ("verbose", "log_file"))
     parser.add_argument("--completion", choices=("bash", "zsh", "fish"), help="print a shell completion script, as in: source <(chatcli --completion bash)")
     parser.add_argument("--version", action="version", version=f"chatcli {__version__}")
+    return parser
+
+
+def build_subcommand_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of a subcommand, with the global flags it takes (flags.SUBCOMMANDS)."""
+    if name in ("sessions", "usage"):
+        from chatcli import sessions
+
+        return (sessions.build_sessions_parser if name == "sessions" else sessions.build_usage_parser)(Parser)
+    if name == "models":
+        parser = Parser(prog="chatcli models", description="List the models the server offers (GET /models), one a line.")
+    else:
+        parser = Parser(prog="chatcli config", description="The config file: where it is, what it sets, whether it is "
+                        "right (check also asks the server about the names of [models] tables), and the names of its profiles.")
+        parser.add_argument("action", choices=("path", "show", "check", "profiles"))
+    add_flags(parser, SUBCOMMANDS[name])
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, env=None) -> int:
     """The console script. Tests may pass argv and an Env of their own, and run it in-process."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["sessions"]:
-        from chatcli.sessions import build_sessions_parser, run_sessions
-
-        args = build_sessions_parser(_Parser).parse_args(argv[1:])
-        runner = run_sessions
-    elif argv[:1] == ["usage"]:
-        from chatcli.sessions import build_usage_parser, run_usage
-
-        args = build_usage_parser(_Parser).parse_args(argv[1:])
-        runner = run_usage
-    elif argv[:1] == ["models"]:
-        models = _Parser(prog="chatcli models", description="List the models the server offers (GET /models), one a line.")
-        _where_flags(models)
-        args = models.parse_args(argv[1:])
-        runner = _list_models
-    elif argv[:1] == ["config"]:
-        config = _Parser(prog="chatcli config", description="The config file: where it is, what it sets, whether it is right, "
-                         "and the names of its profiles.")
-        config.add_argument("action", choices=("path", "show", "check", "profiles"))
-        _where_flags(config, base_url=False)
-        args = config.parse_args(argv[1:])
-        runner = _config_action
+    sub = split_subcommand(argv, build_parser())
+    if sub is not None:
+        parser = build_subcommand_parser(sub.name)
+        refused = sub.refused()
+        if refused:
+            parser.error(refused)
+        args = parser.parse_args(sub.before + sub.after)
+        runner = RUNNERS[sub.name]
     else:
         args = build_parser().parse_args(argv)
         if args.completion:
             from chatcli.completion import completion_script
 
-            sys.stdout.write(completion_script(build_parser(), args.completion))
+            subcommands = {name: build_subcommand_parser(name) for name in SUBCOMMANDS}
+            sys.stdout.write(completion_script(build_parser(), args.completion, subcommands))
             return 0
         runner = _run
 
@@ -231,6 +201,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
     from chatcli.config import SETTINGS, default_config_path, load_config
     from chatcli.config_text import toml_value
     from chatcli.pii import hide_password
+    from chatcli.terminal import strip_controls
 
     if args.action == "path":
         env.stdout.write(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
@@ -240,8 +211,12 @@ def _config_action(args: argparse.Namespace, env) -> int:
         env.stdout.write("".join(f"{name}\n" for name in config.profiles))
         return 0
     if args.action == "check":
-        for warning in config.warnings:
-            env.stderr.write(f"chatcli: warning: {warning}\n")
+        from chatcli.config_check import model_table_warnings
+
+        with _logging(args, env, config):
+            warnings = [*config.warnings, *model_table_warnings(env, config, config_path=args.config)]
+        for warning in warnings:
+            env.stderr.write(f"chatcli: warning: {strip_controls(warning)}\n")
         there = config.config_path if config.config_path and config.config_path.is_file() else None
         env.stdout.write(f"ok: {there or 'no config file; defaults, .env and the environment'}\n")
         return 0
@@ -268,9 +243,26 @@ def _list_models(args: argparse.Namespace, env) -> int:
 
     config = load_config(env, config_path=args.config, flags={"base_url": args.base_url, "profile": args.profile})
     require_api_key(config)
-    for name in ChatClient(config).models():
+    with _logging(args, env, config):
+        names = ChatClient(config).models()
+    for name in names:
         env.stdout.write(name + "\n")
     return 0
+
+
+def _report(name: str):
+    """A runner from chatcli.sessions, imported when it runs."""
+
+    def run(args: argparse.Namespace, env) -> int:
+        from chatcli import sessions
+
+        return getattr(sessions, name)(args, env)
+
+    return run
+
+
+RUNNERS = {"sessions": _report("run_sessions"), "usage": _report("run_usage"), "models": _list_models,
+           "config": _config_action}
 
 
 def _run(args: argparse.Namespace, env) -> int:
@@ -297,15 +289,22 @@ def _run(args: argparse.Namespace, env) -> int:
     for warning in config.warnings:
         env.stderr.write(f"chatcli: warning: {warning}\n")
     require_api_key(config)
-    if not args.verbose and args.log_file is None:
+    with _logging(args, env, config):
         return _start(args, env, config, flags, schema=schema)
 
+
+@contextmanager
+def _logging(args: argparse.Namespace, env, config) -> Iterator[None]:
+    """-v and --log-file: the log of what goes to the server, for a chat and for the subcommands that ask it."""
+    if not args.verbose and args.log_file is None:
+        yield
+        return
     from chatcli.log import log, logging_to
 
     with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
         log.info("chatcli %s: %s at %s, API key %s, config %s", __version__, config.model, config.shown_url,
                  "set" if config.api_key else "not set", config.config_path)
-        return _start(args, env, config, flags, schema=schema)
+        yield
 
 
 def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, schema: Schema | None = None) -> int:

@@ -22,6 +22,7 @@ class Env:
     stdout_isatty: bool
     environ: Mapping[str, str] = field(default_factory=dict)
     cwd: Path = field(default_factory=Path.cwd)
+    stderr_isatty: bool = False  # where one-shot mode may say, live, that a reply has stalled
 
     @classmethod
     def from_process(cls) -> Env:
@@ -33,6 +34,7 @@ class Env:
             stdout_isatty=isatty(sys.stdout),
             environ=dict(os.environ),
             cwd=Path.cwd(),
+            stderr_isatty=isatty(sys.stderr),
         )
 
     def _xdg(self, name: str, fallback: str) -> Path:

@@ -13,6 +13,8 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from chatcli.env import Env
+from chatcli.events import LogLine
+from chatcli.log import routed
 from chatcli.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -21,7 +23,7 @@ from chatcli.errors import (
     ChatError,
     UsageError,
 )
-from chatcli.render import MarkdownRenderer, PlainRenderer, make_console, show_stats
+from chatcli.render import MarkdownRenderer, PlainRenderer, make_console
 from chatcli.session import (
     COMPLETE,
     ERROR,
@@ -32,6 +34,7 @@ from chatcli.session import (
     left_out_notice,
 )
 from chatcli.terminal import echo_off
+from chatcli.views import show_stats, stats_line
 
 _C1 = re.compile(r"[\x7f-\x9f]")  # DEL and C1: json.dumps leaves them be, and some terminals obey them
 
@@ -76,14 +79,18 @@ def run_oneshot(
     text = build_message(words, env, attached=bool(session.attached))
     quiet = nullcontext()
     held = io.StringIO()
+    # A reply that stalls mid-stream is said live on stderr when it is a terminal, never in stdout.
+    stalls = env.stderr if env.stderr_isatty else None
     if as_json or schema is not None:
-        renderer = PlainRenderer(held, notices=env.stderr)  # the reply goes out once: checked, or inside the JSON
+        # The reply goes out once: checked, or inside the JSON.
+        renderer = PlainRenderer(held, notices=env.stderr, stalls=stalls)
     elif markdown and env.stdout_isatty:
         console = make_console(env.stdout, color=not env.no_color)
-        renderer = MarkdownRenderer(console, show_reasoning=session.show_reasoning)
+        renderer = MarkdownRenderer(console, show_reasoning=session.show_reasoning)  # says a stall in its live region
         quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
     else:
-        renderer = PlainRenderer(env.stdout, notices=env.stderr)
+        # With stdout on the terminal too (--plain, NO_COLOR), the notice goes after the reply's text.
+        renderer = PlainRenderer(env.stdout, notices=env.stderr, stalls=stalls, after_text=env.stdout_isatty)
     request = None
     if schema is not None:
         from chatcli.log import log
@@ -92,7 +99,10 @@ def run_oneshot(
         log.info("--schema %s: name %s, strict %s", schema.shown, schema.name,
                  "true" if schema.strict else f"false ({schema.not_strict})")
     try:
-        with quiet, renderer:
+        # Plain output: -v lines go through the renderer, which writes them to stderr with the stall
+        # notice there erased first.
+        logs = routed(lambda line: renderer.handle(LogLine(line))) if isinstance(renderer, PlainRenderer) else nullcontext()
+        with quiet, renderer, logs:
             turn = session.send(text, on_event=renderer.handle, request=request)
     except KeyboardInterrupt:  # SIGTERM or SIGHUP: the turn is saved; keep what arrived on stdout too
         if schema is not None and not as_json:
@@ -100,6 +110,9 @@ def run_oneshot(
         raise
     if stats and isinstance(renderer, MarkdownRenderer):
         show_stats(console, session, turn)
+    elif stats and stats_line(session, turn):  # plain output: on stderr, so stdout stays the reply alone
+        env.stderr.write(f"chatcli: {stats_line(session, turn)}\n")
+        env.stderr.flush()
     verdict = None
     if schema is not None:
         from chatcli.schema import check_reply

@@ -5,24 +5,24 @@ ControlFilter takes every terminal control sequence out of it before it is
 drawn. The markdown renderer prints each finished block once to the normal
 scrollback and keeps only the unfinished tail in a small live region, so a
 reply costs time linear in its length and nothing is repeated or cut.
+Everything else chatcli draws (results, notices, the stats line) is in views.py.
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.blocks import BlockSplitter
 from chatcli.events import NOTICES, Event, LogLine, ReasoningDelta, TextDelta
-from chatcli.session import PENDING
-from chatcli.terminal import ControlFilter, InterruptGuard, strip_controls
+from chatcli.session import STALL_S
+from chatcli.terminal import ControlFilter, InterruptGuard
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions
 
-    from chatcli.commands import Result
-    from chatcli.session import Session
 
 class Renderer:
     """What both renderers share: control sequences filtered out, Ctrl-C held while drawing."""
@@ -61,33 +61,61 @@ class Renderer:
 
 
 class PlainRenderer(Renderer):
-    """Writes the reply as it streams, as plain text: for pipes, files and --plain."""
+    """Writes the reply as it streams, as plain text: for pipes, files and --plain.
 
-    def __init__(self, out: TextIO, *, notices: TextIO | None = None) -> None:
+    `stalls`: a terminal on which to say, live, that no token has come for a while mid-reply
+    (stderr in one-shot mode, the terminal itself in the REPL); `after_text` when the reply is
+    drawn on that terminal too, so the notice goes at the end of its line.
+    """
+
+    def __init__(self, out: TextIO, *, notices: TextIO | None = None, stalls: TextIO | None = None,
+                 after_text: bool = False) -> None:
         super().__init__()
         self._out = out
         self._notices = notices  # where a retry is said (stderr in one-shot mode); None: not said
         self._last = "\n"
+        self._stall = None
+        if stalls is not None:
+            from chatcli.stall import StallNotice
+
+            self._stall = StallNotice(stalls, after_text=after_text)
+
+    def _start(self) -> None:
+        if self._stall is not None:
+            self._stall.start()
+
+    def _quiet(self):
+        """The terminal to write on, with the stall notice erased."""
+        return self._stall.clear() if self._stall is not None else nullcontext()
 
     def handle(self, event: Event) -> None:
+        if isinstance(event, (TextDelta, ReasoningDelta)) and self._stall is not None:
+            self._stall.token()
         if isinstance(event, NOTICES):
             if self._notices is not None:
                 line = str(event) if isinstance(event, LogLine) else f"chatcli: {event}."
-                if self._notices is self._out and self._last != "\n":
-                    line = "\n" + line  # not glued to the end of a line of the reply
-                    self._last = "\n"
-                self._notices.write(line + "\n")
-                self._notices.flush()
+                with self._quiet():
+                    if self._notices is self._out and self._last != "\n":
+                        line = "\n" + line  # not glued to the end of a line of the reply
+                        self._last = "\n"
+                        if self._stall is not None:
+                            self._stall.wrote("\n")
+                    self._notices.write(line + "\n")
+                    self._notices.flush()
             return
         super().handle(event)
 
     def _draw(self, text: str) -> None:
-        with self._guard.hold():  # a Ctrl-C waits until the text is out
+        with self._guard.hold(), self._quiet():  # a Ctrl-C waits until the text is out
             self._last = text[-1]
             self._out.write(text)
             self._out.flush()
+            if self._stall is not None:
+                self._stall.wrote(text)
 
     def _finish(self) -> None:
+        if self._stall is not None:
+            self._stall.stop()
         if self._last != "\n":
             self._out.write("\n")
         self._out.flush()
@@ -115,8 +143,18 @@ class MarkdownRenderer(Renderer):
         self.thinking = False  # reasoning is arriving (the tail says so when it is hidden)
         self.printing = False  # a block is going to scrollback: the tail waits for the next frame
         self.started = time.monotonic()
+        self.last_token: float | None = None  # when the last token (text or reasoning) came
+
+    def stalled_for(self) -> float | None:
+        """Seconds since the last token, once the reply has begun and STALL_S have passed without one."""
+        last = self.last_token
+        if last is None or time.monotonic() - last < STALL_S:
+            return None
+        return time.monotonic() - last
 
     def handle(self, event: Event) -> None:
+        if isinstance(event, (TextDelta, ReasoningDelta)):
+            self.last_token = time.monotonic()
         if isinstance(event, ReasoningDelta):
             self.thinking = True
             text = self._reasoning_filter.feed(event.text)
@@ -354,16 +392,24 @@ class _Tail:
         # A few rows, never a screenful: a window shrunk below the live region's height pushes
         # its top rows into the scrollback, where they can no longer be erased.
         height = max(1, min(TAIL_ROWS, (options.max_height or console.height) - 1))
+        stalled = self._renderer.stalled_for()
+        notice = None
+        if stalled is not None:  # mid-reply, no token for a while: said under the tail, counting up
+            frame = SPINNER[int(stalled * 12) % len(SPINNER)]
+            notice = Text(f"{frame} no tokens for {int(stalled)}s (Ctrl-C stops the reply)", style="yellow")
+            height = max(1, height - 1)
         text = self._renderer.tail()
         if not text.strip():
             reasoning = self._renderer.reasoning_tail()
             if reasoning:  # one long line of reasoning wraps: keep it to the tail's rows too
                 yield reasoning_text(reasoning[-height * max(1, options.max_width - 2) :])
-                return
-            elapsed = time.monotonic() - self._renderer.started
-            frame = SPINNER[int(elapsed * 12) % len(SPINNER)]
-            doing = "thinking" if self._renderer.thinking else "waiting for the reply"
-            yield Text(f"{frame} {doing}… {elapsed:.1f}s", style="dim")
+            if notice is not None:
+                yield notice
+            elif not reasoning:
+                elapsed = time.monotonic() - self._renderer.started
+                frame = SPINNER[int(elapsed * 12) % len(SPINNER)]
+                doing = "thinking" if self._renderer.thinking else "waiting for the reply"
+                yield Text(f"{frame} {doing}… {elapsed:.1f}s", style="dim")
             return
         key = (text, options.max_width, height)
         if self._drawn is None or self._drawn[0] != key:
@@ -376,6 +422,8 @@ class _Tail:
         for line in self._drawn[1]:
             yield from line
             yield Segment.line()
+        if notice is not None:
+            yield notice
 
 
 def make_console(out: TextIO, *, color: bool = True, force_terminal: bool | None = None, width: int | None = None):
@@ -391,71 +439,3 @@ def make_console(out: TextIO, *, color: bool = True, force_terminal: bool | None
         force_terminal=force_terminal,
         width=width,
     )
-
-
-def show_result(console: Console, result: Result) -> None:
-    """Draw a slash command's Result."""
-    from rich.table import Table
-    from rich.text import Text
-
-    # Results echo what the user typed and what was saved: untrusted text too.
-    if result.text:
-        console.print(Text(strip_controls(result.text), style="red" if result.error else "cyan"))
-    if result.rows:
-        table = Table(*result.headers, show_edge=False, box=None, pad_edge=False, header_style="bold")
-        for row in result.rows:
-            table.add_row(*(Text(strip_controls(cell)) for cell in row))
-        console.print(table)
-
-
-def show_error(console: Console, message: str) -> None:
-    from rich.text import Text
-
-    console.print(Text(strip_controls(message), style="bold red"))
-
-
-def show_stats(console: Console, session: Session, turn) -> None:
-    """Time to first token, the reply's tokens and their rate: what the turn recorded, ≈ where estimated."""
-    from rich.text import Text
-
-    row = session.cost_of(turn)
-    if turn.first_token_s is None or turn.total_s is None or row.usage is None:
-        return
-    mark, tokens = ("" if row.exact else "≈"), row.usage.completion_tokens
-    streaming = turn.total_s - turn.first_token_s
-    rate = f" · {mark}{tokens / streaming:,.0f} tokens/s" if streaming > 0.05 else ""
-    line = f"first token {turn.first_token_s:.2f}s · {mark}{tokens:,} tokens in {turn.total_s:.1f}s{rate}"
-    console.print(Text(line, style="dim"))
-
-
-def show_notice(console: Console, message: str) -> None:
-    from rich.text import Text
-
-    console.print(Text(strip_controls(message), style="dim"))
-
-
-def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
-    """A resumed session's history, briefly: a line or two per turn."""
-    from rich.text import Text
-
-    turns = session.context_turns
-    header = f"Session {session.id}: {session.title or 'untitled'} · {len(turns)} turns"
-    if session.context_start:
-        header += f" ({session.context_start} cleared before these)"
-    console.print(Text(strip_controls(header), style="bold"))
-    if len(turns) > last:
-        console.print(Text(f"  … {len(turns) - last} earlier turns", style="dim"))
-    for turn in turns[-last:]:
-        console.print(Text("› " + _one_line(turn.user), style="bold cyan"))
-        if turn.status == PENDING:
-            console.print(Text("  (no reply)", style="dim italic"))
-            continue
-        reply = Text("  " + _one_line(turn.reply, 200), style="dim")
-        if turn.partial:
-            reply.append(f" [{turn.status}]", style="yellow")
-        console.print(reply)
-
-
-def _one_line(text: str, limit: int = 120) -> str:
-    text = " ".join(strip_controls(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -18,16 +18,7 @@ from chatcli.errors import ChatError, Terminated
 from chatcli.events import LogLine
 from chatcli.log import routed
 from chatcli.prompt import make_prompt_session, open_history
-from chatcli.render import (
-    MarkdownRenderer,
-    PlainRenderer,
-    make_console,
-    show_error,
-    show_notice,
-    show_recap,
-    show_result,
-    show_stats,
-)
+from chatcli.render import MarkdownRenderer, PlainRenderer, make_console
 from chatcli.session import (
     COMPLETE,
     ERROR,
@@ -40,6 +31,7 @@ from chatcli.session import (
     left_out_notice,
 )
 from chatcli.terminal import Clipboard, echo_off, write_whole
+from chatcli.views import show_error, show_notice, show_recap, show_result, show_stats
 
 
 class Repl:
@@ -192,7 +184,7 @@ class Repl:
         renderer = (
             MarkdownRenderer(self.console, show_reasoning=self.session.show_reasoning)
             if self.markdown
-            else PlainRenderer(self.out, notices=self.out)
+            else PlainRenderer(self.out, notices=self.out, stalls=self.out if isatty(self.out) else None, after_text=True)
         )
         try:
             with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer, \
@@ -216,7 +208,7 @@ class Repl:
         return turn
 
     def report(self, turn: Turn) -> None:
-        if self.stats and self.markdown:
+        if self.stats:
             show_stats(self.console, self.session, turn)
         if left_out_notice(turn):
             show_notice(self.console, f"[{left_out_notice(turn)}]")

@@ -39,6 +39,11 @@ SUMMARY_HEADING = "Summary of the earlier conversation:\n"
 # kept for the reply): a one-shot ask this short does not wait to hear the server's window.
 WINDOW_MATTERS = 512
 
+# Seconds without a token, mid-reply, after which the reply has stalled: the renderers say so, and
+# the time past this is not generation time (a llama-server sent SIGTERM stops mid-reply and holds
+# the connection open for 30 s).
+STALL_S = 3.0
+
 
 def _scrubbed(text: str, kinds: tuple[str, ...], where: str) -> tuple[str, Redacted | None]:
     """The text with personal data replaced, and what to tell the user, if anything was."""
@@ -96,6 +101,7 @@ class Turn:
     error: ChatError | None = None
     first_token_s: float | None = None
     total_s: float | None = None
+    stalled_s: float = 0.0  # of total_s, the time past STALL_S in each wait for a token mid-reply
     created_at: float = field(default_factory=time.time)
     ids: list[int] = field(default_factory=list)  # its rows in the store
     left_out: int = 0  # the oldest turns not sent with it, to fit the context window
@@ -556,10 +562,15 @@ class Session:
         stop: Terminated | None = None
         events = self._stream_fitting(turn, plan, messages)
         self.client.on_retry = on_event  # a retry is said when it happens, before the wait
+        last_token: float | None = None
         try:
             self.client.warm_up()  # so the latency recorded is the server's, not our imports'
             started = time.monotonic()
             for event in events:
+                if isinstance(event, (TextDelta, ReasoningDelta)):
+                    if last_token is not None:
+                        turn.stalled_s += max(0.0, time.monotonic() - last_token - STALL_S)
+                    last_token = time.monotonic()
                 if isinstance(event, TextDelta):
                     if turn.first_token_s is None:
                         turn.first_token_s = time.monotonic() - started
@@ -596,6 +607,8 @@ class Session:
             turn.reply = "".join(pieces)
             turn.reasoning = "".join(thoughts)
             turn.total_s = time.monotonic() - started
+            if last_token is not None:  # a stall that ended the reply (its end, or a Ctrl-C) counts too
+                turn.stalled_s += max(0.0, time.monotonic() - last_token - STALL_S)
             self._learn_from(turn)
             self.journal.reply(turn)
             self._record_spend(turn)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from chatcli.env import Env
 from chatcli.errors import EXIT_OK, ChatError, UsageError
+from chatcli.flags import SUBCOMMANDS, add_flags
 from chatcli.store import (
     SessionInfo,
     Store,
@@ -30,6 +31,7 @@ examples:
   chatcli sessions prune --older-than 30d
 """
 
+GLOBAL = SUBCOMMANDS["sessions"]  # the global flags sessions and usage take: --db, --config
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -49,8 +51,7 @@ def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argpar
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--db", metavar="PATH", help="session database (default: ~/.local/share/chatcli/chatcli.db)")
-    parser.add_argument("--config", metavar="PATH", help="config file")
+    add_flags(parser, GLOBAL)
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=parser_class)
     p = sub.add_parser("list", help="id, title, model, turns, tokens, last updated")
     p.add_argument("-n", "--limit", type=int, default=50, help="at most this many (default 50)")
@@ -69,6 +70,8 @@ def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argpar
     p = sub.add_parser("rename", help="give a session a title")
     p.add_argument("id", type=int)
     p.add_argument("title", nargs="+")
+    for action in sub.choices.values():  # chatcli sessions list --db X, as well as chatcli --db X sessions list
+        add_flags(action, GLOBAL, again=True)
     return parser
 
 
@@ -112,16 +115,29 @@ def _load(store: Store, session_id: int):
     return Session.restore(info, store.messages(session_id), client=None, journal=Journal(None))
 
 
+def spent(store: Store, info: SessionInfo) -> str:
+    """A session's tokens as /usage counts them, with the same computation (Session.accounting):
+    every request it paid for (undone and replaced replies and /compact summaries included), the
+    server's usage where it reported one, and our estimate, marked ≈, where it did not."""
+    from chatcli.journal import Journal
+    from chatcli.session import Session
+
+    session = Session.restore(info, store.messages(info.id), client=None, journal=Journal(None),
+                              spends=store.ledger(session_id=info.id))
+    _, total = session.accounting()
+    return f"{'' if total.exact else '≈'}{total.usage.total_tokens:,}"
+
+
 def list_action(store: Store, args, env: Env) -> int:
     from chatcli.commands import Result
-    from chatcli.render import show_result
+    from chatcli.views import show_result
 
     listed = store.list_sessions(limit=args.limit)
     if not listed:
         env.stdout.write("No saved sessions yet.\n")
         return EXIT_OK
     headers = ["id", "title", "model", "turns", "tokens", "updated"]
-    rows = [[str(i.id), i.title or "", i.model, str(i.turns), f"{i.tokens:,}", age(i.updated_at)] for i in listed]
+    rows = [[str(i.id), i.title or "", i.model, str(i.turns), spent(store, i), age(i.updated_at)] for i in listed]
     if not env.stdout_isatty:
         # For scripts: one line per session, tab-separated, never wrapped.
         for row in [headers, *rows]:
@@ -235,8 +251,7 @@ def build_usage_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.
     )
     parser.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
     parser.add_argument("--by", choices=("day", "model"), default="day", help="one row per day or per model")
-    parser.add_argument("--db", metavar="PATH", help="session database")
-    parser.add_argument("--config", metavar="PATH", help="config file")
+    add_flags(parser, SUBCOMMANDS["usage"])
     return parser
 
 
@@ -286,7 +301,7 @@ def usage_action(store: Store, args, env: Env) -> int:
     total_mark = "" if all_exact else "≈"
     rows.append(["total", f"{total_mark}{total_tokens:,}", cost_cell(total_tokens, total_usd, any_unknown, all_exact), ""])
     from chatcli.commands import Result
-    from chatcli.render import show_result
+    from chatcli.views import show_result
 
     chart = "cost" if measure else "tokens"
     show_result(

@@ -35,8 +35,7 @@ class SessionInfo:
     params: dict[str, Any]
     created_at: float
     updated_at: float
-    turns: int = 0
-    tokens: int = 0
+    turns: int = 0  # tokens: Session.accounting, the one count /usage and sessions list give
     context_from: int = 0
     summary: str | None = None
     profile: str | None = None  # the config profile it was held with
@@ -285,7 +284,6 @@ class Store:
 
     _INFO = """SELECT s.id, s.title, s.model, s.system, s.params, s.created_at, s.updated_at,
                       (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id AND m.role = 'user'),
-                      (SELECT COALESCE(SUM(total_tokens), 0) FROM messages m WHERE m.session_id = s.id),
                       s.context_from, s.summary, s.profile
                FROM sessions s"""
 
@@ -293,8 +291,7 @@ class Store:
     def _info(row: tuple) -> SessionInfo:
         return SessionInfo(
             id=row[0], title=row[1], model=row[2], system=row[3], params=json.loads(row[4] or "{}"),
-            created_at=row[5], updated_at=row[6], turns=row[7], tokens=row[8], context_from=row[9],
-            summary=row[10], profile=row[11],
+            created_at=row[5], updated_at=row[6], turns=row[7], context_from=row[8], summary=row[9], profile=row[10],
         )
 
     def list_sessions(self, *, limit: int | None = None) -> list[SessionInfo]:

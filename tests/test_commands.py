@@ -53,6 +53,28 @@ def test_system_shows_and_sets_and_keeps_history(session):
     assert len(session.turns) == 1
 
 
+@pytest.mark.parametrize("word", ["none", "default", "unset", "None"])
+def test_system_none_or_default_removes_the_prompt_as_temp_default_unsets_the_temperature(session, word):
+    session.turns.append(finished_turn("gpt-4o-mini", 10, 5))
+    REGISTRY.dispatch(session, "/temp 0.5")
+    REGISTRY.dispatch(session, "/temp default")
+
+    result = REGISTRY.dispatch(session, f"/system {word}")
+
+    assert not result.error and "removed" in result.text
+    assert session.system is None and "temperature" not in session.params  # both back to the server's own
+    assert session.messages("next")[0] == {"role": "user", "content": "q"}  # no system message is sent
+    assert len(session.turns) == 1
+    assert REGISTRY.dispatch(session, "/system").text == "No system prompt is set."
+    assert REGISTRY.dispatch(session, "/system none").text == "No system prompt was set; none is sent."
+
+
+def test_help_system_says_how_to_remove_it(session):
+    text = REGISTRY.dispatch(session, "/help system").text
+    assert text.startswith("/system [text|none]: ") and "/system none removes it" in text
+    assert "/system default" in text
+
+
 def test_clear_forgets_turns_but_keeps_system_and_spent_tokens(session):
     session.turns.append(finished_turn("gpt-4o-mini", 10, 5))
     REGISTRY.dispatch(session, "/clear")

@@ -56,7 +56,8 @@ from chatcli.errors import ChatError, ConfigError
 from chatcli.events import Usage
 from chatcli.pii import KINDS
 from chatcli.pricing import Price
-from chatcli.render import make_console, show_result
+from chatcli.render import make_console
+from chatcli.views import show_result
 from chatcli.session import (
     COMPLETE,
     ERROR,

@@ -455,6 +455,12 @@ def test_system_model_and_temperature_changes_are_saved(srv, chat, db_path):
         restored = Session.load(Journal(store), 2, client=None)
         assert (restored.system, restored.model, restored.params) == ("Be brief.", "gpt-4o-mini", {"max_tokens": 50})
 
+    # So is removing the system prompt: the resumed session sends none.
+    chat(resume=2).run("/system none", ENTER, "after", ENTER)
+    assert srv.chat_requests[-1].body["messages"][0] == {"role": "user", "content": "x"}
+    with closing(Journal.open(db_path).store) as store:  # type: ignore[arg-type]
+        assert Session.load(Journal(store), 2, client=None).system is None
+
     # And the resumed session sends with them.
     chat(resume=1).run("ahoy", ENTER)
     body = srv.chat_requests[-1].body
@@ -530,3 +536,21 @@ def test_an_unanswered_message_not_sent_again_stays_saved_and_is_not_sent(srv, c
     chat(resume=1).run(CTRL_C, "something else", ENTER)
     assert srv.chat_requests[-1].body["messages"] == convo("earlier", "earlier answer", "something else")
     assert [content for role, content in pairs(db_path) if role == "user"] == ["earlier", "lost question", "something else"]
+
+
+def test_sessions_list_counts_the_tokens_usage_counts(srv, chat, db_path, run_chatcli):
+    # A reply replaced by /retry was billed, and a server may report no usage (then chatcli estimates):
+    # `chatcli sessions list` used to add up only the usage reported for the replies still there.
+    srv.script(Reply("first answer"), Reply("first again"), Reply("a reply the server gave no usage for", usage=False))
+    chat(markdown=False).run("one", ENTER, "/retry", ENTER, "two", ENTER)
+    out = chat(resume=1, markdown=False).run("/usage", ENTER)
+    [total] = [line.split() for line in out.splitlines() if line.split()[:1] == ["session"]]
+
+    listed = run_chatcli("--db", str(db_path), "sessions", "list")
+
+    assert listed.returncode == 0, listed.stderr
+    header, row = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert row[header.index("tokens")] == total[3] and total[3].startswith("≈"), (row, total)
+    reported = sum(compute_usage(r.body, text)["total_tokens"]
+                   for r, text in zip(srv.chat_requests, ["first answer", "first again"]))
+    assert int(total[3].strip("≈").replace(",", "")) > reported  # the estimate for the third reply counts

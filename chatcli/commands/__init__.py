@@ -116,6 +116,10 @@ def exit_command(session: Session, arg: str) -> Result:
     return Result(exit=True)
 
 
+# The words that unset a value (/temp default, /set seed none, /system none): back to the server's own.
+UNSET = ("default", "unset", "none")
+
+
 def _shown(text: str, limit: int = 40) -> str:
     """A user's argument quoted in an error: one line, bounded."""
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from chatcli.blocks import code_blocks
-from chatcli.commands import Result, _shown, command, whole_number
+from chatcli.commands import UNSET, Result, _shown, command, whole_number
 from chatcli.session import (
     COMPLETE,
     INTERRUPTED,
@@ -23,13 +23,21 @@ def clear_command(session: Session, arg: str) -> Result:
     return Result(f"Forgot {count} {'exchange' if count == 1 else 'exchanges'}; the system prompt is kept.")
 
 
-@command("system", args="[text]", help="Show the system prompt, or set it (the history is kept).")
+@command("system", args="[text|none]", help="Show the system prompt, set it, or remove it with none (the history is kept).")
 def system_command(session: Session, arg: str) -> Result:
     """/system alone shows the system prompt. /system TEXT replaces it for the rest of the
-    session; earlier turns stay and are sent with the new prompt. With `redact` on, the prompt is
+    session; earlier turns stay and are sent with the new prompt. /system none removes it, so
+    none is sent and the model's own default applies; /system default (or unset) does the same,
+    as /temp default goes back to the server's own temperature. With `redact` on, the prompt is
     scrubbed too."""
     if not arg:
         return Result(f"System prompt: {session.system}" if session.system else "No system prompt is set.")
+    if arg.lower() in UNSET:
+        had = session.system
+        session.set_system(None)
+        if not had:
+            return Result("No system prompt was set; none is sent.")
+        return Result("System prompt removed: none is sent now, so the model's own default applies; the history is kept.")
     redacted = session.set_system(arg)
     said = f" ({redacted})" if redacted is not None else ""
     return Result(f"System prompt set{said}; the history is kept.")

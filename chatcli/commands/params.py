@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 
 from chatcli.capabilities import Adapter
-from chatcli.commands import Result, _shown, command
+from chatcli.commands import UNSET, Result, _shown, command
 from chatcli.config import SETTINGS_BY_KEY, Setting
 from chatcli.errors import ChatError
 from chatcli.session import (
@@ -38,7 +38,6 @@ PARAMS: dict[str, Setting] = {
 STOP_HELP = "up to 4 strings that end the reply, quoted as in a shell"
 
 
-UNSET = ("default", "unset", "none")
 
 
 @command("set", args="NAME VALUE", help="Set a request parameter (top_p, seed, stop, ...); VALUE default unsets it.")
