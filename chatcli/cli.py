@@ -243,10 +243,17 @@ def _list_models(args: argparse.Namespace, env) -> int:
 
     config = load_config(env, config_path=args.config, flags={"base_url": args.base_url, "profile": args.profile})
     require_api_key(config)
+    from chatcli.errors import one_line
+    from chatcli.profiles import make_tokenizer
+    from chatcli.server_facts import ServerFacts
+
     with _logging(args, env, config):
-        names = ChatClient(config).models()
-    for name in names:
-        env.stdout.write(name + "\n")
+        client = ChatClient(config)
+        names = client.models()
+        facts = ServerFacts(client, make_tokenizer(config))
+        for name in names:  # the name first, so `cut -d' ' -f1` gives the names alone
+            window = facts.window_for(name)
+            env.stdout.write(one_line(name, 200) + (f"  window {window.tokens:,} ({window.source})" if window else "") + "\n")
     return 0
 
 

@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from chatcli.tokens import Tokenizer
 
 # A cut is only called one when the server read less than this share of our estimate of a
-# request at least CUT_MIN tokens long: estimates err high, but not by half.
+# request at least CUT_MIN tokens long: estimates err high, but not by half; once corrected by
+# the server's earlier counts, they are within a fifth of it for any kind of text.
 CUT_SHARE = 0.5
+CUT_SHARE_CORRECTED = 0.8
 CUT_MIN = 512
 
 
@@ -47,8 +49,9 @@ def learn(tokenizer: Tokenizer, model: str, *, reported: int, estimated: int, ex
         # Exact counts come from OpenAI's tokenizers (whose servers do not cut) or from
         # llama.cpp's (which refuses an overflow with an error): only estimates are weighed.
         return None
-    corrected = estimated * (tokenizer.factor(model) or 1.0)
-    if corrected >= CUT_MIN and reported < CUT_SHARE * corrected:
+    factor = tokenizer.factor(model)
+    corrected = estimated * (factor or 1.0)
+    if corrected >= CUT_MIN and reported < (CUT_SHARE if factor is None else CUT_SHARE_CORRECTED) * corrected:
         cut = Cut(reported, round(corrected), cut_window(reported))
         tokenizer.set_window(model, cut.window, "the server read no more (it cut a longer prompt)", learned=True)
         return cut

@@ -68,6 +68,8 @@ def error_fields(body: Any) -> dict[str, Any]:
     """The error object of a body in any of the shapes servers use: {"error": {...}} (OpenAI,
     llama.cpp, newer vLLM), {"error": "text"} (LM Studio, Ollama's native API), or the fields
     at the top level ({"object": "error", "message": ...}: older vLLM)."""
+    if isinstance(body, str):  # the SDK hands over a string "error" as the body itself
+        return {"message": body}
     if not isinstance(body, dict):
         return {}
     error = body.get("error", body)

@@ -25,7 +25,7 @@ from chatcli.errors import one_line
 
 if TYPE_CHECKING:
     from chatcli.client import ChatClient
-    from chatcli.tokens import Tokenizer
+    from chatcli.tokens import Tokenizer, Window
 
 LLAMA_CPP, VLLM, OLLAMA, LM_STUDIO = "llama.cpp", "vLLM", "Ollama", "LM Studio"
 TIMEOUT = 5.0  # per request: a server that is slow to describe itself is not waited on longer
@@ -89,7 +89,7 @@ class LlamaCounter:
                 return None
             extra.append(whole - sum(parts))  # type: ignore[arg-type]
         per_message = max(-(-(extra[1] - extra[0]) // 2), 0)
-        return per_message, max(extra[0] - per_message, 0) + 1  # + 1: a BOS the request may add
+        return per_message, max(extra[0] - per_message, 0)
 
 
 @dataclass
@@ -139,6 +139,16 @@ class ServerFacts:
         if not self.models or configured in self.models:
             return configured
         return self.models[0]
+
+    def window_for(self, model: str) -> Window | None:
+        """The model's window as the server or chatcli's table says it, asked now (chatcli models);
+        None when neither says."""
+        if self.enabled:
+            self._learn(model, False)
+        from chatcli.tokens import DEFAULT_SOURCE
+
+        window = self.tokenizer.window(model)
+        return None if window.source == DEFAULT_SOURCE else window
 
     def take_notes(self) -> list[str]:
         with self._lock:

@@ -192,6 +192,7 @@ class Window:
 # Where a window came from, strongest first: what the server enforced beats the config,
 # which beats what the server reports, which beats the built-in table.
 LEARNED, CONFIGURED, REPORTED, BUILT_IN, DEFAULT = range(5)
+DEFAULT_SOURCE = "chatcli's default (default_context_window); the server did not say"
 
 
 @dataclass
@@ -240,7 +241,7 @@ class Tokenizer:
         family = family_of(model, KNOWN_MODELS)
         if family is not None:
             found[BUILT_IN] = Window(KNOWN_MODELS[family].context_window, f"chatcli's table ({family})")
-        found[DEFAULT] = Window(self.default.context_window, "chatcli's default; the server did not say")
+        found[DEFAULT] = Window(self.default.context_window, DEFAULT_SOURCE)
         return found[min(found)]
 
     def set_window(self, model: str, tokens: int, source: str, *, learned: bool = False) -> Window | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from chatcli.commands import Result, command, whole_number
 from chatcli.pricing import format_cost
+from chatcli.tokens import margin
 from chatcli.session import (
     ERROR,
     PENDING,
@@ -124,6 +125,9 @@ def tokens_command(session: Session, arg: str) -> Result:
     /compact, the history, and what fitting into the context window leaves out. Counts are exact
     where tiktoken's encoding is at hand, and marked ≈ where they are estimates."""
     t, model = session.tokenizer, session.model
+    session.settle(wait=2.0)  # the server's window, if it is still being asked
+    if t.counts_on_server(model):  # llama.cpp counts with the model's own tokenizer
+        t.count_on_server(model, [m["content"] for m in session.messages()])
     plan = session.plan()
     in_context = [turn for turn in session.context_turns if turn.in_context]
     system = t.message(model, "system", session.system) if session.system else None
@@ -140,8 +144,12 @@ def tokens_command(session: Session, arg: str) -> Result:
         ["left out to fit", f"{plan.left_out} {'turn' if plan.left_out == 1 else 'turns'}"],
         ["next request, before your message", str(plan.tokens)],
         ["kept free for the reply", f"{plan.reserve:,}"],
-        ["context window", f"{plan.window:,}"],
+        ["context window", f"{plan.window:,} ({t.window(model).source})"],
     ]
+    if not plan.tokens.exact:
+        rows.insert(-1, ["kept free for estimates' errors", f"{margin(plan.window):,}"])
+        if (factor := t.factor(model)) is not None:
+            rows.append(["estimates corrected by", f"×{factor:.2f}, from the server's counts of earlier turns"])
     why = t.problem(model)
     text = f"Counts marked ≈ are estimates: {why}." if why and not plan.tokens.exact else ""
     return Result(text=text, headers=["", "tokens"], rows=rows)

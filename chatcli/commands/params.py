@@ -135,6 +135,18 @@ def model_command(session: Session, arg: str) -> Result:
     if any(ch.isspace() or not ch.isprintable() for ch in arg):
         return Result(f"A model name has no spaces or control characters: {arg!r}.", error=True)
     session.set_model(arg)
+    try:
+        names = session.client.models() if session.client is not None else []
+    except ChatError:
+        names = []  # the server cannot say: the first request will
+    if names and arg not in names:
+        import difflib
+
+        near = difflib.get_close_matches(arg, names, n=3, cutoff=0.5)
+        hint = f"; close matches: {', '.join(near)}" if near else f"; it lists {len(names)} (/model shows them)"
+        return Result(f"Model set to {arg}, though the server does not list it{hint}. Its requests may fail.")
+    if session.pricing.price_for(arg) is None:
+        return Result(f"Model set to {arg}; chatcli knows no price for it, so its cost shows as unknown.")
     return Result(f"Model set to {arg}.")
 
 
