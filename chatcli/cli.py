@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("question", nargs="*", help="ask this once, then exit (piped stdin is appended)")
-    parser.add_argument("-m", "--model", type=setting_type("model"), help="model name (default: gpt-4o-mini)")
+    parser.add_argument("-m", "--model", type=setting_type("model"), help="model name (default: gpt-4o-mini, or the server's own model when it does not list that one)")
     parser.add_argument("-s", "--system", type=setting_type("system"), help="system prompt, i.e. a persona")
     parser.add_argument("-t", "--temperature", type=setting_type("temperature"), help="sampling temperature, 0 to 2")
     parser.add_argument("--max-tokens", type=setting_type("max_tokens"), metavar="N", help="longest reply, in tokens")
@@ -396,7 +396,10 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         multiline=config.multiline,
         history_path=env.state_dir / "history" if save else None,
     )
-    return repl.run()
+    from chatcli.log import holding
+
+    with holding():
+        return repl.run()
 
 
 def _as_commands(session, args: argparse.Namespace) -> list[str]:

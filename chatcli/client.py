@@ -52,6 +52,7 @@ class ChatClient:
         # Told before each retry the SDK makes, so the user sees why the reply is late.
         self.on_retry: Callable[[Retrying], None] | None = None
         self._known_models: list[str] | None = None  # the server's list, once fetched (for completion)
+        self.listing: list[dict[str, Any]] | None = None  # its entries as sent, once models() has fetched them
         self._fetching: threading.Thread | None = None
         # What each model takes (max_completion_tokens, no temperature, ...): every request is fitted.
         self.adapter = Adapter(config.models, default_effort=config.reasoning_effort)
@@ -191,7 +192,8 @@ class ChatClient:
         import openai
 
         try:
-            names = sorted({m.id for m in self._client().models.list().data if isinstance(getattr(m, "id", None), str)})
+            data = self._client().models.list().data
+            names = sorted({m.id for m in data if isinstance(getattr(m, "id", None), str)})
         except openai.APIStatusError as exc:
             raise describe_status_error(exc, config=self.config, model="") from None
         except (openai.APITimeoutError, httpx2.TimeoutException):
@@ -201,7 +203,14 @@ class ChatClient:
         except (openai.APIError, ValueError, TypeError):  # a body that is not a model list
             raise ChatError(f"The server at {self.config.shown_url} did not list its models.") from None
         self._known_models = names
+        # As the server sent them, with the fields OpenAI's list lacks (llama.cpp's meta, vLLM's
+        # max_model_len): server_facts reads the windows from these without asking again.
+        self.listing = [m.model_dump() for m in data if isinstance(getattr(m, "id", None), str)]
         return names
+
+    def peek_models(self) -> list[str] | None:
+        """The server's list if already fetched, without fetching it."""
+        return self._known_models
 
     def remember_models(self, names: list[str]) -> None:
         """The server's list, learned elsewhere (server_facts), for completion."""

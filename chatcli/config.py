@@ -111,7 +111,7 @@ def _fmt(number: float) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("model", str, "gpt-4o-mini", "Model to chat with."),
+    Setting("model", str, "gpt-4o-mini", "Model to chat with; unset, the server's own when it does not list gpt-4o-mini."),
     Setting("base_url", str, DEFAULT_BASE_URL, "Any OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, ...)."),
     Setting("api_key", str, None, "The API key. Prefer OPENAI_API_KEY or api_key_cmd over storing it here.", optional=True, example="sk-...", secret=True),
     Setting("api_key_cmd", str, None, "A command that prints the API key; run only when no key is set elsewhere.", optional=True, example="pass show openai"),

@@ -11,6 +11,7 @@ and api-key headers, and anything shaped like a known key format.
 from __future__ import annotations
 
 import logging
+import threading
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,8 @@ class Redacting(logging.Formatter):
 
 # Where --verbose lines go instead of stderr while the REPL draws a reply (see `routed`).
 _route: Callable[[str], None] | None = None
+_held: list[tuple[logging.Handler, logging.LogRecord]] = []  # lines from other threads, while holding
+_holding = False
 
 
 class _Handler(logging.StreamHandler):
@@ -49,6 +52,11 @@ class _Handler(logging.StreamHandler):
         self.routable = routable
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.routable and _holding and threading.current_thread() is not threading.main_thread():
+            # A line from the background (asking the server about itself) would cut into the
+            # prompt or the reply being drawn: it waits for the next reply, and goes above it.
+            _held.append((self, record))
+            return
         route = _route
         if not (self.routable and route is not None):
             return super().emit(record)
@@ -67,10 +75,37 @@ def routed(say: Callable[[str], None]) -> Iterator[None]:
     the reply it is drawing) instead of straight to stderr, where they would cut into it."""
     global _route
     saved, _route = _route, say
+    _release()
     try:
         yield
     finally:
         _route = saved
+
+
+@contextmanager
+def holding() -> Iterator[None]:
+    """While the REPL runs, a --verbose line from a background thread would cut into the prompt
+    or the reply being drawn: such lines are held, and printed above the next reply."""
+    global _holding
+    _holding = True
+    try:
+        yield
+    finally:
+        _holding = False
+        _release()
+
+
+def _release() -> None:
+    """The lines held from other threads, in order, each where its handler now sends it."""
+    while _held:
+        handler, record = _held.pop(0)
+        if isinstance(handler, _Handler) and _route is not None:
+            try:
+                _route(handler.format(record))
+            except Exception:  # noqa: BLE001 - a log line must never break the reply
+                pass
+        else:
+            logging.StreamHandler.emit(handler, record)  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -95,6 +130,7 @@ def logging_to(stderr: TextIO, *, verbose: bool, log_file: str | None, secret: s
     try:
         yield
     finally:
+        _release()  # what the background said after the last reply
         for logger, (level, propagate) in saved.items():
             for handler in handlers:
                 logger.removeHandler(handler)

@@ -97,7 +97,9 @@ class Repl:
         s = self.session
         persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
         profile = s.client.config.profile if s.client is not None else None
-        where = f"profile {profile}: {s.model}" if profile else s.model
+        # With no model configured the server's own is asked for in the background; the toolbar names it.
+        model = s.model if s.model_chosen else "the server's model"
+        where = f"profile {profile}: {model}" if profile else model
         show_notice(self.console, f"chatcli {__version__} · {where}{persona} · /help for commands, Ctrl-D to quit")
         prefill = ""
         if s.turns:

@@ -182,8 +182,11 @@ class ServerFacts:
         """The server's /models entries, asked once per server."""
         if self._entries is not None:
             return self._entries
-        found = self.client.fetch_json("models")
-        data = found.get("data") if isinstance(found, dict) else None
+        if self.client.listing is not None:
+            data: Any = self.client.listing
+        else:
+            found = self.client.fetch_json("models")
+            data = found.get("data") if isinstance(found, dict) else None
         entries = [e for e in data if isinstance(e, dict) and isinstance(e.get("id"), str)] if isinstance(data, list) else []
         ids = [e["id"] for e in entries]
         if entries:

@@ -12,14 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from chatcli.budget import Budget, BudgetGuard, Spending
+from chatcli.accounts import Accounts
+from chatcli.budget import Budget, BudgetGuard
 from chatcli.errors import ChatError, ContextLengthError, Terminated
 from chatcli.events import Event, Finish, Note, ReasoningDelta, Redacted, Served, TextDelta, Usage
 from chatcli.journal import Journal, make_title
 from chatcli.pii import scrub
-from chatcli.pricing import COMPACTION, UNDONE, OtherCost, Pricing, TurnCost
+from chatcli.pricing import OtherCost, Pricing
 from chatcli.store import Spend
-from chatcli.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, Count, Fit, Tokenizer, fit
+from chatcli.tokens import Count, Fit, Tokenizer, fit
 
 if TYPE_CHECKING:
     from chatcli.client import ChatClient
@@ -126,7 +127,7 @@ class Turn:
 
 
 @dataclass
-class Session:
+class Session(Accounts):
     client: ChatClient | None
     model: str
     system: str | None = None
@@ -270,19 +271,6 @@ class Session:
         limits = self.tokenizer.limits(self.model)
         return min(self.params.get("max_tokens") or limits.max_output_tokens, limits.context_window // 2)
 
-    def count_request(self, usage: Usage) -> None:
-        """A billed request that is not a turn (a /compact summary): /usage, the toolbar and the ledger count it."""
-        cost = self.pricing.cost(self.model, usage)
-        self.spent_elsewhere.append(OtherCost(COMPACTION, self.model, usage, cost))
-        self._ledger(self.model, usage, cost, kind="compact")
-
-    def _ledger(self, model: str, usage: Usage, cost: float | None, **how: Any) -> None:
-        """Write one request to the usage ledger, with this session's id."""
-        u = usage
-        self.journal.spend(
-            Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, session_id=self.id, **how)
-        )
-
     @property
     def context_turns(self) -> list[Turn]:
         """The turns the next request builds on."""
@@ -338,11 +326,6 @@ class Session:
             self.journal.forget(turn)
         return turn
 
-    def _keep_spend(self, turn: Turn) -> None:
-        row = self.cost_of(turn)
-        if row.usage is not None and row.usage.total_tokens:
-            self.spent_elsewhere.append(OtherCost(UNDONE, turn.model, row.usage, row.cost, row.exact))
-
     def retry(self, *, on_event: Callable[[Event], None] | None = None) -> Turn | None:
         """Send the last message again; its old reply is replaced only if the new one gets anywhere."""
         old = self.undo(forget=False)
@@ -367,58 +350,18 @@ class Session:
 
     @classmethod
     def load(cls, journal: Journal, session_id: int, *, client: ChatClient | None) -> Session:
-        """A saved session from the store, ready to go on."""
-        if not journal.saving:
-            raise ChatError("History is not being saved, so there is no session to resume.")
-        found = journal.load(session_id)
-        if found is None:
-            raise ChatError(f"There is no saved session {session_id}; `chatcli sessions list` shows them.")
-        info, messages, spends = found
-        return cls.restore(info, messages, client=client, journal=journal.fork(), spends=spends)
+        """A saved session from the store, ready to go on (resume.py)."""
+        from chatcli.resume import load_session
+
+        return load_session(journal, session_id, client=client)
 
     @classmethod
-    def restore(
-        cls, info: SessionInfo, messages: list[StoredMessage], *, client: ChatClient | None, journal: Journal,
-        spends: list[Spend] = (),
-    ) -> Session:
-        """Rebuild a saved session exactly: its state, its turns, what /clear left out, what it spent."""
-        session = cls(
-            client=client, model=info.model, system=info.system, params=dict(info.params), title=info.title,
-            summary=info.summary,
-        )
-        turn: Turn | None = None
-        for message in messages:
-            if message.role == "user":
-                turn = Turn(user=message.content, model=info.model, params={}, created_at=message.created_at)
-                if message.sent_tokens is not None:
-                    turn.sent = Count(message.sent_tokens, message.sent_exact)
-                # status stays "pending" unless a reply follows: the program stopped here
-                turn.ids.append(message.id)
-                session.turns.append(turn)
-                if message.id < info.context_from:
-                    session.context_start = len(session.turns)
-            elif turn is not None and len(turn.ids) == 1:
-                turn.reply = message.content
-                turn.reasoning = message.reasoning or ""
-                turn.status = message.status or COMPLETE
-                turn.finish_reason = message.finish_reason
-                turn.model = message.model or info.model
-                turn.params = message.params
-                turn.usage = Usage(**message.usage) if message.usage else None
-                turn.error = ChatError(message.error) if message.error else None
-                turn.first_token_s = message.first_token_ms / 1000 if message.first_token_ms is not None else None
-                turn.total_s = message.total_ms / 1000 if message.total_ms is not None else None
-                turn.ids.append(message.id)
-        journal.session_id = info.id
-        session.journal = journal
-        replies = {turn.ids[-1] for turn in session.turns if len(turn.ids) > 1}
-        for spend in spends:  # what was paid for replies no longer here, and for summaries
-            if spend.kind == "turn" and spend.message_id in replies:
-                continue  # counted with its turn
-            usage = Usage(spend.prompt_tokens, spend.completion_tokens, spend.total_tokens)
-            what = COMPACTION if spend.kind == "compact" else UNDONE
-            session.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
-        return session
+    def restore(cls, info: SessionInfo, messages: list[StoredMessage], *, client: ChatClient | None, journal: Journal,
+                spends: list[Spend] = ()) -> Session:
+        """Rebuild a saved session exactly (resume.py)."""
+        from chatcli.resume import restore_session
+
+        return restore_session(info, messages, client=client, journal=journal, spends=spends)
 
     def _learn_from(self, turn: Turn) -> None:
         """What the server's usage says of our counts: a correction, or a cut it made silently."""
@@ -433,79 +376,6 @@ class Session:
             facts = self.facts
             said = cut_notice(cut, self.model, facts.kind if facts is not None else None)
             turn.notice = f"{turn.notice}; {said}" if turn.notice else said
-
-    def guard(self) -> BudgetGuard:
-        if self._guard is None:
-            self._guard = BudgetGuard(
-                self.budget, self._spend_since, lambda name, since: self.journal.claim_notice(name, since)
-            )
-        return self._guard
-
-    def check_budget(self, model: str, usage: Usage) -> tuple[str | None, str | None]:
-        """(refusal, warning) for a request to `model` that would use about `usage`."""
-        return self.guard().check(cost=self.pricing.cost(model, usage), tokens=usage.total_tokens, model=model)
-
-    def _spend_since(self, since: float) -> Spending:
-        """Spending across every session from the ledger, or this session's alone when there is none."""
-        saved = self.journal.spend_since(since)
-        if saved is None:
-            rows, _ = self.accounting()
-            rows = [r for r in rows if r.usage and r.turn.created_at >= since]
-            return Spending(
-                usd=sum(r.cost or 0.0 for r in rows),
-                tokens=sum(r.usage.total_tokens for r in rows),
-                unpriced=tuple(sorted({r.turn.model for r in rows if r.cost is None})),
-            )
-        # Rows the ledger holds with no price (a model priced since, rows from before the ledger
-        # kept costs) are priced now where the table knows the model.
-        usd, unpriced = saved.usd, []
-        for row in saved.unpriced:
-            cost = self.pricing.cost(row.model, Usage(row.prompt_tokens, row.completion_tokens, row.total_tokens))
-            if cost is None:
-                unpriced.append(row.model or "unnamed model")
-            else:
-                usd += cost
-        return Spending(usd=usd, tokens=saved.tokens, unpriced=tuple(unpriced))
-
-    def _record_spend(self, turn: Turn) -> None:
-        row = self.cost_of(turn)
-        if row.usage is not None and row.usage.total_tokens:
-            reply = turn.ids[-1] if len(turn.ids) > 1 else None
-            self._ledger(turn.model, row.usage, row.cost, estimated=not row.exact, message_id=reply)
-
-    def cost_of(self, turn: Turn) -> TurnCost:
-        """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate."""
-        usage, exact = turn.usage, True
-        if usage is None and (turn.reply or turn.reasoning) and turn.sent is not None:
-            # Reasoning is billed as output too, even when the reply was cut short before the answer.
-            said = turn.reasoning + turn.reply
-            completion = self.tokenizer.message(turn.model, "assistant", said).tokens - MESSAGE_OVERHEAD
-            usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
-            exact = False
-        if usage is None:  # nothing billed: free, if the model has a price at all
-            return TurnCost(turn, None, 0.0 if self.pricing.price_for(turn.model) else None, exact)
-        return TurnCost(turn, usage, self.pricing.cost(turn.model, usage), exact)
-
-    def accounting(self) -> tuple[list[TurnCost], TurnCost]:
-        """Tokens and cost per turn and for the session: one source for /usage, the toolbar and budgets.
-
-        The server's usage where it reported one; otherwise, for a reply that got
-        somewhere (billed, though unreported), an estimate from our own counts.
-        """
-        rows = [self.cost_of(turn) for turn in self.turns]
-        # Before anything is billed, a model without a price costs "unknown", not $0.
-        priced = rows or self.spent_elsewhere or self.pricing.price_for(self.shown_model) is not None
-        total_usage, total_cost, exact = Usage(), 0.0 if priced else None, True
-        for row in rows + self.spent_elsewhere:
-            if row.usage is not None:
-                total_usage = total_usage + row.usage
-                exact = exact and row.exact
-            total_cost = None if row.cost is None or total_cost is None else total_cost + row.cost
-        return rows, TurnCost(None, total_usage, total_cost, exact)
-
-    @property
-    def usage(self) -> Usage:
-        return sum((turn.usage for turn in self.turns if turn.usage), Usage())
 
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None,
              request: dict[str, Any] | None = None) -> Turn:

@@ -537,7 +537,10 @@ def test_models_lists_what_the_server_offers(srv: ChatServer, run_chatcli) -> No
     result = run_chatcli("models")
 
     assert_ok(result)
-    assert result.stdout == "gpt-4o\nllama3.2\no3-mini\n"
+    # Sorted, each with the window chatcli's table gives where it knows the model; the list is asked for once.
+    assert result.stdout == ("gpt-4o  window 128,000 (chatcli's table (gpt-4o))\nllama3.2\n"
+                             "o3-mini  window 200,000 (chatcli's table (o3))\n")
+    assert [line.split(" ")[0] for line in result.stdout.splitlines()] == ["gpt-4o", "llama3.2", "o3-mini"]
     assert [(r.method, r.path) for r in srv.requests] == [("GET", "/v1/models")]
 
 

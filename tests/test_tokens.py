@@ -153,7 +153,7 @@ def test_tokens_command_shows_what_the_next_request_carries(srv, small):
         small.send(f"question number {i} " + "x" * 40)
     rows = dict((name, value) for name, value in REGISTRY.dispatch(small, "/tokens").rows)
     assert rows["system prompt"] == str(9 + MESSAGE_OVERHEAD)
-    assert rows["context window"] == "400" and rows["kept free for the reply"] == "60"
+    assert rows["context window"] == "400 (set in the config)" and rows["kept free for the reply"] == "60"
     assert int(rows["left out to fit"].split()[0]) > 0
 
 

@@ -135,10 +135,12 @@ def model_command(session: Session, arg: str) -> Result:
     if any(ch.isspace() or not ch.isprintable() for ch in arg):
         return Result(f"A model name has no spaces or control characters: {arg!r}.", error=True)
     session.set_model(arg)
-    try:
-        names = session.client.models() if session.client is not None else []
-    except ChatError:
-        names = []  # the server cannot say: the first request will
+    names = session.client.peek_models() if session.client is not None else []
+    if names is None:  # not asked yet (the REPL asks as it starts)
+        try:
+            names = session.client.models()
+        except ChatError:
+            names = []  # the server cannot say: the first request will
     if names and arg not in names:
         import difflib
 
