@@ -91,7 +91,10 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
 
 
 def _short(n: int) -> str:
-    """8192 as 8.2k, 128000 as 128k, 1047576 as 1M."""
+    """2048 as 2,048 (local servers' windows are told apart by their last digits), 128000 as 128k,
+    1047576 as 1M."""
+    if n < 10_000:
+        return f"{n:,}"
     if n >= 1_000_000:
         return f"{n / 1_000_000:.1f}".rstrip("0").rstrip(".") + "M"
     if n >= 1000:
@@ -145,6 +148,7 @@ def make_prompt_session(
         multiline=multiline,
         vi_mode=vi,
         enable_open_in_editor=True,  # Ctrl-X Ctrl-E (v in vi's normal mode): $EDITOR on what is typed
+        refresh_interval=0.5,  # the toolbar shows the server's model and window as soon as it says them
         auto_suggest=AutoSuggestFromHistory(),  # greyed from history; the Right arrow takes it
         completer=SlashCompleter(registry, {
             "model": lambda: session.client.known_models() if session.client is not None else None,
