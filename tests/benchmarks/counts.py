@@ -104,6 +104,7 @@ def main() -> int:
             corrected_session = session_for(url, model)
             for other in [k for k in texts if k != kind][:2]:  # two earlier turns of other kinds
                 reported(corrected_session, texts[other])
+            corrected_session.clear()  # the earlier turns taught the correction; they are not part of this request
             corrected = corrected_session.plan(text).tokens.tokens
             exact_session = session_for(url, model)
             exact_session.tokenizer.count_on_server(model, [text])
