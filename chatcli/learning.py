@@ -18,12 +18,15 @@ from chatcli.errors import one_line
 if TYPE_CHECKING:
     from chatcli.tokens import Tokenizer
 
-# A cut is only called one when the server read less than this share of our estimate of a
-# request at least CUT_MIN tokens long: estimates err high, but not by half; once corrected by
-# the server's earlier counts, they are within a fifth of it for any kind of text.
-CUT_SHARE = 0.5
-CUT_SHARE_CORRECTED = 0.8
+# Two signs of a cut, either enough. One request: the server read less than CUT_SHARE of our
+# corrected estimate of a request at least CUT_MIN tokens long (estimates err, but not by
+# three times, except for digits a tokenizer groups in threes). Two requests in a row, the
+# second carrying all of the first and at least GROWTH_MIN tokens more: the server read less
+# than GROWTH_SHARE of what was added, as a server does that keeps cutting to the same size.
+CUT_SHARE = 0.3
 CUT_MIN = 512
+GROWTH_SHARE = 0.25
+GROWTH_MIN = 128
 
 
 @dataclass(frozen=True)
@@ -42,19 +45,27 @@ def cut_window(read: int) -> int:
     return power if power <= read * 1.15 else read
 
 
-def learn(tokenizer: Tokenizer, model: str, *, reported: int, estimated: int, exact: bool) -> Cut | None:
+def learn(tokenizer: Tokenizer, model: str, *, reported: int, estimated: int, exact: bool,
+          previous: tuple[int, int] | None = None) -> Cut | None:
     """Take in the prompt_tokens the server reported for a request we counted as `estimated`
-    (uncorrected, or exact); a Cut when the server evidently read far less than was sent."""
+    (uncorrected, or exact); a Cut when the server evidently read far less than was sent.
+
+    `previous`: (reported, estimated) for the request before, when this one carried all of it.
+    """
     if reported <= 0 or estimated <= 0 or exact:
         # Exact counts come from OpenAI's tokenizers (whose servers do not cut) or from
         # llama.cpp's (which refuses an overflow with an error): only estimates are weighed.
         return None
-    factor = tokenizer.factor(model)
-    corrected = estimated * (factor or 1.0)
-    if corrected >= CUT_MIN and reported < (CUT_SHARE if factor is None else CUT_SHARE_CORRECTED) * corrected:
-        cut = Cut(reported, round(corrected), cut_window(reported))
-        tokenizer.set_window(model, cut.window, "the server read no more (it cut a longer prompt)", learned=True)
-        return cut
+    factor = tokenizer.factor(model) or 1.0
+    corrected = estimated * factor
+    cut = corrected >= CUT_MIN and reported < CUT_SHARE * corrected
+    if previous is not None:
+        added = (estimated - previous[1]) * factor
+        cut = cut or (added >= GROWTH_MIN and reported - previous[0] < GROWTH_SHARE * added)
+    if cut:
+        found = Cut(reported, round(corrected), cut_window(reported))
+        tokenizer.set_window(model, found.window, "the server read no more (it cut a longer prompt)", learned=True)
+        return found
     tokenizer.calibrate(model, reported=reported, estimated=estimated)
     return None
 

@@ -149,6 +149,8 @@ class Session(Accounts):
     model_chosen: bool = True  # False: no model was configured, so the server's own is the default
     _guard: BudgetGuard | None = field(default=None, repr=False)
     _facts: ServerFacts | None = field(default=None, repr=False)
+    # What the server read of the last request: (reported, our estimate, turns left out, context start).
+    _read_before: tuple[int, int, int, int] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> int | None:
@@ -370,8 +372,12 @@ class Session(Accounts):
         from chatcli.learning import cut_notice, learn
 
         estimated = turn.sent.tokens if turn.sent.exact else turn.estimated
+        before = self._read_before
+        # The request before is compared with only when this one carried all of it.
+        previous = before[:2] if before is not None and before[2:] == (turn.left_out, self.context_start) else None
         cut = learn(self.tokenizer, self.model, reported=turn.usage.prompt_tokens, estimated=estimated,
-                    exact=turn.sent.exact)
+                    exact=turn.sent.exact, previous=previous)
+        self._read_before = (turn.usage.prompt_tokens, estimated, turn.left_out, self.context_start)
         if cut is not None:
             facts = self.facts
             said = cut_notice(cut, self.model, facts.kind if facts is not None else None)
@@ -393,7 +399,7 @@ class Session(Accounts):
             # The server's model, and its window, which matters once a request is this long.
             self.settle(wait=self.client.config.connect_timeout)
             plan = self.plan(text)
-        if not plan.tokens.exact and 2 * plan.tokens.tokens + plan.reserve > plan.window:
+        if not plan.tokens.exact and (plan.left_out or 2 * plan.tokens.tokens + plan.reserve > plan.window):
             # Near the window, where an estimate could be wrong about what fits: count exactly,
             # if the encoding can be had quickly, or have the server count (llama.cpp). Far from
             # it, that would cost more than the count is worth (a one-shot ask; the REPL loads

@@ -192,6 +192,7 @@ class Window:
 # Where a window came from, strongest first: what the server enforced beats the config,
 # which beats what the server reports, which beats the built-in table.
 LEARNED, CONFIGURED, REPORTED, BUILT_IN, DEFAULT = range(5)
+RECENT_RATIOS = 8  # the server's counts of this many recent turns correct the estimates
 DEFAULT_SOURCE = "chatcli's default (default_context_window); the server did not say"
 
 
@@ -207,6 +208,7 @@ class Tokenizer:
     _limits: dict[str, ModelLimits] = field(default_factory=dict, repr=False)
     _windows: dict[str, dict[int, Window]] = field(default_factory=dict, repr=False)  # model -> rank -> window
     _factor: dict[str, float] = field(default_factory=dict, repr=False)  # model -> server's count / our estimate
+    _ratios: dict[str, list[float]] = field(default_factory=dict, repr=False)  # model -> the last few of those
     _servers: dict[str, ServerCounter] = field(default_factory=dict, repr=False)
     _counted: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)  # (model, text) -> server's count
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -319,14 +321,19 @@ class Tokenizer:
     def calibrate(self, model: str, *, reported: int, estimated: int) -> None:
         """Learn from the prompt_tokens the server reported for a request we estimated.
 
-        Only for models counted by estimate. The correction moves halfway towards each
-        new ratio, so one odd turn does not swing it, and never below 0.25 or above 4.
+        Only for models counted by estimate. The estimate errs differently for each kind of
+        text (high for JSON and CJK, about right for digits), and the next message may be of
+        any kind: so the correction is the largest of the last few ratios, which lowers the
+        estimates only as far as the kind of text they erred least on allows. Never below
+        0.25 or above 4.
         """
         if self.is_openai(model) or estimated <= 0 or reported <= 0:
             return
         ratio = min(max(reported / estimated, 0.25), 4.0)
-        old = self._factor.get(model)
-        self._factor[model] = ratio if old is None else (old + ratio) / 2
+        recent = self._ratios.setdefault(model, [])
+        recent.append(ratio)
+        del recent[:-RECENT_RATIOS]
+        self._factor[model] = max(recent)
 
     def factor(self, model: str) -> float | None:
         return self._factor.get(model)
@@ -353,8 +360,9 @@ class Tokenizer:
 
 
 def margin(window: int) -> int:
-    """Tokens kept free beyond the reply's reserve when counts are estimates."""
-    return window // 16
+    """Tokens kept free beyond the reply's reserve when counts are estimates: a tenth of the
+    window, the most a corrected estimate was seen to fall short (tests/benchmarks/counts.py)."""
+    return window // 10
 
 
 @dataclass(frozen=True)
@@ -372,7 +380,7 @@ def fit(*, head: list[Count], turns: list[Count], latest: Count, window: int, re
     """Leave out the oldest turns until the rest plus the reply's reserve fits the window.
 
     `head` (system prompt, priming) and `latest` (the new user message) are never left out.
-    Where any count is an estimate, a sixteenth of the window is kept free besides, for
+    Where any count is an estimate, a tenth of the window is kept free besides, for
     what the estimate may have missed.
     """
     fixed = latest

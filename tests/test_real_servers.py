@@ -180,6 +180,7 @@ def test_estimates_are_corrected_by_what_the_server_counted(srv):
 def test_llama_cpp_counts_exactly_near_the_window(srv):
     srv.flavor, srv.n_ctx = "llamacpp", 600
     session = session_for(srv)
+    session.settle(wait=5)  # as the REPL does as it starts (a one-shot ask this short does not wait)
     for i in range(8):
         turn = session.send(f"question {i} " + "lorem ipsum dolor " * 25)
         assert turn.status == "complete", turn.error
@@ -281,3 +282,22 @@ def test_chatcli_models_shows_each_window_and_its_source(srv, run_chatcli):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines == [f"{m}  window 32,768 (vLLM reports (max_model_len))" for m in sorted(srv.models)]
+
+
+def test_no_cut_is_claimed_when_the_server_read_everything(srv):
+    """Mixed kinds of text, each estimated differently, on a server that reads it all: no false alarm.
+
+    The test server counts a token per word, so each text is one whose words a real tokenizer
+    would count about as many tokens as (CJK with a space between characters, JSON indented)."""
+    srv.flavor, srv.n_ctx, srv.models = "ollama", 100_000, ["llama3.2:latest"]
+    session = session_for(srv, model="llama3.2:latest")
+    texts = [
+        "tell me about the history of the river and its towns " * 40,
+        json.dumps([{"name": f"item {i}", "tags": ["a", "b"], "ok": True} for i in range(60)], indent=1),
+        "def f(x):\n    return [y * 2 for y in x if y]\n" * 30,
+        " ".join("人工智能是计算机科学的一个分支" * 20),
+    ]
+    for text in texts * 2:
+        turn = session.send(text)
+        assert turn.status == "complete" and not turn.notice, turn.notice
+    assert session.tokenizer.window("llama3.2:latest").source != "the server read no more (it cut a longer prompt)"
