@@ -263,7 +263,7 @@ class ChatClient:
             return error
         if not near:
             return error
-        return ChatError(error.message.rstrip(".") + f"; close matches: {', '.join(near)}.")
+        return ChatError(error.message.rstrip(".") + f"; close matches: {', '.join(one_line(n, 100) for n in near)}.")
 
     def _timeout_error(self, *, answered: bool = False, mid_reply: bool = False) -> NetworkError:
         url, wait = self.config.shown_url, f"{self.config.read_timeout:g}s"
@@ -420,7 +420,7 @@ def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: 
         )
     if status == 404:
         if "model" in code or "model" in detail.lower():
-            return UnknownModel(f"The model '{model}' was not found at {url} (404); pick another with /model or --model.")
+            return UnknownModel(f"The model '{one_line(model, 100)}' was not found at {url} (404); pick another with /model or --model.")
         return ChatError(f"Nothing answers at {url} (404); check the base URL, which usually ends in /v1.")
     if status == 429:
         if "insufficient_quota" in code or "quota" in detail.lower():

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from chatcli.errors import one_line
 
+from chatcli.tokens import REPORTED
+
 if TYPE_CHECKING:
     from chatcli.tokens import Tokenizer
 
@@ -61,7 +63,13 @@ def learn(tokenizer: Tokenizer, model: str, *, reported: int, estimated: int, ex
     cut = corrected >= CUT_MIN and reported < CUT_SHARE * corrected
     if previous is not None:
         added = (estimated - previous[1]) * factor
-        cut = cut or (added >= GROWTH_MIN and reported - previous[0] < GROWTH_SHARE * added)
+        # A server that cuts reads about its window each time: a plateau. Far fewer than the
+        # time before is something else (a server counting only what its cache did not hold).
+        plateau = reported >= 0.8 * previous[0]
+        cut = cut or (added >= GROWTH_MIN and plateau and reported - previous[0] < GROWTH_SHARE * added)
+    stated = tokenizer.known_window(model, REPORTED)
+    if cut and stated is not None and reported < 0.9 * stated.tokens:
+        cut = False  # a server cuts to the window it states: having read less than it, it read all
     if cut:
         found = Cut(reported, round(corrected), cut_window(reported))
         tokenizer.set_window(model, found.window, "the server read no more (it cut a longer prompt)", learned=True)

@@ -15,8 +15,10 @@ its chat template (/apply-template): LlamaCounter uses both for exact counts.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -27,7 +29,10 @@ if TYPE_CHECKING:
     from chatcli.client import ChatClient
     from chatcli.tokens import Tokenizer, Window
 
+log = logging.getLogger("chatcli")
+
 LLAMA_CPP, VLLM, OLLAMA, LM_STUDIO = "llama.cpp", "vLLM", "Ollama", "LM Studio"
+RETRY_S = 2.0  # a server that could not list its models is asked again after this long
 TIMEOUT = 5.0  # per request: a server that is slow to describe itself is not waited on longer
 
 
@@ -102,7 +107,8 @@ class ServerFacts:
     kind: str | None = None
     notes: list[str] = field(default_factory=list)  # to say once: a config window larger than the server's
     _threads: dict[str, threading.Thread] = field(default_factory=dict)
-    _entries: list[dict[str, Any]] | None = None
+    _entries: list[dict[str, Any]] | None = None  # None until the server has listed its models
+    _failed_at: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -119,6 +125,9 @@ class ServerFacts:
         key = "" if pick else model
         with self._lock:
             thread = self._threads.get(key)
+            if thread is not None and not thread.is_alive() and self._entries is None \
+                    and time.monotonic() - self._failed_at > RETRY_S:
+                thread = None  # the server could not list its models then (starting, loading): ask again
             if thread is None:
                 thread = threading.Thread(target=self._learn, args=(model, pick), daemon=True, name="chatcli-facts")
                 self._threads[key] = thread
@@ -136,9 +145,10 @@ class ServerFacts:
     def default_model(self, configured: str) -> str:
         """The model to use when none was chosen: the default if the server lists it (OpenAI
         does), else the first the server lists, else the default (a server that lists none)."""
-        if not self.models or configured in self.models:
+        usable = [m for m in self.models or () if m.isprintable() and not any(c.isspace() for c in m) and len(m) <= 200]
+        if not usable or configured in usable:
             return configured
-        return self.models[0]
+        return usable[0]
 
     def window_for(self, model: str) -> Window | None:
         """The model's window as the server or chatcli's table says it, asked now (chatcli models);
@@ -158,7 +168,16 @@ class ServerFacts:
     # -- the background work -------------------------------------------------
 
     def _learn(self, model: str, pick: bool) -> None:
+        """Ask, and tell the Tokenizer; a server that answers in a shape nobody expects has said nothing."""
+        try:
+            self._ask(model, pick)
+        except Exception as exc:  # noqa: BLE001 - a background question must never end in a traceback
+            log.info("asking %s about itself failed: %s", self.client.config.shown_url, type(exc).__name__)
+
+    def _ask(self, model: str, pick: bool) -> None:
         entries = self._list()
+        if pick and self.models is None:
+            return  # no list to pick from: settle keeps waiting, and the question is asked again
         if pick:
             model = self.default_model(model)
             with self._lock:  # what is learned here is that model's too: not asked again
@@ -187,11 +206,14 @@ class ServerFacts:
         else:
             found = self.client.fetch_json("models")
             data = found.get("data") if isinstance(found, dict) else None
-        entries = [e for e in data if isinstance(e, dict) and isinstance(e.get("id"), str)] if isinstance(data, list) else []
+        if not isinstance(data, list):
+            self._failed_at = time.monotonic()  # not a list (yet): asked again after RETRY_S
+            return []
+        entries = [e for e in data if isinstance(e, dict) and isinstance(e.get("id"), str)]
         ids = [e["id"] for e in entries]
         if entries:
             self.kind = kind_of(entries[0], ids)
-        self.models = ids if entries or self.models is None else self.models
+        self.models = ids
         self.client.remember_models(ids)
         self._entries = entries
         return entries
@@ -231,7 +253,7 @@ class ServerFacts:
         ps = self.client.fetch_json(f"{root}/api/ps")
         loaded = ps.get("models") if isinstance(ps, dict) else None
         for m in loaded if isinstance(loaded, list) else ():
-            names = {m.get("name"), m.get("model")} if isinstance(m, dict) else set()
+            names = {n for n in (m.get("name"), m.get("model")) if isinstance(n, str)} if isinstance(m, dict) else set()
             if (model in names or f"{model}:latest" in names) and (n := _size(m.get("context_length"))):
                 return n, "Ollama reports for the loaded model (/api/ps)"
         return None

@@ -181,8 +181,8 @@ class Session(Accounts):
         facts = self.facts
         if facts is None or not facts.enabled:
             return
-        pick = not self.model_chosen and not self.turns
-        if facts.wait(self.model, wait, pick=pick) and pick:
+        pick = not self.model_chosen
+        if facts.wait(self.model, wait, pick=pick) and pick and facts.models is not None:
             self.model_chosen = True
             chosen = facts.default_model(self.model)
             if chosen != self.model:
@@ -375,9 +375,12 @@ class Session(Accounts):
         before = self._read_before
         # The request before is compared with only when this one carried all of it.
         previous = before[:2] if before is not None and before[2:] == (turn.left_out, self.context_start) else None
-        cut = learn(self.tokenizer, self.model, reported=turn.usage.prompt_tokens, estimated=estimated,
-                    exact=turn.sent.exact, previous=previous)
-        self._read_before = (turn.usage.prompt_tokens, estimated, turn.left_out, self.context_start)
+        u = turn.usage
+        # prompt_tokens counts cached tokens too; a server whose cached count is the larger left them out.
+        read = u.prompt_tokens + u.cached_tokens if u.cached_tokens > u.prompt_tokens else u.prompt_tokens
+        cut = learn(self.tokenizer, self.model, reported=read, estimated=estimated, exact=turn.sent.exact,
+                    previous=previous)
+        self._read_before = (read, estimated, turn.left_out, self.context_start)
         if cut is not None:
             facts = self.facts
             said = cut_notice(cut, self.model, facts.kind if facts is not None else None)

@@ -217,7 +217,8 @@ class Tokenizer:
         """The model's figures; computed once per model (every message count asks)."""
         found = self._limits.get(model)
         if found is None:
-            found = self._limits[model] = self._find_limits(model)
+            with self._lock:  # not computed from a window the discovery thread is replacing
+                found = self._limits[model] = self._find_limits(model)
         return found
 
     def is_openai(self, model: str) -> bool:

@@ -287,6 +287,10 @@ class _Handler(BaseHTTPRequestHandler):
         route = self.path.split("?", 1)[0].rstrip("/")
         method = self.command
         flavor = self.server.chat._flavor
+        override = self.server.chat.overrides.get(route)
+        if override is not None:
+            self._json(*override)
+            return
         extra = flavor.route(method, route)  # /props, /api/show ...: before /models, which /api/v0/models ends with
         if extra is not None:
             if route in flavor.public or self._authorized():
@@ -548,6 +552,9 @@ class ChatServer:
         self.flavor = flavor
         self.n_ctx: int | None = n_ctx
         self.served_model: str | None = served_model
+        # path -> (status, JSON body): answered before anything else, for a server that answers
+        # a discovery endpoint oddly (a 503 while it loads, a field of the wrong type).
+        self.overrides: dict[str, tuple[int, Any]] = {}
         self.loaded: list[str] | None = None
         self.ollama_num_ctx_param = False
         self.vllm_nested_errors = False
@@ -661,6 +668,7 @@ class ChatServer:
             self.loaded = None
             self.ollama_num_ctx_param = False
             self.vllm_nested_errors = False
+            self.overrides = {}
 
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """Wait until no request is being handled (e.g. a dropped stream noticed it)."""

@@ -301,3 +301,59 @@ def test_no_cut_is_claimed_when_the_server_read_everything(srv):
         turn = session.send(text)
         assert turn.status == "complete" and not turn.notice, turn.notice
     assert session.tokenizer.window("llama3.2:latest").source != "the server read no more (it cut a longer prompt)"
+
+
+# -- servers that answer oddly (from a review of this work) --------------------------------
+
+
+def test_an_odd_api_ps_answer_is_nothing_said_not_a_crash(srv, run_chatcli):
+    srv.flavor, srv.models = "ollama", ["llama3:8b"]
+    srv.overrides = {"/api/ps": (200, {"models": [{"name": ["llama3:8b"], "context_length": "4096"}]}),
+                     "/api/show": (200, {"parameters": 7, "model_info": []})}
+    listed = run_chatcli("models")
+    asked = run_chatcli("-m", "llama3:8b", "word " * 700)
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "llama3:8b\n", "")
+    assert asked.returncode == 0 and "Traceback" not in asked.stderr and "internal error" not in asked.stderr
+
+
+def test_a_model_id_with_control_characters_is_never_the_default_nor_shown_raw(srv, run_chatcli):
+    evil = "evil\x1b]0;PWN\x07\x1b[31m"
+    srv.models = [evil, "plain-model"]
+    asked = run_chatcli("--json", "hello")
+    listed = run_chatcli("models")
+    assert srv.chat_requests[0].body["model"] == "plain-model"
+    assert json.loads(asked.stdout)["model"] == "plain-model"
+    assert "\x1b" not in listed.stdout and "evil" in listed.stdout
+
+
+def test_a_server_still_loading_its_model_is_asked_again(srv, monkeypatch):
+    import time
+
+    import chatcli.server_facts
+
+    monkeypatch.setattr(chatcli.server_facts, "RETRY_S", 0.2)
+    srv.flavor, srv.n_ctx, srv.served_model = "llamacpp", 2048, MODEL
+    loading = (503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}})
+    srv.overrides = {"/v1/models": loading, "/props": loading}
+    session = session_for(srv, model="gpt-4o-mini", chosen=False)
+    session.settle(wait=5)
+    assert not session.model_chosen  # nothing to choose from yet: keep asking
+    srv.overrides = {}
+    time.sleep(0.3)
+    session.settle(wait=5)
+    session.settle(wait=5)
+    assert session.model == MODEL and session.tokenizer.window(MODEL).tokens == 2048
+
+
+def test_a_server_that_leaves_cached_tokens_out_of_prompt_tokens_is_not_said_to_cut(srv):
+    """Some Ollama versions reported only the tokens they had to read, not the cached prefix."""
+    srv.flavor, srv.n_ctx, srv.models, srv.ollama_num_ctx_param = "ollama", 8192, ["llama3.2:latest"], True
+    session = session_for(srv, model="llama3.2:latest")
+    session.settle(wait=5)
+    first = session.send("tell me about the river " * 120)
+    srv.script(Reply("ok", usage={"prompt_tokens": 40, "completion_tokens": 1, "total_tokens": 41,
+                                  "prompt_tokens_details": {"cached_tokens": first.usage.prompt_tokens + 20}}))
+    second = session.send("and its towns " * 120)
+    third = session.send("and its bridges")
+    assert not second.notice and third.status == "complete"
+    assert session.tokenizer.window("llama3.2:latest").tokens == 8192

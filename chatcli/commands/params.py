@@ -135,6 +135,7 @@ def model_command(session: Session, arg: str) -> Result:
     if any(ch.isspace() or not ch.isprintable() for ch in arg):
         return Result(f"A model name has no spaces or control characters: {arg!r}.", error=True)
     session.set_model(arg)
+    session.model_chosen = True  # the server's own model is no longer the default
     names = session.client.peek_models() if session.client is not None else []
     if names is None:  # not asked yet (the REPL asks as it starts)
         try:
