@@ -17,7 +17,9 @@ import os
 import secrets
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -211,3 +213,30 @@ def make_env(*, stdin: str = "", stdin_isatty: bool = False, stdout_isatty: bool
         environ=dict(os.environ if environ is None else environ),
         cwd=Path.cwd(),
     )
+
+
+@contextmanager
+def _taking_turns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests that keep both cores busy take turns, across xdist workers: the 50-process load
+    test and the real llama-server, run side by side, each starve the other past its timeouts."""
+    import fcntl
+
+    path = tmp_path_factory.getbasetemp().parent / "both-cores.lock"  # the workers share this folder
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.fixture
+def both_cores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with _taking_turns(tmp_path_factory):
+        yield
+
+
+@pytest.fixture(scope="module")
+def both_cores_for_the_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    with _taking_turns(tmp_path_factory):
+        yield

@@ -22,7 +22,7 @@ import pytest
 from chatcli.errors import EXIT_FAILURE, EXIT_OK
 from tests.server import ChatServer, Echo, Error
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(600)  # it may first wait for the real-server suite (both_cores)
 
 RUNS = 50
 RETRIES = 2
@@ -67,7 +67,7 @@ RETRY = re.compile(r"^chatcli: (rate limited|the server failed \(HTTP 500\)), re
 
 
 def test_fifty_concurrent_asks_under_random_faults_each_end_correctly(
-    srv: ChatServer, chat_env: dict[str, str], isolated_env: Path, tmp_path: Path
+    both_cores: None, srv: ChatServer, chat_env: dict[str, str], isolated_env: Path, tmp_path: Path
 ) -> None:
     rng = random.Random(20261125)
     faults = [Error(429, "Rate limit reached", code="rate_limit_exceeded", headers={"retry-after-ms": "50"}),

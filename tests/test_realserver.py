@@ -26,7 +26,8 @@ from tests.conftest import CHATCLI, OUTPUTS
 from tests.llama_server import cached
 from tests.realserver import CTX_SIZE, LlamaServer, Terminal, environment
 
-pytestmark = [pytest.mark.realserver, pytest.mark.xdist_group("realserver"), pytest.mark.timeout(120)]
+# 300 s: the first test may wait for the load test to give back both cores (both_cores_for_the_module).
+pytestmark = [pytest.mark.realserver, pytest.mark.xdist_group("realserver"), pytest.mark.timeout(300)]
 
 # A reply long enough to be cut into: at 65-100 tokens/s, 400 tokens stream for 4-6 s.
 LONG_REPLY = ["--max-tokens", "400", "-t", "0"]
@@ -37,7 +38,7 @@ CUT_AT_MAX_TOKENS = "chatcli: the reply reached the max_tokens limit, so it may 
 
 
 @pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory):
+def llama_server(both_cores_for_the_module: None, tmp_path_factory: pytest.TempPathFactory):
     found = cached()
     if isinstance(found, str):
         pytest.skip(found)
