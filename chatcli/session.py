@@ -386,17 +386,10 @@ class Session(Accounts):
             said = cut_notice(cut, self.model, facts.kind if facts is not None else None)
             turn.notice = f"{turn.notice}; {said}" if turn.notice else said
 
-    def send(self, text: str, *, on_event: Callable[[Event], None] | None = None,
-             request: dict[str, Any] | None = None) -> Turn:
-        """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked.
-        `request`: body keys for this turn alone (--schema's response_format), saved with it."""
-        assert self.client is not None, "a session restored for reading cannot send"
-        if self.attached:
-            text, self.attached = "\n\n".join([*self.attached, *([text] if text.strip() else [])]), []
-        redacted = None
-        if self.redact:
-            # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.
-            text, redacted = _scrubbed(text, self.redact, "before sending")
+    def _plan_to_send(self, text: str) -> Fit:
+        """The plan for sending `text`, with the server's model and window where they matter,
+        and exact counts near the window where they can be had."""
+        assert self.client is not None
         plan = self.plan(text)
         if not self.model_chosen or plan.tokens.tokens > WINDOW_MATTERS:
             # The server's model, and its window, which matters once a request is this long.
@@ -411,6 +404,30 @@ class Session(Accounts):
             if self.tokenizer.counts_on_server(self.model):
                 self.tokenizer.count_on_server(self.model, [m["content"] for m in self.messages(text)])
             plan = self.plan(text)
+        return plan
+
+    def _refusal(self, plan: Fit, turn: Turn) -> str | None:
+        """Why the turn may not be sent: too big for the window even alone, or over a budget
+        (a budget nearly used up is a notice on the turn)."""
+        if not plan.fits:
+            return too_big(plan, self.tokenizer.message(self.model, "user", turn.user))
+        # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
+        worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
+        refusal, turn.notice = self.check_budget(self.model, worst)
+        return refusal
+
+    def send(self, text: str, *, on_event: Callable[[Event], None] | None = None,
+             request: dict[str, Any] | None = None) -> Turn:
+        """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked.
+        `request`: body keys for this turn alone (--schema's response_format), saved with it."""
+        assert self.client is not None, "a session restored for reading cannot send"
+        if self.attached:
+            text, self.attached = "\n\n".join([*self.attached, *([text] if text.strip() else [])]), []
+        redacted = None
+        if self.redact:
+            # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.
+            text, redacted = _scrubbed(text, self.redact, "before sending")
+        plan = self._plan_to_send(text)
         messages = self.messages(pending=text, left_out=plan.left_out)
         turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out,
                     sent=plan.tokens, window=plan.window, estimated=self.tokenizer.raw_estimate(self.model, messages))
@@ -421,14 +438,9 @@ class Session(Accounts):
         if redacted is not None and on_event is not None:
             on_event(redacted)  # said even if the request is refused below: what was saved is scrubbed
         facts = self.facts
-        for note in facts.take_notes() if facts is not None else ():
-            if on_event is not None:
-                on_event(Note(note))
-        refusal = too_big(plan, self.tokenizer.message(self.model, "user", text)) if not plan.fits else None
-        if refusal is None:
-            # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
-            worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
-            refusal, turn.notice = self.check_budget(self.model, worst)
+        for note in facts.take_notes() if facts is not None and on_event is not None else ():
+            on_event(Note(note))
+        refusal = self._refusal(plan, turn)
         if refusal is not None:
             turn.status = ERROR
             turn.error = ChatError(refusal)
