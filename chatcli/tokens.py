@@ -211,6 +211,7 @@ class Tokenizer:
     _ratios: dict[str, list[float]] = field(default_factory=dict, repr=False)  # model -> the last few of those
     _servers: dict[str, ServerCounter] = field(default_factory=dict, repr=False)
     _counted: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)  # (model, text) -> server's count
+    _counted_models: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def limits(self, model: str) -> ModelLimits:
@@ -310,7 +311,9 @@ class Tokenizer:
     def priming(self, model: str) -> Count:
         """What a request costs beyond its messages: the reply's priming, or the chat template's fixed part."""
         server = self._servers.get(model)
-        overhead = server.overhead() if server is not None and self._counted else None
+        # Only once this model's texts were counted there, which measured the template already:
+        # the toolbar asks for this on every redraw and must never wait on the network.
+        overhead = server.overhead() if server is not None and model in self._counted_models else None
         return Count(overhead[1], True) if overhead else Count(REPLY_PRIMING, True)
 
     def messages(self, model: str, messages: list[dict[str, str]]) -> Count:
@@ -357,6 +360,7 @@ class Tokenizer:
                 if tokens is None:
                     return False
                 self._counted[(model, text)] = tokens
+        self._counted_models.add(model)
         return True
 
 
