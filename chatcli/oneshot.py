@@ -33,13 +33,14 @@ from chatcli.session import (
     finish_notice,
     left_out_notice,
 )
-from chatcli.terminal import echo_off
+from chatcli.terminal import echo_off, strip_controls
 from chatcli.views import show_stats, stats_line
 
 _C1 = re.compile(r"[\x7f-\x9f]")  # DEL and C1: json.dumps leaves them be, and some terminals obey them
 
 if TYPE_CHECKING:
-    from chatcli.schema import Schema
+    from chatcli.schema import Schema, Verdict
+    from chatcli.session import Turn
 
 
 def build_message(words: list[str], env: Env, *, attached: bool = False) -> str:
@@ -133,8 +134,14 @@ def run_oneshot(
         turn.error = ChatError(turn.error.message.rstrip(".") + "; the request carried --schema's response_format "
                                "json_schema, which not every server takes, so try without --schema too.")
 
+    return _closing(session, env, turn, verdict, verbose=verbose)
+
+
+def _closing(session: Session, env: Env, turn: Turn, verdict: Verdict | None, *, verbose: bool) -> int:
+    """What to say on stderr once the turn is over, and the exit code it ends with."""
+
     def say(message: str) -> None:
-        env.stderr.write(f"chatcli: {message}\n")
+        env.stderr.write(f"chatcli: {strip_controls(message)}\n")  # each piece is filtered; this is the backstop
         env.stderr.flush()
 
     warning = session.journal.take_warning()
