@@ -243,7 +243,7 @@ class Session(Accounts):
         turn.left_out = left_out
         messages = self.messages(turn.user, left_out=left_out)
         turn.sent = self.tokenizer.messages(self.model, messages)
-        turn.estimated = self.tokenizer.raw_estimate(self.model, messages)
+        turn.estimated = self.tokenizer.raw_estimate(messages)
         yield from self.client.stream(model=self.model, messages=messages, params=turn.params)
 
     def plan(self, pending: str = "", *, window: int | None = None) -> Fit:
@@ -430,7 +430,7 @@ class Session(Accounts):
         plan = self._plan_to_send(text)
         messages = self.messages(pending=text, left_out=plan.left_out)
         turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out,
-                    sent=plan.tokens, window=plan.window, estimated=self.tokenizer.raw_estimate(self.model, messages))
+                    sent=plan.tokens, window=plan.window, estimated=self.tokenizer.raw_estimate(messages))
         self.turns.append(turn)
         if self.title is None:
             self.title = make_title(text)

@@ -304,7 +304,8 @@ class Tokenizer:
             return Count(tokens, True)
         return Count(math.ceil(tokens * self._factor.get(model, 1.0)), False)
 
-    def raw_estimate(self, model: str, messages: list[dict[str, str]]) -> int:
+    @staticmethod
+    def raw_estimate(messages: list[dict[str, str]]) -> int:
         """Our uncorrected estimate of a request, the base calibrate compares the server's count with."""
         return REPLY_PRIMING + sum(estimate(m["content"]) + MESSAGE_OVERHEAD for m in messages)
 

@@ -143,8 +143,6 @@ def model_command(session: Session, arg: str) -> Result:
         except ChatError:
             names = []  # the server cannot say: the first request will
     if names and arg not in names:
-        import difflib
-
         near = difflib.get_close_matches(arg, names, n=3, cutoff=0.5)
         hint = f"; close matches: {', '.join(near)}" if near else f"; it lists {len(names)} (/model shows them)"
         return Result(f"Model set to {arg}, though the server does not list it{hint}. Its requests may fail.")
