@@ -367,6 +367,8 @@ class Session(Accounts):
 
     def _learn_from(self, turn: Turn) -> None:
         """What the server's usage says of our counts: a correction, or a cut it made silently."""
+        if turn.asked is not None:
+            self.tokenizer.served_as(turn.asked, turn.model)
         if turn.usage is None or turn.sent is None:
             return
         from chatcli.learning import cut_notice, learn

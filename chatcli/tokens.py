@@ -212,6 +212,7 @@ class Tokenizer:
     _servers: dict[str, ServerCounter] = field(default_factory=dict, repr=False)
     _counted: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)  # (model, text) -> server's count
     _counted_models: set[str] = field(default_factory=set, repr=False)
+    _served: dict[str, str] = field(default_factory=dict, repr=False)  # model asked for -> model that answered
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def limits(self, model: str) -> ModelLimits:
@@ -223,8 +224,21 @@ class Tokenizer:
         return found
 
     def is_openai(self, model: str) -> bool:
-        """A model whose tokenizer tiktoken has: one of OpenAI's, or one the config names an encoding for."""
-        return family_of(model, KNOWN_MODELS) is not None or "encoding" in override_for(model, self.overrides)
+        """A model whose tokenizer tiktoken has: one of OpenAI's, or one the config names an encoding for.
+
+        An OpenAI name the server answered as another model (llama-server answers any name with
+        the one it loaded) is that other model, and tiktoken is not its tokenizer."""
+        if "encoding" in override_for(model, self.overrides):
+            return True
+        served = self._served.get(model, model)
+        return family_of(model, KNOWN_MODELS) is not None and family_of(served, KNOWN_MODELS) is not None
+
+    def served_as(self, asked: str, served: str) -> None:
+        """The server answered requests for `asked` as `served`: count `asked` as that model is counted."""
+        if self._served.get(asked) != served:
+            with self._lock:
+                self._served[asked] = served
+                self._limits.pop(asked, None)
 
     def _find_limits(self, model: str) -> ModelLimits:
         family = family_of(model, KNOWN_MODELS)

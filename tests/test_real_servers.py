@@ -357,3 +357,15 @@ def test_a_server_that_leaves_cached_tokens_out_of_prompt_tokens_is_not_said_to_
     third = session.send("and its bridges")
     assert not second.notice and third.status == "complete"
     assert session.tokenizer.window("llama3.2:latest").tokens == 8192
+
+
+def test_an_openai_name_answered_by_another_model_is_not_counted_with_tiktoken(srv):
+    """llama-server answers a request for gpt-4o-mini with the model it loaded: tiktoken is not its tokenizer."""
+    srv.served_model = MODEL
+    session = session_for(srv, model="gpt-4o-mini")
+    assert session.tokenizer.is_openai("gpt-4o-mini")
+    session.send("hello")
+    assert session.turns[-1].model == MODEL and session.turns[-1].asked == "gpt-4o-mini"
+    assert not session.tokenizer.is_openai("gpt-4o-mini")
+    assert session.tokenizer.limits("gpt-4o-mini").encoding == ""
+    assert not session.plan("next").tokens.exact
