@@ -33,25 +33,7 @@ def completion_script(parser: argparse.ArgumentParser, shell: str,
     flags = sorted(flag for a in options for flag in a.option_strings)
     words = " ".join([*SUBCOMMANDS, *flags])
     if shell == "fish":
-        def quoted(text: str) -> str:  # fish: nothing expands inside single quotes
-            return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-        lines = [f"complete -c chatcli -n __fish_use_subcommand -a {name} -d {quoted(desc)}" for name, desc in SUBCOMMANDS.items()]
-        for name, sub in subcommands.items():
-            if _actions(sub):
-                lines.append(f"complete -c chatcli -n {quoted('__fish_seen_subcommand_from ' + name)} -x -a {quoted(' '.join(_actions(sub)))}")
-        for a in options:
-            long = next((f[2:] for f in a.option_strings if f.startswith("--")), None)
-            short = next((f[1:] for f in a.option_strings if len(f) == 2), None)
-            parts = ["complete -c chatcli", f"-l {long}" if long else "", f"-s {short}" if short else ""]
-            if a.choices:
-                parts.append(f"-x -a {quoted(' '.join(a.choices))}")
-            elif a.dest == "profile":
-                parts.append("-x -a '(chatcli config profiles 2>/dev/null)'")
-            elif a.nargs != 0:
-                parts.append("-r")
-            lines.append(" ".join(p for p in parts if p) + f" -d {quoted((a.help or '').split(';')[0][:60])}")
-        return "\n".join(lines) + "\n"
+        return _fish_script(options, subcommands)
     choices = "\n".join(
         f"    {'|'.join(a.option_strings)}) COMPREPLY=($(compgen -W '{' '.join(a.choices)}' -- \"$cur\")); return ;;"
         for a in options if a.choices
@@ -89,3 +71,26 @@ complete -o default -F _chatcli chatcli
     if shell == "zsh":
         return "#compdef chatcli\nautoload -U +X bashcompinit && bashcompinit\n" + bash
     return bash
+
+
+def _fish_script(options: list[argparse.Action], subcommands: Mapping[str, argparse.ArgumentParser]) -> str:
+    """fish's completions: one `complete` line per subcommand, action set and flag."""
+    def quoted(text: str) -> str:  # fish: nothing expands inside single quotes
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    lines = [f"complete -c chatcli -n __fish_use_subcommand -a {name} -d {quoted(desc)}" for name, desc in SUBCOMMANDS.items()]
+    for name, sub in subcommands.items():
+        if _actions(sub):
+            lines.append(f"complete -c chatcli -n {quoted('__fish_seen_subcommand_from ' + name)} -x -a {quoted(' '.join(_actions(sub)))}")
+    for a in options:
+        long = next((f[2:] for f in a.option_strings if f.startswith("--")), None)
+        short = next((f[1:] for f in a.option_strings if len(f) == 2), None)
+        parts = ["complete -c chatcli", f"-l {long}" if long else "", f"-s {short}" if short else ""]
+        if a.choices:
+            parts.append(f"-x -a {quoted(' '.join(a.choices))}")
+        elif a.dest == "profile":
+            parts.append("-x -a '(chatcli config profiles 2>/dev/null)'")
+        elif a.nargs != 0:
+            parts.append("-r")
+        lines.append(" ".join(p for p in parts if p) + f" -d {quoted((a.help or '').split(';')[0][:60])}")
+    return "\n".join(lines) + "\n"
