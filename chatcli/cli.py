@@ -314,15 +314,16 @@ def _logging(args: argparse.Namespace, env, config) -> Iterator[None]:
         yield
 
 
-def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, schema: Schema | None = None) -> int:
+def _session(args: argparse.Namespace, env, config, flags: dict[str, Any], *, save: bool, profiles) -> tuple[Any, Any]:
+    """The session to run, a saved one resumed (on the server it was held on) or a new one, and
+    the config it runs with (a resumed session's profile's)."""
     from chatcli.budget import Budget
     from chatcli.client import ChatClient
     from chatcli.journal import Journal
     from chatcli.pricing import Pricing
-    from chatcli.profiles import Profiles, make_tokenizer, use
+    from chatcli.profiles import make_tokenizer, use
     from chatcli.session import Session
 
-    save = config.save and not args.no_save
     if save:
         journal = open_journal(config, env)
     elif any(v is not None for v in config.budget.values()):
@@ -330,7 +331,6 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         journal = open_journal(config, env, keep_text=False)
     else:
         journal = Journal()
-    profiles = Profiles(env, args.config)
     if args.resume is not None:
         session = resume_session(journal, args.resume, client=None)
         saved = journal.profile_of(session.id)
@@ -359,6 +359,15 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
             pricing=Pricing(config.prices),
             budget=Budget(**config.budget, where=str(config.config_path)),
         )
+    return session, config
+
+
+def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, schema: Schema | None = None) -> int:
+    from chatcli.profiles import Profiles
+
+    save = config.save and not args.no_save
+    profiles = Profiles(env, args.config)
+    session, config = _session(args, env, config, flags, save=save, profiles=profiles)
     session.profiles = profiles
     session.model_chosen = args.resume is not None or config.model_set
     # The output strategy, chosen once: markdown only for a terminal that wants decoration.
