@@ -3,7 +3,8 @@
 Everything chatcli writes to a terminal passes one gate, ControlFilter: no control sequence
 from outside (a reply, a server's error, a model id, a title, a file name) reaches it, and
 characters that hide or reorder text are shown as <U+202E>. strip_controls is the gate for a
-whole string.
+whole string, for_stream for data on stdout (gated on a terminal, exact in a pipe), and
+json_text writes JSON that needs no gate.
 
 The first two keep rich's live region in step with what is really on the
 screen: an echoed ^C moves the cursor, and an interrupt in the middle of a
@@ -191,6 +192,32 @@ def strip_controls(text: str) -> str:
     """Safe text from any untrusted string, in one go (ControlFilter, flushed)."""
     gate = ControlFilter()
     return gate.feed(text) + gate.flush()
+
+
+_JSON_UNSAFE = re.compile(f"[\x7f-\x9f{_INVISIBLE}]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    o = ord(match[0])
+    if o > 0xFFFF:  # JSON spells a character past the BMP as a surrogate pair
+        o -= 0x10000
+        return f"\\u{0xD800 + (o >> 10):04x}\\u{0xDC00 + (o & 0x3FF):04x}"
+    return f"\\u{o:04x}"
+
+
+def json_text(value: object, *, indent: int | None = None) -> str:
+    """JSON that is exact as data and inert on a terminal: json.dumps escapes C0 controls, and
+    this escapes DEL, C1 and the invisible characters the gate would show, as \\u escapes,
+    so a reader gets every character back and a terminal is sent none of them."""
+    import json
+
+    return _JSON_UNSAFE.sub(_json_escape, json.dumps(value, ensure_ascii=False, indent=indent))
+
+
+def for_stream(text: str, *, terminal: bool) -> str:
+    """Text bound for stdout: through the gate for a terminal; exact for a pipe or a file, where
+    it is data (an export, a list for a script) and the program reading it decides."""
+    return strip_controls(text) if terminal else text
 
 
 @contextmanager

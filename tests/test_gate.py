@@ -4,6 +4,7 @@ test_gate_pty.py."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -110,3 +111,13 @@ def test_the_gate_costs_time_linear_in_the_text():
 def test_server_text_on_one_line_shows_what_it_hides():
     assert one_line("model\u202ename\u200b \x1b[2Jend") == "model<U+202E>name<U+200B> end"
     assert one_line("می\u200cخواهم") == "می\u200cخواهم"
+
+
+def test_json_carries_controls_and_invisible_characters_only_as_escapes():
+    from chatcli.terminal import json_text  # oneshot's --json and the JSON export both write with it
+
+    value = {"reply": "c1 \x9d and \x9b, del \x7f, esc \x1b, bidi \u202e, zw \u200b, tag \U000e0041, fa می\u200cخواهم"}
+    for text in (json_text(value), json_text(value, indent=2)):
+        assert not set(text) & (RAW | {"\x7f"}), text
+        assert "\\u009d" in text and "\\u202e" in text and "\\udb40\\udc41" in text
+        assert json.loads(text) == value  # the data is exact
