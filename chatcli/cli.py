@@ -212,7 +212,9 @@ def _config_action(args: argparse.Namespace, env) -> int:
         return 0
     if args.action == "check":
         from chatcli.config_check import model_table_warnings
+        from chatcli.log import know
 
+        know(config)
         with _logging(args, env, config):
             warnings = [*config.warnings, *model_table_warnings(env, config, config_path=args.config)]
         for warning in warnings:
@@ -244,16 +246,20 @@ def _list_models(args: argparse.Namespace, env) -> int:
     config = load_config(env, config_path=args.config, flags={"base_url": args.base_url, "profile": args.profile})
     require_api_key(config)
     from chatcli.errors import one_line
+    from chatcli.log import know
+    from chatcli.pii import configured_secrets, hide_known
     from chatcli.profiles import make_tokenizer
     from chatcli.server_facts import ServerFacts
 
+    know(config)
     with _logging(args, env, config):
         client = ChatClient(config)
         names = client.models()
         facts = ServerFacts(client, make_tokenizer(config))
         for name in names:  # the name first, so `cut -d' ' -f1` gives the names alone
             window = facts.window_for(name)
-            env.stdout.write(one_line(name, 200) + (f"  window {window.tokens:,} ({window.source})" if window else "") + "\n")
+            listed = one_line(hide_known(name, configured_secrets(config)), 200)  # a server's words: gated, even in a pipe
+            env.stdout.write(listed + (f"  window {window.tokens:,} ({window.source})" if window else "") + "\n")
     return 0
 
 
@@ -290,9 +296,9 @@ def _run(args: argparse.Namespace, env) -> int:
         "base_url": args.base_url,
     }
     config = load_config(env, config_path=args.config, flags={**flags, "db": args.db, "profile": args.profile})
-    import chatcli.log
+    from chatcli.log import know
 
-    chatcli.log.known_secret = config.api_key  # for a crash report, which has no config at hand
+    know(config)  # for a crash report, and for messages said where the config is not at hand
     for warning in config.warnings:
         env.stderr.write(f"chatcli: warning: {warning}\n")
     require_api_key(config)
