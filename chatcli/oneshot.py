@@ -31,7 +31,7 @@ from chatcli.session import (
     finish_notice,
     left_out_notice,
 )
-from chatcli.terminal import echo_off, json_text, strip_controls
+from chatcli.terminal import echo_off, json_text, shown
 from chatcli.views import show_stats, stats_line
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def _closing(session: Session, env: Env, turn: Turn, verdict: Verdict | None, *,
     """What to say on stderr once the turn is over, and the exit code it ends with."""
 
     def say(message: str) -> None:
-        env.stderr.write(f"chatcli: {strip_controls(message)}\n")  # each piece is filtered; this is the backstop
+        env.stderr.write(f"chatcli: {shown(message)}\n")  # each piece is filtered; this is the backstop
         env.stderr.flush()
 
     warning = session.journal.take_warning()

@@ -172,7 +172,8 @@ def search_action(store: Store, args, env: Env) -> int:
         return EXIT_OK
     console = _console(env)
     for hit in hits:
-        line = Text(f"{hit.session_id:>4}  {hit.title or 'untitled'}  ({hit.role}): ", style="bold")
+        title = strip_controls(hit.title or "untitled")
+        line = Text(f"{hit.session_id:>4}  {title}  ({hit.role}): ", style="bold")
         # The snippet marks matches with \x02 and \x03; show them bold, or in [brackets] in a pipe.
         for n, part in enumerate(re.split(r"[\x02\x03]", hit.snippet)):
             part = " ".join(strip_controls(part).split("\n"))

@@ -3,8 +3,8 @@
 Everything chatcli writes to a terminal passes one gate, ControlFilter: no control sequence
 from outside (a reply, a server's error, a model id, a title, a file name) reaches it, and
 characters that hide or reorder text are shown as <U+202E>. strip_controls is the gate for a
-whole string, for_stream for data on stdout (gated on a terminal, exact in a pipe), and
-json_text writes JSON that needs no gate.
+whole string, shown for a message (secrets taken out too), for_stream for data on stdout
+(gated on a terminal, exact in a pipe), and json_text writes JSON that needs no gate.
 
 The first two keep rich's live region in step with what is really on the
 screen: an echoed ^C moves the cursor, and an interrupt in the middle of a
@@ -212,6 +212,15 @@ def json_text(value: object, *, indent: int | None = None) -> str:
     import json
 
     return _JSON_UNSAFE.sub(_json_escape, json.dumps(value, ensure_ascii=False, indent=indent))
+
+
+def shown(message: str) -> str:
+    """A message as it may be shown: without the configured secrets (a server's words, a file
+    name or a setting's value can be in it), through the gate."""
+    from chatcli.log import known_secrets
+    from chatcli.pii import hide_known
+
+    return strip_controls(hide_known(message, known_secrets))
 
 
 def for_stream(text: str, *, terminal: bool) -> str:
