@@ -142,7 +142,9 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
     try:
         return runner(args, env)
     except ChatError as exc:
-        env.stderr.write(f"chatcli: {exc.message}\n")
+        from chatcli.terminal import shown
+
+        env.stderr.write(f"chatcli: {shown(exc.message)}\n")
         return exc.exit_code
     except Terminated as exc:
         return 128 + exc.signum  # the turn so far is saved; the terminal may be gone, so say nothing
@@ -201,38 +203,43 @@ def _config_action(args: argparse.Namespace, env) -> int:
     from chatcli.config import SETTINGS, default_config_path, load_config
     from chatcli.config_text import toml_value
     from chatcli.pii import hide_password
-    from chatcli.terminal import strip_controls
+    from chatcli.terminal import for_stream, shown
+
+    def out(text: str) -> None:  # a file name or a value from the file: data in a pipe, gated on a terminal
+        env.stdout.write(for_stream(text, terminal=env.stdout_isatty))
 
     if args.action == "path":
-        env.stdout.write(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
+        out(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
         return 0
     config = load_config(env, config_path=args.config, flags={"profile": args.profile})  # a bad file: one sentence, exit 3
     if args.action == "profiles":  # one a line, for scripts and for completing -p
-        env.stdout.write("".join(f"{name}\n" for name in config.profiles))
+        out("".join(f"{name}\n" for name in config.profiles))
         return 0
     if args.action == "check":
         from chatcli.config_check import model_table_warnings
+        from chatcli.log import know
 
+        know(config)
         with _logging(args, env, config):
             warnings = [*config.warnings, *model_table_warnings(env, config, config_path=args.config)]
         for warning in warnings:
-            env.stderr.write(f"chatcli: warning: {strip_controls(warning)}\n")
+            env.stderr.write(f"chatcli: warning: {shown(warning)}\n")
         there = config.config_path if config.config_path and config.config_path.is_file() else None
-        env.stdout.write(f"ok: {there or 'no config file; defaults, .env and the environment'}\n")
+        out(f"ok: {there or 'no config file; defaults, .env and the environment'}\n")
         return 0
     for setting in SETTINGS:
         value = getattr(config, setting.key)
         if value is None:
-            env.stdout.write(f"# {setting.key} is not set\n")
+            out(f"# {setting.key} is not set\n")
         else:
-            shown = '"***"' if setting.secret else toml_value(hide_password(value) if setting.key == "proxy" else value)
-            env.stdout.write(f"{setting.key} = {shown}\n")
-    env.stdout.write(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
+            text = '"***"' if setting.secret else toml_value(hide_password(value) if setting.key == "proxy" else value)
+            out(f"{setting.key} = {text}\n")
+    out(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
     if config.headers:  # a header may carry a credential: names only
         masked = ", ".join(f"{toml_value(name)} = {toml_value('***')}" for name in config.headers)
-        env.stdout.write(f"headers = {{ {masked} }}\n")
+        out(f"headers = {{ {masked} }}\n")
     if config.profiles:
-        env.stdout.write(f"# profiles: {', '.join(config.profiles)}\n")
+        out(f"# profiles: {', '.join(config.profiles)}\n")
     return 0
 
 
@@ -244,16 +251,20 @@ def _list_models(args: argparse.Namespace, env) -> int:
     config = load_config(env, config_path=args.config, flags={"base_url": args.base_url, "profile": args.profile})
     require_api_key(config)
     from chatcli.errors import one_line
+    from chatcli.log import know
+    from chatcli.pii import configured_secrets, hide_known
     from chatcli.profiles import make_tokenizer
     from chatcli.server_facts import ServerFacts
 
+    know(config)
     with _logging(args, env, config):
         client = ChatClient(config)
         names = client.models()
         facts = ServerFacts(client, make_tokenizer(config))
         for name in names:  # the name first, so `cut -d' ' -f1` gives the names alone
             window = facts.window_for(name)
-            env.stdout.write(one_line(name, 200) + (f"  window {window.tokens:,} ({window.source})" if window else "") + "\n")
+            listed = one_line(hide_known(name, configured_secrets(config)), 200)  # a server's words: gated, even in a pipe
+            env.stdout.write(listed + (f"  window {window.tokens:,} ({window.source})" if window else "") + "\n")
     return 0
 
 
@@ -290,11 +301,12 @@ def _run(args: argparse.Namespace, env) -> int:
         "base_url": args.base_url,
     }
     config = load_config(env, config_path=args.config, flags={**flags, "db": args.db, "profile": args.profile})
-    import chatcli.log
+    from chatcli.log import know
+    from chatcli.terminal import shown
 
-    chatcli.log.known_secret = config.api_key  # for a crash report, which has no config at hand
+    know(config)  # for a crash report, and for messages said where the config is not at hand
     for warning in config.warnings:
-        env.stderr.write(f"chatcli: warning: {warning}\n")
+        env.stderr.write(f"chatcli: warning: {shown(warning)}\n")
     require_api_key(config)
     with _logging(args, env, config):
         return _start(args, env, config, flags, schema=schema)
@@ -364,6 +376,7 @@ def _session(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sa
 
 def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, schema: Schema | None = None) -> int:
     from chatcli.profiles import Profiles
+    from chatcli.terminal import shown
 
     save = config.save and not args.no_save
     profiles = Profiles(env, args.config)
@@ -378,9 +391,9 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         if redacted is not None:
             env.stderr.write(f"chatcli: {redacted}.\n")
     oneshot = bool(args.question or args.json or args.schema or not (env.stdin_isatty and env.stdout_isatty))
-    for said in _as_commands(session, args):
+    for text in _as_commands(session, args):  # what -f and -o did, naming files and values
         if not oneshot:
-            env.stderr.write(f"chatcli: {said}\n")
+            env.stderr.write(f"chatcli: {shown(text)}\n")
 
     if oneshot:
         from chatcli.oneshot import run_oneshot

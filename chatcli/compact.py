@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from chatcli.errors import ChatError
 from chatcli.events import Adjusted, Finish, TextDelta, Usage
+from chatcli.pii import configured_secrets, hide_known
 from chatcli.session import SUMMARY_HEADING, Session
 from chatcli.tokens import MESSAGE_OVERHEAD, Count
 
@@ -153,7 +154,7 @@ def _summarise(session: Session, text: str, notices: list[str]) -> str:
             notices.append(event.text)
     if usage is not None:
         session.count_request(usage)
-    summary = "".join(pieces).strip()
+    summary = hide_known("".join(pieces), configured_secrets(session.client.config)).strip()
     if not summary:
         raise ChatError("The model returned an empty summary, so nothing was compacted.")
     if finish not in (None, "stop"):  # a summary cut short would stand in for turns it never reached

@@ -83,7 +83,11 @@ class Terminated(KeyboardInterrupt):
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    """Server text bound for the terminal: one line, no control characters, bounded."""
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    """Server text bound for the terminal: one line, through the terminal's gate (invisible
+    characters shown, not hidden), bounded."""
+    from chatcli.terminal import strip_controls
+
+    # The gate keeps a ZWNJ or ZWJ only where a word needs it; any other unprintable is a space.
+    text = "".join(ch if ch.isprintable() or ch in "\u200c\u200d" else " " for ch in strip_controls(text))
     text = " ".join(text.split()).rstrip(".")
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -3,11 +3,17 @@
 Both are made from a Session, whether it is the live one or one restored
 from the store, so the two ways to export can never disagree. The API key is
 not part of a Session, so it cannot reach an export.
+
+A file gets the text exactly, and whole or not at all: it is written beside the
+old one and renamed over it, so a full disk never leaves half an export where a
+good one was. JSON carries control and invisible characters only as \\u escapes.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import secrets
+import stat
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -58,7 +64,9 @@ def session_record(session: Session) -> dict[str, Any]:
 
 
 def to_json(session: Session) -> str:
-    return json.dumps(session_record(session), indent=2, ensure_ascii=False) + "\n"
+    from chatcli.terminal import json_text
+
+    return json_text(session_record(session), indent=2) + "\n"
 
 
 def to_markdown(session: Session) -> str:
@@ -80,15 +88,57 @@ def export_text(session: Session, fmt: str) -> str:
     return to_json(session) if fmt == "json" else to_markdown(session)
 
 
-def write_export(session: Session, path: str | Path) -> Path:
-    """Write the session to PATH, in the format its extension names."""
+def write_export(session: Session, path: str | Path, fmt: str | None = None) -> Path:
+    """Write the session to PATH, in `fmt` or the format its extension names."""
     target = Path(path).expanduser()
-    text = export_text(session, format_for(target))
-    try:
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ChatError(f"Could not write {target} ({exc.strerror}).") from None
+    write_whole_file(target, export_text(session, fmt or format_for(target)))
     return target
+
+
+def write_whole_file(target: Path, text: str) -> None:
+    """Write text to target whole or not at all: into a new file beside it, then renamed over it.
+
+    A failure (a full disk, a file size limit) leaves whatever was there before as it was. A
+    symlink's file is the one replaced; a device or a FIFO (-o /dev/stdout) is written to
+    directly, as there is no file to replace. The new file keeps the old one's permissions.
+    """
+    real = Path(os.path.realpath(target))
+    existed = real.exists()
+    try:
+        if existed and not real.is_file():
+            with open(real, "w", encoding="utf-8") as f:
+                f.write(text)
+            return
+        fd, temp = _new_file_beside(real)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            if existed:
+                os.chmod(temp, stat.S_IMODE(real.stat().st_mode))
+            os.replace(temp, real)
+        except BaseException:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise
+    except OSError as exc:
+        kept = "; the file there is unchanged" if existed else ""
+        raise ChatError(f"Could not write {target} ({exc.strerror or exc}){kept}.") from None
+
+
+def _new_file_beside(path: Path) -> tuple[int, str]:
+    """A new, hidden file in path's folder (so renaming it over path is atomic), with the
+    permissions a new file gets there (the umask's)."""
+    for _ in range(100):
+        temp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def _iso(timestamp: float) -> str:

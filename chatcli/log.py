@@ -18,12 +18,22 @@ from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
 from chatcli.errors import UsageError
-from chatcli.pii import redact_secrets
+from chatcli.pii import hide_known, redact_secrets
 
 log = logging.getLogger("chatcli")
 
-# The configured key, once loaded: what a crash report must not hold.
+# The configured key, once loaded: what a crash report must not hold. known_secrets: every
+# secret the config holds (pii.configured_secrets), which no message chatcli prints may hold.
 known_secret: str | None = None
+known_secrets: tuple[str, ...] = ()
+
+
+def know(config) -> None:
+    """Remember the secrets of the config in use, for the messages, logs and reports made without it."""
+    from chatcli.pii import configured_secrets
+
+    global known_secret, known_secrets
+    known_secret, known_secrets = config.api_key, configured_secrets(config)
 
 # The libraries whose records are worth having, at the level that says what they did.
 LIBRARIES = {"openai": logging.INFO, "httpx2": logging.INFO}
@@ -36,7 +46,7 @@ class Redacting(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         # known_secret too: after /profile, the key in use is another profile's.
-        text = redact_secrets(super().format(record), self.secret)
+        text = hide_known(redact_secrets(super().format(record), self.secret), known_secrets)
         return redact_secrets(text, known_secret) if known_secret and known_secret != self.secret else text
 
 

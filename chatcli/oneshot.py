@@ -7,8 +7,6 @@ receives exactly the text the model wrote.
 from __future__ import annotations
 
 import io
-import json
-import re
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
@@ -33,10 +31,8 @@ from chatcli.session import (
     finish_notice,
     left_out_notice,
 )
-from chatcli.terminal import echo_off, strip_controls
+from chatcli.terminal import echo_off, json_text, shown
 from chatcli.views import show_stats, stats_line
-
-_C1 = re.compile(r"[\x7f-\x9f]")  # DEL and C1: json.dumps leaves them be, and some terminals obey them
 
 if TYPE_CHECKING:
     from chatcli.schema import Schema, Verdict
@@ -141,7 +137,7 @@ def _closing(session: Session, env: Env, turn: Turn, verdict: Verdict | None, *,
     """What to say on stderr once the turn is over, and the exit code it ends with."""
 
     def say(message: str) -> None:
-        env.stderr.write(f"chatcli: {strip_controls(message)}\n")  # each piece is filtered; this is the backstop
+        env.stderr.write(f"chatcli: {shown(message)}\n")  # each piece is filtered; this is the backstop
         env.stderr.flush()
 
     warning = session.journal.take_warning()
@@ -176,11 +172,6 @@ def _closing(session: Session, env: Env, turn: Turn, verdict: Verdict | None, *,
         return turn.error.exit_code
     say("The reply stopped before the server said it was finished, so it may be cut short; try again.")
     return EXIT_FAILURE
-
-
-def json_text(value: object) -> str:
-    """One line of JSON that is safe on a terminal: json.dumps escapes C0 controls, and this DEL and C1 too."""
-    return _C1.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def as_record(session: Session, turn: Turn) -> dict:

@@ -314,3 +314,151 @@ def redact_secrets(text: str, secret: str | None) -> str:
         text = text.replace(secret, "***")
     text = re.sub(_AUTH, r"\1\2***", hide_password(text))
     return scrub(text, ("api_key",)).text
+
+
+# --------------------------------------------------------------------------- #
+# The configured secrets, out of what a server sends back
+# --------------------------------------------------------------------------- #
+
+SHOWN_AS = "***"
+
+
+def worth_hiding(secret: str) -> bool:
+    """Whether a configured value is a secret that free text must never show.
+
+    A placeholder key (`ollama`, `EMPTY`, `lm-studio`, `sk-no-key-required`) is no secret, and
+    taking every "ollama" out of a reply about Ollama would corrupt it; a real key or token is
+    long, and has digits.
+    """
+    return len(secret) >= 24 or (len(secret) >= 8 and _has_digit(secret))
+
+
+def configured_secrets(config) -> tuple[str, ...]:
+    """The secrets a config holds, longest first: the API key, the values of its extra headers
+    (which may carry credentials), and the passwords in base_url and proxy."""
+    from urllib.parse import urlsplit
+
+    found = [config.api_key or "", *config.headers.values()]
+    for url in (config.base_url, config.proxy):
+        try:
+            found.append(urlsplit(url or "").password or "")
+        except ValueError:
+            pass
+    return tuple(sorted({s for s in found if worth_hiding(s)}, key=len, reverse=True))
+
+
+def hide_known(text: str, secrets: Iterable[str]) -> str:
+    """text with every configured secret replaced by ***."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, SHOWN_AS)
+    return text
+
+
+class SecretStream:
+    """Takes configured secrets out of text that arrives in pieces (a streamed reply), a secret
+    split across two pieces included.
+
+    Only the end of a piece that could be the start of a secret is held back, until the next
+    piece says whether it is; ordinary text passes at once.
+    """
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self._secrets = secrets
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        if not self._secrets:
+            return text
+        text = hide_known(self._held + text, self._secrets)
+        cut = self._start_of_secret(text)
+        self._held = text[cut:]
+        return text[:cut]
+
+    def flush(self) -> str:
+        """What is held at the end: text that turned out not to be a secret. A cut-off start of
+        one, 8 characters or more, is hidden too: half a key is still too much of it."""
+        held, self._held = self._held, ""
+        return SHOWN_AS if len(held) >= 8 else held
+
+    def _start_of_secret(self, text: str) -> int:
+        """Where the longest end of text that begins some secret starts (len(text) if none does)."""
+        cut = len(text)
+        for secret in self._secrets:
+            first = secret[0]
+            start = max(0, len(text) - len(secret) + 1)
+            while start < cut:
+                start = text.find(first, start, cut)
+                if start < 0:
+                    break
+                if secret.startswith(text[start:]):
+                    cut = start
+                    break
+                start += 1
+        return cut
+
+
+class SecretFreeEvents:
+    """A reply's events with the configured secrets taken out of all they carry that is shown or
+    saved: its text and reasoning (streamed, so through a SecretStream each), the model the
+    server names, and notes. A proxy that echoes the request's headers back cannot make the key
+    reach the screen or the history.
+    """
+
+    def __init__(self, events: Iterator, secrets: tuple[str, ...]) -> None:
+        from collections import deque
+
+        self._events = events
+        self._secrets = secrets
+        self._text = SecretStream(secrets)
+        self._reasoning = SecretStream(secrets)
+        self._ready: deque = deque()
+
+    def __iter__(self) -> SecretFreeEvents:
+        return self
+
+    def __next__(self):
+        while not self._ready:
+            try:
+                event = next(self._events)
+            except StopIteration:
+                self._ready.extend(self._flushed())
+                if not self._ready:
+                    raise
+                break
+            self._ready.extend(self._clean(event))
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        close = getattr(self._events, "close", None)
+        if close is not None:
+            close()
+
+    def leftover(self) -> tuple[str, str]:
+        """Text and reasoning still held when the stream ended early (Ctrl-C, an error)."""
+        return self._text.flush(), self._reasoning.flush()
+
+    def _clean(self, event) -> list:
+        from dataclasses import replace
+
+        from chatcli.events import Finish, Note, ReasoningDelta, Served, TextDelta
+
+        if isinstance(event, TextDelta):
+            text = self._text.feed(event.text)
+            return [TextDelta(text)] if text else []
+        if isinstance(event, ReasoningDelta):
+            text = self._reasoning.feed(event.text)
+            return [ReasoningDelta(text)] if text else []
+        if isinstance(event, Served):
+            event = replace(event, model=hide_known(event.model, self._secrets))
+        elif isinstance(event, Note):
+            event = replace(event, text=hide_known(event.text, self._secrets))
+        elif isinstance(event, Finish):
+            return [*self._flushed(), event]  # the text is over: what was held was no secret
+        return [event]
+
+    def _flushed(self) -> list:
+        from chatcli.events import ReasoningDelta, TextDelta
+
+        text, reasoning = self.leftover()
+        return [*([ReasoningDelta(reasoning)] if reasoning else []), *([TextDelta(text)] if text else [])]

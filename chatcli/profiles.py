@@ -130,9 +130,9 @@ def switch(session: Session, config: Config) -> None:
     if config.system and config.system != session.system:
         session.set_system(config.system)
     session.journal.state_changed(session, "profile")  # so resuming it comes back here
-    import chatcli.log
+    from chatcli.log import know
 
-    chatcli.log.known_secret = config.api_key
+    know(config)
 
 
 def use(session: Session, config: Config) -> None:

@@ -20,6 +20,7 @@ from chatcli.commands import Registry
 from chatcli.errors import one_line
 from chatcli.pricing import format_cost
 from chatcli.session import Session
+from chatcli.terminal import strip_controls
 
 
 def make_key_bindings(*, multiline: bool = False) -> KeyBindings:
@@ -53,8 +54,8 @@ class SlashCompleter(Completer):
         names = self._arguments.get(self._registry.command_for(command)) if space else None
         if names is not None and " " not in partial:
             for name in names() or ():
-                if name.startswith(partial):
-                    yield Completion(name, start_position=-len(partial))
+                if name.startswith(partial):  # a server's model name: shown through the gate
+                    yield Completion(name, start_position=-len(partial), display=strip_controls(name))
             return
         if not text.startswith("/") or any(ch.isspace() for ch in text):
             return

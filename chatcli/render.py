@@ -46,6 +46,9 @@ class Renderer:
         try:
             # The reply is over; a Ctrl-C now only cuts short the drawing of it.
             with self._guard.hold(deliver=False):
+                rest = self._filter.flush()  # a joiner the reply ended with, shown
+                if rest:
+                    self._draw(rest)
                 self._finish()
         finally:
             self._guard.uninstall()

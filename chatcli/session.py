@@ -17,7 +17,7 @@ from chatcli.budget import Budget, BudgetGuard
 from chatcli.errors import ChatError, ContextLengthError, Terminated
 from chatcli.events import Event, Finish, Note, ReasoningDelta, Redacted, Served, TextDelta, Usage
 from chatcli.journal import Journal, make_title
-from chatcli.pii import scrub
+from chatcli.pii import SecretFreeEvents, configured_secrets, hide_known, scrub
 from chatcli.pricing import OtherCost, Pricing
 from chatcli.store import Spend
 from chatcli.tokens import Count, Fit, Tokenizer, fit
@@ -453,7 +453,8 @@ class Session(Accounts):
         pieces: list[str] = []
         thoughts: list[str] = []
         stop: Terminated | None = None
-        events = self._stream_fitting(turn, plan, messages)
+        secrets = configured_secrets(self.client.config)  # never shown, never saved, whoever sends them
+        events = SecretFreeEvents(self._stream_fitting(turn, plan, messages), secrets)
         self.client.on_retry = on_event  # a retry is said when it happens, before the wait
         last_token: float | None = None
         try:
@@ -487,6 +488,7 @@ class Session(Accounts):
         except ChatError as exc:
             turn.status = ERROR
             turn.error = exc
+            exc.message = hide_known(exc.message, secrets)  # a server error body that quotes a header
             if isinstance(exc, ContextLengthError):
                 turn.left_out = 0  # the fitted request was refused too: say so, not what was left out
         except BaseException:
@@ -496,9 +498,10 @@ class Session(Accounts):
             raise
         finally:
             self.client.on_retry = None
-            events.close()  # type: ignore[attr-defined]
-            turn.reply = "".join(pieces)
-            turn.reasoning = "".join(thoughts)
+            events.close()
+            held, held_thoughts = events.leftover()  # the stream ended early
+            turn.reply = "".join(pieces) + held
+            turn.reasoning = "".join(thoughts) + held_thoughts
             turn.total_s = time.monotonic() - started
             if last_token is not None:  # a stall that ended the reply (its end, or a Ctrl-C) counts too
                 turn.stalled_s += max(0.0, time.monotonic() - last_token - STALL_S)

@@ -172,7 +172,8 @@ def search_action(store: Store, args, env: Env) -> int:
         return EXIT_OK
     console = _console(env)
     for hit in hits:
-        line = Text(f"{hit.session_id:>4}  {hit.title or 'untitled'}  ({hit.role}): ", style="bold")
+        title = strip_controls(hit.title or "untitled")
+        line = Text(f"{hit.session_id:>4}  {title}  ({hit.role}): ", style="bold")
         # The snippet marks matches with \x02 and \x03; show them bold, or in [brackets] in a pipe.
         for n, part in enumerate(re.split(r"[\x02\x03]", hit.snippet)):
             part = " ".join(strip_controls(part).split("\n"))
@@ -184,19 +185,19 @@ def search_action(store: Store, args, env: Env) -> int:
 
 
 def export_action(store: Store, args, env: Env) -> int:
-    from chatcli.export import export_text, format_for
+    """To a file, the text exactly (written whole or not at all); to a terminal, through the gate,
+    as everything else shown; to a pipe, exactly: it is data, and the program reading it (jq, a
+    file, less, which shows control characters as ^[ by default) decides what to do with it."""
+    from chatcli.export import export_text, write_export
+    from chatcli.terminal import for_stream, strip_controls
 
     session = _load(store, args.id)
-    fmt = args.format or (format_for(args.output) if args.output else "md")
-    text = export_text(session, fmt)
     if args.output:
-        try:
-            Path(args.output).expanduser().write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise ChatError(f"Could not write {args.output} ({exc.strerror}).") from None
-        env.stderr.write(f"Exported session {args.id} to {args.output}.\n")
-    else:
-        env.stdout.write(text)
+        target = write_export(session, args.output, args.format)
+        env.stderr.write(f"Exported session {args.id} to {strip_controls(str(target))}.\n")
+        return EXIT_OK
+    text = export_text(session, args.format or "md")
+    env.stdout.write(for_stream(text, terminal=env.stdout_isatty))
     return EXIT_OK
 
 

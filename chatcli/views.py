@@ -2,7 +2,8 @@
 stats line after a reply, a resumed session's recap.
 
 Everything shown here may hold untrusted text (what the user typed, what was saved, what a
-server said), so it goes through strip_controls and is never read as rich markup.
+server said), so it goes through the terminal's gate (terminal.shown: no control sequence, no
+configured secret, invisible characters made visible) and is never read as rich markup.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chatcli.session import PENDING
-from chatcli.terminal import strip_controls
+from chatcli.terminal import shown
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,18 +27,18 @@ def show_result(console: Console, result: Result) -> None:
 
     # Results echo what the user typed and what was saved: untrusted text too.
     if result.text:
-        console.print(Text(strip_controls(result.text), style="red" if result.error else "cyan"))
+        console.print(Text(shown(result.text), style="red" if result.error else "cyan"))
     if result.rows:
         table = Table(*result.headers, show_edge=False, box=None, pad_edge=False, header_style="bold")
         for row in result.rows:
-            table.add_row(*(Text(strip_controls(cell)) for cell in row))
+            table.add_row(*(Text(shown(cell)) for cell in row))
         console.print(table)
 
 
 def show_error(console: Console, message: str) -> None:
     from rich.text import Text
 
-    console.print(Text(strip_controls(message), style="bold red"))
+    console.print(Text(shown(message), style="bold red"))
 
 
 def stats_line(session: Session, turn) -> str | None:
@@ -67,7 +68,7 @@ def show_stats(console: Console, session: Session, turn) -> None:
 def show_notice(console: Console, message: str) -> None:
     from rich.text import Text
 
-    console.print(Text(strip_controls(message), style="dim"))
+    console.print(Text(shown(message), style="dim"))
 
 
 def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
@@ -78,7 +79,7 @@ def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
     header = f"Session {session.id}: {session.title or 'untitled'} · {len(turns)} turns"
     if session.context_start:
         header += f" ({session.context_start} cleared before these)"
-    console.print(Text(strip_controls(header), style="bold"))
+    console.print(Text(shown(header), style="bold"))
     if len(turns) > last:
         console.print(Text(f"  … {len(turns) - last} earlier turns", style="dim"))
     for turn in turns[-last:]:
@@ -93,5 +94,5 @@ def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
 
 
 def _one_line(text: str, limit: int = 120) -> str:
-    text = " ".join(strip_controls(text).split())
+    text = " ".join(shown(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -41,6 +41,7 @@ __all__ = [
     "Behaviour",
     "ChatServer",
     "Echo",
+    "EchoHeaders",
     "Error",
     "Recorded",
     "Reply",
@@ -134,7 +135,23 @@ class Echo:
         return Reply(self.prefix + last, chunk_size=self.chunk_size, delay=self.delay)
 
 
-Behaviour = Reply | Error | Echo
+@dataclass(frozen=True, kw_only=True)
+class EchoHeaders:
+    """A misbehaving proxy that quotes the request's headers back, the key among them: as the
+    reply, streamed in small chunks (so a key is split across them), or, with ``status``, as
+    an error's message."""
+
+    status: int = 200
+    chunk_size: int = 5
+    names: tuple[str, ...] | None = None  # the headers to quote (None: all)
+
+    def to_behaviour(self, headers: Any) -> Reply | Error:
+        names = [name for name in headers.keys() if self.names is None or name.lower() in map(str.lower, self.names)]
+        text = "You sent: " + "; ".join(f"{name}: {headers[name]}" for name in names)
+        return Reply(text, chunk_size=self.chunk_size) if self.status == 200 else Error(self.status, text)
+
+
+Behaviour = Reply | Error | Echo | EchoHeaders
 
 
 @dataclass
@@ -337,6 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = self.server.chat._next_behaviour()
         if isinstance(behaviour, Echo):
             behaviour = behaviour.to_reply(body)
+        elif isinstance(behaviour, EchoHeaders):
+            behaviour = behaviour.to_behaviour(self.headers)
         if isinstance(behaviour, Error):
             self._sleep(behaviour.delay)
             self._send(behaviour.status, behaviour.payload(), "application/json", behaviour.headers)
@@ -630,7 +649,7 @@ class ChatServer:
     def script(self, *behaviours: Behaviour) -> None:
         """Queue behaviours; each chat request consumes one, in order."""
         for b in behaviours:
-            if not isinstance(b, (Reply, Error, Echo)):
+            if not isinstance(b, (Reply, Error, Echo, EchoHeaders)):
                 raise TypeError(f"not a behaviour: {b!r}")
         with self._lock:
             self._script.extend(behaviours)

@@ -7,9 +7,11 @@ server echoes it back in errors, and the log is switched on.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import secrets
 import stat
 import sys
 from pathlib import Path
@@ -20,7 +22,7 @@ from chatcli.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
 from chatcli.log import logging_to
 from chatcli.pii import redact_secrets
 from tests.conftest import TEST_KEY, leaks_in
-from tests.server import ChatServer, Error, Reply
+from tests.server import ChatServer, EchoHeaders, Error, Reply
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [\w.]+: ")
@@ -249,3 +251,65 @@ def test_a_bug_is_one_sentence_and_a_report_without_the_key(srv: ChatServer, run
     report = crash.read_text()
     assert "Traceback (most recent call last)" in report and "TypeError: unexpected value near ***" in report
     assert stat.S_IMODE(crash.stat().st_mode) == 0o600
+
+
+# --------------------------------------------------------------------------- #
+# A server that quotes the secrets back
+# --------------------------------------------------------------------------- #
+
+
+def test_a_proxy_that_echoes_the_key_and_a_header_token_has_neither_shown_nor_stored(
+    srv: ChatServer, run_chatcli, isolated_env: Path, tmp_path: Path
+) -> None:
+    token = "gw-" + secrets.token_hex(12)  # a credential in a configured header, as a gateway asks for
+    config = isolated_env / "config" / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[headers]\n"X-Gateway-Token" = "{token}"\n')
+    quoted = ("Authorization", "X-Gateway-Token")  # httpx2 sends header names in lower case
+    # Streamed five characters at a time: the key and the token arrive split across chunks.
+    srv.script(EchoHeaders(names=quoted), EchoHeaders(names=quoted), EchoHeaders(status=400, names=quoted))
+
+    replied = run_chatcli("who am I?")
+    assert replied.returncode == EXIT_OK, replied.stderr
+    assert replied.stdout == "You sent: authorization: Bearer ***; x-gateway-token: ***\n"
+    as_json = run_chatcli("--json", "-c", "and now?")
+    assert json.loads(as_json.stdout)["reply"] == "You sent: authorization: Bearer ***; x-gateway-token: ***"
+    refused = run_chatcli("-c", "again")
+    assert refused.returncode != EXIT_OK and "x-gateway-token: ***" in refused.stderr, refused.stderr
+    assert srv.chat_requests[-1].headers["x-gateway-token"] == token  # it was sent, so there was something to leak
+
+    exported = run_chatcli("sessions", "export", "1", "--format", "json")
+    messages = json.loads(exported.stdout)["messages"]
+    assert [m.get("status") for m in messages] == [None, "complete", None, "complete", None, "error"]
+    assert "x-gateway-token: ***" in messages[-1]["error"]
+    for result in (replied, as_json, refused, exported):
+        assert token not in result.stdout + result.stderr
+    for path in tmp_path.rglob("*"):  # the database, its WAL, the input history
+        if path.is_file() and path != config:
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_a_secret_split_anywhere_across_the_chunks_of_a_reply_is_taken_out() -> None:
+    from chatcli.pii import SecretStream
+
+    token = "gw-" + "0123456789abcdef" * 2
+    text = f"key {TEST_KEY}, token {token}{token} and a last {TEST_KEY[:5]}t word, then s"
+    for size in range(1, 40):
+        stream = SecretStream((token, TEST_KEY))
+        out = "".join(stream.feed(text[i : i + size]) for i in range(0, len(text), size)) + stream.flush()
+        assert out == f"key ***, token ****** and a last {TEST_KEY[:5]}t word, then s", size
+    # A reply cut off in the middle of the key leaves no half of it either.
+    stream = SecretStream((TEST_KEY,))
+    assert stream.feed(f"cut {TEST_KEY[:14]}") + stream.flush() == "cut ***"
+
+
+def test_a_placeholder_key_is_no_secret_to_take_out_of_replies() -> None:
+    from chatcli.config import Config
+    from chatcli.pii import configured_secrets
+
+    # Ollama, vLLM and LM Studio take any key; taking "ollama" out of a reply about Ollama would garble it.
+    for placeholder in ("ollama", "EMPTY", "lm-studio", "sk-no-key-required"):
+        assert configured_secrets(Config(api_key=placeholder)) == ()
+    config = Config(api_key=TEST_KEY, headers={"X-Title": "chatcli", "X-Token": "tok-31337-abc"},
+                    base_url="http://me:hunter2hunter2@127.0.0.1/v1", proxy="http://u:s3cr3t-pw@proxy:3128")
+    assert set(configured_secrets(config)) == {TEST_KEY, "tok-31337-abc", "hunter2hunter2", "s3cr3t-pw"}
