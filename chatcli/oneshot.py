@@ -144,6 +144,7 @@ def _closing(session: Session, env: Env, turn: Turn, verdict: Verdict | None, *,
         env.stderr.write(f"chatcli: {strip_controls(message)}\n")  # each piece is filtered; this is the backstop
         env.stderr.flush()
 
+    session.journal.settle()  # one last try at what a full disk or a lock held back
     warning = session.journal.take_warning()
     if warning:
         say(warning)
