@@ -360,6 +360,103 @@ def test_a_damaged_database_is_named_damaged_and_no_session_is_left_without_its_
 
 
 # --------------------------------------------------------------------------- #
+# chatcli sessions check
+# --------------------------------------------------------------------------- #
+
+
+def test_check_says_a_whole_database_is_whole(run_chatcli, tmp_path):
+    db = tmp_path / "chatcli.db"
+    build(db, sessions=2, messages=3)
+    result = run_chatcli("sessions", "check", "--db", str(db))
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{db} is whole: 2 sessions, 6 messages.\n", "")
+
+
+def test_check_does_not_take_another_programs_lock_for_damage(run_chatcli, tmp_path, quick):
+    db = tmp_path / "chatcli.db"
+    build(db, sessions=1, messages=2)
+    with lock_held(db, "all"):
+        result = run_chatcli("sessions", "check", "--recover", "--db", str(db))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (f"chatcli: Cannot check the history database: {db} stayed locked by another program "
+                             "for more than 0.2s.\n")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("chatcli.db")] == ["chatcli.db"]  # none recovered
+
+
+def test_check_in_a_script_names_the_damage_and_how_to_recover_and_changes_nothing(run_chatcli, tmp_path):
+    db = tmp_path / "chatcli.db"
+    build(db)
+    damaged = overwrite_middle(db)
+    result = run_chatcli("sessions", "check", "--db", str(db))
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"chatcli: The history database {db} is damaged (")
+    assert line.endswith("run `chatcli sessions check --recover` to recover what it holds into a new file, "
+                         "keeping the damaged one beside it.")
+    assert {p.name for p in tmp_path.iterdir() if p.name.startswith("chatcli.db")} <= \
+        {"chatcli.db", "chatcli.db-shm", "chatcli.db-wal"}  # no new file
+    assert db.read_bytes() == damaged
+
+
+@pytest.mark.parametrize("programs", ["as found", "no sqlite3 program"])
+def test_check_recover_puts_what_could_be_read_in_a_new_file_and_keeps_the_damaged_one(
+        srv, run_chatcli, tmp_path, monkeypatch, programs):
+    if programs == "no sqlite3 program":  # the route from Python alone
+        monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    db = tmp_path / "chatcli.db"
+    contents = [brief(text) for text in build(db)]
+    damaged = overwrite_middle(db)
+    assert run_chatcli("sessions", "list", "--db", str(db)).returncode == 1  # damaged: it says so
+
+    result = run_chatcli("sessions", "check", "--recover", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    said = re.fullmatch(r"Recovered 3 sessions and (\d+) messages into (.+) \((.+)\); the damaged file is kept as "
+                        r"(.+)\.\n", result.stdout)
+    assert said, result.stdout
+    count, into, how, kept = int(said[1]), Path(said[2]), said[3], Path(said[4])
+    assert into == db and kept.parent == tmp_path and kept.name.startswith("chatcli.db.damaged-")
+    if programs == "no sqlite3 program":
+        assert how == "reading row by row"
+    assert kept.read_bytes() == damaged  # the damaged file, kept as it was
+    recovered = saved(db)
+    assert 0 < count == len(recovered) <= len(contents)
+    assert set(recovered) <= set(contents) and recovered == sorted(recovered, key=contents.index)
+
+    again = run_chatcli("sessions", "check", "--db", str(db))
+    assert again.stdout == f"{db} is whole: 3 sessions, {count} messages.\n"
+    listed = run_chatcli("sessions", "list", "--db", str(db))
+    assert [line.split("\t")[1] for line in listed.stdout.splitlines()[1:]] == ["session 2", "session 1", "session 0"]
+    found = run_chatcli("sessions", "search", "--db", str(db), recovered[-1].split()[1])
+    assert recovered[-1].split()[1] in found.stdout  # the search index was built anew
+    assert run_chatcli("--db", str(db), "a new question").returncode == 0  # and chatcli goes on writing to it
+    assert saved(db)[-2:] == ["a new question", "echo: a new question"]
+
+
+def test_check_on_a_terminal_asks_before_recovering(spawn_chatcli, tmp_path):
+    import pexpect
+
+    db = tmp_path / "chatcli.db"
+    build(db)
+    damaged = overwrite_middle(db)
+    child = spawn_chatcli("sessions", "check", "--db", str(db))
+    child.expect(r"is damaged \(.*\)\.")
+    child.expect_exact("Recover what can be read into a new file, keeping the damaged one beside it? [y/N] ")
+    child.sendline("n")
+    child.expect_exact("Nothing was changed.")
+    child.expect(pexpect.EOF)
+    child.wait()
+    assert child.exitstatus == 1 and db.read_bytes() == damaged
+
+    child = spawn_chatcli("sessions", "check", "--db", str(db))
+    child.expect_exact("[y/N] ")
+    child.sendline("y")
+    child.expect(r"Recovered 3 sessions and \d+ messages")
+    child.expect(pexpect.EOF)
+    child.wait()
+    assert child.exitstatus == 0
+    assert [p for p in tmp_path.iterdir() if p.name.startswith("chatcli.db.damaged-") and p.read_bytes() == damaged]
+
+
+# --------------------------------------------------------------------------- #
 # A refused message
 # --------------------------------------------------------------------------- #
 
