@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from chatcli.budget import BudgetGuard, Spending
+from chatcli.budget import BudgetGuard, LedgerUnreadable, Spending
 from chatcli.events import Usage
 from chatcli.pricing import COMPACTION, UNDONE, OtherCost, TurnCost
-from chatcli.store import Spend
+from chatcli.store import Spend, StoreError
 from chatcli.tokens import MESSAGE_OVERHEAD
 
 if TYPE_CHECKING:
@@ -30,11 +30,11 @@ class Accounts:
         self.spent_elsewhere.append(OtherCost(COMPACTION, self.model, usage, cost))
         self._ledger(self.model, usage, cost, kind="compact")
 
-    def _ledger(self, model: str, usage: Usage, cost: float | None, **how: Any) -> None:
-        """Write one request to the usage ledger, with this session's id."""
+    def _ledger(self, model: str, usage: Usage, cost: float | None, *, reply_of: Turn | None = None, **how: Any) -> None:
+        """Write one request to the usage ledger (the journal adds this session's id and the reply's)."""
         u = usage
         self.journal.spend(
-            Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, session_id=self.id, **how)
+            Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, **how), reply_of=reply_of
         )
 
     def _keep_spend(self, turn: Turn) -> None:
@@ -54,8 +54,13 @@ class Accounts:
         return self.guard().check(cost=self.pricing.cost(model, usage), tokens=usage.total_tokens, model=model)
 
     def _spend_since(self, since: float) -> Spending:
-        """Spending across every session from the ledger, or this session's alone when there is none."""
-        saved = self.journal.spend_since(since)
+        """Spending across every session from the ledger, or this session's alone when there is none
+        (no ledger was opened: no budget was set when the run began)."""
+        try:
+            saved = self.journal.spend_since(since)
+        except StoreError as exc:
+            self.journal.take_warning()  # the refusal says why, naming the same file: said once is enough
+            raise LedgerUnreadable(str(exc)) from None
         if saved is None:
             rows, _ = self.accounting()
             rows = [r for r in rows if r.usage and r.turn.created_at >= since]
@@ -78,8 +83,7 @@ class Accounts:
     def _record_spend(self, turn: Turn) -> None:
         row = self.cost_of(turn)
         if row.usage is not None and row.usage.total_tokens:
-            reply = turn.ids[-1] if len(turn.ids) > 1 else None
-            self._ledger(turn.model, row.usage, row.cost, estimated=not row.exact, message_id=reply)
+            self._ledger(turn.model, row.usage, row.cost, estimated=not row.exact, reply_of=turn)
 
     def cost_of(self, turn: Turn) -> TurnCost:
         """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate."""

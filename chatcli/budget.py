@@ -1,10 +1,11 @@
 """Spending caps ([budget] daily_usd, monthly_usd, daily_tokens), checked before each request.
 
 The spend so far comes from the usage ledger, across every session (kept even
-with --no-save while a budget is set), or from the current session alone when
-the ledger cannot be opened. A request that would pass a cap is refused with a
-sentence that says how to raise it. At 80% of a cap chatcli warns once per
-period, across processes: the ledger records that the warning was given.
+with --no-save while a budget is set). A ledger that cannot be read (or written)
+refuses the request: a cap that cannot be checked does not hold. A request that
+would pass a cap is refused with a sentence that says how to raise it. At 80% of
+a cap chatcli warns once per period, across processes: the ledger records that
+the warning was given.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 WARN_AT = 0.8
+
+
+class LedgerUnreadable(Exception):
+    """The usage ledger cannot be read (or written); the message says why, in words."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,11 @@ class BudgetGuard:
         for name, cap, since, period, next_period in caps:
             if cap is None:
                 continue
-            spent = self.spend_since(since)
+            try:
+                spent = self.spend_since(since)
+            except LedgerUnreadable as exc:
+                return (f"This request was not sent, because a [budget] cap is set and the usage ledger cannot be used: "
+                        f"{exc}."), None
             is_tokens = name == "daily_tokens"
             if not is_tokens:
                 unpriced.update(spent.unpriced)

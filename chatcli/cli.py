@@ -41,7 +41,7 @@ examples:
   chatcli -c                                   continue the last session
   chatcli --resume 12                          continue session 12
   chatcli sessions list                        saved sessions (also: show, search, export,
-                                               delete, prune, rename; see chatcli sessions -h)
+                                               delete, prune, rename, check; see chatcli sessions -h)
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
   chatcli models                               the models the server offers
   chatcli config check                         is the config file right? (also: path, show, profiles)

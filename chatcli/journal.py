@@ -1,26 +1,24 @@
 """Keeps a session on disk as it happens, and never lets the disk stop a chat.
 
-The session row is created with the first message (so opening chatcli and
-quitting leaves nothing behind); the user's message is committed before the
-request goes out, and the reply when it ends. If the database fails, the
-Journal says why once and stops saving, and the conversation goes on.
+The session row is created with the first message, in one transaction (so
+opening chatcli and quitting leaves nothing behind, and a failure leaves no
+session without its message); the user's message is committed before the
+request goes out, and the reply when it ends. If the database cannot take a
+write, the Journal says why once and the conversation goes on: a full disk or
+a lock holds the writes back until they can be made (backlog.py); damage stops
+saving.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatcli.store import (
-    Spend,
-    Spent,
-    Store,
-    StoredMessage,
-    StoreError,
-    describe,
-    is_store_error,
-)
+from chatcli.backlog import Backlog
+from chatcli.errors import ChatError
+from chatcli.store import Spend, Spent, Store, StoredMessage, StoreError
 
 if TYPE_CHECKING:
     from chatcli.session import Session, Turn
@@ -36,31 +34,33 @@ def make_title(text: str) -> str:
 
 
 class Journal:
-    """A session's writer; with keep_text=False (incognito with a budget) it keeps only the usage ledger."""
+    """A session's writer; with keep_text=False (incognito with a budget) it keeps only the usage ledger.
 
-    def __init__(self, store: Store | None = None, *, problem: str | None = None, keep_text: bool = True) -> None:
-        self.store = store
+    Every write is a function of the store, run now or, while the database cannot take it,
+    later and in order: so each reads the session's id and a turn's rows when it runs.
+    """
+
+    def __init__(self, store: Store | None = None, *, keep_text: bool = True, backlog: Backlog | None = None) -> None:
+        self.backlog = backlog or (Backlog(store.path, store, keep_text=keep_text) if store is not None else None)
         self.keep_text = keep_text
         self.session_id: int | None = None
-        self._warning = f"{self._not_saved}: {problem}." if problem else None
-
-    @property
-    def _not_saved(self) -> str:
-        """The start of the sentence that says the database failed: what is no longer kept."""
-        return "History is not being saved" if self.keep_text else "Spending is not being recorded for budgets"
+        self._starting = False  # the session's row is written, or held back to be
 
     @classmethod
     def open(cls, path: Path, *, keep_text: bool = True) -> Journal:
         try:
-            return cls(Store.open(path), keep_text=keep_text)
+            store, failure = Store.open(path), None
         except StoreError as exc:
-            return cls(None, problem=str(exc), keep_text=keep_text)
+            store, failure = None, exc
+        return cls(keep_text=keep_text, backlog=Backlog(path, store, keep_text=keep_text, failure=failure))
+
+    @property
+    def store(self) -> Store | None:
+        return self.backlog.store if self.backlog is not None else None
 
     def fork(self) -> Journal:
-        """A journal for another session in the same store."""
-        journal = Journal(self.store, keep_text=self.keep_text)
-        journal._warning = self._warning
-        return journal
+        """A journal for another session in the same store (what is held back stays in line)."""
+        return Journal(keep_text=self.keep_text, backlog=self.backlog)
 
     def list_sessions(self, *, limit: int | None = None):
         """Saved sessions, newest first; None when history is not being saved."""
@@ -86,73 +86,96 @@ class Journal:
     @property
     def saving(self) -> bool:
         """Whether conversations are saved (the usage ledger may be kept even when not)."""
-        return self.store is not None and self.keep_text
+        return self.backlog is not None and not self.backlog.stopped and self.keep_text
+
+    @property
+    def begun(self) -> bool:
+        """Whether the session has a row, written or held back to be."""
+        return self.session_id is not None or self._starting
 
     def _read(self, action) -> object:
-        return self._run(action) if self.keep_text else None
-
-    def take_warning(self) -> str | None:
-        """The one-time sentence about history not being saved, if there is one to show."""
-        warning, self._warning = self._warning, None
-        return warning
-
-    def _run(self, action) -> object:
-        if self.store is None:
+        """action(store); None when history is not being saved; ChatError when it cannot be read."""
+        if not self.saving:
             return None
         try:
-            return action(self.store)
-        except Exception as exc:  # noqa: BLE001 - only database failures are expected here
-            if not is_store_error(exc):
-                raise
-            path = self.store.path
-            self._warning = f"{self._not_saved}: {describe(exc, path)}."
-            try:
-                self.store.close()
-            except Exception:  # noqa: BLE001 - it is already broken
-                pass
-            self.store = None
-            return None
+            return self.backlog.read(action)
+        except StoreError as exc:
+            raise ChatError(f"The saved sessions could not be read: {exc}.") from None
 
-    def _ensure_session(self, session: Session, first_text: str) -> int | None:
-        if self.session_id is None and self.keep_text:
-            self.session_id = self._run(
-                lambda s: s.create_session(
-                    model=session.model,
-                    system=session.system,
-                    params=session.params,
-                    title=session.title or make_title(first_text),
-                    profile=session.client.config.profile if session.client is not None else None,
-                )
-            )
-        return self.session_id
+    def _write(self, write, *, spend: Spend | None = None) -> None:
+        if self.backlog is not None:
+            self.backlog.write(write, spend=spend)
+
+    def take_warning(self) -> str | None:
+        """The one-time sentence about history not being saved (or saved again), if there is one to show."""
+        return self.backlog.take_warning() if self.backlog is not None else None
+
+    def settle(self) -> None:
+        """At the end of a run: one last try at writes held back; take_warning says if they are lost."""
+        if self.backlog is not None:
+            self.backlog.settle()
 
     def user_message(self, session: Session, turn: Turn) -> None:
-        """Commit the user's words before anything is sent."""
-        if self._ensure_session(session, turn.user) is None:
+        """Commit the user's words before anything is sent; the first one creates the session's row."""
+        if not self.keep_text:
             return
         message = StoredMessage(
             id=0, role="user", content=turn.user, created_at=turn.created_at,
             sent_tokens=turn.sent.tokens if turn.sent else None, sent_exact=turn.sent.exact if turn.sent else True,
         )
-        row = self._run(lambda s: s.add_message(self.session_id, message))
-        if row:
-            turn.ids.append(row)
+        if self.begun:
+            self._write(lambda s: turn.ids.append(s.add_message(self.session_id, message)))
+            return
+        self._starting = True
+        row = dict(
+            model=session.model, system=session.system, params=dict(session.params),
+            title=session.title or make_title(turn.user),
+            profile=session.client.config.profile if session.client is not None else None,
+        )
 
-    def spend(self, spend: Spend) -> None:
-        """Add a reply's tokens and cost to the usage ledger."""
-        self._run(lambda s: s.add_spend(spend))
+        def start(s: Store) -> None:
+            self.session_id, first = s.start_session(message, **row)
+            turn.ids.append(first)
+
+        self._write(start)
+
+    def spend(self, spend: Spend, *, reply_of: Turn | None = None) -> None:
+        """Add a request's tokens and cost to the usage ledger, with this session's id and the reply it paid for."""
+
+        def write(s: Store) -> None:
+            reply = reply_of.ids[-1] if reply_of is not None and len(reply_of.ids) > 1 else spend.message_id
+            s.add_spend(replace(spend, session_id=self.session_id, message_id=reply))
+
+        self._write(write, spend=spend)
 
     def spend_since(self, since: float) -> Spent | None:
-        """What every session spent since a time; None when there is no ledger."""
-        return self._run(lambda s: s.spend_since(since))
+        """What every session spent since a time, what is held back included; None when there is no ledger.
+        Raises StoreError when there is one and it cannot be read."""
+        if self.backlog is None:
+            return None
+        if not self.backlog.writable:  # a ledger that can be read but not written would count nothing more
+            self.backlog.read(lambda s: s.check_writable())
+            self.backlog.writable = True
+        saved = self.backlog.read(lambda s: s.spend_since(since))
+        held = [spend for spend in self.backlog.held_spends() if spend.created_at >= since]
+        return Spent(
+            saved.usd + sum(spend.cost_usd or 0.0 for spend in held),
+            saved.tokens + sum(spend.total_tokens for spend in held),
+            saved.unpriced + [spend for spend in held if spend.cost_usd is None],
+        )
 
     def claim_notice(self, name: str, period_start: float) -> bool | None:
         """True if this budget notice has not been given this period (and now counts as given); None: no ledger."""
-        return self._run(lambda s: s.claim_notice(name, period_start))
+        if self.backlog is None:
+            return None
+        try:
+            return self.backlog.read(lambda s: s.claim_notice(name, period_start))
+        except StoreError:
+            return None
 
     def reply(self, turn: Turn) -> None:
         """Commit the reply as it ended: complete, interrupted, error or truncated."""
-        if self.session_id is None:
+        if not self.begun:
             return
         usage = None
         if turn.usage is not None:
@@ -176,26 +199,22 @@ class Journal:
             total_ms=_ms(turn.total_s),
             reasoning=turn.reasoning or None,
         )
-        row = self._run(lambda s: s.add_message(self.session_id, message))
-        if row:
-            turn.ids.append(row)
+        self._write(lambda s: turn.ids.append(s.add_message(self.session_id, message)))
 
     def state_changed(self, session: Session, what: str) -> None:
         """Record a new system prompt, model, parameters or profile, so a resumed session has them."""
-        if self.session_id is None:
+        if not self.begun:
             return  # nothing saved yet: the row is created with the current state
-        profile = session.client.config.profile if session.client is not None else None
-        self._run(
-            lambda s: s.update_session(
-                self.session_id, event=what, model=session.model, system=session.system, params=session.params,
-                profile=profile,
-            )
+        state = dict(
+            model=session.model, system=session.system, params=dict(session.params),
+            profile=session.client.config.profile if session.client is not None else None,
         )
+        self._write(lambda s: s.update_session(self.session_id, event=what, **state))
 
     def cleared(self) -> None:
-        if self.session_id is None:
+        if not self.begun:
             return
-        self._run(
+        self._write(
             lambda s: s.update_session(
                 self.session_id, event="clear", context_from=s.clear_boundary(self.session_id), summary=None
             )
@@ -203,25 +222,29 @@ class Journal:
 
     def compacted(self, summary: str, first_kept: Turn | None) -> None:
         """Save a /compact: the summary, and where the turns sent verbatim begin."""
-        if self.session_id is None:
+        if not self.begun:
             return
 
         def save(s: Store) -> None:
             start = first_kept.ids[0] if first_kept and first_kept.ids else s.clear_boundary(self.session_id)
             s.update_session(self.session_id, event="compact", context_from=start, summary=summary)
 
-        self._run(save)
+        self._write(save)
 
     def retitle(self, title: str) -> None:
         """A new title; before the first message, the session's title is used when the row is made."""
-        if self.session_id is not None:
-            self._run(lambda s: s.update_session(self.session_id, event="title", title=title))
+        if self.begun:
+            self._write(lambda s: s.update_session(self.session_id, event="title", title=title))
 
     def forget(self, turn: Turn) -> None:
-        """Delete a turn's messages (/undo, /retry)."""
-        ids = list(turn.ids)
-        turn.ids.clear()
-        self._run(lambda s: s.delete_messages(ids))
+        """Delete a turn's messages (/undo, /retry), once they are written if they are held back."""
+
+        def delete(s: Store) -> None:
+            ids = list(turn.ids)
+            s.delete_messages(ids)
+            del turn.ids[: len(ids)]
+
+        self._write(delete)
 
 
 def _ms(seconds: float | None) -> int | None:

@@ -140,6 +140,7 @@ def _closing(session: Session, env: Env, turn: Turn, verdict: Verdict | None, *,
         env.stderr.write(f"chatcli: {shown(message)}\n")  # each piece is filtered; this is the backstop
         env.stderr.flush()
 
+    session.journal.settle()  # one last try at what a full disk or a lock held back
     warning = session.journal.take_warning()
     if warning:
         say(warning)

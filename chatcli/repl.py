@@ -150,6 +150,8 @@ class Repl:
                 prefill = turn.user
                 self._orphan = turn
                 show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
+        s.journal.settle()  # one last try at what a full disk or a lock held back
+        self.warn()
         return 0
 
     def copy(self, result: Result) -> Result:
@@ -160,7 +162,7 @@ class Repl:
         return result
 
     def warn(self) -> None:
-        """Say once that history is not being saved, and why."""
+        """Say once that history is not being saved, and why (or that it is saved again)."""
         warning = self.session.journal.take_warning()
         if warning:
             show_error(self.console, warning)

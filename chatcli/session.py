@@ -434,21 +434,22 @@ class Session(Accounts):
         turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out,
                     sent=plan.tokens, window=plan.window, estimated=self.tokenizer.raw_estimate(messages))
         self.turns.append(turn)
-        if self.title is None:
-            self.title = make_title(text)
-        self.journal.user_message(self, turn)  # saved before anything is sent
         if redacted is not None and on_event is not None:
-            on_event(redacted)  # said even if the request is refused below: what was saved is scrubbed
+            on_event(redacted)  # said even if the request is refused below: what is kept is scrubbed
         facts = self.facts
         for note in facts.take_notes() if facts is not None and on_event is not None else ():
             on_event(Note(note))
         refusal = self._refusal(plan, turn)
         if refusal is not None:
+            # Kept for the prompt to offer again, but not saved: nothing was sent (a message
+            # refused as too big would otherwise fill the database with what never went out).
             turn.status = ERROR
             turn.error = ChatError(refusal)
             turn.left_out = 0  # nothing was sent, so nothing was left out
-            self.journal.reply(turn)
             return turn
+        if self.title is None:
+            self.title = make_title(text)
+        self.journal.user_message(self, turn)  # saved before anything is sent
         started = time.monotonic()
         pieces: list[str] = []
         thoughts: list[str] = []

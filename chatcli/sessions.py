@@ -1,5 +1,5 @@
 """Reports over what is saved: `chatcli sessions ...` (list, show, search, export, delete, prune,
-rename) and `chatcli usage` (tokens and cost from the usage ledger)."""
+rename, check) and `chatcli usage` (tokens and cost from the usage ledger)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from chatcli.env import Env
-from chatcli.errors import EXIT_OK, ChatError, UsageError
+from chatcli.errors import EXIT_FAILURE, EXIT_OK, ChatError, UsageError
 from chatcli.flags import SUBCOMMANDS, add_flags
 from chatcli.store import (
     SessionInfo,
@@ -29,6 +29,7 @@ examples:
   chatcli sessions rename 12 "Postgres tuning"
   chatcli sessions delete 12
   chatcli sessions prune --older-than 30d
+  chatcli sessions check --recover
 """
 
 GLOBAL = SUBCOMMANDS["sessions"]  # the global flags sessions and usage take: --db, --config
@@ -70,6 +71,11 @@ def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argpar
     p = sub.add_parser("rename", help="give a session a title")
     p.add_argument("id", type=int)
     p.add_argument("title", nargs="+")
+    p = sub.add_parser("check", help="check the database; offer to recover a damaged one into a new file",
+                       description="Run SQLite's integrity check on the history database. If it is damaged, "
+                       "recover what can be read into a new database, which takes its place; the damaged file "
+                       "is kept beside it. On a terminal chatcli asks first; --recover does it without asking.")
+    p.add_argument("--recover", action="store_true", help="recover a damaged database without asking (for scripts)")
     for action in sub.choices.values():  # chatcli sessions list --db X, as well as chatcli --db X sessions list
         add_flags(action, GLOBAL, again=True)
     return parser
@@ -80,6 +86,8 @@ def run_sessions(args: argparse.Namespace, env: Env) -> int:
 
     config = load_config(env, config_path=args.config, flags={"db": args.db})
     path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
+    if args.action == "check":  # a damaged database is what it is for: not opened as the others open it
+        return check_action(path, args, env)
     try:
         store = Store.open(path)
     except StoreError as exc:
@@ -221,6 +229,41 @@ def rename_action(store: Store, args, env: Env) -> int:
         raise UsageError("A title needs some text.")
     store.update_session(args.id, event="title", title=title)
     env.stdout.write(f"Session {args.id} is now titled {title!r}.\n")
+    return EXIT_OK
+
+
+def check_action(path: Path, args, env: Env) -> int:
+    """integrity_check; a damaged database is recovered into a new file, asked first on a terminal."""
+    from chatcli.errors import one_line
+    from chatcli.repair import check, recover
+
+    if not path.exists():
+        env.stdout.write(f"There is no history database at {path} yet.\n")
+        return EXIT_OK
+    try:
+        health = check(path)
+    except StoreError as exc:
+        raise ChatError(f"Cannot check the history database: {exc}.") from None
+    if health.whole:
+        env.stdout.write(f"{path} is whole: {health.sessions} sessions, {health.messages} messages.\n")
+        return EXIT_OK
+    damage = f"The history database {path} is damaged ({one_line(health.problem, 160)})"
+    if not args.recover:
+        if not (env.stdin_isatty and env.stdout_isatty):
+            raise ChatError(f"{damage}; run `chatcli sessions check --recover` to recover what it holds into a "
+                            "new file, keeping the damaged one beside it.")
+        env.stdout.write(f"{damage}.\nRecover what can be read into a new file, keeping the damaged one beside it? [y/N] ")
+        env.stdout.flush()
+        if env.stdin.readline().strip().lower() not in ("y", "yes"):
+            env.stdout.write("Nothing was changed.\n")
+            return EXIT_FAILURE
+    try:
+        done = recover(path)
+    except (StoreError, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ChatError(f"{damage}, and it could not be recovered ({why}); the damaged file is left as it was.") from None
+    env.stdout.write(f"Recovered {done.sessions} sessions and {done.messages} messages into {done.path} ({done.how}); "
+                     f"the damaged file is kept as {done.kept}.\n")
     return EXIT_OK
 
 

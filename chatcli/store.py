@@ -8,11 +8,12 @@ synchronous=FULL makes each committed turn survive a crash or `kill -9`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,9 +22,24 @@ from chatcli.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
 
+# What a database failure is, for what to do about it: a full disk and another program's lock
+# pass (what could not be written is held back and tried again); damage and a file that cannot
+# be written do not.
+FULL, LOCKED, DAMAGED, READ_ONLY, OTHER = "full", "locked", "damaged", "read-only", "other"
+PASSING = (FULL, LOCKED)
+FREE_SPACE_FULL = 1 << 20  # under this many bytes free, an I/O error writing is the disk being full
+
 
 class StoreError(Exception):
-    """The database cannot be used; the message says why, in words."""
+    """The database cannot be used; the message says why, in words, and `kind` what kind of failure it is."""
+
+    def __init__(self, message: str, *, kind: str = OTHER) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _RolledBack(Exception):
+    """Ends a write transaction that was only a test of writing."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,7 @@ class Store:
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self.db = db
         self.path = path
+        self._in_write = False  # inside _write: a nested one joins its transaction
 
     @classmethod
     def open(cls, path: Path, *, migrations: list[Callable[[sqlite3.Connection], None]] | None = None) -> Store:
@@ -112,9 +129,11 @@ class Store:
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         except OSError as exc:
-            raise StoreError(f"{path} could not be created ({exc.strerror})") from None
+            kind = FULL if exc.errno == errno.ENOSPC else OTHER
+            raise StoreError(describe(exc, path, kind) if kind == FULL else f"{path} could not be created ({exc.strerror})",
+                             kind=kind) from None
         except sqlite3.Error as exc:
-            raise StoreError(describe(exc, path)) from None
+            raise StoreError(describe(exc, path), kind=kind_of(exc, path)) from None
         store = cls(db, path)
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -123,10 +142,11 @@ class Store:
             db.execute("PRAGMA foreign_keys = ON")
             store._migrate(MIGRATIONS if migrations is None else migrations)
         except (sqlite3.Error, StoreError) as exc:
+            kind = exc.kind if isinstance(exc, StoreError) else store.kind_of(exc)
             db.close()
             if isinstance(exc, StoreError):
                 raise
-            raise StoreError(describe(exc, path)) from None
+            raise StoreError(describe(exc, path, kind), kind=kind) from None
         return store
 
     def close(self) -> None:
@@ -134,14 +154,38 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction; BEGIN IMMEDIATE takes the lock before reading."""
+        """One short write transaction; BEGIN IMMEDIATE takes the lock before reading.
+
+        SQLite may have rolled the transaction back itself (a damaged page, a full disk): the
+        error that did it is the one raised, not "cannot rollback - no transaction is active".
+        """
+        if self._in_write:
+            yield self.db
+            return
         self.db.execute("BEGIN IMMEDIATE")
+        self._in_write = True
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:
+                with suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        finally:
+            self._in_write = False
+
+    def kind_of(self, exc: BaseException) -> str:
+        """What kind of failure exc is; an error SQLite gives no clear name for is damage if the file
+        fails a quick check (a damaged full-text index fails as "vtable constructor failed")."""
+        kind = kind_of(exc, self.path)
+        if kind == OTHER and isinstance(exc, sqlite3.Error):
+            try:
+                if self.db.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok":
+                    return DAMAGED
+            except sqlite3.Error as again:
+                return DAMAGED if kind_of(again, self.path) == DAMAGED else kind
+        return kind
 
     def _migrate(self, migrations: list[Callable[[sqlite3.Connection], None]]) -> None:
         # Reading the version takes no lock in WAL mode: a database already up to date is not
@@ -167,6 +211,15 @@ class Store:
                 (title, now, now, model, system, json.dumps(params), profile),
             )
             return int(cursor.lastrowid)
+
+    def start_session(self, first: StoredMessage, **session: Any) -> tuple[int, int]:
+        """Create a session with its first message, in one transaction: (session id, message id).
+
+        Either both are written or neither is, so a failure leaves no session without its message.
+        """
+        with self._write():
+            session_id = self.create_session(**session)
+            return session_id, self.add_message(session_id, first)
 
     def add_message(self, session_id: int, message: StoredMessage) -> int:
         usage = message.usage or {}
@@ -212,6 +265,13 @@ class Store:
             (since,),
         ).fetchall()
         return Spent(float(row[0]), int(row[1]), [Spend(r[0], r[1], r[2], r[3], r[4], None, bool(r[5])) for r in unpriced])
+
+    def check_writable(self) -> None:
+        """Raise sqlite3.Error if a write would fail (a read-only file opens, and reads, without complaint):
+        a write is begun and rolled back, so nothing changes."""
+        with suppress(_RolledBack), self._write() as db:
+            db.execute(f"PRAGMA user_version = {db.execute('PRAGMA user_version').fetchone()[0]}")
+            raise _RolledBack
 
     def claim_notice(self, name: str, period_start: float) -> bool:
         """True the first time anyone asks for this notice in this period: the caller gives it."""
@@ -374,15 +434,48 @@ def _enable_wal(db: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
-def describe(exc: BaseException, path: Path) -> str:
-    """Why the database cannot be used, in words a user can act on."""
+def kind_of(exc: BaseException, path: Path) -> str:
+    """FULL, LOCKED, DAMAGED, READ_ONLY or OTHER: what kind of database failure exc is.
+
+    A full disk is SQLITE_FULL, or an I/O error (SQLite cannot make its -shm file: "disk I/O
+    error") on a filesystem with next to no space left.
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc).lower()
-    if "not a database" in text or "malformed" in text:
-        return f"{path} is damaged ({exc}); move it aside to start a new one"
-    if "readonly" in text or "read-only" in text or "unable to open" in text:
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return FULL
+    if name.startswith("SQLITE_IOERR") or "disk i/o error" in text:
+        return FULL if _free_bytes(path) < FREE_SPACE_FULL else OTHER
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "not a database" in text or "malformed" in text:
+        return DAMAGED
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")) or "readonly" in text \
+            or "read-only" in text or "unable to open" in text:
+        return READ_ONLY
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
+        return LOCKED
+    return OTHER
+
+
+def _free_bytes(path: Path) -> int:
+    """Bytes free to us on the filesystem that holds path; a great many when it cannot be told."""
+    try:
+        stat = os.statvfs(path.parent)
+    except OSError:
+        return 1 << 62
+    return stat.f_bavail * stat.f_frsize
+
+
+def describe(exc: BaseException, path: Path, kind: str | None = None) -> str:
+    """Why the database cannot be used, in words a user can act on."""
+    kind = kind or kind_of(exc, path)
+    if kind == FULL:
+        return f"the disk that holds {path} is full; free some space on it"
+    if kind == DAMAGED:
+        return f"the history database {path} is damaged; run `chatcli sessions check` to recover what it holds"
+    if kind == READ_ONLY:
         return f"{path} cannot be written ({exc}); check its permissions"
-    if "locked" in text or "busy" in text:
-        return f"{path} stayed locked by another program for more than {BUSY_TIMEOUT_MS // 1000}s"
+    if kind == LOCKED:
+        return f"{path} stayed locked by another program for more than {BUSY_TIMEOUT_MS / 1000:g}s"
     return f"{path} failed ({exc})"
 
 

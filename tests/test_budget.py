@@ -6,16 +6,23 @@ a price of $0.01 a token so that a few short requests reach a cap.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
+import chatcli.store
 from chatcli.budget import Budget, period_starts
 from chatcli.journal import Journal
 from chatcli.pricing import Pricing
 from chatcli.session import COMPLETE, ERROR
-from chatcli.store import Spend, Store
+from chatcli.store import Spend, Store, StoredMessage
+from tests.test_recovery import lock_held
+from tests.test_store import read_only
 from tests.test_tokens import byte_encoding, priced_session  # noqa: F401 - the fixture registers the encoding
 
 
@@ -156,3 +163,56 @@ def test_a_cap_of_zero_refuses_what_costs_and_lets_free_requests_through_without
     assert guard.check(cost=0.0, tokens=5, model="free") == (None, None)
     refusal, _ = guard.check(cost=0.001, tokens=5, model="paid")
     assert "past the daily_usd budget" in refusal
+
+
+# --------------------------------------------------------------------------- #
+# A ledger that cannot be used: the cap fails closed
+# --------------------------------------------------------------------------- #
+
+
+@contextlib.contextmanager
+def unusable(db: Path, how: str):
+    """The ledger at db made unusable as it can be in life; yields the path to give chatcli."""
+    if how == "locked":  # another program holds it, reads too, past the busy timeout
+        with lock_held(db, "all"):
+            yield db
+    elif how == "read-only":
+        with read_only(db):
+            yield db
+    elif how == "damaged":
+        data = bytearray(db.read_bytes())
+        data[4096:] = b"\xa5" * (len(data) - 4096)  # the header page stays; what follows is garbage
+        db.write_bytes(bytes(data))
+        yield db
+    else:  # a bad path: its directory is a file
+        (db.parent / "a-file").write_text("not a directory\n")
+        yield db.parent / "a-file" / "ledger.db"
+
+
+WHY = {
+    "locked": r"stayed locked by another program for more than 0\.2s",
+    "read-only": r"cannot be written .*; check its permissions",
+    "damaged": r"is damaged; run `chatcli sessions check`",
+    "bad path": r"a-file/ledger\.db could not be created",
+}
+
+
+@pytest.mark.parametrize("how", list(WHY))
+def test_a_cap_that_cannot_be_checked_refuses_the_request_and_says_why(srv, run_chatcli, tmp_path, monkeypatch, how):
+    monkeypatch.setattr(chatcli.store, "BUSY_TIMEOUT_MS", 200)  # a seam for speed; the lock is real
+    write_config(PRICED + "[budget]\ndaily_tokens = 100\n")
+    db = tmp_path / "ledger.db"
+    store = Store.open(db)
+    store.add_spend(Spend(time.time(), "gpt-4o-mini", 60, 24, 84, 0.84))  # 84 of the 100 tokens spent today
+    sid = store.create_session(model="gpt-4o-mini", system=None, params={})
+    for n in range(40):  # pages enough that the ledger's are among the damaged ones
+        store.add_message(sid, StoredMessage(0, "user", f"message {n} " + "words " * 100, time.time()))
+    store.close()
+    with unusable(db, how) as given:
+        result = run_chatcli("--db", str(given), "one more question")
+    assert result.returncode == 1 and srv.chat_requests == []
+    [line] = result.stderr.splitlines()  # one sentence: the history's own warning would say the same again
+    assert line.startswith("chatcli: This request was not sent, because a [budget] cap is set and the usage ledger "
+                           "cannot be used: "), line
+    assert re.search(WHY[how], line), line
+    assert "%" not in line  # never "84% of the daily_tokens budget": it could not be counted
