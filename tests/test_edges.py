@@ -8,6 +8,7 @@ from, and nothing reaches the server, the database or crash.log.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,62 @@ def test_a_list_limit_past_any_integer_is_one_sentence(srv, run_chatcli, isolate
     assert "-n/--limit" in error_line(result, 2)
     no_crash(result, isolated_env)
     assert run_chatcli("sessions", "list", "-n", "3").returncode == 0
+
+
+# --------------------------------------------------------------------------- #
+# Proxy and base-URL variables
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"])
+def test_a_proxy_variable_httpx_cannot_parse_is_named(srv, run_chatcli, isolated_env, monkeypatch, name):
+    """Each is read by httpx2 from the process environment, and each breaks even an http:// server."""
+    monkeypatch.setenv(name, "::nope::")
+    result = run_chatcli("hello")  # the test server is http://127.0.0.1
+    line = error_line(result, 3)
+    assert f"The proxy in {name} ('::nope::')" in line, line
+    no_crash(result, isolated_env)
+    assert srv.chat_requests == []
+
+
+@pytest.mark.parametrize("value, why", [("ftp://proxy:21", "scheme"), ("http://1.2.3.999:8080", "host")])
+def test_a_proxy_of_another_scheme_or_a_bad_address_is_named(srv, run_chatcli, isolated_env, monkeypatch, value, why):
+    monkeypatch.setenv("HTTPS_PROXY", value)
+    line = error_line(run_chatcli("models"), 3)
+    assert "HTTPS_PROXY" in line and why in line, line
+
+
+def test_the_lower_case_proxy_variable_is_the_one_used_as_httpx_reads_them(srv, run_chatcli, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "::nope::")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # a good proxy, not needed for the test server
+    result = run_chatcli("hello")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echo: hello\n"
+
+
+def test_a_socks_proxy_without_socksio_says_how_to_install_it(srv, run_chatcli, isolated_env, monkeypatch):
+    try:
+        import socksio  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("socksio is installed here: a SOCKS proxy is usable")
+    monkeypatch.setenv("ALL_PROXY", "socks5://user:secret@127.0.0.1:1080")
+    result = run_chatcli("hello")
+    line = error_line(result, 3)
+    assert "ALL_PROXY" in line and "pip install 'chatcli[socks]'" in line, line
+    assert "secret" not in result.stderr
+    no_crash(result, isolated_env)
+    # The extra it names exists, and brings socksio (through httpx2's own socks extra).
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.replace(" ", "").startswith("httpx2[socks]") for req in extras["socks"])
+
+
+@pytest.mark.parametrize("name", ["OPENAI_BASE_URL", "CHATCLI_BASE_URL", "OPENAI_API_BASE"])
+def test_an_escape_in_the_base_url_is_named_and_never_printed_raw(srv, run_chatcli, isolated_env, name):
+    result = run_chatcli("hello", env={"OPENAI_BASE_URL": "", name: srv.base_url + "\x1b[2J"})
+    line = error_line(result, 3)  # error_line also checks that the line holds no control character
+    assert f"({name} in the environment)" in line and "control character" in line, line
+    no_crash(result, isolated_env)
+    assert srv.chat_requests == []
