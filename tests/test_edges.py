@@ -8,6 +8,7 @@ from, and nothing reaches the server, the database or crash.log.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -143,3 +144,104 @@ def test_an_escape_in_the_base_url_is_named_and_never_printed_raw(srv, run_chatc
     assert f"({name} in the environment)" in line and "control character" in line, line
     no_crash(result, isolated_env)
     assert srv.chat_requests == []
+
+
+# --------------------------------------------------------------------------- #
+# The REPL: bytes that are not UTF-8, and a paste past the window
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture
+def repl(srv, tmp_path: Path):
+    """A Repl as cli.py builds it, reading from a pipe (prompt-toolkit's own parser, fed 1,024 bytes a read)."""
+    from contextlib import ExitStack
+
+    from chatcli.client import ChatClient
+    from chatcli.config import Config
+    from chatcli.session import Session
+    from tests.conftest import TEST_KEY
+    from tests.test_repl import piped_chat
+
+    with ExitStack() as stack:
+        config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
+        session = Session(client=ChatClient(config), model="gpt-4o-mini")
+        yield piped_chat(stack, session, markdown=False, history=tmp_path / "history")
+
+
+def test_a_line_that_is_not_utf8_is_refused_at_the_prompt_and_the_repl_goes_on(srv, repl, tmp_path):
+    repl.pipe.send_bytes(b"a\xffb\r\x03hello\r\x04")
+    assert repl.repl.run() == 0
+    assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == ["hello"]
+    history = (tmp_path / "history").read_text(encoding="utf-8", errors="replace")
+    assert "+hello" in history and "+a" not in history
+
+
+def test_a_paste_past_the_window_is_refused_as_it_arrives_and_never_kept(srv, repl, tmp_path):
+    import threading
+    import time
+
+    paste = "word " * 600_000  # 3 MB; gpt-4o-mini's 128k-token window holds nowhere near that
+    keys = b"\x1b[200~" + paste.encode() + b"\x1b[201~" + b"hi\r\x04"
+    typist = threading.Thread(target=repl.pipe.send_bytes, args=(keys,), daemon=True)  # a pipe holds 64 KB
+    started = time.monotonic()
+    typist.start()
+    assert repl.repl.run() == 0
+    took = time.monotonic() - started
+    typist.join(timeout=5)
+    out = " ".join(repl.out.getvalue().split())  # as one line, wherever the console wrapped it
+    assert "That paste is 3,000,000 characters, far more than the model's 128,000-token window holds" in out
+    assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == ["hi"]  # the paste never reached the prompt
+    history = (tmp_path / "history").read_text()
+    assert "+hi" in history and "word" not in history
+    print(f"a 3 MB paste refused in {took:.2f}s")
+    assert took < 10, f"a 3 MB paste took {took:.1f}s to refuse"
+
+
+def test_a_paste_under_the_limit_arrives_whole_however_the_reads_split_it():
+    """The end mark split across two reads, \\r\\n line endings, and keys typed after it."""
+    from prompt_toolkit.keys import Keys
+
+    from chatcli.prompt import PasteParser
+
+    keys = []
+    parser = PasteParser(keys.append, lambda: (1000, "the window"))
+    stream = "x\x1b[200~line one\r\nline two\x1b[201~y"
+    for at in range(0, len(stream), 3):
+        parser.feed(stream[at:at + 3])
+    parser.flush()
+    assert [(k.key, k.data) for k in keys] == [("x", "x"), (Keys.BracketedPaste, "line one\r\nline two"), ("y", "y")]
+
+
+def test_reading_a_paste_is_linear_in_its_size():
+    """prompt-toolkit's parser scans the whole paste at each 1,024-byte read: 8 MB was about 32 GB of scanning."""
+    import time
+
+    from chatcli.prompt import PasteParser
+
+    keys = []
+    parser = PasteParser(keys.append, lambda: (10**8, "the window"))
+    chunk = "word " * 205  # 1,025 characters, as a terminal's reads come
+    started = time.monotonic()
+    parser.feed("\x1b[200~")
+    for _ in range(8 * 1024):
+        parser.feed(chunk)
+    parser.feed("\x1b[201~")
+    took = time.monotonic() - started
+    assert len(keys) == 1 and len(keys[0].data) == 8 * 1024 * len(chunk)
+    assert took < 3, f"8 MB took {took:.1f}s to read"
+
+
+def test_bytes_that_are_not_utf8_typed_in_a_terminal_get_a_sentence_and_the_session_goes_on(srv, spawn_chatcli, isolated_env):
+    from tests.test_pty import TIMEOUT, expect_prompt, quit_with_ctrl_d
+
+    child = spawn_chatcli()
+    expect_prompt(child)
+    os.write(child.child_fd, b"caf\xe9?\r")  # Latin-1, from a terminal that is not set to UTF-8
+    child.expect_exact("bytes that are not UTF-8 text", timeout=TIMEOUT)
+    child.sendcontrol("c")
+    child.send("hello\r")
+    child.expect_exact("echo: hello", timeout=TIMEOUT)
+    expect_prompt(child)
+    quit_with_ctrl_d(child)
+    assert [r.body["messages"][-1]["content"] for r in srv.chat_requests] == ["hello"]
+    assert not (isolated_env / "state" / "chatcli" / "crash.log").exists()
