@@ -207,8 +207,10 @@ def _config_action(args: argparse.Namespace, env) -> int:
     from chatcli.pii import hide_password
     from chatcli.terminal import strip_controls
 
+    from chatcli.inputs import readable  # a path's bytes that are not UTF-8, as U+FFFD: stdout takes only UTF-8
+
     if args.action == "path":
-        env.stdout.write(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
+        env.stdout.write(readable(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n"))
         return 0
     config = load_config(env, config_path=args.config, flags={"profile": args.profile})  # a bad file: one sentence, exit 3
     if args.action == "profiles":  # one a line, for scripts and for completing -p
@@ -222,7 +224,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
         for warning in warnings:
             env.stderr.write(f"chatcli: warning: {strip_controls(warning)}\n")
         there = config.config_path if config.config_path and config.config_path.is_file() else None
-        env.stdout.write(f"ok: {there or 'no config file; defaults, .env and the environment'}\n")
+        env.stdout.write(readable(f"ok: {there or 'no config file; defaults, .env and the environment'}\n"))
         return 0
     for setting in SETTINGS:
         value = getattr(config, setting.key)
@@ -230,7 +232,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
             env.stdout.write(f"# {setting.key} is not set\n")
         else:
             shown = '"***"' if setting.secret else toml_value(hide_password(value) if setting.key == "proxy" else value)
-            env.stdout.write(f"{setting.key} = {shown}\n")
+            env.stdout.write(readable(f"{setting.key} = {shown}\n"))
     env.stdout.write(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
     if config.headers:  # a header may carry a credential: names only
         masked = ", ".join(f"{toml_value(name)} = {toml_value('***')}" for name in config.headers)

@@ -301,6 +301,9 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         values["proxy"] = check_base_url(values["proxy"], what="proxy URL", example="such as http://proxy.example.com:3128")
     if values.get("ca_bundle"):
         values["ca_bundle"] = check_ca_bundle(values["ca_bundle"])
+    if "\x00" in (values.get("db") or ""):  # TOML can write one ("\u0000"); no file name holds one
+        raise ConfigError("db names a file with a NUL character in its name, which no file can have; "
+                          "set db to the path of the session database.")
     values["api_key"] = resolve_key(values, variables=env.environ, dotenv=dotenv)
     if values.get("api_key_env") in dotenv and values["api_key_env"] not in env.environ:
         warnings += readable_by_others(env.cwd / ".env")

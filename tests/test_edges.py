@@ -58,6 +58,27 @@ def test_a_path_that_is_not_utf8_is_still_a_path(srv, run_chatcli, isolated_env,
     assert (tmp_path / f"{NOT_UTF8}.db").exists()
 
 
+@pytest.mark.parametrize("action", ["path", "show"])
+def test_config_prints_a_path_that_is_not_utf8_without_crashing(srv, run_chatcli, isolated_env, action, tmp_path):
+    """A real stdout takes only UTF-8 (found by tests/test_fuzz_main.py): such bytes are shown as U+FFFD."""
+    config = tmp_path / f"config{NOT_UTF8}.toml"
+    config.write_text('model = "gpt-4o"\n')
+    result = run_chatcli("config", action, "--config", str(config), env={"CHATCLI_DB": f"chat{NOT_UTF8}.db"}, process=True)
+    assert result.returncode == 0, result.stderr
+    assert ("configa\ufffdb.toml" if action == "path" else 'db = "chata\ufffdb.db"') in result.stdout
+    no_crash(result, isolated_env)
+
+
+def test_a_nul_in_the_configs_db_is_a_config_error(srv, run_chatcli, isolated_env):
+    from tests.test_profiles import write_config
+
+    write_config('db = "chat\\u0000.db"\n')  # TOML can write a NUL; no file name holds one
+    for args in (["hello"], ["sessions", "list"]):
+        line = error_line(run_chatcli(*args), 3)
+        assert "db names a file with a NUL character" in line, line
+    assert not (isolated_env / "state" / "chatcli" / "crash.log").exists()
+
+
 BAD_IDS = ["²", str(2**63), "9" * 20, "0"]
 
 
