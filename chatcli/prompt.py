@@ -77,9 +77,12 @@ class PasteParser(Vt100Parser):
     END = "\x1b[201~"
 
     def __init__(self, feed_key_callback: Callable[[KeyPress], None], limit: Callable[[], tuple[int, str]]) -> None:
-        super().__init__(feed_key_callback)
         self._limit = limit
-        self._pasting: tuple[int, str] | None = None  # (most characters kept, what they are: the window)
+        super().__init__(feed_key_callback)  # which calls reset()
+
+    def reset(self, request: bool = False) -> None:
+        super().reset(request)
+        self._pasting: tuple[int, str] | None = None  # (most characters kept, what sets that: the window)
         self._kept: list[str] = []
         self._size = 0
         self._carry = ""  # the last characters read, which may be the start of the end mark
