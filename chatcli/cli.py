@@ -23,6 +23,7 @@ from chatcli.errors import (
     UsageError,
 )
 from chatcli.flags import SUBCOMMANDS, Parser, add_flags, setting_type, split_subcommand
+from chatcli.inputs import MAX_ID, check_arguments, check_environment, whole_number
 
 if TYPE_CHECKING:
     from chatcli.schema import Schema
@@ -125,7 +126,8 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
         args = parser.parse_args(sub.before + sub.after)
         runner = RUNNERS[sub.name]
     else:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         if args.completion:
             from chatcli.completion import completion_script
 
@@ -140,6 +142,8 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
     try:
+        check_arguments(parser, args)  # bytes that are not UTF-8: said here, before anything meets them
+        check_environment(env.environ)
         return runner(args, env)
     except ChatError as exc:
         from chatcli.terminal import shown
@@ -204,9 +208,10 @@ def _config_action(args: argparse.Namespace, env) -> int:
     from chatcli.config_text import toml_value
     from chatcli.pii import hide_password
     from chatcli.terminal import for_stream, shown
+    from chatcli.inputs import readable  # a path's bytes that are not UTF-8, as U+FFFD: stdout takes only UTF-8
 
     def out(text: str) -> None:  # a file name or a value from the file: data in a pipe, gated on a terminal
-        env.stdout.write(for_stream(text, terminal=env.stdout_isatty))
+        env.stdout.write(for_stream(readable(text), terminal=env.stdout_isatty))
 
     if args.action == "path":
         out(f"{args.config or env.environ.get('CHATCLI_CONFIG') or default_config_path(env)}\n")
@@ -465,8 +470,9 @@ def resume_session(journal, which: str, *, client):
         session_id = journal.last_session_id()
         if session_id is None:
             raise ChatError("There is no saved session to continue yet; start one with chatcli.")
-    elif which.isdigit():
-        session_id = int(which)
     else:
-        raise UsageError(f"--resume takes a session id, as chatcli sessions list shows them, not {which!r}.")
+        session_id = whole_number(which)
+        if session_id is None or not 0 < session_id <= MAX_ID:
+            shown = which if len(which) <= 40 else which[:39] + "…"
+            raise UsageError(f"--resume takes a session id, as chatcli sessions list shows them, not {shown!r}.")
     return Session.load(journal, session_id, client=client)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -58,6 +59,12 @@ class ChatClient:
         self.adapter = Adapter(config.models, default_effort=config.reasoning_effort)
         # The proxy from the config, unless NO_PROXY names the server (as it would for HTTPS_PROXY).
         self.proxy = config.proxy if config.proxy and not _no_proxy_for(config.base_url) else None
+        if self.proxy is None:  # httpx2 follows the proxy variables (of os.environ): one it cannot use is said now
+            from chatcli.proxies import proxy_problem
+
+            problem = proxy_problem(os.environ)
+            if problem:
+                raise ConfigError(problem)
 
     def warm_up(self) -> None:
         """Import openai and build the SDK client; safe to call from a background thread."""
@@ -66,8 +73,19 @@ class ChatClient:
     def _client(self) -> openai.OpenAI:
         with self._lock:
             if self._sdk is None:
-                self._sdk = self._build()
+                self._sdk = self._built()
             return self._sdk
+
+    def _built(self) -> openai.OpenAI:
+        """_build, with what httpx2 refuses in the base URL or a proxy variable said as a sentence
+        (config.py and proxies.py check both first; this catches what they cannot foresee)."""
+        import httpx2
+
+        try:
+            return self._build()
+        except (httpx2.InvalidURL, ValueError, ImportError) as exc:
+            raise ConfigError(f"Could not set up the connection to {self.config.shown_url} ({one_line(hide_password(str(exc)), 120)}); "
+                              "check the base URL, and HTTPS_PROXY, HTTP_PROXY and ALL_PROXY.") from None
 
     def _build(self) -> openai.OpenAI:
         """The SDK client the config asks for: OpenAI's or Azure's, through a proxy or not."""

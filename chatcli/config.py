@@ -245,6 +245,9 @@ def _variables_layer(variables: Mapping[str, str], source: str) -> dict[str, Any
     for setting in SETTINGS:
         if setting.env_var in variables:
             values[setting.key] = setting.parse(variables[setting.env_var], f"{setting.env_var} {source}")
+    if values.get("base_url"):  # checked here, where the sentence can name the variable
+        name = next((n for n in ("CHATCLI_BASE_URL", "OPENAI_BASE_URL", "OPENAI_API_BASE") if variables.get(n)), "a variable")
+        values["base_url"] = check_base_url(values["base_url"], where=f" ({name} {source})")
     kinds = [k.strip() for k in variables.get("CHATCLI_REDACT", "").split(",") if k.strip()]
     if kinds:
         from chatcli.pii import read_kinds
@@ -298,6 +301,9 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         values["proxy"] = check_base_url(values["proxy"], what="proxy URL", example="such as http://proxy.example.com:3128")
     if values.get("ca_bundle"):
         values["ca_bundle"] = check_ca_bundle(values["ca_bundle"])
+    if "\x00" in (values.get("db") or ""):  # TOML can write one ("\u0000"); no file name holds one
+        raise ConfigError("db names a file with a NUL character in its name, which no file can have; "
+                          "set db to the path of the session database.")
     values["api_key"] = resolve_key(values, variables=env.environ, dotenv=dotenv)
     if values.get("api_key_env") in dotenv and values["api_key_env"] not in env.environ:
         warnings += readable_by_others(env.cwd / ".env")
@@ -325,20 +331,25 @@ def check_ca_bundle(path_text: str) -> str:
     return str(path)
 
 
-def check_base_url(url: str, *, what: str = "base URL", example: str = "such as http://localhost:11434/v1") -> str:
-    """A full http(s) URL, without a trailing slash."""
+def check_base_url(url: str, *, what: str = "base URL", example: str = "such as http://localhost:11434/v1",
+                   where: str = "") -> str:
+    """A full http(s) URL, without a trailing slash. `where` names the variable it came from."""
     from urllib.parse import urlsplit
 
     from chatcli.pii import hide_password
 
     url = url.strip().rstrip("/")
+    shown = f"{hide_password(url)!r}{where}"
+    if not url.isprintable() or any(ch.isspace() for ch in url):  # httpx2 takes none of these; a terminal would obey an ESC
+        raise ConfigError(f"The {what} {shown} holds a control character, a space or bytes that are not UTF-8; "
+                          f"give one {example}.")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise ConfigError(f"The {what} {hide_password(url)!r} is not a valid URL; give one {example}.") from None
+        raise ConfigError(f"The {what} {shown} is not a valid URL; give one {example}.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"The {what} {hide_password(url)!r} must be a full http:// or https:// URL, {example}.")
+        raise ConfigError(f"The {what} {shown} must be a full http:// or https:// URL, {example}.")
     return url
 
 

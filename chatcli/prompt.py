@@ -14,17 +14,23 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
-from prompt_toolkit.key_binding import KeyBindings
+from prompt_toolkit.input.vt100_parser import Vt100Parser
+from prompt_toolkit.key_binding import KeyBindings, KeyPress
+from prompt_toolkit.keys import Keys
+from prompt_toolkit.validation import ValidationError, Validator
 
 from chatcli.commands import Registry
 from chatcli.errors import one_line
+from chatcli.inputs import undecodable
 from chatcli.pricing import format_cost
 from chatcli.session import Session
 from chatcli.terminal import strip_controls
 
 
-def make_key_bindings(*, multiline: bool = False) -> KeyBindings:
-    """Enter sends; Alt-Enter (or Esc then Enter) inserts a newline. With `multiline`, the other way round."""
+def make_key_bindings(*, multiline: bool = False, say: Callable[[str], None] | None = None) -> KeyBindings:
+    """Enter sends; Alt-Enter (or Esc then Enter) inserts a newline. With `multiline`, the other way round.
+
+    A paste PasteParser refused puts nothing at the prompt, and `say` tells why."""
     kb = KeyBindings()
 
     @kb.add("escape", "enter")
@@ -34,7 +40,108 @@ def make_key_bindings(*, multiline: bool = False) -> KeyBindings:
         else:
             event.current_buffer.insert_text("\n")
 
+    @kb.add(Keys.BracketedPaste)
+    def _paste(event) -> None:
+        if isinstance(event.data, RefusedPaste):
+            if say is not None:
+                from prompt_toolkit.application import run_in_terminal
+
+                run_in_terminal(lambda: say(event.data.sentence))
+            return
+        # As prompt-toolkit's own: some terminals paste \r\n or \r line endings.
+        event.current_buffer.insert_text(event.data.replace("\r\n", "\n").replace("\r", "\n"))
+
     return kb
+
+
+# Real text averages about 4 characters a token; 16 leaves room for text that packs tighter
+# (runs of spaces, repeated punctuation). A paste longer than this many characters for each
+# token of the window is far past what the window holds, and is refused as it arrives.
+CHARS_PER_TOKEN = 16
+
+
+class RefusedPaste(str):
+    """The text of a paste PasteParser did not keep (empty), with the sentence saying why."""
+
+    sentence: str
+
+
+class PasteParser(Vt100Parser):
+    """prompt-toolkit's input parser, with a bracketed paste read in linear time and bounded.
+
+    prompt-toolkit looks for the paste's end mark in the whole paste at each read of 1,024
+    bytes, which is quadratic: 20 MB cost minutes of CPU. This looks only at what arrived, and
+    stops keeping a paste once it is over `limit()` characters: it is refused, and never
+    reaches the prompt or the input history.
+    """
+
+    END = "\x1b[201~"
+
+    def __init__(self, feed_key_callback: Callable[[KeyPress], None], limit: Callable[[], tuple[int, str]]) -> None:
+        self._limit = limit
+        super().__init__(feed_key_callback)  # which calls reset()
+
+    def reset(self, request: bool = False) -> None:
+        super().reset(request)
+        self._pasting: tuple[int, str] | None = None  # (most characters kept, what sets that: the window)
+        self._kept: list[str] = []
+        self._size = 0
+        self._carry = ""  # the last characters read, which may be the start of the end mark
+
+    def feed(self, data: str) -> None:
+        if not self._in_bracketed_paste:
+            super().feed(data)  # which comes back here for what follows a paste's start mark
+            return
+        if self._pasting is None:
+            self._pasting = self._limit()
+        text, self._carry = self._carry + data, ""
+        end = text.find(self.END)
+        if end < 0:
+            keep = min(len(text), len(self.END) - 1)
+            self._take(text[: len(text) - keep])
+            self._carry = text[len(text) - keep :]
+            return
+        self._take(text[:end])
+        self.feed_key_callback(KeyPress(Keys.BracketedPaste, self._paste()))
+        self._in_bracketed_paste = False
+        self.feed(text[end + len(self.END) :])
+
+    def _take(self, piece: str) -> None:
+        self._size += len(piece)
+        assert self._pasting is not None
+        if self._size <= self._pasting[0]:
+            self._kept.append(piece)
+        else:
+            self._kept = []  # over the limit: nothing more is kept
+
+    def _paste(self) -> str:
+        assert self._pasting is not None
+        most, window = self._pasting
+        size, text = self._size, "".join(self._kept)
+        self._pasting, self._kept, self._size = None, [], 0
+        if size <= most:
+            return text
+        refused = RefusedPaste()
+        refused.sentence = (f"That paste is {size:,} characters, far more than {window} holds; "
+                            "nothing was put at the prompt.")
+        return refused
+
+
+def bound_pastes(prompt: PromptSession, limit: Callable[[], tuple[int, str]]) -> None:
+    """Read the prompt's pastes with PasteParser (a terminal's input, or a pipe in tests)."""
+    parser = getattr(prompt.app.input, "vt100_parser", None)
+    if isinstance(parser, Vt100Parser):
+        prompt.app.input.vt100_parser = PasteParser(parser.feed_key_callback, limit)  # type: ignore[attr-defined]
+
+
+class DecodableText(Validator):
+    """Refuses, at Enter, a line that holds bytes that are not UTF-8: it stays at the prompt to be
+    mended, with a sentence under it, and is neither sent nor kept in the input history."""
+
+    def validate(self, document: Document) -> None:
+        if undecodable(document.text):
+            raise ValidationError(message="This line holds bytes that are not UTF-8 text, which cannot be sent; "
+                                          "delete them, or press Ctrl-C to clear the line.")
 
 
 class SlashCompleter(Completer):
@@ -139,13 +246,17 @@ def make_prompt_session(
     multiline: bool = False,
     input=None,
     output=None,
+    say: Callable[[str], None] | None = None,
 ) -> PromptSession:
+    """`say` prints a sentence above the prompt: why a paste was refused."""
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 
-    return PromptSession(
+    prompt = PromptSession(
         message=[("class:prompt", "> ")],
         history=history,
-        key_bindings=make_key_bindings(multiline=multiline),
+        key_bindings=make_key_bindings(multiline=multiline, say=say),
+        validator=DecodableText(),
+        validate_while_typing=False,
         multiline=multiline,
         vi_mode=vi,
         enable_open_in_editor=True,  # Ctrl-X Ctrl-E (v in vi's normal mode): $EDITOR on what is typed
@@ -163,6 +274,14 @@ def make_prompt_session(
         input=input,
         output=output,
     )
+    bound_pastes(prompt, lambda: paste_limit(session))
+    return prompt
+
+
+def paste_limit(session: Session) -> tuple[int, str]:
+    """The most characters a paste may have, and the window that sets it, in words."""
+    window = session.plan().window
+    return window * CHARS_PER_TOKEN, f"the model's {window:,}-token window"
 
 
 def _monochrome():

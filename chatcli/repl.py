@@ -64,7 +64,7 @@ class Repl:
         self.console = make_console(out, color=color)
         self.prompt = make_prompt_session(
             session, REGISTRY, history=open_history(history_path, redact=session.redact), color=color, vi=vi,
-            multiline=multiline, input=input, output=output
+            multiline=multiline, input=input, output=output, say=lambda text: show_error(self.console, text),
         )
         self._orphan: Turn | None = None
         self._warm_up = threading.Thread(target=self._warm, daemon=True) if warm_up else None

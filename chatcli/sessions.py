@@ -11,6 +11,7 @@ from pathlib import Path
 from chatcli.env import Env
 from chatcli.errors import EXIT_FAILURE, EXIT_OK, ChatError, UsageError
 from chatcli.flags import SUBCOMMANDS, add_flags
+from chatcli import inputs
 from chatcli.store import (
     SessionInfo,
     Store,
@@ -55,21 +56,21 @@ def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argpar
     add_flags(parser, GLOBAL)
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=parser_class)
     p = sub.add_parser("list", help="id, title, model, turns, tokens, last updated")
-    p.add_argument("-n", "--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("-n", "--limit", type=inputs.count, default=50, help="at most this many (default 50)")
     p = sub.add_parser("show", help="print a session")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=inputs.session_id)
     p = sub.add_parser("search", help="full-text search, with matching snippets")
     p.add_argument("text", nargs="+")
     p = sub.add_parser("export", help="a session as markdown or JSON")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=inputs.session_id)
     p.add_argument("--format", choices=("md", "json"), help="default: from -o's extension, else md")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p = sub.add_parser("delete", help="delete a session")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=inputs.session_id)
     p = sub.add_parser("prune", help="delete sessions not updated for a while")
     p.add_argument("--older-than", type=parse_duration, required=True, metavar="AGE", help="such as 30d, 12h, 2w")
     p = sub.add_parser("rename", help="give a session a title")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=inputs.session_id)
     p.add_argument("title", nargs="+")
     p = sub.add_parser("check", help="check the database; offer to recover a damaged one into a new file",
                        description="Run SQLite's integrity check on the history database. If it is damaged, "

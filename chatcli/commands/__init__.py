@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from chatcli.errors import ChatError
+from chatcli.inputs import whole_number  # noqa: F401 - the commands parse numbers with it
 from chatcli.session import Session
 
 
@@ -123,16 +124,6 @@ UNSET = ("default", "unset", "none")
 def _shown(text: str, limit: int = 40) -> str:
     """A user's argument quoted in an error: one line, bounded."""
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
-
-
-def whole_number(text: str) -> int | None:
-    """Digits as a number, or None; int() refuses more than 4,300 digits, and no count or id has that many."""
-    if not text.isdecimal():
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
 
 
 # Each module registers its commands as it is imported; /help lists them in this order.

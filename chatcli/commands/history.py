@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatcli.commands import Result, command, whole_number
+from chatcli.inputs import MAX_ID
 from chatcli.pricing import format_cost
 from chatcli.tokens import margin
 from chatcli.session import (
@@ -64,7 +65,7 @@ def resume_command(session: Session, arg: str) -> Result:
     system prompt, model and parameters, and the profile it was held with, so it goes on on the
     same server. The current session stays saved."""
     number = whole_number(arg)
-    if number is None or number >= 2**63:  # ids are SQLite integers, which stop at 2**63 - 1
+    if number is None or number > MAX_ID:  # ids are SQLite integers
         return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
     resumed = Session.load(session.journal, number, client=session.client)
     saved = session.journal.profile_of(number)
