@@ -4,19 +4,20 @@ Model text is always data: it is never parsed as rich markup, and the
 ControlFilter takes every terminal control sequence out of it before it is
 drawn. The markdown renderer prints each finished block once to the normal
 scrollback and keeps only the unfinished tail in a small live region, so a
-reply costs time linear in its length and nothing is repeated or cut.
+reply costs time linear in its length and nothing is repeated or cut. What
+model text looks like as markdown is markdown.py's.
 Everything else chatcli draws (results, notices, the stats line) is in views.py.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.blocks import BlockSplitter
 from chatcli.events import NOTICES, Event, LogLine, ReasoningDelta, TextDelta
+from chatcli.markdown import code_text, ends_with_spacing, markdown
 from chatcli.session import STALL_S
 from chatcli.terminal import ControlFilter, InterruptGuard
 
@@ -252,7 +253,7 @@ class MarkdownRenderer(Renderer):
         if self._newline_before_next and lines and any(seg.text for seg in lines[0]):
             lines.insert(0, [])
         self._print(Segments([seg for line in lines for seg in (*line, Segment.line())]))
-        self._newline_before_next = _ends_with_spacing(md)
+        self._newline_before_next = ends_with_spacing(md)
 
     def _print_apart(self, renderable, *, soft_wrap: bool = False) -> None:
         """Print a block chatcli draws itself (not rich's Markdown), with a blank line before and after."""
@@ -282,72 +283,6 @@ class MarkdownRenderer(Renderer):
 
     def tail(self) -> str:
         return self._splitter.text
-
-
-@functools.cache
-def _text_markdown_class():
-    from markdown_it import MarkdownIt
-    from rich.markdown import CodeBlock, Markdown
-
-    # Built once: rich's own __init__ makes a parser per document, which costs more than
-    # parsing a typical block. This sets what rich's __init__ sets (rich 13-14), with ours.
-    parser = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"])
-
-    class Code(CodeBlock):
-        """Highlighted code without rich's padding or wrapping (a long line is cut in the live tail only)."""
-
-        def __rich_console__(self, console: Console, options: ConsoleOptions):
-            yield code_text(str(self.text).rstrip(), self.lexer_name, self.theme)
-
-    class TextMarkdown(Markdown):
-        """rich's Markdown with HTML parsing off: tags the model writes stay visible text.
-
-        rich drops HTML tokens, so `use <br> here` would lose its tag, and a
-        `<details>` block would vanish.
-        """
-
-        elements = {**Markdown.elements, "fence": Code, "code_block": Code}
-
-        def __init__(self, markup: str, *, code_theme: str = "monokai", hyperlinks: bool = False) -> None:
-            self.markup = markup
-            self.parsed = parser.parse(markup)
-            self.code_theme = code_theme
-            self.justify = None
-            self.style = "none"
-            self.hyperlinks = hyperlinks
-            self.inline_code_lexer = None
-            self.inline_code_theme = code_theme
-
-    return TextMarkdown
-
-
-def code_text(code: str, lexer: str, theme: str):
-    """Code highlighted by language, as one Text that is never wrapped: its lines are the code's lines."""
-    from rich.syntax import Syntax
-
-    text = Syntax(code, lexer, theme=theme).highlight(code)
-    text.rstrip()
-    text.no_wrap, text.overflow, text.end = True, "ignore", "\n"
-    return text
-
-
-def markdown(text: str, *, code_theme: str = "monokai"):
-    """A renderable for model text: markdown without HTML, links with their URL shown."""
-    return _text_markdown_class()(text, code_theme=code_theme, hyperlinks=False)
-
-
-def _ends_with_spacing(md) -> bool:
-    """Whether rich would put a blank line after this document's last block.
-
-    rich separates top-level blocks by the `new_line` flag of the block before;
-    printing blocks one by one has to carry that flag across.
-    """
-    from rich.markdown import UnknownElement
-
-    for token in reversed(md.parsed):
-        if token.level == 0 and token.nesting in (-1, 0) and token.type != "inline":
-            return (md.elements.get(token.type) or UnknownElement).new_line
-    return False
 
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
