@@ -4,19 +4,23 @@ Model text is always data: it is never parsed as rich markup, and the
 ControlFilter takes every terminal control sequence out of it before it is
 drawn. The markdown renderer prints each finished block once to the normal
 scrollback and keeps only the unfinished tail in a small live region, so a
-reply costs time linear in its length and nothing is repeated or cut.
+reply costs time linear in its length and nothing is repeated or cut. A block
+past the size where markdown helps (a line of many screens, a table of
+thousands of rows) is drawn as the plain text it is, as it comes, and said
+once (fallback.py). What model text looks like as markdown is markdown.py's.
 Everything else chatcli draws (results, notices, the stats line) is in views.py.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Iterator, TextIO
 
-from chatcli.blocks import BlockSplitter
+from chatcli.blocks import BlockSplitter, LineBuffer
 from chatcli.events import NOTICES, Event, LogLine, ReasoningDelta, TextDelta
+from chatcli.fallback import PlainBlock, long_line, too_big, unfinished_too_big
+from chatcli.markdown import code_text, ends_with_spacing, markdown
 from chatcli.session import STALL_S
 from chatcli.terminal import ControlFilter, InterruptGuard
 
@@ -138,10 +142,14 @@ class MarkdownRenderer(Renderer):
         self._code_theme = code_theme
         self._splitter = BlockSplitter()
         self._newline_before_next = False
+        self._width = console.width  # for the limits on blocks; taken once, as the console may ask the terminal
+        self.plain = PlainBlock()  # the unfinished block when it is too big for markdown
+        self._said_plain = False
+        self.blocks = 0  # the blocks finished so far: the live region knows a new one from a grown one
         self._live = None
         self._show_reasoning = show_reasoning
         self._reasoning_filter = ControlFilter()
-        self._reasoning_line: list[str] = []  # the reasoning line still being written
+        self._reasoning_line = LineBuffer()  # the reasoning line still being written
         self._reasoning_shown = False  # reasoning lines went to scrollback, and no answer yet
         self.thinking = False  # reasoning is arriving (the tail says so when it is hidden)
         self.printing = False  # a block is going to scrollback: the tail waits for the next frame
@@ -178,28 +186,35 @@ class MarkdownRenderer(Renderer):
     def _draw_reasoning(self, text: str) -> None:
         *complete, last = text.split("\n")
         for piece in complete:
-            line = "".join(self._reasoning_line) + piece
-            self._reasoning_line = []  # first: the live region redraws as the line is printed
+            # Taken first: the live region redraws as the line is printed.
+            line = self._reasoning_line.take() + piece if self._reasoning_line else piece
             self._print_reasoning(line)
         if last:
-            self._reasoning_line.append(last)
+            self._reasoning_line.add(last)
 
     def _print_reasoning(self, line: str) -> None:
-        self._print(reasoning_text(line))
+        if len(line) > long_line(self._width):
+            # Not wrapped by rich, which takes more than linear time over it: the terminal wraps it.
+            from rich.segment import Segment, Segments
+            from rich.style import Style
+
+            dim = Style(dim=True)
+            self._print(Segments([Segment("│ ", dim), Segment(line, dim + Style(italic=True)), Segment.line()]))
+        else:
+            self._print(reasoning_text(line))
         self._reasoning_shown = True
 
     def _end_reasoning(self) -> None:
         """The answer begins: the rest of the reasoning goes out, then a blank line sets them apart."""
         if self._reasoning_line:
-            line = "".join(self._reasoning_line)
-            self._reasoning_line = []
-            self._print_reasoning(line)
+            self._print_reasoning(self._reasoning_line.take())
         if self._reasoning_shown:
             self._print("")
             self._reasoning_shown = False
 
-    def reasoning_tail(self) -> str:
-        return "".join(self._reasoning_line) if self._show_reasoning else ""
+    def reasoning_tail(self, length: int) -> str:
+        """The last `length` characters of the reasoning line being written, if reasoning is shown."""
+        return self._reasoning_line.end(length) if self._show_reasoning else ""
 
     def _start(self) -> None:
         from rich.live import Live
@@ -217,16 +232,64 @@ class MarkdownRenderer(Renderer):
         self._live.start()
 
     def _draw(self, text: str) -> None:
-        for block in self._splitter.feed(text):
-            self._print_block(block)
+        splitter = self._splitter
+        for block in splitter.feed(text):
+            self._block_done(block)
+        if not self.plain.active and unfinished_too_big(splitter, self._width):
+            # A long line may be the start of a block of its own: the one before it is not too big.
+            block = splitter.cut_before_line()
+            if block is not None:
+                self._block_done(block)
+            if why := unfinished_too_big(splitter, self._width):
+                self._fall_back(why)
+        if self.plain.active and self.plain.add(splitter.take_lines()):
+            self._print_plain(self.plain.take())
 
     def _finish(self) -> None:
         if self._live is not None:
-            self._live.stop()
+            # The live region is erased as it stops: rendering the tail once more would be wasted.
+            self.printing = True
+            try:
+                self._live.stop()
+            finally:
+                self.printing = False
         self._end_reasoning()
         rest = self._splitter.take_rest()
-        if rest.strip():
-            self._print_block(rest)
+        if self.plain.active or rest.strip():
+            self._block_done(rest, count=False)
+
+    def _block_done(self, block: str, *, count: bool = True) -> None:
+        self.blocks += count
+        if not self.plain.active and (why := too_big(block, self._width)):
+            self._fall_back(why)
+        if self.plain.active:  # the block drawn as plain text has ended
+            self._print_plain(self.plain.take(block, ended=True))
+            self._newline_before_next = True
+        else:
+            self._print_block(block)
+
+    def _fall_back(self, why: str) -> None:
+        """The unfinished block is too big for markdown: from here to its end it is drawn as plain text."""
+        from rich.text import Text
+
+        self.plain.active = True
+        if self._newline_before_next:
+            self._print("")
+        if not self._said_plain:
+            self._said_plain = True
+            self._print(Text(f"{why} is too long to format as markdown; it is shown as plain text", style="dim"))
+        self._newline_before_next = False
+
+    def _print_plain(self, text: str) -> None:
+        """Print text as it is, without rich's wrapping or styles: its control sequences are filtered
+        out already, and the terminal wraps a long line, so a copy gives it back as written."""
+        from rich.segment import Segment, Segments
+
+        if text:
+            self._print(Segments([Segment(text), Segment.line()]))
+
+    def plain_rows(self, width: int, height: int) -> list[str]:
+        return self.plain.rows(self._splitter, width, height)
 
     def _markdown(self, text: str):
         return markdown(text, code_theme=self._code_theme)
@@ -255,7 +318,7 @@ class MarkdownRenderer(Renderer):
         if self._newline_before_next and lines and any(seg.text for seg in lines[0]):
             lines.insert(0, [])
         self._print(Segments([seg for line in lines for seg in (*line, Segment.line())]))
-        self._newline_before_next = _ends_with_spacing(md)
+        self._newline_before_next = ends_with_spacing(md)
 
     def _print_apart(self, renderable, *, soft_wrap: bool = False) -> None:
         """Print a block chatcli draws itself (not rich's Markdown), with a blank line before and after."""
@@ -284,73 +347,10 @@ class MarkdownRenderer(Renderer):
                 self._console.print(renderable, soft_wrap=soft_wrap, crop=False)
 
     def tail(self) -> str:
+        """The unfinished block, or the end of a long code block (the live region shows only its end)."""
+        if self._splitter.in_code and self._splitter.lines > 2 * TAIL_ROWS:
+            return self._splitter.code_excerpt(TAIL_ROWS)
         return self._splitter.text
-
-
-@functools.cache
-def _text_markdown_class():
-    from markdown_it import MarkdownIt
-    from rich.markdown import CodeBlock, Markdown
-
-    # Built once: rich's own __init__ makes a parser per document, which costs more than
-    # parsing a typical block. This sets what rich's __init__ sets (rich 13-14), with ours.
-    parser = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"])
-
-    class Code(CodeBlock):
-        """Highlighted code without rich's padding or wrapping (a long line is cut in the live tail only)."""
-
-        def __rich_console__(self, console: Console, options: ConsoleOptions):
-            yield code_text(str(self.text).rstrip(), self.lexer_name, self.theme)
-
-    class TextMarkdown(Markdown):
-        """rich's Markdown with HTML parsing off: tags the model writes stay visible text.
-
-        rich drops HTML tokens, so `use <br> here` would lose its tag, and a
-        `<details>` block would vanish.
-        """
-
-        elements = {**Markdown.elements, "fence": Code, "code_block": Code}
-
-        def __init__(self, markup: str, *, code_theme: str = "monokai", hyperlinks: bool = False) -> None:
-            self.markup = markup
-            self.parsed = parser.parse(markup)
-            self.code_theme = code_theme
-            self.justify = None
-            self.style = "none"
-            self.hyperlinks = hyperlinks
-            self.inline_code_lexer = None
-            self.inline_code_theme = code_theme
-
-    return TextMarkdown
-
-
-def code_text(code: str, lexer: str, theme: str):
-    """Code highlighted by language, as one Text that is never wrapped: its lines are the code's lines."""
-    from rich.syntax import Syntax
-
-    text = Syntax(code, lexer, theme=theme).highlight(code)
-    text.rstrip()
-    text.no_wrap, text.overflow, text.end = True, "ignore", "\n"
-    return text
-
-
-def markdown(text: str, *, code_theme: str = "monokai"):
-    """A renderable for model text: markdown without HTML, links with their URL shown."""
-    return _text_markdown_class()(text, code_theme=code_theme, hyperlinks=False)
-
-
-def _ends_with_spacing(md) -> bool:
-    """Whether rich would put a blank line after this document's last block.
-
-    rich separates top-level blocks by the `new_line` flag of the block before;
-    printing blocks one by one has to carry that flag across.
-    """
-    from rich.markdown import UnknownElement
-
-    for token in reversed(md.parsed):
-        if token.level == 0 and token.nesting in (-1, 0) and token.type != "inline":
-            return (md.elements.get(token.type) or UnknownElement).new_line
-    return False
 
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -364,6 +364,7 @@ def reasoning_text(line: str):
 
 
 TAIL_ROWS = 8  # the most rows the live region takes
+TAIL_SHARE = 4  # a frame renders the tail again no sooner than this many times what the last render took
 
 
 def _unpadded(line: list) -> list:
@@ -385,6 +386,8 @@ class _Tail:
     def __init__(self, renderer: MarkdownRenderer) -> None:
         self._renderer = renderer
         self._drawn: tuple[tuple[str, int, int], list] | None = None  # the last frame, and what it showed
+        self._block = -1  # which block the last frame showed
+        self._next = 0.0  # when the tail may be rendered again
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator:
         from rich.segment import Segment
@@ -401,11 +404,19 @@ class _Tail:
             frame = SPINNER[int(stalled * 12) % len(SPINNER)]
             notice = Text(f"{frame} no tokens for {int(stalled)}s (Ctrl-C stops the reply)", style="yellow")
             height = max(1, height - 1)
+        if self._renderer.plain.active:  # rows as they will be printed: a frame costs what the screen holds
+            for row in self._renderer.plain_rows(options.max_width, height):
+                yield Segment(row)
+                yield Segment.line()
+            if notice is not None:
+                yield notice
+            return
         text = self._renderer.tail()
         if not text.strip():
-            reasoning = self._renderer.reasoning_tail()
-            if reasoning:  # one long line of reasoning wraps: keep it to the tail's rows too
-                yield reasoning_text(reasoning[-height * max(1, options.max_width - 2) :])
+            # One long line of reasoning wraps: keep it to the tail's rows too.
+            reasoning = self._renderer.reasoning_tail(height * max(1, options.max_width - 2))
+            if reasoning:
+                yield reasoning_text(reasoning)
             if notice is not None:
                 yield notice
             elif not reasoning:
@@ -415,13 +426,19 @@ class _Tail:
                 yield Text(f"{frame} {doing}… {elapsed:.1f}s", style="dim")
             return
         key = (text, options.max_width, height)
-        if self._drawn is None or self._drawn[0] != key:
-            # rich redraws the live region on every print and every frame; the tail often has
-            # not changed since the last one, and rendering it again would cost a parse.
+        block, now = self._renderer.blocks, time.monotonic()
+        # rich redraws the live region on every print and every frame; the tail often has not
+        # changed since the last one, and rendering it again would cost a parse. A block that
+        # grew but is slow to render waits a few frames: the live region takes a small share of
+        # the time, whatever a block costs (it is bounded: a larger one is drawn as plain text).
+        # A new block, or a new size of window, is rendered at once.
+        drawn = self._drawn
+        if drawn is None or drawn[0] != key and (block != self._block or now >= self._next or drawn[0][1:] != key[1:]):
             lines = console.render_lines(self._renderer._markdown(text), options, pad=False)
             # Without the padding to the full width, a window narrowed mid-reply does not wrap
             # every row in two, which would leave rows behind that the next redraw cannot count.
             self._drawn = (key, [_unpadded(line) for line in lines[-height:]])
+            self._block, self._next = block, now + TAIL_SHARE * (time.monotonic() - now)
         for line in self._drawn[1]:
             yield from line
             yield Segment.line()
