@@ -26,7 +26,8 @@ class StallNotice:
         self._out = out
         self._after_text = after_text  # the reply is drawn on this terminal: the notice goes on its last line
         self._lock = threading.Lock()
-        self._line = ""  # the reply's text since its last newline, when after_text
+        self._column = 0  # cells the reply's last line takes so far, when after_text
+        self._last = ""  # the reply's last character
         self._last_token: float | None = None
         self._shown = ""  # the notice on the screen now
         self._done = threading.Event()
@@ -57,9 +58,15 @@ class StallNotice:
             yield
 
     def wrote(self, text: str) -> None:
-        """The reply's text written (inside clear()), to know where its last line ends."""
-        if self._after_text:
-            self._line = text.rsplit("\n", 1)[1] if "\n" in text else self._line + text
+        """The reply's text written (inside clear()), to know where its last line ends.
+
+        A running column, not the line itself: keeping the line would copy it on every delta,
+        quadratic in a reply that is one long line."""
+        if self._after_text and text:
+            if "\n" in text:
+                self._column, self._last, text = 0, "", text.rsplit("\n", 1)[1]
+            self._column = _advance(self._column, text)
+            self._last = text[-1:] or self._last
 
     def _watch(self) -> None:
         while not self._done.wait(0.2):
@@ -71,13 +78,13 @@ class StallNotice:
         from rich.cells import cell_len
 
         if self._after_text:
-            notice = f"{' ' if self._line[-1:].strip() else ''}[no tokens for {seconds}s]"
+            notice = f"{' ' if self._last.strip() else ''}[no tokens for {seconds}s]"
         else:
             notice = f"chatcli: no tokens for {seconds}s; the reply may have stalled (Ctrl-C stops it)"
         if notice == self._shown:
             return
         width = _width(self._out)
-        used = cell_len(self._line.expandtabs()) if self._after_text else 0
+        used = self._column if self._after_text else 0
         if used and used % width == 0 or used % width + cell_len(notice) >= width:
             return  # no room left on the line: the notice would wrap, and could not be erased
         try:
@@ -107,3 +114,14 @@ def _width(out: TextIO) -> int:
         return os.get_terminal_size(out.fileno()).columns or 80
     except (AttributeError, ValueError, OSError):
         return shutil.get_terminal_size().columns
+
+
+def _advance(column: int, text: str) -> int:
+    """The column after text written from column, tabs stopping every 8 cells as expandtabs does."""
+    from rich.cells import cell_len
+
+    for i, piece in enumerate(text.split("\t")):
+        if i:
+            column = (column // 8 + 1) * 8
+        column += cell_len(piece)
+    return column

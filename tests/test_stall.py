@@ -168,3 +168,23 @@ def test_no_notice_without_a_stall(srv, spawn_chatcli):
     child = spawn_chatcli("go")
     child.expect(pexpect.EOF, timeout=TIMEOUT)
     assert "no tokens" not in child.before
+
+
+def test_following_one_long_line_costs_linear_time():
+    """The stall notice follows where the reply's last line ends. Keeping that line copied it on
+    every delta: `--plain` on a terminal took 3.8 s for 1 MiB on one line and 206 s for 10 MiB."""
+    from chatcli.stall import StallNotice
+
+    def cost(size: int) -> float:
+        with open(os.devnull, "w") as out:
+            notice = StallNotice(out, after_text=True)
+            delta = "word " * 51 + "x"  # 256 characters, no newline
+            start = time.process_time()
+            for _ in range(size // len(delta)):
+                notice.wrote(delta)
+            return time.process_time() - start
+
+    cost(1 << 16)  # warm up
+    small, large = min(cost(1 << 18) for _ in range(3)), min(cost(1 << 21) for _ in range(3))
+    # 8 times the text: linear is 8x the time, quadratic 64x; allow for a noisy machine
+    assert large < max(small, 0.005) * 24, (small, large)
