@@ -39,6 +39,7 @@ from tests.flavors import FLAVORS, Flavor, Verdict, content_text, prompt_tokens
 
 __all__ = [
     "Behaviour",
+    "Body",
     "ChatServer",
     "Echo",
     "Error",
@@ -71,6 +72,10 @@ class Reply:
     non-streamed request any fault option applies to the whole response:
     stall → sleep before answering, disconnect → close without a response,
     malformed → a truncated JSON body, error_event → HTTP 500 error body.
+
+    ``ping_every`` fills the stall (and ``hold_open``) with SSE keep-alive comments
+    (``: ping``), bytes that carry no content. ``hold_open`` keeps the connection open
+    that long after the last event (after ``[DONE]``, or in its place with ``done=False``).
     """
 
     text: str
@@ -89,6 +94,8 @@ class Reply:
     error_message: str = "server error"
     reasoning: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    ping_every: float | None = None
+    hold_open: float = 0.0
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
@@ -117,6 +124,18 @@ class Error:
         return json.dumps({"error": error}).encode()
 
 
+@dataclass(frozen=True)
+class Body:
+    """A body sent as it is, whatever it holds: HTML labelled text/event-stream, JSON that is no
+    completion, garbage, a gzip that is not (``headers={"Content-Encoding": "gzip"}``)."""
+
+    payload: bytes
+    _: KW_ONLY
+    status: int = 200
+    content_type: str = "text/event-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Echo:
     """Reply with ``prefix`` + the last user message, so tests see what was sent."""
@@ -134,7 +153,7 @@ class Echo:
         return Reply(self.prefix + last, chunk_size=self.chunk_size, delay=self.delay)
 
 
-Behaviour = Reply | Error | Echo
+Behaviour = Reply | Error | Echo | Body
 
 
 @dataclass
@@ -341,6 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._sleep(behaviour.delay)
             self._send(behaviour.status, behaviour.payload(), "application/json", behaviour.headers)
             return
+        if isinstance(behaviour, Body):
+            self._send(behaviour.status, behaviour.payload, behaviour.content_type, behaviour.headers)
+            return
         behaviour = _within(behaviour, body, verdict)
         if body.get("stream") is True:
             self._stream(behaviour, body)
@@ -428,6 +450,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._event(final)
         if reply.done:
             self._write_chunk(b"data: [DONE]\n\n")
+        self._wait(reply.hold_open, reply.ping_every)
         self._write_chunk(b"")
 
     def _fault(self, reply: Reply, k: int, n: int) -> bool:
@@ -437,7 +460,7 @@ class _Handler(BaseHTTPRequestHandler):
             return after is not None and k == min(max(after, 0), n)
 
         if due(reply.stall_after):
-            self._sleep(reply.stall_seconds)
+            self._wait(reply.stall_seconds, reply.ping_every)
         if due(reply.disconnect_after):
             raise _Abort
         if due(reply.malformed_after):
@@ -458,6 +481,16 @@ class _Handler(BaseHTTPRequestHandler):
         """Sleep unless the server stops meanwhile; then drop the connection."""
         if seconds > 0 and self.server.chat._stopping.wait(seconds):
             raise _Abort
+
+    def _wait(self, seconds: float, ping_every: float | None) -> None:
+        """Sleep, or with ping_every send an SSE comment that often meanwhile, as keep-alives do."""
+        if not ping_every:
+            self._sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._sleep(min(ping_every, left))
+            self._write_chunk(b": ping\n\n")
 
     def _emit_headers(self, defaults: dict[str, str], extra: dict[str, str]) -> None:
         merged = {k.lower(): (k, v) for k, v in defaults.items()}
@@ -630,7 +663,7 @@ class ChatServer:
     def script(self, *behaviours: Behaviour) -> None:
         """Queue behaviours; each chat request consumes one, in order."""
         for b in behaviours:
-            if not isinstance(b, (Reply, Error, Echo)):
+            if not isinstance(b, (Reply, Error, Echo, Body)):
                 raise TypeError(f"not a behaviour: {b!r}")
         with self._lock:
             self._script.extend(behaviours)
