@@ -1,36 +1,33 @@
-"""The openai SDK: building the client, streaming a chat into events, mapping errors.
+"""The openai SDK: building the client, streaming a chat into events.
 
 This is the only module that imports openai, and it does so lazily: neither
 `chatcli --help` nor the path to the first prompt pays for that import.
 
 Streaming goes through `with_streaming_response`, which keeps the SDK's base
 URL handling, auth, retries and status errors, but hands the SSE lines to
-sse.py instead of building a pydantic object per chunk.
+sse.py instead of building a pydantic object per chunk. Each failure becomes a sentence
+in failures.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from chatcli.capabilities import Adapter, refused_parameter
+from chatcli.capabilities import Adapter
 from chatcli.config import Config
-from chatcli.errors import (
-    BadRequest,
-    ChatError,
-    ConfigError,
-    ContextLengthError,
-    NetworkError,
-    RefusedParameter,
-    one_line,
-)
+from chatcli.errors import ChatError, RefusedParameter, one_line
 from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
-from chatcli.overflow import Overflow, context_overflow, error_fields
-from chatcli.pii import hide_password, redact_secrets
+from chatcli.failures import (
+    UnknownModel,
+    connect_timeout_error,
+    connection_error,
+    describe_status_error,
+    timeout_error,
+)
 from chatcli.sse import chunk_events, parse_sse
 
 if TYPE_CHECKING:
@@ -179,12 +176,12 @@ class ChatClient:
         except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
             # The SDK raises APITimeoutError for connect timeouts too; the cause tells them apart.
             if isinstance(exc, httpx2.ConnectTimeout) or isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                raise self._connect_timeout_error() from None
-            raise self._timeout_error(answered=answered, mid_reply=texted) from None
+                raise connect_timeout_error(self.config) from None
+            raise timeout_error(self.config, answered=answered, mid_reply=texted) from None
         except openai.APIConnectionError as exc:
-            raise self._connection_error(exc.__cause__ or exc) from None
+            raise connection_error(self.config, exc.__cause__ or exc, proxy=self.proxy) from None
         except httpx2.TransportError as exc:
-            raise self._connection_error(exc) from None
+            raise connection_error(self.config, exc, proxy=self.proxy) from None
 
     def models(self) -> list[str]:
         """The model ids the server lists (GET /models), sorted; ChatError when it cannot say."""
@@ -197,9 +194,9 @@ class ChatClient:
         except openai.APIStatusError as exc:
             raise describe_status_error(exc, config=self.config, model="") from None
         except (openai.APITimeoutError, httpx2.TimeoutException):
-            raise self._timeout_error() from None
+            raise timeout_error(self.config) from None
         except openai.APIConnectionError as exc:
-            raise self._connection_error(exc.__cause__ or exc) from None
+            raise connection_error(self.config, exc.__cause__ or exc, proxy=self.proxy) from None
         except (openai.APIError, ValueError, TypeError):  # a body that is not a model list
             raise ChatError(f"The server at {self.config.shown_url} did not list its models.") from None
         self._known_models = names
@@ -265,44 +262,6 @@ class ChatClient:
             return error
         return ChatError(error.message.rstrip(".") + f"; close matches: {', '.join(one_line(n, 100) for n in near)}.")
 
-    def _timeout_error(self, *, answered: bool = False, mid_reply: bool = False) -> NetworkError:
-        url, wait = self.config.shown_url, f"{self.config.read_timeout:g}s"
-        if mid_reply:
-            return NetworkError(f"The server at {url} went silent for more than {wait} in the middle of the reply; "
-                                "try again, or raise read_timeout in your config.")
-        tries = self.config.max_retries + 1
-        each = "" if answered or tries == 1 else f" on each of {tries} tries"
-        return NetworkError(
-            f"The server at {url} sent no text for more than {wait}{each}: it may still be reading a long prompt, "
-            "or has not started; try again, or raise read_timeout in your config."
-        )
-
-    def _connect_timeout_error(self) -> NetworkError:
-        return NetworkError(
-            f"Could not connect to {self.config.shown_url} within {self.config.connect_timeout:g}s; "
-            "check the base URL and your network."
-        )
-
-    def _connection_error(self, cause: BaseException) -> ChatError:
-        import httpx2
-
-        url = self.config.shown_url
-        if isinstance(cause, httpx2.ProxyError):
-            return NetworkError(f"The proxy would not pass the request on to {url} ({one_line(str(cause))}); check proxy, HTTPS_PROXY and HTTP_PROXY.")
-        if "CERTIFICATE_VERIFY_FAILED" in str(cause):
-            return ConfigError(f"The certificate of {url} could not be verified; if your own authority signed it, "
-                               "set ca_bundle (or SSL_CERT_FILE) to its PEM file.")
-        if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
-            return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
-        if self.proxy:
-            return NetworkError(f"Could not connect to {url} through the proxy {hide_password(self.proxy)}; check proxy in your config.")
-        if any(words in str(cause) for words in DNS_FAILURES):
-            from urllib.parse import urlsplit
-
-            host = urlsplit(self.config.base_url).hostname
-            return NetworkError(f"Could not find the host {host} for {url} (the DNS lookup failed); check the base URL and your network.")
-        return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
-
 
 def _no_proxy_for(url: str) -> bool:
     """NO_PROXY names the server: a proxy from the config is passed by, as one from HTTPS_PROXY is."""
@@ -310,11 +269,6 @@ def _no_proxy_for(url: str) -> bool:
     from urllib.parse import urlsplit
 
     return bool(urllib.request.proxy_bypass_environment(urlsplit(url).hostname or ""))
-
-
-# How getaddrinfo's "no such host" reads on Linux, macOS and Windows.
-DNS_FAILURES = ("Name or service not known", "nodename nor servname", "getaddrinfo failed",
-                "Temporary failure in name resolution", "No address associated with hostname")
 
 
 def _sdk_class(owner: ChatClient, base: type):
@@ -391,100 +345,3 @@ def _retry_reason(response) -> str:
     if response.status_code >= 500:
         return f"the server failed (HTTP {response.status_code})"
     return f"the server answered HTTP {response.status_code}"
-
-
-class UnknownModel(ChatError):
-    """A 404 for the model: worth a look at the names the server does have."""
-
-
-def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: str) -> ChatError:
-    """One sentence per HTTP failure, saying what to check."""
-    status = exc.status_code
-    error = error_fields(exc.body)
-    code = f"{error.get('code') or ''} {error.get('type') or ''}".strip()
-    detail = one_line(redact_secrets(str(error.get("message") or exc.message or ""), config.api_key))
-    url = config.shown_url
-    if status == 401:
-        if config.api_key_env:
-            where = config.api_key_env
-        elif config.profile:
-            where = f"api_key_env or api_key_cmd in [profiles.{config.profile}]"
-        else:
-            where = "OPENAI_API_KEY, or api_key or api_key_cmd in your config"
-        if not config.api_key:
-            return ConfigError(f"The server at {url} wants an API key (401); set {where}.")
-        return ConfigError(f"The server at {url} rejected the API key (401); check {where}.")
-    if status == 403:
-        return ConfigError(
-            f"The API key may not use this (403: {detail or 'forbidden'}); check the key's project and permissions."
-        )
-    if status == 404:
-        if "model" in code or "model" in detail.lower():
-            return UnknownModel(f"The model '{one_line(model, 100)}' was not found at {url} (404); pick another with /model or --model.")
-        return ChatError(f"Nothing answers at {url} (404); check the base URL, which usually ends in /v1.")
-    if status == 429:
-        if "insufficient_quota" in code or "quota" in detail.lower():
-            return ChatError("The account is out of credit (429 insufficient_quota); check your plan and billing.")
-        wait = _asked_wait(exc.response.headers)
-        if wait is not None and wait > SDK_MAX_RETRY_WAIT:  # too long to wait for here: say how long it asks
-            return ChatError(
-                f"The server is rate limiting requests (429) and asks to wait {_duration(wait)}; try again then."
-            )
-        return ChatError(
-            f"The server is rate limiting requests (429){_after_retries(config)}; wait a moment and try again."
-        )
-    overflow = context_overflow(exc.body, str(exc.message or "")) if status in (400, 413, 422, 500) else None
-    if overflow is not None:
-        return ContextLengthError(
-            f"The conversation is too long for the model's context window{_sizes(overflow)} (HTTP {status}), even "
-            "with the oldest turns left out; shorten the message, or in a session use /clear or /compact.",
-            window=overflow.window, requested=overflow.requested,
-        )
-    if status == 400:
-        said = f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent."
-        refused = refused_parameter(error)
-        return RefusedParameter(said, param=refused[0], code=refused[1]) if refused else BadRequest(said)
-    if status >= 500:
-        return ChatError(f"The server failed (HTTP {status}){_after_retries(config)}; try again later.")
-    return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")
-
-
-def _sizes(overflow: Overflow) -> str:
-    if overflow.window and overflow.requested:
-        return f" ({overflow.requested:,} tokens sent, {overflow.window:,} fit)"
-    return f" of {overflow.window:,} tokens" if overflow.window else ""
-
-
-# The SDK waits as a Retry-After header asks up to this long, and does not retry a longer wait.
-SDK_MAX_RETRY_WAIT = 120.0
-
-
-def _asked_wait(headers) -> float | None:
-    """The seconds a retry-after-ms or Retry-After header (seconds or an HTTP date) asks to wait."""
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            seconds = float(ms) / 1000
-        elif (value := headers.get("retry-after")) is None:
-            return None
-        elif value.strip().replace(".", "", 1).isdigit():
-            seconds = float(value)
-        else:
-            from email.utils import parsedate_to_datetime
-
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return seconds if math.isfinite(seconds) else None
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds / 3600:.1f} hours"
-
-
-def _after_retries(config: Config) -> str:
-    n = config.max_retries
-    return f" even after {n} {'retry' if n == 1 else 'retries'}" if n else ""
