@@ -1,4 +1,4 @@
-"""The openai SDK: building the client, streaming a chat into events.
+"""The openai SDK: building the client, streaming a chat into events, retrying what is safe to retry.
 
 This is the only module that imports openai, and it does so lazily: neither
 `chatcli --help` nor the path to the first prompt pays for that import.
@@ -6,7 +6,7 @@ This is the only module that imports openai, and it does so lazily: neither
 Streaming goes through `with_streaming_response`, which keeps the SDK's base
 URL handling, auth, retries and status errors, but hands the SSE lines to
 sse.py instead of building a pydantic object per chunk. Each failure becomes a sentence
-in failures.py.
+in failures.py; a reply's deadlines are deadline.py's.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.capabilities import Adapter
 from chatcli.config import Config
+from chatcli.deadline import IDLE, Deadline
 from chatcli.errors import ChatError, RefusedParameter, one_line
 from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
 from chatcli.failures import (
@@ -26,9 +27,12 @@ from chatcli.failures import (
     connect_timeout_error,
     connection_error,
     describe_status_error,
+    not_a_chat_stream,
+    reply_timeout_error,
     timeout_error,
+    undecodable,
 )
-from chatcli.sse import chunk_events, parse_sse
+from chatcli.sse import NotAChatStream, completion_events, parse_sse
 
 if TYPE_CHECKING:
     import openai
@@ -37,6 +41,22 @@ log = logging.getLogger("chatcli")
 
 # Sent when no key is configured: local servers ignore it, and the SDK insists on one.
 PLACEHOLDER_KEY = "no-key"
+
+# What keeps a reply's read_timeout from running out: keep-alive comments do not.
+CONTENT = (TextDelta, ReasoningDelta, Finish, Usage)
+
+
+class _Expired(Exception):
+    """The response's lines ended at a deadline (Deadline.expired says which)."""
+
+
+class _Unanswered(Exception):
+    """The headers came, then a drop or a stall before any content: worth another try."""
+
+    def __init__(self, error: ChatError, reason: str) -> None:
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
 
 
 class ChatClient:
@@ -51,6 +71,8 @@ class ChatClient:
         self._known_models: list[str] | None = None  # the server's list, once fetched (for completion)
         self.listing: list[dict[str, Any]] | None = None  # its entries as sent, once models() has fetched them
         self._fetching: threading.Thread | None = None
+        # The streaming thread's own: its reply's Deadline, and the retries taken for it.
+        self._local = threading.local()
         # What each model takes (max_completion_tokens, no temperature, ...): every request is fitted.
         self.adapter = Adapter(config.models, default_effort=config.reasoning_effort)
         # The proxy from the config, unless NO_PROXY names the server (as it would for HTTPS_PROXY).
@@ -137,12 +159,45 @@ class ChatClient:
         return _logged(self._stream(model, messages, body), time.monotonic())
 
     def _stream(self, model: str, messages: list[dict[str, str]], body: dict[str, Any]) -> Iterator[Event]:
+        """The reply, with a drop or a stall after the headers but before any content retried.
+
+        Nothing has been shown then, so another try loses nothing, as when the connection
+        fails before the headers (which the SDK retries); each retry is said, and both
+        kinds share max_retries. Once content has come, nothing is retried.
+        """
+        c = self.config
+        local = self._local
+        local.retries = 0  # counted by the SDK's retry hook too
+        started = time.monotonic()
+        sdk = self._client()
+        while True:
+            deadline = Deadline(idle=c.read_timeout, total=c.reply_timeout or None, started=started)
+            local.deadline = deadline
+            try:
+                yield from self._attempt(sdk, model, messages, body, deadline)
+                return
+            except _Unanswered as failed:
+                seconds = min(0.5 * 2**local.retries, 8.0)
+                left = deadline.remaining()
+                if local.retries >= c.max_retries or (left is not None and left <= seconds):
+                    raise failed.error from None
+                local.retries += 1
+                retrying = Retrying(failed.reason, seconds, local.retries, c.max_retries)
+                log.info("%s", retrying)
+                yield retrying
+                time.sleep(seconds)
+                sdk = self._client().with_options(max_retries=c.max_retries - local.retries)
+            finally:
+                deadline.stop()
+                local.deadline = None
+
+    def _attempt(self, sdk: openai.OpenAI, model: str, messages: list[dict[str, str]], body: dict[str, Any],
+                 deadline: Deadline) -> Iterator[Event]:
         import httpx2
         import openai
 
-        sdk = self._client()
         started = time.monotonic()
-        answered = False  # the response began: a timeout now is not retried
+        answered = False  # the response began: a timeout now is not the SDK's to retry
         texted = False  # text arrived: a timeout now is a stall in the middle of the reply
         try:
             with sdk.chat.completions.with_streaming_response.create(
@@ -153,35 +208,66 @@ class ChatClient:
                 **body,
             ) as response:
                 answered = True
+                deadline.start(response.http_response)
                 kind = response.headers.get("content-type", "")
                 log.info("HTTP %d, %s, after %.3fs; request id %s", response.status_code, kind.split(";")[0] or "no type",
                          time.monotonic() - started, response.headers.get("x-request-id") or "none")
-                if "event-stream" in kind:
-                    for event in parse_sse(response.iter_lines(), secret=self.config.api_key):
-                        if not texted and isinstance(event, (TextDelta, ReasoningDelta)):
-                            texted = True  # a role-only first chunk is not text: the model has not begun
-                        yield event
-                elif "json" in kind:  # a whole completion: the server ignored stream=true
-                    yield from chunk_events(response.read().decode("utf-8", "replace"), self.config.api_key)
-                else:
-                    raise ChatError(
-                        f"The server at {self.config.shown_url} answered with {kind.split(';')[0] or 'no content type'}, "
-                        "not a chat stream; check the base URL, which usually ends in /v1."
-                    )
+                try:
+                    if "event-stream" in kind:
+                        for event in parse_sse(deadline.lines(response.iter_lines()), secret=self.config.api_key):
+                            if isinstance(event, CONTENT):
+                                texted = texted or isinstance(event, (TextDelta, ReasoningDelta))  # not a role-only chunk
+                                deadline.content(finish=isinstance(event, Finish))
+                            with deadline.held():
+                                yield event
+                    elif "json" in kind:  # a whole completion: the server ignored stream=true
+                        text = "".join(deadline.chunks(response.iter_text()))
+                        yield from completion_events(text, self.config.api_key)
+                    else:
+                        raise not_a_chat_stream(self.config, f"{kind.split(';')[0] or 'no content type'}, not a chat stream")
+                finally:
+                    deadline.stop()
+                if deadline.expired is not None:  # the lines ended at a deadline (no socket to shut)
+                    raise _Expired
         except openai.APIStatusError as exc:
             error = describe_status_error(exc, config=self.config, model=model)
             if isinstance(error, UnknownModel):
                 error = self._near_models(error, model)
             raise error from None
-        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
-            # The SDK raises APITimeoutError for connect timeouts too; the cause tells them apart.
-            if isinstance(exc, httpx2.ConnectTimeout) or isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                raise connect_timeout_error(self.config) from None
-            raise timeout_error(self.config, answered=answered, mid_reply=texted) from None
-        except openai.APIConnectionError as exc:
-            raise connection_error(self.config, exc.__cause__ or exc, proxy=self.proxy) from None
-        except httpx2.TransportError as exc:
-            raise connection_error(self.config, exc, proxy=self.proxy) from None
+        except (_Expired, NotAChatStream, openai.APIConnectionError, httpx2.TransportError, httpx2.DecodingError) as exc:
+            failure = self._failure(exc, deadline, answered=answered, texted=texted)
+            if failure is not None:
+                raise failure from None
+
+    def _failure(self, exc: Exception, deadline: Deadline, *, answered: bool, texted: bool) -> Exception | None:
+        """What a failed attempt means: an error to say, _Unanswered to retry, or None, a reply
+        that finished on a connection the server left open."""
+        import httpx2
+
+        if deadline.finished:  # the finish reason came, then a silence or a drop instead of [DONE]
+            return None
+        if deadline.overdue:
+            return reply_timeout_error(self.config, began=deadline.content_seen)
+        if isinstance(exc, NotAChatStream) and deadline.expired is None:
+            return not_a_chat_stream(self.config, exc.what)
+        # The SDK wraps what httpx2 raised; the cause tells a connect timeout from a read timeout.
+        cause = exc.__cause__ if isinstance(exc.__cause__, httpx2.HTTPError) else exc
+        if isinstance(cause, httpx2.DecodingError):
+            return undecodable(self.config, began=deadline.content_seen)
+        if isinstance(cause, httpx2.ConnectTimeout):
+            return connect_timeout_error(self.config)
+        unanswered = answered and not deadline.content_seen  # headers came, and nothing after them
+        if deadline.expired == IDLE or isinstance(cause, httpx2.TimeoutException):
+            error = timeout_error(self.config, mid_reply=texted, keepalives=deadline.keepalives, tries=self._local.retries + 1)
+            if unanswered:
+                wait = f"{self.config.read_timeout:g}s"
+                reason = f"only keep-alives for {wait}" if deadline.keepalives else f"no text for {wait}"
+                return _Unanswered(error, f"the server sent {reason}")
+            return error
+        error = connection_error(self.config, cause, proxy=self.proxy, began=deadline.content_seen)
+        if unanswered and isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+            return _Unanswered(error, "the connection broke off before the reply began")
+        return error
 
     def models(self) -> list[str]:
         """The model ids the server lists (GET /models), sorted; ChatError when it cannot say."""
@@ -194,7 +280,7 @@ class ChatClient:
         except openai.APIStatusError as exc:
             raise describe_status_error(exc, config=self.config, model="") from None
         except (openai.APITimeoutError, httpx2.TimeoutException):
-            raise timeout_error(self.config) from None
+            raise timeout_error(self.config, tries=self.config.max_retries + 1) from None
         except openai.APIConnectionError as exc:
             raise connection_error(self.config, exc.__cause__ or exc, proxy=self.proxy) from None
         except (openai.APIError, ValueError, TypeError):  # a body that is not a model list
@@ -289,6 +375,16 @@ def _sdk_class(owner: ChatClient, base: type):
                     pass
             return super()._should_retry(response)
 
+        def _prepare_request(self, request) -> None:
+            super()._prepare_request(request)
+            # With reply_timeout, no wait for the headers may outlast what is left of it.
+            deadline = getattr(owner._local, "deadline", None)
+            left = deadline.remaining() if deadline is not None else None
+            timeout = request.extensions.get("timeout")
+            if left is not None and isinstance(timeout, dict):
+                left = max(left, 0.01)
+                request.extensions["timeout"] = {k: left if v is None else min(v, left) for k, v in timeout.items()}
+
         def _sleep_for_retry(self, **kwargs) -> None:
             try:
                 taken, most, response = kwargs["retries_taken"], kwargs["max_retries"], kwargs["response"]
@@ -296,7 +392,16 @@ def _sdk_class(owner: ChatClient, base: type):
                 seconds = self._calculate_retry_timeout(most - taken, kwargs["options"], headers)
             except (KeyError, AttributeError, TypeError):
                 return super()._sleep_for_retry(**kwargs)
-            retrying = Retrying(_retry_reason(response), seconds, taken + 1, most)
+            deadline = getattr(owner._local, "deadline", None)
+            attempt, of = taken + 1, most
+            if deadline is not None:  # a reply's request: its retries after the headers count too
+                left = deadline.remaining()
+                if left is not None and left <= seconds:  # the retry would begin past reply_timeout
+                    why = "" if deadline.overdue else _retry_reason(response)
+                    raise reply_timeout_error(owner.config, began=False, why=why)
+                owner._local.retries += 1
+                attempt, of = owner._local.retries, owner.config.max_retries
+            retrying = Retrying(_retry_reason(response), seconds, attempt, of)
             log.info("%s", retrying)
             if owner.on_retry is not None:
                 owner.on_retry(retrying)

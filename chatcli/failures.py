@@ -1,5 +1,5 @@
 """What a failed request means, in one sentence that says what to do: an HTTP status, a
-timeout, a broken connection.
+timeout, a broken connection, a body that is not a chat stream or cannot be read.
 """
 
 from __future__ import annotations
@@ -31,17 +31,41 @@ DNS_FAILURES = ("Name or service not known", "nodename nor servname", "getaddrin
                 "Temporary failure in name resolution", "No address associated with hostname")
 
 
-def timeout_error(config: Config, *, answered: bool = False, mid_reply: bool = False) -> NetworkError:
+def timeout_error(config: Config, *, mid_reply: bool = False, keepalives: int = 0, tries: int = 1) -> NetworkError:
+    """No text within read_timeout: before the reply (`tries` of them), or in its middle; keep-alives named."""
     url, wait = config.shown_url, f"{config.read_timeout:g}s"
+    sent = "sent only keep-alives, no text," if keepalives else "sent no text"
     if mid_reply:
+        if keepalives:
+            return NetworkError(f"The server at {url} {sent} for more than {wait} in the middle of the reply; "
+                                "try again, or raise read_timeout in your config.")
         return NetworkError(f"The server at {url} went silent for more than {wait} in the middle of the reply; "
                             "try again, or raise read_timeout in your config.")
-    tries = config.max_retries + 1
-    each = "" if answered or tries == 1 else f" on each of {tries} tries"
+    each = "" if tries == 1 else f" on each of {tries} tries"
     return NetworkError(
-        f"The server at {url} sent no text for more than {wait}{each}: it may still be reading a long prompt, "
+        f"The server at {url} {sent} for more than {wait}{each}: it may still be reading a long prompt, "
         "or has not started; try again, or raise read_timeout in your config."
     )
+
+
+def reply_timeout_error(config: Config, *, began: bool, why: str = "") -> ChatError:
+    """reply_timeout ran out: a network failure if nothing had come, an incomplete reply if some had."""
+    limit = f"reply_timeout ({config.reply_timeout:g}s{'; ' + why if why else ''})"
+    if began:
+        return ChatError(f"The reply from {config.shown_url} took longer than {limit}, so it stopped there; "
+                         "raise reply_timeout in your config to let long replies finish.")
+    return NetworkError(f"The server at {config.shown_url} had not begun the reply within {limit}; "
+                        "try again, or raise reply_timeout in your config.")
+
+
+def undecodable(config: Config, *, began: bool) -> ChatError:
+    """A body whose Content-Encoding (gzip, deflate, br) does not decode: garbage, or damaged on the way."""
+    url = config.shown_url
+    if began:
+        return ChatError(f"The rest of the reply from {url} could not be read: its compressed encoding is damaged; "
+                         "try again.")
+    return ChatError(f"The server at {url} answered with a compressed body that does not decompress, not a chat "
+                     "stream; try again, and check the base URL and any proxy in between.")
 
 
 def connect_timeout_error(config: Config) -> NetworkError:
@@ -51,7 +75,7 @@ def connect_timeout_error(config: Config) -> NetworkError:
     )
 
 
-def connection_error(config: Config, cause: BaseException, *, proxy: str | None) -> ChatError:
+def connection_error(config: Config, cause: BaseException, *, proxy: str | None, began: bool = True) -> ChatError:
     import httpx2
 
     url = config.shown_url
@@ -61,7 +85,8 @@ def connection_error(config: Config, cause: BaseException, *, proxy: str | None)
         return ConfigError(f"The certificate of {url} could not be verified; if your own authority signed it, "
                            "set ca_bundle (or SSL_CERT_FILE) to its PEM file.")
     if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
-        return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
+        where = "in the middle of the reply" if began else "before the reply began"
+        return NetworkError(f"The connection to {url} broke off {where}; try again.")
     if proxy:
         return NetworkError(f"Could not connect to {url} through the proxy {hide_password(proxy)}; check proxy in your config.")
     if any(words in str(cause) for words in DNS_FAILURES):
@@ -70,6 +95,11 @@ def connection_error(config: Config, cause: BaseException, *, proxy: str | None)
         host = urlsplit(config.base_url).hostname
         return NetworkError(f"Could not find the host {host} for {url} (the DNS lookup failed); check the base URL and your network.")
     return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
+
+
+def not_a_chat_stream(config: Config, what: str) -> ChatError:
+    """A body that is no chat stream: `what` names it ("HTML, not a chat stream")."""
+    return ChatError(f"The server at {config.shown_url} answered with {what}; check the base URL, which usually ends in /v1.")
 
 
 class UnknownModel(ChatError):
