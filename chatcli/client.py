@@ -1,38 +1,40 @@
-"""The openai SDK: building the client, streaming a chat into events, mapping errors.
+"""The openai SDK: building the client, streaming a chat into events, retrying what is safe to retry.
 
 This is the only module that imports openai, and it does so lazily: neither
 `chatcli --help` nor the path to the first prompt pays for that import.
 
 Streaming goes through `with_streaming_response`, which keeps the SDK's base
 URL handling, auth, retries and status errors, but hands the SSE lines to
-sse.py instead of building a pydantic object per chunk.
+sse.py instead of building a pydantic object per chunk. Each failure becomes a sentence
+in failures.py; a reply's deadlines are deadline.py's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from chatcli.capabilities import Adapter, refused_parameter
+from chatcli.capabilities import Adapter
 from chatcli.config import Config
-from chatcli.errors import (
-    BadRequest,
-    ChatError,
-    ConfigError,
-    ContextLengthError,
-    NetworkError,
-    RefusedParameter,
-    one_line,
-)
+from chatcli.deadline import IDLE, Deadline
+from chatcli.errors import ChatError, ConfigError, RefusedParameter, one_line
 from chatcli.events import Event, Finish, ReasoningDelta, Retrying, TextDelta, Usage
-from chatcli.overflow import Overflow, context_overflow, error_fields
-from chatcli.pii import hide_password, redact_secrets
-from chatcli.sse import chunk_events, parse_sse
+from chatcli.failures import (
+    UnknownModel,
+    connect_timeout_error,
+    connection_error,
+    describe_status_error,
+    not_a_chat_stream,
+    reply_timeout_error,
+    timeout_error,
+    undecodable,
+)
+from chatcli.pii import hide_password
+from chatcli.sse import NotAChatStream, completion_events, parse_sse
 
 if TYPE_CHECKING:
     import openai
@@ -41,6 +43,22 @@ log = logging.getLogger("chatcli")
 
 # Sent when no key is configured: local servers ignore it, and the SDK insists on one.
 PLACEHOLDER_KEY = "no-key"
+
+# What keeps a reply's read_timeout from running out: keep-alive comments do not.
+CONTENT = (TextDelta, ReasoningDelta, Finish, Usage)
+
+
+class _Expired(Exception):
+    """The response's lines ended at a deadline (Deadline.expired says which)."""
+
+
+class _Unanswered(Exception):
+    """The headers came, then a drop or a stall before any content: worth another try."""
+
+    def __init__(self, error: ChatError, reason: str) -> None:
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
 
 
 class ChatClient:
@@ -55,6 +73,8 @@ class ChatClient:
         self._known_models: list[str] | None = None  # the server's list, once fetched (for completion)
         self.listing: list[dict[str, Any]] | None = None  # its entries as sent, once models() has fetched them
         self._fetching: threading.Thread | None = None
+        # The streaming thread's own: its reply's Deadline, and the retries taken for it.
+        self._local = threading.local()
         # What each model takes (max_completion_tokens, no temperature, ...): every request is fitted.
         self.adapter = Adapter(config.models, default_effort=config.reasoning_effort)
         # The proxy from the config, unless NO_PROXY names the server (as it would for HTTPS_PROXY).
@@ -158,12 +178,45 @@ class ChatClient:
         return _logged(self._stream(model, messages, body), time.monotonic())
 
     def _stream(self, model: str, messages: list[dict[str, str]], body: dict[str, Any]) -> Iterator[Event]:
+        """The reply, with a drop or a stall after the headers but before any content retried.
+
+        Nothing has been shown then, so another try loses nothing, as when the connection
+        fails before the headers (which the SDK retries); each retry is said, and both
+        kinds share max_retries. Once content has come, nothing is retried.
+        """
+        c = self.config
+        local = self._local
+        local.retries = 0  # counted by the SDK's retry hook too
+        started = time.monotonic()
+        sdk = self._client()
+        while True:
+            deadline = Deadline(idle=c.read_timeout, total=c.reply_timeout or None, started=started)
+            local.deadline = deadline
+            try:
+                yield from self._attempt(sdk, model, messages, body, deadline)
+                return
+            except _Unanswered as failed:
+                seconds = min(0.5 * 2**local.retries, 8.0)
+                left = deadline.remaining()
+                if local.retries >= c.max_retries or (left is not None and left <= seconds):
+                    raise failed.error from None
+                local.retries += 1
+                retrying = Retrying(failed.reason, seconds, local.retries, c.max_retries)
+                log.info("%s", retrying)
+                yield retrying
+                time.sleep(seconds)
+                sdk = self._client().with_options(max_retries=c.max_retries - local.retries)
+            finally:
+                deadline.stop()
+                local.deadline = None
+
+    def _attempt(self, sdk: openai.OpenAI, model: str, messages: list[dict[str, str]], body: dict[str, Any],
+                 deadline: Deadline) -> Iterator[Event]:
         import httpx2
         import openai
 
-        sdk = self._client()
         started = time.monotonic()
-        answered = False  # the response began: a timeout now is not retried
+        answered = False  # the response began: a timeout now is not the SDK's to retry
         texted = False  # text arrived: a timeout now is a stall in the middle of the reply
         try:
             with sdk.chat.completions.with_streaming_response.create(
@@ -174,35 +227,66 @@ class ChatClient:
                 **body,
             ) as response:
                 answered = True
+                deadline.start(response.http_response)
                 kind = response.headers.get("content-type", "")
                 log.info("HTTP %d, %s, after %.3fs; request id %s", response.status_code, kind.split(";")[0] or "no type",
                          time.monotonic() - started, response.headers.get("x-request-id") or "none")
-                if "event-stream" in kind:
-                    for event in parse_sse(response.iter_lines(), secret=self.config.api_key):
-                        if not texted and isinstance(event, (TextDelta, ReasoningDelta)):
-                            texted = True  # a role-only first chunk is not text: the model has not begun
-                        yield event
-                elif "json" in kind:  # a whole completion: the server ignored stream=true
-                    yield from chunk_events(response.read().decode("utf-8", "replace"), self.config.api_key)
-                else:
-                    raise ChatError(
-                        f"The server at {self.config.shown_url} answered with {kind.split(';')[0] or 'no content type'}, "
-                        "not a chat stream; check the base URL, which usually ends in /v1."
-                    )
+                try:
+                    if "event-stream" in kind:
+                        for event in parse_sse(deadline.lines(response.iter_lines()), secret=self.config.api_key):
+                            if isinstance(event, CONTENT):
+                                texted = texted or isinstance(event, (TextDelta, ReasoningDelta))  # not a role-only chunk
+                                deadline.content(finish=isinstance(event, Finish))
+                            with deadline.held():
+                                yield event
+                    elif "json" in kind:  # a whole completion: the server ignored stream=true
+                        text = "".join(deadline.chunks(response.iter_text()))
+                        yield from completion_events(text, self.config.api_key)
+                    else:
+                        raise not_a_chat_stream(self.config, f"{kind.split(';')[0] or 'no content type'}, not a chat stream")
+                finally:
+                    deadline.stop()
+                if deadline.expired is not None:  # the lines ended at a deadline (no socket to shut)
+                    raise _Expired
         except openai.APIStatusError as exc:
             error = describe_status_error(exc, config=self.config, model=model)
             if isinstance(error, UnknownModel):
                 error = self._near_models(error, model)
             raise error from None
-        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
-            # The SDK raises APITimeoutError for connect timeouts too; the cause tells them apart.
-            if isinstance(exc, httpx2.ConnectTimeout) or isinstance(exc.__cause__, httpx2.ConnectTimeout):
-                raise self._connect_timeout_error() from None
-            raise self._timeout_error(answered=answered, mid_reply=texted) from None
-        except openai.APIConnectionError as exc:
-            raise self._connection_error(exc.__cause__ or exc) from None
-        except httpx2.TransportError as exc:
-            raise self._connection_error(exc) from None
+        except (_Expired, NotAChatStream, openai.APIConnectionError, httpx2.TransportError, httpx2.DecodingError) as exc:
+            failure = self._failure(exc, deadline, answered=answered, texted=texted)
+            if failure is not None:
+                raise failure from None
+
+    def _failure(self, exc: Exception, deadline: Deadline, *, answered: bool, texted: bool) -> Exception | None:
+        """What a failed attempt means: an error to say, _Unanswered to retry, or None, a reply
+        that finished on a connection the server left open."""
+        import httpx2
+
+        if deadline.finished:  # the finish reason came, then a silence or a drop instead of [DONE]
+            return None
+        if deadline.overdue:
+            return reply_timeout_error(self.config, began=deadline.content_seen)
+        if isinstance(exc, NotAChatStream) and deadline.expired is None:
+            return not_a_chat_stream(self.config, exc.what)
+        # The SDK wraps what httpx2 raised; the cause tells a connect timeout from a read timeout.
+        cause = exc.__cause__ if isinstance(exc.__cause__, httpx2.HTTPError) else exc
+        if isinstance(cause, httpx2.DecodingError):
+            return undecodable(self.config, began=deadline.content_seen)
+        if isinstance(cause, httpx2.ConnectTimeout):
+            return connect_timeout_error(self.config)
+        unanswered = answered and not deadline.content_seen  # headers came, and nothing after them
+        if deadline.expired == IDLE or isinstance(cause, httpx2.TimeoutException):
+            error = timeout_error(self.config, mid_reply=texted, keepalives=deadline.keepalives, tries=self._local.retries + 1)
+            if unanswered:
+                wait = f"{self.config.read_timeout:g}s"
+                reason = f"only keep-alives for {wait}" if deadline.keepalives else f"no text for {wait}"
+                return _Unanswered(error, f"the server sent {reason}")
+            return error
+        error = connection_error(self.config, cause, proxy=self.proxy, began=deadline.content_seen)
+        if unanswered and isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+            return _Unanswered(error, "the connection broke off before the reply began")
+        return error
 
     def models(self) -> list[str]:
         """The model ids the server lists (GET /models), sorted; ChatError when it cannot say."""
@@ -215,9 +299,9 @@ class ChatClient:
         except openai.APIStatusError as exc:
             raise describe_status_error(exc, config=self.config, model="") from None
         except (openai.APITimeoutError, httpx2.TimeoutException):
-            raise self._timeout_error() from None
+            raise timeout_error(self.config, tries=self.config.max_retries + 1) from None
         except openai.APIConnectionError as exc:
-            raise self._connection_error(exc.__cause__ or exc) from None
+            raise connection_error(self.config, exc.__cause__ or exc, proxy=self.proxy) from None
         except (openai.APIError, ValueError, TypeError):  # a body that is not a model list
             raise ChatError(f"The server at {self.config.shown_url} did not list its models.") from None
         self._known_models = names
@@ -283,44 +367,6 @@ class ChatClient:
             return error
         return ChatError(error.message.rstrip(".") + f"; close matches: {', '.join(one_line(n, 100) for n in near)}.")
 
-    def _timeout_error(self, *, answered: bool = False, mid_reply: bool = False) -> NetworkError:
-        url, wait = self.config.shown_url, f"{self.config.read_timeout:g}s"
-        if mid_reply:
-            return NetworkError(f"The server at {url} went silent for more than {wait} in the middle of the reply; "
-                                "try again, or raise read_timeout in your config.")
-        tries = self.config.max_retries + 1
-        each = "" if answered or tries == 1 else f" on each of {tries} tries"
-        return NetworkError(
-            f"The server at {url} sent no text for more than {wait}{each}: it may still be reading a long prompt, "
-            "or has not started; try again, or raise read_timeout in your config."
-        )
-
-    def _connect_timeout_error(self) -> NetworkError:
-        return NetworkError(
-            f"Could not connect to {self.config.shown_url} within {self.config.connect_timeout:g}s; "
-            "check the base URL and your network."
-        )
-
-    def _connection_error(self, cause: BaseException) -> ChatError:
-        import httpx2
-
-        url = self.config.shown_url
-        if isinstance(cause, httpx2.ProxyError):
-            return NetworkError(f"The proxy would not pass the request on to {url} ({one_line(str(cause))}); check proxy, HTTPS_PROXY and HTTP_PROXY.")
-        if "CERTIFICATE_VERIFY_FAILED" in str(cause):
-            return ConfigError(f"The certificate of {url} could not be verified; if your own authority signed it, "
-                               "set ca_bundle (or SSL_CERT_FILE) to its PEM file.")
-        if isinstance(cause, (httpx2.RemoteProtocolError, httpx2.ReadError)):
-            return NetworkError(f"The connection to {url} broke off in the middle of the reply; try again.")
-        if self.proxy:
-            return NetworkError(f"Could not connect to {url} through the proxy {hide_password(self.proxy)}; check proxy in your config.")
-        if any(words in str(cause) for words in DNS_FAILURES):
-            from urllib.parse import urlsplit
-
-            host = urlsplit(self.config.base_url).hostname
-            return NetworkError(f"Could not find the host {host} for {url} (the DNS lookup failed); check the base URL and your network.")
-        return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
-
 
 def _no_proxy_for(url: str) -> bool:
     """NO_PROXY names the server: a proxy from the config is passed by, as one from HTTPS_PROXY is."""
@@ -328,11 +374,6 @@ def _no_proxy_for(url: str) -> bool:
     from urllib.parse import urlsplit
 
     return bool(urllib.request.proxy_bypass_environment(urlsplit(url).hostname or ""))
-
-
-# How getaddrinfo's "no such host" reads on Linux, macOS and Windows.
-DNS_FAILURES = ("Name or service not known", "nodename nor servname", "getaddrinfo failed",
-                "Temporary failure in name resolution", "No address associated with hostname")
 
 
 def _sdk_class(owner: ChatClient, base: type):
@@ -353,6 +394,16 @@ def _sdk_class(owner: ChatClient, base: type):
                     pass
             return super()._should_retry(response)
 
+        def _prepare_request(self, request) -> None:
+            super()._prepare_request(request)
+            # With reply_timeout, no wait for the headers may outlast what is left of it.
+            deadline = getattr(owner._local, "deadline", None)
+            left = deadline.remaining() if deadline is not None else None
+            timeout = request.extensions.get("timeout")
+            if left is not None and isinstance(timeout, dict):
+                left = max(left, 0.01)
+                request.extensions["timeout"] = {k: left if v is None else min(v, left) for k, v in timeout.items()}
+
         def _sleep_for_retry(self, **kwargs) -> None:
             try:
                 taken, most, response = kwargs["retries_taken"], kwargs["max_retries"], kwargs["response"]
@@ -360,7 +411,16 @@ def _sdk_class(owner: ChatClient, base: type):
                 seconds = self._calculate_retry_timeout(most - taken, kwargs["options"], headers)
             except (KeyError, AttributeError, TypeError):
                 return super()._sleep_for_retry(**kwargs)
-            retrying = Retrying(_retry_reason(response), seconds, taken + 1, most)
+            deadline = getattr(owner._local, "deadline", None)
+            attempt, of = taken + 1, most
+            if deadline is not None:  # a reply's request: its retries after the headers count too
+                left = deadline.remaining()
+                if left is not None and left <= seconds:  # the retry would begin past reply_timeout
+                    why = "" if deadline.overdue else _retry_reason(response)
+                    raise reply_timeout_error(owner.config, began=False, why=why)
+                owner._local.retries += 1
+                attempt, of = owner._local.retries, owner.config.max_retries
+            retrying = Retrying(_retry_reason(response), seconds, attempt, of)
             log.info("%s", retrying)
             if owner.on_retry is not None:
                 owner.on_retry(retrying)
@@ -409,100 +469,3 @@ def _retry_reason(response) -> str:
     if response.status_code >= 500:
         return f"the server failed (HTTP {response.status_code})"
     return f"the server answered HTTP {response.status_code}"
-
-
-class UnknownModel(ChatError):
-    """A 404 for the model: worth a look at the names the server does have."""
-
-
-def describe_status_error(exc: openai.APIStatusError, *, config: Config, model: str) -> ChatError:
-    """One sentence per HTTP failure, saying what to check."""
-    status = exc.status_code
-    error = error_fields(exc.body)
-    code = f"{error.get('code') or ''} {error.get('type') or ''}".strip()
-    detail = one_line(redact_secrets(str(error.get("message") or exc.message or ""), config.api_key))
-    url = config.shown_url
-    if status == 401:
-        if config.api_key_env:
-            where = config.api_key_env
-        elif config.profile:
-            where = f"api_key_env or api_key_cmd in [profiles.{config.profile}]"
-        else:
-            where = "OPENAI_API_KEY, or api_key or api_key_cmd in your config"
-        if not config.api_key:
-            return ConfigError(f"The server at {url} wants an API key (401); set {where}.")
-        return ConfigError(f"The server at {url} rejected the API key (401); check {where}.")
-    if status == 403:
-        return ConfigError(
-            f"The API key may not use this (403: {detail or 'forbidden'}); check the key's project and permissions."
-        )
-    if status == 404:
-        if "model" in code or "model" in detail.lower():
-            return UnknownModel(f"The model '{one_line(model, 100)}' was not found at {url} (404); pick another with /model or --model.")
-        return ChatError(f"Nothing answers at {url} (404); check the base URL, which usually ends in /v1.")
-    if status == 429:
-        if "insufficient_quota" in code or "quota" in detail.lower():
-            return ChatError("The account is out of credit (429 insufficient_quota); check your plan and billing.")
-        wait = _asked_wait(exc.response.headers)
-        if wait is not None and wait > SDK_MAX_RETRY_WAIT:  # too long to wait for here: say how long it asks
-            return ChatError(
-                f"The server is rate limiting requests (429) and asks to wait {_duration(wait)}; try again then."
-            )
-        return ChatError(
-            f"The server is rate limiting requests (429){_after_retries(config)}; wait a moment and try again."
-        )
-    overflow = context_overflow(exc.body, str(exc.message or "")) if status in (400, 413, 422, 500) else None
-    if overflow is not None:
-        return ContextLengthError(
-            f"The conversation is too long for the model's context window{_sizes(overflow)} (HTTP {status}), even "
-            "with the oldest turns left out; shorten the message, or in a session use /clear or /compact.",
-            window=overflow.window, requested=overflow.requested,
-        )
-    if status == 400:
-        said = f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent."
-        refused = refused_parameter(error)
-        return RefusedParameter(said, param=refused[0], code=refused[1]) if refused else BadRequest(said)
-    if status >= 500:
-        return ChatError(f"The server failed (HTTP {status}){_after_retries(config)}; try again later.")
-    return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")
-
-
-def _sizes(overflow: Overflow) -> str:
-    if overflow.window and overflow.requested:
-        return f" ({overflow.requested:,} tokens sent, {overflow.window:,} fit)"
-    return f" of {overflow.window:,} tokens" if overflow.window else ""
-
-
-# The SDK waits as a Retry-After header asks up to this long, and does not retry a longer wait.
-SDK_MAX_RETRY_WAIT = 120.0
-
-
-def _asked_wait(headers) -> float | None:
-    """The seconds a retry-after-ms or Retry-After header (seconds or an HTTP date) asks to wait."""
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            seconds = float(ms) / 1000
-        elif (value := headers.get("retry-after")) is None:
-            return None
-        elif value.strip().replace(".", "", 1).isdigit():
-            seconds = float(value)
-        else:
-            from email.utils import parsedate_to_datetime
-
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return seconds if math.isfinite(seconds) else None
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds / 3600:.1f} hours"
-
-
-def _after_retries(config: Config) -> str:
-    n = config.max_retries
-    return f" even after {n} {'retry' if n == 1 else 'retries'}" if n else ""

@@ -127,7 +127,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_tokens", int, None, "Longest reply in tokens; unset means the server's default.", 1, optional=True, example=1024),
     Setting("reasoning_effort", str, None, "How hard reasoning models (o-series, gpt-5) think before they answer, for the models that take it; /effort changes it.", optional=True, example="medium", choices=("minimal", "low", "medium", "high")),
     Setting("connect_timeout", float, 10.0, "Seconds to wait for a connection to the server.", 0.1, 600),
-    Setting("read_timeout", float, 60.0, "Longest silence, in seconds, while waiting for the next token.", 0.1, 3600),
+    Setting("read_timeout", float, 60.0, "Longest wait, in seconds, for the next token; keep-alives sent meanwhile do not count.", 0.1, 3600),
+    Setting("reply_timeout", float, 0.0, "Longest a whole reply may take, in seconds, from sending the request to its end; 0 means no limit.", 0, 86400),
     Setting("max_retries", int, 2, "Retries for rate limits, server errors and dropped connections.", 0, 10),
     Setting("render", str, "markdown", "How replies are drawn in a terminal: markdown, or plain text as it streams. Pipes and NO_COLOR always get plain text.", choices=("markdown", "plain")),
     Setting("show_reasoning", bool, True, "Show the reasoning that some models stream before the answer (dimmed); /reasoning toggles it."),
@@ -164,6 +165,7 @@ class Config:
     reasoning_effort: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    reply_timeout: float = 0.0  # 0: no limit
     max_retries: int = 2
     render: str = "markdown"
     show_reasoning: bool = True

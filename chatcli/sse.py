@@ -16,29 +16,123 @@ from chatcli.overflow import context_overflow
 from chatcli.pii import redact_secrets
 
 
+class NotAChatStream(ChatError):
+    """The body is no chat stream at all; `what` names what came instead ("HTML, not a chat stream")."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"The server answered with {what}.")
+        self.what = what
+
+
+# The fields an SSE line may carry; anything else before the first data line means the body is not SSE.
+SSE_FIELDS = ("data", "event", "id", "retry")
+# How much of a body that is not SSE but starts like JSON is read to see whether it is a whole completion.
+JSON_BODY_LIMIT = 1 << 20
+
+
 def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Event]:
     """Turn the SSE lines of a chat-completions stream into events.
 
     Data lines are gathered until a blank line, as the SSE format says, so a
-    server that splits one event over several `data:` lines still works.
+    server that splits one event over several `data:` lines still works. A body
+    that is not a chat stream (an HTML page, JSON, garbage, nothing) is a
+    NotAChatStream naming what it is, said before anything of it is shown.
     """
     data: list[str] = []
     named = False  # the first chunk that names a model says which one answered
+    chat = False  # a data line came, and its chunk was a chat chunk
+    comments = 0
+    lines = iter(lines)
     for line in lines:
         if line.startswith("data:"):
             data.append(line[5:].lstrip(" "))
             continue
+        if line.startswith(":"):
+            comments += 1
+            continue
+        if line and not chat and not data and line.split(":", 1)[0] not in SSE_FIELDS:
+            yield from _not_sse(line, lines, secret)
+            return
         if line or not data:
-            continue  # comments (":keep-alive"), `event:` and `id:` lines
+            continue  # `event:` and `id:` lines
         payload = "\n".join(data)
         data = []
         if payload == "[DONE]":
             return
+        if not chat:
+            _check_chunk(payload)
+            chat = True
         events = chunk_events(payload, secret, name_model=not named)
         named = named or bool(events and isinstance(events[0], Served))
         yield from events
     if data and data != ["[DONE]"]:
+        if not chat:
+            _check_chunk("\n".join(data))
+            chat = True
         yield from chunk_events("\n".join(data), secret, name_model=not named)
+    if not chat and not data:
+        raise NotAChatStream("keep-alive comments and nothing else, not a chat stream" if comments
+                             else "an empty body, not a chat stream")
+
+
+def _check_chunk(payload: str) -> None:
+    """The first chunk of a stream: a JSON object of another kind means the stream is not a chat's.
+
+    Anything else that is not a chunk (not JSON, a list) is left to chunk_events, as malformed."""
+    try:
+        chunk = json.loads(payload)
+    except (json.JSONDecodeError, RecursionError):
+        return
+    if isinstance(chunk, dict) and not CHAT_KEYS & chunk.keys():
+        raise NotAChatStream("server-sent events that are not chat-completion chunks")
+
+
+# A chat chunk or completion has at least one of these; an in-band error has the last.
+CHAT_KEYS = {"choices", "usage", "error"}
+
+
+def _not_sse(first: str, rest: Iterator[str], secret: str | None) -> Iterator[Event]:
+    """A body labelled an event stream that is not one: a whole completion sent as JSON is still the
+    reply (a server that ignored stream=true and mislabelled it); anything else is named."""
+    if not first.lstrip("\ufeff \t").startswith(("{", "[")):
+        raise NotAChatStream(describe(first, secret))
+    body, size = [first], len(first)
+    for line in rest:
+        body.append(line)
+        size += len(line) + 1
+        if size > JSON_BODY_LIMIT:
+            raise NotAChatStream(describe(first, secret))
+    yield from completion_events("\n".join(body), secret)
+
+
+def completion_events(body: str, secret: str | None) -> list[Event]:
+    """The events of a whole completion (a server that ignored stream=true); a body that is not one is named."""
+    try:
+        chunk = json.loads(body)
+    except (json.JSONDecodeError, RecursionError):
+        if body.lstrip("\ufeff \t\r\n").startswith("{"):
+            raise ChatError(MALFORMED) from None  # JSON cut short, most likely
+        raise NotAChatStream(describe(body, secret)) from None
+    if not isinstance(chunk, dict) or not CHAT_KEYS & chunk.keys():
+        raise NotAChatStream("JSON that is not a chat completion")
+    return chunk_events(body, secret)
+
+
+def describe(head: str, secret: str | None = None) -> str:
+    """What a body that is not a chat stream is, from its first characters, for the sentence that says so."""
+    text = head.lstrip("\ufeff \t\r\n")
+    start = text[:200].lower()
+    if not text:
+        return "an empty body, not a chat stream"
+    if start.startswith("<?xml"):
+        return "XML, not a chat stream"
+    if start.startswith("<"):
+        return "HTML, not a chat stream"
+    if start.startswith(("{", "[")):
+        return "JSON that is not a chat completion"
+    if any(ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\r\n") for ch in text[:200]):
+        return "binary data, not a chat stream"
+    return f"plain text ('{one_line(redact_secrets(text[:2000], secret), 60)}'), not a chat stream"
 
 
 MALFORMED = "The server sent a malformed chunk, so the reply stopped there; try again."

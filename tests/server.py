@@ -39,6 +39,7 @@ from tests.flavors import FLAVORS, Flavor, Verdict, content_text, prompt_tokens
 
 __all__ = [
     "Behaviour",
+    "Body",
     "ChatServer",
     "Echo",
     "EchoHeaders",
@@ -72,6 +73,10 @@ class Reply:
     non-streamed request any fault option applies to the whole response:
     stall → sleep before answering, disconnect → close without a response,
     malformed → a truncated JSON body, error_event → HTTP 500 error body.
+
+    ``ping_every`` fills the stall (and ``hold_open``) with SSE keep-alive comments
+    (``: ping``), bytes that carry no content. ``hold_open`` keeps the connection open
+    that long after the last event (after ``[DONE]``, or in its place with ``done=False``).
     """
 
     text: str
@@ -90,6 +95,8 @@ class Reply:
     error_message: str = "server error"
     reasoning: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    ping_every: float | None = None
+    hold_open: float = 0.0
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
@@ -116,6 +123,18 @@ class Error:
             return self.body
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
         return json.dumps({"error": error}).encode()
+
+
+@dataclass(frozen=True)
+class Body:
+    """A body sent as it is, whatever it holds: HTML labelled text/event-stream, JSON that is no
+    completion, garbage, a gzip that is not (``headers={"Content-Encoding": "gzip"}``)."""
+
+    payload: bytes
+    _: KW_ONLY
+    status: int = 200
+    content_type: str = "text/event-stream"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,7 +170,7 @@ class EchoHeaders:
         return Reply(text, chunk_size=self.chunk_size) if self.status == 200 else Error(self.status, text)
 
 
-Behaviour = Reply | Error | Echo | EchoHeaders
+Behaviour = Reply | Error | Echo | EchoHeaders | Body
 
 
 @dataclass
@@ -360,6 +379,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._sleep(behaviour.delay)
             self._send(behaviour.status, behaviour.payload(), "application/json", behaviour.headers)
             return
+        if isinstance(behaviour, Body):
+            self._send(behaviour.status, behaviour.payload, behaviour.content_type, behaviour.headers)
+            return
         behaviour = _within(behaviour, body, verdict)
         if body.get("stream") is True:
             self._stream(behaviour, body)
@@ -447,6 +469,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._event(final)
         if reply.done:
             self._write_chunk(b"data: [DONE]\n\n")
+        self._wait(reply.hold_open, reply.ping_every)
         self._write_chunk(b"")
 
     def _fault(self, reply: Reply, k: int, n: int) -> bool:
@@ -456,7 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
             return after is not None and k == min(max(after, 0), n)
 
         if due(reply.stall_after):
-            self._sleep(reply.stall_seconds)
+            self._wait(reply.stall_seconds, reply.ping_every)
         if due(reply.disconnect_after):
             raise _Abort
         if due(reply.malformed_after):
@@ -477,6 +500,16 @@ class _Handler(BaseHTTPRequestHandler):
         """Sleep unless the server stops meanwhile; then drop the connection."""
         if seconds > 0 and self.server.chat._stopping.wait(seconds):
             raise _Abort
+
+    def _wait(self, seconds: float, ping_every: float | None) -> None:
+        """Sleep, or with ping_every send an SSE comment that often meanwhile, as keep-alives do."""
+        if not ping_every:
+            self._sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._sleep(min(ping_every, left))
+            self._write_chunk(b": ping\n\n")
 
     def _emit_headers(self, defaults: dict[str, str], extra: dict[str, str]) -> None:
         merged = {k.lower(): (k, v) for k, v in defaults.items()}
@@ -649,7 +682,7 @@ class ChatServer:
     def script(self, *behaviours: Behaviour) -> None:
         """Queue behaviours; each chat request consumes one, in order."""
         for b in behaviours:
-            if not isinstance(b, (Reply, Error, Echo, EchoHeaders)):
+            if not isinstance(b, (Reply, Error, Echo, EchoHeaders, Body)):
                 raise TypeError(f"not a behaviour: {b!r}")
         with self._lock:
             self._script.extend(behaviours)

@@ -13,6 +13,7 @@ and is run twice:
 
 from __future__ import annotations
 
+import gzip
 import socket
 import sqlite3
 import statistics
@@ -20,6 +21,7 @@ import threading
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from random import Random
 from typing import Any, Iterator
 
 import pytest
@@ -30,7 +32,7 @@ from chatcli.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK
 from chatcli.journal import Journal
 from chatcli.session import Session
 from tests.conftest import TEST_KEY
-from tests.server import ChatServer, Error, Reply
+from tests.server import Body, ChatServer, Error, Reply
 from tests.test_oneshot import (
     FAST_RETRY,
     RETRY_LINE,
@@ -70,6 +72,34 @@ def row(id: str, *script: Any, **kw: Any):  # noqa: A002 - pytest's word
 
 FAST = {"max_retries": 2}
 NO_RETRY = {"max_retries": 0}
+
+
+def _half_gzip() -> bytes:
+    """A gzip body cut in the middle, garbage after: its first half decodes to no whole line."""
+    random = Random(14)
+    line = 'data: {"choices":[{"delta":{"content":"%s"}}]}\n\n' % "".join(random.choice("abcdefgh ") for _ in range(4000))
+    packed = gzip.compress(line.encode())
+    return packed[: len(packed) // 2] + bytes(range(256))  # zlib: "invalid distance too far back"
+
+
+# 200 bodies that are no chat stream, and what the sentence calls them.
+NOT_CHAT_STREAMS = [
+    ("html-labelled-event-stream", Body(b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>\n"),
+     "html, not a chat stream"),
+    ("json-that-is-no-completion", Body(b'{"status": "ok", "version": "1.2"}', content_type="application/json"),
+     "json that is not a chat completion"),
+    ("json-labelled-event-stream", Body(b'{"detail": "Not Found"}\n'), "json that is not a chat completion"),
+    ("other-server-sent-events", Body(b'event: message_start\ndata: {"type": "message_start"}\n\n'),
+     "server-sent events that are not chat-completion chunks"),
+    ("garbage", Body(Random(1).randbytes(600)), "binary data, not a chat stream"),
+    ("plain-text", Body(b"Bad Gateway\n", content_type="text/event-stream; charset=utf-8"),
+     "plain text ('bad gateway'), not a chat stream"),
+    ("empty", Body(b""), "an empty body, not a chat stream"),
+    ("gzip-garbage", Body(b"this is not gzip at all " * 20, headers={"Content-Encoding": "gzip"}),
+     "a compressed body that does not decompress"),
+    ("half-valid-gzip", Body(_half_gzip(), headers={"Content-Encoding": "gzip"}),
+     "a compressed body that does not decompress"),
+]
 
 MATRIX = [
     # -- rate limits ----------------------------------------------------------------------------
@@ -115,6 +145,37 @@ MATRIX = [
         code=EXIT_FAILURE, words=("model overloaded",), partial=TEXT[:12]),
     row("in-band-error-echoing-the-key", Reply(TEXT, error_event_after=3, error_message=f"auth failed for {TEST_KEY}"),
         code=EXIT_FAILURE, words=("auth failed",), partial=TEXT[:12]),
+    # -- streams that never end, or end wrongly (issue 14) ---------------------------------------
+    row("keep-alives-forever-mid-stream", Reply(TEXT, stall_after=3, stall_seconds=30, ping_every=0.05),
+        code=EXIT_NETWORK, words=("only keep-alives, no text, for more than 0.5s in the middle of the reply",),
+        partial=TEXT[:12], settings={"read_timeout": 0.5}),
+    row("keep-alives-forever-before-text", Reply(TEXT, stall_after=0, stall_seconds=30, ping_every=0.05),
+        code=EXIT_NETWORK, words=("only keep-alives, no text, for more than 0.5s", "reading a long prompt"),
+        settings={"read_timeout": 0.5, "max_retries": 0}),
+    # (complete in FINISH_GRACE, 2 s, not after read_timeout's 5 s, with no [DONE] ever)
+    row("finish-then-silence", Reply(TEXT, done=False, hold_open=30),
+        code=EXIT_OK, words=(), partial=TEXT, settings={"read_timeout": 5}),
+    row("finish-then-keep-alives", Reply(TEXT, done=False, hold_open=30, ping_every=0.05),
+        code=EXIT_OK, words=(), partial=TEXT, settings={"read_timeout": 5}),
+    row("finish-without-usage-then-silence", Reply(TEXT, usage=False, done=False, hold_open=30),
+        code=EXIT_OK, words=(), partial=TEXT, settings={"read_timeout": 5}),
+    row("reply-timeout-mid-reply", Reply(TEXT, stall_after=3, stall_seconds=30, ping_every=0.05),
+        code=EXIT_FAILURE, words=("took longer than reply_timeout (1s)",), partial=TEXT[:12],
+        settings={"reply_timeout": 1}),
+    row("reply-timeout-before-the-headers", Reply(TEXT, first_delay=10),
+        code=EXIT_NETWORK, words=("had not begun the reply within reply_timeout (0.5s)",),
+        settings={"reply_timeout": 0.5}),
+    *[row(f"not-a-chat-stream-{name}", body, code=EXIT_FAILURE, words=("{url} answered with", said), settings=NO_RETRY)
+      for name, body, said in NOT_CHAT_STREAMS],
+    # -- a drop or a stall after the headers, before any text: retried like a connection error -----
+    row("drop-before-first-token-then-ok", Reply(TEXT, disconnect_after=0), Reply(TEXT),
+        code=EXIT_OK, words=(), partial=TEXT, requests=2, settings=FAST),
+    row("stall-before-first-token-then-ok", Reply(TEXT, stall_after=0, stall_seconds=5), Reply(TEXT),
+        code=EXIT_OK, words=(), partial=TEXT, requests=2, settings={**FAST, "read_timeout": 0.5}),
+    row("keep-alives-before-first-token-then-ok", Reply(TEXT, stall_after=0, stall_seconds=60, ping_every=0.05),
+        Reply(TEXT), code=EXIT_OK, words=(), partial=TEXT, requests=2, settings={**FAST, "read_timeout": 0.5}),
+    row("drop-before-first-token-gives-up", *[Reply(TEXT, disconnect_after=0)] * 3,
+        code=EXIT_NETWORK, words=("broke off before the reply began",), requests=3, settings=FAST),
     # -- requests the server refuses ------------------------------------------------------------
     row("401", Error(401, "Incorrect API key provided: " + TEST_KEY, code="invalid_api_key"),
         code=EXIT_CONFIG, words=("401", "api key", "openai_api_key")),
