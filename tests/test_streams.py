@@ -5,7 +5,8 @@
 - a finish reason followed by silence, instead of `[DONE]`, ends the reply complete within
   seconds;
 - a 200 body that is no chat stream is one sentence naming it, and the message comes back;
-- a drop or a stall after the headers but before any text is retried, and said.
+- a drop or a stall after the headers but before any text is retried, and said;
+- the terminal going away mid-reply takes the SIGHUP path.
 
 Each row of tests/test_faults.py's matrix covers these in one-shot mode and the REPL too;
 these tests add the clock, the terminal and what the fault matrix cannot see.
@@ -19,6 +20,7 @@ import time
 from contextlib import ExitStack, closing
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from chatcli.client import ChatClient
@@ -31,11 +33,13 @@ from tests.conftest import TEST_KEY
 from tests.server import Body, Reply
 from tests.test_faults import NOT_CHAT_STREAMS
 from tests.test_oneshot import RETRY_LINE, error_line
+from tests.test_pty import TIMEOUT, expect_prompt
 from tests.test_repl import CTRL_C, ENTER, flat, piped_chat
 
 pytestmark = pytest.mark.timeout(40)
 
 TEXT = "The quick brown fox jumps over the lazy dog."
+SLOW = "word " * 2000  # 2000 chunks of 5 characters
 
 
 def make_client(srv, **settings) -> ChatClient:
@@ -276,3 +280,36 @@ def test_the_repl_says_the_retry_before_the_reply(srv, tmp_path):
     said = "the connection broke off before the reply began, retrying in 0.5s (attempt 1/1)"
     assert said in text and text.index(said) < text.index(TEXT)
     assert [(t.reply, t.status) for t in session.turns] == [(TEXT, "complete")]
+
+
+# --------------------------------------------------------------------------- #
+# The terminal goes away mid-reply
+# --------------------------------------------------------------------------- #
+
+
+def close_the_terminal(child: pexpect.spawn) -> int | None:
+    """Close the pty's master side, as a terminal window closing does; the exit code chatcli ends with."""
+    child.ptyproc.fileobj.close()
+    deadline = time.monotonic() + TIMEOUT
+    while child.ptyproc.isalive():
+        assert time.monotonic() < deadline, "chatcli did not exit after its terminal closed"
+        time.sleep(0.05)
+    return child.ptyproc.exitstatus if child.ptyproc.signalstatus is None else -child.ptyproc.signalstatus
+
+
+@pytest.mark.parametrize("args", [(), ("--plain",), ("tell me",)], ids=["repl", "repl-plain", "one-shot"])
+def test_closing_the_terminal_mid_reply_takes_the_sighup_path(srv, spawn_chatcli, isolated_env, args):
+    srv.script(Reply(SLOW, chunk_size=5, delay=0.05))  # slow enough not to fill the pty, which nobody reads
+    child = spawn_chatcli(*args)
+    if args != ("tell me",):
+        expect_prompt(child)
+        child.send("tell me\r")
+    child.expect_exact("word word word word", timeout=TIMEOUT)
+
+    assert close_the_terminal(child) == 129  # 128 + SIGHUP, not 1
+
+    assert not (isolated_env / "state" / "chatcli" / "crash.log").exists()
+    with closing(sqlite3.connect(isolated_env / "data" / "chatcli" / "chatcli.db")) as db:
+        rows = db.execute("SELECT role, content, status FROM messages ORDER BY id").fetchall()
+    assert rows[0] == ("user", "tell me", None)
+    assert rows[1][0] == "assistant" and rows[1][2] == "interrupted" and rows[1][1].startswith("word word word")
