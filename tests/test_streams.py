@@ -6,7 +6,9 @@
   seconds;
 - a 200 body that is no chat stream is one sentence naming it, and the message comes back;
 - a drop or a stall after the headers but before any text is retried, and said;
-- the terminal going away mid-reply takes the SIGHUP path.
+- the terminal going away mid-reply takes the SIGHUP path;
+- Ctrl-C stops a reply from its first moment, in a terminal that never answers a
+  cursor-position request.
 
 Each row of tests/test_faults.py's matrix covers these in one-shot mode and the REPL too;
 these tests add the clock, the terminal and what the fault matrix cannot see.
@@ -33,7 +35,7 @@ from tests.conftest import TEST_KEY
 from tests.server import Body, Reply
 from tests.test_faults import NOT_CHAT_STREAMS
 from tests.test_oneshot import RETRY_LINE, error_line
-from tests.test_pty import TIMEOUT, expect_prompt
+from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
 from tests.test_repl import CTRL_C, ENTER, flat, piped_chat
 
 pytestmark = pytest.mark.timeout(40)
@@ -313,3 +315,47 @@ def test_closing_the_terminal_mid_reply_takes_the_sighup_path(srv, spawn_chatcli
         rows = db.execute("SELECT role, content, status FROM messages ORDER BY id").fetchall()
     assert rows[0] == ("user", "tell me", None)
     assert rows[1][0] == "assistant" and rows[1][2] == "interrupted" and rows[1][1].startswith("word word word")
+
+
+# --------------------------------------------------------------------------- #
+# Ctrl-C from the first moment of a reply, in a terminal that never answers CPR
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("after", [0.3, 0.0], ids=["as-the-reply-waits", "right-after-enter"])
+def test_ctrl_c_stops_a_reply_at_once_in_a_terminal_that_never_answers_cpr(srv, spawn_chatcli, after):
+    # PROMPT_TOOLKIT_NO_CPR=0: prompt-toolkit asks where the cursor is, and pexpect never answers.
+    srv.default = Reply(TEXT, stall_after=0, stall_seconds=20)
+    child = spawn_chatcli(env={"PROMPT_TOOLKIT_NO_CPR": "0", "CHATCLI_READ_TIMEOUT": "15"})
+    child.expect_exact("\x1b[6n", timeout=TIMEOUT)  # asked, and left unanswered
+    expect_prompt(child)
+    child.send("hello\r")
+    time.sleep(after)
+    pressed = time.monotonic()
+    child.sendcontrol("c")
+    child.expect(r"\[interrupted[^\]]*\]", timeout=5)
+    assert time.monotonic() - pressed < 2.5  # at once, not after read_timeout's 15 s
+    if after:
+        assert child.after == "[interrupted]"  # the reply had begun: it is the reply that stopped
+    else:  # the line had not left the prompt: nothing was sent, and it is back
+        assert child.after in ("[interrupted]", "[interrupted before it was sent; the message is back at the prompt]")
+    child.expect(PROMPT, timeout=TIMEOUT)
+    child.sendcontrol("c")  # clears a message put back at the prompt
+    expect_prompt(child)
+    quit_with_ctrl_d(child)
+
+
+def test_ctrl_c_after_enter_while_the_prompt_lets_go_gives_the_line_back(srv, spawn_chatcli):
+    """A Ctrl-C typed before prompt-toolkit has left raw mode is a key, not SIGINT: it still stops the send."""
+    child = spawn_chatcli()
+    expect_prompt(child)
+    child.send("hello\r\x03")  # Enter and Ctrl-C in one write: both reach the prompt in raw mode
+    child.expect(r"\[interrupted[^\]]*\]", timeout=5)
+    assert child.after == "[interrupted before it was sent; the message is back at the prompt]"
+    child.expect(PROMPT, timeout=TIMEOUT)
+    child.expect_exact("hello", timeout=TIMEOUT)  # back at the prompt
+    assert srv.chat_requests == []
+    child.send("\r")  # and Enter sends it
+    child.expect_exact("echo: hello", timeout=TIMEOUT)
+    expect_prompt(child)
+    quit_with_ctrl_d(child)
