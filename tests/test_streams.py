@@ -32,7 +32,7 @@ from chatcli.events import Finish, Retrying, Served, TextDelta, Usage
 from chatcli.journal import Journal
 from chatcli.session import Session
 from tests.conftest import TEST_KEY
-from tests.server import Body, Reply
+from tests.server import Body, Error, Reply
 from tests.test_faults import NOT_CHAT_STREAMS
 from tests.test_oneshot import RETRY_LINE, error_line
 from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
@@ -42,6 +42,10 @@ pytestmark = pytest.mark.timeout(40)
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 SLOW = "word " * 2000  # 2000 chunks of 5 characters
+COMPLETION = {"id": "x", "object": "chat.completion", "model": "m",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole answer"},
+                           "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
 
 def make_client(srv, **settings) -> ChatClient:
@@ -118,6 +122,18 @@ def test_time_the_reader_spends_on_an_event_is_not_silence(srv):
         if isinstance(event, TextDelta) and len(got) < 4:
             time.sleep(0.7)  # a slow draw, past read_timeout
     assert text_of(got) == TEXT and Finish("stop") in got
+
+
+def test_a_whole_completion_is_no_wait_however_long_it_takes_to_draw(srv):
+    """A server that ignored stream=true sent everything at once; drawing it is not silence."""
+    srv.script(Error(200, body=json.dumps(COMPLETION).encode()))
+    client = make_client(srv, read_timeout=0.3)
+    client.warm_up()
+    got = []
+    for event in client.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], params={}):
+        got.append(event)
+        time.sleep(0.2)  # four events, 0.8 s in all: past read_timeout
+    assert text_of(got) == "whole answer" and Finish("stop") in got
 
 
 def test_reply_timeout_is_off_by_default_and_documented():
@@ -222,11 +238,7 @@ def test_damaged_gzip_after_text_keeps_the_text_and_says_the_rest_could_not_be_r
 
 
 def test_a_whole_completion_labelled_an_event_stream_is_still_the_reply(srv):
-    completion = {"id": "x", "object": "chat.completion", "model": "m",
-                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole answer"},
-                               "finish_reason": "stop"}],
-                  "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
-    srv.script(Body(json.dumps(completion, indent=2).encode()))
+    srv.script(Body(json.dumps(COMPLETION, indent=2).encode()))
     events, error, _ = stream(make_client(srv))
     assert error is None
     assert events == [Served("m"), TextDelta("whole answer"), Finish("stop"), Usage(3, 2, 5)]
@@ -252,8 +264,6 @@ def test_a_failure_after_the_headers_before_any_text_is_retried_and_said(srv, fa
 
 
 def test_retries_before_the_first_token_and_the_sdk_retries_share_max_retries(srv):
-    from tests.server import Error
-
     srv.script(Error(503, "busy", headers={"retry-after-ms": "1"}), Reply(TEXT, disconnect_after=0), Reply(TEXT))
     events, error, _ = stream(make_client(srv, max_retries=2))
     assert error is None and text_of(events) == TEXT
