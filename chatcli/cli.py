@@ -7,6 +7,7 @@ prompt-toolkit, and the REPL imports openai only in the background.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -144,13 +145,15 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
     try:
         check_arguments(parser, args)  # bytes that are not UTF-8: said here, before anything meets them
         check_environment(env.environ)
-        return runner(args, env)
+        return _unless_hung_up(runner, args, env)
     except ChatError as exc:
         from chatcli.terminal import shown
 
         env.stderr.write(f"chatcli: {shown(exc.message)}\n")
         return exc.exit_code
     except Terminated as exc:
+        if exc.signum == signal.SIGHUP and (env.stdout_isatty or env.stdin_isatty):
+            _to_devnull()  # the terminal is gone: Python's flush at exit would fail, and exit 120
         return 128 + exc.signum  # the turn so far is saved; the terminal may be gone, so say nothing
     except KeyboardInterrupt:
         env.stderr.write("\n")
@@ -176,6 +179,36 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
         env.stderr.write(f"chatcli: internal error ({type(exc).__name__}), which is a bug in chatcli; "
                          f"{f'the details are in {where}; please' if where else 'please'} report it.\n")
         return EXIT_FAILURE
+
+
+def _unless_hung_up(runner, args: argparse.Namespace, env) -> int:
+    """runner(args, env), where an error that comes of the terminal going away is the hangup it is.
+
+    Closing the terminal mid-reply sends SIGHUP (Terminated), and the turn is saved; then
+    drawing the reply's end or restoring the terminal fails on the dead terminal, and that
+    error would hide the hangup. A terminal I/O error (EIO) can also come before the signal.
+    """
+    try:
+        return runner(args, env)
+    except Exception as exc:
+        seen: BaseException | None = exc
+        while seen is not None and not isinstance(seen, Terminated):
+            seen = seen.__context__
+        if seen is not None:
+            raise Terminated(seen.signum) from None
+        if isinstance(exc, OSError) and exc.errno == errno.EIO and (env.stdout_isatty or env.stdin_isatty):
+            raise Terminated(signal.SIGHUP) from None
+        raise
+
+
+def _to_devnull() -> None:
+    """Point stdout and stderr at /dev/null."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        try:
+            os.dup2(devnull, fd)
+        except OSError:
+            pass
 
 
 def save_crash(env, exc: BaseException) -> Path | None:

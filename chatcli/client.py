@@ -241,7 +241,9 @@ class ChatClient:
                                 yield event
                     elif "json" in kind:  # a whole completion: the server ignored stream=true
                         text = "".join(deadline.chunks(response.iter_text()))
-                        yield from completion_events(text, self.config.api_key)
+                        deadline.stop()  # all of it came: drawing it is no wait for the server
+                        if deadline.expired is None:
+                            yield from completion_events(text, self.config.api_key)
                     else:
                         raise not_a_chat_stream(self.config, f"{kind.split(';')[0] or 'no content type'}, not a chat stream")
                 finally:

@@ -247,11 +247,11 @@ def make_prompt_session(
     input=None,
     output=None,
     say: Callable[[str], None] | None = None,
-) -> PromptSession:
+) -> ChatPrompt:
     """`say` prints a sentence above the prompt: why a paste was refused."""
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 
-    prompt = PromptSession(
+    prompt = ChatPrompt(
         message=[("class:prompt", "> ")],
         history=history,
         key_bindings=make_key_bindings(multiline=multiline, say=say),
@@ -282,6 +282,97 @@ def paste_limit(session: Session) -> tuple[int, str]:
     """The most characters a paste may have, and the window that sets it, in words."""
     window = session.plan().window
     return window * CHARS_PER_TOKEN, f"the model's {window:,}-token window"
+
+
+class SentAndInterrupted(KeyboardInterrupt):
+    """Ctrl-C came just after Enter, before the line left the prompt: `text` was not sent."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ChatPrompt(PromptSession):
+    """The prompt, and read_line(), which keeps a Ctrl-C pressed the moment after Enter.
+
+    Between Enter and prompt() returning, prompt-toolkit still holds the terminal: in raw
+    mode a Ctrl-C is a key it keeps for the next prompt, and after raw mode its SIGINT
+    handler hands the Ctrl-C to an application that has finished. Either way the Ctrl-C
+    was lost and the reply ran on, for up to a second when the terminal does not answer a
+    cursor-position request. read_line() says such a Ctrl-C with SentAndInterrupted.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._accepted: str | None = None  # the line accepted by the current read_line()
+        accept = self.default_buffer.accept_handler
+
+        def remember(buffer) -> bool:
+            self._accepted = buffer.document.text
+            return accept(buffer) if accept is not None else False
+
+        self.default_buffer.accept_handler = remember
+        _no_wait_for_an_unanswered_cpr(self.app.renderer)
+
+    def read_line(self, default: str = "") -> str:
+        """The next line; SentAndInterrupted when a Ctrl-C came as it was sent."""
+        self._accepted = None
+        try:
+            # handle_sigint=False: a SIGINT after Enter ends the prompt (asyncio's own handler)
+            # rather than reaching an application that has finished.
+            text = self.prompt(default=default, handle_sigint=False)
+            if _ctrl_c_typed_ahead(self.app.input):
+                raise SentAndInterrupted(text)
+        except SentAndInterrupted:
+            raise
+        except KeyboardInterrupt:
+            if self._accepted is None:
+                raise  # Ctrl-C at the prompt: it clears the line
+            raise SentAndInterrupted(self._accepted) from None
+        return text
+
+
+def _ctrl_c_typed_ahead(input) -> bool:
+    """A Ctrl-C typed in a terminal between Enter and now, taken out of what the next prompt reads.
+
+    A pipe's keys are all typed ahead, for the prompts to come, and are left as they are."""
+    import termios
+
+    from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
+    from prompt_toolkit.input.vt100 import Vt100Input
+    from prompt_toolkit.keys import Keys
+
+    try:
+        if not isinstance(input, Vt100Input) or not os.isatty(input.fileno()):
+            return False
+        with input.raw_mode():  # keys still in the terminal's queue, typed as raw mode ended
+            keys = [*get_typeahead(input), *input.read_keys()]
+    except (OSError, ValueError, termios.error):
+        return False
+    rest = [key for key in keys if key.key != Keys.ControlC]
+    store_typeahead(input, rest)
+    return len(rest) < len(keys)
+
+
+def _no_wait_for_an_unanswered_cpr(renderer) -> None:
+    """Once a line is sent, wait for the terminal's cursor-position report only if it has ever sent one.
+
+    prompt-toolkit asks the terminal where the cursor is (CPR) and, when the line is
+    accepted, waits up to a second for an answer still to come, with the terminal in raw
+    mode. A terminal that never answers (a serial console, some emulators, pexpect) then
+    gets every reply a second late, and a Ctrl-C pressed in that second is read as a key
+    and lost: the reply runs on until read_timeout. A terminal that answers has done so
+    within milliseconds, so it is still waited for.
+    """
+    from prompt_toolkit.renderer import CPR_Support
+
+    wait = renderer.wait_for_cpr_responses
+
+    async def wait_if_answering(timeout: int = 1) -> None:
+        # With 0, prompt-toolkit's own timeout path: the questions pending are dropped at once.
+        await wait(timeout if renderer.cpr_support == CPR_Support.SUPPORTED else 0)
+
+    renderer.wait_for_cpr_responses = wait_if_answering
 
 
 def _monochrome():

@@ -17,7 +17,7 @@ from chatcli.env import isatty
 from chatcli.errors import ChatError, Terminated
 from chatcli.events import LogLine
 from chatcli.log import routed
-from chatcli.prompt import make_prompt_session, open_history
+from chatcli.prompt import SentAndInterrupted, make_prompt_session, open_history
 from chatcli.render import MarkdownRenderer, PlainRenderer, make_console
 from chatcli.session import (
     COMPLETE,
@@ -107,9 +107,13 @@ class Repl:
         self.warn()
         while True:
             try:
-                text = self.prompt.prompt(default=prefill)
+                text = self.prompt.read_line(default=prefill)
             except Terminated:
                 raise
+            except SentAndInterrupted as exc:  # Ctrl-C the moment after Enter: nothing went
+                show_notice(self.console, "[interrupted before it was sent; the message is back at the prompt]")
+                prefill = exc.text
+                continue
             except KeyboardInterrupt:
                 prefill = ""  # Ctrl-C at the prompt clears the line
                 continue

@@ -251,7 +251,10 @@ def echo_off(stream: TextIO) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSANOW, quiet)
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSANOW, saved)
+        try:
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
+        except termios.error:
+            pass  # the terminal is gone (closed mid-reply): nothing is left to restore
 
 
 class InterruptGuard:

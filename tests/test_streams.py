@@ -5,7 +5,10 @@
 - a finish reason followed by silence, instead of `[DONE]`, ends the reply complete within
   seconds;
 - a 200 body that is no chat stream is one sentence naming it, and the message comes back;
-- a drop or a stall after the headers but before any text is retried, and said.
+- a drop or a stall after the headers but before any text is retried, and said;
+- the terminal going away mid-reply takes the SIGHUP path;
+- Ctrl-C stops a reply from its first moment, in a terminal that never answers a
+  cursor-position request.
 
 Each row of tests/test_faults.py's matrix covers these in one-shot mode and the REPL too;
 these tests add the clock, the terminal and what the fault matrix cannot see.
@@ -19,6 +22,7 @@ import time
 from contextlib import ExitStack, closing
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from chatcli.client import ChatClient
@@ -28,14 +32,20 @@ from chatcli.events import Finish, Retrying, Served, TextDelta, Usage
 from chatcli.journal import Journal
 from chatcli.session import Session
 from tests.conftest import TEST_KEY
-from tests.server import Body, Reply
+from tests.server import Body, Error, Reply
 from tests.test_faults import NOT_CHAT_STREAMS
 from tests.test_oneshot import RETRY_LINE, error_line
+from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
 from tests.test_repl import CTRL_C, ENTER, flat, piped_chat
 
 pytestmark = pytest.mark.timeout(40)
 
 TEXT = "The quick brown fox jumps over the lazy dog."
+SLOW = "word " * 2000  # 2000 chunks of 5 characters
+COMPLETION = {"id": "x", "object": "chat.completion", "model": "m",
+              "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole answer"},
+                           "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
 
 def make_client(srv, **settings) -> ChatClient:
@@ -112,6 +122,18 @@ def test_time_the_reader_spends_on_an_event_is_not_silence(srv):
         if isinstance(event, TextDelta) and len(got) < 4:
             time.sleep(0.7)  # a slow draw, past read_timeout
     assert text_of(got) == TEXT and Finish("stop") in got
+
+
+def test_a_whole_completion_is_no_wait_however_long_it_takes_to_draw(srv):
+    """A server that ignored stream=true sent everything at once; drawing it is not silence."""
+    srv.script(Error(200, body=json.dumps(COMPLETION).encode()))
+    client = make_client(srv, read_timeout=0.3)
+    client.warm_up()
+    got = []
+    for event in client.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], params={}):
+        got.append(event)
+        time.sleep(0.2)  # four events, 0.8 s in all: past read_timeout
+    assert text_of(got) == "whole answer" and Finish("stop") in got
 
 
 def test_reply_timeout_is_off_by_default_and_documented():
@@ -216,11 +238,7 @@ def test_damaged_gzip_after_text_keeps_the_text_and_says_the_rest_could_not_be_r
 
 
 def test_a_whole_completion_labelled_an_event_stream_is_still_the_reply(srv):
-    completion = {"id": "x", "object": "chat.completion", "model": "m",
-                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "whole answer"},
-                               "finish_reason": "stop"}],
-                  "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
-    srv.script(Body(json.dumps(completion, indent=2).encode()))
+    srv.script(Body(json.dumps(COMPLETION, indent=2).encode()))
     events, error, _ = stream(make_client(srv))
     assert error is None
     assert events == [Served("m"), TextDelta("whole answer"), Finish("stop"), Usage(3, 2, 5)]
@@ -246,8 +264,6 @@ def test_a_failure_after_the_headers_before_any_text_is_retried_and_said(srv, fa
 
 
 def test_retries_before_the_first_token_and_the_sdk_retries_share_max_retries(srv):
-    from tests.server import Error
-
     srv.script(Error(503, "busy", headers={"retry-after-ms": "1"}), Reply(TEXT, disconnect_after=0), Reply(TEXT))
     events, error, _ = stream(make_client(srv, max_retries=2))
     assert error is None and text_of(events) == TEXT
@@ -276,3 +292,80 @@ def test_the_repl_says_the_retry_before_the_reply(srv, tmp_path):
     said = "the connection broke off before the reply began, retrying in 0.5s (attempt 1/1)"
     assert said in text and text.index(said) < text.index(TEXT)
     assert [(t.reply, t.status) for t in session.turns] == [(TEXT, "complete")]
+
+
+# --------------------------------------------------------------------------- #
+# The terminal goes away mid-reply
+# --------------------------------------------------------------------------- #
+
+
+def close_the_terminal(child: pexpect.spawn) -> int | None:
+    """Close the pty's master side, as a terminal window closing does; the exit code chatcli ends with."""
+    child.ptyproc.fileobj.close()
+    deadline = time.monotonic() + TIMEOUT
+    while child.ptyproc.isalive():
+        assert time.monotonic() < deadline, "chatcli did not exit after its terminal closed"
+        time.sleep(0.05)
+    return child.ptyproc.exitstatus if child.ptyproc.signalstatus is None else -child.ptyproc.signalstatus
+
+
+@pytest.mark.parametrize("args", [(), ("--plain",), ("tell me",)], ids=["repl", "repl-plain", "one-shot"])
+def test_closing_the_terminal_mid_reply_takes_the_sighup_path(srv, spawn_chatcli, isolated_env, args):
+    srv.script(Reply(SLOW, chunk_size=5, delay=0.05))  # slow enough not to fill the pty, which nobody reads
+    child = spawn_chatcli(*args)
+    if args != ("tell me",):
+        expect_prompt(child)
+        child.send("tell me\r")
+    child.expect_exact("word word word word", timeout=TIMEOUT)
+
+    assert close_the_terminal(child) == 129  # 128 + SIGHUP, not 1
+
+    assert not (isolated_env / "state" / "chatcli" / "crash.log").exists()
+    with closing(sqlite3.connect(isolated_env / "data" / "chatcli" / "chatcli.db")) as db:
+        rows = db.execute("SELECT role, content, status FROM messages ORDER BY id").fetchall()
+    assert rows[0] == ("user", "tell me", None)
+    assert rows[1][0] == "assistant" and rows[1][2] == "interrupted" and rows[1][1].startswith("word word word")
+
+
+# --------------------------------------------------------------------------- #
+# Ctrl-C from the first moment of a reply, in a terminal that never answers CPR
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize("after", [0.3, 0.0], ids=["as-the-reply-waits", "right-after-enter"])
+def test_ctrl_c_stops_a_reply_at_once_in_a_terminal_that_never_answers_cpr(srv, spawn_chatcli, after):
+    # PROMPT_TOOLKIT_NO_CPR=0: prompt-toolkit asks where the cursor is, and pexpect never answers.
+    srv.default = Reply(TEXT, stall_after=0, stall_seconds=20)
+    child = spawn_chatcli(env={"PROMPT_TOOLKIT_NO_CPR": "0", "CHATCLI_READ_TIMEOUT": "15"})
+    child.expect_exact("\x1b[6n", timeout=TIMEOUT)  # asked, and left unanswered
+    expect_prompt(child)
+    child.send("hello\r")
+    time.sleep(after)
+    pressed = time.monotonic()
+    child.sendcontrol("c")
+    child.expect(r"\[interrupted[^\]]*\]", timeout=5)
+    assert time.monotonic() - pressed < 2.5  # at once, not after read_timeout's 15 s
+    if after:
+        assert child.after == "[interrupted]"  # the reply had begun: it is the reply that stopped
+    else:  # the line had not left the prompt: nothing was sent, and it is back
+        assert child.after in ("[interrupted]", "[interrupted before it was sent; the message is back at the prompt]")
+    child.expect(PROMPT, timeout=TIMEOUT)
+    child.sendcontrol("c")  # clears a message put back at the prompt
+    expect_prompt(child)
+    quit_with_ctrl_d(child)
+
+
+def test_ctrl_c_after_enter_while_the_prompt_lets_go_gives_the_line_back(srv, spawn_chatcli):
+    """A Ctrl-C typed before prompt-toolkit has left raw mode is a key, not SIGINT: it still stops the send."""
+    child = spawn_chatcli()
+    expect_prompt(child)
+    child.send("hello\r\x03")  # Enter and Ctrl-C in one write: both reach the prompt in raw mode
+    child.expect(r"\[interrupted[^\]]*\]", timeout=5)
+    assert child.after == "[interrupted before it was sent; the message is back at the prompt]"
+    child.expect(PROMPT, timeout=TIMEOUT)
+    child.expect_exact("hello", timeout=TIMEOUT)  # back at the prompt
+    assert srv.chat_requests == []
+    child.send("\r")  # and Enter sends it
+    child.expect_exact("echo: hello", timeout=TIMEOUT)
+    expect_prompt(child)
+    quit_with_ctrl_d(child)
