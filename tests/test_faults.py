@@ -155,7 +155,7 @@ MATRIX = [
     # (complete after the grace, FINISH_GRACE or half read_timeout: 1 s, not an error after 2 s; no [DONE] ever)
     row("finish-then-silence", Reply(TEXT, done=False, hold_open=30),
         code=EXIT_OK, words=(), partial=TEXT, settings={"read_timeout": 2}),
-    row("finish-then-keep-alives", Reply(TEXT, done=False, hold_open=30, ping_every=0.05),
+    row("finish-then-keep-alives", Reply(TEXT, done=False, hold_open=60, ping_every=0.05),
         code=EXIT_OK, words=(), partial=TEXT, settings={"read_timeout": 2}),
     row("finish-without-usage-then-silence", Reply(TEXT, usage=False, done=False, hold_open=30),
         code=EXIT_OK, words=(), partial=TEXT, settings={"read_timeout": 2}),
