@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from chatcli.errors import ChatError
+from chatcli.errors import ChatError, UsageError, one_line
 from chatcli.session import COMPLETE, PENDING, Session
 
 FORMATS = {".md": "md", ".markdown": "md", ".json": "json"}
@@ -90,7 +90,10 @@ def export_text(session: Session, fmt: str) -> str:
 
 def write_export(session: Session, path: str | Path, fmt: str | None = None) -> Path:
     """Write the session to PATH, in `fmt` or the format its extension names."""
-    target = Path(path).expanduser()
+    try:
+        target = Path(path).expanduser()
+    except RuntimeError:  # ~NAME when there is no user NAME
+        raise UsageError(f"There is no home directory for {one_line(str(path).split('/')[0], 60)!r}; give the full path.") from None
     write_whole_file(target, export_text(session, fmt or format_for(target)))
     return target
 

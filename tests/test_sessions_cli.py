@@ -290,6 +290,8 @@ def test_sessions_export_markdown_and_json_to_stdout_and_to_files(run_chatcli, h
     assert "chat.txt" in line
     assert not Path("chat.txt").exists()
     one_line_error(run_chatcli("sessions", "export", "7", "--format", "json"))
+    line = one_line_error(run_chatcli("sessions", "export", "1", "-o", "~no-such-user-here/chat.md"), code=2)
+    assert "no home directory for '~no-such-user-here'" in line and "internal error" not in line
 
 
 def test_sessions_rename_changes_the_title_everywhere(srv, run_chatcli, home):

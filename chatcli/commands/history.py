@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chatcli.commands import Result, command, whole_number
+from chatcli.errors import UsageError
 from chatcli.inputs import MAX_ID
 from chatcli.pricing import format_cost
 from chatcli.tokens import margin
@@ -110,8 +111,8 @@ def export_command(session: Session, arg: str) -> Result:
         return Result("A file name cannot hold a NUL character; give another.", error=True)
     try:
         target = write_export(session, arg)
-    except RuntimeError:  # Path.expanduser: ~NAME when there is no user NAME
-        return Result(f"There is no home directory for {arg.split('/')[0]!r}; give the full path.", error=True)
+    except UsageError as exc:  # ~NAME when there is no user NAME
+        return Result(exc.message, error=True)
     return Result(f"Exported {len(session.turns)} turns to {target}.")
 
 
