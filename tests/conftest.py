@@ -148,25 +148,33 @@ def run_chatcli(chat_env: dict[str, str]):
 
 def run_in_process(argv: list[str], *, input: str, environ: dict[str, str]) -> subprocess.CompletedProcess:
     """main(argv) with pipes for its streams; argparse's own output (--help, usage errors) is caught too."""
-    import contextlib
-    import signal
-
-    from chatcli.cli import main
     from chatcli.env import Env
 
     stdout, stderr = io.StringIO(), io.StringIO()
     env = Env(stdin=io.StringIO(input), stdout=stdout, stderr=stderr, stdin_isatty=False, stdout_isatty=False,
               environ=environ, cwd=Path.cwd())
+    code = call_main(argv, env)
+    return subprocess.CompletedProcess(["chatcli", *argv], code, stdout.getvalue(), stderr.getvalue())
+
+
+def call_main(argv: list[str], env) -> int:
+    """main(argv) in this process, ending as a process would: argparse's output goes to env's
+    streams, a SystemExit is its exit code (1 for a message, as Python's own exit gives), and the
+    signal handlers main installs are put back."""
+    import contextlib
+    import signal
+
+    from chatcli.cli import main
+
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = main(argv, env=env)
+        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
+            return main(argv, env=env)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         for signum, handler in handlers.items():
             signal.signal(signum, handler)
-    return subprocess.CompletedProcess(["chatcli", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture

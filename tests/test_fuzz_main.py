@@ -14,10 +14,8 @@ come from a fixed list, and NO_PROXY always names 127.0.0.1, so a proxy variable
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -29,7 +27,7 @@ from hypothesis import strategies as st
 
 from chatcli.commands.params import PARAMS
 from chatcli.config import SETTINGS
-from tests.conftest import OUTPUTS, TEST_KEY
+from tests.conftest import OUTPUTS, TEST_KEY, call_main
 from tests.test_fuzz import any_text, as_env_text, valid_value
 
 pytestmark = pytest.mark.timeout(120)
@@ -159,7 +157,6 @@ def workdir(root: Path, config: bytes) -> tuple[Path, Path]:
 
 def run_main(argv: list[str], environ: dict[str, str], stdin: bytes, *, stdin_errors: str, stdout_tty: bool) -> subprocess.CompletedProcess:
     """main(argv) with streams that encode and decode as a process's do; SystemExit is an exit code."""
-    from chatcli.cli import main
     from chatcli.env import Env
 
     out, err = io.BytesIO(), io.BytesIO()
@@ -167,15 +164,7 @@ def run_main(argv: list[str], environ: dict[str, str], stdin: bytes, *, stdin_er
     stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace", write_through=True)
     env = Env(stdin=io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8", errors=stdin_errors), stdout=stdout,
               stderr=stderr, stdin_isatty=False, stdout_isatty=stdout_tty, environ=environ, cwd=Path.cwd())
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = main(argv, env=env)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    code = call_main(argv, env)
     return subprocess.CompletedProcess(["chatcli", *argv], code, out.getvalue().decode("utf-8", "replace"),
                                        err.getvalue().decode("utf-8", "replace"))
 
