@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from chatcli import __version__
 from chatcli.errors import (
@@ -117,26 +117,7 @@ def build_subcommand_parser(name: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, env=None) -> int:
     """The console script. Tests may pass argv and an Env of their own, and run it in-process."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    sub = split_subcommand(argv, build_parser())
-    if sub is not None:
-        parser = build_subcommand_parser(sub.name)
-        refused = sub.refused()
-        if refused:
-            parser.error(refused)
-        args = parser.parse_args(sub.before + sub.after)
-        runner = RUNNERS[sub.name]
-    else:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if args.completion:
-            from chatcli.completion import completion_script
-
-            subcommands = {name: build_subcommand_parser(name) for name in SUBCOMMANDS}
-            sys.stdout.write(completion_script(build_parser(), args.completion, subcommands))
-            return 0
-        runner = _run
-
+    parser, args, runner = _parsed(list(sys.argv[1:] if argv is None else argv))
     from chatcli.env import Env
 
     env = env or Env.from_process()
@@ -161,8 +142,7 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
     except BrokenPipeError:
         # The reader went away (chatcli ... | head -1): stop quietly, and keep
         # Python from complaining when it flushes stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
         # Most often writing the reply failed (a full disk, a closed terminal).
@@ -179,6 +159,30 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
         env.stderr.write(f"chatcli: internal error ({type(exc).__name__}), which is a bug in chatcli; "
                          f"{f'the details are in {where}; please' if where else 'please'} report it.\n")
         return EXIT_FAILURE
+
+
+def _parsed(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace, Callable[..., int]]:
+    """The parser that read argv, what it read, and what runs it: a subcommand, the completion
+    script, or a chat (_run)."""
+    sub = split_subcommand(argv, build_parser())
+    if sub is not None:
+        parser = build_subcommand_parser(sub.name)
+        refused = sub.refused()
+        if refused:
+            parser.error(refused)
+        return parser, parser.parse_args(sub.before + sub.after), RUNNERS[sub.name]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return parser, args, _completion if args.completion else _run
+
+
+def _completion(args: argparse.Namespace, env) -> int:
+    """--completion bash|zsh|fish: the script, made from the parsers themselves."""
+    from chatcli.completion import completion_script
+
+    subcommands = {name: build_subcommand_parser(name) for name in SUBCOMMANDS}
+    env.stdout.write(completion_script(build_parser(), args.completion, subcommands))
+    return 0
 
 
 def _unless_hung_up(runner, args: argparse.Namespace, env) -> int:
