@@ -246,7 +246,9 @@ def check_action(path: Path, args, env: Env) -> int:
     except StoreError as exc:
         raise ChatError(f"Cannot check the history database: {exc}.") from None
     if health.whole:
-        env.stdout.write(f"{path} is whole: {health.sessions} sessions, {health.messages} messages.\n")
+        sessions, messages = health.sessions, health.messages
+        env.stdout.write(f"{path} is whole: {sessions} session{'s' * (sessions != 1)}, "
+                         f"{messages} message{'s' * (messages != 1)}.\n")
         return EXIT_OK
     damage = f"The history database {path} is damaged ({one_line(health.problem, 160)})"
     if not args.recover:

@@ -369,6 +369,10 @@ def test_check_says_a_whole_database_is_whole(run_chatcli, tmp_path):
     build(db, sessions=2, messages=3)
     result = run_chatcli("sessions", "check", "--db", str(db))
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{db} is whole: 2 sessions, 6 messages.\n", "")
+    one = tmp_path / "one.db"
+    build(one, sessions=1, messages=1)
+    result = run_chatcli("sessions", "check", "--db", str(one))
+    assert result.stdout == f"{one} is whole: 1 session, 1 message.\n"
 
 
 def test_check_does_not_take_another_programs_lock_for_damage(run_chatcli, tmp_path, quick):
