@@ -6,6 +6,8 @@ Factories take the state they show, so tests can call them with a small session.
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -20,7 +22,7 @@ from prompt_toolkit.keys import Keys
 from prompt_toolkit.validation import ValidationError, Validator
 
 from chatcli.commands import Registry
-from chatcli.errors import one_line
+from chatcli.errors import Terminated, one_line
 from chatcli.inputs import undecodable
 from chatcli.pricing import format_cost
 from chatcli.session import Session
@@ -318,18 +320,56 @@ class ChatPrompt(PromptSession):
         """The next line; SentAndInterrupted when a Ctrl-C came as it was sent."""
         self._accepted = None
         try:
-            # handle_sigint=False: a SIGINT after Enter ends the prompt (asyncio's own handler)
-            # rather than reaching an application that has finished.
-            text = self.prompt(default=default, handle_sigint=False)
+            with _terminate_through(self.app):
+                # handle_sigint=False: a SIGINT after Enter ends the prompt (asyncio's own handler)
+                # rather than reaching an application that has finished.
+                text = self.prompt(default=default, handle_sigint=False)
             if _ctrl_c_typed_ahead(self.app.input):
                 raise SentAndInterrupted(text)
         except SentAndInterrupted:
             raise
         except KeyboardInterrupt:
-            if self._accepted is None:
-                raise  # Ctrl-C at the prompt: it clears the line
+            if self._accepted is None or isinstance(sys.exc_info()[1], Terminated):
+                raise  # Ctrl-C at the prompt: it clears the line; SIGTERM or SIGHUP: chatcli ends
             raise SentAndInterrupted(self._accepted) from None
         return text
+
+
+@contextmanager
+def _terminate_through(app) -> Iterator[None]:
+    """While the prompt runs, SIGTERM and SIGHUP end it through its event loop.
+
+    The process's handler raises Terminated wherever Python is, and inside the prompt that
+    is prompt-toolkit's own code: a task loading the history caught it and printed a
+    traceback. Here the signal asks the application to exit with Terminated instead, and a
+    signal that comes as it is already ending is raised once the prompt has returned.
+    """
+    import asyncio
+    import signal
+
+    pending: list[int] = []
+
+    def deliver(signum: int, frame) -> None:
+        try:
+            loop = asyncio.get_running_loop()  # the prompt's, when it runs in this thread
+        except RuntimeError:
+            raise Terminated(signum) from None
+        pending.append(signum)
+        loop.call_soon_threadsafe(end)
+
+    def end() -> None:
+        if app.is_running and app.future is not None and not app.future.done():
+            app.exit(exception=Terminated(pending[0]))
+
+    signums = [s for s in (signal.SIGTERM, signal.SIGHUP) if callable(signal.getsignal(s))]
+    before = {s: signal.signal(s, deliver) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    if pending:
+        raise Terminated(pending[0])
 
 
 def _ctrl_c_typed_ahead(input) -> bool:

@@ -201,4 +201,23 @@ def test_sigterm_at_the_prompt_exits_cleanly(spawn_chatcli):
     child.expect(pexpect.EOF, timeout=TIMEOUT)
     child.close()
     assert child.exitstatus == 128 + signal.SIGTERM
-    assert "Traceback" not in visible(child.before or "")
+    assert "Traceback" not in visible(child.before or ""), visible(child.before or "")
+
+
+def test_sigterm_while_the_prompt_loads_the_history_ends_without_a_traceback(spawn_chatcli, tmp_path):
+    """prompt-toolkit reads the input history in a task once the prompt is drawn. A SIGTERM
+    raised inside that task was caught there and printed as "Loading history failed" with a
+    traceback and "Press ENTER to continue". A long history makes that window wide."""
+    history = Path(os.environ["XDG_STATE_HOME"]) / "chatcli" / "history"
+    history.parent.mkdir(parents=True, exist_ok=True)
+    history.write_text("".join(f"\n# 2026-01-01 00:00:00.000000\n+message {i} of a long history\n"
+                               for i in range(150_000)))
+    child = spawn_chatcli()
+    expect_prompt(child)
+    time.sleep(0.05)
+    os.kill(child.pid, signal.SIGTERM)
+    child.expect(pexpect.EOF, timeout=TIMEOUT)
+    child.close()
+    shown = visible(child.before or "")
+    assert child.exitstatus == 128 + signal.SIGTERM
+    assert "Traceback" not in shown and "Press ENTER" not in shown, shown
