@@ -148,7 +148,7 @@ def run_chatcli(chat_env: dict[str, str]):
 
 def run_in_process(argv: list[str], *, input: str, environ: dict[str, str]) -> subprocess.CompletedProcess:
     """main(argv) with pipes for its streams; argparse's own output (--help, usage errors) is caught too."""
-    from chatcli.env import Env
+    from chatcli.base.env import Env
 
     stdout, stderr = io.StringIO(), io.StringIO()
     env = Env(stdin=io.StringIO(input), stdout=stdout, stderr=stderr, stdin_isatty=False, stdout_isatty=False,
@@ -164,7 +164,7 @@ def call_main(argv: list[str], env) -> int:
     import contextlib
     import signal
 
-    from chatcli.cli import main
+    from chatcli.cli.main import main
 
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -210,7 +210,7 @@ def spawn_chatcli(chat_env: dict[str, str]):
 
 def make_env(*, stdin: str = "", stdin_isatty: bool = False, stdout_isatty: bool = False, environ=None):
     """An in-process Env with captured streams, for tests that call chatcli's modules."""
-    from chatcli.env import Env
+    from chatcli.base.env import Env
 
     return Env(
         stdin=io.StringIO(stdin),

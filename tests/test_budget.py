@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-import chatcli.store
-from chatcli.budget import Budget, period_starts
-from chatcli.journal import Journal
-from chatcli.pricing import Pricing
-from chatcli.session import COMPLETE, ERROR
-from chatcli.store import Spend, Store, StoredMessage
+import chatcli.store.db
+from chatcli.core.budget import Budget, period_starts
+from chatcli.core.journal import Journal
+from chatcli.core.turn import COMPLETE, ERROR
+from chatcli.llm.pricing import Pricing
+from chatcli.store.db import Spend, Store, StoredMessage
 from tests.test_recovery import lock_held
 from tests.test_store import read_only
 from tests.test_tokens import byte_encoding, priced_session  # noqa: F401 - the fixture registers the encoding
@@ -129,7 +129,7 @@ def test_a_new_session_does_not_repeat_a_warning_already_given_today(srv, tmp_pa
 
 
 def test_a_refusal_shows_enough_places_to_tell_spending_from_a_small_cap():
-    from chatcli.budget import BudgetGuard, Spending
+    from chatcli.core.budget import BudgetGuard, Spending
 
     guard = BudgetGuard(Budget(daily_usd=0.0009), lambda since: Spending(usd=0.0008))
     refusal, _ = guard.check(cost=0.00012, tokens=10, model="m")
@@ -139,7 +139,7 @@ def test_a_refusal_shows_enough_places_to_tell_spending_from_a_small_cap():
 
 
 def test_a_raised_cap_warns_again_at_80_percent_of_the_new_cap():
-    from chatcli.budget import BudgetGuard, Spending
+    from chatcli.core.budget import BudgetGuard, Spending
 
     given: set[tuple[str, float]] = set()
 
@@ -157,7 +157,7 @@ def test_a_raised_cap_warns_again_at_80_percent_of_the_new_cap():
 
 
 def test_a_cap_of_zero_refuses_what_costs_and_lets_free_requests_through_without_a_crash():
-    from chatcli.budget import BudgetGuard, Spending
+    from chatcli.core.budget import BudgetGuard, Spending
 
     guard = BudgetGuard(Budget(daily_usd=0.0), lambda since: Spending())
     assert guard.check(cost=0.0, tokens=5, model="free") == (None, None)
@@ -199,7 +199,7 @@ WHY = {
 
 @pytest.mark.parametrize("how", list(WHY))
 def test_a_cap_that_cannot_be_checked_refuses_the_request_and_says_why(srv, run_chatcli, tmp_path, monkeypatch, how):
-    monkeypatch.setattr(chatcli.store, "BUSY_TIMEOUT_MS", 200)  # a seam for speed; the lock is real
+    monkeypatch.setattr(chatcli.store.db, "BUSY_TIMEOUT_MS", 200)  # a seam for speed; the lock is real
     write_config(PRICED + "[budget]\ndaily_tokens = 100\n")
     db = tmp_path / "ledger.db"
     store = Store.open(db)

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.capabilities import refused_parameter
-from chatcli.client import ChatClient
+from chatcli.base.errors import ConfigError
 from chatcli.commands import REGISTRY
-from chatcli.config import Config, load_config
-from chatcli.errors import ConfigError
-from chatcli.journal import Journal
-from chatcli.session import COMPLETE, ERROR, Session
+from chatcli.config.settings import Config, load_config
+from chatcli.core.journal import Journal
+from chatcli.core.resume import load_session
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, ERROR
+from chatcli.llm.capabilities import refused_parameter
+from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY, make_env
 from tests.server import Error, Reply, compute_usage
 from tests.test_repl import ENTER, piped_chat
@@ -286,18 +288,18 @@ def test_effort_is_saved_with_the_session_and_sent_after_a_resume(srv, repl, tmp
     repl("o3-mini").run("/effort medium", ENTER, "hello", ENTER)
     assert sent(srv)["reasoning_effort"] == "medium"
     with closing(Journal.open(tmp_path / "chat.db").store) as store:  # type: ignore[arg-type]
-        restored = Session.load(Journal(store), 1, client=None)
+        restored = load_session(Journal(store), 1, client=None)
     assert restored.params == {"reasoning_effort": "medium"}
     resumed = make_session(srv, "o3-mini", db=tmp_path / "chat.db")
-    resumed.adopt(Session.load(resumed.journal, 1, client=resumed.client))
+    resumed.adopt(load_session(resumed.journal, 1, client=resumed.client))
     resumed.send("once more")
     assert sent(srv) == {"reasoning_effort": "medium"}
 
 
 def test_params_shows_the_effort_the_config_gives_where_the_session_sets_none(srv):
-    from chatcli.client import ChatClient
-    from chatcli.config import Config
-    from chatcli.session import Session
+    from chatcli.config.settings import Config
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
 
     session = Session(client=ChatClient(Config(base_url=srv.base_url, reasoning_effort="high")), model="o3-mini")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.errors import EXIT_USAGE
+from chatcli.base.errors import EXIT_USAGE
 from tests.test_pty import TIMEOUT, ask, expect_prompt, quit_with_ctrl_d, visible
 
 

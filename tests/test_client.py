@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, ChatError
-from chatcli.events import Finish, ReasoningDelta, Served, TextDelta, Usage
-from chatcli.sse import parse_sse
+from chatcli.base.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, ChatError
+from chatcli.base.events import Finish, ReasoningDelta, Served, TextDelta, Usage
+from chatcli.config.settings import Config
+from chatcli.llm.client import ChatClient
+from chatcli.llm.sse import parse_sse
 from tests.server import Error, Reply
 
 KEY = "sk-client-test-123456"
@@ -184,7 +184,7 @@ def test_openai_is_imported_only_when_used():
     import sys
 
     code = (
-        "import sys; from chatcli.client import ChatClient; from chatcli.config import Config;"
+        "import sys; from chatcli.llm.client import ChatClient; from chatcli.config.settings import Config;"
         "c = ChatClient(Config(base_url='http://127.0.0.1:9/v1'));"
         "print('openai' in sys.modules)"
     )
@@ -231,8 +231,8 @@ def test_a_timeout_after_retries_says_each_try_went_silent(srv):
 
 
 def test_chunks_of_absurd_shapes_are_malformed_not_crashes():
-    from chatcli.client import parse_sse
-    from chatcli.errors import ChatError
+    from chatcli.base.errors import ChatError
+    from chatcli.llm.sse import parse_sse
 
     for payload in ('{"usage": {"prompt_tokens": Infinity}}', "[" * 100_000 + "]" * 100_000):
         with pytest.raises(ChatError, match="malformed"):
@@ -240,7 +240,7 @@ def test_chunks_of_absurd_shapes_are_malformed_not_crashes():
 
 
 def test_each_retry_is_said_before_the_wait_with_its_reason_and_count(srv):
-    from chatcli.events import Retrying
+    from chatcli.base.events import Retrying
 
     srv.script(
         Error(429, "slow down", headers={"retry-after-ms": "300"}),

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from chatcli.client import ChatClient
+from chatcli.base.events import Usage
 from chatcli.commands import REGISTRY
 from chatcli.commands.params import PARAMS
-from chatcli.config import Config
-from chatcli.events import Usage
-from chatcli.pricing import cost, price_for
-from chatcli.session import COMPLETE, Session, Turn
+from chatcli.config.settings import Config
+from chatcli.core.resume import load_session
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, Turn
+from chatcli.llm.client import ChatClient
+from chatcli.llm.pricing import cost, price_for
 
 
 @pytest.fixture
@@ -120,8 +122,8 @@ def test_exit_and_aliases(session):
 
 
 def test_usage_says_why_a_turn_has_no_usage_and_clear_counts_exchanges(session):
-    from chatcli.errors import ChatError
-    from chatcli.session import ERROR
+    from chatcli.base.errors import ChatError
+    from chatcli.core.turn import ERROR
 
     session.turns.append(finished_turn("gpt-4o-mini", 10, 5))
     session.turns.append(Turn(user="q", model="gpt-4o-mini", params={}, status=ERROR, error=ChatError("boom")))
@@ -197,7 +199,7 @@ def test_help_for_a_command_without_arguments_says_so(session):
 
 
 def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, tmp_path):
-    from chatcli.journal import Journal
+    from chatcli.core.journal import Journal
     from tests.conftest import TEST_KEY
 
     journal = Journal.open(tmp_path / "chatcli.db")
@@ -219,7 +221,7 @@ def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, t
                      "stop": "'###' 'END OF'"}
 
     # Saved with the session: a resumed session sends them too.
-    resumed = Session.load(journal, session.id, client=session.client)
+    resumed = load_session(journal, session.id, client=session.client)
     assert resumed.params == session.params
 
     assert REGISTRY.dispatch(session, "/set seed default").text == "seed reset to the server's default."
@@ -252,7 +254,7 @@ def test_file_attaches_text_files_to_the_next_message_only(srv, tmp_path, monkey
 
 
 def test_file_refuses_binary_missing_and_too_large_files_and_attaches_nothing(srv, tmp_path, monkeypatch):
-    from chatcli.tokens import Tokenizer
+    from chatcli.llm.tokens import Tokenizer
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")

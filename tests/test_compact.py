@@ -6,11 +6,12 @@ its UTF-8 bytes plus the chat overhead, so the sizes below are exact.
 
 from __future__ import annotations
 
-from chatcli.client import ChatClient
 from chatcli.commands import REGISTRY
-from chatcli.config import Config
-from chatcli.journal import Journal
-from chatcli.session import Session
+from chatcli.config.settings import Config
+from chatcli.core.journal import Journal
+from chatcli.core.resume import load_session
+from chatcli.core.session import Session
+from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
 from tests.server import Reply
 from tests.test_tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
@@ -83,7 +84,7 @@ def test_a_resumed_session_keeps_its_estimates(srv, tmp_path):
     prompt = REPLY_PRIMING + sum(n + MESSAGE_OVERHEAD for n in (9, 8, 14, 10))
     assert before[1][:5] == ["2", "test-model", f"≈{prompt}", "≈12", f"≈{prompt + 12}"]
 
-    resumed = Session.load(session.journal, session.id, client=session.client)
+    resumed = load_session(session.journal, session.id, client=session.client)
     resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
     after = REGISTRY.dispatch(resumed, "/usage").rows
     assert after == before
@@ -107,7 +108,7 @@ def test_a_resumed_session_still_counts_what_it_spent_on_undone_replies_and_summ
     before = REGISTRY.dispatch(session, "/usage").rows
     assert [r[0] for r in before] == ["1", "2", "3", "undone or replaced", "undone or replaced", "/compact", "session"]
 
-    resumed = Session.load(session.journal, session.id, client=session.client)
+    resumed = load_session(session.journal, session.id, client=session.client)
     resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
     assert REGISTRY.dispatch(resumed, "/usage").rows == before
     ledger = session.journal.store.ledger()
@@ -115,7 +116,7 @@ def test_a_resumed_session_still_counts_what_it_spent_on_undone_replies_and_summ
 
 
 def test_a_new_session_starts_with_nothing_spent(srv, tmp_path):
-    from chatcli.prompt import make_toolbar
+    from chatcli.ui.prompt import make_toolbar
 
     session = long_session(srv, tmp_path, 3)
     srv.script(Reply("Notes."))
@@ -133,7 +134,7 @@ def test_a_reply_given_an_undone_replys_id_does_not_hide_the_undone_spending_on_
     session.send("after the undo")
     before = REGISTRY.dispatch(session, "/usage").rows
     assert [r[0] for r in before] == ["1", "2", "undone or replaced", "session"]
-    resumed = Session.load(session.journal, session.id, client=session.client)
+    resumed = load_session(session.journal, session.id, client=session.client)
     resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
     assert REGISTRY.dispatch(resumed, "/usage").rows == before
 
@@ -144,7 +145,7 @@ def test_a_new_session_given_a_deleted_sessions_id_does_not_inherit_its_spending
     second = Session(client=first.client, model="test-model", journal=first.journal.fork(), tokenizer=first.tokenizer)
     second.send("a new start")
     assert second.id == first.id  # the id was reused...
-    resumed = Session.load(second.journal, second.id, client=second.client)
+    resumed = load_session(second.journal, second.id, client=second.client)
     resumed.tokenizer = tokenizer(window=WINDOW, output=OUTPUT)
     assert [r[0] for r in REGISTRY.dispatch(resumed, "/usage").rows] == ["1", "session"]  # ...the spending was not
 
@@ -152,7 +153,7 @@ def test_a_new_session_given_a_deleted_sessions_id_does_not_inherit_its_spending
 def test_a_budget_warning_brought_by_compact_is_shown_with_its_result(srv, tmp_path):
     import re
 
-    from chatcli.budget import Budget
+    from chatcli.core.budget import Budget
 
     session = long_session(srv, tmp_path, 4)
     session.budget, session._guard = Budget(daily_tokens=1), None

@@ -18,15 +18,10 @@ from typing import Any
 
 import pytest
 
-from chatcli.config import (
-    DEFAULT_BASE_URL,
-    SETTINGS,
-    SETTINGS_BY_KEY,
-    load_config,
-)
-from chatcli.config_text import example_toml
-from chatcli.errors import EXIT_CONFIG, ConfigError
-from chatcli.keys import require_api_key
+from chatcli.base.errors import EXIT_CONFIG, ConfigError
+from chatcli.config.example import example_toml
+from chatcli.config.settings import load_config, require_api_key
+from chatcli.config.table import DEFAULT_BASE_URL, SETTINGS, SETTINGS_BY_KEY
 from tests.conftest import TEST_KEY, make_env
 
 REPO = Path(__file__).resolve().parent.parent

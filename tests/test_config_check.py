@@ -4,7 +4,7 @@ close matches, while the exit code stays 0."""
 
 from __future__ import annotations
 
-from chatcli.errors import EXIT_OK
+from chatcli.base.errors import EXIT_OK
 from tests.test_oneshot import free_port
 from tests.test_profiles import KEYS, _other, other, write_config  # noqa: F401  (fixtures)
 

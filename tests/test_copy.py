@@ -16,19 +16,15 @@ import pytest
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from chatcli.blocks import code_blocks
-from chatcli.client import ChatClient
+from chatcli.base.blocks import code_blocks
+from chatcli.base.text import OSC52_LIMIT
+from chatcli.cli.repl import Repl
 from chatcli.commands import REGISTRY
-from chatcli.config import Config
-from chatcli.repl import Repl
-from chatcli.session import COMPLETE, INTERRUPTED, Session, Turn
-from chatcli.terminal import (
-    OSC52_LIMIT,
-    Clipboard,
-    osc52,
-    screen_passthrough,
-    tmux_passthrough,
-)
+from chatcli.config.settings import Config
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, INTERRUPTED, Turn
+from chatcli.llm.client import ChatClient
+from chatcli.ui.terminal import Clipboard, osc52, screen_passthrough, tmux_passthrough
 from tests.server import Reply
 
 FIRST = 'import os\n\nprint(os.getcwd())'
@@ -251,7 +247,7 @@ def test_copy_in_a_real_pty_puts_the_second_code_block_on_the_clipboard(srv, spa
 
 
 def test_a_digit_that_is_not_a_decimal_number_is_a_sentence_not_a_crash():
-    from chatcli.session import Session
+    from chatcli.core.session import Session
 
     session = Session(client=None, model="m")
     for line in ("/copy ²", "/compact ²", "/resume ²"):

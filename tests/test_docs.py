@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from chatcli.cli import build_parser
+from chatcli.cli.main import build_parser
 from chatcli.commands import REGISTRY
-from chatcli.config import SETTINGS
+from chatcli.config.table import SETTINGS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

@@ -26,11 +26,11 @@ from typing import Any, Iterator
 
 import pytest
 
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK
-from chatcli.journal import Journal
-from chatcli.session import Session
+from chatcli.base.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK
+from chatcli.config.settings import Config
+from chatcli.core.journal import Journal
+from chatcli.core.session import Session
+from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
 from tests.server import Body, ChatServer, Error, Reply
 from tests.test_oneshot import (
@@ -375,7 +375,7 @@ def test_server_errors_back_off_exponentially_with_jitter(srv: ChatServer, run_c
 
 def test_jitter_spreads_the_waits_of_clients_that_failed_together(srv: ChatServer) -> None:
     """Six clients get a 500 at the same moment; they do not all come back at the same instant."""
-    from chatcli.events import Retrying
+    from chatcli.base.events import Retrying
 
     told: list[float] = []
     srv.script(*[Error(500, "boom")] * 6)

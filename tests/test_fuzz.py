@@ -3,7 +3,7 @@
 Two doors take untrusted input: the slash-command line in the REPL, and the
 settings (config.toml, ./.env, the environment). Hypothesis throws arbitrary
 text and bytes at both; the only exceptions allowed out are chatcli's own
-(chatcli.errors.ChatError and its subclasses), which the edge turns into a
+(chatcli.base.errors.ChatError and its subclasses), which the edge turns into a
 sentence. Everything else that comes out must be usable: a Result the REPL can
 draw, a session still fit for the next turn, a Config whose fields have the
 types and ranges SETTINGS declares.
@@ -34,41 +34,37 @@ from hypothesis import assume, event, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from chatcli.capabilities import CAPABILITY_KEYS, LIST_KEYS
-from chatcli.client import ChatClient
+from chatcli.base.env import Env
+from chatcli.base.errors import ChatError, ConfigError
+from chatcli.base.events import Usage
+from chatcli.base.pii import KINDS
 from chatcli.commands import REGISTRY, Result
 from chatcli.commands.params import PARAMS
-from chatcli.config import (
+from chatcli.config.settings import (
+    UNTRUSTED_IN_DOTENV,
+    Config,
+    load_config,
+    read_config_file,
+)
+from chatcli.config.table import (
     BUDGET_KEYS,
+    CAPABILITY_KEYS,
+    LIST_KEYS,
     MODEL_KEYS,
     PRICE_KEYS,
     RENAMED,
     SETTINGS,
     SETTINGS_BY_KEY,
-    UNTRUSTED_IN_DOTENV,
-    Config,
+    Price,
     Setting,
-    load_config,
-    read_config_file,
 )
-from chatcli.env import Env
-from chatcli.errors import ChatError, ConfigError
-from chatcli.events import Usage
-from chatcli.pii import KINDS
-from chatcli.pricing import Price
-from chatcli.render import make_console
-from chatcli.views import show_result
-from chatcli.session import (
-    COMPLETE,
-    ERROR,
-    INTERRUPTED,
-    PENDING,
-    TRUNCATED,
-    Session,
-    Turn,
-)
-from chatcli.terminal import Clipboard
-from chatcli.tokens import Tokenizer
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, ERROR, INTERRUPTED, PENDING, TRUNCATED, Turn
+from chatcli.llm.client import ChatClient
+from chatcli.llm.tokens import Tokenizer
+from chatcli.ui.render import make_console
+from chatcli.ui.terminal import Clipboard
+from chatcli.ui.views import show_result
 
 # Examples are cheap (no network: port 9 refuses at once), but a slow 2-core machine
 # and the first openai import make timings uneven, so no per-example deadline. No example
@@ -285,7 +281,7 @@ def test_a_number_too_long_for_python_is_a_usage_error_not_a_crash(line: str) ->
 
 
 def test_resume_of_an_id_sqlite_cannot_hold_is_a_usage_error(tmp_path: Path) -> None:
-    from chatcli.journal import Journal
+    from chatcli.core.journal import Journal
 
     session = Session(client=CLIENT, model="gpt-4o-mini", journal=Journal.open(tmp_path / "chatcli.db"), tokenizer=TOKENIZER)
     for line in ("/resume 99999999999999999999", "/resume " + "9" * 4000):

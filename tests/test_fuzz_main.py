@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
 from chatcli.commands.params import PARAMS
-from chatcli.config import SETTINGS
+from chatcli.config.table import SETTINGS
 from tests.conftest import OUTPUTS, TEST_KEY, call_main
 from tests.test_fuzz import any_text, as_env_text, valid_value
 
@@ -157,7 +157,7 @@ def workdir(root: Path, config: bytes) -> tuple[Path, Path]:
 
 def run_main(argv: list[str], environ: dict[str, str], stdin: bytes, *, stdin_errors: str, stdout_tty: bool) -> subprocess.CompletedProcess:
     """main(argv) with streams that encode and decode as a process's do; SystemExit is an exit code."""
-    from chatcli.env import Env
+    from chatcli.base.env import Env
 
     out, err = io.BytesIO(), io.BytesIO()
     stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict", write_through=True)

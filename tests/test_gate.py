@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatcli.errors import one_line
-from chatcli.terminal import ControlFilter, strip_controls
+from chatcli.base.errors import one_line
+from chatcli.base.text import ControlFilter, strip_controls
 
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 ZERO_WIDTH = "\u200b\u200e\u200f\u2060\ufeff"
@@ -114,7 +114,9 @@ def test_server_text_on_one_line_shows_what_it_hides():
 
 
 def test_json_carries_controls_and_invisible_characters_only_as_escapes():
-    from chatcli.terminal import json_text  # oneshot's --json and the JSON export both write with it
+    from chatcli.base.text import (
+        json_text,  # oneshot's --json and the JSON export both write with it
+    )
 
     value = {"reply": "c1 \x9d and \x9b, del \x7f, esc \x1b, bidi \u202e, zw \u200b, tag \U000e0041, fa می\u200cخواهم"}
     for text in (json_text(value), json_text(value, indent=2)):

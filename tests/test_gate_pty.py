@@ -118,7 +118,7 @@ SESSIONS = {
 
 @pytest.mark.parametrize("command", SESSIONS.values(), ids=SESSIONS.keys())
 def test_the_sessions_commands_gate_titles_models_replies_and_file_names(home, spawn_chatcli, command):
-    from chatcli.store import Store
+    from chatcli.store.db import Store
 
     seed(home, (f"title {HOSTILE}", [(f"planted question {HOSTILE}", f"planted reply {HOSTILE}")]))
     store = Store.open(home / "data" / "chatcli" / "chatcli.db")

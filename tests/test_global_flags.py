@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.errors import EXIT_OK, EXIT_USAGE
+from chatcli.base.errors import EXIT_OK, EXIT_USAGE
 from tests.conftest import CHATCLI
 from tests.server import Reply
 from tests.test_oneshot import bash_completes, error_line

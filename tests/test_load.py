@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.errors import EXIT_FAILURE, EXIT_OK
+from chatcli.base.errors import EXIT_FAILURE, EXIT_OK
 from tests.server import ChatServer, Echo, Error
 
 pytestmark = pytest.mark.timeout(600)  # it may first wait for the real-server suite (both_cores)
@@ -31,7 +31,7 @@ RETRIES = 2
 # all released at once; print each one's exit code as JSON.
 FORKER = r"""
 import json, os, sys
-import chatcli.cli, chatcli.client, chatcli.session, chatcli.journal, chatcli.oneshot, openai  # imported once, shared
+import chatcli.cli.main, chatcli.llm.client, chatcli.core.session, chatcli.core.journal, chatcli.cli.oneshot, openai  # imported once, shared
 runs, out = int(sys.argv[1]), sys.argv[2]
 go_r, go_w = os.pipe()
 children = {}
@@ -46,7 +46,7 @@ for i in range(runs):
         for fd, to in ((stdin, 0), (stdout, 1), (stderr, 2)):
             os.dup2(fd, to)
         try:
-            code = chatcli.cli.main([f"question number {i}"])
+            code = chatcli.cli.main.main([f"question number {i}"])
         except SystemExit as exc:
             code = exc.code
         except BaseException:

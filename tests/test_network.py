@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from chatcli.errors import EXIT_CONFIG, EXIT_NETWORK
+from chatcli.base.errors import EXIT_CONFIG, EXIT_NETWORK
 from tests.proxy import Proxy
 from tests.server import ChatServer
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import chatcli
-from chatcli.errors import (
+from chatcli.base.errors import (
     EXIT_CONFIG,
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -407,11 +407,11 @@ class _CtrlCAfterFirstWrite(io.StringIO):
 
 
 def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None:
-    from chatcli.client import ChatClient
-    from chatcli.config import load_config
-    from chatcli.env import Env
-    from chatcli.oneshot import run_oneshot
-    from chatcli.session import Session
+    from chatcli.base.env import Env
+    from chatcli.cli.oneshot import run_oneshot
+    from chatcli.config.settings import load_config
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
 
     srv.script(Reply("Hello there, general Kenobi.", chunk_size=6))
     out, err = _CtrlCAfterFirstWrite(), io.StringIO()
@@ -481,8 +481,8 @@ def test_a_full_output_device_is_one_line_not_a_traceback(srv: ChatServer, chat_
 def test_json_prints_one_object_with_the_reply_and_what_it_cost(srv: ChatServer, run_chatcli) -> None:
     import json
 
-    from chatcli.events import Usage
-    from chatcli.pricing import cost
+    from chatcli.base.events import Usage
+    from chatcli.llm.pricing import cost
     from tests.server import compute_usage
 
     srv.script(Reply("Two, three and five.\n\x1b]0;title\x07"))
@@ -584,7 +584,7 @@ def test_the_bash_completion_script_loads_in_bash_and_completes_flags_subcommand
     assert bash_completes(script, "--completion", "") == ["bash", "fish", "zsh"]
     assert bash_completes(script, "config", "ch") == ["check"]
     # Every flag the parser has is offered: the script is made from it.
-    from chatcli.cli import build_parser
+    from chatcli.cli.main import build_parser
 
     flags = {f for a in build_parser()._actions for f in a.option_strings if f.startswith("--")}
     assert flags <= set(bash_completes(script, "--"))

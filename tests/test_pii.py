@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from chatcli.pii import KINDS, Scrubbed, describe, scrub
+from chatcli.base.pii import KINDS, Scrubbed, describe, scrub
 
 EMAIL = "[EMAIL_REDACTED]"
 PHONE = "[PHONE_REDACTED]"
@@ -526,10 +526,10 @@ def test_a_bad_redact_setting_is_one_sentence(srv, run_chatcli, isolated_env, se
 def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_history(srv, tmp_path):
     from contextlib import ExitStack
 
-    from chatcli.client import ChatClient
-    from chatcli.config import Config
-    from chatcli.journal import Journal
-    from chatcli.session import Session
+    from chatcli.config.settings import Config
+    from chatcli.core.journal import Journal
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
     from tests.conftest import TEST_KEY
     from tests.server import Echo
     from tests.test_repl import ENTER, flat, piped_chat
@@ -564,10 +564,10 @@ def test_the_system_prompt_is_scrubbed_too_from_a_flag_or_slash_system(srv, run_
     db = isolated_env / "data" / "chatcli" / "chatcli.db"
     assert b"carol@corp" not in db.read_bytes()
 
-    from chatcli.client import ChatClient
     from chatcli.commands import REGISTRY
-    from chatcli.config import Config
-    from chatcli.session import Session
+    from chatcli.config.settings import Config
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
 
     session = Session(client=ChatClient(Config(base_url=srv.base_url, redact=("phone",))), model="gpt-4o-mini")
     result = REGISTRY.dispatch(session, "/system Call me on +44 20 7946 0958.")

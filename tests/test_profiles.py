@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.config import load_config
-from chatcli.errors import EXIT_CONFIG, ConfigError
+from chatcli.base.errors import EXIT_CONFIG, ConfigError
+from chatcli.config.settings import load_config
 from tests.conftest import TEST_KEY, make_env
 from tests.server import ChatServer
 from tests.test_pty import ask, expect_prompt, quit_with_ctrl_d, visible
@@ -336,10 +336,10 @@ def test_profile_completes_the_files_profile_names(srv, other):
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
-    from chatcli.client import ChatClient
     from chatcli.commands import REGISTRY
-    from chatcli.prompt import make_prompt_session
-    from chatcli.session import Session
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
+    from chatcli.ui.prompt import make_prompt_session
 
     two_profiles(srv, other)
     config = load_config(make_env(environ={**KEYS, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")}))
@@ -353,10 +353,10 @@ def test_profile_completes_the_files_profile_names(srv, other):
 
 
 def test_profile_without_profiles_available_says_so(srv):
-    from chatcli.client import ChatClient
     from chatcli.commands import REGISTRY
-    from chatcli.config import Config
-    from chatcli.session import Session
+    from chatcli.config.settings import Config
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
 
     session = Session(client=ChatClient(Config(base_url=srv.base_url)), model="m")
 
@@ -366,10 +366,10 @@ def test_profile_without_profiles_available_says_so(srv):
 
 
 def test_a_profile_that_cannot_be_used_leaves_the_session_where_it_was(srv, other):
-    from chatcli.client import ChatClient
     from chatcli.commands import REGISTRY
-    from chatcli.profiles import Profiles
-    from chatcli.session import Session
+    from chatcli.config.settings import Profiles
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
 
     two_profiles(srv, other)
     env = make_env(environ={"MAIN_KEY": TEST_KEY, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")})
@@ -433,10 +433,10 @@ def test_the_401_names_the_variable_the_key_came_from(srv, run_chatcli):
 
 
 def test_switching_profiles_leaves_nothing_of_the_last_one(srv, other):
-    from chatcli.client import ChatClient
     from chatcli.commands import REGISTRY
-    from chatcli.profiles import Profiles
-    from chatcli.session import Session
+    from chatcli.config.settings import Profiles
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
 
     other.api_key = None
     write_config(f'temperature = 0.7\n[profiles.a]\nbase_url = "{srv.base_url}"\nmax_tokens = 100\n'
@@ -532,11 +532,11 @@ def test_a_session_whose_profile_is_gone_is_not_sent_elsewhere(srv, other, run_c
 
 
 def test_resume_in_a_session_goes_back_to_that_sessions_profile(srv, other, run_chatcli):
-    from chatcli.client import ChatClient
     from chatcli.commands import REGISTRY
-    from chatcli.journal import Journal
-    from chatcli.profiles import Profiles
-    from chatcli.session import Session
+    from chatcli.config.settings import Profiles
+    from chatcli.core.journal import Journal
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
 
     two_profiles(srv, other)
     run_chatcli("-p", "other", "held on other", env=KEYS)  # session 1

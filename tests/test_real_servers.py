@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.overflow import context_overflow
-from chatcli.profiles import make_tokenizer
-from chatcli.server_facts import ServerFacts
-from chatcli.session import Session
-from chatcli.tokens import Tokenizer, estimate
+from chatcli.app import make_tokenizer
+from chatcli.config.settings import Config
+from chatcli.core.session import Session
+from chatcli.llm.client import ChatClient
+from chatcli.llm.overflow import context_overflow
+from chatcli.llm.server_facts import ServerFacts
+from chatcli.llm.tokens import Tokenizer, estimate
 from tests.server import Error, Reply
 
 MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -329,9 +329,9 @@ def test_a_model_id_with_control_characters_is_never_the_default_nor_shown_raw(s
 def test_a_server_still_loading_its_model_is_asked_again(srv, monkeypatch):
     import time
 
-    import chatcli.server_facts
+    import chatcli.llm.server_facts
 
-    monkeypatch.setattr(chatcli.server_facts, "RETRY_S", 0.2)
+    monkeypatch.setattr(chatcli.llm.server_facts, "RETRY_S", 0.2)
     srv.flavor, srv.n_ctx, srv.served_model = "llamacpp", 2048, MODEL
     loading = (503, {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}})
     srv.overrides = {"/v1/models": loading, "/props": loading}

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pexpect
 
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.journal import Journal
-from chatcli.session import Session
+from chatcli.config.settings import Config
+from chatcli.core.journal import Journal
+from chatcli.core.resume import load_session
+from chatcli.core.session import Session
+from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
 from tests.server import Reply
 
@@ -87,7 +88,7 @@ def test_reasoning_is_stored_with_the_reply_and_never_sent_back(srv, tmp_path):
         assert db.execute("SELECT reasoning FROM messages WHERE role = 'assistant' ORDER BY id").fetchall() == [
             (THINKING,), (None,)
         ]
-    resumed = Session.load(journal, session.id, client=client)
+    resumed = load_session(journal, session.id, client=client)
     assert resumed.turns[0].reasoning == THINKING and resumed.messages("x") == session.messages("x")
 
 
@@ -114,7 +115,8 @@ def test_without_stats_there_is_no_stats_line(srv, spawn_chatcli):
 
 
 def test_the_migration_adds_the_reasoning_column_to_an_existing_database(tmp_path):
-    from chatcli.store import MIGRATIONS, Store
+    from chatcli.store.db import Store
+    from chatcli.store.migrations import MIGRATIONS
 
     Store.open(tmp_path / "old.db", migrations=MIGRATIONS[:6]).close()
     store = Store.open(Path(tmp_path / "old.db"))

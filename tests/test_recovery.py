@@ -25,14 +25,15 @@ from typing import Callable
 
 import pytest
 
-
-import chatcli.store
-from chatcli.client import ChatClient
+import chatcli.store.backlog
+import chatcli.store.db
 from chatcli.commands import REGISTRY
-from chatcli.config import Config
-from chatcli.journal import Journal
-from chatcli.session import COMPLETE, ERROR, Session
-from chatcli.store import Store, StoredMessage
+from chatcli.config.settings import Config
+from chatcli.core.journal import Journal
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, ERROR
+from chatcli.llm.client import ChatClient
+from chatcli.store.db import Store, StoredMessage
 from tests.conftest import TEST_KEY
 from tests.server import Reply
 from tests.test_tokens import byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
@@ -83,8 +84,8 @@ def one_sentence(text: str) -> None:
 def quick(monkeypatch):
     """Seams for speed: the busy timeout (5 s) becomes 200 ms and the retry interval 50 ms.
     The locks and the full disk stay real."""
-    monkeypatch.setattr(chatcli.store, "BUSY_TIMEOUT_MS", 200)
-    monkeypatch.setattr(chatcli.backlog, "RETRY_S", 0.05)
+    monkeypatch.setattr(chatcli.store.db, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(chatcli.store.backlog, "RETRY_S", 0.05)
 
 
 # --------------------------------------------------------------------------- #

@@ -9,10 +9,11 @@ import re
 import pytest
 from rich.console import Console
 
-from chatcli.blocks import BlockSplitter
-from chatcli.events import TextDelta, Usage
-from chatcli.render import MarkdownRenderer, PlainRenderer, markdown
-from chatcli.terminal import ControlFilter, strip_controls
+from chatcli.base.blocks import BlockSplitter
+from chatcli.base.events import TextDelta, Usage
+from chatcli.base.text import ControlFilter, strip_controls
+from chatcli.ui.markdown import markdown
+from chatcli.ui.render import MarkdownRenderer, PlainRenderer
 
 UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

@@ -152,7 +152,8 @@ def normalized(rows: list[str]) -> list[str]:
 
 def one_go_rows(text: str, columns: int) -> list[str]:
     """The finished reply rendered in one go, as the terminal would show it."""
-    from chatcli.render import make_console, markdown
+    from chatcli.ui.markdown import markdown
+    from chatcli.ui.render import make_console
 
     buf = io.StringIO()
     console = make_console(buf, width=columns, force_terminal=True, color=False)

@@ -18,8 +18,8 @@ import time
 import pytest
 from rich.console import Console
 
-from chatcli.events import ReasoningDelta, TextDelta
-from chatcli.render import MarkdownRenderer, PlainRenderer
+from chatcli.base.events import ReasoningDelta, TextDelta
+from chatcli.ui.render import MarkdownRenderer, PlainRenderer
 
 WIDTH, HEIGHT = 120, 40
 RATE = 100_000  # characters a second: a fast local server

@@ -22,12 +22,12 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from chatcli.client import ChatClient
+from chatcli.cli.repl import Repl
 from chatcli.commands import REGISTRY
-from chatcli.config import Config
-from chatcli.prompt import SlashCompleter, make_toolbar
-from chatcli.repl import Repl
-from chatcli.session import Session
+from chatcli.config.settings import Config
+from chatcli.core.session import Session
+from chatcli.llm.client import ChatClient
+from chatcli.ui.prompt import SlashCompleter, make_toolbar
 from tests.conftest import OUTPUTS, TEST_KEY
 from tests.server import Error, Reply, compute_usage
 
@@ -326,8 +326,8 @@ def test_model_lists_the_servers_models_and_switches(srv, chat):
 
 
 def test_model_without_a_server_list_still_says_the_model(chat):
-    from chatcli.client import ChatClient
-    from chatcli.config import Config
+    from chatcli.config.settings import Config
+    from chatcli.llm.client import ChatClient
 
     c = chat()
     c.session.client = ChatClient(Config(base_url="http://127.0.0.1:9/v1", max_retries=0))
@@ -500,7 +500,7 @@ def test_a_reply_cut_by_max_tokens_says_so(srv, chat):
 def test_model_names_complete_after_slash_model_once_the_server_has_listed_them(srv):
     import time as _time
 
-    from chatcli.client import ChatClient
+    from chatcli.llm.client import ChatClient
 
     srv.models = ["gpt-4o", "gpt-4o-mini", "o3-mini"]
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))

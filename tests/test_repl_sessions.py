@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.journal import Journal
-from chatcli.session import Session, Turn
+from chatcli.config.settings import Config
+from chatcli.core.journal import Journal
+from chatcli.core.resume import load_session
+from chatcli.core.session import Session
+from chatcli.core.turn import Turn
+from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
 from tests.server import Echo, Error, Reply, compute_usage
 from tests.test_repl import (
@@ -116,7 +118,7 @@ def chat(srv, tmp_path: Path, db_path: Path):
             assert journal.saving, journal.take_warning()
             stack.callback(lambda: journal.store and journal.store.close())
             if resume is not None:
-                session = Session.load(journal, resume, client=client)
+                session = load_session(journal, resume, client=client)
             else:
                 session = Session(
                     client=client, model=model, system=system, params=dict(params or {}), journal=journal
@@ -442,7 +444,7 @@ def test_system_model_and_temperature_changes_are_saved(srv, chat, db_path):
         "/temp 0.7", ENTER,
     )  # fmt: skip
     with closing(Journal.open(db_path).store) as store:  # type: ignore[arg-type]
-        restored = Session.load(Journal(store), 1, client=None)
+        restored = load_session(Journal(store), 1, client=None)
         assert (restored.system, restored.model, restored.params) == (
             "You are a pirate.",
             "gpt-4o",
@@ -452,14 +454,14 @@ def test_system_model_and_temperature_changes_are_saved(srv, chat, db_path):
     # Unsetting a parameter is saved as well.
     chat(system="Be brief.", params={"temperature": 0.3, "max_tokens": 50}).run("x", ENTER, "/temp default", ENTER)
     with closing(Journal.open(db_path).store) as store:  # type: ignore[arg-type]
-        restored = Session.load(Journal(store), 2, client=None)
+        restored = load_session(Journal(store), 2, client=None)
         assert (restored.system, restored.model, restored.params) == ("Be brief.", "gpt-4o-mini", {"max_tokens": 50})
 
     # So is removing the system prompt: the resumed session sends none.
     chat(resume=2).run("/system none", ENTER, "after", ENTER)
     assert srv.chat_requests[-1].body["messages"][0] == {"role": "user", "content": "x"}
     with closing(Journal.open(db_path).store) as store:  # type: ignore[arg-type]
-        assert Session.load(Journal(store), 2, client=None).system is None
+        assert load_session(Journal(store), 2, client=None).system is None
 
     # And the resumed session sends with them.
     chat(resume=1).run("ahoy", ENTER)
@@ -510,9 +512,9 @@ def _session_with_an_unanswered_message(db_path: Path) -> None:
     journal = Journal.open(db_path)
     session = Session(client=None, model="gpt-4o-mini", journal=journal)
     done = Turn(user="earlier", model="gpt-4o-mini", params={}, reply="earlier answer", status="complete")
-    journal.user_message(session, done)
+    journal.user_message(session.state(), done)
     journal.reply(done)
-    journal.user_message(session, Turn(user="lost question", model="gpt-4o-mini", params={}))
+    journal.user_message(session.state(), Turn(user="lost question", model="gpt-4o-mini", params={}))
     journal.store.close()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.errors import EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, EXIT_USAGE
+from chatcli.base.errors import EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, EXIT_USAGE
 from tests.conftest import make_env
 from tests.server import ChatServer, Reply
 
@@ -94,7 +94,7 @@ def test_the_format_belongs_to_that_ask_not_to_the_saved_session(srv: ChatServer
 
 
 def test_with_a_terminal_and_no_question_it_still_asks_once(srv: ChatServer, chat_env: dict[str, str], person: Path) -> None:
-    from chatcli.cli import main
+    from chatcli.cli.main import main
 
     srv.script(Reply('{"name": "Ada", "age": 36}'))
     env = make_env(stdin="invent a person\n", stdin_isatty=True, stdout_isatty=True, environ=chat_env)
@@ -264,7 +264,7 @@ def test_a_server_refusing_response_format_is_named_as_the_cause(srv: ChatServer
 
 @pytest.mark.parametrize("keyword", ["allOf", "not", "if", "patternProperties", "oneOf"])
 def test_keywords_strict_mode_refuses_turn_strict_off(keyword: str) -> None:
-    from chatcli.schema import strict_problem
+    from chatcli.cli.schema import strict_problem
 
     schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
               "additionalProperties": False, keyword: [{"type": "object"}] if keyword in ("allOf", "oneOf") else {}}
@@ -381,7 +381,7 @@ def test_json_record_for_a_reply_that_is_not_json(srv: ChatServer, run_chatcli, 
 def test_jsonschema_is_imported_only_for_schema(srv: ChatServer, chat_env: dict[str, str], person: Path) -> None:
     code = """
 import sys
-from chatcli.cli import main
+from chatcli.cli.main import main
 main(sys.argv[1:])
 print("jsonschema" in sys.modules, file=sys.stderr)
 """

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
-from chatcli.log import logging_to
-from chatcli.pii import redact_secrets
+from chatcli.base.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
+from chatcli.base.log import logging_to
+from chatcli.base.pii import redact_secrets
 from tests.conftest import TEST_KEY, leaks_in
 from tests.server import ChatServer, EchoHeaders, Error, Reply
 
@@ -191,9 +191,9 @@ def test_in_the_repl_verbose_lines_are_printed_above_the_reply_not_into_it(srv: 
     import io
     from contextlib import ExitStack
 
-    from chatcli.client import ChatClient
-    from chatcli.config import Config
-    from chatcli.session import Session
+    from chatcli.config.settings import Config
+    from chatcli.core.session import Session
+    from chatcli.llm.client import ChatClient
     from tests.test_repl import ENTER, piped_chat
 
     reply = "line one of the reply\n\nline two of the reply"
@@ -201,7 +201,7 @@ def test_in_the_repl_verbose_lines_are_printed_above_the_reply_not_into_it(srv: 
     err = io.StringIO()
     session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
                       model="gpt-4o-mini")
-    from chatcli.log import holding
+    from chatcli.base.log import holding
 
     with ExitStack() as stack:
         stack.enter_context(logging_to(err, verbose=True, log_file=None, secret=TEST_KEY))
@@ -236,12 +236,12 @@ def test_a_password_in_the_base_url_is_never_shown_or_logged(srv: ChatServer, ru
 def test_a_bug_is_one_sentence_and_a_report_without_the_key(srv: ChatServer, run_chatcli, isolated_env: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Seam: no real bug can be summoned on purpose, so one is put where the one-shot path runs."""
-    import chatcli.oneshot
+    import chatcli.cli.oneshot
 
     def broken(*args, **kwargs):
         raise TypeError(f"unexpected value near {TEST_KEY}")
 
-    monkeypatch.setattr(chatcli.oneshot, "run_oneshot", broken)
+    monkeypatch.setattr(chatcli.cli.oneshot, "run_oneshot", broken)
     result = run_chatcli("hello")
 
     crash = isolated_env / "state" / "chatcli" / "crash.log"
@@ -290,7 +290,7 @@ def test_a_proxy_that_echoes_the_key_and_a_header_token_has_neither_shown_nor_st
 
 
 def test_a_secret_split_anywhere_across_the_chunks_of_a_reply_is_taken_out() -> None:
-    from chatcli.pii import SecretStream
+    from chatcli.base.secret_stream import SecretStream
 
     token = "gw-" + "0123456789abcdef" * 2
     text = f"key {TEST_KEY}, token {token}{token} and a last {TEST_KEY[:5]}t word, then s"
@@ -304,8 +304,8 @@ def test_a_secret_split_anywhere_across_the_chunks_of_a_reply_is_taken_out() -> 
 
 
 def test_a_placeholder_key_is_no_secret_to_take_out_of_replies() -> None:
-    from chatcli.config import Config
-    from chatcli.pii import configured_secrets
+    from chatcli.base.pii import configured_secrets
+    from chatcli.config.settings import Config
 
     # Ollama, vLLM and LM Studio take any key; taking "ollama" out of a reply about Ollama would garble it.
     for placeholder in ("ollama", "EMPTY", "lm-studio", "sk-no-key-required"):

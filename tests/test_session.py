@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.events import TextDelta
-from chatcli.session import COMPLETE, ERROR, INTERRUPTED, TRUNCATED, Session
+from chatcli.base.events import TextDelta
+from chatcli.config.settings import Config
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, ERROR, INTERRUPTED, TRUNCATED
+from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
 from tests.server import Error, Reply
 

@@ -81,7 +81,7 @@ def seed(home: Path, *conversations: tuple[str, list[tuple[str, str]]], system: 
     Each conversation is (title, [(question, answer), ...]); autosave itself is
     tested through real asks elsewhere in this file.
     """
-    from chatcli.store import Store, StoredMessage
+    from chatcli.store.db import Store, StoredMessage
 
     store = Store.open(default_db(home))
     ids = []

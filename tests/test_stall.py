@@ -20,10 +20,11 @@ import time
 import pexpect
 import pytest
 
-import chatcli.session
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.session import STALL_S, Session
+import chatcli.core.session
+from chatcli.config.settings import Config
+from chatcli.core.session import Session
+from chatcli.core.turn import STALL_S
+from chatcli.llm.client import ChatClient
 from tests.conftest import CHATCLI, TEST_KEY
 from tests.server import Reply
 from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
@@ -69,7 +70,7 @@ def test_the_plain_repl_shows_the_stats_line_too(srv, spawn_chatcli):
 
 
 def test_a_stall_is_not_generation_time(srv, monkeypatch):
-    monkeypatch.setattr(chatcli.session, "STALL_S", 0.2)  # in this process only: a short stall will do
+    monkeypatch.setattr(chatcli.core.session, "STALL_S", 0.2)  # in this process only: a short stall will do
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     session = Session(client=client, model="test-model")
     srv.script(Reply("word " * 40, chunk_size=5, delay=0.01, stall_after=20, stall_seconds=1.0))
@@ -77,7 +78,7 @@ def test_a_stall_is_not_generation_time(srv, monkeypatch):
     turn = session.send("go")
 
     assert 0.6 <= turn.stalled_s <= 0.95, turn.stalled_s  # the gap past the threshold, and only it
-    from chatcli.views import stats_line
+    from chatcli.ui.views import stats_line
 
     first, tokens, total, rate, stalled = stats(stats_line(session, turn))
     assert stalled == round(turn.stalled_s, 1)
@@ -173,7 +174,7 @@ def test_no_notice_without_a_stall(srv, spawn_chatcli):
 def test_following_one_long_line_costs_linear_time():
     """The stall notice follows where the reply's last line ends. Keeping that line copied it on
     every delta: `--plain` on a terminal took 3.8 s for 1 MiB on one line and 206 s for 10 MiB."""
-    from chatcli.stall import StallNotice
+    from chatcli.ui.stall import StallNotice
 
     def cost(size: int) -> float:
         with open(os.devnull, "w") as out:

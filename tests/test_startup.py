@@ -7,7 +7,7 @@ import sys
 
 HELP = """
 import sys
-from chatcli.cli import main
+from chatcli.cli.main import main
 try:
     main(["--help"])
 except SystemExit:
@@ -19,10 +19,10 @@ FIRST_PROMPT = """
 import io, sys
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.repl import Repl
-from chatcli.session import Session
+from chatcli.llm.client import ChatClient
+from chatcli.config.settings import Config
+from chatcli.cli.repl import Repl
+from chatcli.core.session import Session
 
 session = Session(client=ChatClient(Config(base_url="http://127.0.0.1:9/v1")), model="m")
 with create_pipe_input() as pipe:
@@ -62,7 +62,7 @@ def prompt(self, *args, **kwargs):
     return original(self, *args, **kwargs)
 
 shortcuts.PromptSession.prompt = prompt
-from chatcli.cli import main
+from chatcli.cli.main import main
 sys.exit(main([]))
 """
 

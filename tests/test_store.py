@@ -21,12 +21,15 @@ from pathlib import Path
 
 import pytest
 
-import chatcli.store
-from chatcli.client import ChatClient
-from chatcli.config import Config
-from chatcli.journal import Journal
-from chatcli.session import COMPLETE, Session
-from chatcli.store import MIGRATIONS, Store, StoredMessage, StoreError
+import chatcli.store.db
+from chatcli.config.settings import Config
+from chatcli.core.journal import Journal
+from chatcli.core.resume import load_session
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE
+from chatcli.llm.client import ChatClient
+from chatcli.store.db import Store, StoredMessage, StoreError
+from chatcli.store.migrations import MIGRATIONS
 from tests.conftest import TEST_KEY
 from tests.server import Reply
 
@@ -164,7 +167,7 @@ def test_a_database_from_the_first_schema_version_migrates_and_keeps_everything(
             7, "Lighthouses", "gpt-old", "Be brief.", {"temperature": 0.7}
         )
         assert (info.turns, info.updated_at) == (2, 1700000100.0)
-        from chatcli.sessions import spent
+        from chatcli.cli.sessions import spent
 
         assert spent(store, info) == "19"  # as /usage counts them: the replies' reported usage
         assert info.context_from == 0  # the new column's default for old rows
@@ -186,7 +189,7 @@ def test_a_database_from_the_first_schema_version_migrates_and_keeps_everything(
         # chatcli can pick the old conversation up again, with its state.
         journal = Journal.open(db_path)
         try:
-            session = Session.load(journal, 7, client=None)
+            session = load_session(journal, 7, client=None)
             assert (session.model, session.params) == ("gpt-old", {"temperature": 0.7})
             assert session.messages("next") == [
                 {"role": "system", "content": "Be brief."},
@@ -244,7 +247,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from chatcli.store import Store, StoredMessage
+    from chatcli.store.db import Store, StoredMessage
 
     path, go, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     deadline = time.monotonic() + 15
@@ -573,7 +576,7 @@ def test_a_read_only_database_is_reported_once_and_chat_goes_on(srv, db_path):
 def short_busy_timeout(monkeypatch):
     # Seam: the real busy timeout is 5 s; 200 ms keeps the test fast. The
     # lock is real, held by another connection for longer than the timeout.
-    monkeypatch.setattr(chatcli.store, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(chatcli.store.db, "BUSY_TIMEOUT_MS", 200)
 
 
 @pytest.fixture

@@ -25,12 +25,13 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from chatcli.client import ChatClient
-from chatcli.config import SETTINGS_BY_KEY, Config
-from chatcli.errors import EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, ChatError
-from chatcli.events import Finish, Retrying, Served, TextDelta, Usage
-from chatcli.journal import Journal
-from chatcli.session import Session
+from chatcli.base.errors import EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, ChatError
+from chatcli.base.events import Finish, Retrying, Served, TextDelta, Usage
+from chatcli.config.settings import Config
+from chatcli.config.table import SETTINGS_BY_KEY
+from chatcli.core.journal import Journal
+from chatcli.core.session import Session
+from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
 from tests.server import Body, Error, Reply
 from tests.test_faults import NOT_CHAT_STREAMS

@@ -19,11 +19,13 @@ import pytest
 import tiktoken
 import tiktoken.registry
 
-from chatcli.client import ChatClient
 from chatcli.commands import REGISTRY
-from chatcli.config import Config
-from chatcli.session import COMPLETE, ERROR, Session
-from chatcli.tokens import (
+from chatcli.config.settings import Config
+from chatcli.core.resume import load_session
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, ERROR
+from chatcli.llm.client import ChatClient
+from chatcli.llm.tokens import (
     MESSAGE_OVERHEAD,
     REPLY_PRIMING,
     Count,
@@ -103,7 +105,7 @@ def test_model_families_and_overrides():
     assert t.limits("gpt-4o").context_window == 5000
     assert t.limits("gpt-4o-2024-08-06").context_window == 5000  # a dated snapshot of the overridden model
     assert t.limits("gpt-4-0125-preview").context_window == 128_000  # not gpt-4's 8k
-    from chatcli.pricing import price_for
+    from chatcli.llm.pricing import price_for
 
     assert price_for("o1-pro").input == 150.0 and price_for("o3-pro-2025-06-10").input == 20.0
     assert t.limits("gpt-4-0613").encoding == "cl100k_base"
@@ -182,8 +184,8 @@ def test_the_repl_says_what_it_left_out_and_the_toolbar_shows_the_context_meter(
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
-    from chatcli.prompt import make_toolbar
-    from chatcli.repl import Repl
+    from chatcli.cli.repl import Repl
+    from chatcli.ui.prompt import make_toolbar
 
     out = io.StringIO()
     with create_pipe_input() as keys:
@@ -228,7 +230,7 @@ def test_a_second_context_length_error_is_one_sentence(srv, small):
 
 
 def test_compact_summarises_older_turns_and_shrinks_what_is_sent(srv, isolated_env, tmp_path):
-    from chatcli.journal import Journal
+    from chatcli.core.journal import Journal
     from tests.server import Reply
 
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
@@ -254,7 +256,7 @@ def test_compact_summarises_older_turns_and_shrinks_what_is_sent(srv, isolated_e
 
     rows = dict(REGISTRY.dispatch(session, "/tokens").rows)
     assert rows["summary of earlier turns (/compact)"] != "0"
-    resumed = Session.load(journal, session.id, client=client)  # ...and in the store, with the summary
+    resumed = load_session(journal, session.id, client=client)  # ...and in the store, with the summary
     assert len(resumed.turns) == 7
     resumed.tokenizer = tokenizer()
     assert resumed.messages("again") == session.messages("again")
@@ -267,13 +269,13 @@ def test_compact_with_nothing_older_says_so(srv, small):
 
 
 def test_prices_from_config_override_and_extend_the_table(tmp_path):
-    from chatcli.events import Usage
-    from chatcli.pricing import Pricing
+    from chatcli.base.events import Usage
+    from chatcli.llm.pricing import Pricing
 
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('[prices."test-model"]\ninput = 2.0\noutput = 8.0\n[prices."gpt-4o"]\ninput = 1.0\ncached_input = 0.5\noutput = 4.0\n')
-    from chatcli.config import load_config
+    from chatcli.config.settings import load_config
     from tests.conftest import make_env
 
     pricing = Pricing(load_config(make_env()).prices)
@@ -284,8 +286,8 @@ def test_prices_from_config_override_and_extend_the_table(tmp_path):
 
 
 def test_bad_price_tables_name_the_model_and_what_is_needed():
-    from chatcli.config import load_config
-    from chatcli.errors import ConfigError
+    from chatcli.base.errors import ConfigError
+    from chatcli.config.settings import load_config
     from tests.conftest import make_env
 
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
@@ -297,8 +299,9 @@ def test_bad_price_tables_name_the_model_and_what_is_needed():
 
 
 def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_none(srv, small):
-    from chatcli.pricing import Price, Pricing
-    from chatcli.prompt import make_toolbar
+    from chatcli.config.table import Price
+    from chatcli.llm.pricing import Pricing
+    from chatcli.ui.prompt import make_toolbar
     from tests.server import Reply
 
     small.pricing = Pricing({"test-model": Price(1000.0, 1000.0, 1000.0)})  # $1000 per million: visible cents
@@ -318,9 +321,10 @@ def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_no
 
 
 def priced_session(srv, journal=None, **budget) -> Session:
-    from chatcli.budget import Budget
-    from chatcli.journal import Journal
-    from chatcli.pricing import Price, Pricing
+    from chatcli.config.table import Price
+    from chatcli.core.budget import Budget
+    from chatcli.core.journal import Journal
+    from chatcli.llm.pricing import Pricing
 
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     return Session(
@@ -354,8 +358,8 @@ def test_at_80_percent_of_a_cap_it_warns_once(srv):
 
 
 def test_the_ledger_keeps_spending_after_its_session_is_deleted(srv, tmp_path):
-    from chatcli.budget import period_starts
-    from chatcli.journal import Journal
+    from chatcli.core.budget import period_starts
+    from chatcli.core.journal import Journal
 
     journal = Journal.open(tmp_path / "chatcli.db")
     session = priced_session(srv, journal=journal)
@@ -381,8 +385,8 @@ def test_a_budget_cap_stops_the_next_one_shot_ask(srv, run_chatcli):
 
 
 def test_usage_command_toolbar_and_chatcli_usage_agree(srv, run_chatcli, tmp_path):
-    from chatcli.journal import Journal
-    from chatcli.prompt import make_toolbar
+    from chatcli.core.journal import Journal
+    from chatcli.ui.prompt import make_toolbar
 
     db = tmp_path / "chatcli.db"
     session = priced_session(srv, journal=Journal.open(db))
@@ -418,7 +422,7 @@ def test_verbose_says_once_why_counts_are_estimates(srv, run_chatcli):
 
 
 def test_a_refused_turn_claims_nothing_was_left_out(srv):
-    from chatcli.budget import Budget
+    from chatcli.core.budget import Budget
 
     session = priced_session(srv)
     session.tokenizer = tokenizer(window=200, output=20)
@@ -442,8 +446,8 @@ def test_compact_refuses_a_summary_that_is_not_shorter(srv, small):
 
 
 def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
-    from chatcli.budget import Budget, period_starts
-    from chatcli.journal import Journal
+    from chatcli.core.budget import Budget, period_starts
+    from chatcli.core.journal import Journal
     from tests.server import Reply
 
     journal = Journal.open(tmp_path / "chatcli.db")
@@ -461,8 +465,8 @@ def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
 
 
 def test_usage_keeps_counting_undone_retried_and_compaction_requests_as_the_ledger_does(srv, tmp_path):
-    from chatcli.budget import period_starts
-    from chatcli.journal import Journal
+    from chatcli.core.budget import period_starts
+    from chatcli.core.journal import Journal
     from tests.server import Reply
 
     journal = Journal.open(tmp_path / "chatcli.db")
@@ -477,7 +481,7 @@ def test_usage_keeps_counting_undone_retried_and_compaction_requests_as_the_ledg
     assert any(r[0] == "undone or replaced" for r in rows) and any(r[0] == "/compact" for r in rows)
     spent = journal.spend_since(period_starts()[0])
     assert rows[-1][4] == f"{spent.tokens:,}"
-    from chatcli.pricing import format_cost
+    from chatcli.base.format import format_cost
 
     assert rows[-1][5] == format_cost(spent.usd)
 
@@ -485,7 +489,7 @@ def test_usage_keeps_counting_undone_retried_and_compaction_requests_as_the_ledg
 def test_chatcli_usage_marks_estimates_and_never_prices_an_unpriced_model(srv, run_chatcli, tmp_path):
     import time as _time
 
-    from chatcli.store import Spend, Store
+    from chatcli.store.db import Spend, Store
 
     db = tmp_path / "chatcli.db"
     store = Store.open(db)
@@ -517,7 +521,7 @@ def test_switching_model_in_the_repl_loads_the_new_models_encoding_for_the_toolb
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
-    from chatcli.repl import Repl
+    from chatcli.cli.repl import Repl
 
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     t = Tokenizer(overrides={"other-model": {"encoding": TEST_ENCODING}})

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 
-from chatcli.blocks import code_blocks
-from chatcli.commands import UNSET, Result, _shown, command, whole_number
-from chatcli.session import (
-    COMPLETE,
-    INTERRUPTED,
-    Session,
-)
-from chatcli.terminal import OSC52_LIMIT, osc52_payload
+from chatcli.base.blocks import code_blocks
+from chatcli.base.parse import whole_number
+from chatcli.base.text import OSC52_LIMIT, osc52_payload
+from chatcli.commands.registry import UNSET, Result, _shown, command
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, INTERRUPTED
 
 
 @command("clear", help="Forget the conversation; keep the system prompt and settings.")
@@ -99,12 +97,7 @@ def edit_command(session: Session, arg: str) -> Result:
     """Opens $VISUAL (or $EDITOR, or vi) on a new message, starting from TEXT if given.
     When the editor exits, what you wrote comes back to the prompt to be read over and sent with
     Enter. Ctrl-X Ctrl-E does the same for what is already typed."""
-    from chatcli.terminal import edit_in_editor
-
-    text = edit_in_editor(arg)
-    if not text.strip():
-        return Result("The message was left empty; nothing was put at the prompt.")
-    return Result("Your message is at the prompt: press Enter to send it.", prefill=text)
+    return Result(edit=arg)  # the REPL opens the editor: a command never touches the terminal
 
 
 @command("undo", help="Drop the last exchange, from what is sent and from the store.")
@@ -170,7 +163,7 @@ def compact_command(session: Session, arg: str) -> Result:
     in the saved session. The summary costs one request, counted in /usage."""
     if arg and whole_number(arg) is None:
         return Result(f"/compact takes how many recent turns to keep, as in /compact 2, not {arg!r}.", error=True)
-    from chatcli.compact import compact
+    from chatcli.core.compact import compact
 
     done = compact(session, keep=int(arg) if arg else 2)
     how = f" in {done.requests} requests, as they did not fit one" if done.requests > 1 else ""

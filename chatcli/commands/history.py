@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from chatcli.commands import Result, command, whole_number
-from chatcli.errors import UsageError
-from chatcli.inputs import MAX_ID
-from chatcli.pricing import format_cost
-from chatcli.tokens import margin
-from chatcli.session import (
-    ERROR,
-    PENDING,
-    SUMMARY_HEADING,
-    Session,
-)
+from chatcli.base.errors import UsageError
+from chatcli.base.format import format_cost
+from chatcli.base.parse import MAX_ID, whole_number
+from chatcli.commands.registry import Result, command
+from chatcli.core.resume import load_session
+from chatcli.core.session import Session
+from chatcli.core.turn import ERROR, PENDING, SUMMARY_HEADING
+from chatcli.llm.tokens import margin
 
 
 @command("usage", help="Tokens and estimated cost, per turn and for the session.")
@@ -46,7 +43,7 @@ def usage_command(session: Session, arg: str) -> Result:
 def sessions_command(session: Session, arg: str) -> Result:
     """Lists the most recent saved sessions: id, title, model, turns and when last updated. /resume ID
     switches to one; `chatcli sessions` on the command line searches, exports and deletes them."""
-    from chatcli.sessions import age
+    from chatcli.base.format import age
 
     listed = session.journal.list_sessions(limit=20)
     if listed is None:
@@ -68,11 +65,11 @@ def resume_command(session: Session, arg: str) -> Result:
     number = whole_number(arg)
     if number is None or number > MAX_ID:  # ids are SQLite integers
         return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
-    resumed = Session.load(session.journal, number, client=session.client)
+    resumed = load_session(session.journal, number, client=session.client)
     saved = session.journal.profile_of(number)
     current = session.client.config.profile if session.client is not None else None
     if saved and saved != current and session.profiles is not None:
-        from chatcli.profiles import use
+        from chatcli.app import use
 
         use(session, session.profiles.load_for_resume(saved, number))  # or one sentence, and no change
         resumed.client = session.client
@@ -103,7 +100,7 @@ def title_command(session: Session, arg: str) -> Result:
 def export_command(session: Session, arg: str) -> Result:
     """/export PATH writes the session to a file: Markdown for .md, JSON for .json
     (messages, model, parameters and usage). ~ works. The API key is never in an export."""
-    from chatcli.export import write_export
+    from chatcli.core.export import write_export
 
     if not arg:
         return Result("Give a file to export to: /export chat.md or /export chat.json.", error=True)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import difflib
 
-from chatcli.capabilities import Adapter
-from chatcli.commands import UNSET, Result, _shown, command
-from chatcli.config import SETTINGS_BY_KEY, Setting
-from chatcli.errors import ChatError
-from chatcli.session import (
-    Session,
-)
+from chatcli.base.errors import ChatError
+from chatcli.commands.registry import UNSET, Result, _shown, command
+from chatcli.config.table import SETTINGS_BY_KEY, Setting
+from chatcli.core.session import Session
+from chatcli.llm.capabilities import Adapter
 
 
 @command("temp", args="[value]", help="Show the temperature, or set it (0 to 2).", aliases=("temperature",))
@@ -159,8 +157,8 @@ def profile_command(session: Session, arg: str) -> Result:
     (unset where it sets none), and its system prompt if it gives one. The conversation goes on
     there, and parameters only /set sets stay. A profile that cannot be used (no such profile, its
     key not set) is one sentence, and nothing changes. Tab completes the names."""
-    from chatcli.pii import hide_password
-    from chatcli.profiles import switch
+    from chatcli.app import switch
+    from chatcli.base.pii import hide_password
 
     current = session.client.config if session.client is not None else None
     if session.profiles is None or current is None:

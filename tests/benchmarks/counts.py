@@ -30,10 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from chatcli.client import ChatClient  # noqa: E402
-from chatcli.config import Config  # noqa: E402
-from chatcli.profiles import make_tokenizer  # noqa: E402
-from chatcli.session import Session  # noqa: E402
+from chatcli.app import make_tokenizer  # noqa: E402
+from chatcli.config.settings import Config  # noqa: E402
+from chatcli.core.session import Session  # noqa: E402
+from chatcli.llm.client import ChatClient  # noqa: E402
 from tests import llama_server  # noqa: E402
 
 

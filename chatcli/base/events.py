@@ -1,0 +1,114 @@
+"""The typed events a streamed reply is made of.
+
+client.py turns SSE chunks into these; session.py records them and render.py
+draws them. None of the three needs to know how the others work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatcli.base.pii import describe
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage as the server reported it."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """The model the server says answered (a chunk's `model`), which may not be the one asked for."""
+
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something learned about the server to say once, above the reply: its window, a cut it made."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """The request failed in a way worth another try: the SDK waits `seconds`, then makes retry `attempt` of `of`."""
+
+    reason: str  # "rate limited", "the server failed (HTTP 503)", "the connection failed"
+    seconds: float
+    attempt: int
+    of: int
+
+    def __str__(self) -> str:
+        wait = f"{self.seconds:.1f}s" if self.seconds < 10 else f"{self.seconds:.0f}s"
+        return f"{self.reason}, retrying in {wait} (attempt {self.attempt}/{self.of})"
+
+
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    """Personal data was scrubbed from text about to be sent (config `redact`): counts by kind, and where."""
+
+    counts: tuple[tuple[str, int], ...]
+    where: str = "before sending"  # or "from the system prompt"
+
+    def __str__(self) -> str:
+        return f"redacted {describe(dict(self.counts))} {self.where}"
+
+
+@dataclass(frozen=True, slots=True)
+class Adjusted:
+    """A request was changed to suit its model (capabilities.py): said once per model and change."""
+
+    text: str  # "o3-mini does not take temperature; it is left out of its requests"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A --verbose log line written while a reply is drawn: the REPL passes it to the renderer."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# Said above the reply as it happens, not part of it.
+NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note)
+
+Event = TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note

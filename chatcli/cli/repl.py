@@ -1,0 +1,265 @@
+"""The interactive loop: read a line, run a command or a turn, draw the outcome.
+
+openai is imported in a background thread while the user types its first
+message, so the prompt appears at once and the first reply does not wait.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import nullcontext
+from typing import Mapping, TextIO
+
+from chatcli import __version__
+from chatcli.base.env import isatty
+from chatcli.base.errors import ChatError, Terminated
+from chatcli.base.events import LogLine
+from chatcli.base.log import routed
+from chatcli.commands import REGISTRY, Result
+from chatcli.core.session import Session
+from chatcli.core.turn import (
+    COMPLETE,
+    ERROR,
+    INTERRUPTED,
+    PENDING,
+    TRUNCATED,
+    Turn,
+    finish_notice,
+    left_out_notice,
+)
+from chatcli.ui.prompt import SentAndInterrupted, make_prompt_session, open_history
+from chatcli.ui.render import (
+    MarkdownRenderer,
+    PlainRenderer,
+    make_console,
+    warm_up_rendering,
+)
+from chatcli.ui.terminal import Clipboard, echo_off, edit_in_editor, write_whole
+from chatcli.ui.views import (
+    show_error,
+    show_notice,
+    show_recap,
+    show_result,
+    show_stats,
+)
+
+
+class Repl:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        out: TextIO,
+        keyboard: TextIO | None = None,
+        markdown: bool = True,
+        verbose: bool = False,
+        color: bool = True,
+        history_path=None,
+        input=None,
+        output=None,
+        warm_up: bool = True,
+        environ: Mapping[str, str] | None = None,
+        stats: bool = False,
+        vi: bool = False,
+        multiline: bool = False,
+    ) -> None:
+        self.session = session
+        self.out = out
+        # TERM, TMUX and STY say how OSC 52 reaches the clipboard (/copy); decided once.
+        self.clipboard = Clipboard.detect(isatty=isatty(out), environ=os.environ if environ is None else environ)
+        self.keyboard = keyboard
+        self.markdown = markdown
+        self.stats = stats
+        self.verbose = verbose
+        self.console = make_console(out, color=color)
+        self.prompt = make_prompt_session(
+            session, REGISTRY, history=open_history(history_path, redact=session.redact), color=color, vi=vi,
+            multiline=multiline, input=input, output=output, say=lambda text: show_error(self.console, text),
+        )
+        self._orphan: Turn | None = None
+        self._warm_up = threading.Thread(target=self._warm, daemon=True) if warm_up else None
+
+    def _warm(self) -> None:
+        try:
+            self.session.client.warm_up()
+            self.session.tokenizer.preload(self.session.model)
+            warm_up_rendering()
+        except Exception:  # noqa: BLE001 - a failure here shows up again, with a sentence, on send
+            pass
+
+    def _start_warm_up(self, _app=None) -> None:
+        """Begin importing openai once the first prompt is on screen, so the two do not compete."""
+        if self._warm_up is not None and not self._warm_up.is_alive() and self._warm_up.ident is None:
+            self._warm_up.start()
+
+    def run(self) -> int:
+        try:
+            return self._loop()
+        finally:
+            # However the loop ends (Ctrl-D, /exit, SIGTERM), let the background
+            # import finish: a daemon thread still importing at interpreter
+            # shutdown can abort Python.
+            if self._warm_up is not None and self._warm_up.ident is not None:
+                self._warm_up.join(timeout=5)
+
+    def _loop(self) -> int:
+        self.prompt.app.after_render.add_handler(self._start_warm_up)
+        s = self.session
+        persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
+        profile = s.client.config.profile if s.client is not None else None
+        # With no model configured the server's own is asked for in the background; the toolbar names it.
+        model = s.model if s.model_chosen else "the server's model"
+        where = f"profile {profile}: {model}" if profile else model
+        show_notice(self.console, f"chatcli {__version__} · {where}{persona} · /help for commands, Ctrl-D to quit")
+        prefill = ""
+        if s.turns:
+            prefill = self.recap()
+        self.warn()
+        while True:
+            try:
+                text = self.prompt.read_line(default=prefill)
+            except Terminated:
+                raise
+            except SentAndInterrupted as exc:  # Ctrl-C the moment after Enter: nothing went
+                show_notice(self.console, "[interrupted before it was sent; the message is back at the prompt]")
+                prefill = exc.text
+                continue
+            except KeyboardInterrupt:
+                prefill = ""  # Ctrl-C at the prompt clears the line
+                continue
+            except EOFError:
+                break
+            prefill = ""
+            if not text.strip():
+                continue
+            if text.startswith("/") and not text.startswith("//"):
+                try:
+                    result = REGISTRY.dispatch(s, text)
+                except Terminated:
+                    raise
+                except KeyboardInterrupt:  # a command that talks to the server (/compact)
+                    show_notice(self.console, "[interrupted]")
+                    continue
+                # /model, /resume and /new may bring another encoding: load it in the background, for the toolbar.
+                s.tokenizer.preload(s.model)
+                if result.clipboard is not None:
+                    result = self.copy(result)
+                if result.edit is not None:
+                    result = self.edit(result.edit)
+                show_result(self.console, result)
+                self.warn()
+                if result.exit:
+                    break
+                if result.recap:
+                    prefill = self.recap()
+                prefill = result.prefill or prefill
+                if not result.retry:
+                    continue
+                turn = self.send(None)
+            else:
+                if text.startswith("//"):
+                    text = text[1:]  # a message that really starts with a slash
+                self._drop_orphan_if_resent(text)
+                turn = self.send(text)
+            self.warn()
+            if turn is not None and turn.status == ERROR and not turn.reply and turn in s.turns:
+                prefill = turn.user
+                self._orphan = turn
+                show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
+        s.journal.settle()  # one last try at what a full disk or a lock held back
+        self.warn()
+        return 0
+
+    def copy(self, result: Result) -> Result:
+        """Put result.clipboard on the terminal's clipboard with OSC 52; say why not when it cannot."""
+        if self.clipboard.problem:
+            return Result(self.clipboard.problem, error=True)
+        write_whole(self.out, self.clipboard.sequence(result.clipboard or ""))
+        return result
+
+    def edit(self, text: str) -> Result:
+        """/edit: the user writes in $VISUAL or $EDITOR, starting from text; it comes back to the prompt."""
+        try:
+            written = edit_in_editor(text)
+        except ChatError as exc:
+            return Result(exc.message, error=True)
+        if not written.strip():
+            return Result("The message was left empty; nothing was put at the prompt.")
+        return Result("Your message is at the prompt: press Enter to send it.", prefill=written)
+
+    def warn(self) -> None:
+        """Say once that history is not being saved, and why (or that it is saved again)."""
+        warning = self.session.journal.take_warning()
+        if warning:
+            show_error(self.console, warning)
+
+    def recap(self) -> str:
+        """Show the session's history briefly; return a last message that got no reply, to send again."""
+        show_recap(self.console, self.session)
+        last = self.session.turns[-1] if self.session.turns else None
+        if last is not None and last.status == PENDING:
+            show_notice(self.console, "Your last message got no reply; it is back at the prompt: press Enter to send it.")
+            self._orphan = last
+            return last.user
+        return ""
+
+    def _drop_orphan_if_resent(self, text: str) -> None:
+        """Sending an unanswered or failed message again replaces it; until then it stays saved."""
+        orphan, self._orphan = self._orphan, None
+        if orphan is not None and text == orphan.user and self.session.turns and self.session.turns[-1] is orphan:
+            self.session.undo()
+
+    def send(self, text: str | None) -> Turn | None:
+        """Send text as a turn, or with None send the last message again (/retry)."""
+        renderer = (
+            MarkdownRenderer(self.console, show_reasoning=self.session.show_reasoning)
+            if self.markdown
+            else PlainRenderer(self.out, notices=self.out, stalls=self.out if isatty(self.out) else None, after_text=True)
+        )
+        try:
+            with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer, \
+                    routed(lambda line: renderer.handle(LogLine(line))):
+                if text is None:
+                    turn = self.session.retry(on_event=renderer.handle)
+                else:
+                    turn = self.session.send(text, on_event=renderer.handle)
+        except Terminated:
+            raise
+        except KeyboardInterrupt:
+            # Ctrl-C outside the stream itself (while the renderer started or
+            # finished); the session kept whatever arrived.
+            show_notice(self.console, "[interrupted]")
+            return None
+        if turn is None:
+            return None
+        self.report(turn)
+        if text is None and turn not in self.session.turns:
+            show_notice(self.console, "The earlier reply is kept.")
+        return turn
+
+    def report(self, turn: Turn) -> None:
+        if self.stats:
+            show_stats(self.console, self.session, turn)
+        if left_out_notice(turn):
+            show_notice(self.console, f"[{left_out_notice(turn)}]")
+        if turn.notice:
+            show_notice(self.console, f"[{turn.notice}]")
+        why = self.session.tokenizer.take_problem(self.session.model) if self.verbose else None
+        if why:
+            show_notice(self.console, f"[token counts are estimates (≈): {why}]")
+        kept = " (partial reply kept)" if turn.reply else ""
+        if turn.status == INTERRUPTED:
+            show_notice(self.console, f"[interrupted{kept}]")
+        elif turn.status == TRUNCATED:
+            show_error(self.console, f"The reply stopped before the server said it was finished; it may be cut short{kept}.")
+        elif turn.status == ERROR:
+            assert isinstance(turn.error, ChatError)
+            show_error(self.console, turn.error.message + kept)
+        elif turn.status == COMPLETE and finish_notice(turn):
+            show_notice(self.console, f"[{finish_notice(turn)}]")
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,357 @@
+"""Reports over what is saved: `chatcli sessions ...` (list, show, search, export, delete, prune,
+rename, check) and `chatcli usage` (tokens and cost from the usage ledger)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+from chatcli.base import parse as inputs
+from chatcli.base.env import Env
+from chatcli.base.errors import EXIT_FAILURE, EXIT_OK, ChatError, UsageError
+from chatcli.base.format import age
+from chatcli.cli.flags import SUBCOMMANDS, add_flags
+from chatcli.store.db import (
+    SessionInfo,
+    Store,
+    StoreError,
+    default_db_path,
+    describe,
+    is_store_error,
+)
+
+EXAMPLES = """\
+examples:
+  chatcli sessions list
+  chatcli sessions show 12
+  chatcli sessions search "connection pool"
+  chatcli sessions export 12 --format json -o chat.json
+  chatcli sessions rename 12 "Postgres tuning"
+  chatcli sessions delete 12
+  chatcli sessions prune --older-than 30d
+  chatcli sessions check --recover
+"""
+
+GLOBAL = SUBCOMMANDS["sessions"]  # the global flags sessions and usage take: --db, --config
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as 30d, 12h or 2w."""
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"must be a number and a unit (s, m, h, d or w), as in 30d, not {text!r}")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser = parser_class(
+        prog="chatcli sessions",
+        description="Saved sessions: every turn is saved as it happens.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_flags(parser, GLOBAL)
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=parser_class)
+    p = sub.add_parser("list", help="id, title, model, turns, tokens, last updated")
+    p.add_argument("-n", "--limit", type=inputs.count, default=50, help="at most this many (default 50)")
+    p = sub.add_parser("show", help="print a session")
+    p.add_argument("id", type=inputs.session_id)
+    p = sub.add_parser("search", help="full-text search, with matching snippets")
+    p.add_argument("text", nargs="+")
+    p = sub.add_parser("export", help="a session as markdown or JSON")
+    p.add_argument("id", type=inputs.session_id)
+    p.add_argument("--format", choices=("md", "json"), help="default: from -o's extension, else md")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p = sub.add_parser("delete", help="delete a session")
+    p.add_argument("id", type=inputs.session_id)
+    p = sub.add_parser("prune", help="delete sessions not updated for a while")
+    p.add_argument("--older-than", type=parse_duration, required=True, metavar="AGE", help="such as 30d, 12h, 2w")
+    p = sub.add_parser("rename", help="give a session a title")
+    p.add_argument("id", type=inputs.session_id)
+    p.add_argument("title", nargs="+")
+    p = sub.add_parser("check", help="check the database; offer to recover a damaged one into a new file",
+                       description="Run SQLite's integrity check on the history database. If it is damaged, "
+                       "recover what can be read into a new database, which takes its place; the damaged file "
+                       "is kept beside it. On a terminal chatcli asks first; --recover does it without asking.")
+    p.add_argument("--recover", action="store_true", help="recover a damaged database without asking (for scripts)")
+    for action in sub.choices.values():  # chatcli sessions list --db X, as well as chatcli --db X sessions list
+        add_flags(action, GLOBAL, again=True)
+    return parser
+
+
+def run_sessions(args: argparse.Namespace, env: Env) -> int:
+    from chatcli.config.settings import load_config
+
+    config = load_config(env, config_path=args.config, flags={"db": args.db})
+    path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
+    if args.action == "check":  # a damaged database is what it is for: not opened as the others open it
+        return check_action(path, args, env)
+    try:
+        store = Store.open(path)
+    except StoreError as exc:
+        raise ChatError(f"Cannot read saved sessions: {exc}.") from None
+    try:
+        return ACTIONS[args.action](store, args, env)
+    except Exception as exc:
+        if not is_store_error(exc):
+            raise
+        raise ChatError(f"Cannot read saved sessions: {describe(exc, path)}.") from None
+    finally:
+        store.close()
+
+
+def _console(env: Env):
+    from chatcli.ui.render import make_console
+
+    return make_console(env.stdout, color=env.stdout_isatty and not env.no_color)
+
+
+def _find(store: Store, session_id: int) -> SessionInfo:
+    info = store.session(session_id)
+    if info is None:
+        raise ChatError(f"There is no saved session {session_id}; chatcli sessions list shows them.")
+    return info
+
+
+def _load(store: Store, session_id: int):
+    from chatcli.core.journal import Journal
+    from chatcli.core.resume import restore_session
+
+    info = _find(store, session_id)
+    return restore_session(info, store.messages(session_id), client=None, journal=Journal(None))
+
+
+def spent(store: Store, info: SessionInfo) -> str:
+    """A session's tokens as /usage counts them, with the same computation (Session.accounting):
+    every request it paid for (undone and replaced replies and /compact summaries included), the
+    server's usage where it reported one, and our estimate, marked ≈, where it did not."""
+    from chatcli.core.journal import Journal
+    from chatcli.core.resume import restore_session
+
+    session = restore_session(info, store.messages(info.id), client=None, journal=Journal(None),
+                              spends=store.ledger(session_id=info.id))
+    _, total = session.accounting()
+    return f"{'' if total.exact else '≈'}{total.usage.total_tokens:,}"
+
+
+def list_action(store: Store, args, env: Env) -> int:
+    from chatcli.commands import Result
+    from chatcli.ui.views import show_result
+
+    listed = store.list_sessions(limit=args.limit)
+    if not listed:
+        env.stdout.write("No saved sessions yet.\n")
+        return EXIT_OK
+    headers = ["id", "title", "model", "turns", "tokens", "updated"]
+    rows = [[str(i.id), i.title or "", i.model, str(i.turns), spent(store, i), age(i.updated_at)] for i in listed]
+    if not env.stdout_isatty:
+        # For scripts: one line per session, tab-separated, never wrapped.
+        for row in [headers, *rows]:
+            env.stdout.write("\t".join(cell.replace("\t", " ") for cell in row) + "\n")
+        return EXIT_OK
+    show_result(_console(env), Result(headers=headers, rows=rows))
+    return EXIT_OK
+
+
+def show_action(store: Store, args, env: Env) -> int:
+    from chatcli.base.text import strip_controls
+    from chatcli.core.export import to_markdown
+
+    text = strip_controls(to_markdown(_load(store, args.id)))
+    if env.stdout_isatty:
+        from chatcli.ui.markdown import markdown
+
+        _console(env).print(markdown(text))
+    else:
+        env.stdout.write(text)
+    return EXIT_OK
+
+
+def search_action(store: Store, args, env: Env) -> int:
+    from chatcli.ui.views import show_search_hit
+
+    hits = store.search(" ".join(args.text))
+    if not hits:
+        env.stdout.write("No matches.\n")
+        return EXIT_OK
+    console = _console(env)
+    for hit in hits:
+        show_search_hit(console, hit.session_id, hit.title, hit.role, hit.snippet, terminal=env.stdout_isatty)
+    return EXIT_OK
+
+
+def export_action(store: Store, args, env: Env) -> int:
+    """To a file, the text exactly (written whole or not at all); to a terminal, through the gate,
+    as everything else shown; to a pipe, exactly: it is data, and the program reading it (jq, a
+    file, less, which shows control characters as ^[ by default) decides what to do with it."""
+    from chatcli.base.text import for_stream, strip_controls
+    from chatcli.core.export import export_text, write_export
+
+    session = _load(store, args.id)
+    if args.output:
+        target = write_export(session, args.output, args.format)
+        env.stderr.write(f"Exported session {args.id} to {strip_controls(str(target))}.\n")
+        return EXIT_OK
+    text = export_text(session, args.format or "md")
+    env.stdout.write(for_stream(text, terminal=env.stdout_isatty))
+    return EXIT_OK
+
+
+def delete_action(store: Store, args, env: Env) -> int:
+    _find(store, args.id)
+    store.delete_session(args.id)
+    env.stdout.write(f"Deleted session {args.id}.\n")
+    return EXIT_OK
+
+
+def prune_action(store: Store, args, env: Env) -> int:
+    count = store.prune(older_than_s=args.older_than)
+    env.stdout.write(f"Deleted {count} {'session' if count == 1 else 'sessions'} not updated for {_span(args.older_than)}.\n")
+    return EXIT_OK
+
+
+def rename_action(store: Store, args, env: Env) -> int:
+    _find(store, args.id)
+    title = " ".join(" ".join(args.title).split())
+    if not title:
+        raise UsageError("A title needs some text.")
+    store.update_session(args.id, event="title", title=title)
+    env.stdout.write(f"Session {args.id} is now titled {title!r}.\n")
+    return EXIT_OK
+
+
+def check_action(path: Path, args, env: Env) -> int:
+    """integrity_check; a damaged database is recovered into a new file, asked first on a terminal."""
+    from chatcli.base.errors import one_line
+    from chatcli.store.repair import check, recover
+
+    if not path.exists():
+        env.stdout.write(f"There is no history database at {path} yet.\n")
+        return EXIT_OK
+    try:
+        health = check(path)
+    except StoreError as exc:
+        raise ChatError(f"Cannot check the history database: {exc}.") from None
+    if health.whole:
+        sessions, messages = health.sessions, health.messages
+        env.stdout.write(f"{path} is whole: {sessions} session{'s' * (sessions != 1)}, "
+                         f"{messages} message{'s' * (messages != 1)}.\n")
+        return EXIT_OK
+    damage = f"The history database {path} is damaged ({one_line(health.problem, 160)})"
+    if not args.recover:
+        if not (env.stdin_isatty and env.stdout_isatty):
+            raise ChatError(f"{damage}; run `chatcli sessions check --recover` to recover what it holds into a "
+                            "new file, keeping the damaged one beside it.")
+        env.stdout.write(f"{damage}.\nRecover what can be read into a new file, keeping the damaged one beside it? [y/N] ")
+        env.stdout.flush()
+        if env.stdin.readline().strip().lower() not in ("y", "yes"):
+            env.stdout.write("Nothing was changed.\n")
+            return EXIT_FAILURE
+    try:
+        done = recover(path)
+    except (StoreError, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ChatError(f"{damage}, and it could not be recovered ({why}); the damaged file is left as it was.") from None
+    env.stdout.write(f"Recovered {done.sessions} sessions and {done.messages} messages into {done.path} ({done.how}); "
+                     f"the damaged file is kept as {done.kept}.\n")
+    return EXIT_OK
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("week", _UNITS["w"]), ("day", _UNITS["d"]), ("hour", _UNITS["h"]), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} seconds"
+
+
+ACTIONS = {
+    "list": list_action,
+    "show": show_action,
+    "search": search_action,
+    "export": export_action,
+    "delete": delete_action,
+    "prune": prune_action,
+    "rename": rename_action,
+}
+
+
+def build_usage_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser = parser_class(
+        prog="chatcli usage",
+        description="Tokens and cost from the usage ledger, as a table and a bar chart.",
+        epilog="examples:\n  chatcli usage\n  chatcli usage --days 30 --by model\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--days", type=int, default=7, help="how many days back, today included (default 7)")
+    parser.add_argument("--by", choices=("day", "model"), default="day", help="one row per day or per model")
+    add_flags(parser, SUBCOMMANDS["usage"])
+    return parser
+
+
+def run_usage(args: argparse.Namespace, env: Env) -> int:
+    if not 1 <= args.days <= 3660:
+        raise UsageError(f"--days must be from 1 to 3660, not {args.days}.")
+    args.action = "usage"
+    return run_sessions(args, env)
+
+
+def usage_action(store: Store, args, env: Env) -> int:
+    from chatcli.base.format import format_cost
+    from chatcli.core.budget import period_starts
+
+    today, _ = period_starts()
+    since = today - (args.days - 1) * 86400
+    groups: dict[str, list] = {}
+    if args.by == "day":
+        for n in range(args.days):  # every day, spent on or not
+            groups[time.strftime("%Y-%m-%d", time.localtime(since + n * 86400 + 43200))] = [0, 0.0, False, True]
+    for spend in store.ledger(since):
+        key = time.strftime("%Y-%m-%d", time.localtime(spend.created_at)) if args.by == "day" else spend.model
+        tokens, usd, unknown, exact = groups.setdefault(key, [0, 0.0, False, True])
+        groups[key] = [
+            tokens + spend.total_tokens,
+            usd + (spend.cost_usd or 0.0),
+            unknown or spend.cost_usd is None,
+            exact and not spend.estimated,
+        ]
+    total_tokens = sum(g[0] for g in groups.values())
+    total_usd = sum(g[1] for g in groups.values())
+    measure = 1 if total_usd > 0 else 0  # chart cost, or tokens when nothing is priced
+    biggest = max((g[measure] for g in groups.values()), default=0) or 1
+    width = 30
+    def cost_cell(tokens: int, usd: float, unknown: bool, exact: bool) -> str:
+        if unknown and usd == 0:
+            return "cost unknown"  # never a made-up $0
+        return format_cost(usd, exact=exact) + (" + cost unknown" if unknown else "")
+
+    rows = []
+    for key, (tokens, usd, unknown, exact) in groups.items():
+        bar = "█" * round(width * (usd if measure else tokens) / biggest)
+        mark = "" if exact else "≈"
+        rows.append([key, f"{mark}{tokens:,}", cost_cell(tokens, usd, unknown, exact) if tokens else "-", bar])
+    all_exact = all(g[3] for g in groups.values())
+    any_unknown = any(g[2] for g in groups.values())
+    total_mark = "" if all_exact else "≈"
+    rows.append(["total", f"{total_mark}{total_tokens:,}", cost_cell(total_tokens, total_usd, any_unknown, all_exact), ""])
+    from chatcli.commands import Result
+    from chatcli.ui.views import show_result
+
+    chart = "cost" if measure else "tokens"
+    show_result(
+        _console(env),
+        Result(
+            text=f"Usage over the last {args.days} {'day' if args.days == 1 else 'days'}, by {args.by}; bars show {chart}.",
+            headers=[args.by, "tokens", "cost", ""],
+            rows=rows,
+        ),
+    )
+    return EXIT_OK
+
+
+ACTIONS["usage"] = usage_action
+

@@ -1,0 +1,353 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from chatcli.base.errors import ConfigError
+from chatcli.base.pii import KINDS
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+
+AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's generally available chat API
+
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: type  # str, int, float or bool
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False  # None (unset) is allowed
+    example: Any = None  # shown, commented out, in config.example.toml when the default is unset
+    secret: bool = False  # its value is never shown, not even in an error
+    choices: tuple[str, ...] = ()  # a string that must be one of these
+
+    @property
+    def env_var(self) -> str:
+        return "CHATCLI_" + self.key.upper()
+
+    def allowed(self) -> str:
+        """What is allowed, in words, for error messages."""
+        if self.choices:
+            return " or ".join(f'"{c}"' for c in self.choices)
+        noun = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}[self.kind]
+        if self.kind is str and not self.optional:
+            noun = "a non-empty string"
+        if self.minimum is not None and self.maximum is not None:
+            return f"{noun} from {_fmt(self.minimum)} to {_fmt(self.maximum)}"
+        if self.minimum is not None:
+            return f"{noun} of at least {_fmt(self.minimum)}"
+        return noun
+
+    def check(self, value: Any, where: str, *, shown: str | None = None) -> Any:
+        """Validate a typed value (from TOML or already parsed); return it, normalised.
+
+        `where` names what was wrong ("'temperature' in /path/config.toml");
+        `shown` is the value as the user typed it, when it was typed.
+        """
+        if value is None and self.optional:
+            return None
+        ok = isinstance(value, self.kind) and not (self.kind is not bool and isinstance(value, bool))
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            try:
+                value, ok = float(value), True
+            except OverflowError:  # past 1.8e308: no float holds it, so it is out of any range
+                pass
+        if ok and self.kind is str and not value.strip() and not self.optional:
+            ok = False
+        if ok and self.choices and value not in self.choices:
+            ok = False
+        if ok and self.kind is float and not math.isfinite(value):
+            ok = False
+        if ok and self.kind in (int, float):
+            if self.minimum is not None and value < self.minimum:
+                ok = False
+            if self.maximum is not None and value > self.maximum:
+                ok = False
+        if not ok:
+            if self.secret:
+                raise ConfigError(f"{where} must be {self.allowed()}.")
+            raise ConfigError(f"{where} must be {self.allowed()}, not {shown if shown is not None else repr(value)}.")
+        return value
+
+    def parse(self, text: str, where: str) -> Any:
+        """Validate a value given as text (environment variable or flag)."""
+        text = text.strip()
+        value: Any = text
+        try:
+            if self.kind is bool:
+                lowered = text.lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    value = True
+                elif lowered in ("0", "false", "no", "off"):
+                    value = False
+            elif self.kind is int:
+                value = int(text)
+            elif self.kind is float:
+                value = float(text)
+        except ValueError:
+            pass
+        if self.optional and self.kind is not str and text == "":
+            return None
+        return self.check(value, where, shown=repr(text))
+
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("model", str, "gpt-4o-mini", "Model to chat with; unset, the server's own when it does not list gpt-4o-mini."),
+    Setting("base_url", str, DEFAULT_BASE_URL, "Any OpenAI-compatible endpoint (Ollama, vLLM, LM Studio, ...)."),
+    Setting("api_key", str, None, "The API key. Prefer OPENAI_API_KEY or api_key_cmd over storing it here.", optional=True, example="sk-...", secret=True),
+    Setting("api_key_cmd", str, None, "A command that prints the API key; run only when no key is set elsewhere.", optional=True, example="pass show openai"),
+    Setting("api_key_env", str, None, "The variable (in the environment or .env) that holds the API key, for a provider with a key of its own.", optional=True, example="OPENROUTER_API_KEY"),
+    Setting("profile", str, None, "The profile ([profiles.NAME] below) used when --profile and CHATCLI_PROFILE name none.", optional=True, example="ollama"),
+    Setting("api_type", str, "openai", "openai, or azure for Azure OpenAI (base_url is then the resource's endpoint).", choices=("openai", "azure")),
+    Setting("api_version", str, None, f"Azure OpenAI's api-version; unset means {AZURE_API_VERSION}.", optional=True, example=AZURE_API_VERSION),
+    Setting("azure_deployment", str, None, "Azure OpenAI's deployment; unset means the model's name.", optional=True, example="gpt-4o-mini"),
+    Setting("proxy", str, None, "HTTP proxy for every request; unset means HTTPS_PROXY, HTTP_PROXY and NO_PROXY decide.", optional=True, example="http://proxy.example.com:3128"),
+    Setting("ca_bundle", str, None, "PEM file of the certificate authorities to trust; unset means SSL_CERT_FILE, or the system's.", optional=True, example="~/corp-ca.pem"),
+    Setting("system", str, None, "System prompt (persona) for new sessions.", optional=True, example="You are a terse SQL expert."),
+    Setting("temperature", float, None, "Sampling temperature; unset means the server's default.", 0, 2, optional=True, example=0.7),
+    Setting("max_tokens", int, None, "Longest reply in tokens; unset means the server's default.", 1, optional=True, example=1024),
+    Setting("reasoning_effort", str, None, "How hard reasoning models (o-series, gpt-5) think before they answer, for the models that take it; /effort changes it.", optional=True, example="medium", choices=("minimal", "low", "medium", "high")),
+    Setting("connect_timeout", float, 10.0, "Seconds to wait for a connection to the server.", 0.1, 600),
+    Setting("read_timeout", float, 60.0, "Longest wait, in seconds, for the next token; keep-alives sent meanwhile do not count.", 0.1, 3600),
+    Setting("reply_timeout", float, 0.0, "Longest a whole reply may take, in seconds, from sending the request to its end; 0 means no limit.", 0, 86400),
+    Setting("max_retries", int, 2, "Retries for rate limits, server errors and dropped connections.", 0, 10),
+    Setting("render", str, "markdown", "How replies are drawn in a terminal: markdown, or plain text as it streams. Pipes and NO_COLOR always get plain text.", choices=("markdown", "plain")),
+    Setting("show_reasoning", bool, True, "Show the reasoning that some models stream before the answer (dimmed); /reasoning toggles it."),
+    Setting("editing_mode", str, "emacs", "Key bindings at the prompt: emacs (Ctrl-A, Ctrl-E, ...) or vi.", choices=("emacs", "vi")),
+    Setting("multiline", bool, False, "Enter adds a line and Alt-Enter sends, instead of the other way round."),
+    Setting("stats", bool, False, "After each reply, a line with the time to first token, tokens per second and tokens."),
+    Setting("default_context_window", int, 8192, "Context window, in tokens, for models chatcli has no figure for.", 256),
+    Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
+    Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
+    Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
+)
+
+
+
+SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+
+
+
+RENAMED = {"markdown": 'render = "markdown" or render = "plain"'}  # keys of earlier versions
+
+
+
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+
+def read_headers(table: Any, where: str) -> dict[str, str]:
+    """[headers]: extra HTTP headers, such as OpenRouter's HTTP-Referer and X-Title."""
+    if not isinstance(table, dict):
+        raise ConfigError(f'{where}: \'headers\' must be a table, as in headers = {{ "X-Title" = "chatcli" }}.')
+    for name, value in table.items():
+        if not HEADER_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: {name!r} is not a valid HTTP header name.")
+        if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+            raise ConfigError(f"{where}: the header {name} is set by the HTTP client itself; leave it out.")
+        if not isinstance(value, str) or not value.isascii() or not value.isprintable() or value != value.strip():
+            raise ConfigError(f"{where}: the header {name} must be a string of printable ASCII characters, "
+                              "without spaces at either end.")
+    return dict(table)
+
+
+
+# The figures a [models."NAME"] table may give; capabilities.py reads the table, and what else it may say.
+MODEL_KEYS = {
+    "context_window": Setting("context_window", int, None, "", 256),
+    "max_output_tokens": Setting("max_output_tokens", int, None, "", 1),
+    "encoding": Setting("encoding", str, None, ""),
+}
+
+
+
+BUDGET_KEYS = {
+    "daily_usd": Setting("daily_usd", float, None, "", 0),
+    "monthly_usd": Setting("monthly_usd", float, None, "", 0),
+    "daily_tokens": Setting("daily_tokens", int, None, "", 1),
+}
+
+
+
+def read_budget_table(table: Any, path: Path) -> dict[str, Any]:
+    """[budget] daily_usd, monthly_usd, daily_tokens."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'budget' must be a table, as in [budget] daily_usd = 2.0.")
+    budget = {}
+    for key, value in table.items():
+        setting = BUDGET_KEYS.get(key)
+        if setting is None:
+            raise ConfigError(f"{path}: unknown key '{key}' in [budget]; known: {', '.join(BUDGET_KEYS)}.")
+        budget[key] = setting.check(value, f"[budget] {key} in {path}")
+    return budget
+
+
+
+PRICE_KEYS = ("input", "cached_input", "output")
+
+
+
+def read_prices_table(table: Any, path: Path | str) -> dict[str, Any]:
+    """[prices."NAME"] tables: USD per million input, cached input and output tokens."""
+    from chatcli.config.table import Price
+
+    example = '[prices."my-model"] input = 0.5, output = 1.5 (USD per million tokens)'
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{path}: 'prices' must hold tables, as in {example}.")
+    prices = {}
+    number = Setting("price", float, None, "", 0)
+    for name, entry in table.items():
+        unknown = set(entry) - set(PRICE_KEYS)
+        if unknown or "input" not in entry or "output" not in entry:
+            raise ConfigError(f"{path}: the price of {name!r} needs input and output (and may have cached_input), as in {example}.")
+        values = {k: number.check(v, f"'{k}' of the price of {name!r} in {path}") for k, v in entry.items()}
+        prices[name] = Price(values["input"], values.get("cached_input", values["input"]), values["output"])
+    return prices
+
+
+
+def read_kinds(value: object, where: str) -> tuple[str, ...]:
+    """Config's redact = ["email", "phone", ...], checked: the kinds to scrub, each once."""
+    example = 'redact = ["email", "phone"]'
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of kinds, as in {example}; known: {', '.join(KINDS)}.")
+    for kind in value:
+        if kind not in KINDS:
+            near = difflib.get_close_matches(kind, KINDS, n=1)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"{where}: unknown kind {kind!r}; known: {', '.join(KINDS)}.{hint}")
+    return tuple(dict.fromkeys(value))
+
+
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+
+# What a request can go without when its model refuses it: the sampling parameters, and
+# two more that some models refuse (o3 and o4-mini refuse stop sequences).
+DROPPABLE = (*SAMPLING, "seed", "stop")
+
+
+
+EFFORTS = ("minimal", "low", "medium", "high")
+
+
+
+MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
+
+
+
+# The keys of a config [models."NAME"] table that say what the model takes (config.py
+# checks the others: context_window, max_output_tokens, encoding).
+CAPABILITY_KEYS: dict[str, Setting] = {
+    "max_tokens_param": Setting("max_tokens_param", str, None, "", choices=MAX_TOKENS_PARAMS),
+    "reasoning_effort": Setting("reasoning_effort", str, None, "", choices=EFFORTS),
+}
+
+
+
+LIST_KEYS: dict[str, tuple[str, ...]] = {"unsupported": DROPPABLE, "efforts": EFFORTS}  # lists drawn from these
+
+
+
+def read_models_table(table: Any, path: Path | str) -> dict[str, dict[str, Any]]:
+    """[models."NAME"] tables: a model's figures (config.MODEL_KEYS) and what it takes (above), checked."""
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{path}: 'models' must hold tables, as in [models.\"llama3.2\"] context_window = 131072.")
+    known = [*MODEL_KEYS, *CAPABILITY_KEYS, *LIST_KEYS]
+    models: dict[str, dict[str, Any]] = {}
+    for name, settings in table.items():
+        models[name] = {}
+        for key, value in settings.items():
+            where = f"'{key}' of model {name!r} in {path}"
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key '{key}' for model {name!r}; known: {', '.join(known)}.")
+            setting = MODEL_KEYS.get(key) or CAPABILITY_KEYS.get(key)
+            models[name][key] = setting.check(value, where) if setting else _read_list(key, value, where)
+    return models
+
+
+
+def _read_list(key: str, value: Any, where: str) -> tuple[str, ...]:
+    allowed = LIST_KEYS[key]
+    bad = value if not isinstance(value, list) else next((v for v in value if v not in allowed), None)
+    if bad is not None:
+        listed = ", ".join(f'"{c}"' for c in allowed)
+        raise ConfigError(f"{where} must be a list drawn from {listed} (or []), not {bad!r}.")
+    return tuple(dict.fromkeys(value))
+
+
+@dataclass(frozen=True)
+class Price:
+    input: float
+    cached_input: float
+    output: float
+
+
+def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = None) -> dict[str, Any]:
+    """Validate the keys of the config file, or of one [profiles.NAME] table in it."""
+    where = f"{path}" if profile is None else f"[profiles.{profile}] in {path}"
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if profile is not None and key in ("profile", "profiles", "db", "save", "budget"):  # one for all profiles
+            raise ConfigError(f"{where}: '{key}' cannot be set in a profile; set it at the top of the file.")
+        if key == "profiles":
+            from chatcli.config.table import read_profiles
+
+            values["profiles"] = read_profiles(value, path)
+        elif key == "headers":
+            values["headers"] = read_headers(value, where)
+        elif key == "models":
+            from chatcli.config.table import read_models_table
+
+            values["models"] = read_models_table(value, where)
+        elif key == "prices":
+            values["prices"] = read_prices_table(value, where)
+        elif key == "budget":
+            values["budget"] = read_budget_table(value, path)
+        elif key == "redact":
+            from chatcli.config.table import read_kinds
+
+            values["redact"] = read_kinds(value, f"'redact' in {where}")
+        elif key in RENAMED:
+            raise ConfigError(f"{where}: '{key}' is now {RENAMED[key]}.")
+        elif (setting := SETTINGS_BY_KEY.get(key)) is None:
+            near = difflib.get_close_matches(key, SETTINGS_BY_KEY, n=1)
+            hint = f" Did you mean '{near[0]}'?" if near else f" Known keys: {', '.join(SETTINGS_BY_KEY)}."
+            raise ConfigError(f"{where}: unknown key '{key}'.{hint}")
+        else:
+            values[key] = setting.check(value, f"'{key}' in {where}")
+            if key == "ca_bundle" and value and not value.startswith("~") and not Path(value).is_absolute():
+                values[key] = str(path.parent / value)  # beside the config file, wherever chatcli runs
+    return values
+
+
+def read_profiles(table: Any, path: Path) -> dict[str, dict[str, Any]]:
+    """[profiles.NAME] tables: each a set of settings, checked as the top of the file is."""
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f'{path}: \'profiles\' must hold tables, as in [profiles.ollama] base_url = "http://localhost:11434/v1".')
+    for name in table:
+        if not PROFILE_NAME.fullmatch(name):
+            raise ConfigError(f"{path}: the profile name {name!r} must be letters, digits, '-' and '_'.")
+    return {name: read_table(settings, path, profile=name) for name, settings in table.items()}
+
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")

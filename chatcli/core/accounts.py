@@ -1,0 +1,150 @@
+"""What a session cost: tokens and USD per turn and in all, the usage ledger, and the budget's guard.
+
+One source for /usage, the toolbar, `--json`, `chatcli sessions list` and the budget caps.
+A turn is priced as the model the server named for it; a model with no known price
+costs "unknown" (None), never a made-up figure, from before its first reply on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chatcli.base.events import Usage
+from chatcli.core.budget import BudgetGuard, LedgerUnreadable, Spending
+from chatcli.llm.tokens import MESSAGE_OVERHEAD
+from chatcli.store.db import Spend, StoreError
+
+if TYPE_CHECKING:
+    from chatcli.core.turn import Turn
+
+
+class Accounts:
+    """The accounting half of a Session (which it is mixed into): it reads the session's turns,
+    pricing, tokenizer, budget and journal, and writes only the ledger."""
+
+    def count_request(self, usage: Usage) -> None:
+        """A billed request that is not a turn (a /compact summary): /usage, the toolbar and the ledger count it."""
+        cost = self.pricing.cost(self.model, usage)
+        self.spent_elsewhere.append(OtherCost(COMPACTION, self.model, usage, cost))
+        self._ledger(self.model, usage, cost, kind="compact")
+
+    def _ledger(self, model: str, usage: Usage, cost: float | None, *, reply_of: Turn | None = None, **how: Any) -> None:
+        """Write one request to the usage ledger (the journal adds this session's id and the reply's)."""
+        u = usage
+        self.journal.spend(
+            Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, **how), reply_of=reply_of
+        )
+
+    def _keep_spend(self, turn: Turn) -> None:
+        row = self.cost_of(turn)
+        if row.usage is not None and row.usage.total_tokens:
+            self.spent_elsewhere.append(OtherCost(UNDONE, turn.model, row.usage, row.cost, row.exact))
+
+    def guard(self) -> BudgetGuard:
+        if self._guard is None:
+            self._guard = BudgetGuard(
+                self.budget, self._spend_since, lambda name, since: self.journal.claim_notice(name, since)
+            )
+        return self._guard
+
+    def check_budget(self, model: str, usage: Usage) -> tuple[str | None, str | None]:
+        """(refusal, warning) for a request to `model` that would use about `usage`."""
+        return self.guard().check(cost=self.pricing.cost(model, usage), tokens=usage.total_tokens, model=model)
+
+    def _spend_since(self, since: float) -> Spending:
+        """Spending across every session from the ledger, or this session's alone when there is none
+        (no ledger was opened: no budget was set when the run began)."""
+        try:
+            saved = self.journal.spend_since(since)
+        except StoreError as exc:
+            self.journal.take_warning()  # the refusal says why, naming the same file: said once is enough
+            raise LedgerUnreadable(str(exc)) from None
+        if saved is None:
+            rows, _ = self.accounting()
+            rows = [r for r in rows if r.usage and r.turn.created_at >= since]
+            return Spending(
+                usd=sum(r.cost or 0.0 for r in rows),
+                tokens=sum(r.usage.total_tokens for r in rows),
+                unpriced=tuple(sorted({r.turn.model for r in rows if r.cost is None})),
+            )
+        # Rows the ledger holds with no price (a model priced since, rows from before the ledger
+        # kept costs) are priced now where the table knows the model.
+        usd, unpriced = saved.usd, []
+        for row in saved.unpriced:
+            cost = self.pricing.cost(row.model, Usage(row.prompt_tokens, row.completion_tokens, row.total_tokens))
+            if cost is None:
+                unpriced.append(row.model or "unnamed model")
+            else:
+                usd += cost
+        return Spending(usd=usd, tokens=saved.tokens, unpriced=tuple(unpriced))
+
+    def _record_spend(self, turn: Turn) -> None:
+        row = self.cost_of(turn)
+        if row.usage is not None and row.usage.total_tokens:
+            self._ledger(turn.model, row.usage, row.cost, estimated=not row.exact, reply_of=turn)
+
+    def cost_of(self, turn: Turn) -> TurnCost:
+        """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate."""
+        usage, exact = turn.usage, True
+        if usage is None and (turn.reply or turn.reasoning) and turn.sent is not None:
+            # Reasoning is billed as output too, even when the reply was cut short before the answer.
+            said = turn.reasoning + turn.reply
+            completion = self.tokenizer.message(turn.model, "assistant", said).tokens - MESSAGE_OVERHEAD
+            usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
+            exact = False
+        if usage is None:  # nothing billed: free, if the model has a price at all
+            return TurnCost(turn, None, 0.0 if self.pricing.price_for(turn.model) else None, exact)
+        return TurnCost(turn, usage, self.pricing.cost(turn.model, usage), exact)
+
+    def accounting(self) -> tuple[list[TurnCost], TurnCost]:
+        """Tokens and cost per turn and for the session: one source for /usage, the toolbar and budgets.
+
+        The server's usage where it reported one; otherwise, for a reply that got
+        somewhere (billed, though unreported), an estimate from our own counts.
+        """
+        rows = [self.cost_of(turn) for turn in self.turns]
+        # Before anything is billed, a model without a price costs "unknown", not $0.
+        priced = rows or self.spent_elsewhere or self.pricing.price_for(self.shown_model) is not None
+        total_usage, total_cost, exact = Usage(), 0.0 if priced else None, True
+        for row in rows + self.spent_elsewhere:
+            if row.usage is not None:
+                total_usage = total_usage + row.usage
+                exact = exact and row.exact
+            total_cost = None if row.cost is None or total_cost is None else total_cost + row.cost
+        return rows, TurnCost(None, total_usage, total_cost, exact)
+
+    @property
+    def usage(self) -> Usage:
+        return sum((turn.usage for turn in self.turns if turn.usage), Usage())
+
+
+@dataclass(frozen=True)
+class TurnCost:
+    """What one turn cost, or (turn None) a session's total."""
+
+    turn: Turn | None
+    usage: Usage | None  # None: nothing was billed, or nothing is known
+    cost: float | None  # None: the model's price is unknown
+    exact: bool  # False: estimated from our own counts
+
+
+
+@dataclass(frozen=True)
+class OtherCost:
+    """A billed request that is no longer one of the session's turns: undone, replaced, or a /compact summary."""
+
+    what: str
+    model: str
+    usage: Usage
+    cost: float | None
+    exact: bool = True
+
+
+
+UNDONE = "undone or replaced"
+
+
+
+COMPACTION = "/compact"

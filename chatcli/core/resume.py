@@ -1,0 +1,72 @@
+"""Rebuilding a saved session from the store: its state, its turns, what /clear left out, what it spent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chatcli.base.errors import ChatError
+from chatcli.base.events import Usage
+from chatcli.core.accounts import COMPACTION, UNDONE, OtherCost
+from chatcli.core.session import Session
+from chatcli.core.turn import COMPLETE, Turn
+from chatcli.llm.tokens import Count
+
+if TYPE_CHECKING:
+    from chatcli.core.journal import Journal
+    from chatcli.llm.client import ChatClient
+    from chatcli.store.db import SessionInfo, Spend, StoredMessage
+
+
+def load_session(journal: Journal, session_id: int, *, client: ChatClient | None) -> Session:
+    """A saved session from the store, ready to go on."""
+    if not journal.saving:
+        raise ChatError("History is not being saved, so there is no session to resume.")
+    found = journal.load(session_id)
+    if found is None:
+        raise ChatError(f"There is no saved session {session_id}; `chatcli sessions list` shows them.")
+    info, messages, spends = found
+    return restore_session(info, messages, client=client, journal=journal.fork(), spends=spends)
+
+
+def restore_session(
+    info: SessionInfo, messages: list[StoredMessage], *, client: ChatClient | None, journal: Journal,
+    spends: list[Spend] = (),
+) -> Session:
+    """Rebuild a saved session exactly: its state, its turns, what /clear left out, what it spent."""
+    session = Session(
+        client=client, model=info.model, system=info.system, params=dict(info.params), title=info.title,
+        summary=info.summary,
+    )
+    turn: Turn | None = None
+    for message in messages:
+        if message.role == "user":
+            turn = Turn(user=message.content, model=info.model, params={}, created_at=message.created_at)
+            if message.sent_tokens is not None:
+                turn.sent = Count(message.sent_tokens, message.sent_exact)
+            # status stays "pending" unless a reply follows: the program stopped here
+            turn.ids.append(message.id)
+            session.turns.append(turn)
+            if message.id < info.context_from:
+                session.context_start = len(session.turns)
+        elif turn is not None and len(turn.ids) == 1:
+            turn.reply = message.content
+            turn.reasoning = message.reasoning or ""
+            turn.status = message.status or COMPLETE
+            turn.finish_reason = message.finish_reason
+            turn.model = message.model or info.model
+            turn.params = message.params
+            turn.usage = Usage(**message.usage) if message.usage else None
+            turn.error = ChatError(message.error) if message.error else None
+            turn.first_token_s = message.first_token_ms / 1000 if message.first_token_ms is not None else None
+            turn.total_s = message.total_ms / 1000 if message.total_ms is not None else None
+            turn.ids.append(message.id)
+    journal.session_id = info.id
+    session.journal = journal
+    replies = {turn.ids[-1] for turn in session.turns if len(turn.ids) > 1}
+    for spend in spends:  # what was paid for replies no longer here, and for summaries
+        if spend.kind == "turn" and spend.message_id in replies:
+            continue  # counted with its turn
+        usage = Usage(spend.prompt_tokens, spend.completion_tokens, spend.total_tokens)
+        what = COMPACTION if spend.kind == "compact" else UNDONE
+        session.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
+    return session

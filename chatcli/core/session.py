@@ -1,0 +1,445 @@
+"""A conversation and the turn runner, shared by the REPL and one-shot mode.
+
+A Session holds the system prompt, the turns so far, the model and the
+sampling parameters. `send` runs one turn: it records the user's message
+before anything goes out, streams the reply through the client, and keeps
+whatever arrived, marked, when the reply is interrupted or breaks off.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from chatcli.base.errors import ChatError, ContextLengthError, Terminated
+from chatcli.base.events import (
+    Event,
+    Finish,
+    Note,
+    ReasoningDelta,
+    Redacted,
+    Served,
+    TextDelta,
+    Usage,
+)
+from chatcli.base.pii import configured_secrets, hide_known, scrub
+from chatcli.base.secret_stream import SecretFreeEvents
+from chatcli.core.accounts import Accounts, OtherCost
+from chatcli.core.budget import Budget, BudgetGuard
+from chatcli.core.journal import Journal, SessionState, make_title
+from chatcli.core.turn import (
+    COMPLETE,
+    ERROR,
+    INTERRUPTED,
+    STALL_S,
+    SUMMARY_HEADING,
+    TRUNCATED,
+    Turn,
+)
+from chatcli.llm.pricing import Pricing
+from chatcli.llm.tokens import Count, Fit, Tokenizer, fit
+
+if TYPE_CHECKING:
+    from chatcli.config.settings import Profiles
+    from chatcli.llm.client import ChatClient
+    from chatcli.llm.server_facts import ServerFacts
+
+
+# Below this many tokens a request fits any window a server runs with (2,048 at the least, half
+# kept for the reply): a one-shot ask this short does not wait to hear the server's window.
+WINDOW_MATTERS = 512
+
+
+def _scrubbed(text: str, kinds: tuple[str, ...], where: str) -> tuple[str, Redacted | None]:
+    """The text with personal data replaced, and what to tell the user, if anything was."""
+    found = scrub(text, kinds)
+    return found.text, Redacted(tuple(found.counts.items()), where) if found.counts else None
+
+
+def too_big(plan: Fit, message: Count) -> str:
+    """The sentence for a message that cannot fit the window even alone."""
+    room = plan.window - plan.reserve - (plan.tokens.tokens - message.tokens)
+    return (
+        f"Your message is {message} tokens, but the model's {plan.window:,}-token window leaves room for "
+        f"about {max(room, 0):,} once the system prompt and {plan.reserve:,} tokens for the reply are counted; "
+        "shorten it, or use a model with a larger window."
+    )
+
+
+@dataclass
+class Session(Accounts):
+    client: ChatClient | None
+    model: str
+    system: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    turns: list[Turn] = field(default_factory=list)  # every turn, also those /clear left behind
+    context_start: int = 0  # turns before this index are no longer sent
+    journal: Journal = field(default_factory=Journal)
+    title: str | None = None
+    tokenizer: Tokenizer = field(default_factory=Tokenizer)
+    summary: str | None = None  # /compact: stands in for the turns before context_start
+    pricing: Pricing = field(default_factory=Pricing)
+    budget: Budget = field(default_factory=Budget)
+    # Requests that were billed but are no longer turns (undone, replaced, compaction), so that
+    # /usage and the toolbar keep counting what the ledger counts.
+    spent_elsewhere: list[OtherCost] = field(default_factory=list)
+    show_reasoning: bool = True  # a view preference (/reasoning), read by the REPL when it draws a reply
+    attached: list[str] = field(default_factory=list)  # /file: files that go with the next message, as text
+    profiles: Profiles | None = None  # /profile: how to load another profile's settings
+    model_chosen: bool = True  # False: no model was configured, so the server's own is the default
+    _guard: BudgetGuard | None = field(default=None, repr=False)
+    _facts: ServerFacts | None = field(default=None, repr=False)
+    # What the server read of the last request: (reported, our estimate, turns left out, context start).
+    _read_before: tuple[int, int, int, int] | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> int | None:
+        """The session's id in the store, once its first message is saved."""
+        return self.journal.session_id
+
+    @property
+    def temperature(self) -> float | None:
+        return self.params.get("temperature")
+
+    @property
+    def facts(self) -> ServerFacts | None:
+        """What the session's server says about itself; asked anew when the server or its counting changes."""
+        if self.client is None:
+            return None
+        if self._facts is None or self._facts.client is not self.client or self._facts.tokenizer is not self.tokenizer:
+            from chatcli.llm.server_facts import ServerFacts
+
+            self._facts = ServerFacts(self.client, self.tokenizer)
+        return self._facts
+
+    def settle(self, *, wait: float = 0.0) -> None:
+        """Take in what the server says about itself, waiting up to `wait` seconds for it.
+
+        With no model configured, the server's own model becomes the session's (before its
+        first turn). Never blocks when `wait` is 0: the toolbar calls this on every redraw.
+        """
+        facts = self.facts
+        if facts is None or not facts.enabled:
+            return
+        pick = not self.model_chosen
+        if facts.wait(self.model, wait, pick=pick) and pick and facts.models is not None:
+            self.model_chosen = True
+            chosen = facts.default_model(self.model)
+            if chosen != self.model:
+                self.set_model(chosen)
+            facts.start(self.model)
+
+    @property
+    def shown_model(self) -> str:
+        """The model as the server names it, once a reply to the current model has said."""
+        for turn in reversed(self.turns):
+            if turn.asked == self.model:
+                return turn.model
+            if turn.model == self.model:
+                break
+        return self.model
+
+    def messages(self, pending: str | None = None, *, left_out: int = 0) -> list[dict[str, str]]:
+        """The conversation as the API wants it, without its `left_out` oldest turns, plus a new message."""
+        out = [{"role": "system", "content": self.system}] if self.system else []
+        if self.summary:
+            out.append({"role": "system", "content": SUMMARY_HEADING + self.summary})
+        for turn in [t for t in self.context_turns if t.in_context][left_out:]:
+            out.append({"role": "user", "content": turn.user})
+            out.append({"role": "assistant", "content": turn.reply})
+        if pending is not None:
+            out.append({"role": "user", "content": pending})
+        return out
+
+    def _stream_fitting(self, turn: Turn, plan: Fit, messages: list[dict[str, str]]) -> Iterator[Event]:
+        """Stream the reply; if the server says the context is too long, leave more out and try once more.
+
+        Our counts can be estimates, and servers count differently: a 400
+        context_length_exceeded comes before any text, so retrying loses nothing.
+        """
+        assert self.client is not None
+        began = False
+        try:
+            for event in self.client.stream(model=self.model, messages=messages, params=turn.params):
+                began = began or isinstance(event, (TextDelta, ReasoningDelta))
+                yield event
+            return
+        except ContextLengthError as exc:
+            if began:
+                raise
+            if exc.window and exc.window != plan.window:
+                # The window the server enforces: fit to it for the rest of the run.
+                self.tokenizer.set_window(self.model, exc.window, "the server enforces (its error said so)", learned=True)
+                turn.window = exc.window
+                tighter = self.plan(turn.user)
+                if not tighter.fits:
+                    message = self.tokenizer.message(self.model, "user", turn.user)
+                    raise ContextLengthError(too_big(tighter, message), window=exc.window) from None
+            else:
+                tighter = self.plan(turn.user, window=plan.reserve + int(plan.tokens.tokens * 0.75))
+            left_out = max(tighter.left_out, plan.left_out + 1)
+            if left_out > sum(t.in_context for t in self.context_turns):
+                raise
+        turn.left_out = left_out
+        messages = self.messages(turn.user, left_out=left_out)
+        turn.sent = self.tokenizer.messages(self.model, messages)
+        turn.estimated = self.tokenizer.raw_estimate(messages)
+        yield from self.client.stream(model=self.model, messages=messages, params=turn.params)
+
+    def plan(self, pending: str = "", *, window: int | None = None) -> Fit:
+        """How the conversation plus `pending` fits the model's window, leaving room for the reply."""
+        t, model = self.tokenizer, self.model
+        limits = t.limits(model)
+        head = [t.priming(model)]
+        if self.system:
+            head.append(t.message(model, "system", self.system))
+        if self.summary:
+            head.append(t.message(model, "system", SUMMARY_HEADING + self.summary))
+        turns = [
+            t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
+            for turn in self.context_turns
+            if turn.in_context
+        ]
+        return fit(
+            head=head,
+            turns=turns,
+            latest=t.message(model, "user", pending),
+            window=window or limits.context_window,
+            reserve=self.reply_reserve(),
+        )
+
+    def reply_reserve(self) -> int:
+        """Tokens kept free for the reply: max_tokens, or the model's max output, at most half the window."""
+        limits = self.tokenizer.limits(self.model)
+        return min(self.params.get("max_tokens") or limits.max_output_tokens, limits.context_window // 2)
+
+    @property
+    def context_turns(self) -> list[Turn]:
+        """The turns the next request builds on."""
+        return self.turns[self.context_start :]
+
+    def clear(self) -> None:
+        """Stop sending the history; the system prompt, model and parameters stay.
+
+        The turns themselves are kept: their tokens were spent, and /usage counts them.
+        """
+        self.context_start = len(self.turns)
+        self.summary = None
+        self.journal.cleared()
+
+    @property
+    def redact(self) -> tuple[str, ...]:
+        """Kinds of personal data scrubbed from what is sent (config `redact`); the client scrubs
+        every request, and the session the text it counts, saves and shows."""
+        return self.client.config.redact if self.client is not None else ()
+
+    def set_system(self, text: str | None) -> Redacted | None:
+        """Set the system prompt, scrubbed as a message would be; say what was scrubbed."""
+        redacted = None
+        if text and self.redact:
+            text, redacted = _scrubbed(text, self.redact, "from the system prompt")
+        self.system = text
+        self.journal.state_changed(self.state(), "system")
+        return redacted
+
+    def state(self) -> SessionState:
+        """What the journal keeps of this session besides its turns."""
+        profile = self.client.config.profile if self.client is not None else None
+        return SessionState(self.model, self.system, dict(self.params), profile, self.title)
+
+    def set_model(self, name: str) -> None:
+        self.model = name
+        self.journal.state_changed(self.state(), "model")
+
+    def set_param(self, key: str, value: Any) -> None:
+        """Set a sampling parameter, or unset it with None."""
+        if value is None:
+            self.params.pop(key, None)
+        else:
+            self.params[key] = value
+        self.journal.state_changed(self.state(), "params")
+
+    def set_title(self, title: str) -> None:
+        self.title = title
+        self.journal.retitle(title)
+
+    def undo(self, *, forget: bool = True) -> Turn | None:
+        """Drop the last exchange from what is sent, and from the store unless told not to; return it."""
+        if len(self.turns) <= self.context_start:
+            return None
+        turn = self.turns.pop()
+        if forget:
+            self._keep_spend(turn)
+            self.journal.forget(turn)
+        return turn
+
+    def retry(self, *, on_event: Callable[[Event], None] | None = None) -> Turn | None:
+        """Send the last message again; its old reply is replaced only if the new one gets anywhere."""
+        old = self.undo(forget=False)
+        if old is None:
+            return None
+        new = self.send(old.user, on_event=on_event)
+        if new.reply:
+            self._keep_spend(old)
+            self.journal.forget(old)
+        else:
+            # Nothing came back: keep the earlier reply, drop the failed attempt.
+            self.turns.pop()
+            self._keep_spend(new)
+            self.journal.forget(new)
+            self.turns.append(old)
+        return new
+
+    def adopt(self, other: Session) -> None:
+        """Become another session (/resume, /new), keeping this one's client."""
+        for name in ("model", "system", "params", "turns", "context_start", "journal", "title", "summary", "spent_elsewhere"):
+            setattr(self, name, getattr(other, name))
+
+    def _learn_from(self, turn: Turn) -> None:
+        """What the server's usage says of our counts: a correction, or a cut it made silently."""
+        if turn.asked is not None:
+            self.tokenizer.served_as(turn.asked, turn.model)
+        if turn.usage is None or turn.sent is None:
+            return
+        from chatcli.llm.learning import cut_notice, learn
+
+        estimated = turn.sent.tokens if turn.sent.exact else turn.estimated
+        before = self._read_before
+        # The request before is compared with only when this one carried all of it.
+        previous = before[:2] if before is not None and before[2:] == (turn.left_out, self.context_start) else None
+        u = turn.usage
+        # prompt_tokens counts cached tokens too; a server whose cached count is the larger left them out.
+        read = u.prompt_tokens + u.cached_tokens if u.cached_tokens > u.prompt_tokens else u.prompt_tokens
+        cut = learn(self.tokenizer, self.model, reported=read, estimated=estimated, exact=turn.sent.exact,
+                    previous=previous)
+        self._read_before = (read, estimated, turn.left_out, self.context_start)
+        if cut is not None:
+            facts = self.facts
+            said = cut_notice(cut, self.model, facts.kind if facts is not None else None)
+            turn.notice = f"{turn.notice}; {said}" if turn.notice else said
+
+    def _plan_to_send(self, text: str) -> Fit:
+        """The plan for sending `text`, with the server's model and window where they matter,
+        and exact counts near the window where they can be had."""
+        assert self.client is not None
+        plan = self.plan(text)
+        if not self.model_chosen or plan.tokens.tokens > WINDOW_MATTERS:
+            # The server's model, and its window, which matters once a request is this long.
+            self.settle(wait=self.client.config.connect_timeout)
+            plan = self.plan(text)
+        if not plan.tokens.exact and (plan.left_out or 2 * plan.tokens.tokens + plan.reserve > plan.window):
+            # Near the window, where an estimate could be wrong about what fits: count exactly,
+            # if the encoding can be had quickly, or have the server count (llama.cpp). Far from
+            # it, that would cost more than the count is worth (a one-shot ask; the REPL loads
+            # tiktoken in the background).
+            self.tokenizer.preload(self.model, wait=2.0)
+            if self.tokenizer.counts_on_server(self.model):
+                self.tokenizer.count_on_server(self.model, [m["content"] for m in self.messages(text)])
+            plan = self.plan(text)
+        return plan
+
+    def _refusal(self, plan: Fit, turn: Turn) -> str | None:
+        """Why the turn may not be sent: too big for the window even alone, or over a budget
+        (a budget nearly used up is a notice on the turn)."""
+        if not plan.fits:
+            return too_big(plan, self.tokenizer.message(self.model, "user", turn.user))
+        # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
+        worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
+        refusal, turn.notice = self.check_budget(self.model, worst)
+        return refusal
+
+    def send(self, text: str, *, on_event: Callable[[Event], None] | None = None,
+             request: dict[str, Any] | None = None) -> Turn:
+        """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked.
+        `request`: body keys for this turn alone (--schema's response_format), saved with it."""
+        assert self.client is not None, "a session restored for reading cannot send"
+        if self.attached:
+            text, self.attached = "\n\n".join([*self.attached, *([text] if text.strip() else [])]), []
+        redacted = None
+        if self.redact:
+            # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.
+            text, redacted = _scrubbed(text, self.redact, "before sending")
+        plan = self._plan_to_send(text)
+        messages = self.messages(pending=text, left_out=plan.left_out)
+        turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out,
+                    sent=plan.tokens, window=plan.window, estimated=self.tokenizer.raw_estimate(messages))
+        self.turns.append(turn)
+        if redacted is not None and on_event is not None:
+            on_event(redacted)  # said even if the request is refused below: what is kept is scrubbed
+        facts = self.facts
+        for note in facts.take_notes() if facts is not None and on_event is not None else ():
+            on_event(Note(note))
+        refusal = self._refusal(plan, turn)
+        if refusal is not None:
+            # Kept for the prompt to offer again, but not saved: nothing was sent (a message
+            # refused as too big would otherwise fill the database with what never went out).
+            turn.status = ERROR
+            turn.error = ChatError(refusal)
+            turn.left_out = 0  # nothing was sent, so nothing was left out
+            return turn
+        if self.title is None:
+            self.title = make_title(text)
+        self.journal.user_message(self.state(), turn)  # saved before anything is sent
+        started = time.monotonic()
+        pieces: list[str] = []
+        thoughts: list[str] = []
+        stop: Terminated | None = None
+        secrets = configured_secrets(self.client.config)  # never shown, never saved, whoever sends them
+        events = SecretFreeEvents(self._stream_fitting(turn, plan, messages), secrets)
+        self.client.on_retry = on_event  # a retry is said when it happens, before the wait
+        last_token: float | None = None
+        try:
+            self.client.warm_up()  # so the latency recorded is the server's, not our imports'
+            started = time.monotonic()
+            for event in events:
+                if isinstance(event, (TextDelta, ReasoningDelta)):
+                    if last_token is not None:
+                        turn.stalled_s += max(0.0, time.monotonic() - last_token - STALL_S)
+                    last_token = time.monotonic()
+                if isinstance(event, TextDelta):
+                    if turn.first_token_s is None:
+                        turn.first_token_s = time.monotonic() - started
+                    pieces.append(event.text)
+                elif isinstance(event, ReasoningDelta):
+                    if turn.first_token_s is None:  # a reasoning model's first token is its first thought
+                        turn.first_token_s = time.monotonic() - started
+                    thoughts.append(event.text)
+                elif isinstance(event, Usage):
+                    turn.usage = event
+                elif isinstance(event, Finish):
+                    turn.finish_reason = event.reason
+                elif isinstance(event, Served) and event.model != turn.model:
+                    turn.asked, turn.model = turn.model, event.model
+                if on_event is not None:
+                    on_event(event)
+            turn.status = COMPLETE if turn.finish_reason else TRUNCATED
+        except KeyboardInterrupt as exc:
+            turn.status = INTERRUPTED
+            stop = exc if isinstance(exc, Terminated) else None
+        except ChatError as exc:
+            turn.status = ERROR
+            turn.error = exc
+            exc.message = hide_known(exc.message, secrets)  # a server error body that quotes a header
+            if isinstance(exc, ContextLengthError):
+                turn.left_out = 0  # the fitted request was refused too: say so, not what was left out
+        except BaseException:
+            # Anything else that ends the stream (the reader of a pipe went away): the reply
+            # is saved as interrupted, never as one that did not begin.
+            turn.status = INTERRUPTED
+            raise
+        finally:
+            self.client.on_retry = None
+            events.close()
+            held, held_thoughts = events.leftover()  # the stream ended early
+            turn.reply = "".join(pieces) + held
+            turn.reasoning = "".join(thoughts) + held_thoughts
+            turn.total_s = time.monotonic() - started
+            if last_token is not None:  # a stall that ended the reply (its end, or a Ctrl-C) counts too
+                turn.stalled_s += max(0.0, time.monotonic() - last_token - STALL_S)
+            self._learn_from(turn)
+            self.journal.reply(turn)
+            self._record_spend(turn)
+        if stop is not None:
+            raise stop  # saved; now let the program exit
+        return turn

@@ -1,0 +1,107 @@
+"""One exchange, the user's message and the reply however far it got, and what its end means."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatcli.base.errors import ChatError
+from chatcli.base.events import Usage
+from chatcli.llm.tokens import Count
+
+PENDING = "pending"  # no reply recorded (yet, or ever: the program was killed)
+
+
+
+COMPLETE = "complete"
+
+
+
+INTERRUPTED = "interrupted"
+
+
+
+ERROR = "error"
+
+
+
+TRUNCATED = "truncated"
+
+
+
+SUMMARY_HEADING = "Summary of the earlier conversation:\n"
+
+
+
+# Seconds without a token, mid-reply, after which the reply has stalled: the renderers say so, and
+# the time past this is not generation time (a llama-server sent SIGTERM stops mid-reply and holds
+# the connection open for 30 s).
+STALL_S = 3.0
+
+
+
+def left_out_notice(turn: Turn) -> str | None:
+    if not turn.left_out:
+        return None
+    n = turn.left_out
+    return f"left out the {'oldest turn' if n == 1 else f'{n} oldest turns'} to fit the context window (still in the history)"
+
+
+
+def finish_notice(turn: Turn) -> str | None:
+    """What a complete reply's finish_reason means for the reader, when it is not a plain stop.
+
+    A length finish with no max_tokens set is the context window filling up: the
+    server stops when prompt and reply together reach it.
+    """
+    if turn.finish_reason == "length" and not turn.params.get("max_tokens"):
+        used = turn.usage.prompt_tokens + turn.usage.completion_tokens if turn.usage else 0
+        if turn.window and used >= 0.9 * turn.window:
+            return (f"the reply filled the model's {turn.window:,}-token context window, so it is cut short; "
+                    "/compact or /clear frees room")
+        return "the reply reached the server's limit on its length (max_tokens), so it may be cut short"
+    return {
+        "length": "the reply reached the max_tokens limit, so it may be cut short",
+        "content_filter": "the server's content filter stopped the reply, so it may be cut short",
+    }.get(turn.finish_reason or "")
+
+
+
+@dataclass
+class Turn:
+    """One exchange: the user's message and the reply, however far it got."""
+
+    user: str
+    model: str
+    params: dict[str, Any]
+    reply: str = ""
+    reasoning: str = ""  # what a reasoning model streamed before its answer; kept, never sent back
+    status: str = PENDING
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    error: ChatError | None = None
+    first_token_s: float | None = None
+    total_s: float | None = None
+    stalled_s: float = 0.0  # of total_s, the time past STALL_S in each wait for a token mid-reply
+    created_at: float = field(default_factory=time.time)
+    ids: list[int] = field(default_factory=list)  # its rows in the store
+    left_out: int = 0  # the oldest turns not sent with it, to fit the context window
+    sent: Count | None = None  # our count of what was sent, for an estimate when the server reports no usage
+    notice: str | None = None  # something to tell the user about this turn (a budget nearly used up)
+    window: int | None = None  # the context window it was fitted to
+    asked: str | None = None  # the model asked for, when the server named another (`model` is the server's)
+    estimated: int = 0  # our uncorrected estimate of what was sent, which the server's count corrects
+
+    @property
+    def partial(self) -> bool:
+        return self.status != COMPLETE
+
+    @property
+    def in_context(self) -> bool:
+        """Sent again with later turns: anything the model said, even partly.
+
+        A turn that failed before any text arrived is left out, so that sending
+        the same message again does not repeat it in the conversation.
+        """
+        return bool(self.reply)

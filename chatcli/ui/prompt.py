@@ -1,0 +1,422 @@
+"""prompt-toolkit parts: key bindings, completer, toolbar and the prompt session.
+
+Factories take the state they show, so tests can call them with a small session.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.input.vt100_parser import Vt100Parser
+from prompt_toolkit.key_binding import KeyBindings, KeyPress
+from prompt_toolkit.keys import Keys
+from prompt_toolkit.validation import ValidationError, Validator
+
+from chatcli.base.errors import Terminated, one_line
+from chatcli.base.format import format_cost
+from chatcli.base.parse import undecodable
+from chatcli.base.text import strip_controls
+from chatcli.commands import Registry
+from chatcli.core.session import Session
+
+
+def make_key_bindings(*, multiline: bool = False, say: Callable[[str], None] | None = None) -> KeyBindings:
+    """Enter sends; Alt-Enter (or Esc then Enter) inserts a newline. With `multiline`, the other way round.
+
+    A paste PasteParser refused puts nothing at the prompt, and `say` tells why."""
+    kb = KeyBindings()
+
+    @kb.add("escape", "enter")
+    def _alt_enter(event) -> None:
+        if multiline:
+            event.current_buffer.validate_and_handle()
+        else:
+            event.current_buffer.insert_text("\n")
+
+    @kb.add(Keys.BracketedPaste)
+    def _paste(event) -> None:
+        if isinstance(event.data, RefusedPaste):
+            if say is not None:
+                from prompt_toolkit.application import run_in_terminal
+
+                run_in_terminal(lambda: say(event.data.sentence))
+            return
+        # As prompt-toolkit's own: some terminals paste \r\n or \r line endings.
+        event.current_buffer.insert_text(event.data.replace("\r\n", "\n").replace("\r", "\n"))
+
+    return kb
+
+
+# Real text averages about 4 characters a token; 16 leaves room for text that packs tighter
+# (runs of spaces, repeated punctuation). A paste longer than this many characters for each
+# token of the window is far past what the window holds, and is refused as it arrives.
+CHARS_PER_TOKEN = 16
+
+
+class RefusedPaste(str):
+    """The text of a paste PasteParser did not keep (empty), with the sentence saying why."""
+
+    sentence: str
+
+
+class PasteParser(Vt100Parser):
+    """prompt-toolkit's input parser, with a bracketed paste read in linear time and bounded.
+
+    prompt-toolkit looks for the paste's end mark in the whole paste at each read of 1,024
+    bytes, which is quadratic: 20 MB cost minutes of CPU. This looks only at what arrived, and
+    stops keeping a paste once it is over `limit()` characters: it is refused, and never
+    reaches the prompt or the input history.
+    """
+
+    END = "\x1b[201~"
+
+    def __init__(self, feed_key_callback: Callable[[KeyPress], None], limit: Callable[[], tuple[int, str]]) -> None:
+        self._limit = limit
+        super().__init__(feed_key_callback)  # which calls reset()
+
+    def reset(self, request: bool = False) -> None:
+        super().reset(request)
+        self._pasting: tuple[int, str] | None = None  # (most characters kept, what sets that: the window)
+        self._kept: list[str] = []
+        self._size = 0
+        self._carry = ""  # the last characters read, which may be the start of the end mark
+
+    def feed(self, data: str) -> None:
+        if not self._in_bracketed_paste:
+            super().feed(data)  # which comes back here for what follows a paste's start mark
+            return
+        if self._pasting is None:
+            self._pasting = self._limit()
+        text, self._carry = self._carry + data, ""
+        end = text.find(self.END)
+        if end < 0:
+            keep = min(len(text), len(self.END) - 1)
+            self._take(text[: len(text) - keep])
+            self._carry = text[len(text) - keep :]
+            return
+        self._take(text[:end])
+        self.feed_key_callback(KeyPress(Keys.BracketedPaste, self._paste()))
+        self._in_bracketed_paste = False
+        self.feed(text[end + len(self.END) :])
+
+    def _take(self, piece: str) -> None:
+        self._size += len(piece)
+        assert self._pasting is not None
+        if self._size <= self._pasting[0]:
+            self._kept.append(piece)
+        else:
+            self._kept = []  # over the limit: nothing more is kept
+
+    def _paste(self) -> str:
+        assert self._pasting is not None
+        most, window = self._pasting
+        size, text = self._size, "".join(self._kept)
+        self._pasting, self._kept, self._size = None, [], 0
+        if size <= most:
+            return text
+        refused = RefusedPaste()
+        refused.sentence = (f"That paste is {size:,} characters, far more than {window} holds; "
+                            "nothing was put at the prompt.")
+        return refused
+
+
+def bound_pastes(prompt: PromptSession, limit: Callable[[], tuple[int, str]]) -> None:
+    """Read the prompt's pastes with PasteParser (a terminal's input, or a pipe in tests)."""
+    parser = getattr(prompt.app.input, "vt100_parser", None)
+    if isinstance(parser, Vt100Parser):
+        prompt.app.input.vt100_parser = PasteParser(parser.feed_key_callback, limit)  # type: ignore[attr-defined]
+
+
+class DecodableText(Validator):
+    """Refuses, at Enter, a line that holds bytes that are not UTF-8: it stays at the prompt to be
+    mended, with a sentence under it, and is neither sent nor kept in the input history."""
+
+    def validate(self, document: Document) -> None:
+        if undecodable(document.text):
+            raise ValidationError(message="This line holds bytes that are not UTF-8 text, which cannot be sent; "
+                                          "delete them, or press Ctrl-C to clear the line.")
+
+
+class SlashCompleter(Completer):
+    """Completes slash commands at the start of the line, from the registry, and the argument of some.
+
+    `arguments` maps a command to what completes its argument (/model: the server's model
+    names, if they are known); each returns at once, never waiting on the network.
+    """
+
+    def __init__(self, registry: Registry, arguments: dict[str, Callable[[], list[str] | None]] | None = None) -> None:
+        self._registry = registry
+        self._arguments = {registry.command_for(name): names for name, names in (arguments or {}).items()}
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        text = document.text_before_cursor
+        command, space, partial = text.partition(" ")
+        names = self._arguments.get(self._registry.command_for(command)) if space else None
+        if names is not None and " " not in partial:
+            for name in names() or ():
+                if name.startswith(partial):  # a server's model name: shown through the gate
+                    yield Completion(name, start_position=-len(partial), display=strip_controls(name))
+            return
+        if not text.startswith("/") or any(ch.isspace() for ch in text):
+            return
+        for name in self._registry.names():
+            if name.startswith(text.lower()):
+                command = self._registry.command_for(name)
+                yield Completion(name, start_position=-len(text), display_meta=command.help if command else "")
+
+
+def make_toolbar(session: Session) -> Callable[[], FormattedText]:
+    """The bottom toolbar: model, temperature and the session's tokens, read fresh each redraw."""
+
+    def toolbar() -> FormattedText:
+        session.settle()  # the server's model and window, once it has said them; never waits
+        temp = session.temperature
+        profile = session.client.config.profile if session.client is not None else None
+        _, total = session.accounting()
+        mark = "" if total.exact else "≈"
+        tokens = total.usage.total_tokens
+        plan = session.plan()
+        used = plan.tokens
+        window = plan.window
+        return FormattedText(
+            [
+                ("class:bottom-toolbar", f" {profile}: {one_line(session.shown_model, 60)} " if profile else f" {one_line(session.shown_model, 60)} "),
+                ("class:bottom-toolbar", f"│ temp {temp:g} " if temp is not None else "│ temp default "),
+                ("class:bottom-toolbar", f"│ context {used}/{_short(window)} ({100 * used.tokens / window:.0f}%) "),
+                ("class:bottom-toolbar", f"│ {mark}{tokens:,} tokens {format_cost(total.cost, exact=total.exact)} "),
+                ("class:bottom-toolbar", "│ /help "),
+            ]
+        )
+
+    return toolbar
+
+
+def _short(n: int) -> str:
+    """2048 as 2,048 (local servers' windows are told apart by their last digits), 128000 as 128k,
+    1047576 as 1M."""
+    if n < 10_000:
+        return f"{n:,}"
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}".rstrip("0").rstrip(".") + "M"
+    if n >= 1000:
+        return f"{n / 1000:.1f}".rstrip("0").rstrip(".") + "k"
+    return str(n)
+
+
+def open_history(path: Path | None, *, redact: tuple[str, ...] = ()) -> History:
+    """Input history kept across runs, in a file only the user can read.
+
+    With `redact` set, the file keeps each message as it was sent, scrubbed:
+    personal data kept out of the request is kept off the disk too.
+    """
+    if path is None:
+        return InMemoryHistory()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except OSError:
+        return InMemoryHistory()
+    if not redact:
+        return FileHistory(str(path))
+
+    class ScrubbedHistory(FileHistory):
+        def store_string(self, string: str) -> None:
+            from chatcli.base.pii import scrub
+
+            super().store_string(scrub(string, redact).text)
+
+    return ScrubbedHistory(str(path))
+
+
+def make_prompt_session(
+    session: Session,
+    registry: Registry,
+    *,
+    history: History,
+    color: bool = True,
+    vi: bool = False,
+    multiline: bool = False,
+    input=None,
+    output=None,
+    say: Callable[[str], None] | None = None,
+) -> ChatPrompt:
+    """`say` prints a sentence above the prompt: why a paste was refused."""
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+
+    prompt = ChatPrompt(
+        message=[("class:prompt", "> ")],
+        history=history,
+        key_bindings=make_key_bindings(multiline=multiline, say=say),
+        validator=DecodableText(),
+        validate_while_typing=False,
+        multiline=multiline,
+        vi_mode=vi,
+        enable_open_in_editor=True,  # Ctrl-X Ctrl-E (v in vi's normal mode): $EDITOR on what is typed
+        refresh_interval=0.5,  # the toolbar shows the server's model and window as soon as it says them
+        auto_suggest=AutoSuggestFromHistory(),  # greyed from history; the Right arrow takes it
+        completer=SlashCompleter(registry, {
+            "model": lambda: session.client.known_models() if session.client is not None else None,
+            "profile": lambda: list(session.client.config.profiles) if session.client is not None else None,
+        }),
+        complete_while_typing=True,
+        bottom_toolbar=make_toolbar(session),
+        enable_history_search=False,  # Up walks history; Ctrl-R searches it
+        prompt_continuation=lambda width, line_number, wrap_count: ". ".rjust(width),
+        color_depth=None if color else _monochrome(),
+        input=input,
+        output=output,
+    )
+    bound_pastes(prompt, lambda: paste_limit(session))
+    return prompt
+
+
+def paste_limit(session: Session) -> tuple[int, str]:
+    """The most characters a paste may have, and the window that sets it, in words."""
+    window = session.plan().window
+    return window * CHARS_PER_TOKEN, f"the model's {window:,}-token window"
+
+
+class SentAndInterrupted(KeyboardInterrupt):
+    """Ctrl-C came just after Enter, before the line left the prompt: `text` was not sent."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class ChatPrompt(PromptSession):
+    """The prompt, and read_line(), which keeps a Ctrl-C pressed the moment after Enter.
+
+    Between Enter and prompt() returning, prompt-toolkit still holds the terminal: in raw
+    mode a Ctrl-C is a key it keeps for the next prompt, and after raw mode its SIGINT
+    handler hands the Ctrl-C to an application that has finished. Either way the Ctrl-C
+    was lost and the reply ran on, for up to a second when the terminal does not answer a
+    cursor-position request. read_line() says such a Ctrl-C with SentAndInterrupted.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._accepted: str | None = None  # the line accepted by the current read_line()
+        accept = self.default_buffer.accept_handler
+
+        def remember(buffer) -> bool:
+            self._accepted = buffer.document.text
+            return accept(buffer) if accept is not None else False
+
+        self.default_buffer.accept_handler = remember
+        _no_wait_for_an_unanswered_cpr(self.app.renderer)
+
+    def read_line(self, default: str = "") -> str:
+        """The next line; SentAndInterrupted when a Ctrl-C came as it was sent."""
+        self._accepted = None
+        try:
+            with _terminate_through(self.app):
+                # handle_sigint=False: a SIGINT after Enter ends the prompt (asyncio's own handler)
+                # rather than reaching an application that has finished.
+                text = self.prompt(default=default, handle_sigint=False)
+            if _ctrl_c_typed_ahead(self.app.input):
+                raise SentAndInterrupted(text)
+        except SentAndInterrupted:
+            raise
+        except KeyboardInterrupt:
+            if self._accepted is None or isinstance(sys.exc_info()[1], Terminated):
+                raise  # Ctrl-C at the prompt: it clears the line; SIGTERM or SIGHUP: chatcli ends
+            raise SentAndInterrupted(self._accepted) from None
+        return text
+
+
+@contextmanager
+def _terminate_through(app) -> Iterator[None]:
+    """While the prompt runs, SIGTERM and SIGHUP end it through its event loop.
+
+    The process's handler raises Terminated wherever Python is, and inside the prompt that
+    is prompt-toolkit's own code: a task loading the history caught it and printed a
+    traceback. Here the signal asks the application to exit with Terminated instead, and a
+    signal that comes as it is already ending is raised once the prompt has returned.
+    """
+    import asyncio
+    import signal
+
+    pending: list[int] = []
+
+    def deliver(signum: int, frame) -> None:
+        try:
+            loop = asyncio.get_running_loop()  # the prompt's, when it runs in this thread
+        except RuntimeError:
+            raise Terminated(signum) from None
+        pending.append(signum)
+        loop.call_soon_threadsafe(end)
+
+    def end() -> None:
+        if app.is_running and app.future is not None and not app.future.done():
+            app.exit(exception=Terminated(pending[0]))
+
+    signums = [s for s in (signal.SIGTERM, signal.SIGHUP) if callable(signal.getsignal(s))]
+    before = {s: signal.signal(s, deliver) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    if pending:
+        raise Terminated(pending[0])
+
+
+def _ctrl_c_typed_ahead(input) -> bool:
+    """A Ctrl-C typed in a terminal between Enter and now, taken out of what the next prompt reads.
+
+    A pipe's keys are all typed ahead, for the prompts to come, and are left as they are."""
+    import termios
+
+    from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
+    from prompt_toolkit.input.vt100 import Vt100Input
+    from prompt_toolkit.keys import Keys
+
+    try:
+        if not isinstance(input, Vt100Input) or not os.isatty(input.fileno()):
+            return False
+        with input.raw_mode():  # keys still in the terminal's queue, typed as raw mode ended
+            keys = [*get_typeahead(input), *input.read_keys()]
+    except (OSError, ValueError, termios.error):
+        return False
+    rest = [key for key in keys if key.key != Keys.ControlC]
+    store_typeahead(input, rest)
+    return len(rest) < len(keys)
+
+
+def _no_wait_for_an_unanswered_cpr(renderer) -> None:
+    """Once a line is sent, wait for the terminal's cursor-position report only if it has ever sent one.
+
+    prompt-toolkit asks the terminal where the cursor is (CPR) and, when the line is
+    accepted, waits up to a second for an answer still to come, with the terminal in raw
+    mode. A terminal that never answers (a serial console, some emulators, pexpect) then
+    gets every reply a second late, and a Ctrl-C pressed in that second is read as a key
+    and lost: the reply runs on until read_timeout. A terminal that answers has done so
+    within milliseconds, so it is still waited for.
+    """
+    from prompt_toolkit.renderer import CPR_Support
+
+    wait = renderer.wait_for_cpr_responses
+
+    async def wait_if_answering(timeout: int = 1) -> None:
+        # With 0, prompt-toolkit's own timeout path: the questions pending are dropped at once.
+        await wait(timeout if renderer.cpr_support == CPR_Support.SUPPORTED else 0)
+
+    renderer.wait_for_cpr_responses = wait_if_answering
+
+
+def _monochrome():
+    from prompt_toolkit.output import ColorDepth
+
+    return ColorDepth.MONOCHROME
+
