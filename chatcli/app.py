@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""The composition root: the one place that builds or rewires a Session.
+
+A new session, a resumed one (--resume, /resume), /new and /profile all come through here, so a
+per-session service is wired in one place: the client, the tokenizer, the prices, the budget,
+the journal.
+"""
 
 from __future__ import annotations
 

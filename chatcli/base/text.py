@@ -14,7 +14,6 @@ import re
 import unicodedata
 
 from chatcli.base.pii import hide_known
-from chatcli.base.secrets import known_secrets
 
 # Anything that can steer a terminal: C0 controls but tab and newline, DEL, C1.
 _CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
@@ -201,7 +200,7 @@ def json_text(value: object, *, indent: int | None = None) -> str:
     """JSON that is exact as data and inert on a terminal: json.dumps escapes C0 controls, and
     this escapes DEL, C1 and the invisible characters the gate would show, as \\u escapes,
     so a reader gets every character back and a terminal is sent none of them."""
-    import json
+    import json  # lazy: off the path of chatcli --help
 
     return _JSON_UNSAFE.sub(_json_escape, json.dumps(value, ensure_ascii=False, indent=indent))
 
@@ -209,6 +208,9 @@ def json_text(value: object, *, indent: int | None = None) -> str:
 def shown(message: str) -> str:
     """A message as it may be shown: without the configured secrets (a server's words, a file
     name or a setting's value can be in it), through the gate."""
+    # Imported here: pii's tables are not needed on the way to --help, which loads this module.
+    from chatcli.base.secrets import known_secrets  # lazy: off the path of chatcli --help
+
     return strip_controls(hide_known(message, known_secrets()))
 
 

@@ -16,8 +16,11 @@ from pathlib import Path
 
 from chatcli.base.env import Env
 from chatcli.base.errors import ChatError
-from chatcli.config.settings import Config, load_config, read_config_file
-from chatcli.llm.tokens import family_of, override_for
+from chatcli.config.settings import Config, load_config, read_config_file, require_api_key
+from chatcli.llm.capabilities import KNOWN_CAPABILITIES
+from chatcli.llm.client import ChatClient
+from chatcli.llm.pricing import PRICES
+from chatcli.llm.tokens import KNOWN_MODELS, family_of, override_for
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,6 @@ class _Table:
 
 
 def _known_tables() -> list[dict]:
-    from chatcli.llm.capabilities import KNOWN_CAPABILITIES
-    from chatcli.llm.pricing import PRICES
-    from chatcli.llm.tokens import KNOWN_MODELS
-
     return [KNOWN_MODELS, KNOWN_CAPABILITIES, PRICES]
 
 
@@ -91,8 +90,6 @@ def _profile_config(env: Env, config_path: str | None, profile: str, said: list[
 
 def _listed(config: Config, path: Path, profile: str | None, said: list[str]) -> list[str] | None:
     """The models the config's server lists, asked once, without retries; None, said, if it cannot say."""
-    from chatcli.config.settings import require_api_key
-    from chatcli.llm.client import ChatClient
 
     whose = f"of [profiles.{profile}] " if profile else ""
     try:

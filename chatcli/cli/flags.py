@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, Sequence
 
 from chatcli.base.errors import EXIT_USAGE, ConfigError
+from chatcli.config.settings import check_base_url
 from chatcli.config.table import SETTINGS_BY_KEY
 
 # Each subcommand, and the global flags (by dest) it takes besides its own.
@@ -42,8 +43,6 @@ def setting_type(key: str):
         except ConfigError:
             raise argparse.ArgumentTypeError(f"must be {setting.allowed()}, not {text!r}") from None
         if key == "base_url":
-            from chatcli.config.settings import check_base_url
-
             try:
                 return check_base_url(value)
             except ConfigError as exc:

@@ -269,7 +269,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
         return 0
     if args.action == "check":
         from chatcli.base.secrets import know
-        from chatcli.cli.config_check import model_table_warnings
+        from chatcli.cli.config_check import model_table_warnings  # lazy: off the path of chatcli --help
 
         know(config)
         with _logging(args, env, config):

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import referencing.exceptions
+import referencing.jsonschema
+
 from chatcli.base.errors import UsageError
 from chatcli.base.text import strip_controls
 
@@ -85,7 +88,7 @@ class Verdict:
 
 def load_schema(path: str) -> Schema:
     """Read and check a schema file; UsageError, naming the file, when it cannot be used."""
-    import jsonschema
+    import jsonschema  # lazy: keeps jsonschema off the startup path
 
     shown = strip_controls(path)
     where = Path(path).expanduser()
@@ -192,8 +195,7 @@ def _finite(text: str) -> float:
 
 
 def _validate(verdict: Verdict, schema: Schema) -> Verdict:
-    import jsonschema
-    import referencing.exceptions
+    import jsonschema  # lazy: keeps jsonschema off the startup path
 
     verdict.is_json = True
     validator = jsonschema.validators.validator_for(schema.body)(schema.body)
@@ -241,8 +243,6 @@ def _walk(node: Any, where: str) -> Iterator[tuple[str, Any]]:
 
 def _broken_ref(body: dict[str, Any], validator: Any) -> str | None:
     """A $ref that leads nowhere, or out of the file (chatcli fetches nothing), said as a clause."""
-    import referencing.exceptions
-    import referencing.jsonschema
 
     spec = referencing.jsonschema.specification_with(validator.META_SCHEMA.get("$schema", ""),
                                                      default=referencing.jsonschema.DRAFT202012)

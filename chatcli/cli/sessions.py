@@ -10,9 +10,16 @@ from pathlib import Path
 
 from chatcli.base import parse as inputs
 from chatcli.base.env import Env
-from chatcli.base.errors import EXIT_FAILURE, EXIT_OK, ChatError, UsageError
-from chatcli.base.format import age
+from chatcli.base.errors import EXIT_FAILURE, EXIT_OK, ChatError, UsageError, one_line
+from chatcli.base.format import age, format_cost
+from chatcli.base.text import for_stream, strip_controls
 from chatcli.cli.flags import SUBCOMMANDS, add_flags
+from chatcli.commands import Result
+from chatcli.config.settings import load_config
+from chatcli.core.budget import period_starts
+from chatcli.core.export import export_text, to_markdown, write_export
+from chatcli.core.journal import Journal
+from chatcli.core.resume import restore_session
 from chatcli.store.db import (
     SessionInfo,
     Store,
@@ -21,6 +28,10 @@ from chatcli.store.db import (
     describe,
     is_store_error,
 )
+from chatcli.store.repair import check, recover
+from chatcli.ui.markdown import markdown
+from chatcli.ui.render import make_console
+from chatcli.ui.views import show_result, show_search_hit
 
 EXAMPLES = """\
 examples:
@@ -84,8 +95,6 @@ def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argpar
 
 
 def run_sessions(args: argparse.Namespace, env: Env) -> int:
-    from chatcli.config.settings import load_config
-
     config = load_config(env, config_path=args.config, flags={"db": args.db})
     path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
     if args.action == "check":  # a damaged database is what it is for: not opened as the others open it
@@ -105,8 +114,6 @@ def run_sessions(args: argparse.Namespace, env: Env) -> int:
 
 
 def _console(env: Env):
-    from chatcli.ui.render import make_console
-
     return make_console(env.stdout, color=env.stdout_isatty and not env.no_color)
 
 
@@ -118,9 +125,6 @@ def _find(store: Store, session_id: int) -> SessionInfo:
 
 
 def _load(store: Store, session_id: int):
-    from chatcli.core.journal import Journal
-    from chatcli.core.resume import restore_session
-
     info = _find(store, session_id)
     return restore_session(info, store.messages(session_id), client=None, journal=Journal(None))
 
@@ -129,8 +133,6 @@ def spent(store: Store, info: SessionInfo) -> str:
     """A session's tokens as /usage counts them, with the same computation (Session.accounting):
     every request it paid for (undone and replaced replies and /compact summaries included), the
     server's usage where it reported one, and our estimate, marked ≈, where it did not."""
-    from chatcli.core.journal import Journal
-    from chatcli.core.resume import restore_session
 
     session = restore_session(info, store.messages(info.id), client=None, journal=Journal(None),
                               spends=store.ledger(session_id=info.id))
@@ -139,9 +141,6 @@ def spent(store: Store, info: SessionInfo) -> str:
 
 
 def list_action(store: Store, args, env: Env) -> int:
-    from chatcli.commands import Result
-    from chatcli.ui.views import show_result
-
     listed = store.list_sessions(limit=args.limit)
     if not listed:
         env.stdout.write("No saved sessions yet.\n")
@@ -158,13 +157,8 @@ def list_action(store: Store, args, env: Env) -> int:
 
 
 def show_action(store: Store, args, env: Env) -> int:
-    from chatcli.base.text import strip_controls
-    from chatcli.core.export import to_markdown
-
     text = strip_controls(to_markdown(_load(store, args.id)))
     if env.stdout_isatty:
-        from chatcli.ui.markdown import markdown
-
         _console(env).print(markdown(text))
     else:
         env.stdout.write(text)
@@ -172,8 +166,6 @@ def show_action(store: Store, args, env: Env) -> int:
 
 
 def search_action(store: Store, args, env: Env) -> int:
-    from chatcli.ui.views import show_search_hit
-
     hits = store.search(" ".join(args.text))
     if not hits:
         env.stdout.write("No matches.\n")
@@ -188,8 +180,6 @@ def export_action(store: Store, args, env: Env) -> int:
     """To a file, the text exactly (written whole or not at all); to a terminal, through the gate,
     as everything else shown; to a pipe, exactly: it is data, and the program reading it (jq, a
     file, less, which shows control characters as ^[ by default) decides what to do with it."""
-    from chatcli.base.text import for_stream, strip_controls
-    from chatcli.core.export import export_text, write_export
 
     session = _load(store, args.id)
     if args.output:
@@ -226,8 +216,6 @@ def rename_action(store: Store, args, env: Env) -> int:
 
 def check_action(path: Path, args, env: Env) -> int:
     """integrity_check; a damaged database is recovered into a new file, asked first on a terminal."""
-    from chatcli.base.errors import one_line
-    from chatcli.store.repair import check, recover
 
     if not path.exists():
         env.stdout.write(f"There is no history database at {path} yet.\n")
@@ -301,9 +289,6 @@ def run_usage(args: argparse.Namespace, env: Env) -> int:
 
 
 def usage_action(store: Store, args, env: Env) -> int:
-    from chatcli.base.format import format_cost
-    from chatcli.core.budget import period_starts
-
     today, _ = period_starts()
     since = today - (args.days - 1) * 86400
     groups: dict[str, list] = {}
@@ -338,8 +323,6 @@ def usage_action(store: Store, args, env: Env) -> int:
     any_unknown = any(g[2] for g in groups.values())
     total_mark = "" if all_exact else "≈"
     rows.append(["total", f"{total_mark}{total_tokens:,}", cost_cell(total_tokens, total_usd, any_unknown, all_exact), ""])
-    from chatcli.commands import Result
-    from chatcli.ui.views import show_result
 
     chart = "cost" if measure else "tokens"
     show_result(

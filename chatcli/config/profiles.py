@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from chatcli.base.errors import ConfigError
 from chatcli.config.table import SETTINGS_BY_KEY
@@ -49,7 +50,6 @@ def with_profile(values: dict[str, Any], profiles: Mapping[str, dict[str, Any]],
 
 def _server(url: str) -> tuple | None:
     """The endpoint a base URL names; one host may front several providers (/openai/v1, /groq/v1)."""
-    from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(url.strip())

@@ -15,12 +15,14 @@ from typing import Any, Mapping
 from chatcli.base.env import Env
 from chatcli.base.errors import ConfigError, UsageError
 from chatcli.base.parse import not_utf8, undecodable
+from chatcli.base.pii import hide_password
 from chatcli.config.keys import readable_by_others, resolve_key
 from chatcli.config.table import (
     AZURE_API_VERSION,
     DEFAULT_BASE_URL,
     SETTINGS,
     SETTINGS_BY_KEY,
+    read_kinds,
     read_table,
 )
 
@@ -75,7 +77,6 @@ class Config:
     @property
     def shown_url(self) -> str:
         """base_url as said to the user or logged: any password in it replaced."""
-        from chatcli.base.pii import hide_password
 
         return hide_password(self.base_url)
 
@@ -98,8 +99,8 @@ UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG", "CHATCLI_API_KEY
 
 def read_dotenv(env: Env) -> dict[str, str]:
     """./.env, if there is one: a layer under the environment, never over it."""
-    from dotenv import dotenv_values
-    from dotenv.parser import parse_stream
+    from dotenv import dotenv_values  # lazy: off the path of chatcli --help
+    from dotenv.parser import parse_stream  # lazy: off the path of chatcli --help
 
     path = env.cwd / ".env"
     if not path.exists():
@@ -133,8 +134,6 @@ def _variables_layer(variables: Mapping[str, str], source: str) -> dict[str, Any
         values["base_url"] = check_base_url(values["base_url"], where=f" ({name} {source})")
     kinds = [k.strip() for k in variables.get("CHATCLI_REDACT", "").split(",") if k.strip()]
     if kinds:
-        from chatcli.config.table import read_kinds
-
         values["redact"] = read_kinds(kinds, f"CHATCLI_REDACT {source}")
     return values
 
@@ -169,7 +168,7 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
     chosen = (flags or {}).get("profile")
     name = chosen if chosen is not None else values.get("profile")  # -p "" chooses none
     if name:
-        from chatcli.config.profiles import with_profile
+        from chatcli.config.profiles import with_profile  # lazy: off the path of chatcli --help
 
         values = with_profile(values, profiles, name, path)
     for key, value in (flags or {}).items():
@@ -199,7 +198,7 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
 
 def check_ca_bundle(path_text: str) -> str:
     """A file of certificates that ssl can load, checked now rather than at the first request."""
-    import ssl
+    import ssl  # lazy: off the path of chatcli --help
 
     try:
         path = Path(path_text).expanduser()
@@ -217,9 +216,8 @@ def check_ca_bundle(path_text: str) -> str:
 def check_base_url(url: str, *, what: str = "base URL", example: str = "such as http://localhost:11434/v1",
                    where: str = "") -> str:
     """A full http(s) URL, without a trailing slash. `where` names the variable it came from."""
-    from urllib.parse import urlsplit
+    from urllib.parse import urlsplit  # lazy: off the path of chatcli --help
 
-    from chatcli.base.pii import hide_password
 
     url = url.strip().rstrip("/")
     shown = f"{hide_password(url)!r}{where}"
@@ -272,7 +270,6 @@ class Profiles:
 
     def load(self, name: str) -> Config:
         """The settings with that profile chosen; ConfigError, with one sentence, if it cannot be used."""
-        from chatcli.config.settings import require_api_key
 
         config = load_config(self.env, config_path=self.config_path, flags={"profile": name})
         require_api_key(config)

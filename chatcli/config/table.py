@@ -1,4 +1,9 @@
-"""TODO docstring."""
+"""Every key chatcli reads, in tables: the settings (type, default, range, help), and the keys of
+[models], [prices], [budget], [headers], [profiles] and redact, each read and checked here.
+
+One table says every key's type, default, range and help; loading, validation, error messages
+and config.example.toml all follow from it.
+"""
 
 from __future__ import annotations
 
@@ -207,7 +212,6 @@ PRICE_KEYS = ("input", "cached_input", "output")
 
 def read_prices_table(table: Any, path: Path | str) -> dict[str, Any]:
     """[prices."NAME"] tables: USD per million input, cached input and output tokens."""
-    from chatcli.config.table import Price
 
     example = '[prices."my-model"] input = 0.5, output = 1.5 (USD per million tokens)'
     if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
@@ -310,22 +314,16 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
         if profile is not None and key in ("profile", "profiles", "db", "save", "budget"):  # one for all profiles
             raise ConfigError(f"{where}: '{key}' cannot be set in a profile; set it at the top of the file.")
         if key == "profiles":
-            from chatcli.config.table import read_profiles
-
             values["profiles"] = read_profiles(value, path)
         elif key == "headers":
             values["headers"] = read_headers(value, where)
         elif key == "models":
-            from chatcli.config.table import read_models_table
-
             values["models"] = read_models_table(value, where)
         elif key == "prices":
             values["prices"] = read_prices_table(value, where)
         elif key == "budget":
             values["budget"] = read_budget_table(value, path)
         elif key == "redact":
-            from chatcli.config.table import read_kinds
-
             values["redact"] = read_kinds(value, f"'redact' in {where}")
         elif key in RENAMED:
             raise ConfigError(f"{where}: '{key}' is now {RENAMED[key]}.")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli.base.errors import ChatError, UsageError, one_line
+from chatcli.base.text import json_text
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, PENDING
 
@@ -65,8 +66,6 @@ def session_record(session: Session) -> dict[str, Any]:
 
 
 def to_json(session: Session) -> str:
-    from chatcli.base.text import json_text
-
     return json_text(session_record(session), indent=2) + "\n"
 
 

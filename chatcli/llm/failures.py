@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import time
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from chatcli.base.errors import (
     BadRequest,
@@ -89,8 +91,6 @@ def connection_error(config: Config, cause: BaseException, *, proxy: str | None,
     if proxy:
         return NetworkError(f"Could not connect to {url} through the proxy {hide_password(proxy)}; check proxy in your config.")
     if any(words in str(cause) for words in DNS_FAILURES):
-        from urllib.parse import urlsplit
-
         host = urlsplit(config.base_url).hostname
         return NetworkError(f"Could not find the host {host} for {url} (the DNS lookup failed); check the base URL and your network.")
     return NetworkError(f"Could not connect to {url}; check the base URL and that the server is running.")
@@ -178,8 +178,6 @@ def _asked_wait(headers) -> float | None:
         elif value.strip().replace(".", "", 1).isdigit():
             seconds = float(value)
         else:
-            from email.utils import parsedate_to_datetime
-
             seconds = parsedate_to_datetime(value).timestamp() - time.time()
     except (TypeError, ValueError, OverflowError):
         return None

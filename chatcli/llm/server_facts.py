@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from chatcli.base.errors import one_line
+from chatcli.llm.tokens import DEFAULT_SOURCE
 
 if TYPE_CHECKING:
     from chatcli.llm.client import ChatClient
@@ -155,7 +156,6 @@ class ServerFacts:
         None when neither says."""
         if self.enabled:
             self._learn(model, False)
-        from chatcli.llm.tokens import DEFAULT_SOURCE
 
         window = self.tokenizer.window(model)
         return None if window.source == DEFAULT_SOURCE else window

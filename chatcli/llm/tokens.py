@@ -160,7 +160,7 @@ class Encodings:
 
     def _load(self, name: str) -> None:
         try:
-            import tiktoken
+            import tiktoken  # lazy: loaded with the first exact count, off the startup path
 
             encoding = tiktoken.get_encoding(name)
         except Exception as exc:  # noqa: BLE001 - any failure means: estimate instead

@@ -88,7 +88,7 @@ class PlainBlock:
     def rows(self, splitter: BlockSplitter, width: int, height: int) -> list[str]:
         """The last rows of the block, as the terminal will wrap them once printed: what the live
         region shows of it, at a cost that does not grow with the block."""
-        from rich.cells import chop_cells
+        from rich.cells import chop_cells  # lazy: keeps rich off the startup path
 
         rows: list[str] = []
         for line in "".join(self._held).split("\n")[:-1][-height:]:

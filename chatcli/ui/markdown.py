@@ -9,14 +9,15 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from markdown_it import MarkdownIt
+
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions
 
 
 @functools.cache
 def _text_markdown_class():
-    from markdown_it import MarkdownIt
-    from rich.markdown import CodeBlock, Markdown
+    from rich.markdown import CodeBlock, Markdown  # lazy: keeps rich off the startup path
 
     # Built once: rich's own __init__ makes a parser per document, which costs more than
     # parsing a typical block. This sets what rich's __init__ sets (rich 13-14), with ours.
@@ -52,7 +53,7 @@ def _text_markdown_class():
 
 def code_text(code: str, lexer: str, theme: str):
     """Code highlighted by language, as one Text that is never wrapped: its lines are the code's lines."""
-    from rich.syntax import Syntax
+    from rich.syntax import Syntax  # lazy: keeps rich off the startup path
 
     text = Syntax(code, lexer, theme=theme).highlight(code)
     text.rstrip()
@@ -71,7 +72,7 @@ def ends_with_spacing(md) -> bool:
     rich separates top-level blocks by the `new_line` flag of the block before;
     printing blocks one by one has to carry that flag across.
     """
-    from rich.markdown import UnknownElement
+    from rich.markdown import UnknownElement  # lazy: keeps rich off the startup path
 
     for token in reversed(md.parsed):
         if token.level == 0 and token.nesting in (-1, 0) and token.type != "inline":

@@ -75,7 +75,7 @@ class StallNotice:
                     self._show(int(time.monotonic() - self._last_token))
 
     def _show(self, seconds: int) -> None:
-        from rich.cells import cell_len
+        from rich.cells import cell_len  # lazy: keeps rich off the startup path
 
         if self._after_text:
             notice = f"{' ' if self._last.strip() else ''}[no tokens for {seconds}s]"
@@ -99,7 +99,7 @@ class StallNotice:
     def _erase(self) -> None:
         if not self._shown:
             return
-        from rich.cells import cell_len
+        from rich.cells import cell_len  # lazy: keeps rich off the startup path
 
         try:
             self._out.write(f"\x1b[{cell_len(self._shown)}D\x1b[K")  # back over it, then clear to the line's end
@@ -118,7 +118,7 @@ def _width(out: TextIO) -> int:
 
 def _advance(column: int, text: str) -> int:
     """The column after text written from column, tabs stopping every 8 cells as expandtabs does."""
-    from rich.cells import cell_len
+    from rich.cells import cell_len  # lazy: keeps rich off the startup path
 
     for i, piece in enumerate(text.split("\t")):
         if i:

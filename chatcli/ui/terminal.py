@@ -9,12 +9,16 @@ terminal's own, set with OSC 52, so /copy works over SSH too.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import subprocess
+import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping, TextIO
 
+from chatcli.base.errors import ChatError
 from chatcli.base.text import osc52_payload
 
 
@@ -27,7 +31,7 @@ def echo_off(stream: TextIO) -> Iterator[None]:
     queue for the next prompt.
     """
     try:
-        import termios
+        import termios  # POSIX only: elsewhere there is no echo to stop
 
         fd = stream.fileno()
         saved = termios.tcgetattr(fd)
@@ -183,11 +187,7 @@ def write_whole(stream: TextIO, data: str) -> None:
 
 def edit_in_editor(text: str) -> str:
     """Let the user write in $VISUAL or $EDITOR (vi if neither is set), starting from text; what they saved."""
-    import shlex
-    import subprocess
-    import tempfile
 
-    from chatcli.base.errors import ChatError
 
     editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
     with tempfile.TemporaryDirectory(prefix="chatcli-") as folder:
