@@ -1,8 +1,8 @@
-"""The composition root: the one place that builds or rewires a Session.
+"""The composition root: the one place that builds a Session or rewires one.
 
-A new session, a resumed one (--resume, /resume), /new and /profile all come through here, so a
-per-session service is wired in one place: the client, the tokenizer, the prices, the budget,
-the journal.
+A session is built from a Config (a new one, or --resume's); /profile points it at another
+profile's config; /new and /resume give it another conversation. Each time the session gets
+what it runs by from here: its client, its counting, its accounts and its policy.
 """
 
 from __future__ import annotations
@@ -13,10 +13,32 @@ from typing import Any
 
 from chatcli.base.errors import ChatError, UsageError
 from chatcli.base.parse import MAX_ID, whole_number
-from chatcli.config.settings import Config
-from chatcli.core.resume import load_session
+from chatcli.config.settings import Config, Profiles
+from chatcli.core.conversation import Conversation, Policy
+from chatcli.core.journal import Journal
+from chatcli.core.resume import load_conversation
 from chatcli.core.session import Session
 from chatcli.llm.tokens import Encodings, Tokenizer
+
+
+def policy_of(config: Config) -> Policy:
+    """What a session reads of its config."""
+    from chatcli.base.pii import configured_secrets
+
+    return Policy(profile=config.profile, profiles=tuple(config.profiles), config_path=config.config_path,
+                  redact=config.redact, secrets=configured_secrets(config), wait=config.connect_timeout)
+
+
+def build_session(config: Config, conversation: Conversation, **options: Any) -> Session:
+    """A session over `conversation`, talking to the config's server, with its prices, caps and policy."""
+    from chatcli.core.accounts import Accounts
+    from chatcli.core.budget import Budget
+    from chatcli.llm.pricing import Pricing
+
+    accounts = Accounts(Pricing(config.prices), Budget(**config.budget, where=str(config.config_path)))
+    session = Session(conversation=conversation, accounts=accounts, **options)
+    use(session, config)
+    return session
 
 
 def switch(session: Session, config: Config) -> None:
@@ -33,21 +55,36 @@ def switch(session: Session, config: Config) -> None:
     if config.system and config.system != session.system:
         session.set_system(config.system)
     session.journal.state_changed(session.state(), "profile")  # so resuming it comes back here
-    from chatcli.base.secrets import know
-
-    know(config)
-
 
 
 def use(session: Session, config: Config) -> None:
-    """The session talks to the config's server, counts and prices with its figures; nothing else changes."""
+    """The session talks to the config's server, counts and prices with its figures, and keeps
+    its policy; nothing else changes. The config's secrets become the ones the process hides."""
+    from chatcli.base.secrets import know
     from chatcli.llm.client import ChatClient
     from chatcli.llm.pricing import Pricing
 
     session.client = ChatClient(config)
     session.tokenizer = make_tokenizer(config, encodings=session.tokenizer.encodings)
-    session.pricing = Pricing(config.prices)
+    session.accounts.pricing = Pricing(config.prices)
+    session.policy = policy_of(config)
+    know(config)
 
+
+def new_conversation(session: Session) -> None:
+    """/new: an empty conversation with the same model, system prompt and parameters, saved apart."""
+    session.conversation = Conversation(model=session.model, system=session.system, params=dict(session.params),
+                                        journal=session.journal.fork())
+
+
+def resume(session: Session, session_id: int) -> None:
+    """/resume: the saved conversation takes the current one's place, on the profile it was held with
+    (or one sentence, and no change, when that profile cannot be used)."""
+    conversation = load_conversation(session.journal, session_id)
+    saved = session.journal.profile_of(session_id)
+    if saved and saved != session.policy.profile and session.profiles is not None:
+        use(session, session.profiles.load_for_resume(saved, session_id))
+    session.conversation = conversation
 
 
 def make_tokenizer(config: Config, *, encodings: Encodings | None = None) -> Tokenizer:
@@ -58,16 +95,10 @@ def make_tokenizer(config: Config, *, encodings: Encodings | None = None) -> Tok
     return Tokenizer(overrides=config.models, default=default, encodings=encodings or Encodings())
 
 
-def start_session(args: argparse.Namespace, env, config, flags: dict[str, Any], *, save: bool, profiles) -> tuple[Any, Any]:
+def start_session(args: argparse.Namespace, env, config: Config, flags: dict[str, Any], *, save: bool,
+                  profiles: Profiles) -> tuple[Session, Config]:
     """The session to run, a saved one resumed (on the server it was held on) or a new one, and
     the config it runs with (a resumed session's profile's)."""
-    from chatcli.app import make_tokenizer, use
-    from chatcli.core.budget import Budget
-    from chatcli.core.journal import Journal
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
-    from chatcli.llm.pricing import Pricing
-
     if save:
         journal = open_journal(config, env)
     elif any(v is not None for v in config.budget.values()):
@@ -75,40 +106,29 @@ def start_session(args: argparse.Namespace, env, config, flags: dict[str, Any], 
         journal = open_journal(config, env, keep_text=False)
     else:
         journal = Journal()
-    if args.resume is not None:
-        session = resume_session(journal, args.resume, client=None)
-        saved = journal.profile_of(session.id)
-        if args.profile is None and saved and saved != config.profile:
-            # Back to the server the conversation was held on, not wherever the config now points.
-            config = profiles.load_for_resume(saved, session.id)
-        use(session, config)
-        session.budget = Budget(**config.budget, where=str(config.config_path))
-        # Flags given now win over the saved state; config defaults do not.
-        if args.model:
-            session.set_model(args.model)
-        if args.system:
-            session.set_system(args.system)
-        for key in ("temperature", "max_tokens"):
-            if flags[key] is not None:
-                session.set_param(key, flags[key])
-    else:
+    if args.resume is None:
         params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
-        session = Session(
-            client=ChatClient(config),
-            model=config.model,
-            system=config.system,
-            params={k: v for k, v in params.items() if v is not None},
-            journal=journal,
-            tokenizer=make_tokenizer(config),
-            pricing=Pricing(config.prices),
-            budget=Budget(**config.budget, where=str(config.config_path)),
-        )
+        conversation = Conversation(model=config.model, system=config.system, journal=journal,
+                                    params={k: v for k, v in params.items() if v is not None})
+        return build_session(config, conversation, profiles=profiles), config
+    conversation = load_conversation(journal, resumed_id(journal, args.resume))
+    saved = journal.profile_of(conversation.journal.session_id)
+    if args.profile is None and saved and saved != config.profile:
+        # Back to the server the conversation was held on, not wherever the config now points.
+        config = profiles.load_for_resume(saved, conversation.journal.session_id)
+    session = build_session(config, conversation, profiles=profiles)
+    # Flags given now win over the saved state; config defaults do not.
+    if args.model:
+        session.set_model(args.model)
+    if args.system:
+        session.set_system(args.system)
+    for key in ("temperature", "max_tokens"):
+        if flags[key] is not None:
+            session.set_param(key, flags[key])
     return session, config
 
 
-
-def open_journal(config, env, *, keep_text: bool = True):
-    from chatcli.core.journal import Journal
+def open_journal(config: Config, env, *, keep_text: bool = True) -> Journal:
     from chatcli.store.db import default_db_path
 
     path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
@@ -116,9 +136,8 @@ def open_journal(config, env, *, keep_text: bool = True):
 
 
 
-def resume_session(journal, which: str, *, client):
-    """The session --resume names, or the last one."""
-
+def resumed_id(journal: Journal, which: str) -> int:
+    """The id of the session --resume names, or of the last one."""
     if not journal.saving:
         reason = journal.take_warning() or "history is not being saved (--no-save or save = false)"
         raise ChatError(f"Cannot resume: {reason[0].lower() + reason[1:]}".rstrip(".") + ".")
@@ -126,9 +145,9 @@ def resume_session(journal, which: str, *, client):
         session_id = journal.last_session_id()
         if session_id is None:
             raise ChatError("There is no saved session to continue yet; start one with chatcli.")
-    else:
-        session_id = whole_number(which)
-        if session_id is None or not 0 < session_id <= MAX_ID:
-            shown = which if len(which) <= 40 else which[:39] + "…"
-            raise UsageError(f"--resume takes a session id, as chatcli sessions list shows them, not {shown!r}.")
-    return load_session(journal, session_id, client=client)
+        return session_id
+    session_id = whole_number(which)
+    if session_id is None or not 0 < session_id <= MAX_ID:
+        shown = which if len(which) <= 40 else which[:39] + "…"
+        raise UsageError(f"--resume takes a session id, as chatcli sessions list shows them, not {shown!r}.")
+    return session_id

@@ -84,7 +84,7 @@ def test_the_80_percent_warning_is_given_once_across_one_shot_runs(srv, run_chat
 def test_a_usd_cap_says_once_that_it_cannot_see_a_model_with_no_price(srv, tmp_path):
     journal = Journal.open(tmp_path / "chatcli.db")
     session = priced_session(srv, journal=journal, daily_usd=5.0)
-    session.pricing = Pricing({})  # test-model has no price
+    session.accounts.pricing = Pricing({})  # test-model has no price
     first, second = session.send("hello"), session.send("hello again")
     assert first.status == COMPLETE and second.status == COMPLETE
     assert "cannot count spending on models with no price (test-model)" in first.notice
@@ -92,7 +92,7 @@ def test_a_usd_cap_says_once_that_it_cannot_see_a_model_with_no_price(srv, tmp_p
     assert second.notice is None
 
     later = priced_session(srv, journal=journal.fork(), daily_usd=5.0)  # another run, the same day
-    later.pricing = Pricing({})
+    later.accounts.pricing = Pricing({})
     assert later.send("hello").notice is None
 
 

@@ -232,7 +232,7 @@ def test_refused_max_tokens_and_then_temperature_are_both_learned(srv):
         "new-model refused max_tokens, so from now on it is sent as max_completion_tokens instead",
         "new-model refused temperature, so from now on it is left out of its requests",
     ]
-    assert len(session.turns) == 1 and session.accounting()[1].usage.total_tokens == turn.usage.total_tokens
+    assert len(session.turns) == 1 and session.accounts.accounting()[1].usage.total_tokens == turn.usage.total_tokens
 
 
 def test_a_refusal_that_teaches_nothing_stands(srv):
@@ -291,7 +291,9 @@ def test_effort_is_saved_with_the_session_and_sent_after_a_resume(srv, repl, tmp
         restored = load_session(Journal(store), 1, client=None)
     assert restored.params == {"reasoning_effort": "medium"}
     resumed = make_session(srv, "o3-mini", db=tmp_path / "chat.db")
-    resumed.adopt(load_session(resumed.journal, 1, client=resumed.client))
+    from chatcli.app import resume
+
+    resume(resumed, 1)  # /resume 1
     resumed.send("once more")
     assert sent(srv) == {"reasoning_effort": "medium"}
 

@@ -249,9 +249,12 @@ def test_each_retry_is_said_before_the_wait_with_its_reason_and_count(srv):
     )
     client = make_client(srv, max_retries=2)
     said: list[tuple[Retrying, float]] = []
-    client.on_retry = lambda event: said.append((event, time.monotonic()))
     started = time.monotonic()
-    events = collect(client)
+    events = []
+    for event in client.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], params={}):
+        events.append(event)
+        if isinstance(event, Retrying):  # in the reply's stream, as it happens
+            said.append((event, time.monotonic()))
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "made it"
     assert [str(event) for event, _ in said] == [
         "rate limited, retrying in 0.3s (attempt 1/2)",
@@ -262,10 +265,14 @@ def test_each_retry_is_said_before_the_wait_with_its_reason_and_count(srv):
 
 def test_an_account_out_of_credit_is_not_retried(srv):
     srv.script(*[Error(429, "You exceeded your current quota", code="insufficient_quota", headers={"retry-after-ms": "1"})] * 3)
+    from chatcli.base.events import Retrying
+
     client = make_client(srv, max_retries=2)
-    client.on_retry = lambda event: pytest.fail(f"retried: {event}")
+    events = []
     with pytest.raises(ChatError, match="out of credit"):
-        collect(client)
+        for event in client.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], params={}):
+            events.append(event)
+    assert not [e for e in events if isinstance(e, Retrying)], events  # never retried
     assert len(srv.chat_requests) == 1
 
 

@@ -84,7 +84,7 @@ def test_clear_forgets_turns_but_keeps_system_and_spent_tokens(session):
         {"role": "system", "content": "Be kind."},
         {"role": "user", "content": "next"},
     ]
-    assert session.usage.total_tokens == 15  # spent tokens still count
+    assert session.accounts.usage.total_tokens == 15  # spent tokens still count
     assert REGISTRY.dispatch(session, "/usage").rows[-1][4] == "15"
 
 

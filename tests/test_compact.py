@@ -156,10 +156,10 @@ def test_a_budget_warning_brought_by_compact_is_shown_with_its_result(srv, tmp_p
     from chatcli.core.budget import Budget
 
     session = long_session(srv, tmp_path, 4)
-    session.budget, session._guard = Budget(daily_tokens=1), None
+    session.accounts.budget, session.accounts._guard = Budget(daily_tokens=1), None
     refused = REGISTRY.dispatch(session, "/compact 1")  # refused, so nothing is spent: it says what it would come to
     after = int(re.search(r"spending to ([\d,]+) tokens", refused.text)[1].replace(",", ""))
-    session.budget, session._guard = Budget(daily_tokens=int(after / 0.9)), None  # the summary request passes 80%
+    session.accounts.budget, session.accounts._guard = Budget(daily_tokens=int(after / 0.9)), None  # the summary request passes 80%
     srv.script(Reply("Notes."))
     result = REGISTRY.dispatch(session, "/compact 1")
     assert not result.error and "90% of the daily_tokens budget" in result.text, result.text
@@ -169,5 +169,5 @@ def test_reasoning_cut_short_before_the_answer_is_still_counted(srv, tmp_path):
     session = long_session(srv, tmp_path, 0)
     srv.script(Reply("", reasoning="thinking hard " * 50, usage=False))
     turn = session.send("a hard question")
-    row = session.cost_of(turn)
+    row = session.accounts.cost_of(turn)
     assert turn.reply == "" and row.usage is not None and row.usage.completion_tokens >= 700 and not row.exact

@@ -383,8 +383,9 @@ def test_jitter_spreads_the_waits_of_clients_that_failed_together(srv: ChatServe
 
     def ask() -> None:
         client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=1))
-        client.on_retry = lambda r: told.append(r.seconds) if isinstance(r, Retrying) else None
-        list(client.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], params={}))
+        for r in client.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], params={}):
+            if isinstance(r, Retrying):
+                told.append(r.seconds)
 
     threads = [threading.Thread(target=ask) for _ in range(6)]
     for thread in threads:

@@ -235,7 +235,7 @@ def assert_session_valid(session: Session) -> None:
     assert isinstance(session.show_reasoning, bool)
     assert session.client is CLIENT
     session.plan()  # the next request can still be counted and fitted
-    session.accounting()  # and /usage and the toolbar can still count
+    session.accounts.accounting()  # and /usage and the toolbar can still count
 
 
 @settings(FUZZ, max_examples=90)

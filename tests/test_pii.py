@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from chatcli.app import policy_of
 from chatcli.base.pii import KINDS, Scrubbed, describe, scrub
 
 EMAIL = "[EMAIL_REDACTED]"
@@ -536,7 +537,7 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
 
     journal = Journal.open(tmp_path / "chatcli.db")
     config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, redact=KINDS)
-    session = Session(client=ChatClient(config), model="gpt-4o-mini", journal=journal)
+    session = Session(client=ChatClient(config), model="gpt-4o-mini", journal=journal, policy=policy_of(config))
     srv.script(Echo(), Echo())
     with ExitStack() as stack:
         stack.callback(journal.store.close)
@@ -569,7 +570,8 @@ def test_the_system_prompt_is_scrubbed_too_from_a_flag_or_slash_system(srv, run_
     from chatcli.core.session import Session
     from chatcli.llm.client import ChatClient
 
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, redact=("phone",))), model="gpt-4o-mini")
+    config = Config(base_url=srv.base_url, redact=("phone",))
+    session = Session(client=ChatClient(config), model="gpt-4o-mini", policy=policy_of(config))
     result = REGISTRY.dispatch(session, "/system Call me on +44 20 7946 0958.")
     assert result.text == "System prompt set (redacted 1 phone number from the system prompt); the history is kept."
     assert session.system == f"Call me on {PHONE}."

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chatcli.app import policy_of
 from chatcli.base.errors import EXIT_CONFIG, ConfigError
 from chatcli.config.settings import load_config
 from tests.conftest import TEST_KEY, make_env
@@ -343,7 +344,7 @@ def test_profile_completes_the_files_profile_names(srv, other):
 
     two_profiles(srv, other)
     config = load_config(make_env(environ={**KEYS, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")}))
-    session = Session(client=ChatClient(config), model=config.model)
+    session = Session(client=ChatClient(config), model=config.model, policy=policy_of(config))
     with create_pipe_input() as pipe:  # the prompt the REPL builds, with its completer
         prompt = make_prompt_session(session, REGISTRY, history=InMemoryHistory(), input=pipe, output=DummyOutput())
 
@@ -444,7 +445,7 @@ def test_switching_profiles_leaves_nothing_of_the_last_one(srv, other):
     env = make_env(environ={"HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")})
     config = load_config(env, flags={"profile": "a"})
     session = Session(client=ChatClient(config), model=config.model, params={"max_tokens": 100, "temperature": 0.7},
-                      profiles=Profiles(env))
+                      profiles=Profiles(env), policy=policy_of(config))
     REGISTRY.dispatch(session, "/set temperature 1.5")
     REGISTRY.dispatch(session, "/set seed 7")
 

@@ -239,7 +239,7 @@ def test_a_failed_request_to_an_unpriced_model_costs_unknown_not_zero(srv, run_c
 
 def test_an_unpriced_model_is_cost_unknown_before_its_first_reply(srv):
     session = session_for(srv, model="my-local-model")
-    _, total = session.accounting()
+    _, total = session.accounts.accounting()
     assert total.cost is None
 
 

@@ -39,7 +39,7 @@ def test_a_turn_records_usage_finish_reason_and_timing(srv, session):
     assert turn.finish_reason == "stop"
     assert turn.usage is not None and turn.usage.completion_tokens == 3
     assert turn.first_token_s is not None and turn.total_s >= turn.first_token_s
-    assert session.usage.total_tokens == turn.usage.total_tokens
+    assert session.accounts.usage.total_tokens == turn.usage.total_tokens
 
 
 def test_a_stream_without_finish_reason_is_truncated_not_complete(srv, session):

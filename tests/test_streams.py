@@ -268,7 +268,7 @@ def test_retries_before_the_first_token_and_the_sdk_retries_share_max_retries(sr
     srv.script(Error(503, "busy", headers={"retry-after-ms": "1"}), Reply(TEXT, disconnect_after=0), Reply(TEXT))
     events, error, _ = stream(make_client(srv, max_retries=2))
     assert error is None and text_of(events) == TEXT
-    assert [(e.attempt, e.of) for e in events if isinstance(e, Retrying)] == [(2, 2)]  # the 503 was attempt 1
+    assert [(e.attempt, e.of) for e in events if isinstance(e, Retrying)] == [(1, 2), (2, 2)]  # the 503, then the drop
     srv.reset()
     srv.script(Error(503, "busy", headers={"retry-after-ms": "1"}), *[Reply(TEXT, disconnect_after=0)] * 3)
     _, error, _ = stream(make_client(srv, max_retries=2))

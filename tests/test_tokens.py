@@ -304,7 +304,7 @@ def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_no
     from chatcli.ui.prompt import make_toolbar
     from tests.server import Reply
 
-    small.pricing = Pricing({"test-model": Price(1000.0, 1000.0, 1000.0)})  # $1000 per million: visible cents
+    small.accounts.pricing = Pricing({"test-model": Price(1000.0, 1000.0, 1000.0)})  # $1000 per million: visible cents
     small.send("reported")
     srv.script(Reply("not reported", usage=False))
     small.send("unreported")
@@ -429,7 +429,7 @@ def test_a_refused_turn_claims_nothing_was_left_out(srv):
     for _ in range(6):
         session.send("a longer question " * 3)
     assert session.plan("next").left_out > 0  # this request would leave turns out...
-    session.budget, session._guard = Budget(daily_tokens=1), None
+    session.accounts.budget, session.accounts._guard = Budget(daily_tokens=1), None
     refused = session.send("next")
     assert refused.status == ERROR and "daily_tokens" in refused.error.message
     assert refused.left_out == 0  # ...but it was refused, so nothing was left out
@@ -459,7 +459,7 @@ def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
     assert not REGISTRY.dispatch(session, "/compact 1").error
     assert journal.spend_since(period_starts()[0]).tokens > spent_before.tokens  # the summary's tokens are in the ledger
 
-    session.budget, session._guard = Budget(daily_tokens=1), None
+    session.accounts.budget, session.accounts._guard = Budget(daily_tokens=1), None
     refused = REGISTRY.dispatch(session, "/compact 0")
     assert refused.error and "daily_tokens" in refused.text
 

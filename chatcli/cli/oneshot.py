@@ -178,7 +178,7 @@ def _closing(session: Session, env: Env, turn: Turn, verdict: Verdict | None, *,
 
 def as_record(session: Session, turn: Turn) -> dict:
     """--json: the turn as one object, for scripts (json_text escapes every control character)."""
-    row = session.cost_of(turn)
+    row = session.accounts.cost_of(turn)
     usage = None
     if row.usage is not None:
         usage = {"prompt_tokens": row.usage.prompt_tokens, "completion_tokens": row.usage.completion_tokens,

@@ -107,7 +107,7 @@ class Repl:
         self.prompt.app.after_render.add_handler(self._start_warm_up)
         s = self.session
         persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
-        profile = s.client.config.profile if s.client is not None else None
+        profile = s.policy.profile
         # With no model configured the server's own is asked for in the background; the toolbar names it.
         model = s.model if s.model_chosen else "the server's model"
         where = f"profile {profile}: {model}" if profile else model
@@ -135,7 +135,7 @@ class Repl:
                 continue
             if text.startswith("/") and not text.startswith("//"):
                 try:
-                    result = REGISTRY.dispatch(s, text)
+                    result = REGISTRY.dispatch(s, text, on_event=lambda event: show_notice(self.console, f"[{event}]"))
                 except Terminated:
                     raise
                 except KeyboardInterrupt:  # a command that talks to the server (/compact)

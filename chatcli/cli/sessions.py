@@ -130,13 +130,13 @@ def _load(store: Store, session_id: int):
 
 
 def spent(store: Store, info: SessionInfo) -> str:
-    """A session's tokens as /usage counts them, with the same computation (Session.accounting):
+    """A session's tokens as /usage counts them, with the same computation (Accounts.accounting):
     every request it paid for (undone and replaced replies and /compact summaries included), the
     server's usage where it reported one, and our estimate, marked ≈, where it did not."""
 
     session = restore_session(info, store.messages(info.id), client=None, journal=Journal(None),
                               spends=store.ledger(session_id=info.id))
-    _, total = session.accounting()
+    _, total = session.accounts.accounting()
     return f"{'' if total.exact else '≈'}{total.usage.total_tokens:,}"
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from chatcli.base.blocks import code_blocks
+from chatcli.base.events import Event
 from chatcli.base.parse import whole_number
 from chatcli.base.text import OSC52_LIMIT, osc52_payload
 from chatcli.commands.registry import UNSET, Result, _shown, command
@@ -156,8 +158,9 @@ def copy_command(session: Session, arg: str) -> Result:
     return Result(f"Copied {what} ({chars}) to the clipboard{cut}.", clipboard=text)
 
 
-@command("compact", args="[N]", help="Summarise all but the last N turns (default 2) to free the context window.")
-def compact_command(session: Session, arg: str) -> Result:
+@command("compact", args="[N]", help="Summarise all but the last N turns (default 2) to free the context window.",
+         hears=True)
+def compact_command(session: Session, arg: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
     """/compact [N] has the model summarise all but the last N turns (default 2); the
     summary is then sent in their place, which frees the context window. The turns themselves stay
     in the saved session. The summary costs one request, counted in /usage."""
@@ -165,7 +168,7 @@ def compact_command(session: Session, arg: str) -> Result:
         return Result(f"/compact takes how many recent turns to keep, as in /compact 2, not {arg!r}.", error=True)
     from chatcli.core.compact import compact
 
-    done = compact(session, keep=int(arg) if arg else 2)
+    done = compact(session, keep=int(arg) if arg else 2, on_event=on_event)
     how = f" in {done.requests} requests, as they did not fit one" if done.requests > 1 else ""
     cut = (
         f" ({done.shortened} {'turn was' if done.shortened == 1 else 'turns were'} too long for a request and "

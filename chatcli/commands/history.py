@@ -6,7 +6,6 @@ from chatcli.base.errors import UsageError
 from chatcli.base.format import format_cost
 from chatcli.base.parse import MAX_ID, whole_number
 from chatcli.commands.registry import Result, command
-from chatcli.core.resume import load_session
 from chatcli.core.session import Session
 from chatcli.core.turn import ERROR, PENDING, SUMMARY_HEADING
 from chatcli.llm.tokens import margin
@@ -17,7 +16,7 @@ def usage_command(session: Session, arg: str) -> Result:
     """A table of each turn's prompt, completion and total tokens, as the server reported
     them, with the cost from the price table, and the session's total. A model with no known price
     shows "cost unknown"; a cost is never made up. Tokens spent on undone or replaced turns count."""
-    turns, total = session.accounting()
+    turns, total = session.accounts.accounting()
     if not turns:
         return Result("No turns yet.")
     rows = []
@@ -65,15 +64,9 @@ def resume_command(session: Session, arg: str) -> Result:
     number = whole_number(arg)
     if number is None or number > MAX_ID:  # ids are SQLite integers
         return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
-    resumed = load_session(session.journal, number, client=session.client)
-    saved = session.journal.profile_of(number)
-    current = session.client.config.profile if session.client is not None else None
-    if saved and saved != current and session.profiles is not None:
-        from chatcli.app import use
+    from chatcli.app import resume
 
-        use(session, session.profiles.load_for_resume(saved, number))  # or one sentence, and no change
-        resumed.client = session.client
-    session.adopt(resumed)
+    resume(session, number)  # or one sentence (no such session, its profile unusable), and no change
     return Result(f"Resumed session {arg}: {session.title or 'untitled'}.", recap=True)
 
 
@@ -81,8 +74,9 @@ def resume_command(session: Session, arg: str) -> Result:
 def new_command(session: Session, arg: str) -> Result:
     """Starts a new, empty session with the same model, system prompt and parameters; the
     current one stays saved and can be had back with /resume."""
-    session.adopt(Session(client=session.client, model=session.model, system=session.system,
-                          params=dict(session.params), journal=session.journal.fork()))
+    from chatcli.app import new_conversation
+
+    new_conversation(session)
     return Result("Started a new session.")
 
 

@@ -8,7 +8,6 @@ from chatcli.base.errors import ChatError
 from chatcli.commands.registry import UNSET, Result, _shown, command
 from chatcli.config.table import SETTINGS_BY_KEY, Setting
 from chatcli.core.session import Session
-from chatcli.llm.capabilities import Adapter
 
 
 @command("temp", args="[value]", help="Show the temperature, or set it (0 to 2).", aliases=("temperature",))
@@ -93,8 +92,8 @@ def params_command(session: Session, arg: str) -> Result:
     rows = [[name, _param_text(session.params[name]) if name in session.params else "server default",
              f"{setting.allowed()}: {setting.help[0].lower()}{setting.help[1:].rstrip('.')}"]
             for name, setting in PARAMS.items()]
-    if "reasoning_effort" not in session.params and session.client is not None:  # the config's, if it has one
-        effort, source = session.client.adapter.effort(session.model, None)
+    if "reasoning_effort" not in session.params:  # the config's, if it has one
+        effort, source = session.sender.adapter.effort(session.model, None)
         if effort is not None:
             rows[list(PARAMS).index("reasoning_effort")][1] = f"{effort} (from {source})"
     stop = session.params.get("stop")
@@ -110,8 +109,7 @@ def effort_command(session: Session, arg: str) -> Result:
     that take an effort (the o-series, gpt-5) are sent one."""
     if arg:
         _set(session, "reasoning_effort", arg.lower(), label="Reasoning effort")  # saved with the session
-    adapter = session.client.adapter if session.client is not None else Adapter()
-    return Result(adapter.effort_status(session.model, session.params.get("reasoning_effort")))
+    return Result(session.sender.adapter.effort_status(session.model, session.params.get("reasoning_effort")))
 
 
 @command("model", args="[name]", help="Show the model, or switch to another.")
@@ -122,7 +120,7 @@ def model_command(session: Session, arg: str) -> Result:
     fails with a sentence listing close matches."""
     if not arg:
         try:
-            names = session.client.models() if session.client is not None else []
+            names = session.sender.models()
         except ChatError as exc:
             return Result(f"Model: {session.model}. The server's list could not be had: {exc.message}")
         if not names:
@@ -134,17 +132,17 @@ def model_command(session: Session, arg: str) -> Result:
         return Result(f"A model name has no spaces or control characters: {arg!r}.", error=True)
     session.set_model(arg)
     session.model_chosen = True  # the server's own model is no longer the default
-    names = session.client.peek_models() if session.client is not None else []
+    names = session.sender.peek_models()
     if names is None:  # not asked yet (the REPL asks as it starts)
         try:
-            names = session.client.models()
+            names = session.sender.models()
         except ChatError:
             names = []  # the server cannot say: the first request will
     if names and arg not in names:
         near = difflib.get_close_matches(arg, names, n=3, cutoff=0.5)
         hint = f"; close matches: {', '.join(near)}" if near else f"; it lists {len(names)} (/model shows them)"
         return Result(f"Model set to {arg}, though the server does not list it{hint}. Its requests may fail.")
-    if session.pricing.price_for(arg) is None:
+    if session.accounts.pricing.price_for(arg) is None:
         return Result(f"Model set to {arg}; chatcli knows no price for it, so its cost shows as unknown.")
     return Result(f"Model set to {arg}.")
 
@@ -160,19 +158,19 @@ def profile_command(session: Session, arg: str) -> Result:
     from chatcli.app import switch
     from chatcli.base.pii import hide_password
 
-    current = session.client.config if session.client is not None else None
-    if session.profiles is None or current is None:
+    policy = session.policy
+    if session.profiles is None:
         return Result("Profiles are not available here.", error=True)
     if not arg:
-        tables = session.profiles.tables(current)
+        tables = session.profiles.tables(policy.config_path)
         if not tables:
-            return Result(f"No profiles: add [profiles.NAME] tables to {current.config_path}.")
-        rows = [[("* " if name == current.profile else "  ") + name, t.get("model", "-"), hide_password(t.get("base_url", "-"))]
+            return Result(f"No profiles: add [profiles.NAME] tables to {policy.config_path}.")
+        rows = [[("* " if name == policy.profile else "  ") + name, t.get("model", "-"), hide_password(t.get("base_url", "-"))]
                 for name, t in tables.items()]
-        return Result(f"Profile: {current.profile or 'none'} (/profile NAME switches):",
+        return Result(f"Profile: {policy.profile or 'none'} (/profile NAME switches):",
                       headers=["profile", "model", "base_url"], rows=rows)
-    switch(session, session.profiles.load(arg))  # a ConfigError is the one sentence said
-    config = session.client.config
+    config = session.profiles.load(arg)  # a ConfigError is the one sentence said
+    switch(session, config)
     return Result(f"Profile {arg}: {config.model} at {config.shown_url}.")
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from chatcli.base.errors import ChatError
+from chatcli.base.events import Event
 from chatcli.core.session import Session
 
 
@@ -25,7 +26,7 @@ class Result:
     edit: str | None = None  # the REPL opens $EDITOR on this, and puts what is written at the prompt (/edit)
 
 
-Handler = Callable[[Session, str], Result]
+Handler = Callable[..., Result]  # (session, arg), and on_event= for a command that hears the server
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Command:
     help: str
     args: str = ""
     aliases: tuple[str, ...] = ()
+    hears: bool = False  # the handler takes on_event: what the server says while it runs (/compact's retries)
 
 
 class Registry:
@@ -42,9 +44,9 @@ class Registry:
         self.commands: dict[str, Command] = {}
         self._lookup: dict[str, Command] = {}
 
-    def command(self, name: str, *, help: str, args: str = "", aliases: tuple[str, ...] = ()):
+    def command(self, name: str, *, help: str, args: str = "", aliases: tuple[str, ...] = (), hears: bool = False):
         def register(handler: Handler) -> Handler:
-            cmd = Command(name, handler, help, args, aliases)
+            cmd = Command(name, handler, help, args, aliases, hears)
             self.commands[name] = cmd
             for key in (name, *aliases):
                 self._lookup[key] = cmd
@@ -64,7 +66,9 @@ class Registry:
         hint = f" Did you mean /{near[0]}?" if near else " Type /help for the list."
         return Result(f"Unknown command /{name}.{hint}", error=True)
 
-    def dispatch(self, session: Session, line: str) -> Result:
+    def dispatch(self, session: Session, line: str, *, on_event: Callable[[Event], None] | None = None) -> Result:
+        """Run the command on the line. `on_event` hears what a command that asks the server is
+        told as it happens (a retry, before its wait), for the front end to say."""
         name, arg = (line.strip().removeprefix("/").split(None, 1) + ["", ""])[:2]
         if not name:
             return Result("Type a command after the slash; /help lists them.", error=True)
@@ -75,6 +79,8 @@ class Registry:
             # Never half-obey: /undo 3 would drop one exchange, /clear now would clear.
             return Result(f"/{cmd.name} takes nothing after it, not {_shown(arg.strip())}; type /{cmd.name} alone.", error=True)
         try:
+            if cmd.hears:
+                return cmd.handler(session, arg.strip(), on_event=on_event)
             return cmd.handler(session, arg.strip())
         except ChatError as exc:
             return Result(exc.message, error=True)

@@ -284,11 +284,11 @@ class Profiles:
             raise ConfigError(f"Session {session_id} was held with the profile '{name}', which cannot be used now "
                               f"({exc.message.rstrip('.')}); choose where it goes on with -p NAME.") from None
 
-    def tables(self, config: Config) -> dict[str, dict[str, Any]]:
-        """The profiles as the file writes them, for listing; nothing is run or resolved."""
-        if config.config_path is None or not config.config_path.is_file():
+    def tables(self, config_path: Path | None) -> dict[str, dict[str, Any]]:
+        """The profiles as the config file at `config_path` writes them, for listing; nothing is run or resolved."""
+        if config_path is None or not config_path.is_file():
             return {}
-        return read_config_file(config.config_path).get("profiles", {})
+        return read_config_file(config_path).get("profiles", {})
 
 
 def require_api_key(config: Config) -> None:

@@ -8,44 +8,73 @@ costs "unknown" (None), never a made-up figure, from before its first reply on.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatcli.base.events import Usage
-from chatcli.core.budget import BudgetGuard, LedgerUnreadable, Spending
+from chatcli.core.budget import Budget, BudgetGuard, LedgerUnreadable, Spending
+from chatcli.llm.pricing import Pricing
 from chatcli.llm.tokens import MESSAGE_OVERHEAD
 from chatcli.store.db import Spend, StoreError
 
 if TYPE_CHECKING:
+    from chatcli.core.journal import Journal
     from chatcli.core.turn import Turn
+    from chatcli.llm.tokens import Tokenizer
 
 
+class Books(Protocol):
+    """What the accounts read of the session that holds them (they write only the ledger)."""
+
+    model: str
+    turns: list[Turn]
+    spent_elsewhere: list[OtherCost]
+    journal: Journal
+    tokenizer: Tokenizer
+
+    @property
+    def shown_model(self) -> str: ...
+
+
+@dataclass
 class Accounts:
-    """The accounting half of a Session (which it is mixed into): it reads the session's turns,
-    pricing, tokenizer, budget and journal, and writes only the ledger."""
+    """A session's cost, ledger and budget: the prices and caps it was built with (by app.py),
+    over the turns of the session it is bound to (`books`), whichever conversation that holds."""
+
+    pricing: Pricing = field(default_factory=Pricing)
+    budget: Budget = field(default_factory=Budget)
+    books: Books | None = field(default=None, repr=False)  # set by the session that holds these
+    _guard: BudgetGuard | None = field(default=None, repr=False)
+
+    @property
+    def _books(self) -> Books:
+        assert self.books is not None, "accounts are read through the session that holds them"
+        return self.books
 
     def count_request(self, usage: Usage) -> None:
         """A billed request that is not a turn (a /compact summary): /usage, the toolbar and the ledger count it."""
-        cost = self.pricing.cost(self.model, usage)
-        self.spent_elsewhere.append(OtherCost(COMPACTION, self.model, usage, cost))
-        self._ledger(self.model, usage, cost, kind="compact")
+        model = self._books.model
+        cost = self.pricing.cost(model, usage)
+        self._books.spent_elsewhere.append(OtherCost(COMPACTION, model, usage, cost))
+        self._ledger(model, usage, cost, kind="compact")
 
     def _ledger(self, model: str, usage: Usage, cost: float | None, *, reply_of: Turn | None = None, **how: Any) -> None:
         """Write one request to the usage ledger (the journal adds this session's id and the reply's)."""
         u = usage
-        self.journal.spend(
+        self._books.journal.spend(
             Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, **how), reply_of=reply_of
         )
 
-    def _keep_spend(self, turn: Turn) -> None:
+    def keep_spend(self, turn: Turn) -> None:
+        """What a turn that is no longer one (undone, replaced) cost: still counted."""
         row = self.cost_of(turn)
         if row.usage is not None and row.usage.total_tokens:
-            self.spent_elsewhere.append(OtherCost(UNDONE, turn.model, row.usage, row.cost, row.exact))
+            self._books.spent_elsewhere.append(OtherCost(UNDONE, turn.model, row.usage, row.cost, row.exact))
 
     def guard(self) -> BudgetGuard:
         if self._guard is None:
             self._guard = BudgetGuard(
-                self.budget, self._spend_since, lambda name, since: self.journal.claim_notice(name, since)
+                self.budget, self._spend_since, lambda name, since: self._books.journal.claim_notice(name, since)
             )
         return self._guard
 
@@ -57,9 +86,9 @@ class Accounts:
         """Spending across every session from the ledger, or this session's alone when there is none
         (no ledger was opened: no budget was set when the run began)."""
         try:
-            saved = self.journal.spend_since(since)
+            saved = self._books.journal.spend_since(since)
         except StoreError as exc:
-            self.journal.take_warning()  # the refusal says why, naming the same file: said once is enough
+            self._books.journal.take_warning()  # the refusal says why, naming the same file: said once is enough
             raise LedgerUnreadable(str(exc)) from None
         if saved is None:
             rows, _ = self.accounting()
@@ -80,7 +109,8 @@ class Accounts:
                 usd += cost
         return Spending(usd=usd, tokens=saved.tokens, unpriced=tuple(unpriced))
 
-    def _record_spend(self, turn: Turn) -> None:
+    def record_spend(self, turn: Turn) -> None:
+        """A turn's cost, written to the ledger as it ends."""
         row = self.cost_of(turn)
         if row.usage is not None and row.usage.total_tokens:
             self._ledger(turn.model, row.usage, row.cost, estimated=not row.exact, reply_of=turn)
@@ -91,7 +121,7 @@ class Accounts:
         if usage is None and (turn.reply or turn.reasoning) and turn.sent is not None:
             # Reasoning is billed as output too, even when the reply was cut short before the answer.
             said = turn.reasoning + turn.reply
-            completion = self.tokenizer.message(turn.model, "assistant", said).tokens - MESSAGE_OVERHEAD
+            completion = self._books.tokenizer.message(turn.model, "assistant", said).tokens - MESSAGE_OVERHEAD
             usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
             exact = False
         if usage is None:  # nothing billed: free, if the model has a price at all
@@ -104,11 +134,12 @@ class Accounts:
         The server's usage where it reported one; otherwise, for a reply that got
         somewhere (billed, though unreported), an estimate from our own counts.
         """
-        rows = [self.cost_of(turn) for turn in self.turns]
+        books = self._books
+        rows = [self.cost_of(turn) for turn in books.turns]
         # Before anything is billed, a model without a price costs "unknown", not $0.
-        priced = rows or self.spent_elsewhere or self.pricing.price_for(self.shown_model) is not None
+        priced = rows or books.spent_elsewhere or self.pricing.price_for(books.shown_model) is not None
         total_usage, total_cost, exact = Usage(), 0.0 if priced else None, True
-        for row in rows + self.spent_elsewhere:
+        for row in rows + books.spent_elsewhere:
             if row.usage is not None:
                 total_usage = total_usage + row.usage
                 exact = exact and row.exact
@@ -117,7 +148,7 @@ class Accounts:
 
     @property
     def usage(self) -> Usage:
-        return sum((turn.usage for turn in self.turns if turn.usage), Usage())
+        return sum((turn.usage for turn in self._books.turns if turn.usage), Usage())
 
 
 @dataclass(frozen=True)
@@ -128,7 +159,6 @@ class TurnCost:
     usage: Usage | None  # None: nothing was billed, or nothing is known
     cost: float | None  # None: the model's price is unknown
     exact: bool  # False: estimated from our own counts
-
 
 
 @dataclass(frozen=True)
@@ -142,9 +172,7 @@ class OtherCost:
     exact: bool = True
 
 
-
 UNDONE = "undone or replaced"
-
 
 
 COMPACTION = "/compact"

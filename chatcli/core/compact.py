@@ -9,10 +9,11 @@ request on its own is shortened, its middle cut, and the summary says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from chatcli.base.errors import ChatError
-from chatcli.base.events import Adjusted, Finish, TextDelta, Usage
-from chatcli.base.pii import configured_secrets, hide_known
+from chatcli.base.events import NOTICES, Adjusted, Event, Finish, TextDelta, Usage
+from chatcli.base.pii import hide_known
 from chatcli.core.session import Session
 from chatcli.core.turn import SUMMARY_HEADING
 from chatcli.llm.tokens import MESSAGE_OVERHEAD, Count
@@ -37,9 +38,9 @@ class Compaction:
     notice: str | None = None  # a budget warning one of the requests brought (given once, so shown here)
 
 
-def compact(session: Session, *, keep: int = 2) -> Compaction:
-    """Have the model summarise all but the last `keep` turns."""
-    assert session.client is not None
+def compact(session: Session, *, keep: int = 2, on_event: Callable[[Event], None] | None = None) -> Compaction:
+    """Have the model summarise all but the last `keep` turns. `on_event` hears what the summary
+    requests say as it happens (a retry, before its wait); their changes to fit a model are told in the result."""
     turns = [t for t in session.context_turns if t.in_context]
     older, kept = (turns[:-keep], turns[-keep:]) if keep else (turns, [])
     if not older:
@@ -61,7 +62,7 @@ def compact(session: Session, *, keep: int = 2) -> Compaction:
             # if that leaves no room, say so before spending anything.
             raise _no_room(session)
         del pieces[:taken]
-        summary = _summarise(session, prefix + chunk, notices)
+        summary = _summarise(session, prefix + chunk, notices, on_event)
         requests += 1
     assert summary is not None
     t, model = session.tokenizer, session.model
@@ -132,11 +133,10 @@ def _shorten(session: Session, piece: str, room: int) -> str:
         keep = int(keep * 0.9)
 
 
-def _summarise(session: Session, text: str, notices: list[str]) -> str:
+def _summarise(session: Session, text: str, notices: list[str], on_event: Callable[[Event], None] | None) -> str:
     """One summary request, checked against the budget and counted like any other request."""
-    assert session.client is not None
     sending = _tokens(session, text)
-    refusal, warning = session.check_budget(session.model, Usage(sending, 0, sending))
+    refusal, warning = session.accounts.check_budget(session.model, Usage(sending, 0, sending))
     if refusal:
         raise ChatError(refusal)
     if warning:
@@ -144,7 +144,7 @@ def _summarise(session: Session, text: str, notices: list[str]) -> str:
     pieces, usage, finish = [], None, None
     # The session's effort too: a reasoning model asked to summarise thinks as hard as it was told to.
     params = {"max_tokens": session.reply_reserve(), "reasoning_effort": session.params.get("reasoning_effort")}
-    for event in session.client.stream(model=session.model, messages=_request(text), params=params):
+    for event in session.sender.stream(model=session.model, messages=_request(text), params=params):
         if isinstance(event, TextDelta):
             pieces.append(event.text)
         elif isinstance(event, Usage):
@@ -153,9 +153,11 @@ def _summarise(session: Session, text: str, notices: list[str]) -> str:
             finish = event.reason
         elif isinstance(event, Adjusted):
             notices.append(event.text)
+        elif isinstance(event, NOTICES) and on_event is not None:
+            on_event(event)  # a retry, said before its wait
     if usage is not None:
-        session.count_request(usage)
-    summary = hide_known("".join(pieces), configured_secrets(session.client.config)).strip()
+        session.accounts.count_request(usage)
+    summary = hide_known("".join(pieces), session.policy.secrets).strip()
     if not summary:
         raise ChatError("The model returned an empty summary, so nothing was compacted.")
     if finish not in (None, "stop"):  # a summary cut short would stand in for turns it never reached

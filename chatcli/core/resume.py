@@ -1,4 +1,8 @@
-"""Rebuilding a saved session from the store: its state, its turns, what /clear left out, what it spent."""
+"""Rebuilding a saved session from the store: its state, its turns, what /clear left out, what it spent.
+
+Besides app.py, the one place that builds a Session: one to read (`chatcli sessions`, with no
+client), and load_session's. app.py takes the conversation alone (load_conversation).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import TYPE_CHECKING
 from chatcli.base.errors import ChatError
 from chatcli.base.events import Usage
 from chatcli.core.accounts import COMPACTION, UNDONE, OtherCost
+from chatcli.core.conversation import Conversation
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, Turn
 from chatcli.llm.tokens import Count
@@ -19,23 +24,36 @@ if TYPE_CHECKING:
 
 def load_session(journal: Journal, session_id: int, *, client: ChatClient | None) -> Session:
     """A saved session from the store, ready to go on."""
+    return Session(client=client, conversation=load_conversation(journal, session_id))
+
+
+def load_conversation(journal: Journal, session_id: int) -> Conversation:
+    """A saved conversation from the store, ready to go on (app.py swaps it into a session)."""
     if not journal.saving:
         raise ChatError("History is not being saved, so there is no session to resume.")
     found = journal.load(session_id)
     if found is None:
         raise ChatError(f"There is no saved session {session_id}; `chatcli sessions list` shows them.")
     info, messages, spends = found
-    return restore_session(info, messages, client=client, journal=journal.fork(), spends=spends)
+    return restore_conversation(info, messages, journal=journal.fork(), spends=spends)
 
 
 def restore_session(
     info: SessionInfo, messages: list[StoredMessage], *, client: ChatClient | None, journal: Journal,
     spends: list[Spend] = (),
 ) -> Session:
-    """Rebuild a saved session exactly: its state, its turns, what /clear left out, what it spent."""
-    session = Session(
-        client=client, model=info.model, system=info.system, params=dict(info.params), title=info.title,
-        summary=info.summary,
+    """Rebuild a saved session exactly: its state, its turns, what /clear left out, what it spent.
+
+    With client None it is for reading (`chatcli sessions`): its accounts count as /usage does."""
+    return Session(client=client, conversation=restore_conversation(info, messages, journal=journal, spends=spends))
+
+
+def restore_conversation(
+    info: SessionInfo, messages: list[StoredMessage], *, journal: Journal, spends: list[Spend] = (),
+) -> Conversation:
+    """A saved conversation as it was: its state, its turns, what /clear left out, what it spent."""
+    conversation = Conversation(
+        model=info.model, system=info.system, params=dict(info.params), title=info.title, summary=info.summary,
     )
     turn: Turn | None = None
     for message in messages:
@@ -45,9 +63,9 @@ def restore_session(
                 turn.sent = Count(message.sent_tokens, message.sent_exact)
             # status stays "pending" unless a reply follows: the program stopped here
             turn.ids.append(message.id)
-            session.turns.append(turn)
+            conversation.turns.append(turn)
             if message.id < info.context_from:
-                session.context_start = len(session.turns)
+                conversation.context_start = len(conversation.turns)
         elif turn is not None and len(turn.ids) == 1:
             turn.reply = message.content
             turn.reasoning = message.reasoning or ""
@@ -61,12 +79,12 @@ def restore_session(
             turn.total_s = message.total_ms / 1000 if message.total_ms is not None else None
             turn.ids.append(message.id)
     journal.session_id = info.id
-    session.journal = journal
-    replies = {turn.ids[-1] for turn in session.turns if len(turn.ids) > 1}
+    conversation.journal = journal
+    replies = {turn.ids[-1] for turn in conversation.turns if len(turn.ids) > 1}
     for spend in spends:  # what was paid for replies no longer here, and for summaries
         if spend.kind == "turn" and spend.message_id in replies:
             continue  # counted with its turn
         usage = Usage(spend.prompt_tokens, spend.completion_tokens, spend.total_tokens)
         what = COMPACTION if spend.kind == "compact" else UNDONE
-        session.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
-    return session
+        conversation.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
+    return conversation

@@ -1,15 +1,16 @@
 """A conversation and the turn runner, shared by the REPL and one-shot mode.
 
-A Session holds the system prompt, the turns so far, the model and the
-sampling parameters. `send` runs one turn: it records the user's message
-before anything goes out, streams the reply through the client, and keeps
-whatever arrived, marked, when the reply is interrupted or breaks off.
+A Session holds a Conversation (the system prompt, the turns so far, the model and
+the sampling parameters), the client it talks over, its Policy and its Accounts;
+app.py builds it and rewires it. `send` runs one turn in named steps: prepare the
+message, fit it to the window, check it may go, save it, stream the reply (every
+event, retries among them, said as it comes), and record whatever arrived, marked,
+when the reply is interrupted or breaks off.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.base.errors import ChatError, ContextLengthError, Terminated
@@ -23,10 +24,11 @@ from chatcli.base.events import (
     TextDelta,
     Usage,
 )
-from chatcli.base.pii import configured_secrets, hide_known, scrub
+from chatcli.base.pii import hide_known, scrub
 from chatcli.base.secret_stream import SecretFreeEvents
 from chatcli.core.accounts import Accounts, OtherCost
-from chatcli.core.budget import Budget, BudgetGuard
+from chatcli.core.budget import Budget
+from chatcli.core.conversation import Conversation, Policy, Shared
 from chatcli.core.journal import Journal, SessionState, make_title
 from chatcli.core.turn import (
     COMPLETE,
@@ -67,36 +69,54 @@ def too_big(plan: Fit, message: Count) -> str:
     )
 
 
-@dataclass
-class Session(Accounts):
-    client: ChatClient | None
-    model: str
-    system: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    turns: list[Turn] = field(default_factory=list)  # every turn, also those /clear left behind
-    context_start: int = 0  # turns before this index are no longer sent
-    journal: Journal = field(default_factory=Journal)
-    title: str | None = None
-    tokenizer: Tokenizer = field(default_factory=Tokenizer)
-    summary: str | None = None  # /compact: stands in for the turns before context_start
-    pricing: Pricing = field(default_factory=Pricing)
-    budget: Budget = field(default_factory=Budget)
-    # Requests that were billed but are no longer turns (undone, replaced, compaction), so that
-    # /usage and the toolbar keep counting what the ledger counts.
-    spent_elsewhere: list[OtherCost] = field(default_factory=list)
-    show_reasoning: bool = True  # a view preference (/reasoning), read by the REPL when it draws a reply
-    attached: list[str] = field(default_factory=list)  # /file: files that go with the next message, as text
-    profiles: Profiles | None = None  # /profile: how to load another profile's settings
-    model_chosen: bool = True  # False: no model was configured, so the server's own is the default
-    _guard: BudgetGuard | None = field(default=None, repr=False)
-    _facts: ServerFacts | None = field(default=None, repr=False)
-    # What the server read of the last request: (reported, our estimate, turns left out, context start).
-    _read_before: tuple[int, int, int, int] | None = field(default=None, repr=False)
+class Session:
+    """A conversation, the client it is held over, and what the session runs by.
+
+    app.py builds and rewires sessions; tests may build one by hand, with the
+    conversation's fields as keywords (`Session(client=..., model=..., journal=...)`).
+    """
+
+    # The conversation's fields, read and written through the session; /new and /resume swap it whole.
+    model: Shared[str] = Shared()
+    system: Shared[str | None] = Shared()
+    params: Shared[dict[str, Any]] = Shared()
+    turns: Shared[list[Turn]] = Shared()
+    context_start: Shared[int] = Shared()
+    journal: Shared[Journal] = Shared()
+    title: Shared[str | None] = Shared()
+    summary: Shared[str | None] = Shared()
+    spent_elsewhere: Shared[list[OtherCost]] = Shared()
+
+    def __init__(
+        self, client: ChatClient | None = None, *, conversation: Conversation | None = None,
+        policy: Policy | None = None, tokenizer: Tokenizer | None = None, accounts: Accounts | None = None,
+        pricing: Pricing | None = None, budget: Budget | None = None, profiles: Profiles | None = None,
+        show_reasoning: bool = True, attached: list[str] | None = None, model_chosen: bool = True, **state: Any,
+    ) -> None:
+        self.client = client  # None: a session restored for reading, which cannot send
+        self.conversation = conversation if conversation is not None else Conversation(**state)
+        self.policy = policy or Policy()
+        self.tokenizer = tokenizer or Tokenizer()
+        self.accounts = accounts or Accounts(pricing or Pricing(), budget or Budget())
+        self.accounts.books = self
+        self.profiles = profiles  # /profile: how to load another profile's settings
+        self.show_reasoning = show_reasoning  # a view preference (/reasoning), read by the REPL when it draws a reply
+        self.attached = attached if attached is not None else []  # /file: files that go with the next message
+        self.model_chosen = model_chosen  # False: no model was configured, so the server's own is the default
+        self._facts: ServerFacts | None = None
+        # What the server read of the last request: (reported, our estimate, turns left out, context start).
+        self._read_before: tuple[int, int, int, int] | None = None
 
     @property
     def id(self) -> int | None:
         """The session's id in the store, once its first message is saved."""
         return self.journal.session_id
+
+    @property
+    def sender(self) -> ChatClient:
+        """The client, for what sends: a session restored for reading (`chatcli sessions`) has none."""
+        assert self.client is not None, "a session restored for reading cannot send"
+        return self.client
 
     @property
     def temperature(self) -> float | None:
@@ -158,10 +178,9 @@ class Session(Accounts):
         Our counts can be estimates, and servers count differently: a 400
         context_length_exceeded comes before any text, so retrying loses nothing.
         """
-        assert self.client is not None
         began = False
         try:
-            for event in self.client.stream(model=self.model, messages=messages, params=turn.params):
+            for event in self.sender.stream(model=self.model, messages=messages, params=turn.params):
                 began = began or isinstance(event, (TextDelta, ReasoningDelta))
                 yield event
             return
@@ -185,7 +204,7 @@ class Session(Accounts):
         messages = self.messages(turn.user, left_out=left_out)
         turn.sent = self.tokenizer.messages(self.model, messages)
         turn.estimated = self.tokenizer.raw_estimate(messages)
-        yield from self.client.stream(model=self.model, messages=messages, params=turn.params)
+        yield from self.sender.stream(model=self.model, messages=messages, params=turn.params)
 
     def plan(self, pending: str = "", *, window: int | None = None) -> Fit:
         """How the conversation plus `pending` fits the model's window, leaving room for the reply."""
@@ -232,7 +251,7 @@ class Session(Accounts):
     def redact(self) -> tuple[str, ...]:
         """Kinds of personal data scrubbed from what is sent (config `redact`); the client scrubs
         every request, and the session the text it counts, saves and shows."""
-        return self.client.config.redact if self.client is not None else ()
+        return self.policy.redact
 
     def set_system(self, text: str | None) -> Redacted | None:
         """Set the system prompt, scrubbed as a message would be; say what was scrubbed."""
@@ -245,8 +264,7 @@ class Session(Accounts):
 
     def state(self) -> SessionState:
         """What the journal keeps of this session besides its turns."""
-        profile = self.client.config.profile if self.client is not None else None
-        return SessionState(self.model, self.system, dict(self.params), profile, self.title)
+        return SessionState(self.model, self.system, dict(self.params), self.policy.profile, self.title)
 
     def set_model(self, name: str) -> None:
         self.model = name
@@ -270,7 +288,7 @@ class Session(Accounts):
             return None
         turn = self.turns.pop()
         if forget:
-            self._keep_spend(turn)
+            self.accounts.keep_spend(turn)
             self.journal.forget(turn)
         return turn
 
@@ -281,20 +299,15 @@ class Session(Accounts):
             return None
         new = self.send(old.user, on_event=on_event)
         if new.reply:
-            self._keep_spend(old)
+            self.accounts.keep_spend(old)
             self.journal.forget(old)
         else:
             # Nothing came back: keep the earlier reply, drop the failed attempt.
             self.turns.pop()
-            self._keep_spend(new)
+            self.accounts.keep_spend(new)
             self.journal.forget(new)
             self.turns.append(old)
         return new
-
-    def adopt(self, other: Session) -> None:
-        """Become another session (/resume, /new), keeping this one's client."""
-        for name in ("model", "system", "params", "turns", "context_start", "journal", "title", "summary", "spent_elsewhere"):
-            setattr(self, name, getattr(other, name))
 
     def _learn_from(self, turn: Turn) -> None:
         """What the server's usage says of our counts: a correction, or a cut it made silently."""
@@ -322,11 +335,10 @@ class Session(Accounts):
     def _plan_to_send(self, text: str) -> Fit:
         """The plan for sending `text`, with the server's model and window where they matter,
         and exact counts near the window where they can be had."""
-        assert self.client is not None
         plan = self.plan(text)
         if not self.model_chosen or plan.tokens.tokens > WINDOW_MATTERS:
             # The server's model, and its window, which matters once a request is this long.
-            self.settle(wait=self.client.config.connect_timeout)
+            self.settle(wait=self.policy.wait)
             plan = self.plan(text)
         if not plan.tokens.exact and (plan.left_out or 2 * plan.tokens.tokens + plan.reserve > plan.window):
             # Near the window, where an estimate could be wrong about what fits: count exactly,
@@ -339,88 +351,85 @@ class Session(Accounts):
             plan = self.plan(text)
         return plan
 
-    def _refusal(self, plan: Fit, turn: Turn) -> str | None:
-        """Why the turn may not be sent: too big for the window even alone, or over a budget
-        (a budget nearly used up is a notice on the turn)."""
-        if not plan.fits:
-            return too_big(plan, self.tokenizer.message(self.model, "user", turn.user))
-        # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
-        worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
-        refusal, turn.notice = self.check_budget(self.model, worst)
-        return refusal
-
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None,
              request: dict[str, Any] | None = None) -> Turn:
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked.
         `request`: body keys for this turn alone (--schema's response_format), saved with it."""
-        assert self.client is not None, "a session restored for reading cannot send"
+        text, redacted = self._prepare(text)
+        turn, plan, messages = self._fit(text, request)
+        if not self._check(turn, plan, redacted, on_event):
+            return turn  # kept for the prompt to offer again, but not saved: nothing was sent
+        if self.title is None:
+            self.title = make_title(text)
+        self.journal.user_message(self.state(), turn)  # saved before anything is sent
+        try:
+            stop = self._stream(turn, plan, messages, on_event or _unheard)
+        finally:
+            self._record(turn)
+        if stop is not None:
+            raise stop  # saved; now let the program exit
+        return turn
+
+    def _prepare(self, text: str) -> tuple[str, Redacted | None]:
+        """The message as it will be sent: the files /file attached before it, and scrubbed
+        before anything else sees it (what is counted, saved and sent is the same text)."""
         if self.attached:
             text, self.attached = "\n\n".join([*self.attached, *([text] if text.strip() else [])]), []
-        redacted = None
         if self.redact:
-            # Scrubbed before anything else sees it: what is counted, saved and sent is the same text.
-            text, redacted = _scrubbed(text, self.redact, "before sending")
+            return _scrubbed(text, self.redact, "before sending")
+        return text, None
+
+    def _fit(self, text: str, request: dict[str, Any] | None) -> tuple[Turn, Fit, list[dict[str, str]]]:
+        """The turn, begun: fitted to the model's window (the oldest turns left out if need be)."""
         plan = self._plan_to_send(text)
         messages = self.messages(pending=text, left_out=plan.left_out)
         turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out,
                     sent=plan.tokens, window=plan.window, estimated=self.tokenizer.raw_estimate(messages))
         self.turns.append(turn)
-        if redacted is not None and on_event is not None:
-            on_event(redacted)  # said even if the request is refused below: what is kept is scrubbed
+        return turn, plan, messages
+
+    def _check(self, turn: Turn, plan: Fit, redacted: Redacted | None, say: Callable[[Event], None] | None) -> bool:
+        """Whether the turn may go: not too big for the window even alone, nor over a budget
+        (a budget nearly used up is a notice on the turn). What was scrubbed is said either way,
+        and what was learned of the server, when someone listens (else it waits for one who does)."""
         facts = self.facts
-        for note in facts.take_notes() if facts is not None and on_event is not None else ():
-            on_event(Note(note))
-        refusal = self._refusal(plan, turn)
-        if refusal is not None:
-            # Kept for the prompt to offer again, but not saved: nothing was sent (a message
-            # refused as too big would otherwise fill the database with what never went out).
-            turn.status = ERROR
-            turn.error = ChatError(refusal)
-            turn.left_out = 0  # nothing was sent, so nothing was left out
-            return turn
-        if self.title is None:
-            self.title = make_title(text)
-        self.journal.user_message(self.state(), turn)  # saved before anything is sent
-        started = time.monotonic()
-        pieces: list[str] = []
-        thoughts: list[str] = []
-        stop: Terminated | None = None
-        secrets = configured_secrets(self.client.config)  # never shown, never saved, whoever sends them
-        events = SecretFreeEvents(self._stream_fitting(turn, plan, messages), secrets)
-        self.client.on_retry = on_event  # a retry is said when it happens, before the wait
-        last_token: float | None = None
+        if say is not None:
+            if redacted is not None:
+                say(redacted)  # said even if the request is refused: what is kept is scrubbed
+            for note in facts.take_notes() if facts is not None else ():
+                say(Note(note))
+        if not plan.fits:
+            refusal: str | None = too_big(plan, self.tokenizer.message(self.model, "user", turn.user))
+        else:
+            # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
+            worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
+            refusal, turn.notice = self.accounts.check_budget(self.model, worst)
+        if refusal is None:
+            return True
+        # Not saved: a message refused as too big would otherwise fill the database with what never went out.
+        turn.status, turn.error = ERROR, ChatError(refusal)
+        turn.left_out = 0  # nothing was sent, so nothing was left out
+        return False
+
+    def _stream(self, turn: Turn, plan: Fit, messages: list[dict[str, str]],
+                say: Callable[[Event], None]) -> Terminated | None:
+        """Stream the reply into the turn, saying each event (retries among them) as it comes;
+        the Ctrl-C that ends the program is handed back, to be raised once the turn is saved."""
+        events = SecretFreeEvents(self._stream_fitting(turn, plan, messages), self.policy.secrets)
+        reply = _Reply(turn)
         try:
-            self.client.warm_up()  # so the latency recorded is the server's, not our imports'
-            started = time.monotonic()
+            self.sender.warm_up()  # so the latency recorded is the server's, not our imports'
+            reply.started = time.monotonic()
             for event in events:
-                if isinstance(event, (TextDelta, ReasoningDelta)):
-                    if last_token is not None:
-                        turn.stalled_s += max(0.0, time.monotonic() - last_token - STALL_S)
-                    last_token = time.monotonic()
-                if isinstance(event, TextDelta):
-                    if turn.first_token_s is None:
-                        turn.first_token_s = time.monotonic() - started
-                    pieces.append(event.text)
-                elif isinstance(event, ReasoningDelta):
-                    if turn.first_token_s is None:  # a reasoning model's first token is its first thought
-                        turn.first_token_s = time.monotonic() - started
-                    thoughts.append(event.text)
-                elif isinstance(event, Usage):
-                    turn.usage = event
-                elif isinstance(event, Finish):
-                    turn.finish_reason = event.reason
-                elif isinstance(event, Served) and event.model != turn.model:
-                    turn.asked, turn.model = turn.model, event.model
-                if on_event is not None:
-                    on_event(event)
+                reply.take(event)
+                say(event)
             turn.status = COMPLETE if turn.finish_reason else TRUNCATED
         except KeyboardInterrupt as exc:
             turn.status = INTERRUPTED
-            stop = exc if isinstance(exc, Terminated) else None
+            return exc if isinstance(exc, Terminated) else None
         except ChatError as exc:
-            turn.status = ERROR
-            turn.error = exc
-            exc.message = hide_known(exc.message, secrets)  # a server error body that quotes a header
+            turn.status, turn.error = ERROR, exc
+            exc.message = hide_known(exc.message, self.policy.secrets)  # a server error body that quotes a header
             if isinstance(exc, ContextLengthError):
                 turn.left_out = 0  # the fitted request was refused too: say so, not what was left out
         except BaseException:
@@ -429,17 +438,53 @@ class Session(Accounts):
             turn.status = INTERRUPTED
             raise
         finally:
-            self.client.on_retry = None
             events.close()
-            held, held_thoughts = events.leftover()  # the stream ended early
-            turn.reply = "".join(pieces) + held
-            turn.reasoning = "".join(thoughts) + held_thoughts
-            turn.total_s = time.monotonic() - started
-            if last_token is not None:  # a stall that ended the reply (its end, or a Ctrl-C) counts too
-                turn.stalled_s += max(0.0, time.monotonic() - last_token - STALL_S)
-            self._learn_from(turn)
-            self.journal.reply(turn)
-            self._record_spend(turn)
-        if stop is not None:
-            raise stop  # saved; now let the program exit
-        return turn
+            reply.end(*events.leftover())  # what the stream held back when it ended early
+        return None
+
+    def _record(self, turn: Turn) -> None:
+        """Keep the reply, however it ended: what its usage teaches, the journal, the ledger."""
+        self._learn_from(turn)
+        self.journal.reply(turn)
+        self.accounts.record_spend(turn)
+
+
+def _unheard(event: Event) -> None:
+    """Where a turn's events go when no one is drawing them."""
+
+
+class _Reply:
+    """A reply as it arrives: its text and reasoning, when its first token came, how long it stalled."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.started = time.monotonic()
+        self.pieces: list[str] = []
+        self.thoughts: list[str] = []
+        self.last_token: float | None = None
+
+    def take(self, event: Event) -> None:
+        turn = self.turn
+        if isinstance(event, (TextDelta, ReasoningDelta)):
+            now = time.monotonic()
+            if self.last_token is not None:
+                turn.stalled_s += max(0.0, now - self.last_token - STALL_S)
+            self.last_token = now
+            if turn.first_token_s is None:  # a reasoning model's first token is its first thought
+                turn.first_token_s = now - self.started
+            (self.pieces if isinstance(event, TextDelta) else self.thoughts).append(event.text)
+        elif isinstance(event, Usage):
+            turn.usage = event
+        elif isinstance(event, Finish):
+            turn.finish_reason = event.reason
+        elif isinstance(event, Served) and event.model != turn.model:
+            turn.asked, turn.model = turn.model, event.model
+
+    def end(self, held: str, held_thoughts: str) -> None:
+        """The reply as it stands when the stream ends, however it ended."""
+        turn = self.turn
+        turn.reply = "".join(self.pieces) + held
+        turn.reasoning = "".join(self.thoughts) + held_thoughts
+        turn.total_s = time.monotonic() - self.started
+        if self.last_token is not None:  # a stall that ended the reply (its end, or a Ctrl-C) counts too
+            turn.stalled_s += max(0.0, time.monotonic() - self.last_token - STALL_S)

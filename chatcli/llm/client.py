@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from chatcli.base.errors import ChatError, ConfigError, RefusedParameter, one_line
 from chatcli.base.events import (
@@ -41,6 +41,7 @@ from chatcli.llm.failures import (
     timeout_error,
     undecodable,
 )
+from chatcli.llm.retries import RetryLater, sdk_class
 from chatcli.llm.sse import NotAChatStream, completion_events, parse_sse
 
 if TYPE_CHECKING:
@@ -75,8 +76,6 @@ class ChatClient:
         self.config = config
         self._sdk: openai.OpenAI | None = None
         self._lock = threading.Lock()
-        # Told before each retry the SDK makes, so the user sees why the reply is late.
-        self.on_retry: Callable[[Retrying], None] | None = None
         self._known_models: list[str] | None = None  # the server's list, once fetched (for completion)
         self.listing: list[dict[str, Any]] | None = None  # its entries as sent, once models() has fetched them
         self._fetching: threading.Thread | None = None
@@ -132,11 +131,11 @@ class ChatClient:
             options["http_client"] = openai.DefaultHttpxClient(proxy=self.proxy, verify=verify, timeout=timeout)
         if c.api_type == "azure":
             # The SDK's Azure client: the deployment in the path, ?api-version=, and an api-key header.
-            return _sdk_class(self, openai.AzureOpenAI)(
+            return sdk_class(self, openai.AzureOpenAI)(
                 azure_endpoint=c.base_url, azure_deployment=c.azure_deployment or None, api_version=c.api_version,
                 api_key=c.api_key or PLACEHOLDER_KEY, **options,
             )
-        return _sdk_class(self, openai.OpenAI)(api_key=c.api_key or PLACEHOLDER_KEY, base_url=c.base_url, **options)
+        return sdk_class(self, openai.OpenAI)(api_key=c.api_key or PLACEHOLDER_KEY, base_url=c.base_url, **options)
 
     def stream(self, *, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Iterator[Event]:
         """Yield the events of one streamed reply; raise ChatError on failure.
@@ -194,6 +193,7 @@ class ChatClient:
         c = self.config
         local = self._local
         local.retries = 0  # counted by the SDK's retry hook too
+        local.backoff = 0  # the SDK's retries since the last request made anew: its backoff grows with these
         started = time.monotonic()
         sdk = self._client()
         while True:
@@ -202,12 +202,17 @@ class ChatClient:
             try:
                 yield from self._attempt(sdk, model, messages, body, deadline)
                 return
+            except RetryLater as later:  # the SDK's retry (a 429, a 5xx, a failed connection), waited here
+                yield later.retrying
+                time.sleep(later.retrying.seconds)
+                sdk = self._client().with_options(max_retries=c.max_retries - local.retries)
             except _Unanswered as failed:
                 seconds = min(0.5 * 2**local.retries, 8.0)
                 left = deadline.remaining()
                 if local.retries >= c.max_retries or (left is not None and left <= seconds):
                     raise failed.error from None
                 local.retries += 1
+                local.backoff = 0
                 retrying = Retrying(failed.reason, seconds, local.retries, c.max_retries)
                 log.info("%s", retrying)
                 yield retrying
@@ -385,59 +390,6 @@ def _no_proxy_for(url: str) -> bool:
     return bool(urllib.request.proxy_bypass_environment(urlsplit(url).hostname or ""))
 
 
-def _sdk_class(owner: ChatClient, base: type):
-    """openai.OpenAI (or AzureOpenAI), with its retries made visible and no retry for an account out of credit.
-
-    The SDK keeps its own retry policy (Retry-After, capped; exponential backoff with
-    jitter); this subclass only says each retry out loud, through owner.on_retry, and
-    stops a 429 insufficient_quota from being retried, since waiting cannot fix it.
-    If a later SDK changes these private hooks, its own behaviour is kept, silently.
-    """
-    class SDK(base):
-        def _should_retry(self, response) -> bool:
-            if response.status_code == 429:
-                try:
-                    if b"insufficient_quota" in response.read():
-                        return False
-                except Exception:  # noqa: BLE001 - an unreadable body: the SDK decides
-                    pass
-            return super()._should_retry(response)
-
-        def _prepare_request(self, request) -> None:
-            super()._prepare_request(request)
-            # With reply_timeout, no wait for the headers may outlast what is left of it.
-            deadline = getattr(owner._local, "deadline", None)
-            left = deadline.remaining() if deadline is not None else None
-            timeout = request.extensions.get("timeout")
-            if left is not None and isinstance(timeout, dict):
-                left = max(left, 0.01)
-                request.extensions["timeout"] = {k: left if v is None else min(v, left) for k, v in timeout.items()}
-
-        def _sleep_for_retry(self, **kwargs) -> None:
-            try:
-                taken, most, response = kwargs["retries_taken"], kwargs["max_retries"], kwargs["response"]
-                headers = response.headers if response is not None else None
-                seconds = self._calculate_retry_timeout(most - taken, kwargs["options"], headers)
-            except (KeyError, AttributeError, TypeError):
-                return super()._sleep_for_retry(**kwargs)
-            deadline = getattr(owner._local, "deadline", None)
-            attempt, of = taken + 1, most
-            if deadline is not None:  # a reply's request: its retries after the headers count too
-                left = deadline.remaining()
-                if left is not None and left <= seconds:  # the retry would begin past reply_timeout
-                    why = "" if deadline.overdue else _retry_reason(response)
-                    raise reply_timeout_error(owner.config, began=False, why=why)
-                owner._local.retries += 1
-                attempt, of = owner._local.retries, owner.config.max_retries
-            retrying = Retrying(_retry_reason(response), seconds, attempt, of)
-            log.info("%s", retrying)
-            if owner.on_retry is not None:
-                owner.on_retry(retrying)
-            time.sleep(seconds)
-
-    return SDK
-
-
 def _logged(events: Iterator[Event], started: float) -> Iterator[Event]:
     """The events, passed on unchanged, with the reply's timings and end written to the log."""
     first = None
@@ -468,16 +420,6 @@ def _logged(events: Iterator[Event], started: float) -> Iterator[Event]:
         events.close()  # type: ignore[attr-defined]
     log.info("reply ended after %.3fs: %d characters (%d of reasoning), finish %s, usage %s",
              time.monotonic() - started, text, reasoning, finish, usage)
-
-
-def _retry_reason(response) -> str:
-    if response is None:
-        return "the connection failed"
-    if response.status_code == 429:
-        return "rate limited"
-    if response.status_code >= 500:
-        return f"the server failed (HTTP {response.status_code})"
-    return f"the server answered HTTP {response.status_code}"
 
 
 def _kind_of(cause: BaseException) -> str | None:

@@ -51,7 +51,7 @@ class SessionInfo:
     params: dict[str, Any]
     created_at: float
     updated_at: float
-    turns: int = 0  # tokens: Session.accounting, the one count /usage and sessions list give
+    turns: int = 0  # tokens: Accounts.accounting, the one count /usage and sessions list give
     context_from: int = 0
     summary: str | None = None
     profile: str | None = None  # the config profile it was held with

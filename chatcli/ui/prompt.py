@@ -180,8 +180,8 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
     def toolbar() -> FormattedText:
         session.settle()  # the server's model and window, once it has said them; never waits
         temp = session.temperature
-        profile = session.client.config.profile if session.client is not None else None
-        _, total = session.accounting()
+        profile = session.policy.profile
+        _, total = session.accounts.accounting()
         mark = "" if total.exact else "≈"
         tokens = total.usage.total_tokens
         plan = session.plan()
@@ -265,8 +265,8 @@ def make_prompt_session(
         refresh_interval=0.5,  # the toolbar shows the server's model and window as soon as it says them
         auto_suggest=AutoSuggestFromHistory(),  # greyed from history; the Right arrow takes it
         completer=SlashCompleter(registry, {
-            "model": lambda: session.client.known_models() if session.client is not None else None,
-            "profile": lambda: list(session.client.config.profiles) if session.client is not None else None,
+            "model": lambda: session.sender.known_models(),
+            "profile": lambda: list(session.policy.profiles),
         }),
         complete_while_typing=True,
         bottom_toolbar=make_toolbar(session),
