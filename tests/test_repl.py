@@ -486,7 +486,8 @@ def test_a_reply_without_a_finish_is_marked_as_possibly_cut(srv, chat):
     srv.script(Reply("half an answer", finish_reason=None))
     out = chat().run("q", ENTER)
     assert "half an answer" in out
-    assert "The reply stopped before the server said it was finished; it may be cut short (partial reply kept)." in flat(out)
+    assert ("The reply stopped before the server said it was finished, so it may be cut short; try again. "
+            "(partial reply kept)") in flat(out)
 
 
 def test_a_reply_cut_by_max_tokens_says_so(srv, chat):
