@@ -525,7 +525,7 @@ def test_json_for_a_failed_reply_keeps_what_arrived_and_says_why(srv: ChatServer
     record = json.loads(result.stdout)
     assert record["reply"] == "The quic" and record["status"] == "error" and record["finish_reason"] is None
     assert record["error"].startswith("The connection to ") and "broke off" in record["error"]
-    assert result.stderr == f"chatcli: {record['error']} (partial reply kept)\n"
+    assert result.stderr == f"chatcli: {record['error'].removesuffix('.')} (partial reply kept).\n"
 
 
 # --------------------------------------------------------------------------- #

@@ -52,11 +52,11 @@ ENDS = {
     "interrupted-before-the-reply": End(Reply(TEXT, chunk_size=6, stall_after=0, stall_seconds=5), "interrupted",
                                         error=False, code=EXIT_INTERRUPTED, interrupt=True),
     "error-mid-reply": End(Reply(TEXT, chunk_size=6, disconnect_after=1),
-                           "The connection to {url} broke off in the middle of the reply; try again." + KEPT,
+                           "The connection to {url} broke off in the middle of the reply; try again" + KEPT + ".",
                            error=True, code=EXIT_NETWORK),
     "no-finish": End(Reply(TEXT, finish_reason=None),
-                     "The reply stopped before the server said it was finished, so it may be cut short; try again."
-                     + KEPT, error=True, code=EXIT_FAILURE),
+                     "The reply stopped before the server said it was finished, so it may be cut short; try again"
+                     + KEPT + ".", error=True, code=EXIT_FAILURE),
     "length": End(Reply(TEXT, finish_reason="length"), "the reply reached the max_tokens limit, so it may be cut short",
                   error=False, code=EXIT_OK, max_tokens=6),
     "length-before-any-answer": End(

@@ -107,7 +107,7 @@ class Turn:
         return bool(self.reply)
 
 
-KEPT = " (partial reply kept)"  # after the sentence about a turn that ended early with some reply
+KEPT = " (partial reply kept)"  # said of a turn that ended early with some reply
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,6 @@ def outcome_of(turn: Turn, *, estimates: str | None = None) -> Outcome:
 
 def _end_of(turn: Turn) -> tuple[Sentence | None, int]:
     """The sentence about how the turn ended, and its exit code."""
-    kept = KEPT if turn.reply else ""
     if turn.status == COMPLETE:
         if turn.finish_reason == "length" and not turn.reply.strip():  # a script must not take this for an answer
             spent = " on reasoning" if turn.reasoning else ""
@@ -166,8 +165,13 @@ def _end_of(turn: Turn) -> tuple[Sentence | None, int]:
         notice = finish_notice(turn)
         return (Sentence(notice) if notice else None), EXIT_OK
     if turn.status == INTERRUPTED:
-        return Sentence(f"interrupted{kept}"), EXIT_INTERRUPTED
+        return Sentence("interrupted" + (KEPT if turn.reply else "")), EXIT_INTERRUPTED
     if turn.status == ERROR and turn.error is not None:
-        return Sentence(turn.error.message + kept, error=True), turn.error.exit_code
-    return Sentence("The reply stopped before the server said it was finished, so it may be cut short; "
-                    f"try again.{kept}", error=True), EXIT_FAILURE
+        return Sentence(_kept(turn.error.message, turn), error=True), turn.error.exit_code
+    return Sentence(_kept("The reply stopped before the server said it was finished, so it may be cut short; "
+                          "try again.", turn), error=True), EXIT_FAILURE
+
+
+def _kept(sentence: str, turn: Turn) -> str:
+    """A failure's sentence, saying inside it that the reply so far is kept, when some came."""
+    return sentence.removesuffix(".") + KEPT + "." if turn.reply else sentence
