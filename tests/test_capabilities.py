@@ -385,4 +385,5 @@ def test_a_reply_that_is_all_reasoning_cut_by_the_limit_fails_in_one_shot(srv, r
 
     assert result.returncode == 1 and result.stdout.strip() == ""
     assert result.stderr == ("chatcli: The model used its whole max_tokens limit on reasoning before it wrote any answer; "
-                             "raise it with --max-tokens (reasoning models need room to think), and ask again.\n")
+                             "raise it with --max-tokens or /set max_tokens (reasoning models need room to think), "
+                             "and ask again.\n")

@@ -412,6 +412,7 @@ def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None
     from chatcli.config.settings import load_config
     from chatcli.core.session import Session
     from chatcli.llm.client import ChatClient
+    from chatcli.ui.render import make_renderer
 
     srv.script(Reply("Hello there, general Kenobi.", chunk_size=6))
     out, err = _CtrlCAfterFirstWrite(), io.StringIO()
@@ -422,10 +423,10 @@ def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None
     config = load_config(env)
     session = Session(client=ChatClient(config), model=config.model)
 
-    code = run_oneshot(session, env, ["hello"], markdown=False)
+    code = run_oneshot(session, env, ["hello"], output=make_renderer(env, markdown=False, repl=False))
 
     assert code == EXIT_INTERRUPTED
-    assert err.getvalue() == "chatcli: interrupted; the reply above is partial.\n"
+    assert err.getvalue() == "chatcli: interrupted (partial reply kept).\n"
     assert out.getvalue() == "Hello \n"
 
 
@@ -524,7 +525,7 @@ def test_json_for_a_failed_reply_keeps_what_arrived_and_says_why(srv: ChatServer
     record = json.loads(result.stdout)
     assert record["reply"] == "The quic" and record["status"] == "error" and record["finish_reason"] is None
     assert record["error"].startswith("The connection to ") and "broke off" in record["error"]
-    assert result.stderr == f"chatcli: {record['error']}\n"
+    assert result.stderr == f"chatcli: {record['error'].removesuffix('.')} (partial reply kept).\n"
 
 
 # --------------------------------------------------------------------------- #

@@ -470,7 +470,7 @@ def test_a_reply_that_breaks_off_is_kept_and_marked(srv, chat):
     out = chat().run("tell me", ENTER, "go on", ENTER)
     partial = "alpha beta g"
     assert partial in out
-    assert f"The connection to {srv.base_url} broke off in the middle of the reply; try again. (partial reply kept)" in flat(out)
+    assert f"The connection to {srv.base_url} broke off in the middle of the reply; try again (partial reply kept)." in flat(out)
     assert flat(out).count("broke off") == 1
     assert "gamma delta" not in out
     # Not put back at the prompt: the next Enter sent the next message, with the partial reply.
@@ -486,7 +486,8 @@ def test_a_reply_without_a_finish_is_marked_as_possibly_cut(srv, chat):
     srv.script(Reply("half an answer", finish_reason=None))
     out = chat().run("q", ENTER)
     assert "half an answer" in out
-    assert "The reply stopped before the server said it was finished; it may be cut short (partial reply kept)." in flat(out)
+    assert ("The reply stopped before the server said it was finished, so it may be cut short; try again "
+            "(partial reply kept).") in flat(out)
 
 
 def test_a_reply_cut_by_max_tokens_says_so(srv, chat):

@@ -106,20 +106,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def build_subcommand_parser(name: str) -> argparse.ArgumentParser:
-    """The parser of a subcommand, with the global flags it takes (flags.SUBCOMMANDS)."""
-    if name in ("sessions", "usage"):
+def _models_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="chatcli models", description="List the models the server offers (GET /models), one a line.")
+    add_flags(parser, SUBCOMMANDS["models"])
+    return parser
+
+
+def _config_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="chatcli config", description="The config file: where it is, what it sets, whether it is "
+                    "right (check also asks the server about the names of [models] tables), and the names of its profiles.")
+    parser.add_argument("action", choices=("path", "show", "check", "profiles"))
+    add_flags(parser, SUBCOMMANDS["config"])
+    return parser
+
+
+def _reports_parser(name: str) -> Callable[[], argparse.ArgumentParser]:
+    """The parser of a report subcommand from chatcli.cli.sessions, imported when it is built."""
+
+    def build() -> argparse.ArgumentParser:
         from chatcli.cli import sessions
 
-        return (sessions.build_sessions_parser if name == "sessions" else sessions.build_usage_parser)(Parser)
-    if name == "models":
-        parser = Parser(prog="chatcli models", description="List the models the server offers (GET /models), one a line.")
-    else:
-        parser = Parser(prog="chatcli config", description="The config file: where it is, what it sets, whether it is "
-                        "right (check also asks the server about the names of [models] tables), and the names of its profiles.")
-        parser.add_argument("action", choices=("path", "show", "check", "profiles"))
-    add_flags(parser, SUBCOMMANDS[name])
-    return parser
+        return getattr(sessions, f"build_{name}_parser")(Parser)
+
+    return build
+
+
+# Each subcommand's parser, with the global flags it takes (flags.SUBCOMMANDS); RUNNERS runs it.
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
+    "sessions": _reports_parser("sessions"), "usage": _reports_parser("usage"), "models": _models_parser,
+    "config": _config_parser,
+}
+
+
+def build_subcommand_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of a subcommand, with the global flags it takes (flags.SUBCOMMANDS)."""
+    return PARSERS[name]()
 
 
 def main(argv: Sequence[str] | None = None, *, env=None) -> int:
@@ -380,14 +401,13 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     from chatcli.app import start_session
     from chatcli.base.text import shown
     from chatcli.config.settings import Profiles
+    from chatcli.ui.render import make_renderer
 
     save = config.save and not args.no_save
     profiles = Profiles(env, args.config)
     session, config = start_session(args, env, config, flags, save=save, profiles=profiles)
     session.profiles = profiles
     session.model_chosen = args.resume is not None or config.model_set
-    # The output strategy, chosen once: markdown only for a terminal that wants decoration.
-    markdown = config.render == "markdown" and not args.plain and not env.no_color and env.stdout_isatty
     session.show_reasoning = config.show_reasoning
     if session.system and session.redact:
         redacted = session.set_system(session.system)  # from the config, a flag, or a session saved before
@@ -397,32 +417,35 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     for text in _as_commands(session, args):  # what -f and -o did, naming files and values
         if not oneshot:
             env.stderr.write(f"chatcli: {shown(text)}\n")
-
+    # The output strategy, chosen once, for either mode.
+    output = make_renderer(env, markdown=config.render == "markdown" and not args.plain, repl=not oneshot,
+                           hold=bool(args.json or schema is not None))
     if oneshot:
         from chatcli.cli.oneshot import run_oneshot
 
         return run_oneshot(
-            session, env, args.question, markdown=markdown, verbose=args.verbose, stats=config.stats,
+            session, env, args.question, output=output, verbose=args.verbose, stats=config.stats,
             as_json=args.json, schema=schema,
         )
+    return _run_repl(args, env, config, session, output, save=save)
 
+
+def _run_repl(args: argparse.Namespace, env, config, session, output, *, save: bool) -> int:
+    from chatcli.base.log import holding
     from chatcli.cli.repl import Repl
 
     repl = Repl(
         session,
         out=env.stdout,
         keyboard=env.stdin,
-        markdown=markdown,
+        strategy=output,
         verbose=args.verbose,
-        color=not env.no_color,
         environ=env.environ,
         stats=config.stats,
         vi=config.editing_mode == "vi",
         multiline=config.multiline,
         history_path=env.state_dir / "history" if save else None,
     )
-    from chatcli.base.log import holding
-
     with holding():
         return repl.run()
 

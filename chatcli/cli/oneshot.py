@@ -6,38 +6,23 @@ receives exactly the text the model wrote.
 
 from __future__ import annotations
 
-import io
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chatcli.base.env import Env
-from chatcli.base.errors import (
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    BadRequest,
-    ChatError,
-    UsageError,
-)
+from chatcli.base.errors import EXIT_FAILURE, BadRequest, ChatError, UsageError
 from chatcli.base.events import LogLine
 from chatcli.base.log import routed
 from chatcli.base.text import json_text, shown
 from chatcli.core.session import Session
-from chatcli.core.turn import (
-    COMPLETE,
-    ERROR,
-    INTERRUPTED,
-    Turn,
-    finish_notice,
-    left_out_notice,
-)
-from chatcli.ui.render import MarkdownRenderer, PlainRenderer, make_console
+from chatcli.core.turn import COMPLETE, Sentence, Turn, outcome_of
 from chatcli.ui.terminal import echo_off
 from chatcli.ui.views import show_stats, stats_line
 
 if TYPE_CHECKING:
     from chatcli.cli.schema import Schema, Verdict
-    from chatcli.core.turn import Turn
+    from chatcli.ui.render import Output
 
 
 def build_message(words: list[str], env: Env, *, attached: bool = False) -> str:
@@ -70,25 +55,34 @@ def build_message(words: list[str], env: Env, *, attached: bool = False) -> str:
 
 
 def run_oneshot(
-    session: Session, env: Env, words: list[str], *, markdown: bool, verbose: bool = False, stats: bool = False,
+    session: Session, env: Env, words: list[str], *, output: Output, verbose: bool = False, stats: bool = False,
     as_json: bool = False, schema: Schema | None = None,
 ) -> int:
-    """Ask once; with a schema, the reply is held until it is checked, then printed as JSON if it matches."""
+    """Ask once, drawing the reply as `output` (make_renderer) says; with a schema, the reply is
+    held until it is checked, then printed as JSON if it matches."""
     text = build_message(words, env, attached=bool(session.attached))
-    quiet = nullcontext()
-    held = io.StringIO()
-    # A reply that stalls mid-stream is said live on stderr when it is a terminal, never in stdout.
-    stalls = env.stderr if env.stderr_isatty else None
-    if as_json or schema is not None:
-        # The reply goes out once: checked, or inside the JSON.
-        renderer = PlainRenderer(held, notices=env.stderr, stalls=stalls)
-    elif markdown and env.stdout_isatty:
-        console = make_console(env.stdout, color=not env.no_color)
-        renderer = MarkdownRenderer(console, show_reasoning=session.show_reasoning)  # says a stall in its live region
-        quiet = echo_off(env.stdout)  # an echoed ^C would throw the live region's line count off
-    else:
-        # With stdout on the terminal too (--plain, NO_COLOR), the notice goes after the reply's text.
-        renderer = PlainRenderer(env.stdout, notices=env.stderr, stalls=stalls, after_text=env.stdout_isatty)
+    turn = _ask(session, env, output, text, schema=schema, as_json=as_json)
+    if stats:
+        _show_stats(session, env, output, turn)
+    verdict = None
+    if schema is not None:
+        from chatcli.cli.schema import check_reply
+
+        verdict = check_reply(turn.reply, schema)
+    if as_json or verdict is not None:
+        _write_held(session, env, output, turn, verdict, as_json=as_json)
+    if schema is not None and isinstance(turn.error, BadRequest):
+        turn.error = ChatError(turn.error.message.rstrip(".") + "; the request carried --schema's response_format "
+                               "json_schema, which not every server takes, so try without --schema too.")
+
+    return _closing(session, env, turn, verdict, verbose=verbose)
+
+
+def _ask(session: Session, env: Env, output: Output, text: str, *, schema: Schema | None, as_json: bool) -> Turn:
+    """Send the message and draw the reply as it streams."""
+    renderer = output.renderer(show_reasoning=session.show_reasoning)
+    # An echoed ^C would throw the live region's line count off.
+    quiet = echo_off(env.stdout) if output.markdown else nullcontext()
     request = None
     if schema is not None:
         from chatcli.base.log import log
@@ -99,81 +93,59 @@ def run_oneshot(
     try:
         # Plain output: -v lines go through the renderer, which writes them to stderr with the stall
         # notice there erased first.
-        logs = routed(lambda line: renderer.handle(LogLine(line))) if isinstance(renderer, PlainRenderer) else nullcontext()
+        logs = nullcontext() if output.markdown else routed(lambda line: renderer.handle(LogLine(line)))
         with quiet, renderer, logs:
-            turn = session.send(text, on_event=renderer.handle, request=request)
+            return session.send(text, on_event=renderer.handle, request=request)
     except KeyboardInterrupt:  # SIGTERM or SIGHUP: the turn is saved; keep what arrived on stdout too
         if schema is not None and not as_json:
-            env.stdout.write(held.getvalue())
+            env.stdout.write(output.held_text())
         raise
-    if stats and isinstance(renderer, MarkdownRenderer):
-        show_stats(console, session, turn)
-    elif stats and stats_line(session, turn):  # plain output: on stderr, so stdout stays the reply alone
+
+
+def _show_stats(session: Session, env: Env, output: Output, turn: Turn) -> None:
+    """The stats line: under a reply drawn as markdown, or on stderr, so stdout stays the reply alone."""
+    if output.markdown:
+        show_stats(output.console, session, turn)
+    elif stats_line(session, turn):
         env.stderr.write(f"chatcli: {stats_line(session, turn)}\n")
         env.stderr.flush()
-    verdict = None
-    if schema is not None:
-        from chatcli.cli.schema import check_reply
 
-        verdict = check_reply(turn.reply, schema)
+
+def _write_held(session: Session, env: Env, output: Output, turn: Turn, verdict: Verdict | None, *,
+                as_json: bool) -> None:
+    """The reply held back goes out once: inside the JSON (--json), or checked (--schema)."""
     if as_json:
         record = as_record(session, turn)
         if verdict is not None:
             record["schema"] = verdict.record()
         env.stdout.write(json_text(record) + "\n")
-        env.stdout.flush()
     elif verdict is not None:
         # Matching JSON is printed normalised, on one line (a fence taken off); anything else as it came, filtered.
         env.stdout.write(json_text(verdict.parsed) + "\n" if verdict.valid and turn.status == COMPLETE
-                         else held.getvalue())
-        env.stdout.flush()
-    if schema is not None and isinstance(turn.error, BadRequest):
-        turn.error = ChatError(turn.error.message.rstrip(".") + "; the request carried --schema's response_format "
-                               "json_schema, which not every server takes, so try without --schema too.")
-
-    return _closing(session, env, turn, verdict, verbose=verbose)
+                         else output.held_text())
+    env.stdout.flush()
 
 
 def _closing(session: Session, env: Env, turn: Turn, verdict: Verdict | None, *, verbose: bool) -> int:
-    """What to say on stderr once the turn is over, and the exit code it ends with."""
-
-    def say(message: str) -> None:
-        env.stderr.write(f"chatcli: {shown(message)}\n")  # each piece is filtered; this is the backstop
-        env.stderr.flush()
-
+    """What to say on stderr once the turn is over, and the exit code it ends with: the turn's
+    Outcome, the same words the REPL shows, unless the reply does not match --schema."""
     session.journal.settle()  # one last try at what a full disk or a lock held back
     warning = session.journal.take_warning()
     if warning:
-        say(warning)
-
-    if left_out_notice(turn):
-        say(left_out_notice(turn) + ".")
-    if turn.notice:
-        say(turn.notice + ".")
+        _say(env, warning)
     why = session.tokenizer.take_problem(session.model) if verbose else None
-    if why:
-        say(f"token counts are estimates (≈): {why}.")
-    if turn.status == COMPLETE:
-        if verdict is not None and not verdict.valid:
-            say(verdict.problem(turn.finish_reason))
-            return EXIT_FAILURE
-        if turn.finish_reason == "length" and not turn.reply.strip():  # a script must not take this for an answer
-            spent = " on reasoning" if turn.reasoning else ""
-            say(f"The model used its whole max_tokens limit{spent} before it wrote any answer; "
-                "raise it with --max-tokens (reasoning models need room to think), and ask again.")
-            return EXIT_FAILURE
-        notice = finish_notice(turn)
-        if notice:
-            say(notice + ".")
-        return EXIT_OK
-    if turn.status == INTERRUPTED:
-        say("interrupted; the reply above is partial." if turn.reply else "interrupted before the reply began.")
-        return EXIT_INTERRUPTED
-    if turn.status == ERROR and turn.error is not None:
-        say(turn.error.message)
-        return turn.error.exit_code
-    say("The reply stopped before the server said it was finished, so it may be cut short; try again.")
-    return EXIT_FAILURE
+    outcome = outcome_of(turn, estimates=why)
+    if turn.status == COMPLETE and verdict is not None and not verdict.valid:
+        outcome = replace(outcome, end=Sentence(verdict.problem(turn.finish_reason), error=True),
+                          exit_code=EXIT_FAILURE)
+    for sentence in outcome.sentences:
+        _say(env, sentence.line)
+    return outcome.exit_code
+
+
+def _say(env: Env, message: str) -> None:
+    env.stderr.write(f"chatcli: {shown(message)}\n")  # each piece is filtered; this is the backstop
+    env.stderr.flush()
 
 
 def as_record(session: Session, turn: Turn) -> dict:

@@ -18,27 +18,14 @@ from chatcli.base.events import LogLine
 from chatcli.base.log import routed
 from chatcli.commands import REGISTRY, Result
 from chatcli.core.session import Session
-from chatcli.core.turn import (
-    COMPLETE,
-    ERROR,
-    INTERRUPTED,
-    PENDING,
-    TRUNCATED,
-    Turn,
-    finish_notice,
-    left_out_notice,
-)
+from chatcli.core.turn import ERROR, PENDING, Turn, outcome_of
 from chatcli.ui.prompt import SentAndInterrupted, make_prompt_session, open_history
-from chatcli.ui.render import (
-    MarkdownRenderer,
-    PlainRenderer,
-    make_console,
-    warm_up_rendering,
-)
+from chatcli.ui.render import MARKDOWN, PIPE, Output, warm_up_rendering
 from chatcli.ui.terminal import Clipboard, echo_off, edit_in_editor, write_whole
 from chatcli.ui.views import (
     show_error,
     show_notice,
+    show_outcome,
     show_recap,
     show_result,
     show_stats,
@@ -52,6 +39,7 @@ class Repl:
         *,
         out: TextIO,
         keyboard: TextIO | None = None,
+        strategy: Output | None = None,
         markdown: bool = True,
         verbose: bool = False,
         color: bool = True,
@@ -69,13 +57,15 @@ class Repl:
         # TERM, TMUX and STY say how OSC 52 reaches the clipboard (/copy); decided once.
         self.clipboard = Clipboard.detect(isatty=isatty(out), environ=os.environ if environ is None else environ)
         self.keyboard = keyboard
-        self.markdown = markdown
+        # How replies are drawn: make_renderer's choice; without one (tests drawing to a string),
+        # markdown or plain text as `markdown` says, on `out`, whatever it is.
+        self.strategy = strategy or Output(MARKDOWN if markdown else PIPE, out=out, notices=out, color=color)
         self.stats = stats
         self.verbose = verbose
-        self.console = make_console(out, color=color)
+        self.console = self.strategy.console
         self.prompt = make_prompt_session(
-            session, REGISTRY, history=open_history(history_path, redact=session.redact), color=color, vi=vi,
-            multiline=multiline, input=input, output=output, say=lambda text: show_error(self.console, text),
+            session, REGISTRY, history=open_history(history_path, redact=session.redact), vi=vi,
+            color=self.strategy.color, multiline=multiline, input=input, output=output, say=lambda text: show_error(self.console, text),
         )
         self._orphan: Turn | None = None
         self._warm_up = threading.Thread(target=self._warm, daemon=True) if warm_up else None
@@ -105,17 +95,7 @@ class Repl:
 
     def _loop(self) -> int:
         self.prompt.app.after_render.add_handler(self._start_warm_up)
-        s = self.session
-        persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
-        profile = s.policy.profile
-        # With no model configured the server's own is asked for in the background; the toolbar names it.
-        model = s.model if s.model_chosen else "the server's model"
-        where = f"profile {profile}: {model}" if profile else model
-        show_notice(self.console, f"chatcli {__version__} · {where}{persona} · /help for commands, Ctrl-D to quit")
-        prefill = ""
-        if s.turns:
-            prefill = self.recap()
-        self.warn()
+        prefill = self._greet()
         while True:
             try:
                 text = self.prompt.read_line(default=prefill)
@@ -130,46 +110,73 @@ class Repl:
                 continue
             except EOFError:
                 break
-            prefill = ""
-            if not text.strip():
-                continue
-            if text.startswith("/") and not text.startswith("//"):
-                try:
-                    result = REGISTRY.dispatch(s, text, on_event=lambda event: show_notice(self.console, f"[{event}]"))
-                except Terminated:
-                    raise
-                except KeyboardInterrupt:  # a command that talks to the server (/compact)
-                    show_notice(self.console, "[interrupted]")
-                    continue
-                # /model, /resume and /new may bring another encoding: load it in the background, for the toolbar.
-                s.tokenizer.preload(s.model)
-                if result.clipboard is not None:
-                    result = self.copy(result)
-                if result.edit is not None:
-                    result = self.edit(result.edit)
-                show_result(self.console, result)
-                self.warn()
-                if result.exit:
-                    break
-                if result.recap:
-                    prefill = self.recap()
-                prefill = result.prefill or prefill
-                if not result.retry:
-                    continue
-                turn = self.send(None)
-            else:
-                if text.startswith("//"):
-                    text = text[1:]  # a message that really starts with a slash
-                self._drop_orphan_if_resent(text)
-                turn = self.send(text)
-            self.warn()
-            if turn is not None and turn.status == ERROR and not turn.reply and turn in s.turns:
-                prefill = turn.user
-                self._orphan = turn
-                show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
-        s.journal.settle()  # one last try at what a full disk or a lock held back
+            next_prefill = self._take(text)
+            if next_prefill is None:
+                break
+            prefill = next_prefill
+        self.session.journal.settle()  # one last try at what a full disk or a lock held back
         self.warn()
         return 0
+
+    def _greet(self) -> str:
+        """The first lines: version, model and how to get help; a resumed session's recap. Returns
+        what goes at the first prompt (a last message that got no reply)."""
+        s = self.session
+        persona = f" · system prompt: {_shorten(s.system)}" if s.system else ""
+        profile = s.policy.profile
+        # With no model configured the server's own is asked for in the background; the toolbar names it.
+        model = s.model if s.model_chosen else "the server's model"
+        where = f"profile {profile}: {model}" if profile else model
+        show_notice(self.console, f"chatcli {__version__} · {where}{persona} · /help for commands, Ctrl-D to quit")
+        prefill = self.recap() if s.turns else ""
+        self.warn()
+        return prefill
+
+    def _take(self, text: str) -> str | None:
+        """One line typed: a command or a message. Returns what goes at the next prompt, or None to end."""
+        if not text.strip():
+            return ""
+        if text.startswith("/") and not text.startswith("//"):
+            return self._command(text)
+        if text.startswith("//"):
+            text = text[1:]  # a message that really starts with a slash
+        self._drop_orphan_if_resent(text)
+        return self._after_turn(self.send(text), prefill="")
+
+    def _command(self, text: str) -> str | None:
+        """Run a slash command and draw its Result. Returns what goes at the next prompt, or None for /exit."""
+        s = self.session
+        try:
+            result = REGISTRY.dispatch(s, text, on_event=lambda event: show_notice(self.console, f"[{event}]"))
+        except Terminated:
+            raise
+        except KeyboardInterrupt:  # a command that talks to the server (/compact)
+            show_notice(self.console, "[interrupted]")
+            return ""
+        # /model, /resume and /new may bring another encoding: load it in the background, for the toolbar.
+        s.tokenizer.preload(s.model)
+        if result.clipboard is not None:
+            result = self.copy(result)
+        if result.edit is not None:
+            result = self.edit(result.edit)
+        show_result(self.console, result)
+        self.warn()
+        if result.exit:
+            return None
+        recalled = self.recap() if result.recap else ""  # the recap is drawn either way
+        prefill = result.prefill or recalled
+        if not result.retry:
+            return prefill
+        return self._after_turn(self.send(None), prefill=prefill)
+
+    def _after_turn(self, turn: Turn | None, *, prefill: str) -> str:
+        """After a turn: a message that failed before any reply goes back to the prompt, to send again."""
+        self.warn()
+        if turn is not None and turn.status == ERROR and not turn.reply and turn in self.session.turns:
+            self._orphan = turn
+            show_notice(self.console, "Your message is back at the prompt: press Enter to send it again.")
+            return turn.user
+        return prefill
 
     def copy(self, result: Result) -> Result:
         """Put result.clipboard on the terminal's clipboard with OSC 52; say why not when it cannot."""
@@ -212,11 +219,7 @@ class Repl:
 
     def send(self, text: str | None) -> Turn | None:
         """Send text as a turn, or with None send the last message again (/retry)."""
-        renderer = (
-            MarkdownRenderer(self.console, show_reasoning=self.session.show_reasoning)
-            if self.markdown
-            else PlainRenderer(self.out, notices=self.out, stalls=self.out if isatty(self.out) else None, after_text=True)
-        )
+        renderer = self.strategy.renderer(show_reasoning=self.session.show_reasoning)
         try:
             with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer, \
                     routed(lambda line: renderer.handle(LogLine(line))):
@@ -239,25 +242,11 @@ class Repl:
         return turn
 
     def report(self, turn: Turn) -> None:
+        """The turn's end, in the words one-shot mode uses too (outcome_of)."""
         if self.stats:
             show_stats(self.console, self.session, turn)
-        if left_out_notice(turn):
-            show_notice(self.console, f"[{left_out_notice(turn)}]")
-        if turn.notice:
-            show_notice(self.console, f"[{turn.notice}]")
         why = self.session.tokenizer.take_problem(self.session.model) if self.verbose else None
-        if why:
-            show_notice(self.console, f"[token counts are estimates (≈): {why}]")
-        kept = " (partial reply kept)" if turn.reply else ""
-        if turn.status == INTERRUPTED:
-            show_notice(self.console, f"[interrupted{kept}]")
-        elif turn.status == TRUNCATED:
-            show_error(self.console, f"The reply stopped before the server said it was finished; it may be cut short{kept}.")
-        elif turn.status == ERROR:
-            assert isinstance(turn.error, ChatError)
-            show_error(self.console, turn.error.message + kept)
-        elif turn.status == COMPLETE and finish_notice(turn):
-            show_notice(self.console, f"[{finish_notice(turn)}]")
+        show_outcome(self.console, outcome_of(turn, estimates=why))
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatcli.base.errors import ChatError
+from chatcli.base.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ChatError
 from chatcli.base.events import Usage
 from chatcli.llm.tokens import Count
 
@@ -105,3 +105,73 @@ class Turn:
         the same message again does not repeat it in the conversation.
         """
         return bool(self.reply)
+
+
+KEPT = " (partial reply kept)"  # said of a turn that ended early with some reply
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One thing to tell the user about a turn: a notice, or an error (a whole sentence already)."""
+
+    text: str
+    error: bool = False
+
+    @property
+    def line(self) -> str:
+        """As a line on its own (one-shot mode's stderr): a notice ends with a full stop."""
+        return self.text if self.error else self.text + "."
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished turn's end as data: what to tell the user, and the exit code one-shot mode ends with.
+
+    Both front ends take it from outcome_of, so they say the same words for the same end; the
+    REPL draws each sentence on the screen, one-shot mode writes each as a line on stderr.
+    """
+
+    status: str
+    notes: tuple[Sentence, ...]  # about the turn, whatever its end: turns left out, a budget, estimates
+    end: Sentence | None  # how it ended, when that is worth saying (a plain complete reply is not)
+    partial: bool  # the reply is not whole; what arrived is kept
+    exit_code: int
+
+    @property
+    def sentences(self) -> tuple[Sentence, ...]:
+        return self.notes if self.end is None else (*self.notes, self.end)
+
+
+def outcome_of(turn: Turn, *, estimates: str | None = None) -> Outcome:
+    """What a finished turn means for the user: the one place its end is put into words.
+
+    `estimates`: why token counts are estimates, when that is to be said (-v).
+    """
+    notes = [Sentence(text) for text in (left_out_notice(turn), turn.notice) if text]
+    if estimates:
+        notes.append(Sentence(f"token counts are estimates (≈): {estimates}"))
+    end, code = _end_of(turn)
+    return Outcome(turn.status, tuple(notes), end, turn.partial, code)
+
+
+def _end_of(turn: Turn) -> tuple[Sentence | None, int]:
+    """The sentence about how the turn ended, and its exit code."""
+    if turn.status == COMPLETE:
+        if turn.finish_reason == "length" and not turn.reply.strip():  # a script must not take this for an answer
+            spent = " on reasoning" if turn.reasoning else ""
+            return Sentence(f"The model used its whole max_tokens limit{spent} before it wrote any answer; raise it "
+                            "with --max-tokens or /set max_tokens (reasoning models need room to think), and ask "
+                            "again.", error=True), EXIT_FAILURE
+        notice = finish_notice(turn)
+        return (Sentence(notice) if notice else None), EXIT_OK
+    if turn.status == INTERRUPTED:
+        return Sentence("interrupted" + (KEPT if turn.reply else "")), EXIT_INTERRUPTED
+    if turn.status == ERROR and turn.error is not None:
+        return Sentence(_kept(turn.error.message, turn), error=True), turn.error.exit_code
+    return Sentence(_kept("The reply stopped before the server said it was finished, so it may be cut short; "
+                          "try again.", turn), error=True), EXIT_FAILURE
+
+
+def _kept(sentence: str, turn: Turn) -> str:
+    """A failure's sentence, saying inside it that the reply so far is kept, when some came."""
+    return sentence.removesuffix(".") + KEPT + "." if turn.reply else sentence

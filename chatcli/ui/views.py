@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from chatcli.commands import Result
     from chatcli.core.session import Session
+    from chatcli.core.turn import Outcome
 
 
 def show_result(console: Console, result: Result) -> None:
@@ -70,6 +71,16 @@ def show_notice(console: Console, message: str) -> None:
     from rich.text import Text
 
     console.print(Text(shown(message), style="dim"))
+
+
+def show_outcome(console: Console, outcome: Outcome) -> None:
+    """A turn's end on the screen: the words one-shot mode writes on stderr, a notice [in brackets]
+    and dimmed, an error in red."""
+    for sentence in outcome.sentences:
+        if sentence.error:
+            show_error(console, sentence.text)
+        else:
+            show_notice(console, f"[{sentence.text}]")
 
 
 def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
