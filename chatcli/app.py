@@ -13,17 +13,23 @@ from typing import Any
 
 from chatcli.base.errors import ChatError, UsageError
 from chatcli.base.parse import MAX_ID, whole_number
+from chatcli.base.pii import configured_secrets
+from chatcli.base.secrets import know
 from chatcli.config.settings import Config, Profiles
+from chatcli.core.accounts import Accounts
+from chatcli.core.budget import Budget
 from chatcli.core.conversation import Conversation, Policy
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_conversation
 from chatcli.core.session import Session
-from chatcli.llm.tokens import Encodings, Tokenizer
+from chatcli.llm.client import ChatClient
+from chatcli.llm.pricing import Pricing
+from chatcli.llm.tokens import Encodings, ModelLimits, Tokenizer
+from chatcli.store.db import default_db_path
 
 
 def policy_of(config: Config) -> Policy:
     """What a session reads of its config."""
-    from chatcli.base.pii import configured_secrets
 
     return Policy(profile=config.profile, profiles=tuple(config.profiles), config_path=config.config_path,
                   redact=config.redact, secrets=configured_secrets(config), wait=config.connect_timeout)
@@ -31,9 +37,6 @@ def policy_of(config: Config) -> Policy:
 
 def build_session(config: Config, conversation: Conversation, **options: Any) -> Session:
     """A session over `conversation`, talking to the config's server, with its prices, caps and policy."""
-    from chatcli.core.accounts import Accounts
-    from chatcli.core.budget import Budget
-    from chatcli.llm.pricing import Pricing
 
     accounts = Accounts(Pricing(config.prices), Budget(**config.budget, where=str(config.config_path)))
     session = Session(conversation=conversation, accounts=accounts, **options)
@@ -60,9 +63,6 @@ def switch(session: Session, config: Config) -> None:
 def use(session: Session, config: Config) -> None:
     """The session talks to the config's server, counts and prices with its figures, and keeps
     its policy; nothing else changes. The config's secrets become the ones the process hides."""
-    from chatcli.base.secrets import know
-    from chatcli.llm.client import ChatClient
-    from chatcli.llm.pricing import Pricing
 
     session.client = ChatClient(config)
     session.tokenizer = make_tokenizer(config, encodings=session.tokenizer.encodings)
@@ -89,7 +89,6 @@ def resume(session: Session, session_id: int) -> None:
 
 def make_tokenizer(config: Config, *, encodings: Encodings | None = None) -> Tokenizer:
     """Counting and limits with the config's figures; encodings already loaded are kept."""
-    from chatcli.llm.tokens import Encodings, ModelLimits, Tokenizer
 
     default = ModelLimits(config.default_context_window, config.default_max_output_tokens, "o200k_base")
     return Tokenizer(overrides=config.models, default=default, encodings=encodings or Encodings())
@@ -129,8 +128,6 @@ def start_session(args: argparse.Namespace, env, config: Config, flags: dict[str
 
 
 def open_journal(config: Config, env, *, keep_text: bool = True) -> Journal:
-    from chatcli.store.db import default_db_path
-
     path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
     return Journal.open(path, keep_text=keep_text)
 

@@ -16,14 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from chatcli import __version__
+from chatcli.base.env import Env
 from chatcli.base.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     ChatError,
     Terminated,
     UsageError,
+    one_line,
 )
-from chatcli.base.parse import check_arguments
+from chatcli.base.parse import check_arguments, readable
+from chatcli.base.pii import configured_secrets, hide_known, hide_password, redact_secrets
+from chatcli.base.text import for_stream, shown
 from chatcli.cli.flags import (
     SUBCOMMANDS,
     Parser,
@@ -31,7 +35,8 @@ from chatcli.cli.flags import (
     setting_type,
     split_subcommand,
 )
-from chatcli.config.settings import check_environment
+from chatcli.config.settings import Profiles, check_environment, default_config_path, load_config, require_api_key
+from chatcli.config.table import SETTINGS
 
 if TYPE_CHECKING:
     from chatcli.cli.schema import Schema
@@ -124,7 +129,7 @@ def _reports_parser(name: str) -> Callable[[], argparse.ArgumentParser]:
     """The parser of a report subcommand from chatcli.cli.sessions, imported when it is built."""
 
     def build() -> argparse.ArgumentParser:
-        from chatcli.cli import sessions
+        from chatcli.cli import sessions  # lazy: off the path of chatcli --help
 
         return getattr(sessions, f"build_{name}_parser")(Parser)
 
@@ -146,7 +151,6 @@ def build_subcommand_parser(name: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, *, env=None) -> int:
     """The console script. Tests may pass argv and an Env of their own, and run it in-process."""
     parser, args, runner = _parsed(list(sys.argv[1:] if argv is None else argv))
-    from chatcli.base.env import Env
 
     env = env or Env.from_process()
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -156,8 +160,6 @@ def main(argv: Sequence[str] | None = None, *, env=None) -> int:
         check_environment(env.environ)
         return _unless_hung_up(runner, args, env)
     except ChatError as exc:
-        from chatcli.base.text import shown
-
         env.stderr.write(f"chatcli: {shown(exc.message)}\n")
         return exc.exit_code
     except Terminated as exc:
@@ -206,7 +208,7 @@ def _parsed(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespac
 
 def _completion(args: argparse.Namespace, env) -> int:
     """--completion bash|zsh|fish: the script, made from the parsers themselves."""
-    from chatcli.cli.completion import completion_script
+    from chatcli.cli.completion import completion_script  # lazy: off the path of chatcli --help
 
     subcommands = {name: build_subcommand_parser(name) for name in SUBCOMMANDS}
     env.stdout.write(completion_script(build_parser(), args.completion, subcommands))
@@ -245,11 +247,10 @@ def _to_devnull() -> None:
 
 def save_crash(env, exc: BaseException) -> Path | None:
     """The traceback, with the key and anything key-shaped taken out, in the state directory."""
-    import time
-    import traceback
+    import time  # lazy: off the path of chatcli --help
+    import traceback  # lazy: off the path of chatcli --help
 
-    from chatcli.base.pii import redact_secrets
-    from chatcli.base.secrets import known_api_key
+    from chatcli.base.secrets import known_api_key  # lazy: off the path of chatcli --help
 
     text = "".join(traceback.format_exception(exc))
     path = env.state_dir / "crash.log"
@@ -269,14 +270,7 @@ def _terminate(signum: int, frame) -> None:
 
 def _config_action(args: argparse.Namespace, env) -> int:
     """chatcli config path | show | check."""
-    from chatcli.base.parse import (
-        readable,  # a path's bytes that are not UTF-8, as U+FFFD: stdout takes only UTF-8
-    )
-    from chatcli.base.pii import hide_password
-    from chatcli.base.text import for_stream, shown
-    from chatcli.config.example import toml_value
-    from chatcli.config.settings import default_config_path, load_config
-    from chatcli.config.table import SETTINGS
+    from chatcli.config.example import toml_value  # lazy: off the path of chatcli --help
 
     def out(text: str) -> None:  # a file name or a value from the file: data in a pipe, gated on a terminal
         env.stdout.write(for_stream(readable(text), terminal=env.stdout_isatty))
@@ -289,7 +283,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
         out("".join(f"{name}\n" for name in config.profiles))
         return 0
     if args.action == "check":
-        from chatcli.base.secrets import know
+        from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
         from chatcli.cli.config_check import model_table_warnings  # lazy: off the path of chatcli --help
 
         know(config)
@@ -317,16 +311,13 @@ def _config_action(args: argparse.Namespace, env) -> int:
 
 
 def _list_models(args: argparse.Namespace, env) -> int:
-    from chatcli.config.settings import load_config, require_api_key
-    from chatcli.llm.client import ChatClient
+    from chatcli.llm.client import ChatClient  # lazy: off the path of chatcli --help
 
     config = load_config(env, config_path=args.config, flags={"base_url": args.base_url, "profile": args.profile})
     require_api_key(config)
-    from chatcli.app import make_tokenizer
-    from chatcli.base.errors import one_line
-    from chatcli.base.pii import configured_secrets, hide_known
-    from chatcli.base.secrets import know
-    from chatcli.llm.server_facts import ServerFacts
+    from chatcli.app import make_tokenizer  # lazy: off the path of chatcli --help
+    from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
+    from chatcli.llm.server_facts import ServerFacts  # lazy: off the path of chatcli --help
 
     know(config)
     with _logging(args, env, config):
@@ -344,7 +335,7 @@ def _report(name: str):
     """A runner from chatcli.sessions, imported when it runs."""
 
     def run(args: argparse.Namespace, env) -> int:
-        from chatcli.cli import sessions
+        from chatcli.cli import sessions  # lazy: off the path of chatcli --help
 
         return getattr(sessions, name)(args, env)
 
@@ -356,11 +347,9 @@ RUNNERS = {"sessions": _report("run_sessions"), "usage": _report("run_usage"), "
 
 
 def _run(args: argparse.Namespace, env) -> int:
-    from chatcli.config.settings import load_config, require_api_key
-
     schema = None
     if args.schema is not None:  # a bad schema file is a bad command line: said before anything else
-        from chatcli.cli.schema import load_schema
+        from chatcli.cli.schema import load_schema  # lazy: off the path of chatcli --help
 
         schema = load_schema(args.schema)
 
@@ -372,8 +361,7 @@ def _run(args: argparse.Namespace, env) -> int:
         "base_url": args.base_url,
     }
     config = load_config(env, config_path=args.config, flags={**flags, "db": args.db, "profile": args.profile})
-    from chatcli.base.secrets import know
-    from chatcli.base.text import shown
+    from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
 
     know(config)  # for a crash report, and for messages said where the config is not at hand
     for warning in config.warnings:
@@ -389,7 +377,7 @@ def _logging(args: argparse.Namespace, env, config) -> Iterator[None]:
     if not args.verbose and args.log_file is None:
         yield
         return
-    from chatcli.base.log import log, logging_to
+    from chatcli.base.log import log, logging_to  # lazy: off the path of chatcli --help
 
     with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
         log.info("chatcli %s: %s at %s, API key %s, config %s", __version__, config.model, config.shown_url,
@@ -398,10 +386,8 @@ def _logging(args: argparse.Namespace, env, config) -> Iterator[None]:
 
 
 def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, schema: Schema | None = None) -> int:
-    from chatcli.app import start_session
-    from chatcli.base.text import shown
-    from chatcli.config.settings import Profiles
-    from chatcli.ui.render import make_renderer
+    from chatcli.app import start_session  # lazy: off the path of chatcli --help
+    from chatcli.ui.render import make_renderer  # lazy: off the path of chatcli --help
 
     save = config.save and not args.no_save
     profiles = Profiles(env, args.config)
@@ -421,7 +407,7 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     output = make_renderer(env, markdown=config.render == "markdown" and not args.plain, repl=not oneshot,
                            hold=bool(args.json or schema is not None))
     if oneshot:
-        from chatcli.cli.oneshot import run_oneshot
+        from chatcli.cli.oneshot import run_oneshot  # lazy: off the path of chatcli --help
 
         return run_oneshot(
             session, env, args.question, output=output, verbose=args.verbose, stats=config.stats,
@@ -431,8 +417,8 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
 
 
 def _run_repl(args: argparse.Namespace, env, config, session, output, *, save: bool) -> int:
-    from chatcli.base.log import holding
-    from chatcli.cli.repl import Repl
+    from chatcli.base.log import holding  # lazy: off the path of chatcli --help
+    from chatcli.cli.repl import Repl  # lazy: off the path of chatcli --help
 
     repl = Repl(
         session,
@@ -454,14 +440,14 @@ def _as_commands(session, args: argparse.Namespace) -> list[str]:
     """-o NAME VALUE and -f PATH, done as /set and /file do them: the same checks, the same words.
 
     A bad one is a bad command line (exit 2), said before anything is sent."""
-    import shlex
+    import shlex  # lazy: off the path of chatcli --help
 
     lines = [f"/set {name} {value}" for name, value in args.option or ()]
     if args.file:
         lines.append("/file " + shlex.join(args.file))
     if not lines:
         return []
-    from chatcli.commands import REGISTRY
+    from chatcli.commands import REGISTRY  # lazy: off the path of chatcli --help
 
     said = []
     for line in lines:

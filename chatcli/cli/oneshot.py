@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING
 from chatcli.base.env import Env
 from chatcli.base.errors import EXIT_FAILURE, BadRequest, ChatError, UsageError
 from chatcli.base.events import LogLine
-from chatcli.base.log import routed
+from chatcli.base.log import log, routed
 from chatcli.base.text import json_text, shown
+from chatcli.cli.schema import check_reply
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, Sentence, Turn, outcome_of
 from chatcli.ui.terminal import echo_off
@@ -66,8 +67,6 @@ def run_oneshot(
         _show_stats(session, env, output, turn)
     verdict = None
     if schema is not None:
-        from chatcli.cli.schema import check_reply
-
         verdict = check_reply(turn.reply, schema)
     if as_json or verdict is not None:
         _write_held(session, env, output, turn, verdict, as_json=as_json)
@@ -85,8 +84,6 @@ def _ask(session: Session, env: Env, output: Output, text: str, *, schema: Schem
     quiet = echo_off(env.stdout) if output.markdown else nullcontext()
     request = None
     if schema is not None:
-        from chatcli.base.log import log
-
         request = {"response_format": schema.response_format()}
         log.info("--schema %s: name %s, strict %s", schema.shown, schema.name,
                  "true" if schema.strict else f"false ({schema.not_strict})")

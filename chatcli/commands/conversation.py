@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+from pathlib import Path
 from typing import Callable
 
 from chatcli.base.blocks import code_blocks
@@ -10,6 +12,7 @@ from chatcli.base.events import Event
 from chatcli.base.parse import whole_number
 from chatcli.base.text import OSC52_LIMIT, osc52_payload
 from chatcli.commands.registry import UNSET, Result, _shown, command
+from chatcli.core.compact import compact
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, INTERRUPTED
 
@@ -52,8 +55,6 @@ def file_command(session: Session, arg: str) -> Result:
     name, in a fence longer than any backtick run inside it. Paths are quoted as in a shell, and ~
     works. Binary or non-UTF-8 files, directories and devices, files over 8 MB, and files too big for
     the model's context window (their size is given in tokens) are refused, and nothing is attached."""
-    import shlex
-    from pathlib import Path
 
     try:
         paths = shlex.split(arg)
@@ -166,7 +167,6 @@ def compact_command(session: Session, arg: str, *, on_event: Callable[[Event], N
     in the saved session. The summary costs one request, counted in /usage."""
     if arg and whole_number(arg) is None:
         return Result(f"/compact takes how many recent turns to keep, as in /compact 2, not {arg!r}.", error=True)
-    from chatcli.core.compact import compact
 
     done = compact(session, keep=int(arg) if arg else 2, on_event=on_event)
     how = f" in {done.requests} requests, as they did not fit one" if done.requests > 1 else ""

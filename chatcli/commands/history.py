@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from chatcli.app import new_conversation, resume
 from chatcli.base.errors import UsageError
-from chatcli.base.format import format_cost
+from chatcli.base.format import age, format_cost
 from chatcli.base.parse import MAX_ID, whole_number
 from chatcli.commands.registry import Result, command
+from chatcli.core.export import write_export
 from chatcli.core.session import Session
 from chatcli.core.turn import ERROR, PENDING, SUMMARY_HEADING
 from chatcli.llm.tokens import margin
@@ -42,7 +44,6 @@ def usage_command(session: Session, arg: str) -> Result:
 def sessions_command(session: Session, arg: str) -> Result:
     """Lists the most recent saved sessions: id, title, model, turns and when last updated. /resume ID
     switches to one; `chatcli sessions` on the command line searches, exports and deletes them."""
-    from chatcli.base.format import age
 
     listed = session.journal.list_sessions(limit=20)
     if listed is None:
@@ -64,7 +65,6 @@ def resume_command(session: Session, arg: str) -> Result:
     number = whole_number(arg)
     if number is None or number > MAX_ID:  # ids are SQLite integers
         return Result("Give the id of a session to resume, as /sessions lists them: /resume 12.", error=True)
-    from chatcli.app import resume
 
     resume(session, number)  # or one sentence (no such session, its profile unusable), and no change
     return Result(f"Resumed session {arg}: {session.title or 'untitled'}.", recap=True)
@@ -74,7 +74,6 @@ def resume_command(session: Session, arg: str) -> Result:
 def new_command(session: Session, arg: str) -> Result:
     """Starts a new, empty session with the same model, system prompt and parameters; the
     current one stays saved and can be had back with /resume."""
-    from chatcli.app import new_conversation
 
     new_conversation(session)
     return Result("Started a new session.")
@@ -94,7 +93,6 @@ def title_command(session: Session, arg: str) -> Result:
 def export_command(session: Session, arg: str) -> Result:
     """/export PATH writes the session to a file: Markdown for .md, JSON for .json
     (messages, model, parameters and usage). ~ works. The API key is never in an export."""
-    from chatcli.core.export import write_export
 
     if not arg:
         return Result("Give a file to export to: /export chat.md or /export chat.json.", error=True)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import shlex
 
+from chatcli.app import switch
 from chatcli.base.errors import ChatError
+from chatcli.base.pii import hide_password
 from chatcli.commands.registry import UNSET, Result, _shown, command
 from chatcli.config.table import SETTINGS_BY_KEY, Setting
 from chatcli.core.session import Session
@@ -68,8 +71,6 @@ def _set(session: Session, name: str, value: str, *, label: str) -> Result:
 
 
 def _stop_strings(text: str) -> list[str]:
-    import shlex
-
     try:
         words = shlex.split(text)
     except ValueError:
@@ -155,8 +156,6 @@ def profile_command(session: Session, arg: str) -> Result:
     (unset where it sets none), and its system prompt if it gives one. The conversation goes on
     there, and parameters only /set sets stay. A profile that cannot be used (no such profile, its
     key not set) is one sentence, and nothing changes. Tab completes the names."""
-    from chatcli.app import switch
-    from chatcli.base.pii import hide_password
 
     policy = session.policy
     if session.profiles is None:

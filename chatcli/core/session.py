@@ -39,7 +39,9 @@ from chatcli.core.turn import (
     TRUNCATED,
     Turn,
 )
+from chatcli.llm.learning import cut_notice, learn
 from chatcli.llm.pricing import Pricing
+from chatcli.llm.server_facts import ServerFacts
 from chatcli.llm.tokens import Count, Fit, Tokenizer, fit
 
 if TYPE_CHECKING:
@@ -128,8 +130,6 @@ class Session:
         if self.client is None:
             return None
         if self._facts is None or self._facts.client is not self.client or self._facts.tokenizer is not self.tokenizer:
-            from chatcli.llm.server_facts import ServerFacts
-
             self._facts = ServerFacts(self.client, self.tokenizer)
         return self._facts
 
@@ -315,7 +315,6 @@ class Session:
             self.tokenizer.served_as(turn.asked, turn.model)
         if turn.usage is None or turn.sent is None:
             return
-        from chatcli.llm.learning import cut_notice, learn
 
         estimated = turn.sent.tokens if turn.sent.exact else turn.estimated
         before = self._read_before

@@ -11,12 +11,15 @@ in failures.py; a reply's deadlines are deadline.py's.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
 import threading
 import time
+import urllib.request
 from typing import TYPE_CHECKING, Any, Iterator
+from urllib.parse import urlsplit
 
 from chatcli.base.errors import ChatError, ConfigError, RefusedParameter, one_line
 from chatcli.base.events import (
@@ -41,6 +44,7 @@ from chatcli.llm.failures import (
     timeout_error,
     undecodable,
 )
+from chatcli.llm.proxies import proxy_problem
 from chatcli.llm.retries import RetryLater, sdk_class
 from chatcli.llm.sse import NotAChatStream, completion_events, parse_sse
 
@@ -86,7 +90,6 @@ class ChatClient:
         # The proxy from the config, unless NO_PROXY names the server (as it would for HTTPS_PROXY).
         self.proxy = config.proxy if config.proxy and not _no_proxy_for(config.base_url) else None
         if self.proxy is None:  # httpx2 follows the proxy variables (of os.environ): one it cannot use is said now
-            from chatcli.llm.proxies import proxy_problem
 
             problem = proxy_problem(os.environ)
             if problem:
@@ -105,7 +108,7 @@ class ChatClient:
     def _built(self) -> openai.OpenAI:
         """_build, with what httpx2 refuses in the base URL or a proxy variable said as a sentence
         (config.py and proxies.py check both first; this catches what they cannot foresee)."""
-        import httpx2
+        import httpx2  # lazy: keeps httpx2 off the startup path
 
         try:
             return self._build()
@@ -115,8 +118,8 @@ class ChatClient:
 
     def _build(self) -> openai.OpenAI:
         """The SDK client the config asks for: OpenAI's or Azure's, through a proxy or not."""
-        import httpx2
-        import openai
+        import httpx2  # lazy: keeps httpx2 off the startup path
+        import openai  # lazy: keeps openai off the startup path
 
         c = self.config
         # Ours, not the SDK's 600 s: `read` is the longest silence allowed between bytes,
@@ -224,8 +227,8 @@ class ChatClient:
 
     def _attempt(self, sdk: openai.OpenAI, model: str, messages: list[dict[str, str]], body: dict[str, Any],
                  deadline: Deadline) -> Iterator[Event]:
-        import httpx2
-        import openai
+        import httpx2  # lazy: keeps httpx2 off the startup path
+        import openai  # lazy: keeps openai off the startup path
 
         started = time.monotonic()
         answered = False  # the response began: a timeout now is not the SDK's to retry
@@ -275,7 +278,7 @@ class ChatClient:
     def _failure(self, exc: Exception, deadline: Deadline, *, answered: bool, texted: bool) -> Exception | None:
         """What a failed attempt means: an error to say, _Unanswered to retry, or None, a reply
         that finished on a connection the server left open."""
-        import httpx2
+        import httpx2  # lazy: keeps httpx2 off the startup path
 
         if deadline.finished:  # the finish reason came, then a silence or a drop instead of [DONE]
             return None
@@ -304,8 +307,8 @@ class ChatClient:
 
     def models(self) -> list[str]:
         """The model ids the server lists (GET /models), sorted; ChatError when it cannot say."""
-        import httpx2
-        import openai
+        import httpx2  # lazy: keeps httpx2 off the startup path
+        import openai  # lazy: keeps openai off the startup path
 
         try:
             data = self._client().models.list().data
@@ -339,8 +342,8 @@ class ChatClient:
         For what a server says about itself (server_facts.py): one try, a short timeout, and
         any failure, a 404 from a server without the endpoint included, means "not said".
         """
-        import httpx2
-        import openai
+        import httpx2  # lazy: keeps httpx2 off the startup path
+        import openai  # lazy: keeps openai off the startup path
 
         options: Any = {"timeout": timeout, "max_retries": 0}
         try:
@@ -371,7 +374,6 @@ class ChatClient:
 
     def _near_models(self, error: ChatError, model: str) -> ChatError:
         """A 404 for a model, with the names the server does have that look like it."""
-        import difflib
 
         try:
             near = difflib.get_close_matches(model, self.models(), n=3, cutoff=0.6)
@@ -384,8 +386,6 @@ class ChatClient:
 
 def _no_proxy_for(url: str) -> bool:
     """NO_PROXY names the server: a proxy from the config is passed by, as one from HTTPS_PROXY is."""
-    import urllib.request
-    from urllib.parse import urlsplit
 
     return bool(urllib.request.proxy_bypass_environment(urlsplit(url).hostname or ""))
 

@@ -5,13 +5,17 @@ Factories take the state they show, so tests can call them with a small session.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
+import termios
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import run_in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
@@ -24,6 +28,7 @@ from prompt_toolkit.validation import ValidationError, Validator
 from chatcli.base.errors import Terminated, one_line
 from chatcli.base.format import format_cost
 from chatcli.base.parse import undecodable
+from chatcli.base.pii import scrub
 from chatcli.base.text import strip_controls
 from chatcli.commands import Registry
 from chatcli.core.session import Session
@@ -46,8 +51,6 @@ def make_key_bindings(*, multiline: bool = False, say: Callable[[str], None] | N
     def _paste(event) -> None:
         if isinstance(event.data, RefusedPaste):
             if say is not None:
-                from prompt_toolkit.application import run_in_terminal
-
                 run_in_terminal(lambda: say(event.data.sentence))
             return
         # As prompt-toolkit's own: some terminals paste \r\n or \r line endings.
@@ -231,8 +234,6 @@ def open_history(path: Path | None, *, redact: tuple[str, ...] = ()) -> History:
 
     class ScrubbedHistory(FileHistory):
         def store_string(self, string: str) -> None:
-            from chatcli.base.pii import scrub
-
             super().store_string(scrub(string, redact).text)
 
     return ScrubbedHistory(str(path))
@@ -251,7 +252,7 @@ def make_prompt_session(
     say: Callable[[str], None] | None = None,
 ) -> ChatPrompt:
     """`say` prints a sentence above the prompt: why a paste was refused."""
-    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+    from prompt_toolkit.auto_suggest import AutoSuggestFromHistory  # lazy: keeps prompt_toolkit off the startup path
 
     prompt = ChatPrompt(
         message=[("class:prompt", "> ")],
@@ -344,8 +345,6 @@ def _terminate_through(app) -> Iterator[None]:
     traceback. Here the signal asks the application to exit with Terminated instead, and a
     signal that comes as it is already ending is raised once the prompt has returned.
     """
-    import asyncio
-    import signal
 
     pending: list[int] = []
 
@@ -376,11 +375,13 @@ def _ctrl_c_typed_ahead(input) -> bool:
     """A Ctrl-C typed in a terminal between Enter and now, taken out of what the next prompt reads.
 
     A pipe's keys are all typed ahead, for the prompts to come, and are left as they are."""
-    import termios
 
-    from prompt_toolkit.input.typeahead import get_typeahead, store_typeahead
-    from prompt_toolkit.input.vt100 import Vt100Input
-    from prompt_toolkit.keys import Keys
+    from prompt_toolkit.input.typeahead import (  # lazy: keeps prompt_toolkit off the startup path
+        get_typeahead,
+        store_typeahead,
+    )
+    from prompt_toolkit.input.vt100 import Vt100Input  # lazy: keeps prompt_toolkit off the startup path
+    from prompt_toolkit.keys import Keys  # lazy: keeps prompt_toolkit off the startup path
 
     try:
         if not isinstance(input, Vt100Input) or not os.isatty(input.fileno()):
@@ -404,7 +405,7 @@ def _no_wait_for_an_unanswered_cpr(renderer) -> None:
     and lost: the reply runs on until read_timeout. A terminal that answers has done so
     within milliseconds, so it is still waited for.
     """
-    from prompt_toolkit.renderer import CPR_Support
+    from prompt_toolkit.renderer import CPR_Support  # lazy: keeps prompt_toolkit off the startup path
 
     wait = renderer.wait_for_cpr_responses
 
@@ -416,7 +417,7 @@ def _no_wait_for_an_unanswered_cpr(renderer) -> None:
 
 
 def _monochrome():
-    from prompt_toolkit.output import ColorDepth
+    from prompt_toolkit.output import ColorDepth  # lazy: keeps prompt_toolkit off the startup path
 
     return ColorDepth.MONOCHROME
 

@@ -25,6 +25,7 @@ from chatcli.base.text import ControlFilter
 from chatcli.core.turn import STALL_S
 from chatcli.ui.fallback import PlainBlock, long_line, too_big, unfinished_too_big
 from chatcli.ui.markdown import code_text, ends_with_spacing, markdown
+from chatcli.ui.stall import StallNotice
 from chatcli.ui.terminal import InterruptGuard
 
 if TYPE_CHECKING:
@@ -88,8 +89,6 @@ class PlainRenderer(Renderer):
         self._last = "\n"
         self._stall = None
         if stalls is not None:
-            from chatcli.ui.stall import StallNotice
-
             self._stall = StallNotice(stalls, after_text=after_text)
 
     def _start(self) -> None:
@@ -182,7 +181,7 @@ class MarkdownRenderer(Renderer):
                 self.thinking = False
                 self._end_reasoning()
         elif isinstance(event, NOTICES):
-            from rich.text import Text
+            from rich.text import Text  # lazy: keeps rich off the startup path
 
             self._print(Text(str(event), style="dim" if isinstance(event, LogLine) else "yellow"))
             return
@@ -200,8 +199,8 @@ class MarkdownRenderer(Renderer):
     def _print_reasoning(self, line: str) -> None:
         if len(line) > long_line(self._width):
             # Not wrapped by rich, which takes more than linear time over it: the terminal wraps it.
-            from rich.segment import Segment, Segments
-            from rich.style import Style
+            from rich.segment import Segment, Segments  # lazy: keeps rich off the startup path
+            from rich.style import Style  # lazy: keeps rich off the startup path
 
             dim = Style(dim=True)
             self._print(Segments([Segment("│ ", dim), Segment(line, dim + Style(italic=True)), Segment.line()]))
@@ -222,7 +221,7 @@ class MarkdownRenderer(Renderer):
         return self._reasoning_line.end(length) if self._show_reasoning else ""
 
     def _start(self) -> None:
-        from rich.live import Live
+        from rich.live import Live  # lazy: keeps rich off the startup path
 
         self._live = Live(
             _Tail(self),
@@ -275,7 +274,7 @@ class MarkdownRenderer(Renderer):
 
     def _fall_back(self, why: str) -> None:
         """The unfinished block is too big for markdown: from here to its end it is drawn as plain text."""
-        from rich.text import Text
+        from rich.text import Text  # lazy: keeps rich off the startup path
 
         self.plain.active = True
         if self._newline_before_next:
@@ -288,7 +287,7 @@ class MarkdownRenderer(Renderer):
     def _print_plain(self, text: str) -> None:
         """Print text as it is, without rich's wrapping or styles: its control sequences are filtered
         out already, and the terminal wraps a long line, so a copy gives it back as written."""
-        from rich.segment import Segment, Segments
+        from rich.segment import Segment, Segments  # lazy: keeps rich off the startup path
 
         if text:
             self._print(Segments([Segment(text), Segment.line()]))
@@ -300,14 +299,14 @@ class MarkdownRenderer(Renderer):
         return markdown(text, code_theme=self._code_theme)
 
     def _print_block(self, text: str) -> None:
-        from rich.segment import Segment, Segments
+        from rich.segment import Segment, Segments  # lazy: keeps rich off the startup path
 
         md = self._markdown(text)
         top = [token for token in md.parsed if token.level == 0]
         if not top and text.strip():
             # Only link reference definitions ([id]: url). Streamed, the links that use them were
             # drawn before they arrived, as written; the definitions are shown so the URLs are not lost.
-            from rich.text import Text
+            from rich.text import Text  # lazy: keeps rich off the startup path
 
             self._print_apart(Text(text.strip(), style="dim"))
             return
@@ -363,7 +362,7 @@ SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 def reasoning_text(line: str):
     """A line of a model's reasoning: dimmed, behind a gutter that sets it apart from the answer."""
-    from rich.text import Text
+    from rich.text import Text  # lazy: keeps rich off the startup path
 
     return Text.assemble(("│ ", "dim"), (line, "dim italic"))
 
@@ -374,7 +373,7 @@ TAIL_SHARE = 4  # a frame renders the tail again no sooner than this many times 
 
 def _unpadded(line: list) -> list:
     """A rendered line without the spaces rich pads it with to the full width."""
-    from rich.segment import Segment
+    from rich.segment import Segment  # lazy: keeps rich off the startup path
 
     line = list(line)
     while line and not line[-1].control and not line[-1].text.strip() and not (line[-1].style and line[-1].style.bgcolor):
@@ -395,8 +394,8 @@ class _Tail:
         self._next = 0.0  # when the tail may be rendered again
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterator:
-        from rich.segment import Segment
-        from rich.text import Text
+        from rich.segment import Segment  # lazy: keeps rich off the startup path
+        from rich.text import Text  # lazy: keeps rich off the startup path
 
         if self._renderer.printing:
             return
@@ -514,7 +513,7 @@ def make_renderer(env: Env, *, markdown: bool, repl: bool, hold: bool = False) -
 
 def make_console(out: TextIO, *, color: bool = True, force_terminal: bool | None = None, width: int | None = None):
     """A rich Console that never reads markup in what it prints."""
-    from rich.console import Console
+    from rich.console import Console  # lazy: keeps rich off the startup path
 
     return Console(
         file=out,

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
 def show_result(console: Console, result: Result) -> None:
     """Draw a slash command's Result."""
-    from rich.table import Table
-    from rich.text import Text
+    from rich.table import Table  # lazy: keeps rich off the startup path
+    from rich.text import Text  # lazy: keeps rich off the startup path
 
     # Results echo what the user typed and what was saved: untrusted text too.
     if result.text:
@@ -38,7 +38,7 @@ def show_result(console: Console, result: Result) -> None:
 
 
 def show_error(console: Console, message: str) -> None:
-    from rich.text import Text
+    from rich.text import Text  # lazy: keeps rich off the startup path
 
     console.print(Text(shown(message), style="bold red"))
 
@@ -60,7 +60,7 @@ def stats_line(session: Session, turn) -> str | None:
 
 def show_stats(console: Console, session: Session, turn) -> None:
     """The stats line, dimmed, after a reply drawn on a terminal."""
-    from rich.text import Text
+    from rich.text import Text  # lazy: keeps rich off the startup path
 
     line = stats_line(session, turn)
     if line is not None:
@@ -68,7 +68,7 @@ def show_stats(console: Console, session: Session, turn) -> None:
 
 
 def show_notice(console: Console, message: str) -> None:
-    from rich.text import Text
+    from rich.text import Text  # lazy: keeps rich off the startup path
 
     console.print(Text(shown(message), style="dim"))
 
@@ -85,7 +85,7 @@ def show_outcome(console: Console, outcome: Outcome) -> None:
 
 def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
     """A resumed session's history, briefly: a line or two per turn."""
-    from rich.text import Text
+    from rich.text import Text  # lazy: keeps rich off the startup path
 
     turns = session.context_turns
     header = f"Session {session.id}: {session.title or 'untitled'} · {len(turns)} turns"
@@ -114,7 +114,7 @@ def show_search_hit(console: Console, session_id: int, title: str | None, role: 
                     terminal: bool) -> None:
     """One line of `chatcli sessions search`: the session, its title, and the snippet, whose matches
     (marked with \\x02 and \\x03) are bold on a terminal and in [brackets] in a pipe."""
-    from rich.text import Text
+    from rich.text import Text  # lazy: keeps rich off the startup path
 
     line = Text(f"{session_id:>4}  {strip_controls(title or 'untitled')}  ({role}): ", style="bold")
     for n, part in enumerate(re.split(r"[\x02\x03]", snippet)):
