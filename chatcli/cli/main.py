@@ -392,9 +392,6 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     save = config.save and not args.no_save
     profiles = Profiles(env, args.config)
     session, config = start_session(args, env, config, flags, save=save, profiles=profiles)
-    session.profiles = profiles
-    session.model_chosen = args.resume is not None or config.model_set
-    session.show_reasoning = config.show_reasoning
     if session.system and session.redact:
         redacted = session.set_system(session.system)  # from the config, a flag, or a session saved before
         if redacted is not None:
