@@ -26,6 +26,63 @@ class RetryLater(Exception):
         self.retrying = retrying
 
 
+class _Visible:
+    """The SDK's hooks, mixed into its client class by sdk_class; `_owner` is the ChatClient."""
+
+    _owner: Any
+
+    def _should_retry(self, response) -> bool:
+        if response.status_code == 429:
+            try:
+                if b"insufficient_quota" in response.read():
+                    return False
+            except Exception:  # noqa: BLE001 - an unreadable body: the SDK decides
+                pass
+        return super()._should_retry(response)
+
+    def _prepare_request(self, request) -> None:
+        super()._prepare_request(request)
+        # With reply_timeout, no wait for the headers may outlast what is left of it.
+        deadline = getattr(self._owner._local, "deadline", None)
+        left = deadline.remaining() if deadline is not None else None
+        timeout = request.extensions.get("timeout")
+        if left is not None and isinstance(timeout, dict):
+            left = max(left, 0.01)
+            request.extensions["timeout"] = {k: left if v is None else min(v, left) for k, v in timeout.items()}
+
+    def _build_request(self, options, *, retries_taken: int = 0):
+        # A reply's request made anew after the SDK's retry still says how many came before it.
+        if getattr(self._owner._local, "deadline", None) is not None:
+            retries_taken += self._owner._local.backoff
+        return super()._build_request(options, retries_taken=retries_taken)
+
+    def _sleep_for_retry(self, **kwargs) -> None:
+        try:
+            taken, most, response = kwargs["retries_taken"], kwargs["max_retries"], kwargs["response"]
+            headers = response.headers if response is not None else None
+            local = self._owner._local
+            deadline = getattr(local, "deadline", None)
+            # A reply's request is made anew for each retry: its backoff counts the retries before.
+            taken += local.backoff if deadline is not None else 0
+            seconds = self._calculate_retry_timeout(most - taken, kwargs["options"], headers)
+        except (KeyError, AttributeError, TypeError):
+            return super()._sleep_for_retry(**kwargs)
+        if deadline is None:  # not a reply (the model list): logged, and waited here
+            retrying = Retrying(_retry_reason(response), seconds, taken + 1, most)
+            log.info("%s", retrying)
+            time.sleep(seconds)
+            return
+        left = deadline.remaining()
+        if left is not None and left <= seconds:  # the retry would begin past reply_timeout
+            why = "" if deadline.overdue else _retry_reason(response)
+            raise reply_timeout_error(self._owner.config, began=False, why=why)
+        local.retries += 1  # a reply's retries after the headers count too
+        local.backoff += 1
+        retrying = Retrying(_retry_reason(response), seconds, local.retries, self._owner.config.max_retries)
+        log.info("%s", retrying)
+        raise RetryLater(retrying)  # out of the SDK's loop: the reply's stream says it, then waits
+
+
 def sdk_class(owner: Any, base: type):  # owner: the ChatClient (its config, its thread-local reply state)
     """openai.OpenAI (or AzureOpenAI), with its retries made visible and no retry for an account out of credit.
 
@@ -35,59 +92,7 @@ def sdk_class(owner: Any, base: type):  # owner: the ChatClient (its config, its
     being retried, since waiting cannot fix it.
     If a later SDK changes these private hooks, its own behaviour is kept, silently.
     """
-    class SDK(base):
-        def _should_retry(self, response) -> bool:
-            if response.status_code == 429:
-                try:
-                    if b"insufficient_quota" in response.read():
-                        return False
-                except Exception:  # noqa: BLE001 - an unreadable body: the SDK decides
-                    pass
-            return super()._should_retry(response)
-
-        def _prepare_request(self, request) -> None:
-            super()._prepare_request(request)
-            # With reply_timeout, no wait for the headers may outlast what is left of it.
-            deadline = getattr(owner._local, "deadline", None)
-            left = deadline.remaining() if deadline is not None else None
-            timeout = request.extensions.get("timeout")
-            if left is not None and isinstance(timeout, dict):
-                left = max(left, 0.01)
-                request.extensions["timeout"] = {k: left if v is None else min(v, left) for k, v in timeout.items()}
-
-        def _build_request(self, options, *, retries_taken: int = 0):
-            # A reply's request made anew after the SDK's retry still says how many came before it.
-            if getattr(owner._local, "deadline", None) is not None:
-                retries_taken += owner._local.backoff
-            return super()._build_request(options, retries_taken=retries_taken)
-
-        def _sleep_for_retry(self, **kwargs) -> None:
-            try:
-                taken, most, response = kwargs["retries_taken"], kwargs["max_retries"], kwargs["response"]
-                headers = response.headers if response is not None else None
-                local = owner._local
-                deadline = getattr(local, "deadline", None)
-                # A reply's request is made anew for each retry: its backoff counts the retries before.
-                taken += local.backoff if deadline is not None else 0
-                seconds = self._calculate_retry_timeout(most - taken, kwargs["options"], headers)
-            except (KeyError, AttributeError, TypeError):
-                return super()._sleep_for_retry(**kwargs)
-            if deadline is None:  # not a reply (the model list): logged, and waited here
-                retrying = Retrying(_retry_reason(response), seconds, taken + 1, most)
-                log.info("%s", retrying)
-                time.sleep(seconds)
-                return
-            left = deadline.remaining()
-            if left is not None and left <= seconds:  # the retry would begin past reply_timeout
-                why = "" if deadline.overdue else _retry_reason(response)
-                raise reply_timeout_error(owner.config, began=False, why=why)
-            local.retries += 1  # a reply's retries after the headers count too
-            local.backoff += 1
-            retrying = Retrying(_retry_reason(response), seconds, local.retries, owner.config.max_retries)
-            log.info("%s", retrying)
-            raise RetryLater(retrying)  # out of the SDK's loop: the reply's stream says it, then waits
-
-    return SDK
+    return type(base.__name__, (_Visible, base), {"_owner": owner})
 
 
 def _retry_reason(response) -> str:
