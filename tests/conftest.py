@@ -1,7 +1,7 @@
 """Shared fixtures: an isolated home, the test server, and ways to run chatcli.
 
 No test touches the real home or the network: every test gets its own HOME,
-XDG directories and working directory, and talks to tests/server.py on
+XDG directories and working directory, and talks to tests/support/server.py on
 127.0.0.1 through the real openai SDK.
 
 Every test is also a secret-grep: the API key is made afresh for each run, and
@@ -23,7 +23,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.server import ChatServer
+from tests.support.server import ChatServer
 
 # New each run, so finding it anywhere means a leak; not shaped like any known key format, so
 # only the literal removal of the configured key can hide it (as with an Azure or gateway key).

@@ -24,7 +24,7 @@ from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.capabilities import refused_parameter
 from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY, make_env
-from tests.server import Error, Reply, compute_usage
+from tests.support.server import Error, Reply, compute_usage
 from tests.test_repl import ENTER, piped_chat
 
 # OpenAI's own 400s for a reasoning model, as the API words them.

@@ -13,7 +13,7 @@ from chatcli.base.events import Finish, ReasoningDelta, Served, TextDelta, Usage
 from chatcli.config.settings import Config
 from chatcli.llm.client import ChatClient
 from chatcli.llm.sse import parse_sse
-from tests.server import Error, Reply
+from tests.support.server import Error, Reply
 
 KEY = "sk-client-test-123456"
 

@@ -13,7 +13,7 @@ from chatcli.core.resume import load_session
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
-from tests.server import Reply
+from tests.support.server import Reply
 from tests.test_tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
 
 WINDOW, OUTPUT = 1000, 100

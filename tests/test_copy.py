@@ -25,7 +25,7 @@ from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, INTERRUPTED, Turn
 from chatcli.llm.client import ChatClient
 from chatcli.ui.terminal import Clipboard, osc52, screen_passthrough, tmux_passthrough
-from tests.server import Reply
+from tests.support.server import Reply
 
 FIRST = 'import os\n\nprint(os.getcwd())'
 SECOND = "def greet(name):\n    if name:\n        return f'hi {name}'  # keep   spacing\n\n    return 'hi'"

@@ -1,6 +1,6 @@
 """The fault matrix: every way the service can fail, in one-shot mode and in the REPL.
 
-Each row scripts tests/server.py (or points at an address that cannot answer)
+Each row scripts tests/support/server.py (or points at an address that cannot answer)
 and is run twice:
 
 - one-shot: the exit code, what was received on stdout, one sentence on stderr,
@@ -32,7 +32,7 @@ from chatcli.core.journal import Journal
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
-from tests.server import Body, ChatServer, Error, Reply
+from tests.support.server import Body, ChatServer, Error, Reply
 from tests.test_oneshot import (
     FAST_RETRY,
     RETRY_LINE,
@@ -52,7 +52,7 @@ RECOVERED = "All better now."
 class Row:
     """One fault: what the server does, and what chatcli must do about it."""
 
-    script: tuple[Any, ...]  # behaviours for tests/server.py, one per request
+    script: tuple[Any, ...]  # behaviours for tests/support/server.py, one per request
     code: int  # the one-shot exit code
     words: tuple[str, ...]  # in the sentence, lower-cased
     partial: str = ""  # what was received before the fault: on stdout, and kept

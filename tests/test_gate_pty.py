@@ -16,7 +16,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.server import Error, Reply
+from tests.support.server import Error, Reply
 from tests.test_pty import TIMEOUT, expect_prompt, quit_with_ctrl_d
 from tests.test_sessions_cli import seed
 

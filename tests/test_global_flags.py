@@ -14,7 +14,7 @@ import pytest
 
 from chatcli.base.errors import EXIT_OK, EXIT_USAGE
 from tests.conftest import CHATCLI
-from tests.server import Reply
+from tests.support.server import Reply
 from tests.test_oneshot import bash_completes, error_line
 from tests.test_profiles import KEYS, _other, other, two_profiles, write_config  # noqa: F401  (fixtures)
 from tests.test_sessions_cli import ok

@@ -1,4 +1,4 @@
-"""One-shot mode end to end: the installed `chatcli` against tests/server.py.
+"""One-shot mode end to end: the installed `chatcli` against tests/support/server.py.
 
 Every test runs the real console script in a subprocess and looks only at
 what a user can see (stdout, stderr, the exit code) and at what the server
@@ -31,7 +31,7 @@ from chatcli.base.errors import (
     EXIT_USAGE,
 )
 from tests.conftest import CHATCLI, TEST_KEY
-from tests.server import ChatServer, Error, Reply
+from tests.support.server import ChatServer, Error, Reply
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -483,7 +483,7 @@ def test_json_prints_one_object_with_the_reply_and_what_it_cost(srv: ChatServer,
 
     from chatcli.base.events import Usage
     from chatcli.llm.pricing import cost
-    from tests.server import compute_usage
+    from tests.support.server import compute_usage
 
     srv.script(Reply("Two, three and five.\n\x1b]0;title\x07"))
     result = run_chatcli("--json", "name three primes")

@@ -471,7 +471,7 @@ def saved_texts(db) -> list[str]:
 
 
 def test_a_one_shot_ask_sends_and_saves_the_scrubbed_text_and_says_what_went(srv, run_chatcli, isolated_env):
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     config = isolated_env / "config" / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True)
@@ -490,7 +490,7 @@ def test_a_one_shot_ask_sends_and_saves_the_scrubbed_text_and_says_what_went(srv
 
 
 def test_only_the_kinds_asked_for_are_scrubbed_and_none_without_the_setting(srv, run_chatcli):
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     srv.script(Echo(), Echo())
     some = run_chatcli(MESSAGE, env={"CHATCLI_REDACT": "email"})
@@ -531,7 +531,7 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
     from chatcli.core.session import Session
     from chatcli.llm.client import ChatClient
     from tests.conftest import TEST_KEY
-    from tests.server import Echo
+    from tests.support.server import Echo
     from tests.test_repl import ENTER, flat, piped_chat
 
     journal = Journal.open(tmp_path / "chatcli.db")
@@ -553,7 +553,7 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
 
 
 def test_the_system_prompt_is_scrubbed_too_from_a_flag_or_slash_system(srv, run_chatcli, isolated_env):
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     srv.script(Echo())
     result = run_chatcli("--system", "I am carol@corp.example.com", "hi", env={"CHATCLI_REDACT": "email"})
@@ -576,7 +576,7 @@ def test_the_system_prompt_is_scrubbed_too_from_a_flag_or_slash_system(srv, run_
 
 
 def test_turns_saved_before_redaction_was_on_are_scrubbed_when_sent_again(srv, run_chatcli, isolated_env):
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     srv.script(Echo(), Echo())
     assert run_chatcli("my mail is dan@example.net").returncode == 0  # saved as written: redaction is off
@@ -593,7 +593,7 @@ def test_turns_saved_before_redaction_was_on_are_scrubbed_when_sent_again(srv, r
 def test_a_project_env_file_cannot_turn_off_the_users_redaction(srv, run_chatcli, isolated_env):
     from pathlib import Path
 
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     config = isolated_env / "config" / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True)

@@ -13,7 +13,7 @@ import pytest
 from chatcli.base.errors import EXIT_CONFIG, ConfigError
 from chatcli.config.settings import load_config
 from tests.conftest import TEST_KEY, make_env
-from tests.server import ChatServer
+from tests.support.server import ChatServer
 from tests.test_pty import ask, expect_prompt, quit_with_ctrl_d, visible
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"

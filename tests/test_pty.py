@@ -1,6 +1,6 @@
 """End to end in a real pseudo-terminal: the installed `chatcli`, driven with pexpect.
 
-The server is tests/server.py; keys are sent as a terminal would send them.
+The server is tests/support/server.py; keys are sent as a terminal would send them.
 prompt-toolkit draws "> " as ">" and then moves the cursor, so a fresh prompt
 is recognised by what starts one: bracketed paste switched on, then the ">".
 """
@@ -13,7 +13,7 @@ import time
 import pexpect
 import pytest
 
-from tests.server import Error, Reply
+from tests.support.server import Error, Reply
 
 pytestmark = pytest.mark.timeout(30)
 

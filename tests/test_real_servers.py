@@ -20,7 +20,7 @@ from chatcli.llm.client import ChatClient
 from chatcli.llm.overflow import context_overflow
 from chatcli.llm.server_facts import ServerFacts
 from chatcli.llm.tokens import Tokenizer, estimate
-from tests.server import Error, Reply
+from tests.support.server import Error, Reply
 
 MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 

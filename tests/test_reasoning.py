@@ -19,7 +19,7 @@ from chatcli.core.resume import load_session
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
-from tests.server import Reply
+from tests.support.server import Reply
 
 THINKING = "Let me think.\nSix times seven is forty-two."
 ANSWER = "The answer is **42**."
@@ -105,7 +105,7 @@ def test_the_stats_line_gives_first_token_tokens_and_rate(srv, spawn_chatcli):
     found = re.search(r"first token (\d+\.\d\d)s · ([\d,]+) tokens in (\d+\.\d)s · ([\d,]+) tokens/s", shown)
     assert found, shown[-300:]
     assert float(found[1]) >= 0.3
-    # The server's own usage (tests/server.py counts a word a token): 80 words, exact, so no ≈.
+    # The server's own usage (tests/support/server.py counts a word a token): 80 words, exact, so no ≈.
     assert "≈" not in found[0] and int(found[2].replace(",", "")) == 80
 
 

@@ -35,7 +35,7 @@ from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.client import ChatClient
 from chatcli.store.db import Store, StoredMessage
 from tests.conftest import TEST_KEY
-from tests.server import Reply
+from tests.support.server import Reply
 from tests.test_tokens import byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
 
 pytestmark = pytest.mark.timeout(60)

@@ -26,7 +26,7 @@ import pyte
 import pytest
 from pyte.screens import Margins
 
-from tests.server import Reply
+from tests.support.server import Reply
 
 pytestmark = pytest.mark.timeout(30)
 

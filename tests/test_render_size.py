@@ -169,7 +169,7 @@ def test_a_long_code_block_keeps_its_highlighting():
 
 @pytest.mark.timeout(60)
 def test_a_line_of_many_screens_reaches_a_terminal_whole_once_and_copies_as_written(srv, spawn_chatcli):
-    from tests.server import Reply
+    from tests.support.server import Reply
     from tests.test_render_pty import ask
 
     line = one_line(40_000, seed=5)

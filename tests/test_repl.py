@@ -1,7 +1,7 @@
 """The REPL, driven through a real prompt-toolkit session in-process.
 
 Keys go in through a pipe (create_pipe_input) and the screen is a DummyOutput;
-replies come from tests/server.py over real HTTP. Each test asserts on what
+replies come from tests/support/server.py over real HTTP. Each test asserts on what
 the server received and on what the REPL printed, as a user would see it.
 """
 
@@ -29,7 +29,7 @@ from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from chatcli.ui.prompt import SlashCompleter, make_toolbar
 from tests.conftest import OUTPUTS, TEST_KEY
-from tests.server import Error, Reply, compute_usage
+from tests.support.server import Error, Reply, compute_usage
 
 ENTER = "\r"
 CTRL_C = "\x03"

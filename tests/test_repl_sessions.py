@@ -27,7 +27,7 @@ from chatcli.core.session import Session
 from chatcli.core.turn import Turn
 from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
-from tests.server import Echo, Error, Reply, compute_usage
+from tests.support.server import Echo, Error, Reply, compute_usage
 from tests.test_repl import (
     CTRL_C,
     ENTER,

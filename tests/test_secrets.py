@@ -22,7 +22,7 @@ from chatcli.base.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
 from chatcli.base.log import logging_to
 from chatcli.base.pii import redact_secrets
 from tests.conftest import TEST_KEY, leaks_in
-from tests.server import ChatServer, EchoHeaders, Error, Reply
+from tests.support.server import ChatServer, EchoHeaders, Error, Reply
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [\w.]+: ")

@@ -10,7 +10,7 @@ from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, ERROR, INTERRUPTED, TRUNCATED
 from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
-from tests.server import Error, Reply
+from tests.support.server import Error, Reply
 
 
 @pytest.fixture

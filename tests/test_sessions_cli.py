@@ -1,7 +1,7 @@
 """Saved sessions through the installed `chatcli`: autosave, resume, the
 `chatcli sessions` commands, incognito, other databases and bad states.
 
-Every run is a real subprocess (run_chatcli) against tests/server.py; the
+Every run is a real subprocess (run_chatcli) against tests/support/server.py; the
 database is read back with plain sqlite3, as any other program would.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_KEY
-from tests.server import Error, Reply, compute_usage
+from tests.support.server import Error, Reply, compute_usage
 
 pytestmark = pytest.mark.timeout(60)
 

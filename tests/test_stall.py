@@ -26,7 +26,7 @@ from chatcli.core.session import Session
 from chatcli.core.turn import STALL_S
 from chatcli.llm.client import ChatClient
 from tests.conftest import CHATCLI, TEST_KEY
-from tests.server import Reply
+from tests.support.server import Reply
 from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
 from tests.test_render_pty import Terminal
 

@@ -31,7 +31,7 @@ from chatcli.llm.client import ChatClient
 from chatcli.store.db import Store, StoredMessage, StoreError
 from chatcli.store.migrations import MIGRATIONS
 from tests.conftest import TEST_KEY
-from tests.server import Reply
+from tests.support.server import Reply
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -33,7 +33,7 @@ from chatcli.core.journal import Journal
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from tests.conftest import TEST_KEY
-from tests.server import Body, Error, Reply
+from tests.support.server import Body, Error, Reply
 from tests.test_faults import NOT_CHAT_STREAMS
 from tests.test_oneshot import RETRY_LINE, error_line
 from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d

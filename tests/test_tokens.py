@@ -205,7 +205,7 @@ def test_the_repl_says_what_it_left_out_and_the_toolbar_shows_the_context_meter(
 
 
 def test_a_context_length_error_fits_tighter_and_retries_once(srv, small):
-    from tests.server import Error, Reply
+    from tests.support.server import Error, Reply
 
     small.send("first " + "x" * 20)
     small.send("second " + "x" * 20)
@@ -219,7 +219,7 @@ def test_a_context_length_error_fits_tighter_and_retries_once(srv, small):
 
 
 def test_a_second_context_length_error_is_one_sentence(srv, small):
-    from tests.server import Error
+    from tests.support.server import Error
 
     small.send("first " + "x" * 20)
     too_long = Error(400, "maximum context length exceeded", code="context_length_exceeded")
@@ -231,7 +231,7 @@ def test_a_second_context_length_error_is_one_sentence(srv, small):
 
 def test_compact_summarises_older_turns_and_shrinks_what_is_sent(srv, isolated_env, tmp_path):
     from chatcli.core.journal import Journal
-    from tests.server import Reply
+    from tests.support.server import Reply
 
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     journal = Journal.open(tmp_path / "chatcli.db")
@@ -302,7 +302,7 @@ def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_no
     from chatcli.config.table import Price
     from chatcli.llm.pricing import Pricing
     from chatcli.ui.prompt import make_toolbar
-    from tests.server import Reply
+    from tests.support.server import Reply
 
     small.pricing = Pricing({"test-model": Price(1000.0, 1000.0, 1000.0)})  # $1000 per million: visible cents
     small.send("reported")
@@ -448,7 +448,7 @@ def test_compact_refuses_a_summary_that_is_not_shorter(srv, small):
 def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
     from chatcli.core.budget import Budget, period_starts
     from chatcli.core.journal import Journal
-    from tests.server import Reply
+    from tests.support.server import Reply
 
     journal = Journal.open(tmp_path / "chatcli.db")
     session = priced_session(srv, journal=journal)
@@ -467,7 +467,7 @@ def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
 def test_usage_keeps_counting_undone_retried_and_compaction_requests_as_the_ledger_does(srv, tmp_path):
     from chatcli.core.budget import period_starts
     from chatcli.core.journal import Journal
-    from tests.server import Reply
+    from tests.support.server import Reply
 
     journal = Journal.open(tmp_path / "chatcli.db")
     session = priced_session(srv, journal=journal)

@@ -1,6 +1,6 @@
 """The real-server suite's parts: llama.cpp's llama-server run on a free port, and a terminal for the REPL.
 
-tests/llama_server.py builds the binary and unpacks the model; this module only runs them.
+tests/support/llama_server.py builds the binary and unpacks the model; this module only runs them.
 The server is started from the cache folder with the model's path relative to it, so the id
 it serves (the ``-m`` path as given) is short and the same on every machine.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import pexpect
 import pyte
 
-from tests.llama_server import cache_root
+from tests.support.llama_server import cache_root
 
 CTX_SIZE = 2048
 
