@@ -23,9 +23,10 @@ from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.capabilities import refused_parameter
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY, make_env
+from tests.support.keys import TEST_KEY
+from tests.support.repl import ENTER, piped_chat
+from tests.support.running import make_env
 from tests.support.server import Error, Reply, compute_usage
-from tests.test_repl import ENTER, piped_chat
 
 # OpenAI's own 400s for a reasoning model, as the API words them.
 MAX_TOKENS_REFUSED = Error(

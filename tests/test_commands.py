@@ -13,6 +13,7 @@ from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, Turn
 from chatcli.llm.client import ChatClient
 from chatcli.llm.pricing import cost, price_for
+from tests.support.keys import TEST_KEY
 
 
 @pytest.fixture
@@ -200,7 +201,6 @@ def test_help_for_a_command_without_arguments_says_so(session):
 
 def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, tmp_path):
     from chatcli.core.journal import Journal
-    from tests.conftest import TEST_KEY
 
     journal = Journal.open(tmp_path / "chatcli.db")
     session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
@@ -231,7 +231,6 @@ def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, t
 
 
 def test_file_attaches_text_files_to_the_next_message_only(srv, tmp_path, monkeypatch):
-    from tests.conftest import TEST_KEY
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.md").write_text("# Notes\nship on Friday\n")

@@ -6,15 +6,20 @@ its UTF-8 bytes plus the chat overhead, so the sizes below are exact.
 
 from __future__ import annotations
 
+import pytest
+
 from chatcli.commands import REGISTRY
 from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_session
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
+from chatcli.llm.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING
+from tests.support.keys import TEST_KEY
 from tests.support.server import Reply
-from tests.test_tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
+from tests.support.tokens import tokenizer
+
+pytestmark = pytest.mark.usefixtures("byte_encoding")  # one token a byte, registered for the module
 
 WINDOW, OUTPUT = 1000, 100
 

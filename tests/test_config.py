@@ -22,7 +22,8 @@ from chatcli.base.errors import EXIT_CONFIG, ConfigError
 from chatcli.config.example import example_toml
 from chatcli.config.settings import load_config, require_api_key
 from chatcli.config.table import DEFAULT_BASE_URL, SETTINGS, SETTINGS_BY_KEY
-from tests.conftest import TEST_KEY, make_env
+from tests.support.keys import TEST_KEY
+from tests.support.running import make_env
 
 REPO = Path(__file__).resolve().parent.parent
 

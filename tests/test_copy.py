@@ -25,6 +25,7 @@ from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, INTERRUPTED, Turn
 from chatcli.llm.client import ChatClient
 from chatcli.ui.terminal import Clipboard, osc52, screen_passthrough, tmux_passthrough
+from tests.support.pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
 from tests.support.server import Reply
 
 FIRST = 'import os\n\nprint(os.getcwd())'
@@ -230,7 +231,6 @@ def test_repl_without_a_terminal_copies_nothing_and_says_so(session):
 
 
 def test_copy_in_a_real_pty_puts_the_second_code_block_on_the_clipboard(srv, spawn_chatcli):
-    from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
 
     srv.script(Reply(REPLY, chunk_size=16))
     child = spawn_chatcli(env={"TMUX": "", "STY": ""})

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHATCLI
-from tests.test_sessions_cli import default_db, ok, seed
+from tests.support.running import CHATCLI, ok
+from tests.support.sessions import default_db, seed
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,6 @@ and is run twice:
 
 from __future__ import annotations
 
-import gzip
 import socket
 import sqlite3
 import statistics
@@ -21,7 +20,6 @@ import threading
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from random import Random
 from typing import Any, Iterator
 
 import pytest
@@ -31,16 +29,11 @@ from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
-from tests.support.server import Body, ChatServer, Error, Reply
-from tests.test_oneshot import (
-    FAST_RETRY,
-    RETRY_LINE,
-    assert_no_key,
-    error_line,
-    free_port,
-)
-from tests.test_repl import CTRL_C, ENTER, flat, piped_chat
+from tests.support.faults import FAST_RETRY, NOT_CHAT_STREAMS
+from tests.support.keys import TEST_KEY
+from tests.support.repl import CTRL_C, ENTER, flat, piped_chat
+from tests.support.running import RETRY_LINE, assert_no_key, error_line, free_port
+from tests.support.server import ChatServer, Error, Reply
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -73,33 +66,6 @@ def row(id: str, *script: Any, **kw: Any):  # noqa: A002 - pytest's word
 FAST = {"max_retries": 2}
 NO_RETRY = {"max_retries": 0}
 
-
-def _half_gzip() -> bytes:
-    """A gzip body cut in the middle, garbage after: its first half decodes to no whole line."""
-    random = Random(14)
-    line = 'data: {"choices":[{"delta":{"content":"%s"}}]}\n\n' % "".join(random.choice("abcdefgh ") for _ in range(4000))
-    packed = gzip.compress(line.encode())
-    return packed[: len(packed) // 2] + bytes(range(256))  # zlib: "invalid distance too far back"
-
-
-# 200 bodies that are no chat stream, and what the sentence calls them.
-NOT_CHAT_STREAMS = [
-    ("html-labelled-event-stream", Body(b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>\n"),
-     "html, not a chat stream"),
-    ("json-that-is-no-completion", Body(b'{"status": "ok", "version": "1.2"}', content_type="application/json"),
-     "json that is not a chat completion"),
-    ("json-labelled-event-stream", Body(b'{"detail": "Not Found"}\n'), "json that is not a chat completion"),
-    ("other-server-sent-events", Body(b'event: message_start\ndata: {"type": "message_start"}\n\n'),
-     "server-sent events that are not chat-completion chunks"),
-    ("garbage", Body(Random(1).randbytes(600)), "binary data, not a chat stream"),
-    ("plain-text", Body(b"Bad Gateway\n", content_type="text/event-stream; charset=utf-8"),
-     "plain text ('bad gateway'), not a chat stream"),
-    ("empty", Body(b""), "an empty body, not a chat stream"),
-    ("gzip-garbage", Body(b"this is not gzip at all " * 20, headers={"Content-Encoding": "gzip"}),
-     "a compressed body that does not decompress"),
-    ("half-valid-gzip", Body(_half_gzip(), headers={"Content-Encoding": "gzip"}),
-     "a compressed body that does not decompress"),
-]
 
 MATRIX = [
     # -- rate limits ----------------------------------------------------------------------------

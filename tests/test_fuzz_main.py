@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 
 from chatcli.commands.params import PARAMS
 from chatcli.config.table import SETTINGS
-from tests.conftest import OUTPUTS, TEST_KEY, call_main
-from tests.test_fuzz import any_text, as_env_text, valid_value
+from tests.support.keys import OUTPUTS, TEST_KEY
+from tests.support.running import call_main
+from tests.support.strategies import any_text, as_env_text, valid_value
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import CHATCLI
+from tests.support.pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
+from tests.support.running import CHATCLI
 from tests.support.server import Reply
-from tests.test_pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,6 +16,8 @@ import time
 import pytest
 
 from chatcli.base.pii import KINDS, Scrubbed, describe, scrub
+from tests.support.keys import TEST_KEY
+from tests.support.repl import ENTER, flat, piped_chat
 
 EMAIL = "[EMAIL_REDACTED]"
 PHONE = "[PHONE_REDACTED]"
@@ -530,9 +532,7 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
     from chatcli.core.journal import Journal
     from chatcli.core.session import Session
     from chatcli.llm.client import ChatClient
-    from tests.conftest import TEST_KEY
     from tests.support.server import Echo
-    from tests.test_repl import ENTER, flat, piped_chat
 
     journal = Journal.open(tmp_path / "chatcli.db")
     config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, redact=KINDS)

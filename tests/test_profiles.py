@@ -4,7 +4,6 @@ request went and with which key and headers."""
 
 from __future__ import annotations
 
-import secrets
 import tomllib
 from pathlib import Path
 
@@ -12,52 +11,13 @@ import pytest
 
 from chatcli.base.errors import EXIT_CONFIG, ConfigError
 from chatcli.config.settings import load_config
-from tests.conftest import TEST_KEY, make_env
+from tests.support.keys import KEYS, OTHER_KEY, TEST_KEY
+from tests.support.profiles import two_profiles, write_config
+from tests.support.pty import ask, expect_prompt, quit_with_ctrl_d, visible
+from tests.support.running import CHATCLI, bash_completes, make_env
 from tests.support.server import ChatServer
-from tests.test_pty import ask, expect_prompt, quit_with_ctrl_d, visible
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
-OTHER_KEY = "other-key-" + secrets.token_hex(8)  # the second server's, never the one OPENAI_API_KEY holds
-
-
-@pytest.fixture(scope="module")
-def _other():
-    with ChatServer() as server:
-        yield server
-
-
-@pytest.fixture
-def other(_other: ChatServer) -> ChatServer:
-    """A second chat server, which wants OTHER_KEY."""
-    _other.reset()
-    _other.api_key = OTHER_KEY
-    return _other
-
-
-def write_config(text: str) -> Path:
-    path = Path.home() / "config" / "chatcli" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def two_profiles(srv: ChatServer, other: ChatServer, top: str = "") -> Path:
-    return write_config(f"""{top}
-[profiles.main]
-base_url = "{srv.base_url}"
-api_key_env = "MAIN_KEY"
-model = "gpt-4o-mini"
-headers = {{ "X-Profile" = "main" }}
-
-[profiles.other]
-base_url = "{other.base_url}"
-api_key_env = "OTHER_KEY"
-model = "llama3.2"
-headers = {{ "X-Profile" = "other", "X-Title" = "chatcli" }}
-""")
-
-
-KEYS = {"MAIN_KEY": TEST_KEY, "OTHER_KEY": OTHER_KEY}
 
 
 # --------------------------------------------------------------------------- #
@@ -463,8 +423,6 @@ def test_switching_profiles_leaves_nothing_of_the_last_one(srv, other):
 def test_config_profiles_lists_the_names_and_bash_completes_them_after_p(srv, other, run_chatcli, monkeypatch):
     import os
 
-    from tests.conftest import CHATCLI
-    from tests.test_oneshot import bash_completes
 
     two_profiles(srv, other)
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import CHATCLI, OUTPUTS
+from tests.support.keys import OUTPUTS
 from tests.support.llama_server import cached
 from tests.support.realserver import CTX_SIZE, LlamaServer, Terminal, environment
+from tests.support.running import CHATCLI
 
 # 300 s: the first test may wait for the load test to give back both cores (both_cores_for_the_module).
 pytestmark = [pytest.mark.realserver, pytest.mark.xdist_group("realserver"), pytest.mark.timeout(300)]

@@ -7,103 +7,37 @@ the server received and on what the REPL printed, as a user would see it.
 
 from __future__ import annotations
 
-import io
 import sys
-import threading
-import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
-from prompt_toolkit.input import PipeInput, create_pipe_input
-from prompt_toolkit.output import DummyOutput
 
-from chatcli.cli.repl import Repl
 from chatcli.commands import REGISTRY
 from chatcli.config.settings import Config
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from chatcli.ui.prompt import SlashCompleter, make_toolbar
-from tests.conftest import OUTPUTS, TEST_KEY
+from tests.support.keys import TEST_KEY
+from tests.support.repl import (
+    CTRL_C,
+    CTRL_D,
+    ENTER,
+    ESC_ENTER,
+    TAB,
+    UP,
+    Chat,
+    flat,
+    lines_with,
+    piped_chat,
+    user_messages,
+)
 from tests.support.server import Error, Reply, compute_usage
-
-ENTER = "\r"
-CTRL_C = "\x03"
-CTRL_D = "\x04"
-ESC_ENTER = "\x1b\r"
-UP = "\x1b[A"
-TAB = "\t"
 
 # gpt-4o-mini's list price, USD per 1M tokens (input, output).
 MINI_PRICE = (0.15, 0.60)
-
-
-@dataclass
-class Chat:
-    """One REPL over a pipe: type keys, run it until Ctrl-D, read what it printed."""
-
-    session: Session
-    repl: Repl
-    pipe: PipeInput
-    out: io.StringIO
-
-    def run(self, *keys: str | Callable[[], None], pause: float | None = None) -> str:
-        """Type `keys`, then Ctrl-D; run the REPL to its end and return its output.
-
-        With `pause`, each key string is typed after a pause, from a thread, as
-        a person would: needed where prompt-toolkit works asynchronously
-        (history loading, completion) between two keys. A string ending in Enter
-        sends a line, and the next key waits for the prompt after it. A callable
-        is called there instead of typing, to change the world between two turns.
-        """
-        if pause is None:
-            self.pipe.send_text("".join(keys) + CTRL_D)  # type: ignore[arg-type]
-            assert self.repl.run() == 0
-        else:
-
-            def typist() -> None:
-                app = self.repl.prompt.app
-                answered = None  # the prompt that took the last Enter
-                for key in (*keys, CTRL_D):
-                    time.sleep(pause)
-                    deadline = time.monotonic() + 20
-                    while time.monotonic() < deadline and not (app.is_running and app.future is not answered):
-                        time.sleep(0.01)  # a reply is still streaming: wait for the next prompt
-                    if callable(key):
-                        key()
-                        continue
-                    if key.endswith(ENTER) and not key.endswith(ESC_ENTER):
-                        answered = app.future
-                    self.pipe.send_text(key)
-
-            thread = threading.Thread(target=typist, daemon=True)
-            thread.start()
-            assert self.repl.run() == 0
-            thread.join(timeout=10)
-        return self.out.getvalue()
-
-
-def piped_chat(stack: ExitStack, session: Session, *, markdown: bool = True, history: Path, **prompt: bool) -> Chat:
-    """A Repl on `session` as cli.py builds it, reading keys from a pipe and drawing to a string."""
-    pipe = stack.enter_context(create_pipe_input())
-    out = io.StringIO()
-    OUTPUTS.append(out)  # grepped for the key after the test
-    repl = Repl(
-        session,
-        out=out,
-        markdown=markdown,
-        color=False,
-        history_path=history,
-        input=pipe,
-        output=DummyOutput(),
-        warm_up=False,
-        **prompt,
-    )
-    return Chat(session, repl, pipe, out)
 
 
 @pytest.fixture
@@ -125,20 +59,6 @@ def chat(srv, tmp_path: Path):
             return piped_chat(stack, session, markdown=markdown, history=history or tmp_path / "history", **prompt)
 
         yield make
-
-
-def user_messages(srv) -> list[str]:
-    """The text of the last user message of every chat request, in order."""
-    return [r.body["messages"][-1]["content"] for r in srv.chat_requests]
-
-
-def lines_with(output: str, needle: str) -> list[str]:
-    return [line for line in output.splitlines() if needle in line]
-
-
-def flat(output: str) -> str:
-    """The output with line wrapping undone: every run of whitespace becomes one space."""
-    return " ".join(output.split())
 
 
 # --------------------------------------------------------------------------- #

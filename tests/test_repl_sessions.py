@@ -26,17 +26,9 @@ from chatcli.core.resume import load_session
 from chatcli.core.session import Session
 from chatcli.core.turn import Turn
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
+from tests.support.keys import TEST_KEY
+from tests.support.repl import CTRL_C, ENTER, Chat, flat, lines_with, piped_chat, user_messages
 from tests.support.server import Echo, Error, Reply, compute_usage
-from tests.test_repl import (
-    CTRL_C,
-    ENTER,
-    Chat,
-    flat,
-    lines_with,
-    piped_chat,
-    user_messages,
-)
 
 pytestmark = pytest.mark.timeout(30)
 

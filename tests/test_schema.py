@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, EXIT_USAGE
-from tests.conftest import make_env
+from tests.support.keys import TEST_KEY
+from tests.support.running import CHATCLI, make_env
 from tests.support.server import ChatServer, Reply
 
 pytestmark = pytest.mark.timeout(20)
@@ -240,7 +241,6 @@ def test_a_schema_from_a_pipe_is_read(srv: ChatServer, person: Path) -> None:
     """--schema <(jq . person.json): the shell hands over /dev/fd/N, a pipe."""
     import os
 
-    from tests.conftest import CHATCLI, TEST_KEY
 
     script = f'{CHATCLI} --schema <(cat {person}) "invent a person"'
     srv.script(Reply('{"name": "Ada", "age": 36}'))

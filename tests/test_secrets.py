@@ -21,7 +21,8 @@ import pytest
 from chatcli.base.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
 from chatcli.base.log import logging_to
 from chatcli.base.pii import redact_secrets
-from tests.conftest import TEST_KEY, leaks_in
+from tests.support.keys import TEST_KEY, leaks_in
+from tests.support.repl import ENTER, piped_chat
 from tests.support.server import ChatServer, EchoHeaders, Error, Reply
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -194,7 +195,6 @@ def test_in_the_repl_verbose_lines_are_printed_above_the_reply_not_into_it(srv: 
     from chatcli.config.settings import Config
     from chatcli.core.session import Session
     from chatcli.llm.client import ChatClient
-    from tests.test_repl import ENTER, piped_chat
 
     reply = "line one of the reply\n\nline two of the reply"
     srv.script(Reply(reply, chunk_size=3, delay=0.01))

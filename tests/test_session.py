@@ -9,7 +9,7 @@ from chatcli.config.settings import Config
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, ERROR, INTERRUPTED, TRUNCATED
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
+from tests.support.keys import TEST_KEY
 from tests.support.server import Error, Reply
 
 

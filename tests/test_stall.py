@@ -25,10 +25,11 @@ from chatcli.config.settings import Config
 from chatcli.core.session import Session
 from chatcli.core.turn import STALL_S
 from chatcli.llm.client import ChatClient
-from tests.conftest import CHATCLI, TEST_KEY
+from tests.support.keys import TEST_KEY
+from tests.support.pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
+from tests.support.running import CHATCLI
+from tests.support.screen import Terminal
 from tests.support.server import Reply
-from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
-from tests.test_render_pty import Terminal
 
 pytestmark = pytest.mark.timeout(40)
 

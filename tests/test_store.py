@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import sqlite3
 import stat
 import subprocess
@@ -30,8 +29,9 @@ from chatcli.core.turn import COMPLETE
 from chatcli.llm.client import ChatClient
 from chatcli.store.db import Store, StoredMessage, StoreError
 from chatcli.store.migrations import MIGRATIONS
-from tests.conftest import TEST_KEY
+from tests.support.keys import TEST_KEY
 from tests.support.server import Reply
+from tests.support.store import read_only
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -530,37 +530,6 @@ def test_a_database_with_damaged_pages_is_reported_once(srv, db_path):
     db_path.write_bytes(bytes(data))
     journal = Journal.open(db_path)
     assert_says_once_and_chat_goes_on(srv, journal, why=r"damaged|malformed|not a database")
-
-
-@contextlib.contextmanager
-def read_only(path: Path):
-    """Make the file really unwritable, or skip.
-
-    chmod 0400 is enough for an ordinary user. Tests here may run as root,
-    which ignores file modes (and a 0500 directory), and an sqlite URI with
-    mode=ro cannot be passed through Journal.open(path). What does stop root
-    is the immutable attribute (chattr +i, on ext4/xfs with
-    CAP_LINUX_IMMUTABLE); if that is not available the test is skipped.
-    """
-    if os.geteuid() != 0:
-        path.chmod(0o400)
-        try:
-            yield
-        finally:
-            path.chmod(0o600)
-        return
-    chattr = shutil.which("chattr")
-    if chattr is None:
-        pytest.skip("running as root, which ignores chmod, and chattr is not installed")
-    done = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"running as root, which ignores chmod, and chattr +i failed: {done.stderr.strip()}")
-    try:
-        with pytest.raises(PermissionError):
-            open(path, "r+b").close()
-        yield
-    finally:
-        subprocess.run([chattr, "-i", str(path)], check=True)
 
 
 def test_a_read_only_database_is_reported_once_and_chat_goes_on(srv, db_path):

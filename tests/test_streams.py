@@ -32,12 +32,12 @@ from chatcli.config.table import SETTINGS_BY_KEY
 from chatcli.core.journal import Journal
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
+from tests.support.faults import NOT_CHAT_STREAMS
+from tests.support.keys import TEST_KEY
+from tests.support.pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
+from tests.support.repl import CTRL_C, ENTER, flat, piped_chat
+from tests.support.running import RETRY_LINE, error_line
 from tests.support.server import Body, Error, Reply
-from tests.test_faults import NOT_CHAT_STREAMS
-from tests.test_oneshot import RETRY_LINE, error_line
-from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
-from tests.test_repl import CTRL_C, ENTER, flat, piped_chat
 
 pytestmark = pytest.mark.timeout(40)
 

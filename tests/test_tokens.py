@@ -16,8 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import tiktoken
-import tiktoken.registry
 
 from chatcli.commands import REGISTRY
 from chatcli.config.settings import Config
@@ -33,38 +31,12 @@ from chatcli.llm.tokens import (
     estimate,
     fit,
 )
-from tests.conftest import TEST_KEY
+from tests.support.keys import TEST_KEY
+from tests.support.running import make_env
+from tests.support.sessions import priced_session
+from tests.support.tokens import PLUGIN, TEST_ENCODING, tokenizer
 
-TEST_ENCODING = "chatcli-test-bytes"
-PLUGIN = f'''
-import tiktoken
-
-def _bytes():
-    return {{
-        "name": "{TEST_ENCODING}",
-        "pat_str": r"[\\s\\S]+",
-        "mergeable_ranks": {{bytes([i]): i for i in range(256)}},
-        "special_tokens": {{}},
-    }}
-
-ENCODING_CONSTRUCTORS = {{"{TEST_ENCODING}": _bytes}}
-'''
-
-
-@pytest.fixture(scope="module", autouse=True)
-def byte_encoding():
-    encoding = tiktoken.Encoding(
-        TEST_ENCODING, pat_str=r"[\s\S]+", mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens={}
-    )
-    tiktoken.registry.ENCODINGS[TEST_ENCODING] = encoding
-    yield encoding
-    tiktoken.registry.ENCODINGS.pop(TEST_ENCODING, None)
-
-
-def tokenizer(window: int = 10_000, output: int = 100, encoding: str = TEST_ENCODING) -> Tokenizer:
-    t = Tokenizer(overrides={"test-model": {"context_window": window, "max_output_tokens": output, "encoding": encoding}})
-    t.preload("test-model", wait=5)
-    return t
+pytestmark = pytest.mark.usefixtures("byte_encoding")  # one token a byte, registered for the module
 
 
 def test_exact_counts_in_the_models_encoding_with_chat_overhead():
@@ -276,7 +248,6 @@ def test_prices_from_config_override_and_extend_the_table(tmp_path):
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('[prices."test-model"]\ninput = 2.0\noutput = 8.0\n[prices."gpt-4o"]\ninput = 1.0\ncached_input = 0.5\noutput = 4.0\n')
     from chatcli.config.settings import load_config
-    from tests.conftest import make_env
 
     pricing = Pricing(load_config(make_env()).prices)
     assert pricing.cost("test-model", Usage(1_000_000, 500_000, 1_500_000)) == pytest.approx(2.0 + 4.0)
@@ -288,7 +259,6 @@ def test_prices_from_config_override_and_extend_the_table(tmp_path):
 def test_bad_price_tables_name_the_model_and_what_is_needed():
     from chatcli.base.errors import ConfigError
     from chatcli.config.settings import load_config
-    from tests.conftest import make_env
 
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
@@ -318,20 +288,6 @@ def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_no
 # --------------------------------------------------------------------------- #
 # budgets
 # --------------------------------------------------------------------------- #
-
-
-def priced_session(srv, journal=None, **budget) -> Session:
-    from chatcli.config.table import Price
-    from chatcli.core.budget import Budget
-    from chatcli.core.journal import Journal
-    from chatcli.llm.pricing import Pricing
-
-    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    return Session(
-        client=client, model="test-model", tokenizer=tokenizer(output=10), journal=journal or Journal(),
-        pricing=Pricing({"test-model": Price(10_000.0, 10_000.0, 10_000.0)}),  # $0.01 a token
-        budget=Budget(**budget),
-    )
 
 
 def test_a_daily_cap_refuses_the_request_that_would_pass_it_and_sends_nothing(srv):
