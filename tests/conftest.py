@@ -16,6 +16,7 @@ The fixtures' code lives in tests/support; this file only hands it to the tests.
 from __future__ import annotations
 
 import os
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -157,3 +158,51 @@ def byte_encoding():
     """A tiktoken encoding of one token a byte, registered for the module (support.tokens)."""
     with byte_encoding_registered() as encoding:
         yield encoding
+
+
+# --------------------------------------------------------------------------- #
+# unit, server or pty: each test is marked by what it needs
+# --------------------------------------------------------------------------- #
+
+KINDS = ("unit", "server", "pty")
+PTY_FOLDER = Path(__file__).resolve().parent / "pty"
+PTY_FIXTURES = {"spawn_chatcli"}
+SERVER_FIXTURES = {"srv", "_server", "other", "_other", "chat_env", "run_chatcli"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test unit, server or pty, unless it says so itself (a pytestmark, or a mark on the
+    test): pty in tests/pty/ or with spawn_chatcli, server with the test servers or a chatcli run,
+    unit for the rest. The real-server suite keeps its own mark. A unit test that starts a server
+    or a process fails (unit_stays_in_process), so a mark the fixtures cannot see is found."""
+    for item in items:
+        if item.get_closest_marker("realserver") or any(item.get_closest_marker(k) for k in KINDS):
+            continue
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if PTY_FOLDER in Path(item.path).parents or PTY_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.pty)
+        elif SERVER_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.server)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def unit_stays_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit test starts no test server, proxy, process or pty: each fails it, saying what to mark."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(what: str):
+        def refused(*args, **kwargs):
+            raise AssertionError(f"a unit test started {what}; mark it server (or pty) instead")
+        return refused
+
+    import pexpect
+
+    from tests.support.proxy import Proxy
+
+    monkeypatch.setattr(ChatServer, "start", refuse("the test server"))
+    monkeypatch.setattr(Proxy, "__enter__", refuse("the proxy"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("a process"))
+    monkeypatch.setattr(pexpect.spawn, "__init__", refuse("a pty"))

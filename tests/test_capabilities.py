@@ -22,7 +22,6 @@ from chatcli.core.resume import load_session
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.capabilities import refused_parameter
-from chatcli.llm.client import ChatClient
 from tests.support.keys import TEST_KEY
 from tests.support.repl import ENTER, piped_chat
 from tests.support.running import make_env
@@ -43,7 +42,7 @@ SAMPLING = {"temperature": 0.7, "top_p": 0.9, "presence_penalty": 0.5, "frequenc
 def make_session(srv, model: str, *, params: dict | None = None, db: Path | None = None, **config) -> Session:
     settings = dict(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
     journal = Journal.open(db) if db is not None else Journal()
-    return Session(client=ChatClient(Config(**settings, **config)), model=model, params=dict(params or {}),
+    return make_session(config=Config(**settings, **config), model=model, params=dict(params or {}),
                    journal=journal)
 
 
@@ -299,10 +298,8 @@ def test_effort_is_saved_with_the_session_and_sent_after_a_resume(srv, repl, tmp
 
 def test_params_shows_the_effort_the_config_gives_where_the_session_sets_none(srv):
     from chatcli.config.settings import Config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, reasoning_effort="high")), model="o3-mini")
+    session = make_session(config=Config(base_url=srv.base_url, reasoning_effort="high"), model="o3-mini")
 
     rows = {row[0]: row[1] for row in REGISTRY.dispatch(session, "/params").rows}
     REGISTRY.dispatch(session, "/effort low")

@@ -179,6 +179,7 @@ def test_sse_parser_stops_at_done():
     assert list(parse_sse(lines)) == [TextDelta("a")]
 
 
+@pytest.mark.server
 def test_openai_is_imported_only_when_used():
     import subprocess
     import sys

@@ -19,6 +19,7 @@ from tests.support.profiles import write_config
 from tests.support.pty import TIMEOUT, expect_prompt, quit_with_ctrl_d
 from tests.support.repl import piped_chat
 from tests.support.running import error_line
+from tests.support.sessions import make_session
 
 NOT_UTF8 = "a\udcffb"  # b"a\xffb" as Python decodes it from argv or the environment
 
@@ -181,12 +182,10 @@ def repl(srv, tmp_path: Path):
     from contextlib import ExitStack
 
     from chatcli.config.settings import Config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
     with ExitStack() as stack:
         config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
-        session = Session(client=ChatClient(config), model="gpt-4o-mini")
+        session = make_session(config=config, model="gpt-4o-mini")
         yield piped_chat(stack, session, markdown=False, history=tmp_path / "history")
 
 

@@ -76,7 +76,7 @@ def test_json_keeps_control_and_invisible_characters_only_as_escapes(home, run_c
 def test_markdown_to_a_file_or_a_pipe_is_the_text_exactly(home, run_chatcli):
     # A pipe is data: jq, a file, a program that asked for what was saved. The reader decides
     # what reaches a terminal (less shows control characters as ^[ by default); a terminal on
-    # stdout gets the export through the gate (test_gate_pty.py).
+    # stdout gets the export through the gate (pty/test_gate_pty.py).
     seed(home, ("exact", [("q", HOSTILE)]))
     piped = ok(run_chatcli("sessions", "export", "1")).stdout
     assert HOSTILE in piped

@@ -27,13 +27,13 @@ import pytest
 from chatcli.base.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK
 from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
-from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from tests.support.faults import FAST_RETRY, NOT_CHAT_STREAMS
 from tests.support.keys import TEST_KEY
 from tests.support.repl import CTRL_C, ENTER, flat, piped_chat
 from tests.support.running import RETRY_LINE, assert_no_key, error_line, free_port
 from tests.support.server import ChatServer, Error, Reply
+from tests.support.sessions import make_session
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -265,7 +265,7 @@ def test_repl_then_retry(srv: ChatServer, url_for, tmp_path: Path, r: Row) -> No
     client = ChatClient(config)
     journal = Journal.open(tmp_path / "chatcli.db")
     model = r.args[1] if r.args else "gpt-4o-mini"
-    session = Session(client=client, model=model, system=None, params={}, journal=journal)
+    session = make_session(client=client, model=model, system=None, params={}, journal=journal)
     srv.script(*r.script)
 
     def recover() -> None:

@@ -64,6 +64,7 @@ from chatcli.llm.tokens import Tokenizer
 from chatcli.ui.render import make_console
 from chatcli.ui.terminal import Clipboard
 from chatcli.ui.views import show_result
+from tests.support.sessions import make_session
 from tests.support.strategies import HARMLESS_COMMANDS, TRICKY, any_text, as_env_text, digit_runs, valid_value
 
 # Examples are cheap (no network: port 9 refuses at once), but a slow 2-core machine
@@ -127,7 +128,7 @@ sessions = st.builds(
 def _session(model: str, system: str | None, temperature: float | None, history: list[Turn], cleared: int) -> Session:
     """A session as a user might have it mid-chat, with no store (history is not saved)."""
     params = {} if temperature is None else {"temperature": temperature}
-    return Session(client=CLIENT, model=model, system=system, params=params, turns=history,
+    return make_session(client=CLIENT, model=model, system=system, params=params, turns=history,
                    context_start=min(cleared, len(history)), tokenizer=TOKENIZER)
 
 
@@ -253,7 +254,7 @@ def test_a_number_too_long_for_python_is_a_usage_error_not_a_crash(line: str) ->
 def test_resume_of_an_id_sqlite_cannot_hold_is_a_usage_error(tmp_path: Path) -> None:
     from chatcli.core.journal import Journal
 
-    session = Session(client=CLIENT, model="gpt-4o-mini", journal=Journal.open(tmp_path / "chatcli.db"), tokenizer=TOKENIZER)
+    session = make_session(client=CLIENT, model="gpt-4o-mini", journal=Journal.open(tmp_path / "chatcli.db"), tokenizer=TOKENIZER)
     for line in ("/resume 99999999999999999999", "/resume " + "9" * 4000):
         result = REGISTRY.dispatch(session, line)
         assert result.error and "/resume 12" in result.text
@@ -465,6 +466,7 @@ toml_data = st.one_of(
 )
 
 
+@pytest.mark.server
 @FUZZ
 @given(data=toml_data)
 @example(data={"temperature": 10**400})

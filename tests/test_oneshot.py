@@ -32,6 +32,7 @@ from chatcli.base.errors import (
 from tests.support.keys import TEST_KEY
 from tests.support.running import CHATCLI, CONTROL, assert_no_key, bash_completes, error_line, free_port
 from tests.support.server import ChatServer, Error, Reply
+from tests.support.sessions import make_session
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -376,8 +377,6 @@ def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None
     from chatcli.base.env import Env
     from chatcli.cli.oneshot import run_oneshot
     from chatcli.config.settings import load_config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
     srv.script(Reply("Hello there, general Kenobi.", chunk_size=6))
     out, err = _CtrlCAfterFirstWrite(), io.StringIO()
@@ -386,7 +385,7 @@ def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None
         environ={"OPENAI_API_KEY": TEST_KEY, "OPENAI_BASE_URL": srv.base_url}, cwd=Path.cwd(),
     )
     config = load_config(env)
-    session = Session(client=ChatClient(config), model=config.model)
+    session = make_session(config=config, model=config.model)
 
     code = run_oneshot(session, env, ["hello"], markdown=False)
 

@@ -18,6 +18,7 @@ import pytest
 from chatcli.base.pii import KINDS, Scrubbed, describe, scrub
 from tests.support.keys import TEST_KEY
 from tests.support.repl import ENTER, flat, piped_chat
+from tests.support.sessions import make_session
 
 EMAIL = "[EMAIL_REDACTED]"
 PHONE = "[PHONE_REDACTED]"
@@ -530,13 +531,11 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
 
     from chatcli.config.settings import Config
     from chatcli.core.journal import Journal
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
     from tests.support.server import Echo
 
     journal = Journal.open(tmp_path / "chatcli.db")
     config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, redact=KINDS)
-    session = Session(client=ChatClient(config), model="gpt-4o-mini", journal=journal)
+    session = make_session(config=config, model="gpt-4o-mini", journal=journal)
     srv.script(Echo(), Echo())
     with ExitStack() as stack:
         stack.callback(journal.store.close)
@@ -566,10 +565,9 @@ def test_the_system_prompt_is_scrubbed_too_from_a_flag_or_slash_system(srv, run_
 
     from chatcli.commands import REGISTRY
     from chatcli.config.settings import Config
-    from chatcli.core.session import Session
     from chatcli.llm.client import ChatClient
 
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, redact=("phone",))), model="gpt-4o-mini")
+    session = make_session(client=ChatClient(Config(base_url=srv.base_url, redact=("phone",))), model="gpt-4o-mini")
     result = REGISTRY.dispatch(session, "/system Call me on +44 20 7946 0958.")
     assert result.text == "System prompt set (redacted 1 phone number from the system prompt); the history is kept."
     assert session.system == f"Call me on {PHONE}."

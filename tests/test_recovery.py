@@ -36,6 +36,7 @@ from chatcli.llm.client import ChatClient
 from chatcli.store.db import Store, StoredMessage
 from tests.support.keys import TEST_KEY
 from tests.support.server import Reply
+from tests.support.sessions import make_session
 from tests.support.store import lock_held
 from tests.support.tokens import tokenizer
 
@@ -44,7 +45,7 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("byte_encoding")]
 
 def chat_session(srv, journal: Journal, **kw) -> Session:
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=5))
-    return Session(client=client, model=kw.pop("model", "gpt-4o-mini"), journal=journal, **kw)
+    return make_session(client=client, model=kw.pop("model", "gpt-4o-mini"), journal=journal, **kw)
 
 
 def query(db: Path, sql: str, *args) -> list[tuple]:

@@ -35,6 +35,7 @@ from tests.support.repl import (
     user_messages,
 )
 from tests.support.server import Error, Reply, compute_usage
+from tests.support.sessions import make_session
 
 # gpt-4o-mini's list price, USD per 1M tokens (input, output).
 MINI_PRICE = (0.15, 0.60)
@@ -55,7 +56,7 @@ def chat(srv, tmp_path: Path):
             **prompt: bool,
         ) -> Chat:
             config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
-            session = Session(client=ChatClient(config), model=model, system=system, params=dict(params or {}))
+            session = make_session(config=config, model=model, system=system, params=dict(params or {}))
             return piped_chat(stack, session, markdown=markdown, history=history or tmp_path / "history", **prompt)
 
         yield make
@@ -247,7 +248,6 @@ def test_model_lists_the_servers_models_and_switches(srv, chat):
 
 def test_model_without_a_server_list_still_says_the_model(chat):
     from chatcli.config.settings import Config
-    from chatcli.llm.client import ChatClient
 
     c = chat()
     c.session.client = ChatClient(Config(base_url="http://127.0.0.1:9/v1", max_retries=0))
@@ -420,7 +420,6 @@ def test_a_reply_cut_by_max_tokens_says_so(srv, chat):
 def test_model_names_complete_after_slash_model_once_the_server_has_listed_them(srv):
     import time as _time
 
-    from chatcli.llm.client import ChatClient
 
     srv.models = ["gpt-4o", "gpt-4o-mini", "o3-mini"]
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
@@ -465,7 +464,10 @@ def test_ctrl_r_searches_the_input_history(srv, chat, tmp_path):
 
 def test_history_is_suggested_as_you_type_and_the_right_arrow_takes_it(srv, chat, tmp_path):
     chat().run("tell me a joke about databases", ENTER)
-    chat(history=tmp_path / "history").run("tell", RIGHT, ENTER, pause=0.1)
+    second = chat(history=tmp_path / "history")
+    # The history loads and the suggestion is found in the background: Right takes it once it is there.
+    suggested = second.waits_for(lambda buffer: buffer.text == "tell" and buffer.suggestion is not None)
+    second.run("tell", suggested, RIGHT, ENTER, pause=0)
     assert user_messages(srv) == ["tell me a joke about databases"] * 2
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.server import ChatServer, Echo, Error, Reply, compute_usage
 
-pytestmark = pytest.mark.timeout(10)
+pytestmark = [pytest.mark.timeout(10), pytest.mark.server]  # the test server itself, over real HTTP
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
 

@@ -33,7 +33,7 @@ from chatcli.llm.tokens import (
 )
 from tests.support.keys import TEST_KEY
 from tests.support.running import make_env
-from tests.support.sessions import priced_session
+from tests.support.sessions import make_session, priced_session
 from tests.support.tokens import PLUGIN, TEST_ENCODING, tokenizer
 
 pytestmark = pytest.mark.usefixtures("byte_encoding")  # one token a byte, registered for the module
@@ -97,7 +97,7 @@ def test_fit_drops_the_oldest_turns_and_never_the_head_or_latest():
 def small(srv) -> Session:
     """A session whose model has a 400-token window, 60 of them kept for the reply."""
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    return Session(client=client, model="test-model", system="Be brief.", tokenizer=tokenizer(window=400, output=60))
+    return make_session(client=client, model="test-model", system="Be brief.", tokenizer=tokenizer(window=400, output=60))
 
 
 def test_a_long_conversation_keeps_working_leaving_out_the_oldest_turns(srv, small):
@@ -207,7 +207,7 @@ def test_compact_summarises_older_turns_and_shrinks_what_is_sent(srv, isolated_e
 
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     journal = Journal.open(tmp_path / "chatcli.db")
-    session = Session(client=client, model="test-model", system="Be brief.", journal=journal, tokenizer=tokenizer())
+    session = make_session(client=client, model="test-model", system="Be brief.", journal=journal, tokenizer=tokenizer())
     for i in range(6):
         session.send(f"question {i} " + "about the schema " * 10)
     srv.script(Reply("Notes: six questions about the schema."))
@@ -464,7 +464,7 @@ def test_a_request_far_from_the_window_does_not_load_tiktoken(srv):
     """Counting it exactly would cost more than it is worth: the estimate is used, and nothing is loaded."""
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     t = Tokenizer(overrides={"test-model": {"context_window": 10_000, "max_output_tokens": 100, "encoding": TEST_ENCODING}})
-    session = Session(client=client, model="test-model", tokenizer=t)
+    session = make_session(client=client, model="test-model", tokenizer=t)
     session.send("a short question")
     assert t.encodings._loading == {} and session.turns[-1].sent.exact is False
     session.send("x" * 30_000)  # about 7,500 tokens by the estimate: near the window, so counted exactly
@@ -481,7 +481,7 @@ def test_switching_model_in_the_repl_loads_the_new_models_encoding_for_the_toolb
 
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     t = Tokenizer(overrides={"other-model": {"encoding": TEST_ENCODING}})
-    session = Session(client=client, model="test-model", tokenizer=t)
+    session = make_session(client=client, model="test-model", tokenizer=t)
     with create_pipe_input() as keys:
         repl = Repl(session, out=io.StringIO(), markdown=False, color=False, input=keys, output=DummyOutput(), warm_up=False)
         keys.send_text("/model other-model\r\x04")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
@@ -78,6 +79,19 @@ class Chat:
             assert self.repl.run() == 0
             thread.join(timeout=10)
         return self.out.getvalue()
+
+    def waits_for(self, condition: Callable[[Buffer], bool], seconds: float = 10) -> Callable[[], None]:
+        """A step for run(keys, pause=...): wait until condition(the prompt's buffer) holds, for things
+        prompt-toolkit does in the background (loading the history, finding a suggestion). Past
+        seconds it goes on, and the test's own assertions say what did not happen."""
+
+        def wait() -> None:
+            buffer = self.repl.prompt.app.current_buffer
+            deadline = time.monotonic() + seconds
+            while not condition(buffer) and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+        return wait
 
 
 def piped_chat(stack: ExitStack, session: Session, *, markdown: bool = True, history: Path, **prompt: bool) -> Chat:

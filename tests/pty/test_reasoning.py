@@ -16,11 +16,11 @@ import pexpect
 from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_session
-from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from tests.support.keys import TEST_KEY
 from tests.support.pty import expect_prompt, quit_with_ctrl_d
 from tests.support.server import Reply
+from tests.support.sessions import make_session
 
 THINKING = "Let me think.\nSix times seven is forty-two."
 ANSWER = "The answer is **42**."
@@ -75,7 +75,7 @@ def test_a_pipe_gets_the_answer_alone(srv, run_chatcli):
 def test_reasoning_is_stored_with_the_reply_and_never_sent_back(srv, tmp_path):
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     journal = Journal.open(tmp_path / "chatcli.db")
-    session = Session(client=client, model="test-model", journal=journal)
+    session = make_session(client=client, model="test-model", journal=journal)
     srv.script(Reply(ANSWER, reasoning=THINKING))
     turn = session.send("what is six times seven")
     assert (turn.reply, turn.reasoning) == (ANSWER, THINKING)
@@ -157,7 +157,7 @@ def test_the_stats_line_follows_each_reply_in_the_repl_too(srv, spawn_chatcli):
 
 def test_a_reasoning_models_first_token_is_its_first_thought(srv, tmp_path):
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    session = Session(client=client, model="test-model")
+    session = make_session(client=client, model="test-model")
     srv.script(Reply(ANSWER, reasoning="thinking " * 20, chunk_size=4, delay=0.01))
     turn = session.send("what is six times seven")
     # 180 characters of reasoning in 4-character chunks, 10 ms apart, come before the first answer token.
