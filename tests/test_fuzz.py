@@ -519,6 +519,7 @@ config_bytes = st.one_of(
 )
 
 
+@pytest.mark.server
 @FUZZ
 @given(content=config_bytes)
 @example(content=b"temperature = " + b"9" * 5000 + b"\n")
