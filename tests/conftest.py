@@ -1,53 +1,32 @@
-"""Shared fixtures: an isolated home, the test server, and ways to run chatcli.
+"""Shared fixtures: an isolated home, the test server, and ways to run chatcli; and each test's
+mark (unit, server or pty), from what it uses.
 
 No test touches the real home or the network: every test gets its own HOME,
-XDG directories and working directory, and talks to tests/server.py on
+XDG directories and working directory, and talks to tests/support/server.py on
 127.0.0.1 through the real openai SDK.
 
 Every test is also a secret-grep: the API key is made afresh for each run, and
 after each test no file under its tmp directory (config, database and WAL,
 input history, exports, logs) and nothing chatcli wrote to a terminal or pipe
 may hold it, except the files a test put it in on purpose (`key_files`).
+
+The fixtures' code lives in tests/support; this file only hands it to the tests.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import secrets
 import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.server import ChatServer
-
-# New each run, so finding it anywhere means a leak; not shaped like any known key format, so
-# only the literal removal of the configured key can hide it (as with an Azure or gateway key).
-TEST_KEY = "test-key-" + secrets.token_hex(12)
-
-# What chatcli wrote during the current test, to be grepped for the key afterwards.
-OUTPUTS: list[io.StringIO | subprocess.CompletedProcess | object] = []
-
-
-def leaks_in(text: str | bytes) -> bool:
-    """Whether text holds the key, whole or its distinctive second half."""
-    needles = (TEST_KEY, TEST_KEY[-12:])
-    if isinstance(text, bytes):
-        return any(n.encode() in text or n.encode("utf-16-le") in text for n in needles)
-    return any(n in text for n in needles)
-
-
-def _written(output: object) -> str:
-    if isinstance(output, subprocess.CompletedProcess):
-        return f"{output.stdout or ''}{output.stderr or ''}"
-    if isinstance(output, io.StringIO):
-        return output.getvalue()
-    read = getattr(output, "logfile_read", None)  # a pexpect child: all it printed
-    return read.getvalue() if isinstance(read, io.StringIO) else ""
+from tests.support.keys import OTHER_KEY, OUTPUTS, TEST_KEY, leaks_in, written
+from tests.support.running import chatcli_runner, spawn_in_pty
+from tests.support.server import ChatServer
+from tests.support.tokens import byte_encoding_registered
 
 
 @pytest.fixture
@@ -62,15 +41,12 @@ def no_key_anywhere(tmp_path: Path, key_files: set[Path]):
     yield
     try:
         for output in OUTPUTS:
-            assert not leaks_in(_written(output)), f"the API key reached the output: {_written(output)[-500:]!r}"
+            assert not leaks_in(written(output)), f"the API key reached the output: {written(output)[-500:]!r}"
         for path in tmp_path.rglob("*"):
             if path.is_file() and not path.is_symlink() and path not in key_files:
                 assert not leaks_in(path.read_bytes()), f"the API key was written to {path}"
     finally:
         OUTPUTS.clear()
-
-
-CHATCLI = Path(sys.executable).with_name("chatcli")
 
 
 @pytest.fixture(autouse=True)
@@ -113,92 +89,20 @@ def chat_env(srv: ChatServer) -> dict[str, str]:
     return env
 
 
-# Read by libraries straight from os.environ, not from chatcli's Env: a run that sets them
-# needs a process of its own to mean anything.
-PROCESS_ONLY = {"FORCE_COLOR", "TERM", "COLUMNS", "LINES", "PYTHONPATH", "TIKTOKEN_CACHE_DIR",
-                "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE"}
-
-
 @pytest.fixture
 def run_chatcli(chat_env: dict[str, str]):
-    """Run chatcli as `chatcli ARGS`, with stdin and stdout pipes; returns a CompletedProcess.
-
-    By default main() runs in this process, with an Env of pipes and the test's environment:
-    the same code from argument parsing to exit code, without paying for a Python start and
-    the openai import on every run. `process=True` (or a variable only a process can honour)
-    runs the installed console script instead.
-    """
-    assert CHATCLI.exists(), f"chatcli is not installed next to {sys.executable}; pip install -e '.[test]'"
-
-    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 30,
-            process: bool = False):
-        environ = {**chat_env, **(env or {})}
-        if process or PROCESS_ONLY & set(env or {}):
-            result = subprocess.run(
-                [str(CHATCLI), *args], input=input if input is not None else "", capture_output=True,
-                text=True, env=environ, timeout=timeout,
-            )
-        else:
-            result = run_in_process(list(args), input=input or "", environ=environ)
-        OUTPUTS.append(result)
-        return result
-
-    return run
-
-
-def run_in_process(argv: list[str], *, input: str, environ: dict[str, str]) -> subprocess.CompletedProcess:
-    """main(argv) with pipes for its streams; argparse's own output (--help, usage errors) is caught too."""
-    from chatcli.base.env import Env
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    env = Env(stdin=io.StringIO(input), stdout=stdout, stderr=stderr, stdin_isatty=False, stdout_isatty=False,
-              environ=environ, cwd=Path.cwd())
-    code = call_main(argv, env)
-    return subprocess.CompletedProcess(["chatcli", *argv], code, stdout.getvalue(), stderr.getvalue())
-
-
-def call_main(argv: list[str], env) -> int:
-    """main(argv) in this process, ending as a process would: argparse's output goes to env's
-    streams, a SystemExit is its exit code (1 for a message, as Python's own exit gives), and the
-    signal handlers main installs are put back."""
-    import contextlib
-    import signal
-
-    from chatcli.cli.main import main
-
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
-            return main(argv, env=env)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    """Run chatcli as `chatcli ARGS`, with stdin and stdout pipes; returns a CompletedProcess
+    (support.running.chatcli_runner: in this process by default, `process=True` for the script)."""
+    return chatcli_runner(chat_env)
 
 
 @pytest.fixture
 def spawn_chatcli(chat_env: dict[str, str]):
     """Start `chatcli` in a real pty (pexpect); the child is closed after the test."""
-    import pexpect
-
     children = []
 
     def spawn(*args: str, env: dict[str, str] | None = None, rows: int = 40, cols: int = 120):
-        child = pexpect.spawn(
-            str(CHATCLI),
-            list(args),
-            # The pty's size is the terminal's size: COLUMNS or LINES inherited from whatever
-            # runs the tests (pytest-xdist's workers set them) would override it.
-            env={**{k: v for k, v in chat_env.items() if k not in ("COLUMNS", "LINES")},
-                 "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})},
-            dimensions=(rows, cols),
-            encoding="utf-8",
-            codec_errors="replace",
-            timeout=15,
-        )
-        child.logfile_read = io.StringIO()
-        OUTPUTS.append(child)
+        child = spawn_in_pty(chat_env, *args, env=env, rows=rows, cols=cols)
         children.append(child)
         return child
 
@@ -206,21 +110,6 @@ def spawn_chatcli(chat_env: dict[str, str]):
     for child in children:
         if child.isalive():
             child.terminate(force=True)
-
-
-def make_env(*, stdin: str = "", stdin_isatty: bool = False, stdout_isatty: bool = False, environ=None):
-    """An in-process Env with captured streams, for tests that call chatcli's modules."""
-    from chatcli.base.env import Env
-
-    return Env(
-        stdin=io.StringIO(stdin),
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-        stdin_isatty=stdin_isatty,
-        stdout_isatty=stdout_isatty,
-        environ=dict(os.environ if environ is None else environ),
-        cwd=Path.cwd(),
-    )
 
 
 @contextmanager
@@ -248,3 +137,72 @@ def both_cores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def both_cores_for_the_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with _taking_turns(tmp_path_factory):
         yield
+
+
+@pytest.fixture(scope="module")
+def _other():
+    with ChatServer() as server:
+        yield server
+
+
+@pytest.fixture
+def other(_other: ChatServer) -> ChatServer:
+    """A second chat server, which wants OTHER_KEY."""
+    _other.reset()
+    _other.api_key = OTHER_KEY
+    return _other
+
+
+@pytest.fixture(scope="module")
+def byte_encoding():
+    """A tiktoken encoding of one token a byte, registered for the module (support.tokens)."""
+    with byte_encoding_registered() as encoding:
+        yield encoding
+
+
+# --------------------------------------------------------------------------- #
+# unit, server or pty: each test is marked by what it needs
+# --------------------------------------------------------------------------- #
+
+KINDS = ("unit", "server", "pty")
+PTY_FOLDER = Path(__file__).resolve().parent / "pty"
+PTY_FIXTURES = {"spawn_chatcli"}
+SERVER_FIXTURES = {"srv", "_server", "other", "_other", "chat_env", "run_chatcli"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test unit, server or pty, unless it says so itself (a pytestmark, or a mark on the
+    test): pty in tests/pty/ or with spawn_chatcli, server with the test servers or a chatcli run,
+    unit for the rest. The real-server suite keeps its own mark. A unit test that starts a server
+    or a process fails (unit_stays_in_process), so a mark the fixtures cannot see is found."""
+    for item in items:
+        if item.get_closest_marker("realserver") or any(item.get_closest_marker(k) for k in KINDS):
+            continue
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if PTY_FOLDER in Path(item.path).parents or PTY_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.pty)
+        elif SERVER_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.server)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def unit_stays_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit test starts no test server, proxy, process or pty: each fails it, saying what to mark."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(what: str):
+        def refused(*args, **kwargs):
+            raise AssertionError(f"a unit test started {what}; mark it server (or pty) instead")
+        return refused
+
+    import pexpect
+
+    from tests.support.proxy import Proxy
+
+    monkeypatch.setattr(ChatServer, "start", refuse("the test server"))
+    monkeypatch.setattr(Proxy, "__enter__", refuse("the proxy"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("a process"))
+    monkeypatch.setattr(pexpect.spawn, "__init__", refuse("a pty"))

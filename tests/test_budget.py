@@ -21,9 +21,10 @@ from chatcli.core.journal import Journal
 from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.pricing import Pricing
 from chatcli.store.db import Spend, Store, StoredMessage
-from tests.test_recovery import lock_held
-from tests.test_store import read_only
-from tests.test_tokens import byte_encoding, priced_session  # noqa: F401 - the fixture registers the encoding
+from tests.support.sessions import priced_session
+from tests.support.store import lock_held, read_only
+
+pytestmark = pytest.mark.usefixtures("byte_encoding")  # one token a byte, registered for the module
 
 
 def write_config(text: str) -> Path:

@@ -22,10 +22,11 @@ from chatcli.core.resume import load_session
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.capabilities import refused_parameter
-from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY, make_env
-from tests.server import Error, Reply, compute_usage
-from tests.test_repl import ENTER, piped_chat
+from tests.support.keys import TEST_KEY
+from tests.support.repl import ENTER, piped_chat
+from tests.support.running import make_env
+from tests.support.server import Error, Reply, compute_usage
+from tests.support.sessions import make_session as build_session
 
 # OpenAI's own 400s for a reasoning model, as the API words them.
 MAX_TOKENS_REFUSED = Error(
@@ -42,8 +43,8 @@ SAMPLING = {"temperature": 0.7, "top_p": 0.9, "presence_penalty": 0.5, "frequenc
 def make_session(srv, model: str, *, params: dict | None = None, db: Path | None = None, **config) -> Session:
     settings = dict(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
     journal = Journal.open(db) if db is not None else Journal()
-    return Session(client=ChatClient(Config(**settings, **config)), model=model, params=dict(params or {}),
-                   journal=journal)
+    return build_session(config=Config(**settings, **config), model=model, params=dict(params or {}),
+                         journal=journal)
 
 
 def sent(srv, index: int = -1) -> dict:
@@ -300,10 +301,8 @@ def test_effort_is_saved_with_the_session_and_sent_after_a_resume(srv, repl, tmp
 
 def test_params_shows_the_effort_the_config_gives_where_the_session_sets_none(srv):
     from chatcli.config.settings import Config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, reasoning_effort="high")), model="o3-mini")
+    session = build_session(config=Config(base_url=srv.base_url, reasoning_effort="high"), model="o3-mini")
 
     rows = {row[0]: row[1] for row in REGISTRY.dispatch(session, "/params").rows}
     REGISTRY.dispatch(session, "/effort low")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatcli.base.errors import EXIT_USAGE
-from tests.test_pty import TIMEOUT, ask, expect_prompt, quit_with_ctrl_d, visible
+from tests.support.pty import TIMEOUT, ask, expect_prompt, quit_with_ctrl_d, visible
 
 
 def test_options_are_sent_as_request_parameters(srv, run_chatcli):

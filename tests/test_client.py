@@ -13,7 +13,7 @@ from chatcli.base.events import Finish, ReasoningDelta, Served, TextDelta, Usage
 from chatcli.config.settings import Config
 from chatcli.llm.client import ChatClient
 from chatcli.llm.sse import parse_sse
-from tests.server import Error, Reply
+from tests.support.server import Error, Reply
 
 KEY = "sk-client-test-123456"
 
@@ -179,6 +179,7 @@ def test_sse_parser_stops_at_done():
     assert list(parse_sse(lines)) == [TextDelta("a")]
 
 
+@pytest.mark.server
 def test_openai_is_imported_only_when_used():
     import subprocess
     import sys

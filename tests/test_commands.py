@@ -11,13 +11,13 @@ from chatcli.config.settings import Config
 from chatcli.core.resume import load_session
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, Turn
-from chatcli.llm.client import ChatClient
 from chatcli.llm.pricing import cost, price_for
+from tests.support.sessions import make_session
 
 
 @pytest.fixture
 def session() -> Session:
-    return Session(client=ChatClient(Config(base_url="http://127.0.0.1:9/v1")), model="gpt-4o-mini", system="Be kind.")
+    return make_session(config=Config(base_url="http://127.0.0.1:9/v1"), model="gpt-4o-mini", system="Be kind.")
 
 
 def finished_turn(model: str, prompt: int, completion: int) -> Turn:
@@ -200,11 +200,9 @@ def test_help_for_a_command_without_arguments_says_so(session):
 
 def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, tmp_path):
     from chatcli.core.journal import Journal
-    from tests.conftest import TEST_KEY
 
     journal = Journal.open(tmp_path / "chatcli.db")
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
-                      model="gpt-4o-mini", journal=journal)
+    session = make_session(srv, model="gpt-4o-mini", journal=journal)
     for line in ("/set top_p 0.9", "/set max_tokens 800", "/set presence_penalty 0.5", "/set frequency_penalty -0.25",
                  "/set seed 42", '/set stop "###" "END OF"', "/set temperature 0.3"):
         assert not REGISTRY.dispatch(session, line).error, line
@@ -231,13 +229,11 @@ def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, t
 
 
 def test_file_attaches_text_files_to_the_next_message_only(srv, tmp_path, monkeypatch):
-    from tests.conftest import TEST_KEY
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.md").write_text("# Notes\nship on Friday\n")
     (tmp_path / "odd name.py").write_text("print('```')\n")  # a fence inside: the attachment's fence is longer
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
-                      model="gpt-4o-mini")
+    session = make_session(srv, model="gpt-4o-mini")
     result = REGISTRY.dispatch(session, "/file notes.md 'odd name.py'")
     assert not result.error and result.text.startswith("Attached notes.md, odd name.py (")
     assert result.text.endswith(" tokens); they go with your next message.")
@@ -263,7 +259,7 @@ def test_file_refuses_binary_missing_and_too_large_files_and_attaches_nothing(sr
     (tmp_path / "ok.txt").write_text("fine")
     with open(tmp_path / "huge.log", "wb") as f:
         f.truncate(9_000_000)  # sparse: refused from its size, before a byte is read
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, max_retries=0)), model="small-model",
+    session = make_session(config=Config(base_url=srv.base_url, max_retries=0), model="small-model",
                       tokenizer=Tokenizer(overrides={"small-model": {"context_window": 1000, "max_output_tokens": 200}}))
 
     for line, words in [

@@ -6,15 +6,18 @@ its UTF-8 bytes plus the chat overhead, so the sizes below are exact.
 
 from __future__ import annotations
 
+import pytest
+
 from chatcli.commands import REGISTRY
-from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_session
 from chatcli.core.session import Session
-from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
-from tests.server import Reply
-from tests.test_tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
+from chatcli.llm.tokens import MESSAGE_OVERHEAD, REPLY_PRIMING
+from tests.support.server import Reply
+from tests.support.sessions import make_session
+from tests.support.tokens import tokenizer
+
+pytestmark = pytest.mark.usefixtures("byte_encoding")  # one token a byte, registered for the module
 
 WINDOW, OUTPUT = 1000, 100
 
@@ -24,9 +27,8 @@ def bytes_sent(messages: list[dict[str, str]]) -> int:
 
 
 def long_session(srv, tmp_path, turns: int) -> Session:
-    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    session = Session(
-        client=client, model="test-model", system="Be brief.", journal=Journal.open(tmp_path / "chatcli.db"),
+    session = make_session(
+        srv, model="test-model", system="Be brief.", journal=Journal.open(tmp_path / "chatcli.db"),
         tokenizer=tokenizer(window=WINDOW, output=OUTPUT),
     )
     for i in range(turns):
@@ -142,7 +144,7 @@ def test_a_reply_given_an_undone_replys_id_does_not_hide_the_undone_spending_on_
 def test_a_new_session_given_a_deleted_sessions_id_does_not_inherit_its_spending(srv, tmp_path):
     first = long_session(srv, tmp_path, 2)
     first.journal.store.delete_session(first.id)
-    second = Session(client=first.client, model="test-model", journal=first.journal.fork(), tokenizer=first.tokenizer)
+    second = make_session(client=first.client, model="test-model", journal=first.journal.fork(), tokenizer=first.tokenizer)
     second.send("a new start")
     assert second.id == first.id  # the id was reused...
     resumed = load_session(second.journal, second.id, client=second.client)

@@ -22,7 +22,8 @@ from chatcli.base.errors import EXIT_CONFIG, ConfigError
 from chatcli.config.example import example_toml
 from chatcli.config.settings import load_config, require_api_key
 from chatcli.config.table import DEFAULT_BASE_URL, SETTINGS, SETTINGS_BY_KEY
-from tests.conftest import TEST_KEY, make_env
+from tests.support.keys import TEST_KEY
+from tests.support.running import make_env
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -435,16 +436,19 @@ def test_base_url_must_be_http() -> None:
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.server
 def test_api_key_cmd_gives_the_key() -> None:
     write_config(f"api_key_cmd = {toml(key_command('print(' + repr('sk-from-cmd') + ')'))}\n")
 
     assert load().api_key == "sk-from-cmd"
 
 
+@pytest.mark.server
 def test_api_key_cmd_from_the_environment() -> None:
     assert load(CHATCLI_API_KEY_CMD=key_command("print('  sk-padded-cmd  ')")).api_key == "sk-padded-cmd"
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     "code, reason",
     [
@@ -463,6 +467,7 @@ def test_failing_api_key_cmd_is_an_error_that_hides_its_output(code: str, reason
     assert "leaked" not in message and "sk-" not in message
 
 
+@pytest.mark.server
 @pytest.mark.parametrize(
     "command", ["/nonexistent/pass show openai", "pass show 'unterminated"], ids=["not-found", "bad-quoting"]
 )
@@ -473,6 +478,7 @@ def test_api_key_cmd_that_cannot_run_is_an_error(command: str) -> None:
     assert "api_key_cmd" in message and "could not be run" in message
 
 
+@pytest.mark.server
 def test_api_key_cmd_is_not_run_when_a_key_is_set(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     code = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x'); print('sk-from-cmd')"

@@ -5,8 +5,9 @@ close matches, while the exit code stays 0."""
 from __future__ import annotations
 
 from chatcli.base.errors import EXIT_OK
-from tests.test_oneshot import free_port
-from tests.test_profiles import KEYS, _other, other, write_config  # noqa: F401  (fixtures)
+from tests.support.keys import KEYS
+from tests.support.profiles import write_config
+from tests.support.running import free_port
 
 
 def warnings(result) -> list[str]:

@@ -23,9 +23,10 @@ from chatcli.commands import REGISTRY
 from chatcli.config.settings import Config
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, INTERRUPTED, Turn
-from chatcli.llm.client import ChatClient
 from chatcli.ui.terminal import Clipboard, osc52, screen_passthrough, tmux_passthrough
-from tests.server import Reply
+from tests.support.pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
+from tests.support.server import Reply
+from tests.support.sessions import make_session
 
 FIRST = 'import os\n\nprint(os.getcwd())'
 SECOND = "def greet(name):\n    if name:\n        return f'hi {name}'  # keep   spacing\n\n    return 'hi'"
@@ -35,7 +36,7 @@ XTERM = {"TERM": "xterm-256color"}
 
 @pytest.fixture
 def session() -> Session:
-    return Session(client=ChatClient(Config(base_url="http://127.0.0.1:9/v1")), model="gpt-4o-mini")
+    return make_session(config=Config(base_url="http://127.0.0.1:9/v1"), model="gpt-4o-mini")
 
 
 def add_turn(session: Session, reply: str, status: str = COMPLETE) -> Turn:
@@ -230,7 +231,6 @@ def test_repl_without_a_terminal_copies_nothing_and_says_so(session):
 
 
 def test_copy_in_a_real_pty_puts_the_second_code_block_on_the_clipboard(srv, spawn_chatcli):
-    from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
 
     srv.script(Reply(REPLY, chunk_size=16))
     child = spawn_chatcli(env={"TMUX": "", "STY": ""})
@@ -247,9 +247,8 @@ def test_copy_in_a_real_pty_puts_the_second_code_block_on_the_clipboard(srv, spa
 
 
 def test_a_digit_that_is_not_a_decimal_number_is_a_sentence_not_a_crash():
-    from chatcli.core.session import Session
 
-    session = Session(client=None, model="m")
+    session = make_session(client=None, model="m")
     for line in ("/copy ²", "/compact ²", "/resume ²"):
         result = REGISTRY.dispatch(session, line)
         assert result.error, line

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_oneshot import error_line
+from tests.support.keys import TEST_KEY
+from tests.support.profiles import write_config
+from tests.support.pty import TIMEOUT, expect_prompt, quit_with_ctrl_d
+from tests.support.repl import piped_chat
+from tests.support.running import error_line
+from tests.support.sessions import make_session
 
 NOT_UTF8 = "a\udcffb"  # b"a\xffb" as Python decodes it from argv or the environment
 
@@ -70,7 +75,6 @@ def test_config_prints_a_path_that_is_not_utf8_without_crashing(srv, run_chatcli
 
 
 def test_a_nul_in_the_configs_db_is_a_config_error(srv, run_chatcli, isolated_env):
-    from tests.test_profiles import write_config
 
     write_config('db = "chat\\u0000.db"\n')  # TOML can write a NUL; no file name holds one
     for args in (["hello"], ["sessions", "list"]):
@@ -178,14 +182,10 @@ def repl(srv, tmp_path: Path):
     from contextlib import ExitStack
 
     from chatcli.config.settings import Config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
-    from tests.conftest import TEST_KEY
-    from tests.test_repl import piped_chat
 
     with ExitStack() as stack:
         config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
-        session = Session(client=ChatClient(config), model="gpt-4o-mini")
+        session = make_session(config=config, model="gpt-4o-mini")
         yield piped_chat(stack, session, markdown=False, history=tmp_path / "history")
 
 
@@ -253,7 +253,6 @@ def test_reading_a_paste_is_linear_in_its_size():
 
 
 def test_bytes_that_are_not_utf8_typed_in_a_terminal_get_a_sentence_and_the_session_goes_on(srv, spawn_chatcli, isolated_env):
-    from tests.test_pty import TIMEOUT, expect_prompt, quit_with_ctrl_d
 
     child = spawn_chatcli()
     expect_prompt(child)

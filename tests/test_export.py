@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHATCLI
-from tests.test_sessions_cli import default_db, ok, seed
+from tests.support.running import CHATCLI, ok
+from tests.support.sessions import default_db, seed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -61,6 +61,17 @@ def test_an_export_through_a_symlink_replaces_the_file_it_names(home, run_chatcl
     assert "the answer" in Path("real/chat.md").read_text()
 
 
+def test_a_file_name_too_long_for_the_file_system_is_one_sentence(home, run_chatcli):
+    """Found by the fuzz of /export: a name over 255 bytes raised from Path.exists(), before the
+    write's own handling, and came out as an internal error."""
+    seed(home, ("long", [("q", "the answer")]))
+    name = "x" * 300 + ".md"
+    result = run_chatcli("sessions", "export", "1", "-o", name)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"chatcli: Could not write {name} (File name too long).")
+    assert "internal error" not in result.stderr and result.stderr.count("\n") == 1
+
+
 def test_json_keeps_control_and_invisible_characters_only_as_escapes(home, run_chatcli):
     seed(home, (HOSTILE, [(HOSTILE, HOSTILE)]))
     for result in (ok(run_chatcli("sessions", "export", "1", "--format", "json")),
@@ -76,7 +87,7 @@ def test_json_keeps_control_and_invisible_characters_only_as_escapes(home, run_c
 def test_markdown_to_a_file_or_a_pipe_is_the_text_exactly(home, run_chatcli):
     # A pipe is data: jq, a file, a program that asked for what was saved. The reader decides
     # what reaches a terminal (less shows control characters as ^[ by default); a terminal on
-    # stdout gets the export through the gate (test_gate_pty.py).
+    # stdout gets the export through the gate (pty/test_gate_pty.py).
     seed(home, ("exact", [("q", HOSTILE)]))
     piped = ok(run_chatcli("sessions", "export", "1")).stdout
     assert HOSTILE in piped

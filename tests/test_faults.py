@@ -1,6 +1,6 @@
 """The fault matrix: every way the service can fail, in one-shot mode and in the REPL.
 
-Each row scripts tests/server.py (or points at an address that cannot answer)
+Each row scripts tests/support/server.py (or points at an address that cannot answer)
 and is run twice:
 
 - one-shot: the exit code, what was received on stdout, one sentence on stderr,
@@ -13,7 +13,6 @@ and is run twice:
 
 from __future__ import annotations
 
-import gzip
 import socket
 import sqlite3
 import statistics
@@ -21,7 +20,6 @@ import threading
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from random import Random
 from typing import Any, Iterator
 
 import pytest
@@ -29,18 +27,13 @@ import pytest
 from chatcli.base.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK
 from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
-from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
-from tests.server import Body, ChatServer, Error, Reply
-from tests.test_oneshot import (
-    FAST_RETRY,
-    RETRY_LINE,
-    assert_no_key,
-    error_line,
-    free_port,
-)
-from tests.test_repl import CTRL_C, ENTER, flat, piped_chat
+from tests.support.faults import FAST_RETRY, NOT_CHAT_STREAMS
+from tests.support.keys import TEST_KEY
+from tests.support.repl import CTRL_C, ENTER, flat, piped_chat
+from tests.support.running import RETRY_LINE, assert_no_key, error_line, free_port
+from tests.support.server import ChatServer, Error, Reply
+from tests.support.sessions import make_session
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -52,7 +45,7 @@ RECOVERED = "All better now."
 class Row:
     """One fault: what the server does, and what chatcli must do about it."""
 
-    script: tuple[Any, ...]  # behaviours for tests/server.py, one per request
+    script: tuple[Any, ...]  # behaviours for tests/support/server.py, one per request
     code: int  # the one-shot exit code
     words: tuple[str, ...]  # in the sentence, lower-cased
     partial: str = ""  # what was received before the fault: on stdout, and kept
@@ -73,33 +66,6 @@ def row(id: str, *script: Any, **kw: Any):  # noqa: A002 - pytest's word
 FAST = {"max_retries": 2}
 NO_RETRY = {"max_retries": 0}
 
-
-def _half_gzip() -> bytes:
-    """A gzip body cut in the middle, garbage after: its first half decodes to no whole line."""
-    random = Random(14)
-    line = 'data: {"choices":[{"delta":{"content":"%s"}}]}\n\n' % "".join(random.choice("abcdefgh ") for _ in range(4000))
-    packed = gzip.compress(line.encode())
-    return packed[: len(packed) // 2] + bytes(range(256))  # zlib: "invalid distance too far back"
-
-
-# 200 bodies that are no chat stream, and what the sentence calls them.
-NOT_CHAT_STREAMS = [
-    ("html-labelled-event-stream", Body(b"<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>\n"),
-     "html, not a chat stream"),
-    ("json-that-is-no-completion", Body(b'{"status": "ok", "version": "1.2"}', content_type="application/json"),
-     "json that is not a chat completion"),
-    ("json-labelled-event-stream", Body(b'{"detail": "Not Found"}\n'), "json that is not a chat completion"),
-    ("other-server-sent-events", Body(b'event: message_start\ndata: {"type": "message_start"}\n\n'),
-     "server-sent events that are not chat-completion chunks"),
-    ("garbage", Body(Random(1).randbytes(600)), "binary data, not a chat stream"),
-    ("plain-text", Body(b"Bad Gateway\n", content_type="text/event-stream; charset=utf-8"),
-     "plain text ('bad gateway'), not a chat stream"),
-    ("empty", Body(b""), "an empty body, not a chat stream"),
-    ("gzip-garbage", Body(b"this is not gzip at all " * 20, headers={"Content-Encoding": "gzip"}),
-     "a compressed body that does not decompress"),
-    ("half-valid-gzip", Body(_half_gzip(), headers={"Content-Encoding": "gzip"}),
-     "a compressed body that does not decompress"),
-]
 
 MATRIX = [
     # -- rate limits ----------------------------------------------------------------------------
@@ -299,7 +265,7 @@ def test_repl_then_retry(srv: ChatServer, url_for, tmp_path: Path, r: Row) -> No
     client = ChatClient(config)
     journal = Journal.open(tmp_path / "chatcli.db")
     model = r.args[1] if r.args else "gpt-4o-mini"
-    session = Session(client=client, model=model, system=None, params={}, journal=journal)
+    session = make_session(client=client, model=model, system=None, params={}, journal=journal)
     srv.script(*r.script)
 
     def recover() -> None:

@@ -56,7 +56,6 @@ from chatcli.config.table import (
     SETTINGS,
     SETTINGS_BY_KEY,
     Price,
-    Setting,
 )
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, ERROR, INTERRUPTED, PENDING, TRUNCATED, Turn
@@ -65,6 +64,8 @@ from chatcli.llm.tokens import Tokenizer
 from chatcli.ui.render import make_console
 from chatcli.ui.terminal import Clipboard
 from chatcli.ui.views import show_result
+from tests.support.sessions import make_session
+from tests.support.strategies import HARMLESS_COMMANDS, TRICKY, any_text, as_env_text, digit_runs, valid_value
 
 # Examples are cheap (no network: port 9 refuses at once), but a slow 2-core machine
 # and the first openai import make timings uneven, so no per-example deadline. No example
@@ -77,39 +78,9 @@ set_hypothesis_home_dir(tempfile.mkdtemp(prefix="chatcli-hypothesis-"))  # not .
 def no_real_editor(monkeypatch: pytest.MonkeyPatch) -> None:
     """/edit starts $VISUAL: here `true`, which leaves the text as it was, never an editor waiting on a terminal."""
     monkeypatch.setenv("VISUAL", "true")
+
+
 FUZZ = settings(max_examples=60, deadline=None, database=None, derandomize=bool(os.environ.get("CI")))
-
-# --------------------------------------------------------------------------- #
-# Shared text strategies
-# --------------------------------------------------------------------------- #
-
-TRICKY = [
-    "", " ", "\t", "\n", " \t\r\n ", "\x00", "\x1b[31m", "\u200b", "\u00a0", "\ufeff",
-    "nan", "NaN", "-nan", "inf", "-inf", "Infinity", "+inf", "-0", "-0.0", "0", "1", "2", "2.0000001",
-    "1e309", "-1e309", "1e-400", "0x10", "1_0", "0_1", "1,5", "0.7", ".5", "5.", "٣", "²", "½",
-    "9" * 400, "9" * 4301, "9" * 5000, "-" + "9" * 5000, "1" + "0" * 400 + ".5",
-    "default", "none", "unset", "on", "off", "ON", "true", "yes", "1 2", "x" * 10_000,
-]
-
-numbers_as_text = st.one_of(
-    st.integers().map(str),
-    st.integers(min_value=-(10**500), max_value=10**500).map(str),
-    st.floats().map(repr),
-    st.floats(allow_nan=False, allow_infinity=False).map(str),
-)
-
-long_text = st.builds(lambda ch, n: ch * n, st.characters(), st.integers(min_value=1000, max_value=50_000))
-# Digits only, at lengths around the edges: past a 64-bit integer (20), and int()'s limit (4,300 digits).
-digit_runs = st.builds(lambda digit, n: digit * n, st.sampled_from("0123456789١"), st.sampled_from([1, 2, 20, 4300, 4301, 5000]))
-
-any_text = st.one_of(
-    st.text(),
-    st.sampled_from(TRICKY),
-    numbers_as_text,
-    digit_runs,
-    long_text,
-    st.lists(st.sampled_from(TRICKY) | st.text(max_size=8) | numbers_as_text, max_size=5).map(" ".join),
-)
 
 # --------------------------------------------------------------------------- #
 # 1. Slash commands, dispatched the way the REPL does
@@ -157,7 +128,7 @@ sessions = st.builds(
 def _session(model: str, system: str | None, temperature: float | None, history: list[Turn], cleared: int) -> Session:
     """A session as a user might have it mid-chat, with no store (history is not saved)."""
     params = {} if temperature is None else {"temperature": temperature}
-    return Session(client=CLIENT, model=model, system=system, params=params, turns=history,
+    return make_session(client=CLIENT, model=model, system=system, params=params, turns=history,
                    context_start=min(cleared, len(history)), tokenizer=TOKENIZER)
 
 
@@ -283,7 +254,7 @@ def test_a_number_too_long_for_python_is_a_usage_error_not_a_crash(line: str) ->
 def test_resume_of_an_id_sqlite_cannot_hold_is_a_usage_error(tmp_path: Path) -> None:
     from chatcli.core.journal import Journal
 
-    session = Session(client=CLIENT, model="gpt-4o-mini", journal=Journal.open(tmp_path / "chatcli.db"), tokenizer=TOKENIZER)
+    session = make_session(client=CLIENT, model="gpt-4o-mini", journal=Journal.open(tmp_path / "chatcli.db"), tokenizer=TOKENIZER)
     for line in ("/resume 99999999999999999999", "/resume " + "9" * 4000):
         result = REGISTRY.dispatch(session, line)
         assert result.error and "/resume 12" in result.text
@@ -425,33 +396,8 @@ toml_values = st.recursive(
     max_leaves=12,
 )
 
-# api_key_cmd is run by load_config: it only ever gets a harmless command, or a non-string.
-HARMLESS_COMMANDS = st.sampled_from(["true", "echo sk-fuzz-key"])
 setting_keys = [s.key for s in SETTINGS if s.key != "api_key_cmd"]
 random_keys = st.sampled_from([*setting_keys, "markdown", *RENAMED]) | st.text(max_size=20).filter(lambda k: k != "api_key_cmd")
-
-
-def valid_value(s: Setting) -> st.SearchStrategy[Any]:
-    """A value the setting accepts, often at its limits."""
-    if s.key == "api_key_cmd":
-        return HARMLESS_COMMANDS
-    if s.key == "base_url":
-        return st.sampled_from(["http://localhost:11434/v1", "https://api.openai.com/v1/", " http://[::1]:8080 ", "https://x"])
-    if s.key == "api_key":
-        return st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40)
-    if s.choices:
-        return st.sampled_from(s.choices)
-    if s.kind is bool:
-        return st.booleans()
-    if s.kind is int:
-        edges = [s.minimum, s.maximum if s.maximum is not None else 10**400]
-        return st.integers(min_value=s.minimum, max_value=s.maximum) | st.sampled_from([int(x) for x in edges if x is not None])
-    if s.kind is float:
-        low, high = s.minimum, s.maximum
-        return st.floats(min_value=low, max_value=high, allow_nan=False, allow_infinity=False) | st.integers(
-            min_value=None if low is None else math.ceil(low), max_value=None if high is None else math.floor(high)
-        )
-    return st.text(max_size=30).filter(lambda t: s.optional or t.strip())
 
 
 def value_for(key: str) -> st.SearchStrategy[Any]:
@@ -520,6 +466,7 @@ toml_data = st.one_of(
 )
 
 
+@pytest.mark.server
 @FUZZ
 @given(data=toml_data)
 @example(data={"temperature": 10**400})
@@ -572,6 +519,7 @@ config_bytes = st.one_of(
 )
 
 
+@pytest.mark.server
 @FUZZ
 @given(content=config_bytes)
 @example(content=b"temperature = " + b"9" * 5000 + b"\n")
@@ -616,10 +564,6 @@ redact_lists = st.lists(st.sampled_from([*KINDS, "", " ", "emial", "EMAIL"]) | s
 env_values = st.one_of(
     any_text, redact_lists, st.sampled_from(["true", "off", "plain", "markdown", "http://localhost:1/v1", "sk-abc"])
 )
-
-
-def as_env_text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 # Each variable set to what it accepts, written as text (often with spaces around), or to anything.

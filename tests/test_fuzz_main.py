@@ -3,7 +3,7 @@ the internal-error path (cli.main's last resort, which writes crash.log and call
 
 main() runs in this process, as tests/conftest.py's run_in_process runs it, with streams that
 encode as the real ones do: stdout strict UTF-8, stderr with backslashreplace, stdin decoded
-from bytes. The server is tests/server.py on 127.0.0.1 (or a closed port), with no retries.
+from bytes. The server is tests/support/server.py on 127.0.0.1 (or a closed port), with no retries.
 
 Nothing here may touch the machine: every file name drawn is a bare name in the example's own
 working directory (tests run as root), no command is run (CHATCLI_API_KEY_CMD is never drawn,
@@ -27,8 +27,9 @@ from hypothesis import strategies as st
 
 from chatcli.commands.params import PARAMS
 from chatcli.config.table import SETTINGS
-from tests.conftest import OUTPUTS, TEST_KEY, call_main
-from tests.test_fuzz import any_text, as_env_text, valid_value
+from tests.support.keys import OUTPUTS, TEST_KEY
+from tests.support.running import call_main
+from tests.support.strategies import any_text, as_env_text, valid_value
 
 pytestmark = pytest.mark.timeout(120)
 

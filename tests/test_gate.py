@@ -1,6 +1,6 @@
 """The gate to the terminal: what it removes, what it shows, what it keeps, and that it is the
 same however a stream is cut. The commands that print through it are walked in a real pty in
-test_gate_pty.py."""
+pty/test_gate_pty.py."""
 
 from __future__ import annotations
 

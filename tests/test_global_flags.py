@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from chatcli.base.errors import EXIT_OK, EXIT_USAGE
-from tests.conftest import CHATCLI
-from tests.server import Reply
-from tests.test_oneshot import bash_completes, error_line
-from tests.test_profiles import KEYS, _other, other, two_profiles, write_config  # noqa: F401  (fixtures)
-from tests.test_sessions_cli import ok
+from tests.support.keys import KEYS
+from tests.support.profiles import two_profiles, write_config
+from tests.support.running import CHATCLI, bash_completes, error_line, ok
+from tests.support.server import Reply
 
 
 def test_config_check_after_config_checks_that_file(srv, run_chatcli, tmp_path: Path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_OK
-from tests.server import ChatServer, Echo, Error
+from tests.support.server import ChatServer, Echo, Error
 
 pytestmark = pytest.mark.timeout(600)  # it may first wait for the real-server suite (both_cores)
 

@@ -11,8 +11,8 @@ import pytest
 import trustme
 
 from chatcli.base.errors import EXIT_CONFIG, EXIT_NETWORK
-from tests.proxy import Proxy
-from tests.server import ChatServer
+from tests.support.proxy import Proxy
+from tests.support.server import ChatServer
 
 NO_RETRIES = {"CHATCLI_MAX_RETRIES": "0"}
 # Whatever the machine running the tests has set, these runs decide for themselves.

@@ -1,4 +1,4 @@
-"""One-shot mode end to end: the installed `chatcli` against tests/server.py.
+"""One-shot mode end to end: the installed `chatcli` against tests/support/server.py.
 
 Every test runs the real console script in a subprocess and looks only at
 what a user can see (stdout, stderr, the exit code) and at what the server
@@ -12,7 +12,6 @@ import os
 import re
 import select
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,26 +29,17 @@ from chatcli.base.errors import (
     EXIT_OK,
     EXIT_USAGE,
 )
-from tests.conftest import CHATCLI, TEST_KEY
-from tests.server import ChatServer, Error, Reply
+from tests.support.keys import TEST_KEY
+from tests.support.running import CHATCLI, CONTROL, assert_no_key, bash_completes, error_line, free_port
+from tests.support.server import ChatServer, Error, Reply
+from tests.support.sessions import make_session
 
 pytestmark = pytest.mark.timeout(20)
-
-# Anything that can steer a terminal: C0 controls except tab and newline, DEL, C1.
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-FAST_RETRY = {"retry-after-ms": "1"}  # the SDK honours it, so retries take no time
 
 
 # --------------------------------------------------------------------------- #
 # helpers
 # --------------------------------------------------------------------------- #
-
-
-def assert_no_key(result: subprocess.CompletedProcess) -> None:
-    """The API key never reaches the terminal, whole or in part."""
-    for stream in (result.stdout, result.stderr):
-        assert TEST_KEY not in stream
-        assert TEST_KEY[-10:] not in stream
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
@@ -58,33 +48,10 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
     assert result.stderr == ""
 
 
-RETRY_LINE = re.compile(r"^chatcli: .+, retrying in \d+\.\ds \(attempt (\d+)/(\d+)\)\.$")
-
-
-def error_line(result: subprocess.CompletedProcess, code: int) -> str:
-    """One 'chatcli: ...' sentence on stderr, after a line for each retry; no traceback, the given exit code."""
-    assert_no_key(result)
-    assert "Traceback" not in result.stderr
-    assert result.returncode == code, (result.returncode, result.stderr)
-    *retries, last = result.stderr.splitlines()
-    assert [RETRY_LINE.match(line)[1] for line in retries] == [str(n) for n in range(1, len(retries) + 1)], result.stderr
-    lines = [last]
-    assert lines[0].startswith("chatcli: "), lines[0]
-    assert result.stderr.endswith("\n")
-    assert not CONTROL.search(lines[0]), repr(lines[0])
-    return lines[0]
-
-
 def user_message(srv: ChatServer) -> str:
     messages = srv.chat_requests[-1].body["messages"]
     assert messages[-1]["role"] == "user"
     return messages[-1]["content"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def without(env: dict[str, str], *names: str) -> dict[str, str]:
@@ -410,8 +377,6 @@ def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None
     from chatcli.base.env import Env
     from chatcli.cli.oneshot import run_oneshot
     from chatcli.config.settings import load_config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
     from chatcli.ui.render import make_renderer
 
     srv.script(Reply("Hello there, general Kenobi.", chunk_size=6))
@@ -421,7 +386,7 @@ def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None
         environ={"OPENAI_API_KEY": TEST_KEY, "OPENAI_BASE_URL": srv.base_url}, cwd=Path.cwd(),
     )
     config = load_config(env)
-    session = Session(client=ChatClient(config), model=config.model)
+    session = make_session(config=config, model=config.model)
 
     code = run_oneshot(session, env, ["hello"], output=make_renderer(env, markdown=False, repl=False))
 
@@ -484,7 +449,7 @@ def test_json_prints_one_object_with_the_reply_and_what_it_cost(srv: ChatServer,
 
     from chatcli.base.events import Usage
     from chatcli.llm.pricing import cost
-    from tests.server import compute_usage
+    from tests.support.server import compute_usage
 
     srv.script(Reply("Two, three and five.\n\x1b]0;title\x07"))
     result = run_chatcli("--json", "name three primes")
@@ -563,15 +528,6 @@ def test_an_unknown_model_gets_the_close_matches_the_server_has(srv: ChatServer,
 # --------------------------------------------------------------------------- #
 # shell integration: completion scripts and chatcli config
 # --------------------------------------------------------------------------- #
-
-
-def bash_completes(script: str, *words: str) -> list[str]:
-    """What Tab offers after `words` (the last one being completed), in a real bash with the script loaded."""
-    quoted = " ".join(f"'{w}'" for w in words)
-    probe = f'{script}\nCOMP_WORDS=(chatcli {quoted}); COMP_CWORD={len(words)}; _chatcli; printf "%s\\n" "${{COMPREPLY[@]}}"\n'
-    done = subprocess.run(["bash", "--norc", "--noprofile"], input=probe, capture_output=True, text=True, timeout=20)
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    return sorted(done.stdout.split())
 
 
 def test_the_bash_completion_script_loads_in_bash_and_completes_flags_subcommands_and_values(run_chatcli) -> None:

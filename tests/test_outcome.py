@@ -1,6 +1,6 @@
 """One outcome, two front ends: the REPL and one-shot mode say the same words for the same end of a turn.
 
-Each end is scripted on tests/server.py and met twice: by `chatcli "q"` (the words on stderr and the
+Each end is scripted on tests/support/server.py and met twice: by `chatcli "q"` (the words on stderr and the
 exit code) and by a REPL over a pipe (the words on its screen). One-shot mode writes a notice as
 `chatcli: words.` and an error as `chatcli: sentence`; the REPL draws a notice as `[words]` and an
 error as the sentence. Both come from core.turn.outcome_of.
@@ -20,11 +20,10 @@ import pytest
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_NETWORK, EXIT_OK
 from chatcli.config.settings import Config
-from chatcli.core.session import Session
-from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
-from tests.server import ChatServer, Reply
-from tests.test_repl import ENTER, Chat, flat, piped_chat
+from tests.support.keys import TEST_KEY
+from tests.support.repl import ENTER, Chat, flat, piped_chat
+from tests.support.server import ChatServer, Reply
+from tests.support.sessions import make_session
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -77,7 +76,7 @@ def chat(srv: ChatServer, tmp_path: Path):
 
         def make(*, params: dict | None = None) -> Chat:
             config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
-            session = Session(client=ChatClient(config), model="o3-mini", params=dict(params or {}))
+            session = make_session(config=config, model="o3-mini", params=dict(params or {}))
             return piped_chat(stack, session, markdown=False, history=tmp_path / "history")
 
         yield make

@@ -15,8 +15,10 @@ import time
 
 import pytest
 
-from chatcli.app import policy_of
 from chatcli.base.pii import KINDS, Scrubbed, describe, scrub
+from tests.support.keys import TEST_KEY
+from tests.support.repl import ENTER, flat, piped_chat
+from tests.support.sessions import make_session
 
 EMAIL = "[EMAIL_REDACTED]"
 PHONE = "[PHONE_REDACTED]"
@@ -472,7 +474,7 @@ def saved_texts(db) -> list[str]:
 
 
 def test_a_one_shot_ask_sends_and_saves_the_scrubbed_text_and_says_what_went(srv, run_chatcli, isolated_env):
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     config = isolated_env / "config" / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True)
@@ -491,7 +493,7 @@ def test_a_one_shot_ask_sends_and_saves_the_scrubbed_text_and_says_what_went(srv
 
 
 def test_only_the_kinds_asked_for_are_scrubbed_and_none_without_the_setting(srv, run_chatcli):
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     srv.script(Echo(), Echo())
     some = run_chatcli(MESSAGE, env={"CHATCLI_REDACT": "email"})
@@ -529,15 +531,11 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
 
     from chatcli.config.settings import Config
     from chatcli.core.journal import Journal
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
-    from tests.conftest import TEST_KEY
-    from tests.server import Echo
-    from tests.test_repl import ENTER, flat, piped_chat
+    from tests.support.server import Echo
 
     journal = Journal.open(tmp_path / "chatcli.db")
     config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, redact=KINDS)
-    session = Session(client=ChatClient(config), model="gpt-4o-mini", journal=journal, policy=policy_of(config))
+    session = make_session(config=config, model="gpt-4o-mini", journal=journal)
     srv.script(Echo(), Echo())
     with ExitStack() as stack:
         stack.callback(journal.store.close)
@@ -554,7 +552,7 @@ def test_the_repl_says_what_it_scrubbed_above_the_reply_and_keeps_it_out_of_hist
 
 
 def test_the_system_prompt_is_scrubbed_too_from_a_flag_or_slash_system(srv, run_chatcli, isolated_env):
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     srv.script(Echo())
     result = run_chatcli("--system", "I am carol@corp.example.com", "hi", env={"CHATCLI_REDACT": "email"})
@@ -567,18 +565,15 @@ def test_the_system_prompt_is_scrubbed_too_from_a_flag_or_slash_system(srv, run_
 
     from chatcli.commands import REGISTRY
     from chatcli.config.settings import Config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
-    config = Config(base_url=srv.base_url, redact=("phone",))
-    session = Session(client=ChatClient(config), model="gpt-4o-mini", policy=policy_of(config))
+    session = make_session(config=Config(base_url=srv.base_url, redact=("phone",)), model="gpt-4o-mini")
     result = REGISTRY.dispatch(session, "/system Call me on +44 20 7946 0958.")
     assert result.text == "System prompt set (redacted 1 phone number from the system prompt); the history is kept."
     assert session.system == f"Call me on {PHONE}."
 
 
 def test_turns_saved_before_redaction_was_on_are_scrubbed_when_sent_again(srv, run_chatcli, isolated_env):
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     srv.script(Echo(), Echo())
     assert run_chatcli("my mail is dan@example.net").returncode == 0  # saved as written: redaction is off
@@ -595,7 +590,7 @@ def test_turns_saved_before_redaction_was_on_are_scrubbed_when_sent_again(srv, r
 def test_a_project_env_file_cannot_turn_off_the_users_redaction(srv, run_chatcli, isolated_env):
     from pathlib import Path
 
-    from tests.server import Echo
+    from tests.support.server import Echo
 
     config = isolated_env / "config" / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True)

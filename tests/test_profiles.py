@@ -4,61 +4,21 @@ request went and with which key and headers."""
 
 from __future__ import annotations
 
-import secrets
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from chatcli.app import policy_of
 from chatcli.base.errors import EXIT_CONFIG, ConfigError
 from chatcli.config.settings import load_config
-from tests.conftest import TEST_KEY, make_env
-from tests.server import ChatServer
-from tests.test_pty import ask, expect_prompt, quit_with_ctrl_d, visible
+from tests.support.keys import KEYS, OTHER_KEY, TEST_KEY
+from tests.support.profiles import two_profiles, write_config
+from tests.support.pty import ask, expect_prompt, quit_with_ctrl_d, visible
+from tests.support.running import CHATCLI, bash_completes, make_env
+from tests.support.server import ChatServer
+from tests.support.sessions import make_session
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
-OTHER_KEY = "other-key-" + secrets.token_hex(8)  # the second server's, never the one OPENAI_API_KEY holds
-
-
-@pytest.fixture(scope="module")
-def _other():
-    with ChatServer() as server:
-        yield server
-
-
-@pytest.fixture
-def other(_other: ChatServer) -> ChatServer:
-    """A second chat server, which wants OTHER_KEY."""
-    _other.reset()
-    _other.api_key = OTHER_KEY
-    return _other
-
-
-def write_config(text: str) -> Path:
-    path = Path.home() / "config" / "chatcli" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def two_profiles(srv: ChatServer, other: ChatServer, top: str = "") -> Path:
-    return write_config(f"""{top}
-[profiles.main]
-base_url = "{srv.base_url}"
-api_key_env = "MAIN_KEY"
-model = "gpt-4o-mini"
-headers = {{ "X-Profile" = "main" }}
-
-[profiles.other]
-base_url = "{other.base_url}"
-api_key_env = "OTHER_KEY"
-model = "llama3.2"
-headers = {{ "X-Profile" = "other", "X-Title" = "chatcli" }}
-""")
-
-
-KEYS = {"MAIN_KEY": TEST_KEY, "OTHER_KEY": OTHER_KEY}
 
 
 # --------------------------------------------------------------------------- #
@@ -338,13 +298,11 @@ def test_profile_completes_the_files_profile_names(srv, other):
     from prompt_toolkit.output import DummyOutput
 
     from chatcli.commands import REGISTRY
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
     from chatcli.ui.prompt import make_prompt_session
 
     two_profiles(srv, other)
     config = load_config(make_env(environ={**KEYS, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")}))
-    session = Session(client=ChatClient(config), model=config.model, policy=policy_of(config))
+    session = make_session(config=config, model=config.model)
     with create_pipe_input() as pipe:  # the prompt the REPL builds, with its completer
         prompt = make_prompt_session(session, REGISTRY, history=InMemoryHistory(), input=pipe, output=DummyOutput())
 
@@ -356,10 +314,8 @@ def test_profile_completes_the_files_profile_names(srv, other):
 def test_profile_without_profiles_available_says_so(srv):
     from chatcli.commands import REGISTRY
     from chatcli.config.settings import Config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
-    session = Session(client=ChatClient(Config(base_url=srv.base_url)), model="m")
+    session = make_session(config=Config(base_url=srv.base_url), model="m")
 
     result = REGISTRY.dispatch(session, "/profile other")
 
@@ -369,13 +325,11 @@ def test_profile_without_profiles_available_says_so(srv):
 def test_a_profile_that_cannot_be_used_leaves_the_session_where_it_was(srv, other):
     from chatcli.commands import REGISTRY
     from chatcli.config.settings import Profiles
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
     two_profiles(srv, other)
     env = make_env(environ={"MAIN_KEY": TEST_KEY, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")})
     config = load_config(env, flags={"profile": "main"})
-    session = Session(client=ChatClient(config), model=config.model, profiles=Profiles(env))
+    session = make_session(config=config, model=config.model, profiles=Profiles(env))
 
     result = REGISTRY.dispatch(session, "/profile other")  # OTHER_KEY is not set
 
@@ -436,16 +390,14 @@ def test_the_401_names_the_variable_the_key_came_from(srv, run_chatcli):
 def test_switching_profiles_leaves_nothing_of_the_last_one(srv, other):
     from chatcli.commands import REGISTRY
     from chatcli.config.settings import Profiles
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
     other.api_key = None
     write_config(f'temperature = 0.7\n[profiles.a]\nbase_url = "{srv.base_url}"\nmax_tokens = 100\n'
                  f'[profiles.b]\nbase_url = "http://me:pw-secret@127.0.0.1:{other.url.rsplit(":", 1)[1]}/v1"\nmodel = "llama3.2"\n')
     env = make_env(environ={"HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")})
     config = load_config(env, flags={"profile": "a"})
-    session = Session(client=ChatClient(config), model=config.model, params={"max_tokens": 100, "temperature": 0.7},
-                      profiles=Profiles(env), policy=policy_of(config))
+    session = make_session(config=config, model=config.model, params={"max_tokens": 100, "temperature": 0.7},
+                      profiles=Profiles(env))
     REGISTRY.dispatch(session, "/set temperature 1.5")
     REGISTRY.dispatch(session, "/set seed 7")
 
@@ -464,8 +416,6 @@ def test_switching_profiles_leaves_nothing_of_the_last_one(srv, other):
 def test_config_profiles_lists_the_names_and_bash_completes_them_after_p(srv, other, run_chatcli, monkeypatch):
     import os
 
-    from tests.conftest import CHATCLI
-    from tests.test_oneshot import bash_completes
 
     two_profiles(srv, other)
 
@@ -536,15 +486,13 @@ def test_resume_in_a_session_goes_back_to_that_sessions_profile(srv, other, run_
     from chatcli.commands import REGISTRY
     from chatcli.config.settings import Profiles
     from chatcli.core.journal import Journal
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
 
     two_profiles(srv, other)
     run_chatcli("-p", "other", "held on other", env=KEYS)  # session 1
     env = make_env(environ={**KEYS, "HOME": str(Path.home()), "XDG_CONFIG_HOME": str(Path.home() / "config")})
     config = load_config(env, flags={"profile": "main"})
     journal = Journal.open(Path.home() / "data" / "chatcli" / "chatcli.db")
-    session = Session(client=ChatClient(config), model=config.model, journal=journal, profiles=Profiles(env))
+    session = make_session(config=config, model=config.model, journal=journal, profiles=Profiles(env))
 
     result = REGISTRY.dispatch(session, "/resume 1")
     session.send("more")

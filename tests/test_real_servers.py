@@ -20,14 +20,15 @@ from chatcli.llm.client import ChatClient
 from chatcli.llm.overflow import context_overflow
 from chatcli.llm.server_facts import ServerFacts
 from chatcli.llm.tokens import Tokenizer, estimate
-from tests.server import Error, Reply
+from tests.support.server import Error, Reply
+from tests.support.sessions import make_session
 
 MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def session_for(srv, *, model: str = MODEL, chosen: bool = True, **settings) -> Session:
     config = Config(base_url=srv.base_url, model=model, max_retries=0, **settings)
-    return Session(client=ChatClient(config), model=model, tokenizer=make_tokenizer(config), model_chosen=chosen)
+    return make_session(config=config, model=model, tokenizer=make_tokenizer(config), model_chosen=chosen)
 
 
 def write_config(text: str) -> None:
@@ -67,7 +68,7 @@ def test_ollama_num_ctx_in_the_modelfile_wins_over_the_trained_maximum(srv):
 def test_a_config_window_wins_but_a_larger_one_is_said_once(srv):
     srv.flavor, srv.n_ctx = "llamacpp", 2048
     config = Config(base_url=srv.base_url, model=MODEL, max_retries=0, models={MODEL: {"context_window": 8192}})
-    session = Session(client=ChatClient(config), model=MODEL, tokenizer=make_tokenizer(config))
+    session = make_session(config=config, model=MODEL, tokenizer=make_tokenizer(config))
     session.settle(wait=5)  # as the REPL's toolbar does, at once
     said = []
     session.send("hello", on_event=lambda e: said.append(str(e)) if type(e).__name__ == "Note" else None)

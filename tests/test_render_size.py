@@ -169,13 +169,13 @@ def test_a_long_code_block_keeps_its_highlighting():
 
 @pytest.mark.timeout(60)
 def test_a_line_of_many_screens_reaches_a_terminal_whole_once_and_copies_as_written(srv, spawn_chatcli):
-    from tests.server import Reply
-    from tests.test_render_pty import ask
+    from tests.support.screen import one_shot_in_pty
+    from tests.support.server import Reply
 
     line = one_line(40_000, seed=5)
     rows = table(600)
     srv.script(Reply(f"Before **this**.\n\n{line}\n\nBetween *these*.\n\n{rows}\nAfter `that`.\n", chunk_size=64))
-    raw, term, status = ask(spawn_chatcli, rows=40, cols=120)
+    raw, term, status = one_shot_in_pty(spawn_chatcli, rows=40, cols=120)
     assert status == 0, raw[-500:]
     lines = term.logical_lines()  # rows the terminal wrapped itself are joined, as a copy gives them
     assert lines.count(line) == 1, [piece[:80] for piece in lines]

@@ -1,109 +1,44 @@
 """The REPL, driven through a real prompt-toolkit session in-process.
 
 Keys go in through a pipe (create_pipe_input) and the screen is a DummyOutput;
-replies come from tests/server.py over real HTTP. Each test asserts on what
+replies come from tests/support/server.py over real HTTP. Each test asserts on what
 the server received and on what the REPL printed, as a user would see it.
 """
 
 from __future__ import annotations
 
-import io
 import sys
-import threading
-import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
-from prompt_toolkit.input import PipeInput, create_pipe_input
-from prompt_toolkit.output import DummyOutput
 
-from chatcli.cli.repl import Repl
 from chatcli.commands import REGISTRY
 from chatcli.config.settings import Config
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
 from chatcli.ui.prompt import SlashCompleter, make_toolbar
-from tests.conftest import OUTPUTS, TEST_KEY
-from tests.server import Error, Reply, compute_usage
-
-ENTER = "\r"
-CTRL_C = "\x03"
-CTRL_D = "\x04"
-ESC_ENTER = "\x1b\r"
-UP = "\x1b[A"
-TAB = "\t"
+from tests.support.keys import TEST_KEY
+from tests.support.repl import (
+    CTRL_C,
+    CTRL_D,
+    ENTER,
+    ESC_ENTER,
+    TAB,
+    UP,
+    Chat,
+    flat,
+    lines_with,
+    piped_chat,
+    user_messages,
+)
+from tests.support.server import Error, Reply, compute_usage
+from tests.support.sessions import make_session
 
 # gpt-4o-mini's list price, USD per 1M tokens (input, output).
 MINI_PRICE = (0.15, 0.60)
-
-
-@dataclass
-class Chat:
-    """One REPL over a pipe: type keys, run it until Ctrl-D, read what it printed."""
-
-    session: Session
-    repl: Repl
-    pipe: PipeInput
-    out: io.StringIO
-
-    def run(self, *keys: str | Callable[[], None], pause: float | None = None) -> str:
-        """Type `keys`, then Ctrl-D; run the REPL to its end and return its output.
-
-        With `pause`, each key string is typed after a pause, from a thread, as
-        a person would: needed where prompt-toolkit works asynchronously
-        (history loading, completion) between two keys. A string ending in Enter
-        sends a line, and the next key waits for the prompt after it. A callable
-        is called there instead of typing, to change the world between two turns.
-        """
-        if pause is None:
-            self.pipe.send_text("".join(keys) + CTRL_D)  # type: ignore[arg-type]
-            assert self.repl.run() == 0
-        else:
-
-            def typist() -> None:
-                app = self.repl.prompt.app
-                answered = None  # the prompt that took the last Enter
-                for key in (*keys, CTRL_D):
-                    time.sleep(pause)
-                    deadline = time.monotonic() + 20
-                    while time.monotonic() < deadline and not (app.is_running and app.future is not answered):
-                        time.sleep(0.01)  # a reply is still streaming: wait for the next prompt
-                    if callable(key):
-                        key()
-                        continue
-                    if key.endswith(ENTER) and not key.endswith(ESC_ENTER):
-                        answered = app.future
-                    self.pipe.send_text(key)
-
-            thread = threading.Thread(target=typist, daemon=True)
-            thread.start()
-            assert self.repl.run() == 0
-            thread.join(timeout=10)
-        return self.out.getvalue()
-
-
-def piped_chat(stack: ExitStack, session: Session, *, markdown: bool = True, history: Path, **prompt: bool) -> Chat:
-    """A Repl on `session` as cli.py builds it, reading keys from a pipe and drawing to a string."""
-    pipe = stack.enter_context(create_pipe_input())
-    out = io.StringIO()
-    OUTPUTS.append(out)  # grepped for the key after the test
-    repl = Repl(
-        session,
-        out=out,
-        markdown=markdown,
-        color=False,
-        history_path=history,
-        input=pipe,
-        output=DummyOutput(),
-        warm_up=False,
-        **prompt,
-    )
-    return Chat(session, repl, pipe, out)
 
 
 @pytest.fixture
@@ -121,24 +56,10 @@ def chat(srv, tmp_path: Path):
             **prompt: bool,
         ) -> Chat:
             config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
-            session = Session(client=ChatClient(config), model=model, system=system, params=dict(params or {}))
+            session = make_session(config=config, model=model, system=system, params=dict(params or {}))
             return piped_chat(stack, session, markdown=markdown, history=history or tmp_path / "history", **prompt)
 
         yield make
-
-
-def user_messages(srv) -> list[str]:
-    """The text of the last user message of every chat request, in order."""
-    return [r.body["messages"][-1]["content"] for r in srv.chat_requests]
-
-
-def lines_with(output: str, needle: str) -> list[str]:
-    return [line for line in output.splitlines() if needle in line]
-
-
-def flat(output: str) -> str:
-    """The output with line wrapping undone: every run of whitespace becomes one space."""
-    return " ".join(output.split())
 
 
 # --------------------------------------------------------------------------- #
@@ -327,7 +248,6 @@ def test_model_lists_the_servers_models_and_switches(srv, chat):
 
 def test_model_without_a_server_list_still_says_the_model(chat):
     from chatcli.config.settings import Config
-    from chatcli.llm.client import ChatClient
 
     c = chat()
     c.session.client = ChatClient(Config(base_url="http://127.0.0.1:9/v1", max_retries=0))
@@ -501,7 +421,6 @@ def test_a_reply_cut_by_max_tokens_says_so(srv, chat):
 def test_model_names_complete_after_slash_model_once_the_server_has_listed_them(srv):
     import time as _time
 
-    from chatcli.llm.client import ChatClient
 
     srv.models = ["gpt-4o", "gpt-4o-mini", "o3-mini"]
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
@@ -546,7 +465,10 @@ def test_ctrl_r_searches_the_input_history(srv, chat, tmp_path):
 
 def test_history_is_suggested_as_you_type_and_the_right_arrow_takes_it(srv, chat, tmp_path):
     chat().run("tell me a joke about databases", ENTER)
-    chat(history=tmp_path / "history").run("tell", RIGHT, ENTER, pause=0.1)
+    second = chat(history=tmp_path / "history")
+    # The history loads and the suggestion is found in the background: Right takes it once it is there.
+    suggested = second.waits_for(lambda buffer: buffer.text == "tell" and buffer.suggestion is not None)
+    second.run("tell", suggested, RIGHT, ENTER, pause=0)
     assert user_messages(srv) == ["tell me a joke about databases"] * 2
 
 

@@ -23,20 +23,12 @@ import pytest
 from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_session
-from chatcli.core.session import Session
 from chatcli.core.turn import Turn
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
-from tests.server import Echo, Error, Reply, compute_usage
-from tests.test_repl import (
-    CTRL_C,
-    ENTER,
-    Chat,
-    flat,
-    lines_with,
-    piped_chat,
-    user_messages,
-)
+from tests.support.keys import TEST_KEY
+from tests.support.repl import CTRL_C, ENTER, Chat, flat, lines_with, piped_chat, user_messages
+from tests.support.server import Echo, Error, Reply, compute_usage
+from tests.support.sessions import make_session
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -120,7 +112,7 @@ def chat(srv, tmp_path: Path, db_path: Path):
             if resume is not None:
                 session = load_session(journal, resume, client=client)
             else:
-                session = Session(
+                session = make_session(
                     client=client, model=model, system=system, params=dict(params or {}), journal=journal
                 )
             return piped_chat(stack, session, markdown=markdown, history=tmp_path / "history")
@@ -510,7 +502,7 @@ def test_clear_still_holds_after_rows_of_another_session_are_deleted(srv, chat, 
 def _session_with_an_unanswered_message(db_path: Path) -> None:
     """What a killed chatcli leaves: a complete exchange, then a user message with no reply."""
     journal = Journal.open(db_path)
-    session = Session(client=None, model="gpt-4o-mini", journal=journal)
+    session = make_session(client=None, model="gpt-4o-mini", journal=journal)
     done = Turn(user="earlier", model="gpt-4o-mini", params={}, reply="earlier answer", status="complete")
     journal.user_message(session.state(), done)
     journal.reply(done)

@@ -1,4 +1,4 @@
-"""--schema end to end: chatcli against tests/server.py, judged by what a user sees.
+"""--schema end to end: chatcli against tests/support/server.py, judged by what a user sees.
 
 What goes out (response_format at the server), what comes back on stdout and
 stderr, and the exit code, for replies that match the schema, replies that do
@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, EXIT_USAGE
-from tests.conftest import make_env
-from tests.server import ChatServer, Reply
+from tests.support.keys import TEST_KEY
+from tests.support.running import CHATCLI, make_env
+from tests.support.server import ChatServer, Reply
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -240,7 +241,6 @@ def test_a_schema_from_a_pipe_is_read(srv: ChatServer, person: Path) -> None:
     """--schema <(jq . person.json): the shell hands over /dev/fd/N, a pipe."""
     import os
 
-    from tests.conftest import CHATCLI, TEST_KEY
 
     script = f'{CHATCLI} --schema <(cat {person}) "invent a person"'
     srv.script(Reply('{"name": "Ada", "age": 36}'))
@@ -252,7 +252,7 @@ def test_a_schema_from_a_pipe_is_read(srv: ChatServer, person: Path) -> None:
 
 
 def test_a_server_refusing_response_format_is_named_as_the_cause(srv: ChatServer, run_chatcli, person: Path) -> None:
-    from tests.server import Error
+    from tests.support.server import Error
 
     srv.script(Error(400, "response_format json_schema is not supported by this server"))
     result = run_chatcli("--schema", "person.json", "q")

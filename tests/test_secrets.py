@@ -21,8 +21,10 @@ import pytest
 from chatcli.base.errors import EXIT_CONFIG, EXIT_OK, EXIT_USAGE
 from chatcli.base.log import logging_to
 from chatcli.base.pii import redact_secrets
-from tests.conftest import TEST_KEY, leaks_in
-from tests.server import ChatServer, EchoHeaders, Error, Reply
+from tests.support.keys import TEST_KEY, leaks_in
+from tests.support.repl import ENTER, piped_chat
+from tests.support.server import ChatServer, EchoHeaders, Error, Reply
+from tests.support.sessions import make_session
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [\w.]+: ")
@@ -191,16 +193,11 @@ def test_in_the_repl_verbose_lines_are_printed_above_the_reply_not_into_it(srv: 
     import io
     from contextlib import ExitStack
 
-    from chatcli.config.settings import Config
-    from chatcli.core.session import Session
-    from chatcli.llm.client import ChatClient
-    from tests.test_repl import ENTER, piped_chat
 
     reply = "line one of the reply\n\nline two of the reply"
     srv.script(Reply(reply, chunk_size=3, delay=0.01))
     err = io.StringIO()
-    session = Session(client=ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0)),
-                      model="gpt-4o-mini")
+    session = make_session(srv, model="gpt-4o-mini")
     from chatcli.base.log import holding
 
     with ExitStack() as stack:

@@ -1,4 +1,4 @@
-"""Tests for tests/server.py, driven by the real openai SDK over real HTTP.
+"""Tests for tests/support/server.py, driven by the real openai SDK over real HTTP.
 
 The server is the foundation of the other tests, so these pin down that the
 SDK sees exactly what it would see from OpenAI, including the failure modes.
@@ -16,9 +16,9 @@ import httpx2
 import openai
 import pytest
 
-from tests.server import ChatServer, Echo, Error, Reply, compute_usage
+from tests.support.server import ChatServer, Echo, Error, Reply, compute_usage
 
-pytestmark = pytest.mark.timeout(10)
+pytestmark = [pytest.mark.timeout(10), pytest.mark.server]  # the test server itself, over real HTTP
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
 

@@ -15,8 +15,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.flavors import FLAVORS, prompt_tokens
-from tests.server import ChatServer, Echo, Reply, compute_usage
+from tests.support.flavors import FLAVORS, prompt_tokens
+from tests.support.server import ChatServer, Echo, Reply, compute_usage
 
 pytestmark = pytest.mark.timeout(10)
 

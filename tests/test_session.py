@@ -9,14 +9,15 @@ from chatcli.config.settings import Config
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, ERROR, INTERRUPTED, TRUNCATED
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
-from tests.server import Error, Reply
+from tests.support.keys import TEST_KEY
+from tests.support.server import Error, Reply
+from tests.support.sessions import make_session
 
 
 @pytest.fixture
 def session(srv) -> Session:
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=5))
-    return Session(client=client, model="gpt-4o-mini", system="Be brief.", params={"temperature": 0.2})
+    return make_session(client=client, model="gpt-4o-mini", system="Be brief.", params={"temperature": 0.2})
 
 
 def test_each_turn_sends_the_conversation_so_far(srv, session):

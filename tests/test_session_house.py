@@ -1,7 +1,7 @@
 """The session as a conversation: retries reach the user through the event stream, /compact's too,
 and app.py gives a session its conversation, its policy and its accounts.
 
-Against the real test server (tests/server.py) over real HTTP, and the REPL through a pipe.
+Against the real test server (tests/support/server.py) over real HTTP, and the REPL through a pipe.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from chatcli.commands import REGISTRY
 from chatcli.config.settings import Config
 from chatcli.core.conversation import Conversation
 from chatcli.core.journal import Journal
-from tests.conftest import TEST_KEY
-from tests.server import Error, Reply
+from tests.support.keys import TEST_KEY
+from tests.support.server import Error, Reply
 
 ENTER, CTRL_D = "\r", "\x04"
 LONG = "a long answer about the schema, with every table and column named " * 6

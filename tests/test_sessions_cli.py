@@ -1,7 +1,7 @@
 """Saved sessions through the installed `chatcli`: autosave, resume, the
 `chatcli sessions` commands, incognito, other databases and bad states.
 
-Every run is a real subprocess (run_chatcli) against tests/server.py; the
+Every run is a real subprocess (run_chatcli) against tests/support/server.py; the
 database is read back with plain sqlite3, as any other program would.
 """
 
@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_KEY
-from tests.server import Error, Reply, compute_usage
+from tests.support.keys import TEST_KEY
+from tests.support.running import ok
+from tests.support.server import Error, Reply, compute_usage
+from tests.support.sessions import default_db, seed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,15 +28,6 @@ DAY = 86400
 @pytest.fixture
 def home(isolated_env: Path) -> Path:
     return isolated_env
-
-
-def default_db(home: Path) -> Path:
-    return home / "data" / "chatcli" / "chatcli.db"
-
-
-def ok(result):
-    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
-    return result
 
 
 def one_line_error(result, code: int | None = None) -> str:
@@ -73,33 +66,6 @@ def export_json(run, session_id: int, *extra: str) -> dict:
 def sent(srv, n: int = -1) -> dict:
     """The body of a chat request the server received."""
     return srv.chat_requests[n].body
-
-
-def seed(home: Path, *conversations: tuple[str, list[tuple[str, str]]], system: str | None = None) -> list[int]:
-    """Saved sessions made directly in the store, for tests of the sessions commands.
-
-    Each conversation is (title, [(question, answer), ...]); autosave itself is
-    tested through real asks elsewhere in this file.
-    """
-    from chatcli.store.db import Store, StoredMessage
-
-    store = Store.open(default_db(home))
-    ids = []
-    try:
-        for title, exchanges in conversations:
-            sid = store.create_session(model="gpt-4o-mini", system=system, params={}, title=title)
-            for question, answer in exchanges:
-                store.add_message(sid, StoredMessage(id=0, role="user", content=question, created_at=time.time()))
-                usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-                store.add_message(
-                    sid,
-                    StoredMessage(id=0, role="assistant", content=answer, created_at=time.time(), status="complete",
-                                  finish_reason="stop", model="gpt-4o-mini", usage=usage),
-                )
-            ids.append(sid)
-    finally:
-        store.close()
-    return ids
 
 
 def files_under(root: Path) -> set[str]:

@@ -22,13 +22,14 @@ import pytest
 
 import chatcli.core.session
 from chatcli.config.settings import Config
-from chatcli.core.session import Session
 from chatcli.core.turn import STALL_S
 from chatcli.llm.client import ChatClient
-from tests.conftest import CHATCLI, TEST_KEY
-from tests.server import Reply
-from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
-from tests.test_render_pty import Terminal
+from tests.support.keys import TEST_KEY
+from tests.support.pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
+from tests.support.running import CHATCLI
+from tests.support.screen import Terminal
+from tests.support.server import Reply
+from tests.support.sessions import make_session
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -72,7 +73,7 @@ def test_the_plain_repl_shows_the_stats_line_too(srv, spawn_chatcli):
 def test_a_stall_is_not_generation_time(srv, monkeypatch):
     monkeypatch.setattr(chatcli.core.session, "STALL_S", 0.2)  # in this process only: a short stall will do
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    session = Session(client=client, model="test-model")
+    session = make_session(client=client, model="test-model")
     srv.script(Reply("word " * 40, chunk_size=5, delay=0.01, stall_after=20, stall_seconds=1.0))
 
     turn = session.send("go")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HELP = """
 import sys
 from chatcli.cli.main import main
@@ -43,10 +45,12 @@ def run(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30).stderr
 
 
+@pytest.mark.server
 def test_help_imports_neither_openai_nor_the_terminal_libraries():
     assert run(HELP).strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.server
 def test_first_prompt_is_reached_without_importing_openai():
     assert run(FIRST_PROMPT).strip().splitlines()[-1] == "[False]"
 
@@ -67,6 +71,7 @@ sys.exit(main([]))
 """
 
 
+@pytest.mark.pty
 def test_the_real_entry_point_reaches_the_prompt_without_openai(chat_env):
     """Through cli.main, config loading and the store, in a real pty, as a user starts it."""
     import pexpect

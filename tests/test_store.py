@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import sqlite3
 import stat
 import subprocess
@@ -30,8 +29,10 @@ from chatcli.core.turn import COMPLETE
 from chatcli.llm.client import ChatClient
 from chatcli.store.db import Store, StoredMessage, StoreError
 from chatcli.store.migrations import MIGRATIONS
-from tests.conftest import TEST_KEY
-from tests.server import Reply
+from tests.support.keys import TEST_KEY
+from tests.support.server import Reply
+from tests.support.sessions import make_session
+from tests.support.store import read_only
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -266,6 +267,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.server
 def test_two_processes_writing_at_once_both_succeed(db_path, tmp_path):
     # The database exists already; two processes racing to *create* it is
     # test_opening_a_new_database_while_another_program_holds_its_lock_waits.
@@ -337,6 +339,7 @@ def lock_held_by_another_process(path: Path, tmp_path: Path, seconds: float, *st
     assert holder.returncode == 0, holder.stderr.read()
 
 
+@pytest.mark.server
 def test_opening_an_up_to_date_database_does_not_wait_for_a_writer(store, db_path, tmp_path):
     """Many chatcli processes start at once (xargs -P): only their writes queue for the lock, not their starts."""
     store.close()
@@ -346,6 +349,7 @@ def test_opening_an_up_to_date_database_does_not_wait_for_a_writer(store, db_pat
         assert time.monotonic() - started < 0.5
 
 
+@pytest.mark.server
 def test_a_write_waits_for_another_programs_lock_and_then_succeeds(store, db_path, tmp_path):
     sid = store.create_session(model="m", system=None, params={})
     insert = "INSERT INTO sessions (title, created_at, updated_at, model, params) VALUES ('holder', 0, 0, 'x', '{}')"
@@ -359,6 +363,7 @@ def test_a_write_waits_for_another_programs_lock_and_then_succeeds(store, db_pat
     assert "holder" in [i.title for i in store.list_sessions()]  # the other program's write went through too
 
 
+@pytest.mark.server
 def test_opening_a_new_database_while_another_program_holds_its_lock_waits(db_path, tmp_path):
     db_path.parent.mkdir(parents=True)
     os.close(os.open(db_path, os.O_CREAT | os.O_WRONLY, 0o600))  # just created, as Store.open creates it
@@ -476,7 +481,7 @@ def test_prune_deletes_only_sessions_older_than_the_cutoff(store, db_path):
 
 def chat_session(srv, journal: Journal) -> Session:
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=5))
-    return Session(client=client, model="gpt-4o-mini", journal=journal)
+    return make_session(client=client, model="gpt-4o-mini", journal=journal)
 
 
 def assert_says_once_and_chat_goes_on(srv, journal: Journal, *, why: str, passing: bool = False) -> str:
@@ -530,37 +535,6 @@ def test_a_database_with_damaged_pages_is_reported_once(srv, db_path):
     db_path.write_bytes(bytes(data))
     journal = Journal.open(db_path)
     assert_says_once_and_chat_goes_on(srv, journal, why=r"damaged|malformed|not a database")
-
-
-@contextlib.contextmanager
-def read_only(path: Path):
-    """Make the file really unwritable, or skip.
-
-    chmod 0400 is enough for an ordinary user. Tests here may run as root,
-    which ignores file modes (and a 0500 directory), and an sqlite URI with
-    mode=ro cannot be passed through Journal.open(path). What does stop root
-    is the immutable attribute (chattr +i, on ext4/xfs with
-    CAP_LINUX_IMMUTABLE); if that is not available the test is skipped.
-    """
-    if os.geteuid() != 0:
-        path.chmod(0o400)
-        try:
-            yield
-        finally:
-            path.chmod(0o600)
-        return
-    chattr = shutil.which("chattr")
-    if chattr is None:
-        pytest.skip("running as root, which ignores chmod, and chattr is not installed")
-    done = subprocess.run([chattr, "+i", str(path)], capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"running as root, which ignores chmod, and chattr +i failed: {done.stderr.strip()}")
-    try:
-        with pytest.raises(PermissionError):
-            open(path, "r+b").close()
-        yield
-    finally:
-        subprocess.run([chattr, "-i", str(path)], check=True)
 
 
 def test_a_read_only_database_is_reported_once_and_chat_goes_on(srv, db_path):

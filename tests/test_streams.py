@@ -32,12 +32,13 @@ from chatcli.config.table import SETTINGS_BY_KEY
 from chatcli.core.journal import Journal
 from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
-from tests.server import Body, Error, Reply
-from tests.test_faults import NOT_CHAT_STREAMS
-from tests.test_oneshot import RETRY_LINE, error_line
-from tests.test_pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
-from tests.test_repl import CTRL_C, ENTER, flat, piped_chat
+from tests.support.faults import NOT_CHAT_STREAMS
+from tests.support.keys import TEST_KEY
+from tests.support.pty import PROMPT, TIMEOUT, expect_prompt, quit_with_ctrl_d
+from tests.support.repl import CTRL_C, ENTER, flat, piped_chat
+from tests.support.running import RETRY_LINE, error_line
+from tests.support.server import Body, Error, Reply
+from tests.support.sessions import make_session
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -74,7 +75,7 @@ def repl_run(srv, tmp_path: Path, *keys: str, **settings) -> tuple[str, Session]
     """A REPL over a pipe, as the fault matrix drives it, with these settings; what it printed."""
     config = Config(base_url=srv.base_url, api_key=TEST_KEY, **{"max_retries": 0, "read_timeout": 10.0, **settings})
     journal = Journal.open(tmp_path / "chatcli.db")
-    session = Session(client=ChatClient(config), model="gpt-4o-mini", journal=journal)
+    session = make_session(config=config, model="gpt-4o-mini", journal=journal)
     with ExitStack() as stack:
         stack.callback(lambda: journal.store and journal.store.close())
         out = piped_chat(stack, session, history=tmp_path / "history").run(*keys, pause=0)

@@ -16,8 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import tiktoken
-import tiktoken.registry
 
 from chatcli.commands import REGISTRY
 from chatcli.config.settings import Config
@@ -33,38 +31,12 @@ from chatcli.llm.tokens import (
     estimate,
     fit,
 )
-from tests.conftest import TEST_KEY
+from tests.support.keys import TEST_KEY
+from tests.support.running import make_env
+from tests.support.sessions import make_session, priced_session
+from tests.support.tokens import PLUGIN, TEST_ENCODING, tokenizer
 
-TEST_ENCODING = "chatcli-test-bytes"
-PLUGIN = f'''
-import tiktoken
-
-def _bytes():
-    return {{
-        "name": "{TEST_ENCODING}",
-        "pat_str": r"[\\s\\S]+",
-        "mergeable_ranks": {{bytes([i]): i for i in range(256)}},
-        "special_tokens": {{}},
-    }}
-
-ENCODING_CONSTRUCTORS = {{"{TEST_ENCODING}": _bytes}}
-'''
-
-
-@pytest.fixture(scope="module", autouse=True)
-def byte_encoding():
-    encoding = tiktoken.Encoding(
-        TEST_ENCODING, pat_str=r"[\s\S]+", mergeable_ranks={bytes([i]): i for i in range(256)}, special_tokens={}
-    )
-    tiktoken.registry.ENCODINGS[TEST_ENCODING] = encoding
-    yield encoding
-    tiktoken.registry.ENCODINGS.pop(TEST_ENCODING, None)
-
-
-def tokenizer(window: int = 10_000, output: int = 100, encoding: str = TEST_ENCODING) -> Tokenizer:
-    t = Tokenizer(overrides={"test-model": {"context_window": window, "max_output_tokens": output, "encoding": encoding}})
-    t.preload("test-model", wait=5)
-    return t
+pytestmark = pytest.mark.usefixtures("byte_encoding")  # one token a byte, registered for the module
 
 
 def test_exact_counts_in_the_models_encoding_with_chat_overhead():
@@ -125,7 +97,7 @@ def test_fit_drops_the_oldest_turns_and_never_the_head_or_latest():
 def small(srv) -> Session:
     """A session whose model has a 400-token window, 60 of them kept for the reply."""
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    return Session(client=client, model="test-model", system="Be brief.", tokenizer=tokenizer(window=400, output=60))
+    return make_session(client=client, model="test-model", system="Be brief.", tokenizer=tokenizer(window=400, output=60))
 
 
 def test_a_long_conversation_keeps_working_leaving_out_the_oldest_turns(srv, small):
@@ -205,7 +177,7 @@ def test_the_repl_says_what_it_left_out_and_the_toolbar_shows_the_context_meter(
 
 
 def test_a_context_length_error_fits_tighter_and_retries_once(srv, small):
-    from tests.server import Error, Reply
+    from tests.support.server import Error, Reply
 
     small.send("first " + "x" * 20)
     small.send("second " + "x" * 20)
@@ -219,7 +191,7 @@ def test_a_context_length_error_fits_tighter_and_retries_once(srv, small):
 
 
 def test_a_second_context_length_error_is_one_sentence(srv, small):
-    from tests.server import Error
+    from tests.support.server import Error
 
     small.send("first " + "x" * 20)
     too_long = Error(400, "maximum context length exceeded", code="context_length_exceeded")
@@ -231,11 +203,11 @@ def test_a_second_context_length_error_is_one_sentence(srv, small):
 
 def test_compact_summarises_older_turns_and_shrinks_what_is_sent(srv, isolated_env, tmp_path):
     from chatcli.core.journal import Journal
-    from tests.server import Reply
+    from tests.support.server import Reply
 
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     journal = Journal.open(tmp_path / "chatcli.db")
-    session = Session(client=client, model="test-model", system="Be brief.", journal=journal, tokenizer=tokenizer())
+    session = make_session(client=client, model="test-model", system="Be brief.", journal=journal, tokenizer=tokenizer())
     for i in range(6):
         session.send(f"question {i} " + "about the schema " * 10)
     srv.script(Reply("Notes: six questions about the schema."))
@@ -276,7 +248,6 @@ def test_prices_from_config_override_and_extend_the_table(tmp_path):
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text('[prices."test-model"]\ninput = 2.0\noutput = 8.0\n[prices."gpt-4o"]\ninput = 1.0\ncached_input = 0.5\noutput = 4.0\n')
     from chatcli.config.settings import load_config
-    from tests.conftest import make_env
 
     pricing = Pricing(load_config(make_env()).prices)
     assert pricing.cost("test-model", Usage(1_000_000, 500_000, 1_500_000)) == pytest.approx(2.0 + 4.0)
@@ -288,7 +259,6 @@ def test_prices_from_config_override_and_extend_the_table(tmp_path):
 def test_bad_price_tables_name_the_model_and_what_is_needed():
     from chatcli.base.errors import ConfigError
     from chatcli.config.settings import load_config
-    from tests.conftest import make_env
 
     config = Path(os.environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
@@ -302,7 +272,7 @@ def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_no
     from chatcli.config.table import Price
     from chatcli.llm.pricing import Pricing
     from chatcli.ui.prompt import make_toolbar
-    from tests.server import Reply
+    from tests.support.server import Reply
 
     small.accounts.pricing = Pricing({"test-model": Price(1000.0, 1000.0, 1000.0)})  # $1000 per million: visible cents
     small.send("reported")
@@ -318,20 +288,6 @@ def test_usage_and_toolbar_agree_and_mark_estimates_where_the_server_reported_no
 # --------------------------------------------------------------------------- #
 # budgets
 # --------------------------------------------------------------------------- #
-
-
-def priced_session(srv, journal=None, **budget) -> Session:
-    from chatcli.config.table import Price
-    from chatcli.core.budget import Budget
-    from chatcli.core.journal import Journal
-    from chatcli.llm.pricing import Pricing
-
-    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    return Session(
-        client=client, model="test-model", tokenizer=tokenizer(output=10), journal=journal or Journal(),
-        pricing=Pricing({"test-model": Price(10_000.0, 10_000.0, 10_000.0)}),  # $0.01 a token
-        budget=Budget(**budget),
-    )
 
 
 def test_a_daily_cap_refuses_the_request_that_would_pass_it_and_sends_nothing(srv):
@@ -448,7 +404,7 @@ def test_compact_refuses_a_summary_that_is_not_shorter(srv, small):
 def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
     from chatcli.core.budget import Budget, period_starts
     from chatcli.core.journal import Journal
-    from tests.server import Reply
+    from tests.support.server import Reply
 
     journal = Journal.open(tmp_path / "chatcli.db")
     session = priced_session(srv, journal=journal)
@@ -467,7 +423,7 @@ def test_compact_is_a_request_like_any_other_for_budgets(srv, tmp_path):
 def test_usage_keeps_counting_undone_retried_and_compaction_requests_as_the_ledger_does(srv, tmp_path):
     from chatcli.core.budget import period_starts
     from chatcli.core.journal import Journal
-    from tests.server import Reply
+    from tests.support.server import Reply
 
     journal = Journal.open(tmp_path / "chatcli.db")
     session = priced_session(srv, journal=journal)
@@ -508,7 +464,7 @@ def test_a_request_far_from_the_window_does_not_load_tiktoken(srv):
     """Counting it exactly would cost more than it is worth: the estimate is used, and nothing is loaded."""
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     t = Tokenizer(overrides={"test-model": {"context_window": 10_000, "max_output_tokens": 100, "encoding": TEST_ENCODING}})
-    session = Session(client=client, model="test-model", tokenizer=t)
+    session = make_session(client=client, model="test-model", tokenizer=t)
     session.send("a short question")
     assert t.encodings._loading == {} and session.turns[-1].sent.exact is False
     session.send("x" * 30_000)  # about 7,500 tokens by the estimate: near the window, so counted exactly
@@ -525,7 +481,7 @@ def test_switching_model_in_the_repl_loads_the_new_models_encoding_for_the_toolb
 
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     t = Tokenizer(overrides={"other-model": {"encoding": TEST_ENCODING}})
-    session = Session(client=client, model="test-model", tokenizer=t)
+    session = make_session(client=client, model="test-model", tokenizer=t)
     with create_pipe_input() as keys:
         repl = Repl(session, out=io.StringIO(), markdown=False, color=False, input=keys, output=DummyOutput(), warm_up=False)
         keys.send_text("/model other-model\r\x04")

@@ -106,8 +106,9 @@ def write_whole_file(target: Path, text: str) -> None:
     directly, as there is no file to replace. The new file keeps the old one's permissions.
     """
     real = Path(os.path.realpath(target))
-    existed = real.exists()
+    existed = False
     try:
+        existed = real.exists()  # raises for a name too long, which is said like any other failure
         if existed and not real.is_file():
             with open(real, "w", encoding="utf-8") as f:
                 f.write(text)

@@ -1,6 +1,6 @@
 """How far chatcli's token counts are from a real server's, per kind of text (issue 13).
 
-Starts llama-server with SmolLM2-135M from the test cache (tests/llama_server.py builds it), or
+Starts llama-server with SmolLM2-135M from the test cache (tests/support/llama_server.py builds it), or
 uses the server at --url. For each kind of text it sends one message (max_tokens 1) and sets the
 server's prompt_tokens against what /tokens would have said for it:
 
@@ -34,7 +34,7 @@ from chatcli.app import make_tokenizer  # noqa: E402
 from chatcli.config.settings import Config  # noqa: E402
 from chatcli.core.session import Session  # noqa: E402
 from chatcli.llm.client import ChatClient  # noqa: E402
-from tests import llama_server  # noqa: E402
+from tests.support import llama_server  # noqa: E402
 
 
 def samples() -> dict[str, str]:

@@ -4,7 +4,7 @@ Run: python tests/benchmarks/render.py [--runs N] [--sizes 12.5,25,50,100] [--la
                                        [--quick] [--samples] [--save DIR]
 
 Each case streams a deterministic markdown reply (headings, emphasis, inline
-code, links, nested lists, tables, quotes, fenced code) from tests/server.py
+code, links, nested lists, tables, quotes, fenced code) from tests/support/server.py
 in 4-character deltas, into `chatcli "go"` running in a 120x40 pty, where
 chatcli renders markdown live. The sizes are KiB (12.5 is 12,800 bytes). The
 unpaced cases send deltas at full speed; the paced case sends 50 KiB at 2 ms
@@ -237,7 +237,7 @@ def table_reply(kib: float) -> str:
 SERVE = """
 import sys, time
 from pathlib import Path
-from tests.server import ChatServer, Reply
+from tests.support.server import ChatServer, Reply
 reply, delay, chunk = Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 server = ChatServer(port=int(sys.argv[1])).start()
 server.default = Reply(reply.read_text(), delay=delay, chunk_size=chunk)
@@ -255,7 +255,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """tests.server in its own process, streaming one reply file."""
+    """tests.support.server in its own process, streaming one reply file."""
 
     process: subprocess.Popen[str]
     base_url: str
@@ -267,7 +267,7 @@ class Server:
         line = process.stdout.readline() if process.stdout else ""
         if not line.startswith("serving on "):
             process.kill()
-            raise RuntimeError(f"tests.server did not start: {line!r}")
+            raise RuntimeError(f"tests.support.server did not start: {line!r}")
         return cls(process, line.split()[2].rstrip(";"))
 
     def stop(self) -> None:

@@ -14,7 +14,7 @@ the script is empty ``srv.default`` (initially :class:`Echo`) is used.
 
 ``ChatServer(flavor="llamacpp")`` (or vllm, ollama, lmstudio) speaks like that server
 instead of like OpenAI: its /v1/models, its discovery endpoints, and with ``n_ctx`` set its
-answer to a prompt that does not fit (tests/flavors.py).
+answer to a prompt that does not fit (tests/support/flavors.py).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import KW_ONLY, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.flavors import FLAVORS, Flavor, Verdict, content_text, prompt_tokens
+from tests.support.flavors import FLAVORS, Flavor, Verdict, content_text, prompt_tokens
 
 __all__ = [
     "Behaviour",
@@ -262,7 +262,7 @@ class _HTTPServer(ThreadingHTTPServer):
         if isinstance(exc, OSError) and exc.errno in (errno.EBADF, errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
             return
         self.chat.errors.append(exc)  # type: ignore[arg-type]
-        sys.stderr.write("tests.server: handler error:\n" + traceback.format_exc())
+        sys.stderr.write("tests.support.server: handler error:\n" + traceback.format_exc())
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -571,7 +571,7 @@ class ChatServer:
     - ``default``, ``api_key``, ``models``: the reply when the script is empty, the key
       to demand (None: any), the model ids served.
     - ``flavor``: which server to be, one of :data:`FLAVORS` ("openai", "llamacpp",
-      "vllm", "ollama", "lmstudio"); see tests/flavors.py.
+      "vllm", "ollama", "lmstudio"); see tests/support/flavors.py.
     - ``n_ctx``: the window the server enforces, in :func:`compute_usage`'s tokens;
       None enforces none (and discovery endpoints report 4096).
     - ``served_model``: the ``model`` every chunk and completion names, whatever the
@@ -761,7 +761,7 @@ class ChatServer:
 
 
 def main() -> None:
-    """Serve by hand, to try chatcli against it: python -m tests.server [--port N] [--reply FILE] [--flavor F]."""
+    """Serve by hand, to try chatcli against it: python -m tests.support.server [--port N] [--reply FILE] [--flavor F]."""
     import argparse
     from pathlib import Path
 

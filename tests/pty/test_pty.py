@@ -1,52 +1,21 @@
 """End to end in a real pseudo-terminal: the installed `chatcli`, driven with pexpect.
 
-The server is tests/server.py; keys are sent as a terminal would send them.
+The server is tests/support/server.py; keys are sent as a terminal would send them.
 prompt-toolkit draws "> " as ">" and then moves the cursor, so a fresh prompt
 is recognised by what starts one: bracketed paste switched on, then the ">".
 """
 
 from __future__ import annotations
 
-import re
 import time
 
 import pexpect
 import pytest
 
-from tests.server import Error, Reply
+from tests.support.pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
+from tests.support.server import Error, Reply
 
 pytestmark = pytest.mark.timeout(30)
-
-TIMEOUT = 10
-# prompt-toolkit turns bracketed paste on each time it starts reading a line.
-PROMPT = re.compile(r"\x1b\[\?2004h.*?>", re.DOTALL)
-# A terminal escape sequence: CSI, OSC/DCS-style strings, or a two-character one.
-_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]")
-
-
-def visible(raw: str) -> str:
-    """Roughly what the screen shows: the text without escape sequences and carriage returns."""
-    return _ESCAPE.sub("", raw).replace("\r", "")
-
-
-def expect_prompt(child: pexpect.spawn) -> str:
-    """Wait for a fresh prompt; return everything printed since the last expect."""
-    child.expect(PROMPT, timeout=TIMEOUT)
-    return child.before
-
-
-def ask(child: pexpect.spawn, text: str) -> str:
-    """Send a message to the echoing test server, wait for its echo and the next prompt; return what was shown."""
-    child.send(text + "\r")
-    child.expect_exact(f"echo: {text.splitlines()[0]}", timeout=TIMEOUT)
-    return visible(child.before + child.after + expect_prompt(child))
-
-
-def quit_with_ctrl_d(child: pexpect.spawn) -> None:
-    child.sendcontrol("d")
-    child.expect(pexpect.EOF, timeout=TIMEOUT)
-    child.close()
-    assert child.exitstatus == 0, child.before
 
 
 def test_prompt_and_toolbar_appear_a_reply_is_shown_and_ctrl_d_exits(srv, spawn_chatcli):

@@ -16,16 +16,17 @@ import pexpect
 from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_session
-from chatcli.core.session import Session
 from chatcli.llm.client import ChatClient
-from tests.conftest import TEST_KEY
-from tests.server import Reply
+from tests.support.keys import TEST_KEY
+from tests.support.pty import expect_prompt, quit_with_ctrl_d
+from tests.support.server import Reply
+from tests.support.sessions import make_session
 
 THINKING = "Let me think.\nSix times seven is forty-two."
 ANSWER = "The answer is **42**."
 
 
-def visible(raw: str) -> str:
+def screen_text(raw: str) -> str:
     """The screen a reader is left with (the pty is 120x40, and these replies fit it)."""
     import pyte
 
@@ -48,7 +49,7 @@ def ask_in_a_pty(spawn_chatcli, env=None) -> str:
 def test_reasoning_is_shown_dimmed_and_apart_before_the_answer(srv, spawn_chatcli):
     srv.script(Reply(ANSWER, reasoning=THINKING))
     raw = ask_in_a_pty(spawn_chatcli)
-    shown = visible(raw)
+    shown = screen_text(raw)
     lines = [line.rstrip() for line in shown.splitlines()]
     first, second = lines.index("│ Let me think."), lines.index("│ Six times seven is forty-two.")
     answer = next(i for i, line in enumerate(lines) if "The answer is 42." in line)
@@ -62,7 +63,7 @@ def test_hidden_reasoning_shows_a_thinking_spinner_instead(srv, spawn_chatcli):
     raw = ask_in_a_pty(spawn_chatcli, env={"CHATCLI_SHOW_REASONING": "false"})
     assert "pondering" not in raw
     assert re.search(r"thinking… \d+\.\ds", drawn(raw))
-    assert "The answer is 42." in visible(raw)
+    assert "The answer is 42." in screen_text(raw)
 
 
 def test_a_pipe_gets_the_answer_alone(srv, run_chatcli):
@@ -74,7 +75,7 @@ def test_a_pipe_gets_the_answer_alone(srv, run_chatcli):
 def test_reasoning_is_stored_with_the_reply_and_never_sent_back(srv, tmp_path):
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     journal = Journal.open(tmp_path / "chatcli.db")
-    session = Session(client=client, model="test-model", journal=journal)
+    session = make_session(client=client, model="test-model", journal=journal)
     srv.script(Reply(ANSWER, reasoning=THINKING))
     turn = session.send("what is six times seven")
     assert (turn.reply, turn.reasoning) == (ANSWER, THINKING)
@@ -96,22 +97,22 @@ def test_the_wait_spinner_counts_the_seconds(srv, spawn_chatcli):
     srv.script(Reply("late but here", first_delay=0.6))
     raw = ask_in_a_pty(spawn_chatcli)
     assert re.search(r"waiting for the reply… 0\.[3-9]s", drawn(raw))
-    assert "late but here" in visible(raw) and "waiting" not in visible(raw)  # the spinner is gone at the end
+    assert "late but here" in screen_text(raw) and "waiting" not in screen_text(raw)  # the spinner is gone at the end
 
 
 def test_the_stats_line_gives_first_token_tokens_and_rate(srv, spawn_chatcli):
     srv.script(Reply("some words to count " * 20, first_delay=0.3, delay=0.002))
-    shown = visible(ask_in_a_pty(spawn_chatcli, env={"CHATCLI_STATS": "1"}))
+    shown = screen_text(ask_in_a_pty(spawn_chatcli, env={"CHATCLI_STATS": "1"}))
     found = re.search(r"first token (\d+\.\d\d)s · ([\d,]+) tokens in (\d+\.\d)s · ([\d,]+) tokens/s", shown)
     assert found, shown[-300:]
     assert float(found[1]) >= 0.3
-    # The server's own usage (tests/server.py counts a word a token): 80 words, exact, so no ≈.
+    # The server's own usage (tests/support/server.py counts a word a token): 80 words, exact, so no ≈.
     assert "≈" not in found[0] and int(found[2].replace(",", "")) == 80
 
 
 def test_without_stats_there_is_no_stats_line(srv, spawn_chatcli):
     srv.script(Reply("plain reply"))
-    assert "first token" not in visible(ask_in_a_pty(spawn_chatcli))
+    assert "first token" not in screen_text(ask_in_a_pty(spawn_chatcli))
 
 
 def test_the_migration_adds_the_reasoning_column_to_an_existing_database(tmp_path):
@@ -126,7 +127,6 @@ def test_the_migration_adds_the_reasoning_column_to_an_existing_database(tmp_pat
 
 
 def test_reasoning_command_hides_and_shows_it_in_the_repl(srv, spawn_chatcli):
-    from tests.test_pty import expect_prompt, quit_with_ctrl_d
 
     srv.script(Reply("first answer", reasoning="first thoughts"), Reply("second answer", reasoning="second thoughts"))
     child = spawn_chatcli()
@@ -144,7 +144,6 @@ def test_reasoning_command_hides_and_shows_it_in_the_repl(srv, spawn_chatcli):
 
 
 def test_the_stats_line_follows_each_reply_in_the_repl_too(srv, spawn_chatcli):
-    from tests.test_pty import expect_prompt, quit_with_ctrl_d
 
     srv.script(Reply("one reply"), Reply("another reply", usage=False))
     child = spawn_chatcli(env={"CHATCLI_STATS": "1"})
@@ -158,7 +157,7 @@ def test_the_stats_line_follows_each_reply_in_the_repl_too(srv, spawn_chatcli):
 
 def test_a_reasoning_models_first_token_is_its_first_thought(srv, tmp_path):
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
-    session = Session(client=client, model="test-model")
+    session = make_session(client=client, model="test-model")
     srv.script(Reply(ANSWER, reasoning="thinking " * 20, chunk_size=4, delay=0.01))
     turn = session.send("what is six times seven")
     # 180 characters of reasoning in 4-character chunks, 10 ms apart, come before the first answer token.

