@@ -164,14 +164,18 @@ def byte_encoding():
 # unit, server or pty: each test is marked by what it needs
 # --------------------------------------------------------------------------- #
 
-KINDS = ("unit", "server", "pty")
+KINDS = ("unit", "slow", "server", "pty")
+# In-process tests that take their time by design: properties (Hypothesis draws hundreds of
+# cases) and costs measured to be linear. They need no server either, but `-m unit` is the
+# quick loop, so they are a kind of their own.
+SLOW_FILES = {"test_render_size.py"}
 PTY_FOLDER = Path(__file__).resolve().parent / "pty"
 PTY_FIXTURES = {"spawn_chatcli"}
 SERVER_FIXTURES = {"srv", "_server", "other", "_other", "chat_env", "run_chatcli"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test unit, server or pty, unless it says so itself (a pytestmark, or a mark on the
+    """Mark each test unit, slow, server or pty, unless it says so itself (a pytestmark, or a mark on the
     test): pty in tests/pty/ or with spawn_chatcli, server with the test servers or a chatcli run,
     unit for the rest. The real-server suite keeps its own mark. A unit test that starts a server
     or a process fails (unit_stays_in_process), so a mark the fixtures cannot see is found."""
@@ -183,6 +187,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.pty)
         elif SERVER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.server)
+        elif Path(item.path).name in SLOW_FILES or getattr(getattr(item, "obj", None), "is_hypothesis_test", False) \
+                or "linear" in item.name:
+            item.add_marker(pytest.mark.slow)
         else:
             item.add_marker(pytest.mark.unit)
 
@@ -190,7 +197,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def unit_stays_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit test starts no test server, proxy, process or pty: each fails it, saying what to mark."""
-    if request.node.get_closest_marker("unit") is None:
+    if request.node.get_closest_marker("unit") is None and request.node.get_closest_marker("slow") is None:
         return
 
     def refuse(what: str):
