@@ -377,7 +377,7 @@ def test_ctrl_c_right_after_a_write_still_ends_the_line(srv: ChatServer) -> None
     from chatcli.base.env import Env
     from chatcli.cli.oneshot import run_oneshot
     from chatcli.config.settings import load_config
-    from chatcli.ui.render import make_renderer
+    from chatcli.ui.output import make_renderer
 
     srv.script(Reply("Hello there, general Kenobi.", chunk_size=6))
     out, err = _CtrlCAfterFirstWrite(), io.StringIO()

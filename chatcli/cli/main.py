@@ -387,7 +387,7 @@ def _logging(args: argparse.Namespace, env, config) -> Iterator[None]:
 
 def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, schema: Schema | None = None) -> int:
     from chatcli.app import start_session  # lazy: off the path of chatcli --help
-    from chatcli.ui.render import make_renderer  # lazy: off the path of chatcli --help
+    from chatcli.ui.output import make_renderer  # lazy: off the path of chatcli --help
 
     save = config.save and not args.no_save
     profiles = Profiles(env, args.config)

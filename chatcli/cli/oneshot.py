@@ -23,7 +23,7 @@ from chatcli.ui.views import show_stats, stats_line
 
 if TYPE_CHECKING:
     from chatcli.cli.schema import Schema, Verdict
-    from chatcli.ui.render import Output
+    from chatcli.ui.output import Output
 
 
 def build_message(words: list[str], env: Env, *, attached: bool = False) -> str:

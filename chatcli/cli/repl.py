@@ -19,8 +19,8 @@ from chatcli.base.log import routed
 from chatcli.commands import REGISTRY, Result
 from chatcli.core.session import Session
 from chatcli.core.turn import ERROR, PENDING, Turn, outcome_of
+from chatcli.ui.output import MARKDOWN, PIPE, Output, warm_up_rendering
 from chatcli.ui.prompt import SentAndInterrupted, make_prompt_session, open_history
-from chatcli.ui.render import MARKDOWN, PIPE, Output, warm_up_rendering
 from chatcli.ui.terminal import Clipboard, echo_off, edit_in_editor, write_whole
 from chatcli.ui.views import (
     show_error,
