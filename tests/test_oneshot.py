@@ -463,11 +463,40 @@ def test_json_prints_one_object_with_the_reply_and_what_it_cost(srv: ChatServer,
         "model": "gpt-4o-mini",
         "status": "complete",
         "finish_reason": "stop",
-        "usage": {**{k: expected[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}, "exact": True},
+        "usage": {**{k: expected[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+                  "cached_tokens": 0, "reasoning_tokens": 0, "exact": True},
         "cost_usd": cost("gpt-4o-mini", Usage(expected["prompt_tokens"], expected["completion_tokens"],
                                                 expected["total_tokens"])),
+        "cost_source": "list",
         "error": None,
     }
+
+
+def test_json_shows_cached_and_reasoning_tokens_and_prices_cached_input_at_the_cached_price(
+        srv: ChatServer, run_chatcli) -> None:
+    import json
+
+    srv.script(Reply("Seven.", usage={
+        "prompt_tokens": 2000, "completion_tokens": 300, "total_tokens": 2300,
+        "prompt_tokens_details": {"cached_tokens": 1536}, "completion_tokens_details": {"reasoning_tokens": 200},
+    }))
+    record = json.loads(run_chatcli("--json", "a prime?").stdout)
+    assert record["usage"]["cached_tokens"] == 1536 and record["usage"]["reasoning_tokens"] == 200
+    # gpt-4o-mini: $0.15 per million fresh input tokens, $0.075 cached, $0.60 output
+    assert record["cost_usd"] == pytest.approx((464 * 0.15 + 1536 * 0.075 + 300 * 0.60) / 1e6)
+    assert record["cost_source"] == "list"
+
+
+def test_json_says_a_cost_from_chatclis_own_count_is_an_estimate(srv: ChatServer, run_chatcli) -> None:
+    import json
+
+    srv.script(Reply("Seven.", usage=False))
+    record = json.loads(run_chatcli("--json", "a prime?").stdout)
+    assert record["usage"]["exact"] is False and record["cost_usd"] > 0
+    assert record["cost_source"] == "estimate"
+    srv.script(Reply("Seven."))
+    unpriced = json.loads(run_chatcli("--json", "-m", "my-local-model", "a prime?").stdout)
+    assert unpriced["cost_usd"] is None and unpriced["cost_source"] is None
 
 
 def test_json_escapes_del_and_c1_controls_too(srv: ChatServer, run_chatcli) -> None:

@@ -150,8 +150,12 @@ def as_record(session: Session, turn: Turn) -> dict:
     row = session.accounts.cost_of(turn)
     usage = None
     if row.usage is not None:
-        usage = {"prompt_tokens": row.usage.prompt_tokens, "completion_tokens": row.usage.completion_tokens,
-                 "total_tokens": row.usage.total_tokens, "exact": row.exact}
+        u = row.usage
+        # cached_tokens: of prompt_tokens, those the server read from its prompt cache (priced at the
+        # cached price); reasoning_tokens: of completion_tokens, those a reasoning model thought in.
+        usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                 "total_tokens": u.total_tokens, "cached_tokens": u.cached_tokens,
+                 "reasoning_tokens": u.reasoning_tokens, "exact": row.exact}
     return {
         "reply": turn.reply,
         "model": turn.model,
@@ -159,5 +163,14 @@ def as_record(session: Session, turn: Turn) -> dict:
         "finish_reason": turn.finish_reason,
         "usage": usage,
         "cost_usd": row.cost,
+        "cost_source": cost_source(row.cost, exact=row.exact),
         "error": turn.error.message if turn.error is not None else None,
     }
+
+
+def cost_source(cost: float | None, *, exact: bool) -> str | None:
+    """Where --json's cost_usd comes from: "list" (list prices over the server's usage), "estimate"
+    (list prices over chatcli's own count, when the server reported none), or None with no cost."""
+    if cost is None:
+        return None
+    return "list" if exact else "estimate"
