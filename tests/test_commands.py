@@ -280,3 +280,28 @@ def test_file_refuses_binary_missing_and_too_large_files_and_attaches_nothing(sr
     too_big = REGISTRY.dispatch(session, "/file big.txt").text
     assert "tokens, but the model's 1,000-token window leaves room for about" in too_big
     assert too_big.endswith("nothing was attached: attach a smaller file or a part of it.")
+
+
+def test_usage_shows_cached_and_reasoning_tokens_and_prices_cached_input_at_the_cached_price(session):
+    turn = finished_turn("gpt-4o-mini", 2000, 300)
+    turn.usage = Usage(2000, 300, 2300, cached_tokens=1536, reasoning_tokens=200)
+    session.turns.append(turn)
+    result = REGISTRY.dispatch(session, "/usage")
+    assert result.rows[0][2:] == ["2,000 (1,536 cached)", "300 (200 reasoning)", "2,300", "$0.0004"]  # $0.0005 uncached
+    # gpt-4o-mini: 464 fresh input tokens at $0.15, 1,536 cached at $0.075, 300 output at $0.60 per million
+    assert session.accounts.cost_of(turn).cost == pytest.approx((464 * 0.15 + 1536 * 0.075 + 300 * 0.60) / 1e6)
+    plain = finished_turn("gpt-4o-mini", 10, 5)
+    session.turns.append(plain)
+    assert REGISTRY.dispatch(session, "/usage").rows[1][2:4] == ["10", "5"]  # nothing said where nothing was reported
+
+
+def test_the_stats_line_says_reasoning_and_cached_tokens_where_the_server_reported_them(session):
+    from chatcli.ui.views import stats_line
+
+    turn = finished_turn("gpt-4o-mini", 2000, 300)
+    turn.usage = Usage(2000, 300, 2300, cached_tokens=1536, reasoning_tokens=200)
+    turn.first_token_s, turn.total_s = 0.5, 2.5
+    line = stats_line(session, turn)
+    assert line == "first token 0.50s · 300 tokens (200 reasoning) in 2.5s · 150 tokens/s · 1,536 prompt tokens cached"
+    turn.usage = Usage(2000, 300, 2300)
+    assert stats_line(session, turn) == "first token 0.50s · 300 tokens in 2.5s · 150 tokens/s"

@@ -16,7 +16,8 @@ from chatcli.llm.tokens import margin
 @command("usage", help="Tokens and estimated cost, per turn and for the session.")
 def usage_command(session: Session, arg: str) -> Result:
     """A table of each turn's prompt, completion and total tokens, as the server reported
-    them, with the cost from the price table, and the session's total. A model with no known price
+    them (with the prompt tokens it read from its cache, priced at the cached price, and a reasoning
+    model's reasoning tokens, where it reports them), with the cost from the price table, and the session's total. A model with no known price
     shows "cost unknown"; a cost is never made up. Tokens spent on undone or replaced turns count."""
     turns, total = session.accounts.accounting()
     if not turns:
@@ -106,8 +107,13 @@ def export_command(session: Session, arg: str) -> Result:
 
 
 def _usage_cells(row) -> list[str]:
+    """Prompt, completion and total tokens and the cost; of the prompt, what the server read from its
+    cache (priced at the cached price), and of the completion, what a reasoning model thought in."""
     u, mark = row.usage, "" if row.exact else "≈"
-    return [f"{mark}{u.prompt_tokens:,}", f"{mark}{u.completion_tokens:,}", f"{mark}{u.total_tokens:,}", format_cost(row.cost, exact=row.exact)]
+    cached = f" ({u.cached_tokens:,} cached)" if u.cached_tokens else ""
+    reasoning = f" ({u.reasoning_tokens:,} reasoning)" if u.reasoning_tokens else ""
+    return [f"{mark}{u.prompt_tokens:,}{cached}", f"{mark}{u.completion_tokens:,}{reasoning}", f"{mark}{u.total_tokens:,}",
+            format_cost(row.cost, exact=row.exact)]
 
 
 @command("tokens", help="What the next request would carry: system prompt, history, and what fitting leaves out.")

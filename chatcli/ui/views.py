@@ -55,7 +55,10 @@ def stats_line(session: Session, turn) -> str | None:
     flowing = turn.total_s - turn.first_token_s - turn.stalled_s
     rate = f" · {mark}{tokens / flowing:,.0f} tokens/s" if flowing > 0.05 else ""
     stalled = f" · stalled {turn.stalled_s:.1f}s" if turn.stalled_s >= 0.05 else ""
-    return f"first token {turn.first_token_s:.2f}s · {mark}{tokens:,} tokens in {turn.total_s:.1f}s{rate}{stalled}"
+    thought = f" ({row.usage.reasoning_tokens:,} reasoning)" if row.usage.reasoning_tokens else ""
+    cached = f" · {row.usage.cached_tokens:,} prompt tokens cached" if row.usage.cached_tokens else ""
+    return (f"first token {turn.first_token_s:.2f}s · {mark}{tokens:,} tokens{thought} in {turn.total_s:.1f}s"
+            f"{rate}{stalled}{cached}")
 
 
 def show_stats(console: Console, session: Session, turn) -> None:
