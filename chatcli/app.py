@@ -141,7 +141,6 @@ def open_journal(config: Config, env, *, keep_text: bool = True) -> Journal:
     return Journal.open(path, keep_text=keep_text)
 
 
-
 def resumed_id(journal: Journal, which: str) -> int:
     """The id of the session --resume names, or of the last one."""
     if not journal.saving:

@@ -53,7 +53,6 @@ class SecretStream:
         return cut
 
 
-
 class SecretFreeEvents:
     """A reply's events with the configured secrets taken out of all they carry that is shown or
     saved: its text and reasoning (streamed, so through a SecretStream each), the model the

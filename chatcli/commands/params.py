@@ -38,8 +38,6 @@ PARAMS: dict[str, Setting] = {
 STOP_HELP = "up to 4 strings that end the reply, quoted as in a shell"
 
 
-
-
 @command("set", args="NAME VALUE", help="Set a request parameter (top_p, seed, stop, ...); VALUE default unsets it.")
 def set_command(session: Session, arg: str) -> Result:
     """/set NAME VALUE sets a request parameter for every later request, checked against

@@ -20,9 +20,7 @@ from chatcli.base.pii import KINDS
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-
 AZURE_API_VERSION = "2024-10-21"  # Azure OpenAI's generally available chat API
-
 
 
 @dataclass(frozen=True)
@@ -108,10 +106,8 @@ class Setting:
         return self.check(value, where, shown=repr(text))
 
 
-
 def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
-
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -146,17 +142,13 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
-
 
 
 RENAMED = {"markdown": 'render = "markdown" or render = "plain"'}  # keys of earlier versions
 
 
-
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
 
 
 def read_headers(table: Any, where: str) -> dict[str, str]:
@@ -174,7 +166,6 @@ def read_headers(table: Any, where: str) -> dict[str, str]:
     return dict(table)
 
 
-
 # The figures a [models."NAME"] table may give; capabilities.py reads the table, and what else it may say.
 MODEL_KEYS = {
     "context_window": Setting("context_window", int, None, "", 256),
@@ -183,13 +174,11 @@ MODEL_KEYS = {
 }
 
 
-
 BUDGET_KEYS = {
     "daily_usd": Setting("daily_usd", float, None, "", 0),
     "monthly_usd": Setting("monthly_usd", float, None, "", 0),
     "daily_tokens": Setting("daily_tokens", int, None, "", 1),
 }
-
 
 
 def read_budget_table(table: Any, path: Path) -> dict[str, Any]:
@@ -205,9 +194,7 @@ def read_budget_table(table: Any, path: Path) -> dict[str, Any]:
     return budget
 
 
-
 PRICE_KEYS = ("input", "cached_input", "output")
-
 
 
 def read_prices_table(table: Any, path: Path | str) -> dict[str, Any]:
@@ -227,7 +214,6 @@ def read_prices_table(table: Any, path: Path | str) -> dict[str, Any]:
     return prices
 
 
-
 def read_kinds(value: object, where: str) -> tuple[str, ...]:
     """Config's redact = ["email", "phone", ...], checked: the kinds to scrub, each once."""
     example = 'redact = ["email", "phone"]'
@@ -244,19 +230,15 @@ def read_kinds(value: object, where: str) -> tuple[str, ...]:
 SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
-
 # What a request can go without when its model refuses it: the sampling parameters, and
 # two more that some models refuse (o3 and o4-mini refuse stop sequences).
 DROPPABLE = (*SAMPLING, "seed", "stop")
 
 
-
 EFFORTS = ("minimal", "low", "medium", "high")
 
 
-
 MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
-
 
 
 # The keys of a config [models."NAME"] table that say what the model takes (config.py
@@ -267,9 +249,7 @@ CAPABILITY_KEYS: dict[str, Setting] = {
 }
 
 
-
 LIST_KEYS: dict[str, tuple[str, ...]] = {"unsupported": DROPPABLE, "efforts": EFFORTS}  # lists drawn from these
-
 
 
 def read_models_table(table: Any, path: Path | str) -> dict[str, dict[str, Any]]:
@@ -287,7 +267,6 @@ def read_models_table(table: Any, path: Path | str) -> dict[str, dict[str, Any]]
             setting = MODEL_KEYS.get(key) or CAPABILITY_KEYS.get(key)
             models[name][key] = setting.check(value, where) if setting else _read_list(key, value, where)
     return models
-
 
 
 def _read_list(key: str, value: Any, where: str) -> tuple[str, ...]:

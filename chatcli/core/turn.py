@@ -11,27 +11,11 @@ from chatcli.base.events import Usage
 from chatcli.llm.tokens import Count
 
 PENDING = "pending"  # no reply recorded (yet, or ever: the program was killed)
-
-
-
 COMPLETE = "complete"
-
-
-
 INTERRUPTED = "interrupted"
-
-
-
 ERROR = "error"
-
-
-
 TRUNCATED = "truncated"
-
-
-
 SUMMARY_HEADING = "Summary of the earlier conversation:\n"
-
 
 
 # Seconds without a token, mid-reply, after which the reply has stalled: the renderers say so, and
@@ -40,13 +24,11 @@ SUMMARY_HEADING = "Summary of the earlier conversation:\n"
 STALL_S = 3.0
 
 
-
 def left_out_notice(turn: Turn) -> str | None:
     if not turn.left_out:
         return None
     n = turn.left_out
     return f"left out the {'oldest turn' if n == 1 else f'{n} oldest turns'} to fit the context window (still in the history)"
-
 
 
 def finish_notice(turn: Turn) -> str | None:
@@ -65,7 +47,6 @@ def finish_notice(turn: Turn) -> str | None:
         "length": "the reply reached the max_tokens limit, so it may be cut short",
         "content_filter": "the server's content filter stopped the reply, so it may be cut short",
     }.get(turn.finish_reason or "")
-
 
 
 @dataclass

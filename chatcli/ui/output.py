@@ -15,13 +15,10 @@ if TYPE_CHECKING:
 MARKDOWN = "markdown"  # live markdown, on a terminal that wants decoration
 
 
-
 PLAIN = "plain"  # plain text on a terminal: --plain, render = "plain", NO_COLOR
 
 
-
 PIPE = "pipe"  # plain text to a pipe or a file (or held back, for --json and --schema)
-
 
 
 class Output:
@@ -61,7 +58,6 @@ class Output:
         return PlainRenderer(self.out, notices=self.notices, stalls=self.stalls, after_text=self.kind == PLAIN)
 
 
-
 def make_renderer(env: Env, *, markdown: bool, repl: bool, hold: bool = False) -> Output:
     """The output strategy, chosen once for the run, from the terminal, NO_COLOR and the flags.
 
@@ -79,7 +75,6 @@ def make_renderer(env: Env, *, markdown: bool, repl: bool, hold: bool = False) -
     else:
         kind = MARKDOWN if markdown and not env.no_color else PLAIN
     return Output(kind, out=env.stdout, notices=notices, stalls=stalls, color=color)
-
 
 
 def warm_up_rendering() -> None:

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions
 
 
-
 class Renderer:
     """What both renderers share: control sequences filtered out, Ctrl-C held while drawing."""
 

@@ -50,7 +50,6 @@ def echo_off(stream: TextIO) -> Iterator[None]:
             pass  # the terminal is gone (closed mid-reply): nothing is left to restore
 
 
-
 class InterruptGuard:
     """Holds Ctrl-C while a block is being drawn, and raises it right after.
 
@@ -92,11 +91,9 @@ class InterruptGuard:
                     raise KeyboardInterrupt
 
 
-
 # GNU screen keeps at most 768 bytes of a DCS string (256 before 4.2); each
 # piece of the sequence goes in its own DCS, as hterm's osc52.sh does.
 SCREEN_CHUNK = 252
-
 
 
 def osc52(text: str) -> str:
@@ -104,17 +101,14 @@ def osc52(text: str) -> str:
     return f"\x1b]52;c;{osc52_payload(text)}\x07"
 
 
-
 def tmux_passthrough(sequence: str) -> str:
     """Wrap a sequence for tmux to hand to the outer terminal as it is (ESCs doubled)."""
     return "\x1bPtmux;" + sequence.replace("\x1b", "\x1b\x1b") + "\x1b\\"
 
 
-
 def screen_passthrough(sequence: str) -> str:
     """Wrap a sequence for GNU screen to hand to the outer terminal, in DCS pieces screen keeps whole."""
     return "".join(f"\x1bP{sequence[i : i + SCREEN_CHUNK]}\x1b\\" for i in range(0, len(sequence), SCREEN_CHUNK))
-
 
 
 @dataclass(frozen=True)
@@ -166,7 +160,6 @@ class Clipboard:
         return plain
 
 
-
 def write_whole(stream: TextIO, data: str) -> None:
     """Write data and flush, with Ctrl-C held until it is all out.
 
@@ -182,7 +175,6 @@ def write_whole(stream: TextIO, data: str) -> None:
             stream.flush()
     finally:
         guard.uninstall()
-
 
 
 def edit_in_editor(text: str) -> str:
