@@ -98,8 +98,7 @@ def start_session(args: argparse.Namespace, env, config: Config, flags: dict[str
                   profiles: Profiles) -> tuple[Session, Config]:
     """The session to run, a saved one resumed (on the server it was held on) or a new one, and
     the config it runs with (a resumed session's profile's)."""
-    session, config = _started(args, env, config, flags, save=save, profiles=profiles)
-    session.profiles = profiles
+    session, config = _started(args, env, config, flags, save=save, profiles=profiles)  # profiles set there
     session.model_chosen = args.resume is not None or config.model_set
     session.show_reasoning = config.show_reasoning
     return session, config

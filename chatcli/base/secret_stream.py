@@ -61,7 +61,6 @@ class SecretFreeEvents:
     """
 
     def __init__(self, events: Iterator, secrets: tuple[str, ...]) -> None:
-
         self._events = events
         self._secrets = secrets
         self._text = SecretStream(secrets)
@@ -72,6 +71,8 @@ class SecretFreeEvents:
         return self
 
     def __next__(self):
+        if not self._secrets:  # none configured (a keyless local server): the events as they come
+            return next(self._events)
         while not self._ready:
             try:
                 event = next(self._events)
@@ -93,8 +94,6 @@ class SecretFreeEvents:
         return self._text.flush(), self._reasoning.flush()
 
     def _clean(self, event) -> list:
-
-
         if isinstance(event, TextDelta):
             text = self._text.feed(event.text)
             return [TextDelta(text)] if text else []
@@ -110,6 +109,5 @@ class SecretFreeEvents:
         return [event]
 
     def _flushed(self) -> list:
-
         text, reasoning = self.leftover()
         return [*([ReasoningDelta(reasoning)] if reasoning else []), *([TextDelta(text)] if text else [])]

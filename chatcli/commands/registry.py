@@ -72,7 +72,7 @@ class Registry:
         name, arg = (line.strip().removeprefix("/").split(None, 1) + ["", ""])[:2]
         if not name:
             return Result("Type a command after the slash; /help lists them.", error=True)
-        cmd = self._lookup.get(name.lower())
+        cmd = self.command_for(name)
         if cmd is None:
             return self.unknown(name)
         if arg.strip() and not cmd.args:

@@ -47,7 +47,6 @@ from chatcli.llm.tokens import Count, Fit, Tokenizer, fit
 if TYPE_CHECKING:
     from chatcli.config.settings import Profiles
     from chatcli.llm.client import ChatClient
-    from chatcli.llm.server_facts import ServerFacts
 
 
 # Below this many tokens a request fits any window a server runs with (2,048 at the least, half
