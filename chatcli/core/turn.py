@@ -8,6 +8,7 @@ from typing import Any
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ChatError
 from chatcli.base.events import Usage
+from chatcli.base.images import Image
 from chatcli.llm.tokens import Count
 
 PENDING = "pending"  # no reply recorded (yet, or ever: the program was killed)
@@ -73,6 +74,7 @@ class Turn:
     window: int | None = None  # the context window it was fitted to
     asked: str | None = None  # the model asked for, when the server named another (`model` is the server's)
     estimated: int = 0  # our uncorrected estimate of what was sent, which the server's count corrects
+    images: list[Image] = field(default_factory=list)  # sent with the user's message, after its text
 
     @property
     def partial(self) -> bool:
