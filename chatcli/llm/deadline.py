@@ -50,6 +50,7 @@ class Deadline:
         self._changed = threading.Condition(self._lock)  # the finish came, or the watch is to stop
         self._stopped = False
         self._held_since: float | None = None  # the reader holds an event: read_timeout does not run
+        self._parked = False  # the watch waits with no idle deadline (it looked while an event was held)
         self._sock: socket.socket | None = None
 
     @property
@@ -96,7 +97,8 @@ class Deadline:
                 if self._held_since is not None:
                     self._last += time.monotonic() - self._held_since
                 self._held_since = None
-                self._changed.notify()
+                if self._parked:  # else the watch wakes at its own time and finds the deadline moved on
+                    self._changed.notify()
 
     def lines(self, lines: Iterable[str]) -> Iterator[str]:
         """The response's lines, ending at the first that comes after a deadline passed."""
@@ -147,6 +149,7 @@ class Deadline:
                     self.expired = due
                     _shut(self._sock)
                     return
+                self._parked = self._held_since is not None
                 wait = self._next() - time.monotonic()
                 self._changed.wait(None if wait == math.inf else max(wait, 0.005))
 
