@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatcli.base.pii import describe
+from chatcli.base.ratelimits import RateLimits  # an event too: the client yields one per response that states them
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +112,5 @@ class LogLine:
 # Said above the reply as it happens, not part of it.
 NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note)
 
-Event = TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
+Event = (TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
+         | RateLimits)

@@ -18,10 +18,13 @@ def usage_command(session: Session, arg: str) -> Result:
     """A table of each turn's prompt, completion and total tokens, as the server reported
     them (with the prompt tokens it read from its cache, priced at the cached price, and a reasoning
     model's reasoning tokens, where it reports them), with the cost from the price table, and the session's total. A model with no known price
-    shows "cost unknown"; a cost is never made up. Tokens spent on undone or replaced turns count."""
+    shows "cost unknown"; a cost is never made up. Tokens spent on undone or replaced turns count.
+    Where the server's responses state its rate limits, the latest figures follow."""
     turns, total = session.accounts.accounting()
+    limits = session.rate_limits
+    said = f"\nRate limits: {limits.summary()}." if limits is not None else ""
     if not turns:
-        return Result("No turns yet.")
+        return Result("No turns yet." + said)
     rows = []
     for number, row in enumerate(turns, 1):
         turn = row.turn
@@ -35,7 +38,7 @@ def usage_command(session: Session, arg: str) -> Result:
     rows.append(["session", "", *_usage_cells(total)])
     estimated = " Rows marked ≈ are our own estimate: the server reported no usage for them." if not total.exact else ""
     return Result(
-        text="Tokens as reported by the server; cost from list prices." + estimated,
+        text="Tokens as reported by the server; cost from list prices." + estimated + said,
         headers=["turn", "model", "prompt", "completion", "total", "cost"],
         rows=rows,
     )

@@ -18,6 +18,7 @@ from chatcli.base.events import (
     Event,
     Finish,
     Note,
+    RateLimits,
     ReasoningDelta,
     Redacted,
     Served,
@@ -107,6 +108,7 @@ class Session:
         self._facts: ServerFacts | None = None
         # What the server read of the last request: (reported, our estimate, turns left out, context start).
         self._read_before: tuple[int, int, int, int] | None = None
+        self._rate_limits: tuple[ChatClient | None, RateLimits] | None = None  # the latest, and whose server said it
 
     @property
     def id(self) -> int | None:
@@ -148,6 +150,18 @@ class Session:
             if chosen != self.model:
                 self.set_model(chosen)
             facts.start(self.model)
+
+    @property
+    def rate_limits(self) -> RateLimits | None:
+        """The server's rate limits as its latest response stated them (for /usage and the toolbar);
+        None if it stated none, or they were another server's (before /profile changed it)."""
+        if self._rate_limits is None or self._rate_limits[0] is not self.client:
+            return None
+        return self._rate_limits[1]
+
+    def heard(self, limits: RateLimits) -> None:
+        """Keep what a response said of the server's rate limits (a reply's, or /compact's)."""
+        self._rate_limits = (self.client, limits)
 
     @property
     def shown_model(self) -> str:
@@ -420,6 +434,8 @@ class Session:
             reply.started = time.monotonic()
             for event in events:
                 reply.take(event)
+                if isinstance(event, RateLimits):
+                    self.heard(event)
                 say(event)
             turn.status = COMPLETE if turn.finish_reason else TRUNCATED
         except KeyboardInterrupt as exc:

@@ -45,6 +45,7 @@ from chatcli.llm.failures import (
     undecodable,
 )
 from chatcli.llm.proxies import proxy_problem
+from chatcli.llm.ratelimits import read_rate_limits
 from chatcli.llm.retries import RetryLater, sdk_class
 from chatcli.llm.sse import NotAChatStream, completion_events, parse_sse
 
@@ -206,6 +207,8 @@ class ChatClient:
                 yield from self._attempt(sdk, model, messages, body, deadline)
                 return
             except RetryLater as later:  # the SDK's retry (a 429, a 5xx, a failed connection), waited here
+                if later.limits is not None:
+                    yield later.limits
                 yield later.retrying
                 time.sleep(later.retrying.seconds)
                 sdk = self._client().with_options(max_retries=c.max_retries - local.retries)
@@ -246,6 +249,11 @@ class ChatClient:
                 kind = response.headers.get("content-type", "")
                 log.info("HTTP %d, %s, after %.3fs; request id %s", response.status_code, kind.split(";")[0] or "no type",
                          time.monotonic() - started, response.headers.get("x-request-id") or "none")
+                limits = read_rate_limits(response.headers)
+                if limits is not None:
+                    log.info("%s", limits.log_line())
+                    with deadline.held():
+                        yield limits
                 try:
                     if "event-stream" in kind:
                         for event in parse_sse(deadline.lines(response.iter_lines()), secret=self.config.api_key):
@@ -266,6 +274,10 @@ class ChatClient:
                 if deadline.expired is not None:  # the lines ended at a deadline (no socket to shut)
                     raise _Expired
         except openai.APIStatusError as exc:
+            limits = read_rate_limits(exc.response.headers)
+            if limits is not None:  # a 429's say when the limit resets: the toolbar and /usage show it too
+                log.info("%s", limits.log_line())
+                yield limits
             error = describe_status_error(exc, config=self.config, model=model)
             if isinstance(error, UnknownModel):
                 error = self._near_models(error, model)

@@ -20,8 +20,10 @@ from chatcli.base.errors import (
     one_line,
 )
 from chatcli.base.pii import hide_password, redact_secrets
+from chatcli.base.ratelimits import duration
 from chatcli.llm.capabilities import refused_parameter
 from chatcli.llm.overflow import Overflow, context_overflow, error_fields
+from chatcli.llm.ratelimits import read_rate_limits
 
 if TYPE_CHECKING:
     from chatcli.config.settings import Config
@@ -134,6 +136,10 @@ def describe_status_error(exc: Any, *, config: Config, model: str) -> ChatError:
     if status == 429:
         if "insufficient_quota" in code or "quota" in detail.lower():
             return ChatError("The account is out of credit (429 insufficient_quota); check your plan and billing.")
+        limits = read_rate_limits(exc.response.headers)
+        binding = limits.binding() if limits is not None else None
+        if binding is not None:  # the x-ratelimit-reset-* headers said when
+            return rate_limit_reached(*binding)
         wait = _asked_wait(exc.response.headers)
         if wait is not None and wait > SDK_MAX_RETRY_WAIT:  # too long to wait for here: say how long it asks
             return ChatError(
@@ -156,6 +162,14 @@ def describe_status_error(exc: Any, *, config: Config, model: str) -> ChatError:
     if status >= 500:
         return ChatError(f"The server failed (HTTP {status}){_after_retries(config)}; try again later.")
     return ChatError(f"The server answered HTTP {status}: {detail or 'no details'}.")
+
+
+def rate_limit_reached(name: str | None, seconds: float) -> ChatError:
+    """A 429 whose headers said when the limit (`name`, if one was exhausted) resets."""
+    which = f" for {name}" if name else ""
+    fewer = ", or lower max_tokens" if name == "tokens" else ""
+    return ChatError(f"The server's rate limit{which} was reached (429); it resets in {duration(seconds)}, "
+                     f"so wait until then and try again{fewer}.")
 
 
 def _sizes(overflow: Overflow) -> str:

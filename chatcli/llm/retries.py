@@ -11,8 +11,9 @@ import logging
 import time
 from typing import Any
 
-from chatcli.base.events import Retrying
+from chatcli.base.events import RateLimits, Retrying
 from chatcli.llm.failures import reply_timeout_error
+from chatcli.llm.ratelimits import read_rate_limits
 
 log = logging.getLogger("chatcli")
 
@@ -21,9 +22,10 @@ class RetryLater(Exception):
     """The SDK would retry a reply's request: the wait is taken by ChatClient._stream, which first yields
     the Retrying event into the reply's stream, so that whoever reads the stream says it."""
 
-    def __init__(self, retrying: Retrying) -> None:
+    def __init__(self, retrying: Retrying, limits: RateLimits | None = None) -> None:
         super().__init__(str(retrying))
         self.retrying = retrying
+        self.limits = limits  # what the response retried from said of the server's rate limits
 
 
 class _Visible:
@@ -79,8 +81,11 @@ class _Visible:
         local.retries += 1  # a reply's retries after the headers count too
         local.backoff += 1
         retrying = Retrying(_retry_reason(response), seconds, local.retries, self._owner.config.max_retries)
+        limits = read_rate_limits(headers) if headers is not None else None
+        if limits is not None:
+            log.info("%s", limits.log_line())
         log.info("%s", retrying)
-        raise RetryLater(retrying)  # out of the SDK's loop: the reply's stream says it, then waits
+        raise RetryLater(retrying, limits)  # out of the SDK's loop: the reply's stream says it, then waits
 
 
 def sdk_class(owner: Any, base: type):  # owner: the ChatClient (its config, its thread-local reply state)

@@ -196,11 +196,22 @@ def make_toolbar(session: Session) -> Callable[[], FormattedText]:
                 ("class:bottom-toolbar", f"│ temp {temp:g} " if temp is not None else "│ temp default "),
                 ("class:bottom-toolbar", f"│ context {used}/{_short(window)} ({100 * used.tokens / window:.0f}%) "),
                 ("class:bottom-toolbar", f"│ {mark}{tokens:,} tokens {format_cost(total.cost, exact=total.exact)} "),
+                *_rate_limit_warning(session),
                 ("class:bottom-toolbar", "│ /help "),
             ]
         )
 
     return toolbar
+
+
+def _rate_limit_warning(session: Session) -> list[tuple[str, str]]:
+    """'│ ⚠ tokens 4% left, resets in 12s' while the server's requests or tokens left are under 10%
+    (its words are our own: only numbers are read from its headers)."""
+    limits = session.rate_limits
+    warning = limits.warning() if limits is not None else None
+    if warning is None:
+        return []
+    return [("class:bottom-toolbar class:bottom-toolbar.warning bold fg:ansired", f"│ ⚠ {warning} ")]
 
 
 def _short(n: int) -> str:

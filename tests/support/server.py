@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "FLAVORS",
     "compute_usage",
+    "rate_limit_headers",
 ]
 
 DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o")
@@ -123,6 +124,27 @@ class Error:
             return self.body
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
         return json.dumps({"error": error}).encode()
+
+
+def rate_limit_headers(*, requests: tuple[int, int] | None = None, tokens: tuple[int, int] | None = None,
+                       reset_requests: str | None = "1s", reset_tokens: str | None = "6m0s",
+                       openrouter: tuple[int, int, float] | None = None) -> dict[str, str]:
+    """Rate-limit headers for ``Reply(headers=...)`` or ``Error(429, headers=...)``: ``requests`` and
+    ``tokens`` are (limit, remaining), with OpenAI's names and its Go-duration resets ("12ms",
+    "6m0s"); ``openrouter`` is (limit, remaining, seconds until reset), as OpenRouter sends it,
+    unsuffixed, with the reset a Unix time in milliseconds."""
+    headers: dict[str, str] = {}
+    for kind, figures, reset in (("requests", requests, reset_requests), ("tokens", tokens, reset_tokens)):
+        if figures is not None:
+            headers[f"x-ratelimit-limit-{kind}"] = str(figures[0])
+            headers[f"x-ratelimit-remaining-{kind}"] = str(figures[1])
+            if reset is not None:
+                headers[f"x-ratelimit-reset-{kind}"] = reset
+    if openrouter is not None:
+        limit, remaining, seconds = openrouter
+        headers.update({"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+                        "X-RateLimit-Reset": str(int((time.time() + seconds) * 1000))})
+    return headers
 
 
 @dataclass(frozen=True)
