@@ -33,7 +33,7 @@ from chatcli.store.db import Store
 from chatcli.store.migrations import MIGRATIONS
 from chatcli.store.repair import recover
 from tests.support.running import call_main, make_env, ok
-from tests.support.sessions import default_db
+from tests.support.sessions import default_db, make_session
 
 
 def png(width: int, height: int, shade: int = 0) -> bytes:
@@ -420,3 +420,44 @@ def test_resume_of_a_session_whose_image_is_gone_says_so_once_and_answers(srv, r
     assert result.stderr.count("no longer in the history database") == 1, result.stderr
     assert "cat.png" in result.stderr
 
+
+
+# --------------------------------------------------------------------------- #
+# The REPL: a resumed session's images, the input history
+# --------------------------------------------------------------------------- #
+
+
+def test_the_repl_says_once_that_an_image_is_gone_and_its_input_history_holds_no_image(srv, db_path, tmp_path):
+    from contextlib import ExitStack
+
+    from chatcli.config.settings import Config
+    from chatcli.llm.client import ChatClient
+    from tests.support.keys import TEST_KEY
+    from tests.support.repl import ENTER, piped_chat
+
+    session_id = saved(db_path, ("cat and dog", [CAT, DOG]))
+    db = raw(db_path)
+    db.execute("DELETE FROM images WHERE sha256 = ?", (DOG.sha256,))
+    db.close()
+    history = tmp_path / "history"
+    gone = f"In session {session_id}, the image dog.png is no longer in the history database"
+
+    with ExitStack() as stack:
+        journal = Journal.open(db_path)
+        stack.callback(journal.store.close)
+        client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10))
+        resumed = load_session(journal, session_id, client=client)  # as --resume loads it
+        out = piped_chat(stack, resumed, markdown=False, history=history).run("more about the cat", ENTER)
+        assert out.count(gone) == 1, out
+        assert resumed.turns[0].images == [CAT]
+
+        fresh = make_session(client=client, journal=journal.fork())  # a new chat, then /resume
+        out = piped_chat(stack, fresh, markdown=False, history=history).run(f"/resume {session_id}", ENTER)
+        assert out.count(gone) == 1, out
+        assert [turn.images for turn in fresh.turns] == [[CAT], []]
+
+    typed = history.read_bytes()
+    assert b"more about the cat" in typed
+    for image in (CAT, DOG):
+        assert base64.b64encode(image.data)[:40] not in typed and image.data not in typed
+    assert b"data:image" not in typed
