@@ -140,7 +140,8 @@ def spent(store: Store, info: SessionInfo) -> str:
     every request it paid for (undone and replaced replies and /compact summaries included), the
     server's usage where it reported one, and our estimate, marked ≈, where it did not."""
 
-    session = restore_session(info, store.messages(info.id), client=None, journal=Journal(None),
+    # Images are not read: what each request counted is saved with its message (sent_tokens).
+    session = restore_session(info, store.messages(info.id, images=False), client=None, journal=Journal(None),
                               spends=store.ledger(session_id=info.id))
     _, total = session.accounts.accounting()
     return f"{'' if total.exact else '≈'}{total.usage.total_tokens:,}"

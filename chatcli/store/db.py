@@ -377,7 +377,9 @@ class Store:
         row = self.db.execute("SELECT id FROM sessions ORDER BY updated_at DESC, id DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
-    def messages(self, session_id: int) -> list[StoredMessage]:
+    def messages(self, session_id: int, *, images: bool = True) -> list[StoredMessage]:
+        """A session's messages, oldest first; images=False leaves their images unread (a listing
+        that needs only counts need not read every screenshot ever sent)."""
         rows = self.db.execute(
             """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
                       completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
@@ -385,7 +387,7 @@ class Store:
                FROM messages WHERE session_id = ? ORDER BY id""",
             (session_id,),
         ).fetchall()
-        images, missing = images_of(self.db, session_id)
+        found, missing = images_of(self.db, session_id) if images else ({}, {})
         out = []
         for r in rows:
             usage = None
@@ -399,7 +401,7 @@ class Store:
                     id=r[0], role=r[1], content=r[2], created_at=r[3], status=r[4], finish_reason=r[5],
                     model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
                     first_token_ms=r[14], total_ms=r[15], sent_tokens=r[16], sent_exact=bool(r[17]),
-                    reasoning=r[18], images=tuple(images.get(r[0], ())), missing_images=tuple(missing.get(r[0], ())),
+                    reasoning=r[18], images=tuple(found.get(r[0], ())), missing_images=tuple(missing.get(r[0], ())),
                 )
             )
         return out
