@@ -124,9 +124,15 @@ def _find(store: Store, session_id: int) -> SessionInfo:
     return info
 
 
-def _load(store: Store, session_id: int):
+def _load(store: Store, session_id: int, env: Env):
+    """A saved session to show or export; images no longer in the database are said, on stderr."""
     info = _find(store, session_id)
-    return restore_session(info, store.messages(session_id), client=None, journal=Journal(None))
+    journal = Journal(None)
+    session = restore_session(info, store.messages(session_id), client=None, journal=journal)
+    notice = journal.take_warning()
+    if notice:
+        env.stderr.write(strip_controls(notice) + "\n")
+    return session
 
 
 def spent(store: Store, info: SessionInfo) -> str:
@@ -134,7 +140,8 @@ def spent(store: Store, info: SessionInfo) -> str:
     every request it paid for (undone and replaced replies and /compact summaries included), the
     server's usage where it reported one, and our estimate, marked ≈, where it did not."""
 
-    session = restore_session(info, store.messages(info.id), client=None, journal=Journal(None),
+    # Images are not read: what each request counted is saved with its message (sent_tokens).
+    session = restore_session(info, store.messages(info.id, images=False), client=None, journal=Journal(None),
                               spends=store.ledger(session_id=info.id))
     _, total = session.accounts.accounting()
     return f"{'' if total.exact else '≈'}{total.usage.total_tokens:,}"
@@ -157,7 +164,7 @@ def list_action(store: Store, args, env: Env) -> int:
 
 
 def show_action(store: Store, args, env: Env) -> int:
-    text = strip_controls(to_markdown(_load(store, args.id)))
+    text = strip_controls(to_markdown(_load(store, args.id, env)))
     if env.stdout_isatty:
         _console(env).print(markdown(text))
     else:
@@ -181,7 +188,7 @@ def export_action(store: Store, args, env: Env) -> int:
     as everything else shown; to a pipe, exactly: it is data, and the program reading it (jq, a
     file, less, which shows control characters as ^[ by default) decides what to do with it."""
 
-    session = _load(store, args.id)
+    session = _load(store, args.id, env)
     if args.output:
         target = write_export(session, args.output, args.format)
         env.stderr.write(f"Exported session {args.id} to {strip_controls(str(target))}.\n")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli.base.errors import ChatError, UsageError, one_line
+from chatcli.base.images import Image
 from chatcli.base.text import json_text
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, PENDING
@@ -39,7 +40,8 @@ def session_record(session: Session) -> dict[str, Any]:
     """Every message, with its role, status, usage and timing."""
     messages: list[dict[str, Any]] = []
     for turn in session.turns:
-        messages.append({"role": "user", "content": turn.user, "created_at": _iso(turn.created_at)})
+        messages.append({"role": "user", "content": turn.user, "created_at": _iso(turn.created_at),
+                         "images": [image_record(image) for image in turn.images]})
         if turn.status != PENDING:
             messages.append(
                 {
@@ -65,6 +67,33 @@ def session_record(session: Session) -> dict[str, Any]:
     }
 
 
+def image_record(image: Image) -> dict[str, Any]:
+    """An image as an export notes it: what it was, never its bytes (`bytes` is their number)."""
+    return {"name": image.name, "mime": image.mime, "width": image.width, "height": image.height,
+            "bytes": None if image.data is None else len(image.data), "sha256": image.sha256, "url": image.url}
+
+
+def image_note(image: dict[str, Any]) -> str:
+    """[image: cat.png, image/png, 512×384, 23.4 KB, sha256 3fa2…]: an image in a markdown export."""
+    if image["url"] is not None:
+        return f"[image: {_on_one_line(image['url'])}, by URL]"
+    parts = [_on_one_line(image["name"]), image["mime"]]
+    if image["width"] and image["height"]:
+        parts.append(f"{image['width']}×{image['height']}")
+    parts += [_size(image["bytes"]), f"sha256 {image['sha256'][:12]}…"]
+    return f"[image: {', '.join(parts)}]"
+
+
+def _on_one_line(text: str) -> str:
+    return " ".join(text.splitlines())
+
+
+def _size(count: int) -> str:
+    if count < 1000:
+        return f"{count} bytes"
+    return f"{count / 1000:.1f} KB" if count < 1_000_000 else f"{count / 1_000_000:.1f} MB"
+
+
 def to_json(session: Session) -> str:
     return json_text(session_record(session), indent=2) + "\n"
 
@@ -77,6 +106,8 @@ def to_markdown(session: Session) -> str:
     for message in record["messages"]:
         heading = "You" if message["role"] == "user" else "Assistant"
         lines += ["", f"## {heading}", "", message["content"] or "*(no reply)*"]
+        for image in message.get("images", ()):
+            lines += ["", image_note(image)]
         status = message.get("status")
         if message["role"] == "assistant" and status and status != COMPLETE:
             note = f" ({message['error']})" if message.get("error") else ""

@@ -56,6 +56,7 @@ class Journal:
         self.keep_text = keep_text
         self.session_id: int | None = None
         self._starting = False  # the session's row is written, or held back to be
+        self._notice: str | None = None  # a sentence about what was read back (images gone), said once
 
     @classmethod
     def open(cls, path: Path, *, keep_text: bool = True) -> Journal:
@@ -119,7 +120,13 @@ class Journal:
 
     def take_warning(self) -> str | None:
         """The one-time sentence about history not being saved (or saved again), if there is one to show."""
-        return self.backlog.take_warning() if self.backlog is not None else None
+        said = [self.backlog.take_warning() if self.backlog is not None else None, self._notice]
+        self._notice = None
+        return " ".join(sentence for sentence in said if sentence) or None
+
+    def notice(self, sentence: str) -> None:
+        """A sentence for the next take_warning: something read back is not as it was saved."""
+        self._notice = sentence
 
     def settle(self) -> None:
         """At the end of a run: one last try at writes held back; take_warning says if they are lost."""
@@ -127,12 +134,14 @@ class Journal:
             self.backlog.settle()
 
     def user_message(self, session: SessionState, turn: Turn) -> None:
-        """Commit the user's words before anything is sent; the first one creates the session's row."""
+        """Commit the user's words, and the images sent with them, before anything is sent; the first one
+        creates the session's row. Held back (a full disk, a lock), the images wait with the words."""
         if not self.keep_text:
             return
         message = StoredMessage(
             id=0, role="user", content=turn.user, created_at=turn.created_at,
             sent_tokens=turn.sent.tokens if turn.sent else None, sent_exact=turn.sent.exact if turn.sent else True,
+            images=tuple(turn.images),
         )
         if self.begun:
             self._write(lambda s: turn.ids.append(s.add_message(self.session_id, message)))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatcli.base.errors import ChatError
+from chatcli.base.errors import ChatError, one_line
 from chatcli.base.events import Usage
 from chatcli.core.accounts import COMPACTION, UNDONE, OtherCost
 from chatcli.core.conversation import Conversation
@@ -56,9 +56,12 @@ def restore_conversation(
         model=info.model, system=info.system, params=dict(info.params), title=info.title, summary=info.summary,
     )
     turn: Turn | None = None
+    missing: list[str] = []
     for message in messages:
         if message.role == "user":
-            turn = Turn(user=message.content, model=info.model, params={}, created_at=message.created_at)
+            turn = Turn(user=message.content, model=info.model, params={}, created_at=message.created_at,
+                        images=list(message.images))
+            missing += message.missing_images
             if message.sent_tokens is not None:
                 turn.sent = Count(message.sent_tokens, message.sent_exact)
             # status stays "pending" unless a reply follows: the program stopped here
@@ -80,6 +83,8 @@ def restore_conversation(
             turn.ids.append(message.id)
     journal.session_id = info.id
     conversation.journal = journal
+    if missing:
+        journal.notice(_missing_notice(info.id, missing))
     replies = {turn.ids[-1] for turn in conversation.turns if len(turn.ids) > 1}
     for spend in spends:  # what was paid for replies no longer here, and for summaries
         if spend.kind == "turn" and spend.message_id in replies:
@@ -88,3 +93,11 @@ def restore_conversation(
         what = COMPACTION if spend.kind == "compact" else UNDONE
         conversation.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
     return conversation
+
+
+def _missing_notice(session_id: int, names: list[str]) -> str:
+    """One sentence for every image of a session that is no longer in the database."""
+    shown = ", ".join(one_line(name, 60) for name in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    which = f"the image {shown} is" if len(names) == 1 else f"{len(names)} images ({shown}) are"
+    return (f"In session {session_id}, {which} no longer in the history database; the session goes on without "
+            f"{'it' if len(names) == 1 else 'them'}.")

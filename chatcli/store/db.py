@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from chatcli.base.images import Image
+from chatcli.store.images import drop_unused_images, images_of, link_images
 from chatcli.store.migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
@@ -74,6 +76,8 @@ class StoredMessage:
     sent_tokens: int | None = None  # a user message: our count of the request it went out in
     sent_exact: bool = True
     reasoning: str | None = None  # a reply: the reasoning streamed before it
+    images: tuple[Image, ...] = ()  # a user message: the images sent with it, in order
+    missing_images: tuple[str, ...] = ()  # read back: the names of its images whose bytes are no longer stored
 
 
 @dataclass(frozen=True)
@@ -239,8 +243,10 @@ class Store:
                     message.reasoning,
                 ),
             )
+            message_id = int(cursor.lastrowid)
+            link_images(db, message_id, message.images)
             db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
-            return int(cursor.lastrowid)
+            return message_id
 
     def add_spend(self, spend: Spend) -> None:
         with self._write() as db:
@@ -327,17 +333,21 @@ class Store:
             db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
             # What was paid for them stays spent: it now counts as undone (SQLite may give the ids to new rows).
             db.execute(f"UPDATE usage_ledger SET kind = 'undone' WHERE kind = 'turn' AND message_id IN ({marks})", ids)
+            drop_unused_images(db)
 
     def delete_session(self, session_id: int) -> bool:
         with self._write() as db:
             db.execute("UPDATE usage_ledger SET session_id = NULL WHERE session_id = ?", (session_id,))  # spent all the same
-            return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+            deleted = db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+            drop_unused_images(db)
+            return deleted
 
     def prune(self, *, older_than_s: float) -> int:
         """Delete sessions not updated for older_than_s seconds; return how many."""
         with self._write() as db:
             pruned = db.execute("DELETE FROM sessions WHERE updated_at < ?", (time.time() - older_than_s,)).rowcount
             db.execute("UPDATE usage_ledger SET session_id = NULL WHERE session_id NOT IN (SELECT id FROM sessions)")
+            drop_unused_images(db)
             return pruned
 
     # --- reading ---
@@ -367,7 +377,9 @@ class Store:
         row = self.db.execute("SELECT id FROM sessions ORDER BY updated_at DESC, id DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
-    def messages(self, session_id: int) -> list[StoredMessage]:
+    def messages(self, session_id: int, *, images: bool = True) -> list[StoredMessage]:
+        """A session's messages, oldest first; images=False leaves their images unread (a listing
+        that needs only counts need not read every screenshot ever sent)."""
         rows = self.db.execute(
             """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
                       completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
@@ -375,6 +387,7 @@ class Store:
                FROM messages WHERE session_id = ? ORDER BY id""",
             (session_id,),
         ).fetchall()
+        found, missing = images_of(self.db, session_id) if images else ({}, {})
         out = []
         for r in rows:
             usage = None
@@ -388,7 +401,7 @@ class Store:
                     id=r[0], role=r[1], content=r[2], created_at=r[3], status=r[4], finish_reason=r[5],
                     model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
                     first_token_ms=r[14], total_ms=r[15], sent_tokens=r[16], sent_exact=bool(r[17]),
-                    reasoning=r[18],
+                    reasoning=r[18], images=tuple(found.get(r[0], ())), missing_images=tuple(missing.get(r[0], ())),
                 )
             )
         return out

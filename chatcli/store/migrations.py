@@ -182,6 +182,37 @@ def _m9_session_profile(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE sessions ADD COLUMN profile TEXT")
 
 
+def _m10_images(db: sqlite3.Connection) -> None:
+    # Images sent with user messages. Each image's bytes are kept once, keyed by their sha256, however
+    # many messages send it; a message names its images, in order, by that key. A URL image has no
+    # bytes (the server fetches it): its link row keeps the URL, and its key is the URL's sha256.
+    # Deleting a message deletes its links; the store then drops the images no link names.
+    _run_script(
+        db,
+        """
+        CREATE TABLE images (
+            sha256 TEXT PRIMARY KEY,
+            mime TEXT NOT NULL,
+            bytes BLOB NOT NULL,
+            width INTEGER,
+            height INTEGER,
+            size INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE message_images (
+            message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            name TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT 'auto',
+            url TEXT,
+            PRIMARY KEY (message_id, position)
+        );
+        CREATE INDEX message_images_by_sha256 ON message_images(sha256);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -192,6 +223,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m7_reasoning,
     _m8_ledger_kinds,
     _m9_session_profile,
+    _m10_images,
 ]
 
 
