@@ -256,3 +256,18 @@ def test_an_old_database_upgrades_through_m11_and_its_rows_read_as_unknown(tmp_p
     assert report.returncode == 0, report.stderr
     header = next(line for line in report.stdout.splitlines() if line.startswith("model"))
     assert header.split() == ["model", "tokens", "cost"]  # nothing cached or reasoned to show
+
+
+def test_a_model_with_no_list_price_is_counted_by_the_caps_at_the_providers_cost(srv: ChatServer, run_chatcli):
+    srv.flavor = "openrouter"
+    srv.models = ["vendor/new-model"]
+    cap = 0.001
+    _config_file('usage_accounting = true\n[models."vendor/new-model"]\nmax_output_tokens = 1\n'
+                 f'[budget]\ndaily_usd = {cap}\n')
+    first = run_chatcli("-m", "vendor/new-model", "first ask")
+    assert first.returncode == 0 and first.stderr == ""  # no "cannot count spending on models with no price"
+    (request,) = srv.chat_requests
+    assert OpenRouter.cost_of(compute_usage(request.body, first.stdout.strip())) > cap
+    refused = run_chatcli("-m", "vendor/new-model", "second ask")
+    assert refused.returncode == 1 and f"daily_usd budget of ${cap}" in refused.stderr
+    assert len(srv.chat_requests) == 1

@@ -45,6 +45,7 @@ class Accounts:
     budget: Budget = field(default_factory=Budget)
     books: Books | None = field(default=None, repr=False)  # set by the session that holds these
     _guard: BudgetGuard | None = field(default=None, repr=False)
+    asks_for_cost: bool = False  # requests ask the server for their cost (OpenRouter's usage accounting)
     # Models whose server reported its own cost this run: their spending is counted from that, list price or not.
     _provider_priced: set[str] = field(default_factory=set, repr=False)
 
@@ -89,11 +90,12 @@ class Accounts:
     def check_budget(self, model: str, usage: Usage) -> tuple[str | None, str | None]:
         """(refusal, warning) for a request to `model` that would use about `usage`.
 
-        A model with no list price whose server reports its own cost is no model the USD caps cannot
-        count: what it spent is in the ledger, at the provider's figure; its next request is taken as free
-        until it is billed (nothing says beforehand what the provider will charge)."""
+        A model with no list price whose server reports (or is asked for) its own cost is no model the
+        USD caps cannot count: what it spends goes into the ledger at the provider's figure. Its next
+        request is taken as free until it is billed (nothing says beforehand what the provider will
+        charge); a reply that comes back with no cost after all is counted unpriced, and said so."""
         cost = self.pricing.cost(model, usage)
-        if cost is None and model in self._provider_priced:
+        if cost is None and (self.asks_for_cost or model in self._provider_priced):
             cost = 0.0
         return self.guard().check(cost=cost, tokens=usage.total_tokens, model=model)
 
