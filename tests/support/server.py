@@ -12,9 +12,10 @@ own.
 Each POST to ``.../chat/completions`` takes the next scripted behaviour; when
 the script is empty ``srv.default`` (initially :class:`Echo`) is used.
 
-``ChatServer(flavor="llamacpp")`` (or vllm, ollama, lmstudio) speaks like that server
+``ChatServer(flavor="llamacpp")`` (or vllm, ollama, lmstudio, openrouter) speaks like that server
 instead of like OpenAI: its /v1/models, its discovery endpoints, and with ``n_ctx`` set its
-answer to a prompt that does not fit (tests/support/flavors.py).
+answer to a prompt that does not fit (tests/support/flavors.py); openrouter reports the cost of
+a request that asks for it.
 """
 
 from __future__ import annotations
@@ -581,7 +582,7 @@ class ChatServer:
     - ``default``, ``api_key``, ``models``: the reply when the script is empty, the key
       to demand (None: any), the model ids served.
     - ``flavor``: which server to be, one of :data:`FLAVORS` ("openai", "llamacpp",
-      "vllm", "ollama", "lmstudio"); see tests/support/flavors.py.
+      "vllm", "ollama", "lmstudio", "openrouter"); see tests/support/flavors.py.
     - ``n_ctx``: the window the server enforces, in :func:`compute_usage`'s tokens;
       None enforces none (and discovery endpoints report 4096).
     - ``served_model``: the ``model`` every chunk and completion names, whatever the
