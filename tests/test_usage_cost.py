@@ -271,3 +271,13 @@ def test_a_model_with_no_list_price_is_counted_by_the_caps_at_the_providers_cost
     refused = run_chatcli("-m", "vendor/new-model", "second ask")
     assert refused.returncode == 1 and f"daily_usd budget of ${cap}" in refused.stderr
     assert len(srv.chat_requests) == 1
+
+
+def test_a_profile_can_ask_for_usage_accounting_for_a_proxy_in_front_of_openrouter(srv: ChatServer, run_chatcli):
+    srv.flavor = "openrouter"
+    _config_file(f'[profiles.proxy]\nbase_url = "{srv.base_url}"\nusage_accounting = true\n')
+    with_cost = json.loads(run_chatcli("-p", "proxy", "--json", "one").stdout)
+    without = json.loads(run_chatcli("--json", "two").stdout)  # the same server, outside the profile
+    first, second = srv.chat_requests
+    assert first.body["usage"] == {"include": True} and "usage" not in second.body
+    assert (with_cost["cost_source"], without["cost_source"]) == ("provider", "list")
