@@ -165,6 +165,26 @@ def test_usage_after_a_cached_prompt_shows_the_cached_tokens_at_the_cached_price
     assert row[5] == format_cost(expected)
 
 
+def test_the_repl_shows_the_cached_tokens_and_their_price_in_usage(srv: ChatServer, tmp_path: Path):
+    from contextlib import ExitStack
+
+    from tests.support.repl import ENTER, piped_chat
+
+    srv.prompt_cache = True
+    price = Price(10_000.0, 2_500.0, 20_000.0)
+    session = make_session(srv, model="test-model", pricing=Pricing({"test-model": price}))
+    with ExitStack() as stack:
+        out = piped_chat(stack, session, markdown=False, history=tmp_path / "history").run(
+            "the first question" + ENTER, "and a second one" + ENTER, "/usage" + ENTER)
+    first, second = srv.chat_requests
+    cached = prompt_tokens(first.body["messages"])
+    usage = compute_usage(second.body, session.turns[-1].reply)
+    cost = ((usage["prompt_tokens"] - cached) * price.input + cached * price.cached_input
+            + usage["completion_tokens"] * price.output) / 1e6
+    line = next(line for line in out.splitlines() if line.split()[:2] == ["2", "test-model"])
+    assert f"{usage['prompt_tokens']:,} ({cached:,} cached)" in line and line.split()[-1] == format_cost(cost)
+
+
 def test_usage_toolbar_and_ledger_count_the_providers_cost(srv: ChatServer, tmp_path: Path):
     from chatcli.ui.prompt import make_toolbar
 
