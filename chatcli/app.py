@@ -67,6 +67,7 @@ def use(session: Session, config: Config) -> None:
     session.client = ChatClient(config)
     session.tokenizer = make_tokenizer(config, encodings=session.tokenizer.encodings)
     session.accounts.pricing = Pricing(config.prices)
+    session.accounts.asks_for_cost = session.client.adapter.usage_accounting  # the server will say what it cost
     session.policy = policy_of(config)
     know(config)
 

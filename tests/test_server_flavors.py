@@ -93,7 +93,7 @@ def long_history(turns: int) -> list[dict[str, str]]:
 
 def test_flavor_is_a_setting_checked_when_set(srv: ChatServer) -> None:
     assert srv.flavor == "openai" and srv.n_ctx is None and srv.served_model is None
-    assert set(FLAVORS) == {"openai", "llamacpp", "vllm", "ollama", "lmstudio"}
+    assert set(FLAVORS) == {"openai", "llamacpp", "vllm", "ollama", "lmstudio", "openrouter"}
     with pytest.raises(ValueError, match="unknown flavor 'tgi'"):
         srv.flavor = "tgi"
     srv.flavor = "ollama"

@@ -24,22 +24,31 @@ class ReasoningDelta:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token usage as the server reported it."""
+    """Token usage as the server reported it, with the provider's own cost where it gave one."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cost: float | None = None  # USD the provider charged (OpenRouter's usage.cost): wins over list prices
 
     def __add__(self, other: Usage) -> Usage:
+        if other == NO_USAGE or self == NO_USAGE:  # sum() starts from Usage(): the other keeps its cost
+            return self if other == NO_USAGE else other
+        # A sum has the provider's cost only when both parts do: half a bill is no bill.
+        cost = None if self.cost is None or other.cost is None else self.cost + other.cost
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.total_tokens + other.total_tokens,
             self.cached_tokens + other.cached_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            cost,
         )
+
+
+NO_USAGE = Usage()
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,14 +163,7 @@ def as_record(session: Session, turn: Turn) -> dict:
         "finish_reason": turn.finish_reason,
         "usage": usage,
         "cost_usd": row.cost,
-        "cost_source": cost_source(row.cost, exact=row.exact),
+        # "provider" (the server's own figure), "list", "estimate" (list prices over our count), or null
+        "cost_source": row.source,
         "error": turn.error.message if turn.error is not None else None,
     }
-
-
-def cost_source(cost: float | None, *, exact: bool) -> str | None:
-    """Where --json's cost_usd comes from: "list" (list prices over the server's usage), "estimate"
-    (list prices over chatcli's own count, when the server reported none), or None with no cost."""
-    if cost is None:
-        return None
-    return "list" if exact else "estimate"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from chatcli.base import parse as inputs
@@ -295,50 +296,66 @@ def run_usage(args: argparse.Namespace, env: Env) -> int:
     return run_sessions(args, env)
 
 
+@dataclass
+class _Spent:
+    """One row of `chatcli usage`: what a day or a model spent."""
+
+    tokens: int = 0
+    cached: int = 0
+    reasoning: int = 0
+    usd: float = 0.0
+    unknown: bool = False  # some of it was on a model with no price
+    exact: bool = True  # False: some of it was chatcli's estimate
+
+    def add(self, spend) -> None:
+        self.tokens += spend.total_tokens
+        self.cached += spend.cached_tokens
+        self.reasoning += spend.reasoning_tokens
+        self.usd += spend.cost_usd or 0.0
+        self.unknown = self.unknown or spend.cost_usd is None
+        self.exact = self.exact and not spend.estimated
+
+
 def usage_action(store: Store, args, env: Env) -> int:
     today, _ = period_starts()
     since = today - (args.days - 1) * 86400
-    groups: dict[str, list] = {}
+    groups: dict[str, _Spent] = {}
     if args.by == "day":
         for n in range(args.days):  # every day, spent on or not
-            groups[time.strftime("%Y-%m-%d", time.localtime(since + n * 86400 + 43200))] = [0, 0.0, False, True]
+            groups[time.strftime("%Y-%m-%d", time.localtime(since + n * 86400 + 43200))] = _Spent()
+    total = _Spent()
+    provider = False  # some cost is the provider's own figure
     for spend in store.ledger(since):
         key = time.strftime("%Y-%m-%d", time.localtime(spend.created_at)) if args.by == "day" else spend.model
-        tokens, usd, unknown, exact = groups.setdefault(key, [0, 0.0, False, True])
-        groups[key] = [
-            tokens + spend.total_tokens,
-            usd + (spend.cost_usd or 0.0),
-            unknown or spend.cost_usd is None,
-            exact and not spend.estimated,
-        ]
-    total_tokens = sum(g[0] for g in groups.values())
-    total_usd = sum(g[1] for g in groups.values())
-    measure = 1 if total_usd > 0 else 0  # chart cost, or tokens when nothing is priced
-    biggest = max((g[measure] for g in groups.values()), default=0) or 1
-    width = 30
-    def cost_cell(tokens: int, usd: float, unknown: bool, exact: bool) -> str:
-        if unknown and usd == 0:
+        groups.setdefault(key, _Spent()).add(spend)
+        total.add(spend)
+        provider = provider or spend.cost_source == "provider"
+    measure = "usd" if total.usd > 0 else "tokens"  # chart cost, or tokens when nothing is priced
+    biggest = max((getattr(g, measure) for g in groups.values()), default=0) or 1
+    # Cached and reasoning tokens where the server reported any, with the bars shorter to make room.
+    details = [name for name in ("cached", "reasoning") if getattr(total, name)]
+    width = 30 - 8 * len(details)
+
+    def cost_cell(row: _Spent) -> str:
+        if row.unknown and row.usd == 0:
             return "cost unknown"  # never a made-up $0
-        return format_cost(usd, exact=exact) + (" + cost unknown" if unknown else "")
+        return format_cost(row.usd, exact=row.exact) + (" + cost unknown" if row.unknown else "")
 
-    rows = []
-    for key, (tokens, usd, unknown, exact) in groups.items():
-        bar = "█" * round(width * (usd if measure else tokens) / biggest)
-        mark = "" if exact else "≈"
-        rows.append([key, f"{mark}{tokens:,}", cost_cell(tokens, usd, unknown, exact) if tokens else "-", bar])
-    all_exact = all(g[3] for g in groups.values())
-    any_unknown = any(g[2] for g in groups.values())
-    total_mark = "" if all_exact else "≈"
-    rows.append(["total", f"{total_mark}{total_tokens:,}", cost_cell(total_tokens, total_usd, any_unknown, all_exact), ""])
+    def cells(key: str, row: _Spent, bar: str) -> list[str]:
+        mark = "" if row.exact else "≈"
+        if not row.tokens:
+            return [key, "0", *("-" for _ in details), "-", bar]
+        return [key, f"{mark}{row.tokens:,}", *(f"{getattr(row, name):,}" for name in details), cost_cell(row), bar]
 
-    chart = "cost" if measure else "tokens"
+    rows = [cells(key, group, "█" * round(width * getattr(group, measure) / biggest)) for key, group in groups.items()]
+    rows.append(cells("total", total, ""))
+    chart = "cost" if measure == "usd" else "tokens"
+    said = f"Usage over the last {args.days} {'day' if args.days == 1 else 'days'}, by {args.by}; bars show {chart}."
+    if provider:
+        said += " Costs are the provider's own where it reported them, list prices elsewhere."
     show_result(
         _console(env),
-        Result(
-            text=f"Usage over the last {args.days} {'day' if args.days == 1 else 'days'}, by {args.by}; bars show {chart}.",
-            headers=[args.by, "tokens", "cost", ""],
-            rows=rows,
-        ),
+        Result(text=said, headers=[args.by, "tokens", *details, "cost", ""], rows=rows),
     )
     return EXIT_OK
 

@@ -17,7 +17,8 @@ from chatcli.llm.tokens import margin
 def usage_command(session: Session, arg: str) -> Result:
     """A table of each turn's prompt, completion and total tokens, as the server reported
     them (with the prompt tokens it read from its cache, priced at the cached price, and a reasoning
-    model's reasoning tokens, where it reports them), with the cost from the price table, and the session's total. A model with no known price
+    model's reasoning tokens, where it reports them), with the cost the provider reported (OpenRouter's)
+    or else from the price table, and the session's total. A model with no known price
     shows "cost unknown"; a cost is never made up. Tokens spent on undone or replaced turns count.
     Where the server's responses state its rate limits, the latest figures follow."""
     turns, total = session.accounts.accounting()
@@ -37,8 +38,11 @@ def usage_command(session: Session, arg: str) -> Result:
         rows.append([other.what, other.model, *_usage_cells(other)])
     rows.append(["session", "", *_usage_cells(total)])
     estimated = " Rows marked ≈ are our own estimate: the server reported no usage for them." if not total.exact else ""
+    billed = [r.usage for r in [*turns, *session.spent_elsewhere] if r.usage is not None]
+    where = ("the provider's own, where it reported it; else list prices" if any(u.cost is not None for u in billed)
+             else "list prices")
     return Result(
-        text="Tokens as reported by the server; cost from list prices." + estimated + said,
+        text=f"Tokens as reported by the server; cost from {where}." + estimated + said,
         headers=["turn", "model", "prompt", "completion", "total", "cost"],
         rows=rows,
     )

@@ -40,6 +40,7 @@ class Config:
     azure_deployment: str | None = None
     proxy: str | None = None
     ca_bundle: str | None = None
+    usage_accounting: bool | None = None  # None: only for openrouter.ai (llm/client.py asks_for_cost)
     headers: Mapping[str, str] = field(default_factory=dict)  # sent with every request
     profiles: tuple[str, ...] = ()  # the names the config file defines
     system: str | None = None

@@ -122,6 +122,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("azure_deployment", str, None, "Azure OpenAI's deployment; unset means the model's name.", optional=True, example="gpt-4o-mini"),
     Setting("proxy", str, None, "HTTP proxy for every request; unset means HTTPS_PROXY, HTTP_PROXY and NO_PROXY decide.", optional=True, example="http://proxy.example.com:3128"),
     Setting("ca_bundle", str, None, "PEM file of the certificate authorities to trust; unset means SSL_CERT_FILE, or the system's.", optional=True, example="~/corp-ca.pem"),
+    Setting("usage_accounting", bool, None, "Ask the server for what each request cost (OpenRouter's usage accounting, sent as usage.include) and count that rather than list prices; unset means only for openrouter.ai.", optional=True, example=True),
     Setting("system", str, None, "System prompt (persona) for new sessions.", optional=True, example="You are a terse SQL expert."),
     Setting("temperature", float, None, "Sampling temperature; unset means the server's default.", 0, 2, optional=True, example=0.7),
     Setting("max_tokens", int, None, "Longest reply in tokens; unset means the server's default.", 1, optional=True, example=1024),

@@ -45,6 +45,9 @@ class Accounts:
     budget: Budget = field(default_factory=Budget)
     books: Books | None = field(default=None, repr=False)  # set by the session that holds these
     _guard: BudgetGuard | None = field(default=None, repr=False)
+    asks_for_cost: bool = False  # requests ask the server for their cost (OpenRouter's usage accounting)
+    # Models whose server reported its own cost this run: their spending is counted from that, list price or not.
+    _provider_priced: set[str] = field(default_factory=set, repr=False)
 
     @property
     def _books(self) -> Books:
@@ -58,11 +61,17 @@ class Accounts:
         self._books.spent_elsewhere.append(OtherCost(COMPACTION, model, usage, cost))
         self._ledger(model, usage, cost, kind="compact")
 
-    def _ledger(self, model: str, usage: Usage, cost: float | None, *, reply_of: Turn | None = None, **how: Any) -> None:
+    def _ledger(self, model: str, usage: Usage, cost: float | None, *, reply_of: Turn | None = None,
+                estimated: bool = False, **how: Any) -> None:
         """Write one request to the usage ledger (the journal adds this session's id and the reply's)."""
         u = usage
+        if u.cost is not None:
+            self._provider_priced.add(model)
         self._books.journal.spend(
-            Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, **how), reply_of=reply_of
+            Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, estimated, **how,
+                  cached_tokens=u.cached_tokens, reasoning_tokens=u.reasoning_tokens,
+                  cost_source=cost_source(u, cost, exact=not estimated)),
+            reply_of=reply_of,
         )
 
     def keep_spend(self, turn: Turn) -> None:
@@ -79,8 +88,16 @@ class Accounts:
         return self._guard
 
     def check_budget(self, model: str, usage: Usage) -> tuple[str | None, str | None]:
-        """(refusal, warning) for a request to `model` that would use about `usage`."""
-        return self.guard().check(cost=self.pricing.cost(model, usage), tokens=usage.total_tokens, model=model)
+        """(refusal, warning) for a request to `model` that would use about `usage`.
+
+        A model with no list price whose server reports (or is asked for) its own cost is no model the
+        USD caps cannot count: what it spends goes into the ledger at the provider's figure. Its next
+        request is taken as free until it is billed (nothing says beforehand what the provider will
+        charge); a reply that comes back with no cost after all is counted unpriced, and said so."""
+        cost = self.pricing.cost(model, usage)
+        if cost is None and (self.asks_for_cost or model in self._provider_priced):
+            cost = 0.0
+        return self.guard().check(cost=cost, tokens=usage.total_tokens, model=model)
 
     def _spend_since(self, since: float) -> Spending:
         """Spending across every session from the ledger, or this session's alone when there is none
@@ -102,7 +119,8 @@ class Accounts:
         # kept costs) are priced now where the table knows the model.
         usd, unpriced = saved.usd, []
         for row in saved.unpriced:
-            cost = self.pricing.cost(row.model, Usage(row.prompt_tokens, row.completion_tokens, row.total_tokens))
+            usage = Usage(row.prompt_tokens, row.completion_tokens, row.total_tokens, row.cached_tokens)
+            cost = self.pricing.cost(row.model, usage)
             if cost is None:
                 unpriced.append(row.model or "unnamed model")
             else:
@@ -160,6 +178,11 @@ class TurnCost:
     cost: float | None  # None: the model's price is unknown
     exact: bool  # False: estimated from our own counts
 
+    @property
+    def source(self) -> str | None:
+        """Where the cost comes from: "provider", "list", "estimate", or None with no cost."""
+        return cost_source(self.usage, self.cost, exact=self.exact)
+
 
 @dataclass(frozen=True)
 class OtherCost:
@@ -170,6 +193,17 @@ class OtherCost:
     usage: Usage
     cost: float | None
     exact: bool = True
+
+
+def cost_source(usage: Usage | None, cost: float | None, *, exact: bool) -> str | None:
+    """"provider" (the server reported what the request cost), "list" (list prices over the server's
+    usage), "estimate" (list prices over chatcli's own count, where the server reported none), or
+    None when there is no cost."""
+    if cost is None:
+        return None
+    if usage is not None and usage.cost is not None:
+        return "provider"
+    return "list" if exact else "estimate"
 
 
 UNDONE = "undone or replaced"

@@ -6,6 +6,7 @@ client), and load_session's. app.py takes the conversation alone (load_conversat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from chatcli.base.errors import ChatError, one_line
@@ -85,11 +86,16 @@ def restore_conversation(
     conversation.journal = journal
     if missing:
         journal.notice(_missing_notice(info.id, missing))
-    replies = {turn.ids[-1] for turn in conversation.turns if len(turn.ids) > 1}
+    replies = {turn.ids[-1]: turn for turn in conversation.turns if len(turn.ids) > 1}
     for spend in spends:  # what was paid for replies no longer here, and for summaries
         if spend.kind == "turn" and spend.message_id in replies:
-            continue  # counted with its turn
-        usage = Usage(spend.prompt_tokens, spend.completion_tokens, spend.total_tokens)
+            # Counted with its turn; the provider's own cost of it is kept in the ledger alone.
+            turn = replies[spend.message_id]
+            if spend.cost_source == "provider" and turn.usage is not None:
+                turn.usage = replace(turn.usage, cost=spend.cost_usd)
+            continue
+        usage = Usage(spend.prompt_tokens, spend.completion_tokens, spend.total_tokens, spend.cached_tokens,
+                      spend.reasoning_tokens, spend.cost_usd if spend.cost_source == "provider" else None)
         what = COMPACTION if spend.kind == "compact" else UNDONE
         conversation.spent_elsewhere.append(OtherCost(what, spend.model, usage, spend.cost_usd, not spend.estimated))
     return conversation

@@ -63,6 +63,11 @@ KNOWN_CAPABILITIES: dict[str, Capabilities] = {
 # the message without the code and param fields, so the message is read too.
 REFUSAL_CODES = ("unsupported_parameter", "unsupported_value")
 _REFUSAL = re.compile(r"Unsupported (parameter|value): '(\w+)'")
+# OpenAI's words for a field it does not know at all (such as OpenRouter's `usage`), with no code or param.
+_UNRECOGNIZED = re.compile(r"Unrecognized request arguments? supplied: (\w+)")
+
+# Asks the server for the request's cost in its usage (OpenRouter's usage accounting); not an OpenAI field.
+USAGE_ACCOUNTING = {"usage": {"include": True}}
 
 
 def refused_parameter(error: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -70,7 +75,10 @@ def refused_parameter(error: Mapping[str, Any]) -> tuple[str, str] | None:
     code, param = error.get("code"), error.get("param")
     if code in REFUSAL_CODES and isinstance(param, str):
         return param, code
-    found = _REFUSAL.search(str(error.get("message") or ""))
+    message = str(error.get("message") or "")
+    found = _REFUSAL.search(message)
+    if found is None and (unknown := _UNRECOGNIZED.search(message)):
+        return unknown[1], "unsupported_parameter"
     return (found[2], f"unsupported_{found[1]}") if found else None
 
 
@@ -89,6 +97,7 @@ class Adapter:
 
     overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # config [models."NAME"]
     default_effort: str | None = None  # config reasoning_effort: for the models that take it
+    usage_accounting: bool = False  # ask for the cost in the usage (client.asks_for_cost), unless a model refused it
     _learned: dict[str, Capabilities] = field(default_factory=dict, repr=False)
     _taught: set[tuple[str, str]] = field(default_factory=set, repr=False)  # (model, parameter) refused
     _told: set[tuple[str, str]] = field(default_factory=set, repr=False)
@@ -145,6 +154,8 @@ class Adapter:
         elif effort is not None and caps.efforts and self._first(model, f"reasoning_effort {effort}"):
             said.append(f"{model} takes reasoning_effort {_either(caps.efforts)}, not {effort}; "
                         "none is sent, so the model's own default is used")
+        if self.usage_accounting and "usage" not in caps.unsupported:
+            body.update(USAGE_ACCOUNTING)
         new = [k for k in left_out if self._first(model, k)]
         if new:
             said.insert(0, f"{model} does not take {_either(new)}; {'it is' if len(new) == 1 else 'they are'} "
@@ -164,8 +175,11 @@ class Adapter:
         if refused in MAX_TOKENS_PARAMS and code == "unsupported_parameter":
             other = next(name for name in MAX_TOKENS_PARAMS if name != refused)
             caps, said = replace(caps, max_tokens_param=other), f"{model} refused {refused}, so from now on it is sent as {other} instead"
-        elif refused in DROPPABLE:
+        elif refused in DROPPABLE or refused in USAGE_ACCOUNTING:
             caps = replace(caps, unsupported=caps.unsupported | {refused})
+            if refused in USAGE_ACCOUNTING:
+                said = (f"{model} refused usage (asked for its cost), so from now on it is left out of its requests "
+                        "and its cost comes from list prices")
         elif refused == "reasoning_effort" and code == "unsupported_value" and caps.efforts:
             # One value refused (gpt-5-pro takes only high): the others may still be taken.
             value = sent["reasoning_effort"]

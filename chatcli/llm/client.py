@@ -32,7 +32,7 @@ from chatcli.base.events import (
 )
 from chatcli.base.pii import hide_password
 from chatcli.config.settings import Config
-from chatcli.llm.capabilities import Adapter
+from chatcli.llm.capabilities import USAGE_ACCOUNTING, Adapter
 from chatcli.llm.deadline import IDLE, Deadline
 from chatcli.llm.failures import (
     UnknownModel,
@@ -87,7 +87,7 @@ class ChatClient:
         # The streaming thread's own: its reply's Deadline, and the retries taken for it.
         self._local = threading.local()
         # What each model takes (max_completion_tokens, no temperature, ...): every request is fitted.
-        self.adapter = Adapter(config.models, default_effort=config.reasoning_effort)
+        self.adapter = Adapter(config.models, default_effort=config.reasoning_effort, usage_accounting=asks_for_cost(config))
         # The proxy from the config, unless NO_PROXY names the server (as it would for HTTPS_PROXY).
         self.proxy = config.proxy if config.proxy and not _no_proxy_for(config.base_url) else None
         if self.proxy is None:  # httpx2 follows the proxy variables (of os.environ): one it cannot use is said now
@@ -234,6 +234,9 @@ class ChatClient:
         import openai  # lazy: keeps openai off the startup path
 
         started = time.monotonic()
+        # Fields the SDK has no argument for go in the body as they are.
+        extra = {k: v for k, v in body.items() if k in USAGE_ACCOUNTING}
+        body = {k: v for k, v in body.items() if k not in extra}
         answered = False  # the response began: a timeout now is not the SDK's to retry
         texted = False  # text arrived: a timeout now is a stall in the middle of the reply
         try:
@@ -242,6 +245,7 @@ class ChatClient:
                 messages=messages,  # type: ignore[arg-type]
                 stream=True,
                 stream_options={"include_usage": True},
+                extra_body=extra or None,
                 **body,
             ) as response:
                 answered = True
@@ -394,6 +398,15 @@ class ChatClient:
         if not near:
             return error
         return ChatError(error.message.rstrip(".") + f"; close matches: {', '.join(one_line(n, 100) for n in near)}.")
+
+
+def asks_for_cost(config: Config) -> bool:
+    """Whether requests ask for their cost in the usage (`usage: {include: true}`): as the config says,
+    or else only of OpenRouter, which takes it; OpenAI refuses a field it does not know."""
+    if config.usage_accounting is not None:
+        return config.usage_accounting
+    host = (urlsplit(config.base_url).hostname or "").lower()
+    return host == "openrouter.ai" or host.endswith(".openrouter.ai")
 
 
 def _no_proxy_for(url: str) -> bool:

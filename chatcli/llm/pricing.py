@@ -1,6 +1,7 @@
 """Prices per million tokens, the cost of a reported usage, and the rows that say what a session cost.
 
-A model we have no price for has an unknown cost (None), never a made-up one.
+A model we have no price for has an unknown cost (None), never a made-up one. A cost the
+provider reported with the usage is the cost, whatever the table says.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ class Pricing:
         return table[family] if family else None
 
     def cost(self, model: str, usage: Usage) -> float | None:
-        """USD for one usage, or None when the model's price is unknown."""
+        """USD for one usage: what the provider said it cost, where it said (OpenRouter's usage.cost),
+        or else the list price; None when neither is known. Cached prompt tokens go at the cached price."""
+        if usage.cost is not None:
+            return usage.cost
         price = self.price_for(model)
         if price is None:
             return None

@@ -8,6 +8,7 @@ error, a stream that stops without a finish_reason).
 from __future__ import annotations
 
 import json
+import math
 from typing import Iterable, Iterator
 
 from chatcli.base.errors import ChatError, ContextLengthError, one_line
@@ -193,7 +194,30 @@ def _events_of(chunk: dict) -> Iterator[Event]:
             total_tokens=int(usage.get("total_tokens") or 0),
             cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
             reasoning_tokens=int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
+            cost=provider_cost(usage),
         )
+
+
+def provider_cost(usage: dict) -> float | None:
+    """The USD the provider says the request cost (OpenRouter's `usage.cost`, in credits of a dollar),
+    or None when it says none. With a key of the user's own (`is_byok`), OpenRouter's `cost` is only
+    its fee; the upstream provider's bill (`cost_details.upstream_inference_cost`) is added. Without
+    one, that figure is a breakdown of `cost` itself, and adding it would count the bill twice."""
+    cost = _amount(usage.get("cost"))
+    if cost is None:
+        return None
+    details = usage.get("cost_details")
+    upstream = _amount(details.get("upstream_inference_cost")) if isinstance(details, dict) else None
+    if usage.get("is_byok") is True and upstream is not None:
+        cost += upstream
+    return cost
+
+
+def _amount(value: object) -> float | None:
+    """A sum of money as a server wrote it: a finite number of at least 0, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def _text(value: object) -> str:

@@ -94,6 +94,9 @@ class Spend:
     session_id: int | None = None  # None: not saved with a session (incognito, or before migration 6)
     message_id: int | None = None  # the reply it paid for; None for a request that is not a turn (/compact)
     kind: str = "turn"  # "turn", "undone" (the turn was undone or replaced) or "compact"
+    cached_tokens: int = 0  # of prompt_tokens, those read from the server's prompt cache (0 before migration 11)
+    reasoning_tokens: int = 0  # of completion_tokens, those a reasoning model thought in
+    cost_source: str | None = None  # "provider", "list" or "estimate"; None: no cost, or from before migration 11
 
 
 @dataclass(frozen=True)
@@ -252,10 +255,11 @@ class Store:
         with self._write() as db:
             db.execute(
                 """INSERT INTO usage_ledger (created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd,
-                       estimated, session_id, message_id, kind)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       estimated, session_id, message_id, kind, cached_tokens, reasoning_tokens, cost_source)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (spend.created_at, spend.model, spend.prompt_tokens, spend.completion_tokens, spend.total_tokens,
-                 spend.cost_usd, int(spend.estimated), spend.session_id, spend.message_id, spend.kind),
+                 spend.cost_usd, int(spend.estimated), spend.session_id, spend.message_id, spend.kind,
+                 spend.cached_tokens, spend.reasoning_tokens, spend.cost_source),
             )
 
     def spend_since(self, since: float) -> Spent:
@@ -266,11 +270,12 @@ class Store:
         ).fetchone()
         unpriced = self.db.execute(
             """SELECT MIN(created_at), model, SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens),
-                      MAX(estimated)
+                      MAX(estimated), SUM(cached_tokens), SUM(reasoning_tokens)
                FROM usage_ledger WHERE created_at >= ? AND cost_usd IS NULL GROUP BY model ORDER BY model""",
             (since,),
         ).fetchall()
-        return Spent(float(row[0]), int(row[1]), [Spend(r[0], r[1], r[2], r[3], r[4], None, bool(r[5])) for r in unpriced])
+        return Spent(float(row[0]), int(row[1]), [Spend(r[0], r[1], r[2], r[3], r[4], None, bool(r[5]),
+                                                        cached_tokens=r[6], reasoning_tokens=r[7]) for r in unpriced])
 
     def check_writable(self) -> None:
         """Raise sqlite3.Error if a write would fail (a read-only file opens, and reads, without complaint):
@@ -295,11 +300,11 @@ class Store:
             where, args = where + " AND session_id = ?", [since, session_id]
         rows = self.db.execute(
             f"""SELECT created_at, model, prompt_tokens, completion_tokens, total_tokens, cost_usd, estimated,
-                       session_id, message_id, kind
+                       session_id, message_id, kind, cached_tokens, reasoning_tokens, cost_source
                 FROM usage_ledger WHERE {where} ORDER BY created_at, id""",
             args,
         ).fetchall()
-        return [Spend(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9]) for r in rows]
+        return [Spend(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10], r[11], r[12]) for r in rows]
 
     def update_session(self, session_id: int, *, event: str | None = None, **columns: Any) -> None:
         """Change session columns (model, system, params, title, context_from) and log the change."""

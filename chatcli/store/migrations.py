@@ -213,6 +213,20 @@ def _m10_images(db: sqlite3.Connection) -> None:
     )
 
 
+def _m11_ledger_details(db: sqlite3.Connection) -> None:
+    # The ledger keeps what /usage shows of each request: the prompt tokens read from the server's cache
+    # (priced lower), the reasoning tokens, and where its cost came from (the provider's own figure, list
+    # prices, or list prices over an estimate). Rows from before read as 0, 0 and unknown (NULL).
+    _run_script(
+        db,
+        """
+        ALTER TABLE usage_ledger ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE usage_ledger ADD COLUMN reasoning_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE usage_ledger ADD COLUMN cost_source TEXT;
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -224,6 +238,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m8_ledger_kinds,
     _m9_session_profile,
     _m10_images,
+    _m11_ledger_details,
 ]
 
 

@@ -1,4 +1,4 @@
-"""How llama.cpp, vLLM, Ollama and LM Studio differ from OpenAI, for tests/support/server.py.
+"""How llama.cpp, vLLM, Ollama, LM Studio and OpenRouter differ from OpenAI, for tests/support/server.py.
 
 ``ChatServer.flavor`` picks one of :data:`FLAVORS`. A flavor owns what differs between
 these servers on the wire: the shape of ``/v1/models``, the discovery endpoints beside it
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from tests.support.server import ChatServer
 
-__all__ = ["FLAVORS", "DEFAULT_WINDOW", "Flavor", "Verdict", "apply_template", "content_text",
+__all__ = ["FLAVORS", "DEFAULT_WINDOW", "Flavor", "OpenRouter", "Verdict", "apply_template", "content_text",
            "prompt_tokens", "tokenize"]
 
 DEFAULT_WINDOW = 4096  # the window a server reports when ChatServer.n_ctx is None (no limit enforced)
@@ -137,6 +137,10 @@ class Flavor:
             return 200, self.entry(srv, name)
         message = f"The model `{name}` does not exist or you do not have access to it."
         return 404, _error(message, "invalid_request_error", "model_not_found")
+
+    def account(self, srv: ChatServer, request: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+        """The usage as this server reports it, from compute_usage's (or a scripted) one."""
+        return usage
 
     def chat(self, srv: ChatServer, request: dict[str, Any]) -> Verdict:
         """OpenAI refuses messages longer than the window (only when n_ctx is set)."""
@@ -421,4 +425,42 @@ class LmStudio(Flavor):
         return 404, {"error": f"Model '{name}' not found"}  # LM Studio's wording here is not verified
 
 
-FLAVORS: dict[str, Flavor] = {f.name: f for f in (Flavor(), LlamaCpp(), Vllm(), Ollama(), LmStudio())}
+class OpenRouter(Flavor):
+    """OpenRouter: /models entries with context_length and per-token prices, and usage accounting.
+
+    A request that asks for it (``"usage": {"include": true}``) gets the cost in its usage, in USD
+    (OpenRouter's credits), at :attr:`PRICES`, which are deliberately unlike any list price so a
+    test can tell the provider's cost from chatcli's; a scripted usage that has a ``cost`` keeps it.
+    Like OpenRouter's for a request on its own credits (not ``is_byok``), ``cost_details`` breaks
+    the same cost down, and adds nothing to it.
+    """
+
+    name = "openrouter"
+    owned_by = "openrouter"
+    PRICES = (200.0, 20.0, 1000.0)  # USD per million prompt, cached prompt and completion tokens
+
+    def entry(self, srv: ChatServer, model: str) -> dict[str, Any]:
+        per_token = [f"{p / 1e6:.10f}".rstrip("0") for p in self.PRICES]
+        return {"id": model, "canonical_slug": model, "name": model, "created": 0, "context_length": DEFAULT_WINDOW,
+                "pricing": {"prompt": per_token[0], "input_cache_read": per_token[1], "completion": per_token[2]}}
+
+    def models(self, srv: ChatServer) -> Answer:
+        return 200, {"data": [self.entry(srv, m) for m in self.listed(srv)]}
+
+    @classmethod
+    def cost_of(cls, usage: dict[str, Any]) -> float:
+        """What OpenRouter charges for a usage, at PRICES."""
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        fresh = usage["prompt_tokens"] - cached
+        prompt, cached_prompt, completion = cls.PRICES
+        return (fresh * prompt + cached * cached_prompt + usage["completion_tokens"] * completion) / 1e6
+
+    def account(self, srv: ChatServer, request: dict[str, Any], usage: dict[str, Any]) -> dict[str, Any]:
+        asked = request.get("usage")
+        if not (isinstance(asked, dict) and asked.get("include") is True) or "cost" in usage:
+            return usage
+        cost = self.cost_of(usage)
+        return {**usage, "cost": cost, "is_byok": False, "cost_details": {"upstream_inference_cost": cost}}
+
+
+FLAVORS: dict[str, Flavor] = {f.name: f for f in (Flavor(), LlamaCpp(), Vllm(), Ollama(), LmStudio(), OpenRouter())}

@@ -12,9 +12,10 @@ own.
 Each POST to ``.../chat/completions`` takes the next scripted behaviour; when
 the script is empty ``srv.default`` (initially :class:`Echo`) is used.
 
-``ChatServer(flavor="llamacpp")`` (or vllm, ollama, lmstudio) speaks like that server
+``ChatServer(flavor="llamacpp")`` (or vllm, ollama, lmstudio, openrouter) speaks like that server
 instead of like OpenAI: its /v1/models, its discovery endpoints, and with ``n_ctx`` set its
-answer to a prompt that does not fit (tests/support/flavors.py).
+answer to a prompt that does not fit (tests/support/flavors.py); openrouter reports the cost of
+a request that asks for it.
 """
 
 from __future__ import annotations
@@ -223,6 +224,16 @@ def compute_usage(request: dict[str, Any], text: str) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }
+
+
+def _leading_alike(a: list[Any], b: list[Any]) -> int:
+    """How many messages two prompts begin with alike."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _within(reply: Reply, request: dict[str, Any], verdict: Verdict) -> Reply:
@@ -436,7 +447,7 @@ class _Handler(BaseHTTPRequestHandler):
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}],
         }
         if reply.usage is not False:
-            completion["usage"] = compute_usage(request, reply.text) if reply.usage is True else reply.usage
+            completion["usage"] = self.server.chat._usage(request, reply)
         self._send(200, json.dumps(completion).encode(), "application/json", reply.headers)
 
     def _stream(self, reply: Reply, request: dict[str, Any]) -> None:
@@ -485,7 +496,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.finish_reason is not None:
             self._event(chunk({}, reply.finish_reason))
         if include_usage and reply.usage is not False:
-            usage = compute_usage(request, reply.text) if reply.usage is True else reply.usage
+            usage = self.server.chat._usage(request, reply)
             final = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                      "choices": [], "usage": usage}
             self._event(final)
@@ -593,7 +604,7 @@ class ChatServer:
     - ``default``, ``api_key``, ``models``: the reply when the script is empty, the key
       to demand (None: any), the model ids served.
     - ``flavor``: which server to be, one of :data:`FLAVORS` ("openai", "llamacpp",
-      "vllm", "ollama", "lmstudio"); see tests/support/flavors.py.
+      "vllm", "ollama", "lmstudio", "openrouter"); see tests/support/flavors.py.
     - ``n_ctx``: the window the server enforces, in :func:`compute_usage`'s tokens;
       None enforces none (and discovery endpoints report 4096).
     - ``served_model``: the ``model`` every chunk and completion names, whatever the
@@ -602,6 +613,8 @@ class ChatServer:
       (None: all of ``models``).
     - ``ollama_num_ctx_param``: Ollama's /api/show lists ``num_ctx`` (the Modelfile sets it).
     - ``vllm_nested_errors``: vLLM's newer ``{"error": {...}}`` instead of its top-level body.
+    - ``prompt_cache``: report as ``prompt_tokens_details.cached_tokens`` the tokens of the leading
+      messages an earlier request had too, as a provider's prompt cache would read them.
     """
 
     def __init__(self, *, port: int = 0, tls: ssl.SSLContext | None = None, flavor: str = "openai",
@@ -632,6 +645,8 @@ class ChatServer:
         self.loaded: list[str] | None = None
         self.ollama_num_ctx_param = False
         self.vllm_nested_errors = False
+        self.prompt_cache = False
+        self._prompts: list[list[Any]] = []
 
     @property
     def flavor(self) -> str:
@@ -743,6 +758,8 @@ class ChatServer:
             self.ollama_num_ctx_param = False
             self.vllm_nested_errors = False
             self.overrides = {}
+            self.prompt_cache = False
+            self._prompts = []
 
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """Wait until no request is being handled (e.g. a dropped stream noticed it)."""
@@ -760,6 +777,25 @@ class ChatServer:
     def _next_behaviour(self) -> Behaviour:
         with self._lock:
             return self._script.popleft() if self._script else self.default
+
+    def _usage(self, request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        """The usage a reply reports: computed (with the prompt cache's share) or scripted, as the flavor has it."""
+        if reply.usage is True:
+            usage = compute_usage(request, reply.text)
+            if self.prompt_cache:
+                usage["prompt_tokens_details"] = {"cached_tokens": self._cached_tokens(request.get("messages"))}
+        else:
+            usage = dict(reply.usage)
+        return self._flavor.account(self, request, usage)
+
+    def _cached_tokens(self, messages: Any) -> int:
+        """prompt_cache: the tokens of the longest run of leading messages an earlier request began with,
+        as a provider's prompt cache reads them (which it then remembers this request's for)."""
+        messages = list(messages or [])
+        with self._lock:
+            same = max((_leading_alike(earlier, messages) for earlier in self._prompts), default=0)
+            self._prompts.append(messages)
+        return prompt_tokens(messages[:same])
 
     def _record(self, rec: Recorded) -> None:
         with self._lock:
