@@ -108,7 +108,20 @@ class LogLine:
         return self.text
 
 
+WITHHELD = "[reply withheld: it contains a blocked word]"
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """The reply (and its reasoning) holds a blocked word (config `block_words`): drawn in its place.
+    Which word is never said: that would show it."""
+
+    def __str__(self) -> str:
+        return WITHHELD
+
+
 # Said above the reply as it happens, not part of it.
 NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note)
 
-Event = TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
+Event = (TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
+         | Withheld)

@@ -63,6 +63,9 @@ class Config:
     save: bool = True
     db: str | None = None
     redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from what is sent (chatcli.pii)
+    block_words: tuple[str, ...] = ()  # the content filter: block_words and block_words_file's lines
+    block_words_file: str | None = None
+    show_filtered: bool = False
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()  # said once at start: a file holding the key that others can read
     model_set: bool = True  # False: no layer named a model, so the server's own may be the default
@@ -94,7 +97,9 @@ def default_config_path(env: Env) -> Path:
 # config file to read.
 # Nor say which variable holds the key, nor which proxy and authorities to trust: each would let
 # a repository send a secret, or the key, where it likes.
-UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG", "CHATCLI_API_KEY_ENV", "CHATCLI_PROXY", "CHATCLI_CA_BUNDLE")
+# Nor turn the content filter's words off or its withheld replies on.
+UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG", "CHATCLI_API_KEY_ENV", "CHATCLI_PROXY", "CHATCLI_CA_BUNDLE",
+                       "CHATCLI_BLOCK_WORDS_FILE", "CHATCLI_SHOW_FILTERED")
 
 
 def read_dotenv(env: Env) -> dict[str, str]:
@@ -183,6 +188,8 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         values["proxy"] = check_base_url(values["proxy"], what="proxy URL", example="such as http://proxy.example.com:3128")
     if values.get("ca_bundle"):
         values["ca_bundle"] = check_ca_bundle(values["ca_bundle"])
+    if values.get("block_words_file"):
+        values["block_words"] = (*values.get("block_words", ()), *read_block_words_file(values["block_words_file"]))
     if "\x00" in (values.get("db") or ""):  # TOML can write one ("\u0000"); no file name holds one
         raise ConfigError("db names a file with a NUL character in its name, which no file can have; "
                           "set db to the path of the session database.")
@@ -211,6 +218,26 @@ def check_ca_bundle(path_text: str) -> str:
         path = path_text
         raise ConfigError(f"The CA bundle {path} could not be loaded; set ca_bundle to a PEM file of certificates.") from None
     return str(path)
+
+
+def read_block_words_file(path_text: str) -> tuple[str, ...]:
+    """block_words_file's words: one word or phrase a line, `#` comments, UTF-8; read once, at start."""
+    from chatcli.base.blocklist import read_words  # lazy: off the path of chatcli --help
+
+    path = Path(path_text).expanduser()
+    try:
+        if path.exists() and not path.is_file():  # a directory, or /dev/zero, which would be read forever
+            raise ConfigError(f"The block_words_file {path} is not a file; set it to a text file, one word a line.")
+        return tuple(read_words(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ConfigError(f"The block_words_file {path} does not exist; create it (one word a line) or unset "
+                          "block_words_file.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"The block_words_file {path} is not UTF-8 text; save it as UTF-8.") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        why = f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else ""
+        raise ConfigError(f"The block_words_file {path} could not be read{why}; check the path and its "
+                          "permissions.") from None
 
 
 def check_base_url(url: str, *, what: str = "base URL", example: str = "such as http://localhost:11434/v1",

@@ -1,5 +1,5 @@
 """Every key chatcli reads, in tables: the settings (type, default, range, help), and the keys of
-[models], [prices], [budget], [headers], [profiles] and redact, each read and checked here.
+[models], [prices], [budget], [headers], [profiles], redact and block_words, each read and checked here.
 
 One table says every key's type, default, range and help; loading, validation, error messages
 and config.example.toml all follow from it.
@@ -137,6 +137,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stats", bool, False, "After each reply, a line with the time to first token, tokens per second and tokens."),
     Setting("default_context_window", int, 8192, "Context window, in tokens, for models chatcli has no figure for.", 256),
     Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
+    Setting("block_words_file", str, None, "A UTF-8 file of blocked words, one word or phrase a line (# comments), added to block_words: a reply holding one is withheld.", optional=True, example="~/.config/chatcli/blocked.txt"),
+    Setting("show_filtered", bool, False, "Allow /show-filtered (and exports, recaps, /copy) to show a withheld reply's original."),
     Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
@@ -227,6 +229,13 @@ def read_kinds(value: object, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def read_block_words(value: object, where: str) -> tuple[str, ...]:
+    """Config's block_words = ["...", ...]: the content filter's words or phrases, each once."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f'{where} must be a list of words or phrases, as in block_words = ["word", "two words"].')
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
 SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
@@ -304,6 +313,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             values["budget"] = read_budget_table(value, path)
         elif key == "redact":
             values["redact"] = read_kinds(value, f"'redact' in {where}")
+        elif key == "block_words":
+            values["block_words"] = read_block_words(value, f"'block_words' in {where}")
         elif key in RENAMED:
             raise ConfigError(f"{where}: '{key}' is now {RENAMED[key]}.")
         elif (setting := SETTINGS_BY_KEY.get(key)) is None:
@@ -312,7 +323,7 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             raise ConfigError(f"{where}: unknown key '{key}'.{hint}")
         else:
             values[key] = setting.check(value, f"'{key}' in {where}")
-            if key == "ca_bundle" and value and not value.startswith("~") and not Path(value).is_absolute():
+            if key in ("ca_bundle", "block_words_file") and value and not value.startswith("~") and not Path(value).is_absolute():
                 values[key] = str(path.parent / value)  # beside the config file, wherever chatcli runs
     return values
 

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from chatcli.base.errors import ChatError, UsageError, one_line
+from chatcli.base.events import WITHHELD
 from chatcli.base.text import json_text
+from chatcli.core.filtered import kept_from_view
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, PENDING
 
@@ -44,7 +46,9 @@ def session_record(session: Session) -> dict[str, Any]:
             messages.append(
                 {
                     "role": "assistant",
-                    "content": turn.reply,
+                    # A reply withheld for a blocked word: no text, unless show_filtered allows it.
+                    "content": None if kept_from_view(turn, session.policy) else turn.reply,
+                    **({"filtered": True} if turn.filtered else {}),
                     "status": turn.status,
                     "finish_reason": turn.finish_reason,
                     "model": turn.model,
@@ -76,7 +80,8 @@ def to_markdown(session: Session) -> str:
         lines += ["", "## System", "", record["system"]]
     for message in record["messages"]:
         heading = "You" if message["role"] == "user" else "Assistant"
-        lines += ["", f"## {heading}", "", message["content"] or "*(no reply)*"]
+        content = WITHHELD if message.get("filtered") and message["content"] is None else message["content"]
+        lines += ["", f"## {heading}", "", content or "*(no reply)*"]
         status = message.get("status")
         if message["role"] == "assistant" and status and status != COMPLETE:
             note = f" ({message['error']})" if message.get("error") else ""

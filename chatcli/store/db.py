@@ -74,6 +74,7 @@ class StoredMessage:
     sent_tokens: int | None = None  # a user message: our count of the request it went out in
     sent_exact: bool = True
     reasoning: str | None = None  # a reply: the reasoning streamed before it
+    filtered: bool = False  # a reply that held a blocked word: shown withheld
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class SearchHit:
     role: str
     snippet: str
     updated_at: float
+    filtered: bool = False  # a reply withheld for a blocked word: its snippet is not to be shown
 
 
 def default_db_path(data_dir: Path) -> Path:
@@ -227,8 +229,8 @@ class Store:
             cursor = db.execute(
                 """INSERT INTO messages (session_id, role, content, status, finish_reason, model, params,
                        prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
-                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact, reasoning)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact, reasoning, filtered)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     session_id, message.role, message.content, message.status, message.finish_reason,
                     message.model, json.dumps(message.params) if message.params else None,
@@ -236,7 +238,7 @@ class Store:
                     usage.get("cached_tokens"), usage.get("reasoning_tokens"),
                     message.error, message.first_token_ms, message.total_ms, message.created_at,
                     message.sent_tokens, None if message.sent_tokens is None else int(message.sent_exact),
-                    message.reasoning,
+                    message.reasoning, int(message.filtered),
                 ),
             )
             db.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (time.time(), session_id))
@@ -371,7 +373,7 @@ class Store:
         rows = self.db.execute(
             """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
                       completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
-                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning
+                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning, filtered
                FROM messages WHERE session_id = ? ORDER BY id""",
             (session_id,),
         ).fetchall()
@@ -388,7 +390,7 @@ class Store:
                     id=r[0], role=r[1], content=r[2], created_at=r[3], status=r[4], finish_reason=r[5],
                     model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
                     first_token_ms=r[14], total_ms=r[15], sent_tokens=r[16], sent_exact=bool(r[17]),
-                    reasoning=r[18],
+                    reasoning=r[18], filtered=bool(r[19]),
                 )
             )
         return out
@@ -401,7 +403,7 @@ class Store:
         query = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
         rows = self.db.execute(
             """SELECT m.session_id, s.title, m.role,
-                      snippet(messages_fts, 0, char(2), char(3), '…', 12), s.updated_at
+                      snippet(messages_fts, 0, char(2), char(3), '…', 12), s.updated_at, m.filtered
                FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN sessions s ON s.id = m.session_id
                WHERE messages_fts MATCH ? ORDER BY s.updated_at DESC, m.id LIMIT ?""",
             (query, limit),

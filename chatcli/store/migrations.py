@@ -182,6 +182,11 @@ def _m9_session_profile(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE sessions ADD COLUMN profile TEXT")
 
 
+def _m12_filtered(db: sqlite3.Connection) -> None:
+    # A reply that held a blocked word (config block_words): kept whole, shown withheld.
+    db.execute("ALTER TABLE messages ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -192,6 +197,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m7_reasoning,
     _m8_ledger_kinds,
     _m9_session_profile,
+    _m12_filtered,
 ]
 
 

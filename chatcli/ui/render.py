@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.base.blocks import BlockSplitter, LineBuffer
-from chatcli.base.events import NOTICES, Event, LogLine, ReasoningDelta, TextDelta
+from chatcli.base.events import NOTICES, Event, LogLine, ReasoningDelta, TextDelta, Withheld
 from chatcli.base.text import ControlFilter
 from chatcli.core.turn import STALL_S
 from chatcli.ui.fallback import PlainBlock, long_line, too_big, unfinished_too_big
@@ -98,9 +98,11 @@ class PlainRenderer(Renderer):
     def handle(self, event: Event) -> None:
         if isinstance(event, (TextDelta, ReasoningDelta)) and self._stall is not None:
             self._stall.token()
-        if isinstance(event, NOTICES):
+        if isinstance(event, (*NOTICES, Withheld)):
             if self._notices is not None:
                 line = str(event) if isinstance(event, LogLine) else f"chatcli: {event}."
+                if isinstance(event, Withheld):  # in the reply's place: on the terminal, or stderr beside a pipe
+                    line = str(event) if self._notices is self._out else f"chatcli: {event}"
                 with self._quiet():
                     if self._notices is self._out and self._last != "\n":
                         line = "\n" + line  # not glued to the end of a line of the reply
@@ -176,7 +178,7 @@ class MarkdownRenderer(Renderer):
             if self.thinking:
                 self.thinking = False
                 self._end_reasoning()
-        elif isinstance(event, NOTICES):
+        elif isinstance(event, (*NOTICES, Withheld)):
             from rich.text import Text  # lazy: keeps rich off the startup path
 
             self._print(Text(str(event), style="dim" if isinstance(event, LogLine) else "yellow"))
