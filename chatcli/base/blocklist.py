@@ -77,26 +77,29 @@ def _spaced(word: str) -> bool:
 
 
 def _compile(words: tuple[str, ...]) -> re.Pattern[str]:
-    """One regex for all the words: the whole-word ones behind a boundary, the others as they are."""
-    bounded = [w for w in words if _spaced(w) and _WORD_CHAR.match(w[0])]
-    free = [w for w in words if w not in set(bounded)]
+    """One regex for all the words: each kind (whole words, or not, at either end) as a trie
+    behind the boundaries it needs, which are written once per kind (a lookaround per word makes
+    compiling thousands of words take seconds)."""
+    kinds: dict[tuple[bool, bool], list[str]] = {}
+    for word in words:
+        spaced = _spaced(word)
+        bounds = (spaced and bool(_WORD_CHAR.match(word[0])), spaced and bool(_WORD_CHAR.match(word[-1])))
+        kinds.setdefault(bounds, []).append(word)
     parts = []
-    if bounded:
-        parts.append(f"(?<!{_WORDISH}){_trie(bounded)}")
-    if free:
-        parts.append(_trie(free))
+    for (before, after), group in kinds.items():
+        parts.append((f"(?<!{_WORDISH})" if before else "") + _trie(group) + (f"(?!{_WORDISH})" if after else ""))
     return re.compile("|".join(parts))
 
 
 def _trie(words: list[str]) -> str:
-    """The words as a trie-shaped regex: at each character only the branches that can still match."""
+    """The words as a trie-shaped regex: at each character only the branches that can still match.
+    (A shorter word that fails its boundary gives way to a longer one: the regex backtracks.)"""
     root: dict = {}
     for word in words:
         node = root
         for char in word:
             node = node.setdefault(char, {})
-        # A whole-word match must not run on into a letter of a spaced script.
-        node[_END] = _spaced(word) and bool(_WORD_CHAR.match(word[-1]))
+        node[_END] = True
     return _branches(root)
 
 
@@ -111,7 +114,7 @@ def _branches(node: dict) -> str:
             pattern += re.escape(char)
         alternatives.append(pattern + _branches(child))
     if _END in node:
-        alternatives.append(f"(?!{_WORDISH})" if node[_END] else "")
+        alternatives.append("")
     if len(alternatives) == 1:
         return alternatives[0]
     return "(?:" + "|".join(alternatives) + ")"
