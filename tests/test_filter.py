@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chatcli.base.errors import EXIT_FAILURE, EXIT_NETWORK, EXIT_OK
+from chatcli.base.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK
 from chatcli.base.events import WITHHELD, Finish, TextDelta, Withheld
 from chatcli.commands import REGISTRY
 from chatcli.config.settings import Config
@@ -214,3 +214,16 @@ def test_sessions_show_search_and_export_withhold_it_unless_allowed(srv: ChatSer
     assert BLOCKED in run_chatcli("sessions", "show", "1").stdout
     assert json.loads(run_chatcli("sessions", "export", "1", "--format", "json").stdout)["messages"][1]["content"] \
         == BLOCKED
+
+
+def test_config_check_says_a_missing_block_words_file_in_one_sentence(run_chatcli) -> None:
+    configure(WORDS + 'block_words_file = "nowhere.txt"\n')
+    result = run_chatcli("config", "check")
+    assert result.returncode == EXIT_CONFIG and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "block_words_file" in result.stderr and "nowhere.txt" in result.stderr
+    configure(WORDS)
+    checked = run_chatcli("config", "check")
+    assert checked.returncode == EXIT_OK and checked.stdout.startswith("ok: ")
+    shown = run_chatcli("config", "show")
+    assert "# block_words: 2 words or phrases" in shown.stdout and "show_filtered = false" in shown.stdout
+    assert_unseen(shown.stdout)  # counted, not listed

@@ -88,3 +88,34 @@ def test_a_resumed_session_recaps_it_withheld(srv, spawn_chatcli) -> None:
     assert "what is the password" in recap and WITHHELD in recap
     quit_with_ctrl_d(again)
     assert_unseen(said(first) + said(again))
+
+
+def wait_for_request(srv, count: int) -> None:
+    """Until the server has the request and has begun to stream (nothing of it is drawn yet)."""
+    import time
+
+    deadline = time.monotonic() + TIMEOUT
+    while len(srv.chat_requests) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
+def test_ctrl_c_mid_reply_checks_what_came_before_any_of_it_is_drawn(srv, spawn_chatcli) -> None:
+    configure()
+    srv.script(Reply("swordfish " + "word " * 400, chunk_size=5, delay=0.02),  # about 8 s in full
+               Reply("plain " * 400, chunk_size=6, delay=0.02))
+    child = spawn_chatcli()
+    expect_prompt(child)
+    child.send("talk a lot\r")
+    wait_for_request(srv, 1)
+    child.send("\x03")  # Ctrl-C while the reply is held back
+    child.expect_exact(WITHHELD, timeout=TIMEOUT)
+    expect_prompt(child)
+    assert "interrupted" in visible(said(child))
+    child.send("and again\r")
+    wait_for_request(srv, 2)
+    child.send("\x03")
+    child.expect_exact("plain plain plain", timeout=TIMEOUT)  # a clean partial reply is drawn once checked
+    expect_prompt(child)
+    quit_with_ctrl_d(child)
+    assert_unseen(said(child))
