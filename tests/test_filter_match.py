@@ -189,3 +189,15 @@ def test_a_profile_adds_blocked_words_and_a_dotenv_cannot_loosen_the_filter() ->
     (Path.cwd() / ".env").write_text("CHATCLI_SHOW_FILTERED=true\nCHATCLI_BLOCK_WORDS_FILE=/nonexistent\n")
     assert load().show_filtered is False  # a cloned repository's .env is not obeyed here
     assert load(CHATCLI_SHOW_FILTERED="true").show_filtered  # the environment itself is
+
+
+def test_a_profiles_block_words_file_adds_to_the_top_of_the_files() -> None:
+    folder = config_path().parent
+    (folder / "top.txt").write_text("secret\n", encoding="utf-8")
+    (folder / "work.txt").write_text("# work's own\n禁止\n", encoding="utf-8")
+    config_path().write_text('block_words_file = "top.txt"\nblock_words = ["first"]\n'
+                             '[profiles.work]\nblock_words_file = "work.txt"\n', encoding="utf-8")
+    assert load().block_words == ("first", "secret")
+    assert load(CHATCLI_PROFILE="work").block_words == ("first", "secret", "禁止")
+    (folder / "env.txt").write_text("more\n", encoding="utf-8")
+    assert load(CHATCLI_BLOCK_WORDS_FILE=str(folder / "env.txt")).block_words == ("first", "secret", "more")

@@ -22,6 +22,7 @@ from chatcli.config.table import (
     DEFAULT_BASE_URL,
     SETTINGS,
     SETTINGS_BY_KEY,
+    read_block_words_file,
     read_kinds,
     read_table,
 )
@@ -188,8 +189,9 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         values["proxy"] = check_base_url(values["proxy"], what="proxy URL", example="such as http://proxy.example.com:3128")
     if values.get("ca_bundle"):
         values["ca_bundle"] = check_ca_bundle(values["ca_bundle"])
-    if values.get("block_words_file"):
-        values["block_words"] = (*values.get("block_words", ()), *read_block_words_file(values["block_words_file"]))
+    if values.get("block_words_file"):  # the files of the file and its profiles were read with them; this adds CHATCLI_'s
+        words = (*values.get("block_words", ()), *read_block_words_file(values["block_words_file"]))
+        values["block_words"] = tuple(dict.fromkeys(words))
     if "\x00" in (values.get("db") or ""):  # TOML can write one ("\u0000"); no file name holds one
         raise ConfigError("db names a file with a NUL character in its name, which no file can have; "
                           "set db to the path of the session database.")
@@ -218,26 +220,6 @@ def check_ca_bundle(path_text: str) -> str:
         path = path_text
         raise ConfigError(f"The CA bundle {path} could not be loaded; set ca_bundle to a PEM file of certificates.") from None
     return str(path)
-
-
-def read_block_words_file(path_text: str) -> tuple[str, ...]:
-    """block_words_file's words: one word or phrase a line, `#` comments, UTF-8; read once, at start."""
-    from chatcli.base.blocklist import read_words  # lazy: off the path of chatcli --help
-
-    path = Path(path_text).expanduser()
-    try:
-        if path.exists() and not path.is_file():  # a directory, or /dev/zero, which would be read forever
-            raise ConfigError(f"The block_words_file {path} is not a file; set it to a text file, one word a line.")
-        return tuple(read_words(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise ConfigError(f"The block_words_file {path} does not exist; create it (one word a line) or unset "
-                          "block_words_file.") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"The block_words_file {path} is not UTF-8 text; save it as UTF-8.") from None
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-        why = f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else ""
-        raise ConfigError(f"The block_words_file {path} could not be read{why}; check the path and its "
-                          "permissions.") from None
 
 
 def check_base_url(url: str, *, what: str = "base URL", example: str = "such as http://localhost:11434/v1",

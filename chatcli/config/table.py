@@ -229,6 +229,26 @@ def read_kinds(value: object, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def read_block_words_file(path_text: str) -> tuple[str, ...]:
+    """block_words_file's words: one word or phrase a line, `#` comments, UTF-8; read once, at start."""
+    from chatcli.base.blocklist import read_words  # lazy: off the path of chatcli --help
+
+    path = Path(path_text).expanduser()
+    try:
+        if path.exists() and not path.is_file():  # a directory, or /dev/zero, which would be read forever
+            raise ConfigError(f"The block_words_file {path} is not a file; set it to a text file, one word a line.")
+        return tuple(read_words(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ConfigError(f"The block_words_file {path} does not exist; create it (one word a line) or unset "
+                          "block_words_file.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"The block_words_file {path} is not UTF-8 text; save it as UTF-8.") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        why = f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else ""
+        raise ConfigError(f"The block_words_file {path} could not be read{why}; check the path and its "
+                          "permissions.") from None
+
+
 def read_block_words(value: object, where: str) -> tuple[str, ...]:
     """Config's block_words = ["...", ...]: the content filter's words or phrases, each once."""
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -313,8 +333,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             values["budget"] = read_budget_table(value, path)
         elif key == "redact":
             values["redact"] = read_kinds(value, f"'redact' in {where}")
-        elif key == "block_words":
-            values["block_words"] = read_block_words(value, f"'block_words' in {where}")
+        elif key == "block_words":  # with block_words_file's words, in whichever order the two come
+            values["block_words"] = (*read_block_words(value, f"'block_words' in {where}"), *values.get("block_words", ()))
         elif key in RENAMED:
             raise ConfigError(f"{where}: '{key}' is now {RENAMED[key]}.")
         elif (setting := SETTINGS_BY_KEY.get(key)) is None:
@@ -325,6 +345,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             values[key] = setting.check(value, f"'{key}' in {where}")
             if key in ("ca_bundle", "block_words_file") and value and not value.startswith("~") and not Path(value).is_absolute():
                 values[key] = str(path.parent / value)  # beside the config file, wherever chatcli runs
+            if key == "block_words_file" and value:  # read now, so a profile's file adds to the top's
+                values["block_words"] = (*values.get("block_words", ()), *read_block_words_file(values[key]))
     return values
 
 
