@@ -13,7 +13,7 @@ import pytest
 
 from chatcli.base.blocklist import Blocklist, normalized
 from chatcli.base.errors import ConfigError
-from chatcli.base.events import WITHHELD, Finish, ReasoningDelta, TextDelta, Usage, Withheld
+from chatcli.base.events import HELD, WITHHELD, Finish, ReasoningDelta, TextDelta, Usage, Withheld
 from chatcli.base.held_reply import HeldReply
 from chatcli.config.settings import load_config
 from tests.support.running import make_env
@@ -109,25 +109,27 @@ def fed(held: HeldReply, *events) -> list:
 def test_a_clean_reply_is_let_out_whole_at_its_finish() -> None:
     held = HeldReply(Blocklist(["secret"]))
     out = fed(held, ReasoningDelta("think"), TextDelta("Hel"), Usage(1, 2, 3), TextDelta("lo"), Finish("stop"))
-    assert out == [Usage(1, 2, 3), ReasoningDelta("think"), TextDelta("Hello"), Finish("stop")]
+    # Each delta held is said as one that came, with nothing of its text; at the finish, the text.
+    assert out == [HELD, HELD, Usage(1, 2, 3), HELD, ReasoningDelta("think"), TextDelta("Hello"), Finish("stop")]
     assert not held.withheld and held.release() == []
 
 
 def test_a_word_split_across_deltas_is_withheld_with_its_reasoning() -> None:
     held = HeldReply(Blocklist(["secret"]))
     out = fed(held, ReasoningDelta("fine"), TextDelta("a se"), TextDelta("cr"), TextDelta("et!"), Finish("stop"))
-    assert out == [Withheld(), Finish("stop")] and held.withheld
+    assert out == [HELD] * 4 + [Withheld(), Finish("stop")] and held.withheld
     assert str(Withheld()) == WITHHELD == "[reply withheld: it contains a blocked word]"
 
 
 def test_a_word_in_the_reasoning_withholds_the_reply_too() -> None:
     held = HeldReply(Blocklist(["secret"]))
-    assert fed(held, ReasoningDelta("the secret is"), TextDelta("fine"), Finish("stop")) == [Withheld(), Finish("stop")]
+    out = fed(held, ReasoningDelta("the secret is"), TextDelta("fine"), Finish("stop"))
+    assert out == [HELD, HELD, Withheld(), Finish("stop")]
 
 
 def test_a_reply_that_ends_early_is_checked_before_any_of_it_is_let_out() -> None:
     held = HeldReply(Blocklist(["secret"]))
-    assert fed(held, TextDelta("a sec")) == []  # then the stream broke, or Ctrl-C
+    assert fed(held, TextDelta("a sec")) == [HELD]  # then the stream broke, or Ctrl-C
     assert held.release() == [TextDelta("a sec")]
     held = HeldReply(Blocklist(["secret"]))
     fed(held, TextDelta("a secret"))

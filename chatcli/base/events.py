@@ -120,8 +120,17 @@ class Withheld:
         return WITHHELD
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Reply text or reasoning came, and is held back until the reply ends (the content filter):
+    a renderer counts it as a token, so its spinner and stall notice go on, and draws none of it."""
+
+
+HELD = Held()
+
+
 # Said above the reply as it happens, not part of it.
 NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note)
 
 Event = (TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
-         | Withheld)
+         | Withheld | Held)

@@ -3,15 +3,15 @@
 A blocked word may arrive split across any number of deltas, and once text is on a screen or
 in a pipe it cannot be taken back: so while a filter is configured, nothing of the reply's
 text or reasoning is let out until the reply has ended (finished, cut off, interrupted or
-failed) and the whole of it is checked. Everything else (usage, notices, retries) passes at
-once, so the spinner and the stall view go on as before. The session records the reply from
+failed) and the whole of it is checked. Each delta held is said as a Held event, and everything
+else (usage, notices, retries) passes at once, so the spinner and the stall view go on. The session records the reply from
 the events before this gate: what is saved is the original.
 """
 
 from __future__ import annotations
 
 from chatcli.base.blocklist import Blocklist
-from chatcli.base.events import Event, Finish, ReasoningDelta, TextDelta, Withheld
+from chatcli.base.events import HELD, Event, Finish, ReasoningDelta, TextDelta, Withheld
 
 
 class HeldReply:
@@ -27,10 +27,10 @@ class HeldReply:
     def feed(self, event: Event) -> list[Event]:
         if isinstance(event, TextDelta):
             self._text.append(event.text)
-            return []
+            return [HELD]  # drawn as a token that came, not as text
         if isinstance(event, ReasoningDelta):
             self._thoughts.append(event.text)
-            return []
+            return [HELD]
         if isinstance(event, Finish):
             return [*self.release(), event]
         return [event]

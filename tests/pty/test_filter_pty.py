@@ -47,12 +47,14 @@ def ask(child: pexpect.spawn, text: str) -> None:
 @pytest.mark.parametrize("render", ["markdown", "plain"])
 def test_a_withheld_reply_never_reaches_the_screen(srv, spawn_chatcli, render: str) -> None:
     configure(f'render = "{render}"\n')
-    srv.script(Reply(BLOCKED, chunk_size=2, delay=0.01), Reply(CLEAN, chunk_size=2))
+    srv.script(Reply(BLOCKED, chunk_size=2, delay=0.04), Reply(CLEAN, chunk_size=2))
     child = spawn_chatcli()
     expect_prompt(child)
     child.send("what is the password\r")
     child.expect_exact(WITHHELD, timeout=TIMEOUT)
     expect_prompt(child)
+    if render == "markdown":  # while it is held back, the spinner says it is coming
+        assert "receiving the reply, shown when it ends" in visible(said(child))
     ask(child, "and now?")  # a reply without one is shown
     assert CLEAN in visible(said(child))
     ask(child, "/show-filtered")
