@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from chatcli.base.blocklist import Blocklist
 from chatcli.base.errors import ChatError, UsageError
 from chatcli.base.parse import MAX_ID, whole_number
 from chatcli.base.pii import configured_secrets
@@ -32,7 +33,9 @@ def policy_of(config: Config) -> Policy:
     """What a session reads of its config."""
 
     return Policy(profile=config.profile, profiles=tuple(config.profiles), config_path=config.config_path,
-                  redact=config.redact, secrets=configured_secrets(config), wait=config.connect_timeout)
+                  redact=config.redact, secrets=configured_secrets(config), wait=config.connect_timeout,
+                  blocklist=Blocklist(config.block_words) if config.block_words else None,
+                  show_filtered=config.show_filtered)
 
 
 def build_session(config: Config, conversation: Conversation, **options: Any) -> Session:

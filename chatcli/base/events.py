@@ -118,8 +118,29 @@ class LogLine:
         return self.text
 
 
+WITHHELD = "[reply withheld: it contains a blocked word]"
+
+
+@dataclass(frozen=True, slots=True)
+class Withheld:
+    """The reply (and its reasoning) holds a blocked word (config `block_words`): drawn in its place.
+    Which word is never said: that would show it."""
+
+    def __str__(self) -> str:
+        return WITHHELD
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Reply text or reasoning came, and is held back until the reply ends (the content filter):
+    a renderer counts it as a token, so its spinner and stall notice go on, and draws none of it."""
+
+
+HELD = Held()
+
+
 # Said above the reply as it happens, not part of it.
 NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note)
 
 Event = (TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
-         | RateLimits)
+         | RateLimits | Withheld | Held)

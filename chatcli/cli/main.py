@@ -302,6 +302,8 @@ def _config_action(args: argparse.Namespace, env) -> int:
             text = '"***"' if setting.secret else toml_value(hide_password(value) if setting.key == "proxy" else value)
             out(f"{setting.key} = {text}\n")
     out(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
+    if config.block_words:  # counted, not listed: a blocked word is not shown, not even here
+        out(f"# block_words: {len(config.block_words)} words or phrases, from the file and block_words_file\n")
     if config.headers:  # a header may carry a credential: names only
         masked = ", ".join(f"{toml_value(name)} = {toml_value('***')}" for name in config.headers)
         out(f"headers = {{ {masked} }}\n")

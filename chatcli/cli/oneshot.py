@@ -66,7 +66,7 @@ def run_oneshot(
     if stats:
         _show_stats(session, env, output, turn)
     verdict = None
-    if schema is not None:
+    if schema is not None and not turn.filtered:  # a withheld reply is not checked, nor its JSON shown
         verdict = check_reply(turn.reply, schema)
     if as_json or verdict is not None:
         _write_held(session, env, output, turn, verdict, as_json=as_json)
@@ -156,8 +156,10 @@ def as_record(session: Session, turn: Turn) -> dict:
         usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
                  "total_tokens": u.total_tokens, "cached_tokens": u.cached_tokens,
                  "reasoning_tokens": u.reasoning_tokens, "exact": row.exact}
+    filtered = {"filtered": turn.filtered} if session.policy.blocklist else {}  # with the content filter on
     return {
-        "reply": turn.reply,
+        "reply": None if turn.filtered else turn.reply,
+        **filtered,
         "model": turn.model,
         "status": turn.status,
         "finish_reason": turn.finish_reason,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chatcli.base import parse as inputs
 from chatcli.base.env import Env
 from chatcli.base.errors import EXIT_FAILURE, EXIT_OK, ChatError, UsageError, one_line
+from chatcli.base.events import WITHHELD
 from chatcli.base.format import age, format_cost
 from chatcli.base.text import for_stream, strip_controls
 from chatcli.cli.flags import SUBCOMMANDS, add_flags
@@ -104,6 +105,7 @@ def run_sessions(args: argparse.Namespace, env: Env) -> int:
         store = Store.open(path)
     except StoreError as exc:
         raise ChatError(f"Cannot read saved sessions: {exc}.") from None
+    args.show_filtered = config.show_filtered  # whether a withheld reply may be shown (show, search, export)
     try:
         return ACTIONS[args.action](store, args, env)
     except Exception as exc:
@@ -125,11 +127,12 @@ def _find(store: Store, session_id: int) -> SessionInfo:
     return info
 
 
-def _load(store: Store, session_id: int, env: Env):
+def _load(store: Store, session_id: int, env: Env, *, show_filtered: bool = False):
     """A saved session to show or export; images no longer in the database are said, on stderr."""
     info = _find(store, session_id)
     journal = Journal(None)
     session = restore_session(info, store.messages(session_id), client=None, journal=journal)
+    session.policy = replace(session.policy, show_filtered=show_filtered)
     notice = journal.take_warning()
     if notice:
         env.stderr.write(strip_controls(notice) + "\n")
@@ -165,7 +168,7 @@ def list_action(store: Store, args, env: Env) -> int:
 
 
 def show_action(store: Store, args, env: Env) -> int:
-    text = strip_controls(to_markdown(_load(store, args.id, env)))
+    text = strip_controls(to_markdown(_load(store, args.id, env, show_filtered=args.show_filtered)))
     if env.stdout_isatty:
         _console(env).print(markdown(text))
     else:
@@ -180,7 +183,8 @@ def search_action(store: Store, args, env: Env) -> int:
         return EXIT_OK
     console = _console(env)
     for hit in hits:
-        show_search_hit(console, hit.session_id, hit.title, hit.role, hit.snippet, terminal=env.stdout_isatty)
+        snippet = WITHHELD if hit.filtered and not args.show_filtered else hit.snippet
+        show_search_hit(console, hit.session_id, hit.title, hit.role, snippet, terminal=env.stdout_isatty)
     return EXIT_OK
 
 
@@ -189,7 +193,7 @@ def export_action(store: Store, args, env: Env) -> int:
     as everything else shown; to a pipe, exactly: it is data, and the program reading it (jq, a
     file, less, which shows control characters as ^[ by default) decides what to do with it."""
 
-    session = _load(store, args.id, env)
+    session = _load(store, args.id, env, show_filtered=args.show_filtered)
     if args.output:
         target = write_export(session, args.output, args.format)
         env.stderr.write(f"Exported session {args.id} to {strip_controls(str(target))}.\n")

@@ -13,6 +13,7 @@ from chatcli.base.parse import whole_number
 from chatcli.base.text import OSC52_LIMIT, osc52_payload
 from chatcli.commands.registry import UNSET, Result, _shown, command
 from chatcli.core.compact import compact
+from chatcli.core.filtered import kept_from_view
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, INTERRUPTED
 
@@ -133,6 +134,9 @@ def copy_command(session: Session, arg: str) -> Result:
     turn = next((t for t in reversed(session.turns) if t.reply), None)
     if turn is None:
         return Result("There is no reply to copy yet.", error=True)
+    if kept_from_view(turn, session.policy):
+        return Result("Nothing was copied: the last reply was withheld, as it contains a blocked word "
+                      "(set show_filtered = true in the config to allow it).", error=True)
     if arg:
         blocks, number = code_blocks(turn.reply), int(arg)
         if not blocks:

@@ -41,8 +41,8 @@ def with_profile(values: dict[str, Any], profiles: Mapping[str, dict[str, Any]],
             value = {**values.get("models", {}), **value}
         elif key in ("prices", "headers"):
             value = {**values.get(key, {}), **value}
-        elif key == "redact":
-            value = tuple(dict.fromkeys((*values.get("redact", ()), *value)))
+        elif key in ("redact", "block_words"):  # a profile adds to what is scrubbed and blocked, never takes away
+            value = tuple(dict.fromkeys((*values.get(key, ()), *value)))
         values[key] = value
     values["profile"] = name
     return values

@@ -22,6 +22,7 @@ from chatcli.config.table import (
     DEFAULT_BASE_URL,
     SETTINGS,
     SETTINGS_BY_KEY,
+    read_block_words_file,
     read_kinds,
     read_table,
 )
@@ -64,6 +65,9 @@ class Config:
     save: bool = True
     db: str | None = None
     redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from what is sent (chatcli.pii)
+    block_words: tuple[str, ...] = ()  # the content filter: block_words and block_words_file's lines
+    block_words_file: str | None = None
+    show_filtered: bool = False
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()  # said once at start: a file holding the key that others can read
     model_set: bool = True  # False: no layer named a model, so the server's own may be the default
@@ -95,7 +99,9 @@ def default_config_path(env: Env) -> Path:
 # config file to read.
 # Nor say which variable holds the key, nor which proxy and authorities to trust: each would let
 # a repository send a secret, or the key, where it likes.
-UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG", "CHATCLI_API_KEY_ENV", "CHATCLI_PROXY", "CHATCLI_CA_BUNDLE")
+# Nor turn the content filter's words off or its withheld replies on.
+UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG", "CHATCLI_API_KEY_ENV", "CHATCLI_PROXY", "CHATCLI_CA_BUNDLE",
+                       "CHATCLI_BLOCK_WORDS_FILE", "CHATCLI_SHOW_FILTERED")
 
 
 def read_dotenv(env: Env) -> dict[str, str]:
@@ -184,6 +190,9 @@ def load_config(env: Env, *, config_path: str | None = None, flags: Mapping[str,
         values["proxy"] = check_base_url(values["proxy"], what="proxy URL", example="such as http://proxy.example.com:3128")
     if values.get("ca_bundle"):
         values["ca_bundle"] = check_ca_bundle(values["ca_bundle"])
+    if values.get("block_words_file"):  # the files of the file and its profiles were read with them; this adds CHATCLI_'s
+        words = (*values.get("block_words", ()), *read_block_words_file(values["block_words_file"]))
+        values["block_words"] = tuple(dict.fromkeys(words))
     if "\x00" in (values.get("db") or ""):  # TOML can write one ("\u0000"); no file name holds one
         raise ConfigError("db names a file with a NUL character in its name, which no file can have; "
                           "set db to the path of the session database.")

@@ -1,5 +1,5 @@
 """Every key chatcli reads, in tables: the settings (type, default, range, help), and the keys of
-[models], [prices], [budget], [headers], [profiles] and redact, each read and checked here.
+[models], [prices], [budget], [headers], [profiles], redact and block_words, each read and checked here.
 
 One table says every key's type, default, range and help; loading, validation, error messages
 and config.example.toml all follow from it.
@@ -138,6 +138,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stats", bool, False, "After each reply, a line with the time to first token, tokens per second and tokens."),
     Setting("default_context_window", int, 8192, "Context window, in tokens, for models chatcli has no figure for.", 256),
     Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
+    Setting("block_words_file", str, None, "A UTF-8 file of blocked words, one word or phrase a line (# comments), added to block_words: a reply holding one is withheld.", optional=True, example="~/.config/chatcli/blocked.txt"),
+    Setting("show_filtered", bool, False, "Allow /show-filtered (and exports, recaps, /copy) to show a withheld reply's original."),
     Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
@@ -228,6 +230,33 @@ def read_kinds(value: object, where: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def read_block_words_file(path_text: str) -> tuple[str, ...]:
+    """block_words_file's words: one word or phrase a line, `#` comments, UTF-8; read once, at start."""
+    from chatcli.base.blocklist import read_words  # lazy: off the path of chatcli --help
+
+    path = Path(path_text).expanduser()
+    try:
+        if path.exists() and not path.is_file():  # a directory, or /dev/zero, which would be read forever
+            raise ConfigError(f"The block_words_file {path} is not a file; set it to a text file, one word a line.")
+        return tuple(read_words(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise ConfigError(f"The block_words_file {path} does not exist; create it (one word a line) or unset "
+                          "block_words_file.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"The block_words_file {path} is not UTF-8 text; save it as UTF-8.") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        why = f" ({exc.strerror})" if isinstance(exc, OSError) and exc.strerror else ""
+        raise ConfigError(f"The block_words_file {path} could not be read{why}; check the path and its "
+                          "permissions.") from None
+
+
+def read_block_words(value: object, where: str) -> tuple[str, ...]:
+    """Config's block_words = ["...", ...]: the content filter's words or phrases, each once."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f'{where} must be a list of words or phrases, as in block_words = ["word", "two words"].')
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
 SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
@@ -305,6 +334,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             values["budget"] = read_budget_table(value, path)
         elif key == "redact":
             values["redact"] = read_kinds(value, f"'redact' in {where}")
+        elif key == "block_words":  # with block_words_file's words, in whichever order the two come
+            values["block_words"] = (*read_block_words(value, f"'block_words' in {where}"), *values.get("block_words", ()))
         elif key in RENAMED:
             raise ConfigError(f"{where}: '{key}' is now {RENAMED[key]}.")
         elif (setting := SETTINGS_BY_KEY.get(key)) is None:
@@ -313,8 +344,10 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             raise ConfigError(f"{where}: unknown key '{key}'.{hint}")
         else:
             values[key] = setting.check(value, f"'{key}' in {where}")
-            if key == "ca_bundle" and value and not value.startswith("~") and not Path(value).is_absolute():
+            if key in ("ca_bundle", "block_words_file") and value and not value.startswith("~") and not Path(value).is_absolute():
                 values[key] = str(path.parent / value)  # beside the config file, wherever chatcli runs
+            if key == "block_words_file" and value:  # read now, so a profile's file adds to the top's
+                values["block_words"] = (*values.get("block_words", ()), *read_block_words_file(values[key]))
     return values
 
 

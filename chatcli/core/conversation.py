@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from chatcli.core.journal import Journal
 
 if TYPE_CHECKING:
+    from chatcli.base.blocklist import Blocklist
     from chatcli.core.accounts import OtherCost
     from chatcli.core.turn import Turn
 
@@ -44,6 +45,8 @@ class Policy:
     config_path: Path | None = None  # the config file /profile lists them from
     redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from what is counted, saved and shown
     secrets: tuple[str, ...] = ()  # the config's secrets: never shown, never saved, whoever sends them
+    blocklist: Blocklist | None = None  # the content filter (block_words): replies holding one are withheld
+    show_filtered: bool = False  # /show-filtered may show a withheld reply's original
     wait: float = 0.0  # how long a long request waits to hear the server's window (connect_timeout)
 
 

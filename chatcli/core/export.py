@@ -21,7 +21,9 @@ from typing import Any
 
 from chatcli.base.errors import ChatError, UsageError, one_line
 from chatcli.base.images import Image
+from chatcli.base.events import WITHHELD
 from chatcli.base.text import json_text
+from chatcli.core.filtered import kept_from_view
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, PENDING
 
@@ -46,7 +48,9 @@ def session_record(session: Session) -> dict[str, Any]:
             messages.append(
                 {
                     "role": "assistant",
-                    "content": turn.reply,
+                    # A reply withheld for a blocked word: no text, unless show_filtered allows it.
+                    "content": None if kept_from_view(turn, session.policy) else turn.reply,
+                    **({"filtered": True} if turn.filtered else {}),
                     "status": turn.status,
                     "finish_reason": turn.finish_reason,
                     "model": turn.model,
@@ -105,7 +109,8 @@ def to_markdown(session: Session) -> str:
         lines += ["", "## System", "", record["system"]]
     for message in record["messages"]:
         heading = "You" if message["role"] == "user" else "Assistant"
-        lines += ["", f"## {heading}", "", message["content"] or "*(no reply)*"]
+        content = WITHHELD if message.get("filtered") and message["content"] is None else message["content"]
+        lines += ["", f"## {heading}", "", content or "*(no reply)*"]
         for image in message.get("images", ()):
             lines += ["", image_note(image)]
         status = message.get("status")

@@ -217,6 +217,7 @@ class Journal:
             first_token_ms=_ms(turn.first_token_s),
             total_ms=_ms(turn.total_s),
             reasoning=turn.reasoning or None,
+            filtered=turn.filtered,
         )
         self._write(lambda s: turn.ids.append(s.add_message(self.session_id, message)))
 

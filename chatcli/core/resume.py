@@ -73,6 +73,7 @@ def restore_conversation(
         elif turn is not None and len(turn.ids) == 1:
             turn.reply = message.content
             turn.reasoning = message.reasoning or ""
+            turn.filtered = message.filtered
             turn.status = message.status or COMPLETE
             turn.finish_reason = message.finish_reason
             turn.model = message.model or info.model

@@ -25,6 +25,7 @@ from chatcli.base.events import (
     TextDelta,
     Usage,
 )
+from chatcli.base.held_reply import HeldReply
 from chatcli.base.pii import hide_known, scrub
 from chatcli.base.secret_stream import SecretFreeEvents
 from chatcli.core.accounts import Accounts, OtherCost
@@ -429,6 +430,8 @@ class Session:
         the Ctrl-C that ends the program is handed back, to be raised once the turn is saved."""
         events = SecretFreeEvents(self._stream_fitting(turn, plan, messages), self.policy.secrets)
         reply = _Reply(turn)
+        # With block_words, the reply is held until it ends and checked; the turn keeps the original.
+        held = HeldReply(self.policy.blocklist) if self.policy.blocklist else None
         try:
             self.sender.warm_up()  # so the latency recorded is the server's, not our imports'
             reply.started = time.monotonic()
@@ -436,7 +439,8 @@ class Session:
                 reply.take(event)
                 if isinstance(event, RateLimits):
                     self.heard(event)
-                say(event)
+                for shown in (event,) if held is None else held.feed(event):
+                    say(shown)
             turn.status = COMPLETE if turn.finish_reason else TRUNCATED
         except KeyboardInterrupt as exc:
             turn.status = INTERRUPTED
@@ -454,6 +458,10 @@ class Session:
         finally:
             events.close()
             reply.end(*events.leftover())  # what the stream held back when it ended early
+            if held is not None:  # however it ended, what arrived is checked before any of it is shown
+                for shown in held.release():
+                    say(shown)
+                turn.filtered = held.holds_blocked(turn.reply, turn.reasoning)
         return None
 
     def _record(self, turn: Turn) -> None:

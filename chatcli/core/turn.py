@@ -75,6 +75,7 @@ class Turn:
     asked: str | None = None  # the model asked for, when the server named another (`model` is the server's)
     estimated: int = 0  # our uncorrected estimate of what was sent, which the server's count corrects
     images: list[Image] = field(default_factory=list)  # sent with the user's message, after its text
+    filtered: bool = False  # the reply holds a blocked word (config block_words): saved, never shown as it is
 
     @property
     def partial(self) -> bool:
@@ -134,6 +135,8 @@ def outcome_of(turn: Turn, *, estimates: str | None = None) -> Outcome:
     if estimates:
         notes.append(Sentence(f"token counts are estimates (≈): {estimates}"))
     end, code = _end_of(turn)
+    if turn.filtered and code == EXIT_OK:  # the reply was withheld: a script gets no answer
+        code = EXIT_FAILURE
     return Outcome(turn.status, tuple(notes), end, turn.partial, code)
 
 

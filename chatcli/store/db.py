@@ -78,6 +78,7 @@ class StoredMessage:
     reasoning: str | None = None  # a reply: the reasoning streamed before it
     images: tuple[Image, ...] = ()  # a user message: the images sent with it, in order
     missing_images: tuple[str, ...] = ()  # read back: the names of its images whose bytes are no longer stored
+    filtered: bool = False  # a reply that held a blocked word: shown withheld
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class SearchHit:
     role: str
     snippet: str
     updated_at: float
+    filtered: bool = False  # a reply withheld for a blocked word: its snippet is not to be shown
 
 
 def default_db_path(data_dir: Path) -> Path:
@@ -234,8 +236,8 @@ class Store:
             cursor = db.execute(
                 """INSERT INTO messages (session_id, role, content, status, finish_reason, model, params,
                        prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
-                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact, reasoning)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact, reasoning, filtered)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     session_id, message.role, message.content, message.status, message.finish_reason,
                     message.model, json.dumps(message.params) if message.params else None,
@@ -243,7 +245,7 @@ class Store:
                     usage.get("cached_tokens"), usage.get("reasoning_tokens"),
                     message.error, message.first_token_ms, message.total_ms, message.created_at,
                     message.sent_tokens, None if message.sent_tokens is None else int(message.sent_exact),
-                    message.reasoning,
+                    message.reasoning, int(message.filtered),
                 ),
             )
             message_id = int(cursor.lastrowid)
@@ -388,7 +390,7 @@ class Store:
         rows = self.db.execute(
             """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
                       completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
-                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning
+                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning, filtered
                FROM messages WHERE session_id = ? ORDER BY id""",
             (session_id,),
         ).fetchall()
@@ -406,7 +408,8 @@ class Store:
                     id=r[0], role=r[1], content=r[2], created_at=r[3], status=r[4], finish_reason=r[5],
                     model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
                     first_token_ms=r[14], total_ms=r[15], sent_tokens=r[16], sent_exact=bool(r[17]),
-                    reasoning=r[18], images=tuple(found.get(r[0], ())), missing_images=tuple(missing.get(r[0], ())),
+                    reasoning=r[18], filtered=bool(r[19]), images=tuple(found.get(r[0], ())),
+                    missing_images=tuple(missing.get(r[0], ())),
                 )
             )
         return out
@@ -419,7 +422,7 @@ class Store:
         query = " ".join('"' + t.replace('"', '""') + '"' for t in terms)
         rows = self.db.execute(
             """SELECT m.session_id, s.title, m.role,
-                      snippet(messages_fts, 0, char(2), char(3), '…', 12), s.updated_at
+                      snippet(messages_fts, 0, char(2), char(3), '…', 12), s.updated_at, m.filtered
                FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN sessions s ON s.id = m.session_id
                WHERE messages_fts MATCH ? ORDER BY s.updated_at DESC, m.id LIMIT ?""",
             (query, limit),

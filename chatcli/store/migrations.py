@@ -227,6 +227,11 @@ def _m11_ledger_details(db: sqlite3.Connection) -> None:
     )
 
 
+def _m12_filtered(db: sqlite3.Connection) -> None:
+    # A reply that held a blocked word (config block_words): kept whole, shown withheld.
+    db.execute("ALTER TABLE messages ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -239,6 +244,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m9_session_profile,
     _m10_images,
     _m11_ledger_details,
+    _m12_filtered,
 ]
 
 

@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.base.blocks import BlockSplitter, LineBuffer
-from chatcli.base.events import NOTICES, Event, LogLine, ReasoningDelta, TextDelta
+from chatcli.base.events import NOTICES, Event, Held, LogLine, ReasoningDelta, TextDelta, Withheld
 from chatcli.base.text import ControlFilter
 from chatcli.core.turn import STALL_S
 from chatcli.ui.fallback import PlainBlock, long_line, too_big, unfinished_too_big
@@ -96,11 +96,13 @@ class PlainRenderer(Renderer):
         return self._stall.clear() if self._stall is not None else nullcontext()
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, (TextDelta, ReasoningDelta)) and self._stall is not None:
+        if isinstance(event, (TextDelta, ReasoningDelta, Held)) and self._stall is not None:
             self._stall.token()
-        if isinstance(event, NOTICES):
+        if isinstance(event, (*NOTICES, Withheld)):
             if self._notices is not None:
                 line = str(event) if isinstance(event, LogLine) else f"chatcli: {event}."
+                if isinstance(event, Withheld):  # in the reply's place: on the terminal, or stderr beside a pipe
+                    line = str(event) if self._notices is self._out else f"chatcli: {event}"
                 with self._quiet():
                     if self._notices is self._out and self._last != "\n":
                         line = "\n" + line  # not glued to the end of a line of the reply
@@ -152,6 +154,7 @@ class MarkdownRenderer(Renderer):
         self._reasoning_line = LineBuffer()  # the reasoning line still being written
         self._reasoning_shown = False  # reasoning lines went to scrollback, and no answer yet
         self.thinking = False  # reasoning is arriving (the tail says so when it is hidden)
+        self.held = False  # the reply is arriving, held back to be checked when it ends (block_words)
         self.printing = False  # a block is going to scrollback: the tail waits for the next frame
         self.started = time.monotonic()
         self.last_token: float | None = None  # when the last token (text or reasoning) came
@@ -164,8 +167,11 @@ class MarkdownRenderer(Renderer):
         return time.monotonic() - last
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, (TextDelta, ReasoningDelta)):
+        if isinstance(event, (TextDelta, ReasoningDelta, Held)):
             self.last_token = time.monotonic()
+        if isinstance(event, Held):  # the reply is coming, held back until it ends (the content filter)
+            self.held = True
+            return
         if isinstance(event, ReasoningDelta):
             self.thinking = True
             text = self._reasoning_filter.feed(event.text)
@@ -176,7 +182,7 @@ class MarkdownRenderer(Renderer):
             if self.thinking:
                 self.thinking = False
                 self._end_reasoning()
-        elif isinstance(event, NOTICES):
+        elif isinstance(event, (*NOTICES, Withheld)):
             from rich.text import Text  # lazy: keeps rich off the startup path
 
             self._print(Text(str(event), style="dim" if isinstance(event, LogLine) else "yellow"))
@@ -423,6 +429,8 @@ class _Tail:
                 elapsed = time.monotonic() - self._renderer.started
                 frame = SPINNER[int(elapsed * 12) % len(SPINNER)]
                 doing = "thinking" if self._renderer.thinking else "waiting for the reply"
+                if self._renderer.held:
+                    doing = "receiving the reply, shown when it ends"
                 yield Text(f"{frame} {doing}… {elapsed:.1f}s", style="dim")
             return
         key = (text, options.max_width, height)

@@ -12,6 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from chatcli.base.text import shown, strip_controls
+from chatcli.core.filtered import visible_reply
 from chatcli.core.turn import PENDING
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
         if turn.status == PENDING:
             console.print(Text("  (no reply)", style="dim italic"))
             continue
-        reply = Text("  " + _one_line(turn.reply, 200), style="dim")
+        reply = Text("  " + _one_line(visible_reply(turn, session.policy), 200), style="dim")
         if turn.partial:
             reply.append(f" [{turn.status}]", style="yellow")
         console.print(reply)
