@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from chatcli.base.errors import ChatError, UsageError, one_line
-from chatcli.base.images import Image
 from chatcli.base.events import WITHHELD
+from chatcli.base.images import Image
 from chatcli.base.text import json_text
 from chatcli.core.filtered import kept_from_view
 from chatcli.core.session import Session
