@@ -32,7 +32,8 @@ def policy_of(config: Config) -> Policy:
     """What a session reads of its config."""
 
     return Policy(profile=config.profile, profiles=tuple(config.profiles), config_path=config.config_path,
-                  redact=config.redact, secrets=configured_secrets(config), wait=config.connect_timeout)
+                  redact=config.redact, secrets=configured_secrets(config), wait=config.connect_timeout,
+                  image_max_mb=config.image_max_mb)
 
 
 def build_session(config: Config, conversation: Conversation, **options: Any) -> Session:

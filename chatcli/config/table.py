@@ -137,6 +137,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stats", bool, False, "After each reply, a line with the time to first token, tokens per second and tokens."),
     Setting("default_context_window", int, 8192, "Context window, in tokens, for models chatcli has no figure for.", 256),
     Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
+    Setting("image_max_mb", float, 20.0, "Largest image that /image, /paste and -i attach, in MB (OpenAI's limit is 20).", 0.001, 1000),
     Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
@@ -246,6 +247,7 @@ MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
 CAPABILITY_KEYS: dict[str, Setting] = {
     "max_tokens_param": Setting("max_tokens_param", str, None, "", choices=MAX_TOKENS_PARAMS),
     "reasoning_effort": Setting("reasoning_effort", str, None, "", choices=EFFORTS),
+    "vision": Setting("vision", bool, None, ""),  # false: the model takes no images
 }
 
 

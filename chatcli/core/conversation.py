@@ -45,6 +45,7 @@ class Policy:
     redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from what is counted, saved and shown
     secrets: tuple[str, ...] = ()  # the config's secrets: never shown, never saved, whoever sends them
     wait: float = 0.0  # how long a long request waits to hear the server's window (connect_timeout)
+    image_max_mb: float = 20.0  # the largest image /image, /paste and -i attach
 
 
 class Shared(Generic[T]):
