@@ -446,7 +446,8 @@ def _image_from_stdin(session, env):
 
     stream = getattr(env.stdin, "buffer", None)
     if stream is None or env.stdin_isatty:
-        raise UsageError("-i - reads an image from stdin, but stdin is a terminal; pipe the image in, as in "
+        what = "a terminal" if env.stdin_isatty else "closed"
+        raise UsageError(f"-i - reads an image from stdin, but stdin is {what}; pipe the image in, as in "
                          "chatcli -i - \"what is this?\" < shot.png.")
     limit = session.policy.image_max_mb
     try:

@@ -360,6 +360,11 @@ class Session:
             self.tokenizer.served_as(turn.asked, turn.model)
         if turn.usage is None or turn.sent is None:
             return
+        if turn.images or any(t.images for t in self.context_turns if t.in_context):
+            # Servers count images their own way (a llama.cpp projector's fixed count, Qwen-VL's
+            # patches): what they report says nothing of how our text counts erred, nor of a cut.
+            self._read_before = None
+            return
 
         estimated = turn.sent.tokens if turn.sent.exact else turn.estimated
         before = self._read_before

@@ -737,6 +737,7 @@ class ChatServer:
             self.ollama_num_ctx_param = False
             self.vllm_nested_errors = False
             self.overrides = {}
+            self.blind = set()
 
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """Wait until no request is being handled (e.g. a dropped stream noticed it)."""
