@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import stat
 from pathlib import Path
@@ -21,10 +22,10 @@ from chatcli.config.settings import Config
 from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.tokens import Tokenizer
 from tests.support.images import png
+from tests.support.keys import TEST_KEY
 from tests.support.running import call_main
 from tests.support.server import Reply
 from tests.support.sessions import make_session
-from tests.support.keys import TEST_KEY
 
 QUESTION = "what does this say?"
 
@@ -49,8 +50,6 @@ def test_one_shot_sends_the_file_as_a_data_url_after_the_text(srv, run_chatcli, 
     assert base64.b64decode(url.removeprefix("data:image/png;base64,")) == data  # the file's bytes, exactly
     assert content[1]["image_url"]["detail"] == "auto"
     # The server counted the image (85 tokens a part here), and the usage and cost show it.
-    import json
-
     record = json.loads(result.stdout)
     assert record["usage"]["prompt_tokens"] == len(QUESTION.split()) + 4 + 85
     assert record["cost_usd"] > 0

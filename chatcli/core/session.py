@@ -11,7 +11,6 @@ when the reply is interrupted or breaks off.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.base.errors import ChatError, ContextLengthError, Terminated
@@ -29,6 +28,7 @@ from chatcli.base.images import Image
 from chatcli.base.pii import hide_known, scrub
 from chatcli.base.secret_stream import SecretFreeEvents
 from chatcli.core.accounts import Accounts, OtherCost
+from chatcli.core.attachments import Attachments, wire_params
 from chatcli.core.budget import Budget
 from chatcli.core.conversation import Conversation, Policy, Shared
 from chatcli.core.journal import Journal, SessionState, make_title
@@ -73,7 +73,7 @@ def too_big(plan: Fit, message: Count) -> str:
     )
 
 
-class Session:
+class Session(Attachments):
     """A conversation, the client it is held over, and what the session runs by.
 
     app.py builds and rewires sessions; tests may build one by hand, with the
@@ -179,41 +179,6 @@ class Session:
             out.append({"role": "user", "content": self._content(pending, images or [])})
         return out
 
-    def _content(self, text: str, images: list[Image]) -> str | list[dict[str, Any]]:
-        if not images:
-            return text
-        return [*([{"type": "text", "text": text}] if text else []), *(self._detailed(i).part() for i in images)]
-
-    def _detailed(self, image: Image) -> Image:
-        """The image at the detail `image_detail` asks for (-o image_detail low), if it is set."""
-        detail = self.params.get("image_detail")
-        return image if not detail or detail == image.detail else replace(image, detail=detail)
-
-    def image_tokens(self, images: list[Image]) -> Count | None:
-        """What the images cost in the model's context, or None for none."""
-        total = None
-        for image in map(self._detailed, images):
-            count = self.tokenizer.image(self.model, image.width, image.height, image.detail)
-            total = count if total is None else total + count
-        return total
-
-    def _user(self, text: str, images: list[Image]) -> Count:
-        message = self.tokenizer.message(self.model, "user", text)
-        return message if not images else message + self.image_tokens(images)  # type: ignore[operator]
-
-    def refuses_images(self) -> bool:
-        """Whether the model is known not to take images: it refused them this run, or the
-        capability table (or a config [models."NAME"] vision = false) says so."""
-        if self.model in self.no_images:
-            return True
-        return self.client is not None and self.client.adapter.capabilities(self.model).vision is False
-
-    def drop_attachments(self) -> int:
-        """Forget the files and images waiting for the next message (/clear, /new); how many there were."""
-        count = len(self.attached) + len(self.images)
-        self.attached, self.images = [], []
-        return count
-
     def _stream_fitting(self, turn: Turn, plan: Fit, messages: list[dict[str, str]]) -> Iterator[Event]:
         """Stream the reply; if the server says the context is too long, leave more out and try once more.
 
@@ -222,7 +187,7 @@ class Session:
         """
         began = False
         try:
-            for event in self.sender.stream(model=self.model, messages=messages, params=_wire(turn.params)):
+            for event in self.sender.stream(model=self.model, messages=messages, params=wire_params(turn.params)):
                 began = began or isinstance(event, (TextDelta, ReasoningDelta))
                 yield event
             return
@@ -246,7 +211,7 @@ class Session:
         messages = self.messages(turn.user, left_out=left_out, images=turn.images)
         turn.sent = self.tokenizer.messages(self.model, messages)
         turn.estimated = self._raw_estimate(messages)
-        yield from self.sender.stream(model=self.model, messages=messages, params=_wire(turn.params))
+        yield from self.sender.stream(model=self.model, messages=messages, params=wire_params(turn.params))
 
     def plan(self, pending: str = "", *, window: int | None = None, images: list[Image] | None = None) -> Fit:
         """How the conversation plus `pending` and its images (by default, the waiting ones) fits the
@@ -503,20 +468,11 @@ class Session:
             reply.end(*events.leftover())  # what the stream held back when it ended early
         return None
 
-    def _raw_estimate(self, messages: list[dict[str, Any]]) -> int:
-        """The uncorrected estimate of a request, its images counted as the server would."""
-        return self.tokenizer.raw_estimate(messages) + self.tokenizer.image_parts(self.model, messages).tokens
-
     def _record(self, turn: Turn) -> None:
         """Keep the reply, however it ended: what its usage teaches, the journal, the ledger."""
         self._learn_from(turn)
         self.journal.reply(turn)
         self.accounts.record_spend(turn)
-
-
-def _wire(params: dict[str, Any]) -> dict[str, Any]:
-    """The request's parameters: image_detail is said in each image part, never at the top level."""
-    return {k: v for k, v in params.items() if k != "image_detail"} if "image_detail" in params else params
 
 
 def _unheard(event: Event) -> None:
