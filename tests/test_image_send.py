@@ -286,3 +286,17 @@ def test_paste_says_when_there_is_no_clipboard_tool(tmp_path, monkeypatch):
     result = REGISTRY.dispatch(session, "/paste")
 
     assert (result.error, result.text) == (True, NO_TOOL)
+
+
+def test_llama_cpps_500_for_an_image_is_said_at_once_not_retried(srv, run_chatcli, tmp_path):
+    srv.flavor = "llamacpp"  # without --mmproj it answers 500 "image input is not supported"
+    srv.blind = {"gpt-4o-mini"}
+    (tmp_path / "shot.png").write_bytes(png(8, 8))
+
+    result = run_chatcli("-m", "gpt-4o-mini", "-i", str(tmp_path / "shot.png"), QUESTION,
+                         env={"CHATCLI_MAX_RETRIES": "2"})
+
+    assert result.returncode == 1
+    assert result.stderr == ("chatcli: gpt-4o-mini does not take images; remove them (/clear drops waiting ones) or "
+                             "choose a vision model with /model.\n")
+    assert len(srv.chat_requests) == 1

@@ -126,6 +126,11 @@ _NO_IMAGES = re.compile(r"image_url is only supported by certain models|image in
                         re.IGNORECASE)
 
 
+def says_no_images(text: str) -> bool:
+    """Whether a server's error says the model takes no images."""
+    return _NO_IMAGES.search(text) is not None
+
+
 def describe_status_error(exc: Any, *, config: Config, model: str) -> ChatError:
     """One sentence per HTTP failure, saying what to check. `exc` is the SDK's APIStatusError, read
     for its status_code, body, message and response headers (the SDK is client.py's alone)."""
@@ -170,7 +175,7 @@ def describe_status_error(exc: Any, *, config: Config, model: str) -> ChatError:
             "with the oldest turns left out; shorten the message, or in a session use /clear or /compact.",
             window=overflow.window, requested=overflow.requested,
         )
-    if status in (400, 422, 500) and _NO_IMAGES.search(detail):
+    if status in (400, 422, 500) and says_no_images(detail):
         return NoImages(model)
     if status == 400:
         said = f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent."
