@@ -23,7 +23,7 @@ from chatcli.core.turn import COMPLETE, ERROR
 from chatcli.llm.tokens import Tokenizer
 from tests.support.images import png
 from tests.support.keys import TEST_KEY
-from tests.support.running import call_main
+from tests.support.running import bash_completes, call_main
 from tests.support.server import Reply
 from tests.support.sessions import make_session
 
@@ -300,3 +300,21 @@ def test_llama_cpps_500_for_an_image_is_said_at_once_not_retried(srv, run_chatcl
     assert result.stderr == ("chatcli: gpt-4o-mini does not take images; remove them (/clear drops waiting ones) or "
                              "choose a vision model with /model.\n")
     assert len(srv.chat_requests) == 1
+
+
+def test_the_bash_completion_completes_a_file_after_dash_i(run_chatcli):
+    Path("cat.png").write_bytes(png(2, 2))
+    script = run_chatcli("--completion", "bash").stdout
+
+    assert bash_completes(script, "-i", "ca") == ["cat.png"]
+    assert bash_completes(script, "--image", "ca") == ["cat.png"]
+
+
+def test_image_alone_lists_the_waiting_images(srv, tmp_path):
+    session = make_session(srv)
+    assert REGISTRY.dispatch(session, "/image").text == "No images are waiting; /image PATH attaches one."
+    (tmp_path / "cat.png").write_bytes(png(4, 3))
+    REGISTRY.dispatch(session, f"/image {tmp_path / 'cat.png'} https://example.com/dog.jpg")
+
+    assert REGISTRY.dispatch(session, "/image").text == ("Waiting for your next message: cat.png 4×3, "
+                                                          "https://example.com/dog.jpg.")
