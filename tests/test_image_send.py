@@ -318,3 +318,16 @@ def test_image_alone_lists_the_waiting_images(srv, tmp_path):
 
     assert REGISTRY.dispatch(session, "/image").text == ("Waiting for your next message: cat.png 4×3, "
                                                           "https://example.com/dog.jpg.")
+
+
+def test_a_retry_refused_for_its_images_leaves_nothing_waiting(srv):
+    session = make_session(srv)
+    session.images.append(image_of_bytes("shot.png", png(8, 8)))
+    assert session.send(QUESTION).status == COMPLETE
+    srv.blind = {"gpt-4o-mini"}  # as if the server now ran a model without a projector
+
+    retried = session.retry()
+
+    assert retried.error.message.startswith("gpt-4o-mini does not take images;")
+    assert session.images == []  # the retried turn's images are its own, not the next message's
+    assert session.turns[-1].reply  # the earlier reply is kept

@@ -370,12 +370,13 @@ class Session(Attachments):
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked.
         `request`: body keys for this turn alone (--schema's response_format), saved with it.
         `images`: those to send (/retry's); by default the waiting ones, which it takes."""
+        waited = images is None
         if images is None:
             images, self.images = self.images, []
         text, redacted = self._prepare(text)
         turn, plan, messages = self._fit(text, request, images)
         if not self._check(turn, plan, redacted, on_event):
-            if images and not self.images:
+            if waited:
                 self.images = images  # nothing was sent: they still wait, to be dropped or sent elsewhere
             return turn  # kept for the prompt to offer again, but not saved: nothing was sent
         if self.title is None:
@@ -385,6 +386,8 @@ class Session(Attachments):
             stop = self._stream(turn, plan, messages, on_event or _unheard)
         finally:
             self._record(turn)
+        if waited and isinstance(turn.error, NoImages) and not turn.reply:
+            self.images = [*images, *self.images]  # they wait again, to be dropped or sent elsewhere
         if stop is not None:
             raise stop  # saved; now let the program exit
         return turn
@@ -452,9 +455,8 @@ class Session(Attachments):
             return exc if isinstance(exc, Terminated) else None
         except ChatError as exc:
             turn.status, turn.error = ERROR, exc
-            if isinstance(exc, NoImages) and turn.images and not turn.reply:
+            if isinstance(exc, NoImages):
                 self.no_images.add(exc.model)  # the next try is refused before it is sent
-                self.images = [*turn.images, *self.images]  # they wait again, to be dropped or sent elsewhere
             exc.message = hide_known(exc.message, self.policy.secrets)  # a server error body that quotes a header
             if isinstance(exc, ContextLengthError):
                 turn.left_out = 0  # the fitted request was refused too: say so, not what was left out

@@ -245,7 +245,6 @@ class Tokenizer:
     _counted: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)  # (model, text) -> server's count
     _counted_models: set[str] = field(default_factory=set, repr=False)
     _served: dict[str, str] = field(default_factory=dict, repr=False)  # model asked for -> model that answered
-    _sizes: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)  # data URL -> its image's size
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def limits(self, model: str) -> ModelLimits:
@@ -358,12 +357,9 @@ class Tokenizer:
         return Count(LOW_DETAIL if detail == "low" else UNKNOWN_IMAGE, False)
 
     def _part(self, model: str, part: dict[str, Any]) -> Count:
-        """An image_url content part, its size read from the data URL's header (cached by the URL)."""
+        """An image_url content part, its size read from the start of the data URL (a URL's is not known)."""
         image = part.get("image_url") or {}
-        url = str(image.get("url") or "")
-        size = self._sizes.get(url)
-        if size is None:
-            size = self._sizes[url] = size_of_location(url) or (0, 0)
+        size = size_of_location(str(image.get("url") or "")) or (0, 0)
         return self.image(model, size[0], size[1], str(image.get("detail") or "auto"))
 
     @staticmethod
