@@ -93,7 +93,8 @@ def apply_template(messages: Any) -> str:
     for m in messages or []:
         if isinstance(m, dict):
             role = "".join(str(m.get("role") or "unknown").split()) or "unknown"
-            out.append(f"<|im_start|> {role} <|im_sep|>\n{content_text(m.get('content'))} <|im_end|>\n")
+            media = " <__media__>" * (IMAGE_TOKENS * len(image_parts(m.get("content"))))  # an image's tokens
+            out.append(f"<|im_start|> {role} <|im_sep|>\n{content_text(m.get('content'))}{media} <|im_end|>\n")
     return "".join(out)
 
 
