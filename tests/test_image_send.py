@@ -331,3 +331,13 @@ def test_a_retry_refused_for_its_images_leaves_nothing_waiting(srv):
     assert retried.error.message.startswith("gpt-4o-mini does not take images;")
     assert session.images == []  # the retried turn's images are its own, not the next message's
     assert session.turns[-1].reply  # the earlier reply is kept
+
+
+def test_new_drops_what_waits(srv, tmp_path):
+    session = make_session(srv)
+    (tmp_path / "notes.txt").write_text("notes\n")
+    REGISTRY.dispatch(session, f"/file {tmp_path / 'notes.txt'}")
+    session.images.append(image_of_bytes("shot.png", png(8, 8)))
+
+    assert REGISTRY.dispatch(session, "/new").text == "Started a new session; dropped 2 waiting attachments."
+    assert (session.attached, session.images) == ([], [])

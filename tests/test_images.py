@@ -22,6 +22,7 @@ from chatcli.base.images import (
 )
 from chatcli.core.attachments import AttachedFile, chips
 from chatcli.core.session import Session
+from chatcli.llm.failures import says_no_images
 from chatcli.llm.tokens import Count, Tokenizer, image_tokens
 from tests.support.images import gif, jpeg, png, webp_vp8, webp_vp8l, webp_vp8x
 
@@ -174,3 +175,41 @@ def test_chips_show_each_waiting_file_and_image_with_its_tokens_through_the_gate
     assert shown[1] == "[image cat.png 512×384 ≈255 tok]"  # the escape sequence is gone
     assert shown[2] == "[image https://example.com/x.png ≈765 tok]"
     assert session.drop_attachments() == 3 and chips(session) == []
+
+
+@pytest.mark.parametrize("said", [
+    "Invalid content type. image_url is only supported by certain models.",  # OpenAI
+    "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj",  # llama.cpp
+    "facebook/opt-125m is not a multimodal model None",  # vLLM
+    "this model does not support image input",  # Ollama's 400
+    "Failed to create new sequence: failed to process inputs: this model is missing data required for image input",
+])
+def test_each_servers_refusal_of_images_is_recognised(said):
+    assert says_no_images(said)
+
+
+@pytest.mark.parametrize("said", ["Unsupported parameter: 'temperature'", "The image of the request is fine",
+                                  "context length exceeded"])
+def test_other_errors_are_not_taken_for_a_refusal_of_images(said):
+    assert not says_no_images(said)
+
+
+def test_tab_completes_paths_after_file_and_image_only(tmp_path, monkeypatch):
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    from chatcli.commands import REGISTRY
+    from chatcli.ui.prompt import SlashCompleter
+
+    (tmp_path / "cat.png").write_bytes(b"")
+    (tmp_path / "main.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    completer = SlashCompleter(REGISTRY, paths=("file", "image"))
+
+    def completed(line: str) -> list[str]:
+        found = completer.get_completions(Document(line, len(line)), CompleteEvent(completion_requested=True))
+        return [line[: len(line) + c.start_position] + c.text for c in found]
+
+    assert completed("/image ca") == ["/image cat.png"]
+    assert completed("/file cat.png ma") == ["/file cat.png main.py"]  # the last path of several
+    assert completed("/system ca") == []
