@@ -341,3 +341,19 @@ def test_new_drops_what_waits(srv, tmp_path):
 
     assert REGISTRY.dispatch(session, "/new").text == "Started a new session; dropped 2 waiting attachments."
     assert (session.attached, session.images) == ([], [])
+
+
+def test_images_in_the_history_are_refused_too_until_clear(srv):
+    session = make_session(srv)
+    session.images.append(image_of_bytes("shot.png", png(8, 8)))
+    assert session.send(QUESTION).status == COMPLETE
+    srv.blind = {"gpt-4o-mini"}
+
+    first = session.send("and the colours?")  # text only, but the history carries the image
+    again = session.send("and the colours?")
+
+    assert first.error.message.startswith("gpt-4o-mini does not take images;")
+    assert again.error.message == first.error.message
+    assert len(srv.chat_requests) == 2  # the second was refused before it was sent
+    REGISTRY.dispatch(session, "/clear")
+    assert session.send("and the colours?").status == COMPLETE

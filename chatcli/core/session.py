@@ -422,7 +422,8 @@ class Session(Attachments):
                 say(redacted)  # said even if the request is refused: what is kept is scrubbed
             for note in facts.take_notes() if facts is not None else ():
                 say(Note(note))
-        if turn.images and self.refuses_images():
+        carried = [t for t in self.context_turns if t.in_context][plan.left_out :]
+        if (turn.images or any(t.images for t in carried)) and self.refuses_images():
             refusal: str | None = no_images(self.model)
         elif not plan.fits:
             refusal = too_big(plan, self._user(turn.user, turn.images))
