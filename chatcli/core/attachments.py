@@ -12,6 +12,7 @@ from chatcli.base.text import strip_controls
 from chatcli.llm.tokens import Count
 
 if TYPE_CHECKING:
+    from chatcli.core.turn import Turn
     from chatcli.llm.client import ChatClient
     from chatcli.llm.tokens import Tokenizer
 
@@ -38,6 +39,7 @@ class Attachments:
     attached: list[str]
     images: list[Image]
     no_images: set[str]
+    context_turns: list[Turn]
 
     def _content(self, text: str, images: list[Image]) -> str | list[dict[str, Any]]:
         if not images:
@@ -67,6 +69,10 @@ class Attachments:
         if self.model in self.no_images:
             return True
         return self.client is not None and self.client.adapter.capabilities(self.model).vision is False
+
+    def carries_images(self, turn: Turn, left_out: int) -> bool:
+        """Whether the turn's request holds images: its own, or those of earlier turns sent with it."""
+        return bool(turn.images) or any(t.images for t in [t for t in self.context_turns if t.in_context][left_out:])
 
     def drop_attachments(self) -> int:
         """Forget the files and images waiting for the next message (/clear, /new); how many there were."""

@@ -325,7 +325,7 @@ class Session(Attachments):
             self.tokenizer.served_as(turn.asked, turn.model)
         if turn.usage is None or turn.sent is None:
             return
-        if turn.images or any(t.images for t in self.context_turns if t.in_context):
+        if self.carries_images(turn, turn.left_out):
             # Servers count images their own way (a llama.cpp projector's fixed count, Qwen-VL's
             # patches): what they report says nothing of how our text counts erred, nor of a cut.
             self._read_before = None
@@ -422,8 +422,7 @@ class Session(Attachments):
                 say(redacted)  # said even if the request is refused: what is kept is scrubbed
             for note in facts.take_notes() if facts is not None else ():
                 say(Note(note))
-        carried = [t for t in self.context_turns if t.in_context][plan.left_out :]
-        if (turn.images or any(t.images for t in carried)) and self.refuses_images():
+        if self.carries_images(turn, plan.left_out) and self.refuses_images():
             refusal: str | None = no_images(self.model)
         elif not plan.fits:
             refusal = too_big(plan, self._user(turn.user, turn.images))
