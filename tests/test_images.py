@@ -213,3 +213,8 @@ def test_tab_completes_paths_after_file_and_image_only(tmp_path, monkeypatch):
     assert completed("/image ca") == ["/image cat.png"]
     assert completed("/file cat.png ma") == ["/file cat.png main.py"]  # the last path of several
     assert completed("/system ca") == []
+
+
+def test_a_nul_in_a_path_is_a_sentence_not_a_crash():
+    with pytest.raises(ImageRefused, match="A file name cannot hold a NUL character"):
+        read_image("cat\x00.png")

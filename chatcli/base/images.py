@@ -147,6 +147,8 @@ def read_image(path: str, *, max_mb: float = DEFAULT_MAX_MB, detail: str = "auto
     import stat
 
     name = name or path
+    if "\x00" in path:
+        raise ImageRefused("A file name cannot hold a NUL character")
     try:
         fd = os.open(os.path.expanduser(path), os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
