@@ -35,7 +35,7 @@ def policy_of(config: Config) -> Policy:
     return Policy(profile=config.profile, profiles=tuple(config.profiles), config_path=config.config_path,
                   redact=config.redact, secrets=configured_secrets(config), wait=config.connect_timeout,
                   blocklist=Blocklist(config.block_words) if config.block_words else None,
-                  show_filtered=config.show_filtered)
+                  show_filtered=config.show_filtered, image_max_mb=config.image_max_mb)
 
 
 def build_session(config: Config, conversation: Conversation, **options: Any) -> Session:

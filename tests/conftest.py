@@ -56,7 +56,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for sub in ("config", "data", "state"):
         (home / sub).mkdir(parents=True)
     for name in list(os.environ):
-        if name.startswith(("OPENAI_", "CHATCLI_", "AZURE_OPENAI")) or name in ("NO_COLOR", "TIKTOKEN_CACHE_DIR"):
+        if name.startswith(("OPENAI_", "CHATCLI_", "AZURE_OPENAI")) or name in ("NO_COLOR", "TIKTOKEN_CACHE_DIR",
+                                                                                 "WAYLAND_DISPLAY", "DISPLAY"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))

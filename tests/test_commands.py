@@ -216,6 +216,7 @@ def test_set_sends_each_parameter_until_it_is_unset_and_params_shows_them(srv, t
     shown = {row[0]: row[1] for row in REGISTRY.dispatch(session, "/params").rows}
     assert shown == {"temperature": "0.3", "top_p": "0.9", "max_tokens": "800", "presence_penalty": "0.5",
                      "frequency_penalty": "-0.25", "seed": "42", "reasoning_effort": "server default",
+                     "image_detail": "server default",
                      "stop": "'###' 'END OF'"}
 
     # Saved with the session: a resumed session sends them too.

@@ -423,3 +423,20 @@ def test_a_server_stopped_mid_reply_ends_the_reply_with_a_sentence_by_the_read_t
     assert line.endswith("."), line
     (reply,) = replies(saved_session(run_chatcli))
     assert reply["content"].strip() and result.stdout.strip() == reply["content"].strip()
+
+
+def test_an_image_for_a_model_without_a_projector_is_one_sentence(llama, run_chatcli, tmp_path):
+    # SmolLM2 runs without --mmproj: llama-server refuses image parts, and chatcli says the model takes none.
+    from tests.support.images import png
+
+    (tmp_path / "shot.png").write_bytes(png(16, 16))
+
+    result = run_chatcli(*SHORT, "-i", str(tmp_path / "shot.png"), "What is in this picture?")
+
+    assert result.returncode == 1, result.stderr
+    lines = stderr_lines(result)
+    assert len(lines) == 1, lines
+    (line,) = lines
+    assert re.fullmatch(r"chatcli: \S+ does not take images; remove them \(/clear drops waiting ones\) or choose a "
+                        r"vision model with /model\.", line), line
+    assert result.stdout == ""

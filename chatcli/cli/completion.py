@@ -38,7 +38,7 @@ def completion_script(parser: argparse.ArgumentParser, shell: str,
         f"    {'|'.join(a.option_strings)}) COMPREPLY=($(compgen -W '{' '.join(a.choices)}' -- \"$cur\")); return ;;"
         for a in options if a.choices
     )
-    files = "|".join(f for a in options if a.metavar == "PATH" for f in a.option_strings)
+    files = "|".join(f for a in options if str(a.metavar or "").startswith("PATH") for f in a.option_strings)
     after = "\n".join(
         f"    {name}) actions='{' '.join(_actions(sub))}'; "
         f"words='{' '.join(sorted(f for a in _options(sub) for f in a.option_strings))}' ;;"

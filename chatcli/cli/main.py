@@ -48,6 +48,7 @@ examples:
   chatcli "why is the sky blue?"               ask once and print the answer
   cat report.md | chatcli "summarize this"     send piped text with an instruction
   chatcli -f main.py -f test_main.py "why does the test fail?"   attach files
+  chatcli -i error.png "what does this say?"   attach an image (-o image_detail low: fewer tokens)
   chatcli -p ollama                            use the config's [profiles.ollama]
   chatcli -o top_p 0.9 -o seed 42 "a haiku"    any request parameter, as /set sets it
   chatcli < notes.txt > answer.txt             send a file, write the answer to a file
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=setting_type("max_tokens"), metavar="N", help="longest reply, in tokens")
     parser.add_argument("-o", "--option", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a request parameter, as /set does: -o top_p 0.9 -o seed 42 (repeatable)")
     parser.add_argument("-f", "--file", action="append", metavar="PATH", help="attach a text file to the first message, as /file does (repeatable)")
+    parser.add_argument("-i", "--image", action="append", metavar="PATH|URL|-", help="attach an image (PNG, JPEG, GIF, WebP) or an image URL to the first message, as /image does; - reads it from stdin (repeatable)")
     _where_flags(parser)
     parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, error")
     parser.add_argument("--schema", metavar="PATH", help="ask once for JSON matching the JSON Schema in PATH (response_format json_schema), print it, and exit 1 if the reply does not match")
@@ -399,7 +401,9 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         if redacted is not None:
             env.stderr.write(f"chatcli: {redacted}.\n")
     oneshot = bool(args.question or args.json or args.schema or not (env.stdin_isatty and env.stdout_isatty))
-    for text in _as_commands(session, args):  # what -f and -o did, naming files and values
+    if args.image and "-" in args.image:
+        env = _image_from_stdin(session, env)  # the question then comes from the arguments alone
+    for text in _as_commands(session, args):  # what -f, -i and -o did, naming files and values
         if not oneshot:
             env.stderr.write(f"chatcli: {shown(text)}\n")
     # The output strategy, chosen once, for either mode.
@@ -435,6 +439,27 @@ def _run_repl(args: argparse.Namespace, env, config, session, output, *, save: b
         return repl.run()
 
 
+def _image_from_stdin(session, env):
+    """-i -: the image's bytes from stdin, checked as /image checks a file; the env returned has
+    no stdin left to read the question from."""
+    from dataclasses import replace  # lazy: off the path of chatcli --help
+
+    from chatcli.base.images import ImageRefused, image_of_bytes  # lazy: off the path of chatcli --help
+
+    stream = getattr(env.stdin, "buffer", None)
+    if stream is None or env.stdin_isatty:
+        what = "a terminal" if env.stdin_isatty else "closed"
+        raise UsageError(f"-i - reads an image from stdin, but stdin is {what}; pipe the image in, as in "
+                         "chatcli -i - \"what is this?\" < shot.png.")
+    limit = session.policy.image_max_mb
+    try:
+        image = image_of_bytes("stdin", stream.read(int(limit * 1_000_000) + 1), max_mb=limit)
+    except ImageRefused as exc:
+        raise UsageError(f"-i -: {exc}; nothing was sent.") from None
+    session.images.append(image)
+    return replace(env, stdin=None, stdin_isatty=False)
+
+
 def _as_commands(session, args: argparse.Namespace) -> list[str]:
     """-o NAME VALUE and -f PATH, done as /set and /file do them: the same checks, the same words.
 
@@ -444,6 +469,9 @@ def _as_commands(session, args: argparse.Namespace) -> list[str]:
     lines = [f"/set {name} {value}" for name, value in args.option or ()]
     if args.file:
         lines.append("/file " + shlex.join(args.file))
+    named = [name for name in args.image or () if name != "-"]
+    if named:
+        lines.append("/image " + shlex.join(named))
     if not lines:
         return []
     from chatcli.commands import REGISTRY  # lazy: off the path of chatcli --help
@@ -452,7 +480,8 @@ def _as_commands(session, args: argparse.Namespace) -> list[str]:
     for line in lines:
         result = REGISTRY.dispatch(session, line)
         if result.error:
-            raise UsageError(f"{'-o' if line.startswith('/set') else '-f'}: {result.text}")
+            flag = {"/set": "-o", "/file": "-f", "/image": "-i"}[line.split(" ", 1)[0]]
+            raise UsageError(f"{flag}: {result.text}")
         said.append(result.text)
     return said
 

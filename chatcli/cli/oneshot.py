@@ -50,7 +50,7 @@ def build_message(words: list[str], env: Env, *, attached: bool = False) -> str:
     if instruction and piped.strip():
         return f"{instruction}\n\n{piped}"
     text = instruction or piped
-    if not text.strip() and not attached:  # files from -f are a message of their own
+    if not text.strip() and not attached:  # files from -f and images from -i are a message of their own
         raise UsageError('Nothing to send: give a question, as in chatcli "why is the sky blue?", or pipe text in.')
     return text
 
@@ -61,7 +61,7 @@ def run_oneshot(
 ) -> int:
     """Ask once, drawing the reply as `output` (make_renderer) says; with a schema, the reply is
     held until it is checked, then printed as JSON if it matches."""
-    text = build_message(words, env, attached=bool(session.attached))
+    text = build_message(words, env, attached=bool(session.attached or session.images))
     turn = _ask(session, env, output, text, schema=schema, as_json=as_json)
     if stats:
         _show_stats(session, env, output, turn)

@@ -12,6 +12,7 @@ from chatcli.base.events import Event
 from chatcli.base.parse import whole_number
 from chatcli.base.text import OSC52_LIMIT, osc52_payload
 from chatcli.commands.registry import UNSET, Result, _shown, command
+from chatcli.core.attachments import AttachedFile
 from chatcli.core.compact import compact
 from chatcli.core.filtered import kept_from_view
 from chatcli.core.session import Session
@@ -21,10 +22,13 @@ from chatcli.core.turn import COMPLETE, INTERRUPTED
 @command("clear", help="Forget the conversation; keep the system prompt and settings.")
 def clear_command(session: Session, arg: str) -> Result:
     """Starts the conversation afresh: earlier turns are no longer sent, though they stay in
-    the saved session. The system prompt, the model and the parameters set with /set are kept."""
+    the saved session, and files and images waiting for the next message are dropped. The system
+    prompt, the model and the parameters set with /set are kept."""
     count = sum(turn.in_context for turn in session.context_turns)
-    session.clear()
-    return Result(f"Forgot {count} {'exchange' if count == 1 else 'exchanges'}; the system prompt is kept.")
+    waiting = len(session.attached) + len(session.images)
+    session.clear()  # and the attachments waiting for the next message
+    dropped = f" and dropped {waiting} waiting {'attachment' if waiting == 1 else 'attachments'}" if waiting else ""
+    return Result(f"Forgot {count} {'exchange' if count == 1 else 'exchanges'}{dropped}; the system prompt is kept.")
 
 
 @command("system", args="[text|none]", help="Show the system prompt, set it, or remove it with none (the history is kept).")
@@ -82,7 +86,7 @@ def file_command(session: Session, arg: str) -> Result:
         if text is None or "\x00" in text:
             return Result(f"{name} is not a text file (it is binary or not UTF-8); nothing was attached.", error=True)
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
-        pieces.append(f"File {name}:\n{fence}\n{text.rstrip()}\n{fence}")
+        pieces.append(AttachedFile(f"File {name}:\n{fence}\n{text.rstrip()}\n{fence}", name=name))
     plan = session.plan("\n\n".join([*session.attached, *pieces]))
     if not plan.fits:
         size = session.tokenizer.message(session.model, "user", "\n\n".join(pieces))

@@ -10,7 +10,7 @@ from chatcli.commands.registry import Result, command
 from chatcli.core.export import write_export
 from chatcli.core.session import Session
 from chatcli.core.turn import ERROR, PENDING, SUMMARY_HEADING
-from chatcli.llm.tokens import margin
+from chatcli.llm.tokens import margin, text_of
 
 
 @command("usage", help="Tokens and estimated cost, per turn and for the session.")
@@ -81,10 +81,13 @@ def resume_command(session: Session, arg: str) -> Result:
 @command("new", help="Start a new session (the current one stays saved).")
 def new_command(session: Session, arg: str) -> Result:
     """Starts a new, empty session with the same model, system prompt and parameters; the
-    current one stays saved and can be had back with /resume."""
+    current one stays saved and can be had back with /resume. Files and images waiting for the
+    next message are dropped."""
 
     new_conversation(session)
-    return Result("Started a new session.")
+    waiting = session.drop_attachments()
+    dropped = f"; dropped {waiting} waiting {'attachment' if waiting == 1 else 'attachments'}" if waiting else ""
+    return Result(f"Started a new session{dropped}.")
 
 
 @command("title", args="TEXT", help="Name the session.")
@@ -127,11 +130,12 @@ def _usage_cells(row) -> list[str]:
 def tokens_command(session: Session, arg: str) -> Result:
     """What the next request would carry, in tokens: the system prompt, the summary from
     /compact, the history, and what fitting into the context window leaves out. Counts are exact
-    where tiktoken's encoding is at hand, and marked ≈ where they are estimates."""
+    where tiktoken's encoding is at hand, and marked ≈ where they are estimates. Images count by
+    OpenAI's tile formula for its models, and as an estimate (≈) for others and for URLs."""
     t, model = session.tokenizer, session.model
     session.settle(wait=2.0)  # the server's window, if it is still being asked
     if t.counts_on_server(model):  # llama.cpp counts with the model's own tokenizer
-        t.count_on_server(model, [m["content"] for m in session.messages()])
+        t.count_on_server(model, [text_of(m["content"]) for m in session.messages()])
     plan = session.plan()
     in_context = [turn for turn in session.context_turns if turn.in_context]
     system = t.message(model, "system", session.system) if session.system else None
@@ -139,12 +143,19 @@ def tokens_command(session: Session, arg: str) -> Result:
     history = None
     for turn in sent:
         count = t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
+        count = count + session.image_tokens(turn.images) if turn.images else count  # type: ignore[operator]
         history = count if history is None else history + count
+    pictures = [image for turn in sent for image in turn.images]
+    in_history = session.image_tokens(pictures)
+    waiting = session.image_tokens(session.images)
     summary = t.message(model, "system", SUMMARY_HEADING + session.summary) if session.summary else None
     rows = [
         ["system prompt", str(system) if system else "0"],
         ["summary of earlier turns (/compact)", str(summary) if summary else "0"],
         [f"history ({len(sent)} {'turn' if len(sent) == 1 else 'turns'})", str(history) if history else "0"],
+        [f"of which images ({len(pictures)})", str(in_history) if in_history else "0"],
+        [f"waiting: {len(session.images)} {'image' if len(session.images) == 1 else 'images'} (/image, /paste)",
+         str(waiting) if waiting else "0"],
         ["left out to fit", f"{plan.left_out} {'turn' if plan.left_out == 1 else 'turns'}"],
         ["next request, before your message", str(plan.tokens)],
         ["kept free for the reply", f"{plan.reserve:,}"],

@@ -7,6 +7,7 @@ import shlex
 
 from chatcli.app import switch
 from chatcli.base.errors import ChatError
+from chatcli.base.images import DETAILS
 from chatcli.base.pii import hide_password
 from chatcli.commands.registry import UNSET, Result, _shown, command
 from chatcli.config.table import SETTINGS_BY_KEY, Setting
@@ -32,6 +33,9 @@ PARAMS: dict[str, Setting] = {
     "frequency_penalty": Setting("frequency_penalty", float, None, "repeat words less", -2, 2, optional=True),
     "seed": Setting("seed", int, None, "the same seed, the same reply, where the server can", -(2**63), 2**63 - 1, optional=True),
     "reasoning_effort": SETTINGS_BY_KEY["reasoning_effort"],
+    # Not sent as a parameter: it sets each image part's detail (low: 85 tokens an image).
+    "image_detail": Setting("image_detail", str, None, "how closely images are looked at: low costs 85 tokens each",
+                            optional=True, choices=DETAILS),
 }
 
 
@@ -42,8 +46,9 @@ STOP_HELP = "up to 4 strings that end the reply, quoted as in a shell"
 def set_command(session: Session, arg: str) -> Result:
     """/set NAME VALUE sets a request parameter for every later request, checked against
     its range: temperature (0 to 2), top_p (0 to 1), max_tokens (1 or more), presence_penalty and
-    frequency_penalty (-2 to 2), seed (a whole number), reasoning_effort, or stop: up to 4 strings,
-    quoted as in a shell (/set stop "###" "END"). VALUE default unsets it. Parameters are saved
+    frequency_penalty (-2 to 2), seed (a whole number), reasoning_effort, image_detail (low, high
+    or auto: how closely attached images are looked at, set in each image rather than sent on its
+    own), or stop: up to 4 strings, quoted as in a shell (/set stop "###" "END"). VALUE default unsets it. Parameters are saved
     with the session; a model that does not take one has it left out, and says so once."""
     if not arg:
         return params_command(session, "")

@@ -59,6 +59,7 @@ class Config:
     stats: bool = False
     default_context_window: int = 8192
     default_max_output_tokens: int = 4096
+    image_max_mb: float = 20.0
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     prices: Mapping[str, Any] = field(default_factory=dict)
     budget: Mapping[str, Any] = field(default_factory=dict)

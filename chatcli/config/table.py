@@ -140,6 +140,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("default_max_output_tokens", int, 4096, "Tokens kept free for the reply, for models chatcli has no figure for.", 1),
     Setting("block_words_file", str, None, "A UTF-8 file of blocked words, one word or phrase a line (# comments), added to block_words: a reply holding one is withheld.", optional=True, example="~/.config/chatcli/blocked.txt"),
     Setting("show_filtered", bool, False, "Allow /show-filtered (and exports, recaps, /copy) to show a withheld reply's original."),
+    Setting("image_max_mb", float, 20.0, "Largest image that /image, /paste and -i attach, in MB (OpenAI's limit is 20).", 0.001, 1000),
     Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
@@ -276,6 +277,7 @@ MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
 CAPABILITY_KEYS: dict[str, Setting] = {
     "max_tokens_param": Setting("max_tokens_param", str, None, "", choices=MAX_TOKENS_PARAMS),
     "reasoning_effort": Setting("reasoning_effort", str, None, "", choices=EFFORTS),
+    "vision": Setting("vision", bool, None, ""),  # false: the model takes no images
 }
 
 

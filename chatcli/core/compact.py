@@ -15,7 +15,7 @@ from chatcli.base.errors import ChatError
 from chatcli.base.events import NOTICES, Adjusted, Event, Finish, RateLimits, TextDelta, Usage
 from chatcli.base.pii import hide_known
 from chatcli.core.session import Session
-from chatcli.core.turn import SUMMARY_HEADING
+from chatcli.core.turn import SUMMARY_HEADING, Turn
 from chatcli.llm.tokens import MESSAGE_OVERHEAD, Count
 
 COMPACT_PROMPT = (
@@ -46,7 +46,7 @@ def compact(session: Session, *, keep: int = 2, on_event: Callable[[Event], None
     if not older:
         raise ChatError(f"Nothing to compact: the conversation has {len(turns)} turns, and /compact keeps {keep}.")
     before = session.plan().tokens
-    pieces = [f"User: {t.user}\n\nAssistant: {t.reply}" for t in older]
+    pieces = [f"User: {t.user}{_with_images(t)}\n\nAssistant: {t.reply}" for t in older]
     summary, requests, shortened, notices = session.summary, 0, 0, []
     while pieces:
         prefix = f"{EARLIER}{summary}{SEPARATOR}" if summary else ""
@@ -67,7 +67,8 @@ def compact(session: Session, *, keep: int = 2, on_event: Callable[[Event], None
     assert summary is not None
     t, model = session.tokenizer, session.model
     replaced = t.message(model, "system", SUMMARY_HEADING + session.summary).tokens if session.summary else 0
-    replaced += sum(t.message(model, "user", x.user).tokens + t.message(model, "assistant", x.reply).tokens for x in older)
+    replaced += sum(t.message(model, "user", x.user).tokens + t.message(model, "assistant", x.reply).tokens
+                    + (session.image_tokens(x.images) or Count(0)).tokens for x in older)
     new = t.message(model, "system", SUMMARY_HEADING + summary).tokens
     if new >= replaced:
         raise ChatError(
@@ -78,6 +79,14 @@ def compact(session: Session, *, keep: int = 2, on_event: Callable[[Event], None
     session.context_start = session.turns.index(kept[0]) if kept else len(session.turns)
     session.journal.compacted(summary, kept[0] if kept else None)
     return Compaction(len(older), before, session.plan().tokens, requests, shortened, "; ".join(notices) or None)
+
+
+def _with_images(turn: Turn) -> str:
+    """A summary is text: the images a turn carried are named in it, and not sent again."""
+    if not turn.images:
+        return ""
+    return f"\n[{len(turn.images)} {'image' if len(turn.images) == 1 else 'images'} attached: " \
+        f"{', '.join(i.name.rsplit('/', 1)[-1] for i in turn.images)}]"
 
 
 def _no_room(session: Session) -> ChatError:

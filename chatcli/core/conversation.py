@@ -48,6 +48,7 @@ class Policy:
     blocklist: Blocklist | None = None  # the content filter (block_words): replies holding one are withheld
     show_filtered: bool = False  # /show-filtered may show a withheld reply's original
     wait: float = 0.0  # how long a long request waits to hear the server's window (connect_timeout)
+    image_max_mb: float = 20.0  # the largest image /image, /paste and -i attach
 
 
 class Shared(Generic[T]):

@@ -26,9 +26,11 @@ from chatcli.base.events import (
     Usage,
 )
 from chatcli.base.held_reply import HeldReply
+from chatcli.base.images import Image
 from chatcli.base.pii import hide_known, scrub
 from chatcli.base.secret_stream import SecretFreeEvents
 from chatcli.core.accounts import Accounts, OtherCost
+from chatcli.core.attachments import Attachments, wire_params
 from chatcli.core.budget import Budget
 from chatcli.core.conversation import Conversation, Policy, Shared
 from chatcli.core.journal import Journal, SessionState, make_title
@@ -41,10 +43,11 @@ from chatcli.core.turn import (
     TRUNCATED,
     Turn,
 )
+from chatcli.llm.failures import NoImages, no_images
 from chatcli.llm.learning import cut_notice, learn
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.server_facts import ServerFacts
-from chatcli.llm.tokens import Count, Fit, Tokenizer, fit
+from chatcli.llm.tokens import Count, Fit, Tokenizer, fit, text_of
 
 if TYPE_CHECKING:
     from chatcli.config.settings import Profiles
@@ -72,7 +75,7 @@ def too_big(plan: Fit, message: Count) -> str:
     )
 
 
-class Session:
+class Session(Attachments):
     """A conversation, the client it is held over, and what the session runs by.
 
     app.py builds and rewires sessions; tests may build one by hand, with the
@@ -105,6 +108,8 @@ class Session:
         self.profiles = profiles  # /profile: how to load another profile's settings
         self.show_reasoning = show_reasoning  # a view preference (/reasoning), read by the REPL when it draws a reply
         self.attached = attached if attached is not None else []  # /file: files that go with the next message
+        self.images: list[Image] = []  # /image, /paste, -i: images that go with the next message
+        self.no_images: set[str] = set()  # models that refused images this run: refused before sending
         self.model_chosen = model_chosen  # False: no model was configured, so the server's own is the default
         self._facts: ServerFacts | None = None
         # What the server read of the last request: (reported, our estimate, turns left out, context start).
@@ -174,16 +179,19 @@ class Session:
                 break
         return self.model
 
-    def messages(self, pending: str | None = None, *, left_out: int = 0) -> list[dict[str, str]]:
-        """The conversation as the API wants it, without its `left_out` oldest turns, plus a new message."""
-        out = [{"role": "system", "content": self.system}] if self.system else []
+    def messages(self, pending: str | None = None, *, left_out: int = 0,
+                 images: list[Image] | None = None) -> list[dict[str, Any]]:
+        """The conversation as the API wants it, without its `left_out` oldest turns, plus a new
+        message with its `images`. A message with images is a list of parts, its text first; one
+        without stays a plain string, for servers that take nothing else."""
+        out: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
         if self.summary:
             out.append({"role": "system", "content": SUMMARY_HEADING + self.summary})
         for turn in [t for t in self.context_turns if t.in_context][left_out:]:
-            out.append({"role": "user", "content": turn.user})
+            out.append({"role": "user", "content": self._content(turn.user, turn.images)})
             out.append({"role": "assistant", "content": turn.reply})
         if pending is not None:
-            out.append({"role": "user", "content": pending})
+            out.append({"role": "user", "content": self._content(pending, images or [])})
         return out
 
     def _stream_fitting(self, turn: Turn, plan: Fit, messages: list[dict[str, str]]) -> Iterator[Event]:
@@ -194,7 +202,7 @@ class Session:
         """
         began = False
         try:
-            for event in self.sender.stream(model=self.model, messages=messages, params=turn.params):
+            for event in self.sender.stream(model=self.model, messages=messages, params=wire_params(turn.params)):
                 began = began or isinstance(event, (TextDelta, ReasoningDelta))
                 yield event
             return
@@ -205,23 +213,24 @@ class Session:
                 # The window the server enforces: fit to it for the rest of the run.
                 self.tokenizer.set_window(self.model, exc.window, "the server enforces (its error said so)", learned=True)
                 turn.window = exc.window
-                tighter = self.plan(turn.user)
+                tighter = self.plan(turn.user, images=turn.images)
                 if not tighter.fits:
-                    message = self.tokenizer.message(self.model, "user", turn.user)
+                    message = self._user(turn.user, turn.images)
                     raise ContextLengthError(too_big(tighter, message), window=exc.window) from None
             else:
-                tighter = self.plan(turn.user, window=plan.reserve + int(plan.tokens.tokens * 0.75))
+                tighter = self.plan(turn.user, window=plan.reserve + int(plan.tokens.tokens * 0.75), images=turn.images)
             left_out = max(tighter.left_out, plan.left_out + 1)
             if left_out > sum(t.in_context for t in self.context_turns):
                 raise
         turn.left_out = left_out
-        messages = self.messages(turn.user, left_out=left_out)
+        messages = self.messages(turn.user, left_out=left_out, images=turn.images)
         turn.sent = self.tokenizer.messages(self.model, messages)
-        turn.estimated = self.tokenizer.raw_estimate(messages)
-        yield from self.sender.stream(model=self.model, messages=messages, params=turn.params)
+        turn.estimated = self._raw_estimate(messages)
+        yield from self.sender.stream(model=self.model, messages=messages, params=wire_params(turn.params))
 
-    def plan(self, pending: str = "", *, window: int | None = None) -> Fit:
-        """How the conversation plus `pending` fits the model's window, leaving room for the reply."""
+    def plan(self, pending: str = "", *, window: int | None = None, images: list[Image] | None = None) -> Fit:
+        """How the conversation plus `pending` and its images (by default, the waiting ones) fits the
+        model's window, leaving room for the reply."""
         t, model = self.tokenizer, self.model
         limits = t.limits(model)
         head = [t.priming(model)]
@@ -230,14 +239,14 @@ class Session:
         if self.summary:
             head.append(t.message(model, "system", SUMMARY_HEADING + self.summary))
         turns = [
-            t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
+            self._user(turn.user, turn.images) + t.message(model, "assistant", turn.reply)
             for turn in self.context_turns
             if turn.in_context
         ]
         return fit(
             head=head,
             turns=turns,
-            latest=t.message(model, "user", pending),
+            latest=self._user(pending, self.images if images is None else images),
             window=window or limits.context_window,
             reserve=self.reply_reserve(),
         )
@@ -253,10 +262,12 @@ class Session:
         return self.turns[self.context_start :]
 
     def clear(self) -> None:
-        """Stop sending the history; the system prompt, model and parameters stay.
+        """Stop sending the history, and drop the files and images waiting for the next message;
+        the system prompt, model and parameters stay.
 
         The turns themselves are kept: their tokens were spent, and /usage counts them.
         """
+        self.drop_attachments()
         self.context_start = len(self.turns)
         self.summary = None
         self.journal.cleared()
@@ -311,7 +322,7 @@ class Session:
         old = self.undo(forget=False)
         if old is None:
             return None
-        new = self.send(old.user, on_event=on_event)
+        new = self.send(old.user, on_event=on_event, images=old.images)
         if new.reply:
             self.accounts.keep_spend(old)
             self.journal.forget(old)
@@ -329,6 +340,11 @@ class Session:
             self.tokenizer.served_as(turn.asked, turn.model)
         if turn.usage is None or turn.sent is None:
             return
+        if self.carries_images(turn, turn.left_out):
+            # Servers count images their own way (a llama.cpp projector's fixed count, Qwen-VL's
+            # patches): what they report says nothing of how our text counts erred, nor of a cut.
+            self._read_before = None
+            return
 
         estimated = turn.sent.tokens if turn.sent.exact else turn.estimated
         before = self._read_before
@@ -345,14 +361,14 @@ class Session:
             said = cut_notice(cut, self.model, facts.kind if facts is not None else None)
             turn.notice = f"{turn.notice}; {said}" if turn.notice else said
 
-    def _plan_to_send(self, text: str) -> Fit:
+    def _plan_to_send(self, text: str, images: list[Image]) -> Fit:
         """The plan for sending `text`, with the server's model and window where they matter,
         and exact counts near the window where they can be had."""
-        plan = self.plan(text)
+        plan = self.plan(text, images=images)
         if not self.model_chosen or plan.tokens.tokens > WINDOW_MATTERS:
             # The server's model, and its window, which matters once a request is this long.
             self.settle(wait=self.policy.wait)
-            plan = self.plan(text)
+            plan = self.plan(text, images=images)
         if not plan.tokens.exact and (plan.left_out or 2 * plan.tokens.tokens + plan.reserve > plan.window):
             # Near the window, where an estimate could be wrong about what fits: count exactly,
             # if the encoding can be had quickly, or have the server count (llama.cpp). Far from
@@ -360,17 +376,23 @@ class Session:
             # tiktoken in the background).
             self.tokenizer.preload(self.model, wait=2.0)
             if self.tokenizer.counts_on_server(self.model):
-                self.tokenizer.count_on_server(self.model, [m["content"] for m in self.messages(text)])
-            plan = self.plan(text)
+                self.tokenizer.count_on_server(self.model, [text_of(m["content"]) for m in self.messages(text)])
+            plan = self.plan(text, images=images)
         return plan
 
     def send(self, text: str, *, on_event: Callable[[Event], None] | None = None,
-             request: dict[str, Any] | None = None) -> Turn:
+             request: dict[str, Any] | None = None, images: list[Image] | None = None) -> Turn:
         """Run one turn. Ctrl-C and errors end it early; what arrived is kept and marked.
-        `request`: body keys for this turn alone (--schema's response_format), saved with it."""
+        `request`: body keys for this turn alone (--schema's response_format), saved with it.
+        `images`: those to send (/retry's); by default the waiting ones, which it takes."""
+        waited = images is None
+        if images is None:
+            images, self.images = self.images, []
         text, redacted = self._prepare(text)
-        turn, plan, messages = self._fit(text, request)
+        turn, plan, messages = self._fit(text, request, images)
         if not self._check(turn, plan, redacted, on_event):
+            if waited:
+                self.images = images  # nothing was sent: they still wait, to be dropped or sent elsewhere
             return turn  # kept for the prompt to offer again, but not saved: nothing was sent
         if self.title is None:
             self.title = make_title(text)
@@ -379,6 +401,8 @@ class Session:
             stop = self._stream(turn, plan, messages, on_event or _unheard)
         finally:
             self._record(turn)
+        if waited and isinstance(turn.error, NoImages) and not turn.reply:
+            self.images = [*images, *self.images]  # they wait again, to be dropped or sent elsewhere
         if stop is not None:
             raise stop  # saved; now let the program exit
         return turn
@@ -392,12 +416,14 @@ class Session:
             return _scrubbed(text, self.redact, "before sending")
         return text, None
 
-    def _fit(self, text: str, request: dict[str, Any] | None) -> tuple[Turn, Fit, list[dict[str, str]]]:
+    def _fit(self, text: str, request: dict[str, Any] | None,
+             images: list[Image]) -> tuple[Turn, Fit, list[dict[str, Any]]]:
         """The turn, begun: fitted to the model's window (the oldest turns left out if need be)."""
-        plan = self._plan_to_send(text)
-        messages = self.messages(pending=text, left_out=plan.left_out)
+        plan = self._plan_to_send(text, images)
+        messages = self.messages(pending=text, left_out=plan.left_out, images=images)
         turn = Turn(user=text, model=self.model, params={**self.params, **(request or {})}, left_out=plan.left_out,
-                    sent=plan.tokens, window=plan.window, estimated=self.tokenizer.raw_estimate(messages))
+                    sent=plan.tokens, window=plan.window, estimated=self._raw_estimate(messages),
+                    images=list(images))
         self.turns.append(turn)
         return turn, plan, messages
 
@@ -411,8 +437,10 @@ class Session:
                 say(redacted)  # said even if the request is refused: what is kept is scrubbed
             for note in facts.take_notes() if facts is not None else ():
                 say(Note(note))
-        if not plan.fits:
-            refusal: str | None = too_big(plan, self.tokenizer.message(self.model, "user", turn.user))
+        if self.carries_images(turn, plan.left_out) and self.refuses_images():
+            refusal: str | None = no_images(self.model)
+        elif not plan.fits:
+            refusal = too_big(plan, self._user(turn.user, turn.images))
         else:
             # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
             worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
@@ -447,6 +475,8 @@ class Session:
             return exc if isinstance(exc, Terminated) else None
         except ChatError as exc:
             turn.status, turn.error = ERROR, exc
+            if isinstance(exc, NoImages):
+                self.no_images.add(exc.model)  # the next try is refused before it is sent
             exc.message = hide_known(exc.message, self.policy.secrets)  # a server error body that quotes a header
             if isinstance(exc, ContextLengthError):
                 turn.left_out = 0  # the fitted request was refused too: say so, not what was left out

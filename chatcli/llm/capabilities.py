@@ -34,6 +34,7 @@ class Capabilities:
     efforts: tuple[str, ...] = ()  # the reasoning_effort values it takes; none: it takes no reasoning_effort
     reasoning_effort: str | None = None  # from config: sent to it unless /effort says otherwise
     known: bool = True  # False: neither the table nor the config knows it; an effort chosen for it is tried
+    vision: bool | None = None  # False: it takes no images (refused before sending); None: not known
 
 
 O_SERIES = Capabilities("max_completion_tokens", frozenset(SAMPLING), ("low", "medium", "high"))
@@ -43,9 +44,9 @@ O_SERIES = Capabilities("max_completion_tokens", frozenset(SAMPLING), ("low", "m
 # parameter, no reasoning_effort, until a config table or a refusal says otherwise.
 KNOWN_CAPABILITIES: dict[str, Capabilities] = {
     "o1": O_SERIES,
-    "o1-mini": replace(O_SERIES, efforts=()),  # the first o1 releases take no reasoning_effort
-    "o1-preview": replace(O_SERIES, efforts=()),
-    "o3-mini": O_SERIES,
+    "o1-mini": replace(O_SERIES, efforts=(), vision=False),  # the first o1 releases take no reasoning_effort
+    "o1-preview": replace(O_SERIES, efforts=(), vision=False),
+    "o3-mini": replace(O_SERIES, vision=False),
     "o3": replace(O_SERIES, unsupported=frozenset((*SAMPLING, "stop"))),
     "o4-mini": replace(O_SERIES, unsupported=frozenset((*SAMPLING, "stop"))),
     "gpt-5": Capabilities("max_completion_tokens", frozenset(SAMPLING), EFFORTS),
@@ -54,8 +55,9 @@ KNOWN_CAPABILITIES: dict[str, Capabilities] = {
     # for every chat model, is what it is documented with.
     "gpt-5-chat": Capabilities("max_completion_tokens"),
     # OpenAI's chat models: known to take every sampling parameter and no reasoning_effort.
-    **{name: Capabilities() for name in ("gpt-4o", "gpt-4o-mini", "chatgpt-4o", "gpt-4.1", "gpt-4", "gpt-4-turbo",
-                                         "gpt-3.5-turbo")},
+    **{name: Capabilities() for name in ("gpt-4o", "gpt-4o-mini", "chatgpt-4o", "gpt-4.1", "gpt-4-turbo")},
+    # Text only: an image for them is refused before it is sent.
+    **{name: Capabilities(vision=False) for name in ("gpt-4", "gpt-3.5-turbo")},
 }
 
 

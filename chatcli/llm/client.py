@@ -141,7 +141,7 @@ class ChatClient:
             )
         return sdk_class(self, openai.OpenAI)(api_key=c.api_key or PLACEHOLDER_KEY, base_url=c.base_url, **options)
 
-    def stream(self, *, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Iterator[Event]:
+    def stream(self, *, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Iterator[Event]:
         """Yield the events of one streamed reply; raise ChatError on failure.
 
         The caller decides what a missing Finish means (a truncated reply).
@@ -151,11 +151,20 @@ class ChatClient:
             # /compact's summaries are scrubbed too, not only the message being sent.
             from chatcli.base.pii import scrub
 
-            messages = [{**m, "content": scrub(m["content"], self.config.redact).text}
-                        if isinstance(m.get("content"), str) else m for m in messages]
+            kinds = self.config.redact
+
+            def scrubbed(content: Any) -> Any:
+                if isinstance(content, str):
+                    return scrub(content, kinds).text
+                if isinstance(content, list):  # a message with images: its text parts
+                    return [{**p, "text": scrub(p["text"], kinds).text} if isinstance(p, dict) and
+                            isinstance(p.get("text"), str) else p for p in content]
+                return content
+
+            messages = [{**m, "content": scrubbed(m.get("content"))} for m in messages]
         return self._fitted(model, messages, params)
 
-    def _fitted(self, model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Iterator[Event]:
+    def _fitted(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Iterator[Event]:
         """The reply to a request fitted to what the model takes (capabilities.py).
 
         A 400 refusing a parameter comes before any text, so sending the request again
@@ -174,7 +183,7 @@ class ChatClient:
                     raise
                 yield learned
 
-    def _request(self, model: str, messages: list[dict[str, str]], body: dict[str, Any]) -> Iterator[Event]:
+    def _request(self, model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> Iterator[Event]:
         if not log.isEnabledFor(logging.INFO):
             return self._stream(model, messages, body)
         size = len(json.dumps(messages, ensure_ascii=False).encode())
@@ -187,7 +196,7 @@ class ChatClient:
         log.info("POST %s%s: model %s, %d messages, %d bytes%s", c.shown_url, where, model, len(messages), size, settings)
         return _logged(self._stream(model, messages, body), time.monotonic())
 
-    def _stream(self, model: str, messages: list[dict[str, str]], body: dict[str, Any]) -> Iterator[Event]:
+    def _stream(self, model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> Iterator[Event]:
         """The reply, with a drop or a stall after the headers but before any content retried.
 
         Nothing has been shown then, so another try loses nothing, as when the connection
@@ -228,7 +237,7 @@ class ChatClient:
                 deadline.stop()
                 local.deadline = None
 
-    def _attempt(self, sdk: openai.OpenAI, model: str, messages: list[dict[str, str]], body: dict[str, Any],
+    def _attempt(self, sdk: openai.OpenAI, model: str, messages: list[dict[str, Any]], body: dict[str, Any],
                  deadline: Deadline) -> Iterator[Event]:
         import httpx2  # lazy: keeps httpx2 off the startup path
         import openai  # lazy: keeps openai off the startup path

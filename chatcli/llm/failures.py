@@ -5,6 +5,7 @@ timeout, a broken connection, a body that is not a chat stream or cannot be read
 from __future__ import annotations
 
 import math
+import re
 import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,31 @@ class UnknownModel(ChatError):
     """A 404 for the model: worth a look at the names the server does have."""
 
 
+class NoImages(BadRequest):
+    """The model does not take images: the session remembers it for the rest of the run."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(no_images(model))
+        self.model = model
+
+
+def no_images(model: str) -> str:
+    return (f"{one_line(model, 100)} does not take images; remove them (/clear drops waiting ones) or choose a "
+            "vision model with /model.")
+
+
+# How servers refuse an image for a model without vision: OpenAI, llama.cpp without a
+# projector (--mmproj), vLLM, Ollama (a 400, or a 500 from its runner).
+_NO_IMAGES = re.compile(r"image_url is only supported by certain models|image input is not supported|"
+                        r"is not a multimodal model|does not support image|missing data required for image input",
+                        re.IGNORECASE)
+
+
+def says_no_images(text: str) -> bool:
+    """Whether a server's error says the model takes no images."""
+    return _NO_IMAGES.search(text) is not None
+
+
 def describe_status_error(exc: Any, *, config: Config, model: str) -> ChatError:
     """One sentence per HTTP failure, saying what to check. `exc` is the SDK's APIStatusError, read
     for its status_code, body, message and response headers (the SDK is client.py's alone)."""
@@ -155,6 +181,8 @@ def describe_status_error(exc: Any, *, config: Config, model: str) -> ChatError:
             "with the oldest turns left out; shorten the message, or in a session use /clear or /compact.",
             window=overflow.window, requested=overflow.requested,
         )
+    if status in (400, 422, 500) and says_no_images(detail):
+        return NoImages(model)
     if status == 400:
         said = f"The server rejected the request (400: {detail or 'bad request'}); check the settings sent."
         refused = refused_parameter(error)

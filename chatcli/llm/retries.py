@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from chatcli.base.events import RateLimits, Retrying
-from chatcli.llm.failures import reply_timeout_error
+from chatcli.llm.failures import reply_timeout_error, says_no_images
 from chatcli.llm.ratelimits import read_rate_limits
 
 log = logging.getLogger("chatcli")
@@ -34,10 +34,13 @@ class _Visible:
     _owner: Any
 
     def _should_retry(self, response) -> bool:
-        if response.status_code == 429:
+        if response.status_code in (429, 500):
             try:
-                if b"insufficient_quota" in response.read():
+                body = response.read()
+                if response.status_code == 429 and b"insufficient_quota" in body:
                     return False
+                if response.status_code == 500 and says_no_images(body.decode("utf-8", "replace")):
+                    return False  # llama.cpp without a projector: asking again cannot help
             except Exception:  # noqa: BLE001 - an unreadable body: the SDK decides
                 pass
         return super()._should_retry(response)

@@ -23,6 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
+from chatcli.base.images import size_of_location
+
 # Chat formatting overhead, as OpenAI documents it for its chat models: each
 # message costs 3 tokens beyond its content, and every reply is primed with 3.
 MESSAGE_OVERHEAD = 3
@@ -73,6 +75,36 @@ def override_for(model: str, overrides: Mapping[str, Mapping[str, Any]]) -> Mapp
     """
     named = [n for n in overrides if model == n or (model.startswith(n + "-") and model[len(n) + 1 :][:1].isdigit())]
     return overrides[max(named, key=len)] if named else {}
+
+
+# Images, as OpenAI counts them: a low-detail image is 85 tokens; a high-detail one is fitted
+# into 2048×2048, then scaled down until its shorter side is 768, and costs 170 per 512-pixel
+# tile plus 85. "auto" is counted as high (the larger). gpt-4o-mini's own multipliers
+# (2833 and 5667) are not modelled: its images are counted as gpt-4o's.
+LOW_DETAIL = 85
+TILE = 170
+UNKNOWN_IMAGE = 765  # an image of unknown size (a URL): a 1024×1024 one at high detail
+
+
+def image_tokens(width: int, height: int, detail: str = "auto") -> int:
+    """OpenAI's count of one image of this size at this detail."""
+    if detail == "low":
+        return LOW_DETAIL
+    w, h = float(width), float(height)
+    if max(w, h) > 2048:
+        w, h = w * 2048 / max(w, h), h * 2048 / max(w, h)
+    if min(w, h) > 768:
+        w, h = w * 768 / min(w, h), h * 768 / min(w, h)
+    return TILE * math.ceil(w / 512) * math.ceil(h / 512) + LOW_DETAIL
+
+
+def text_of(content: Any) -> str:
+    """A message's text: the content itself, or the text parts of a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -318,10 +350,23 @@ class Tokenizer:
             return Count(tokens, True)
         return Count(math.ceil(tokens * self._factor.get(model, 1.0)), False)
 
+    def image(self, model: str, width: int | None, height: int | None, detail: str) -> Count:
+        """One image: OpenAI's tile formula for its models, where the size is known; else an estimate."""
+        if width and height:
+            return Count(image_tokens(width, height, detail), self.is_openai(model))
+        return Count(LOW_DETAIL if detail == "low" else UNKNOWN_IMAGE, False)
+
+    def _part(self, model: str, part: dict[str, Any]) -> Count:
+        """An image_url content part, its size read from the start of the data URL (a URL's is not known)."""
+        image = part.get("image_url") or {}
+        size = size_of_location(str(image.get("url") or "")) or (0, 0)
+        return self.image(model, size[0], size[1], str(image.get("detail") or "auto"))
+
     @staticmethod
-    def raw_estimate(messages: list[dict[str, str]]) -> int:
-        """Our uncorrected estimate of a request, the base calibrate compares the server's count with."""
-        return REPLY_PRIMING + sum(estimate(m["content"]) + MESSAGE_OVERHEAD for m in messages)
+    def raw_estimate(messages: list[dict[str, Any]]) -> int:
+        """Our uncorrected estimate of a request, the base calibrate compares the server's count with.
+        Images are left out: the server's count of them is no measure of how text was estimated."""
+        return REPLY_PRIMING + sum(estimate(text_of(m["content"])) + MESSAGE_OVERHEAD for m in messages)
 
     def priming(self, model: str) -> Count:
         """What a request costs beyond its messages: the reply's priming, or the chat template's fixed part."""
@@ -331,10 +376,20 @@ class Tokenizer:
         overhead = server.overhead() if server is not None and model in self._counted_models else None
         return Count(overhead[1], True) if overhead else Count(REPLY_PRIMING, True)
 
-    def messages(self, model: str, messages: list[dict[str, str]]) -> Count:
-        total = self.priming(model)
+    def messages(self, model: str, messages: list[dict[str, Any]]) -> Count:
+        total = self.priming(model) + self.image_parts(model, messages)
         for m in messages:
-            total = total + self.message(model, m["role"], m["content"])
+            total = total + self.message(model, m["role"], text_of(m["content"]))
+        return total
+
+    def image_parts(self, model: str, messages: list[dict[str, Any]]) -> Count:
+        """The images of the messages' image_url parts."""
+        total = Count(0)
+        for m in messages:
+            if isinstance(m["content"], list):
+                for part in m["content"]:
+                    if isinstance(part, dict) and part.get("type") == "image_url":
+                        total = total + self._part(model, part)
         return total
 
     def calibrate(self, model: str, *, reported: int, estimated: int) -> None:

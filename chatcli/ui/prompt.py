@@ -31,6 +31,7 @@ from chatcli.base.parse import undecodable
 from chatcli.base.pii import scrub
 from chatcli.base.text import strip_controls
 from chatcli.commands import Registry
+from chatcli.core.attachments import chips
 from chatcli.core.session import Session
 
 
@@ -156,13 +157,24 @@ class SlashCompleter(Completer):
     names, if they are known); each returns at once, never waiting on the network.
     """
 
-    def __init__(self, registry: Registry, arguments: dict[str, Callable[[], list[str] | None]] | None = None) -> None:
+    def __init__(self, registry: Registry, arguments: dict[str, Callable[[], list[str] | None]] | None = None,
+                 *, paths: tuple[str, ...] = ()) -> None:
+        from prompt_toolkit.completion import PathCompleter  # lazy: keeps prompt_toolkit off the startup path
+
         self._registry = registry
         self._arguments = {registry.command_for(name): names for name, names in (arguments or {}).items()}
+        self._paths = {registry.command_for(name) for name in paths}  # commands whose arguments are paths
+        self._path_completer = PathCompleter(expanduser=True)
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
         text = document.text_before_cursor
         command, space, partial = text.partition(" ")
+        if space and self._registry.command_for(command) in self._paths:  # /file, /image: the last path typed
+            word = partial.rsplit(" ", 1)[-1]
+            for found in self._path_completer.get_completions(Document(word, len(word)), complete_event):
+                yield Completion(found.text, start_position=found.start_position,
+                                 display=strip_controls(found.display_text))  # a file name can hold anything
+            return
         names = self._arguments.get(self._registry.command_for(command)) if space else None
         if names is not None and " " not in partial:
             for name in names() or ():
@@ -175,6 +187,16 @@ class SlashCompleter(Completer):
             if name.startswith(text.lower()):
                 command = self._registry.command_for(name)
                 yield Completion(name, start_position=-len(text), display_meta=command.help if command else "")
+
+
+def make_message(session: Session) -> Callable[[], FormattedText]:
+    """The prompt: a chip for each file and image waiting to go with the next message, then "> "."""
+
+    def message() -> FormattedText:
+        waiting = chips(session)
+        return FormattedText([*([("class:chip", " ".join(waiting) + " ")] if waiting else []), ("class:prompt", "> ")])
+
+    return message
 
 
 def make_toolbar(session: Session) -> Callable[[], FormattedText]:
@@ -266,7 +288,7 @@ def make_prompt_session(
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory  # lazy: keeps prompt_toolkit off the startup path
 
     prompt = ChatPrompt(
-        message=[("class:prompt", "> ")],
+        message=make_message(session),
         history=history,
         key_bindings=make_key_bindings(multiline=multiline, say=say),
         validator=DecodableText(),
@@ -279,7 +301,7 @@ def make_prompt_session(
         completer=SlashCompleter(registry, {
             "model": lambda: session.sender.known_models(),
             "profile": lambda: list(session.policy.profiles),
-        }),
+        }, paths=("file", "image")),
         complete_while_typing=True,
         bottom_toolbar=make_toolbar(session),
         enable_history_search=False,  # Up walks history; Ctrl-R searches it

@@ -57,13 +57,34 @@ def content_text(content: Any) -> str:
     return ""
 
 
+IMAGE_TOKENS = 85  # what each image_url part costs, so a test sees an image in the usage
+
+
+def image_parts(content: Any) -> list[dict[str, Any]]:
+    """The image_url parts of a message ``content``."""
+    if not isinstance(content, list):
+        return []
+    return [part for part in content if isinstance(part, dict) and part.get("type") == "image_url"]
+
+
 def prompt_tokens(messages: Any) -> int:
-    """What a prompt costs: per message, the words of its content + 4."""
+    """What a prompt costs: per message, the words of its content + 4, and 85 per image."""
     return sum(
-        len(content_text(m.get("content")).split()) + MARKERS_PER_MESSAGE
+        len(content_text(m.get("content")).split()) + MARKERS_PER_MESSAGE + IMAGE_TOKENS * len(image_parts(m.get("content")))
         for m in messages or []
         if isinstance(m, dict)
     )
+
+
+# How each server refuses an image for a model that takes none (ChatServer.blind).
+NO_IMAGES = {
+    "openai": (400, "Invalid content type. image_url is only supported by certain models.", "invalid_request_error"),
+    "llamacpp": (500, "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj",
+                 "server_error"),
+    "vllm": (400, "{model} is not a multimodal model", "BadRequestError"),
+    "ollama": (400, "this model does not support image input", "invalid_request_error"),
+    "lmstudio": (400, "Model does not support images. Please use a model that does.", "invalid_request_error"),
+}
 
 
 def apply_template(messages: Any) -> str:
@@ -72,7 +93,8 @@ def apply_template(messages: Any) -> str:
     for m in messages or []:
         if isinstance(m, dict):
             role = "".join(str(m.get("role") or "unknown").split()) or "unknown"
-            out.append(f"<|im_start|> {role} <|im_sep|>\n{content_text(m.get('content'))} <|im_end|>\n")
+            media = " <__media__>" * (IMAGE_TOKENS * len(image_parts(m.get("content"))))  # an image's tokens
+            out.append(f"<|im_start|> {role} <|im_sep|>\n{content_text(m.get('content'))}{media} <|im_end|>\n")
     return "".join(out)
 
 

@@ -36,7 +36,7 @@ from dataclasses import KW_ONLY, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.support.flavors import FLAVORS, Flavor, Verdict, content_text, prompt_tokens
+from tests.support.flavors import FLAVORS, NO_IMAGES, Flavor, Verdict, content_text, image_parts, prompt_tokens
 
 __all__ = [
     "Behaviour",
@@ -397,6 +397,8 @@ class _Handler(BaseHTTPRequestHandler):
             message = "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)"
             self._json(400, _error_body(message, "invalid_request_error", None))
             return
+        if self._refuses_images(body):
+            return
         verdict = self.server.chat._flavor.chat(self.server.chat, body)
         if verdict.refusal is not None:  # refused before any reply: the script is left as it was
             self._json(*verdict.refusal)
@@ -420,6 +422,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(behaviour, body)
         else:
             self._complete(behaviour, body)
+
+    def _refuses_images(self, body: dict[str, Any]) -> bool:
+        """A model in ``blind`` sent an image: refused as the flavor's server refuses it (the script is left as it was)."""
+        chat = self.server.chat
+        model = str(body.get("model"))
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        if model not in chat.blind or not any(image_parts(m.get("content")) for m in messages if isinstance(m, dict)):
+            return False
+        status, message, type_ = NO_IMAGES[chat.flavor]
+        self._json(status, _error_body(message.format(model=model), type_, None, "messages.[0].content.[1].type"))
+        return True
 
     def _complete(self, reply: Reply, request: dict[str, Any]) -> None:
         """Non-streamed ``chat.completion``; fault options act on the whole response."""
@@ -615,6 +628,8 @@ class ChatServer:
     - ``vllm_nested_errors``: vLLM's newer ``{"error": {...}}`` instead of its top-level body.
     - ``prompt_cache``: report as ``prompt_tokens_details.cached_tokens`` the tokens of the leading
       messages an earlier request had too, as a provider's prompt cache would read them.
+    - ``blind``: models that take no images; a request with an image_url part is refused with
+      the flavor's words (OpenAI: "Invalid content type. image_url is only supported by certain models.").
     """
 
     def __init__(self, *, port: int = 0, tls: ssl.SSLContext | None = None, flavor: str = "openai",
@@ -647,6 +662,7 @@ class ChatServer:
         self.vllm_nested_errors = False
         self.prompt_cache = False
         self._prompts: list[list[Any]] = []
+        self.blind: set[str] = set()  # models that take no images: a request with one is refused, as its server would
 
     @property
     def flavor(self) -> str:
@@ -760,6 +776,7 @@ class ChatServer:
             self.overrides = {}
             self.prompt_cache = False
             self._prompts = []
+            self.blind = set()
 
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """Wait until no request is being handled (e.g. a dropped stream noticed it)."""
