@@ -143,19 +143,24 @@ def _toolbar(session: Session) -> str:
     return "".join(text for _style, text in make_toolbar(session)())
 
 
+def _client() -> ChatClient:
+    return ChatClient(Config(base_url="http://127.0.0.1:9/v1", api_key=TEST_KEY))  # never asked: only its state is read
+
+
 def test_the_toolbar_warns_only_of_the_current_servers_low_limit():
-    session = Session(client=None, model="gpt-4o-mini")
+    session = Session(client=_client(), model="gpt-4o-mini")
     assert "⚠" not in _toolbar(session)
     ample = read_rate_limits(OPENAI)
     assert ample is not None
-    session.heard(ample)
+    session.client.rate_limits = ample  # as the client keeps what a response stated
     assert "⚠" not in _toolbar(session)
     low = read_rate_limits({**OPENAI, "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20s"})
     assert low is not None
-    session.heard(low)
+    session.client.rate_limits = low
     assert re.search(r"│ ⚠ requests 0% left, resets in (20|19)s │ /help", _toolbar(session)), _toolbar(session)
-    session.client = object()  # type: ignore[assignment]  # /profile moved to another server: not its limits
+    session.client = _client()  # /profile moved to another server: not its limits
     assert session.rate_limits is None
+    assert "⚠" not in _toolbar(session)
 
 
 # --------------------------------------------------------------------------- #
@@ -172,6 +177,7 @@ def test_the_client_yields_the_limits_before_the_reply(srv):
     assert len(limits) == 1 and events.index(limits[0]) < min(i for i, e in enumerate(events) if isinstance(e, TextDelta))
     assert limits[0].requests is not None and limits[0].requests.remaining == 4990
     assert limits[0].tokens is not None and limits[0].tokens.limit == 150000
+    assert client.rate_limits == limits[0]  # kept for /usage and the toolbar
 
 
 def test_a_429_retried_says_its_limits_before_the_retry(srv):
@@ -248,8 +254,8 @@ def test_a_429_without_reset_headers_keeps_its_old_sentence(srv, run_chatcli):
 
 
 def test_usage_before_any_turn_still_shows_limits_heard():
-    session = Session(client=None, model="gpt-4o-mini")
+    session = Session(client=_client(), model="gpt-4o-mini")
     limits = read_rate_limits(OPENAI)
     assert limits is not None
-    session.heard(limits)
+    session.client.rate_limits = limits
     assert REGISTRY.dispatch(session, "/usage").text.startswith("No turns yet.\nRate limits: requests 4,990 of 5,000")

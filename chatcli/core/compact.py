@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from chatcli.base.errors import ChatError
-from chatcli.base.events import NOTICES, Adjusted, Event, Finish, RateLimits, TextDelta, Usage
+from chatcli.base.events import NOTICES, Adjusted, Event, Finish, TextDelta, Usage
 from chatcli.base.pii import hide_known
 from chatcli.core.session import Session
 from chatcli.core.turn import SUMMARY_HEADING, Turn
@@ -162,8 +162,6 @@ def _summarise(session: Session, text: str, notices: list[str], on_event: Callab
             finish = event.reason
         elif isinstance(event, Adjusted):
             notices.append(event.text)
-        elif isinstance(event, RateLimits):
-            session.heard(event)
         elif isinstance(event, NOTICES) and on_event is not None:
             on_event(event)  # a retry, said before its wait
     if usage is not None:

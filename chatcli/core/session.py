@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from chatcli.base.errors import ChatError, ContextLengthError, Terminated
 from chatcli.base.events import (
     Event,
-    Finish,
     Note,
     RateLimits,
     ReasoningDelta,
     Redacted,
-    Served,
     TextDelta,
     Usage,
 )
@@ -38,9 +36,9 @@ from chatcli.core.turn import (
     COMPLETE,
     ERROR,
     INTERRUPTED,
-    STALL_S,
     SUMMARY_HEADING,
     TRUNCATED,
+    ReplyIn,
     Turn,
 )
 from chatcli.llm.failures import NoImages, no_images
@@ -114,7 +112,6 @@ class Session(Attachments):
         self._facts: ServerFacts | None = None
         # What the server read of the last request: (reported, our estimate, turns left out, context start).
         self._read_before: tuple[int, int, int, int] | None = None
-        self._rate_limits: tuple[ChatClient | None, RateLimits] | None = None  # the latest, and whose server said it
 
     @property
     def id(self) -> int | None:
@@ -159,15 +156,8 @@ class Session(Attachments):
 
     @property
     def rate_limits(self) -> RateLimits | None:
-        """The server's rate limits as its latest response stated them (for /usage and the toolbar);
-        None if it stated none, or they were another server's (before /profile changed it)."""
-        if self._rate_limits is None or self._rate_limits[0] is not self.client:
-            return None
-        return self._rate_limits[1]
-
-    def heard(self, limits: RateLimits) -> None:
-        """Keep what a response said of the server's rate limits (a reply's, or /compact's)."""
-        self._rate_limits = (self.client, limits)
+        """The server's rate limits as its latest response stated them (for /usage and the toolbar)."""
+        return self.client.rate_limits if self.client is not None else None
 
     @property
     def shown_model(self) -> str:
@@ -457,7 +447,7 @@ class Session(Attachments):
         """Stream the reply into the turn, saying each event (retries among them) as it comes;
         the Ctrl-C that ends the program is handed back, to be raised once the turn is saved."""
         events = SecretFreeEvents(self._stream_fitting(turn, plan, messages), self.policy.secrets)
-        reply = _Reply(turn)
+        reply = ReplyIn(turn)
         # With block_words, the reply is held until it ends and checked; the turn keeps the original.
         held = HeldReply(self.policy.blocklist) if self.policy.blocklist else None
         try:
@@ -465,8 +455,6 @@ class Session(Attachments):
             reply.started = time.monotonic()
             for event in events:
                 reply.take(event)
-                if isinstance(event, RateLimits):
-                    self.heard(event)
                 for shown in (event,) if held is None else held.feed(event):
                     say(shown)
             turn.status = COMPLETE if turn.finish_reason else TRUNCATED
@@ -505,38 +493,3 @@ def _unheard(event: Event) -> None:
     """Where a turn's events go when no one is drawing them."""
 
 
-class _Reply:
-    """A reply as it arrives: its text and reasoning, when its first token came, how long it stalled."""
-
-    def __init__(self, turn: Turn) -> None:
-        self.turn = turn
-        self.started = time.monotonic()
-        self.pieces: list[str] = []
-        self.thoughts: list[str] = []
-        self.last_token: float | None = None
-
-    def take(self, event: Event) -> None:
-        turn = self.turn
-        if isinstance(event, (TextDelta, ReasoningDelta)):
-            now = time.monotonic()
-            if self.last_token is not None:
-                turn.stalled_s += max(0.0, now - self.last_token - STALL_S)
-            self.last_token = now
-            if turn.first_token_s is None:  # a reasoning model's first token is its first thought
-                turn.first_token_s = now - self.started
-            (self.pieces if isinstance(event, TextDelta) else self.thoughts).append(event.text)
-        elif isinstance(event, Usage):
-            turn.usage = event
-        elif isinstance(event, Finish):
-            turn.finish_reason = event.reason
-        elif isinstance(event, Served) and event.model != turn.model:
-            turn.asked, turn.model = turn.model, event.model
-
-    def end(self, held: str, held_thoughts: str) -> None:
-        """The reply as it stands when the stream ends, however it ended."""
-        turn = self.turn
-        turn.reply = "".join(self.pieces) + held
-        turn.reasoning = "".join(self.thoughts) + held_thoughts
-        turn.total_s = time.monotonic() - self.started
-        if self.last_token is not None:  # a stall that ended the reply (its end, or a Ctrl-C) counts too
-            turn.stalled_s += max(0.0, time.monotonic() - self.last_token - STALL_S)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ChatError
-from chatcli.base.events import Usage
+from chatcli.base.events import Event, Finish, ReasoningDelta, Served, TextDelta, Usage
 from chatcli.base.images import Image
 from chatcli.llm.tokens import Count
 
@@ -161,3 +161,40 @@ def _end_of(turn: Turn) -> tuple[Sentence | None, int]:
 def _kept(sentence: str, turn: Turn) -> str:
     """A failure's sentence, saying inside it that the reply so far is kept, when some came."""
     return sentence.removesuffix(".") + KEPT + "." if turn.reply else sentence
+
+
+class ReplyIn:
+    """A reply as it arrives: its text and reasoning, when its first token came, how long it stalled."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        self.started = time.monotonic()
+        self.pieces: list[str] = []
+        self.thoughts: list[str] = []
+        self.last_token: float | None = None
+
+    def take(self, event: Event) -> None:
+        turn = self.turn
+        if isinstance(event, (TextDelta, ReasoningDelta)):
+            now = time.monotonic()
+            if self.last_token is not None:
+                turn.stalled_s += max(0.0, now - self.last_token - STALL_S)
+            self.last_token = now
+            if turn.first_token_s is None:  # a reasoning model's first token is its first thought
+                turn.first_token_s = now - self.started
+            (self.pieces if isinstance(event, TextDelta) else self.thoughts).append(event.text)
+        elif isinstance(event, Usage):
+            turn.usage = event
+        elif isinstance(event, Finish):
+            turn.finish_reason = event.reason
+        elif isinstance(event, Served) and event.model != turn.model:
+            turn.asked, turn.model = turn.model, event.model
+
+    def end(self, held: str, held_thoughts: str) -> None:
+        """The reply as it stands when the stream ends, however it ended."""
+        turn = self.turn
+        turn.reply = "".join(self.pieces) + held
+        turn.reasoning = "".join(self.thoughts) + held_thoughts
+        turn.total_s = time.monotonic() - self.started
+        if self.last_token is not None:  # a stall that ended the reply (its end, or a Ctrl-C) counts too
+            turn.stalled_s += max(0.0, time.monotonic() - self.last_token - STALL_S)

@@ -25,6 +25,7 @@ from chatcli.base.errors import ChatError, ConfigError, RefusedParameter, one_li
 from chatcli.base.events import (
     Event,
     Finish,
+    RateLimits,
     ReasoningDelta,
     Retrying,
     TextDelta,
@@ -84,6 +85,7 @@ class ChatClient:
         self._known_models: list[str] | None = None  # the server's list, once fetched (for completion)
         self.listing: list[dict[str, Any]] | None = None  # its entries as sent, once models() has fetched them
         self._fetching: threading.Thread | None = None
+        self.rate_limits: RateLimits | None = None  # as the server's latest response stated them (/usage, the toolbar)
         # The streaming thread's own: its reply's Deadline, and the retries taken for it.
         self._local = threading.local()
         # What each model takes (max_completion_tokens, no temperature, ...): every request is fitted.
@@ -162,7 +164,14 @@ class ChatClient:
                 return content
 
             messages = [{**m, "content": scrubbed(m.get("content"))} for m in messages]
-        return self._fitted(model, messages, params)
+        return self._heard(self._fitted(model, messages, params))
+
+    def _heard(self, events: Iterator[Event]) -> Iterator[Event]:
+        """The events, with the latest rate limits the server stated kept on the client: they are its server's state."""
+        for event in events:
+            if type(event) is RateLimits:
+                self.rate_limits = event
+            yield event
 
     def _fitted(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Iterator[Event]:
         """The reply to a request fitted to what the model takes (capabilities.py).
