@@ -399,7 +399,14 @@ def test_resume_goes_on_with_a_session_that_has_images_and_keeps_them(srv, run_c
     ok(run_chatcli("-r", str(session_id), "and now?"))
 
     [request] = srv.chat_requests
-    assert [m["role"] for m in request.body["messages"]][-1] == "user"
+    first, *_, last = request.body["messages"]
+    assert first["content"] == [  # the resumed turn's images go again, exactly as they went the first time
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(CAT.data).decode(),
+                                            "detail": "high"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/map.png", "detail": "low"}},
+    ]
+    assert last == {"role": "user", "content": "and now?"}  # a message without images stays a plain string
     store = Store.open(db_path)
     try:
         users = [m for m in store.messages(session_id) if m.role == "user"]
