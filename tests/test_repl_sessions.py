@@ -20,11 +20,13 @@ from typing import Any
 
 import pytest
 
+from chatcli.base.images import image_of_bytes
 from chatcli.config.settings import Config
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_session
 from chatcli.core.turn import Turn
 from chatcli.llm.client import ChatClient
+from tests.support.images import png
 from tests.support.keys import TEST_KEY
 from tests.support.repl import CTRL_C, ENTER, Chat, flat, lines_with, piped_chat, user_messages
 from tests.support.server import Echo, Error, Reply, compute_usage
@@ -548,3 +550,39 @@ def test_sessions_list_counts_the_tokens_usage_counts(srv, chat, db_path, run_ch
     reported = sum(compute_usage(r.body, text)["total_tokens"]
                    for r, text in zip(srv.chat_requests, ["first answer", "first again"]))
     assert int(total[3].strip("≈").replace(",", "")) > reported  # the estimate for the third reply counts
+
+
+# --------------------------------------------------------------------------- #
+# A message back at the prompt takes its images with it (issue 16)
+# --------------------------------------------------------------------------- #
+
+
+def _image_urls(body: dict) -> list[str]:
+    return [p["image_url"]["url"] for m in body["messages"] if isinstance(m["content"], list)
+            for p in m["content"] if p["type"] == "image_url"]
+
+
+def test_a_failed_message_back_at_the_prompt_sends_its_images_again(srv, chat):
+    shot = image_of_bytes("shot.png", png(8, 8))
+    srv.script(Error(400, "try again later"), Reply("I see a square"))
+    repl = chat(markdown=False)
+    repl.session.images.append(shot)
+
+    out = repl.run("what is this?", ENTER, ENTER)  # it fails; Enter sends it again
+
+    assert "Your message is back at the prompt" in flat(out)
+    assert [_image_urls(r.body) for r in srv.chat_requests] == [[shot.location], [shot.location]]
+    assert repl.session.images == []  # sent: nothing waits any more
+
+
+def test_an_unanswered_message_of_a_resumed_session_goes_again_with_its_images(srv, chat, db_path):
+    shot = image_of_bytes("shot.png", png(8, 8))
+    journal = Journal.open(db_path)
+    session = make_session(client=None, model="gpt-4o-mini", journal=journal)
+    journal.user_message(session.state(), Turn(user="what is this?", model="gpt-4o-mini", params={}, images=[shot]))
+    journal.store.close()
+
+    chat(resume=1, markdown=False).run(ENTER)
+
+    assert _image_urls(srv.chat_requests[-1].body) == [shot.location]
+    assert srv.chat_requests[-1].body["messages"][-1]["content"][0] == {"type": "text", "text": "what is this?"}

@@ -208,6 +208,7 @@ class Repl:
         if last is not None and last.status == PENDING:
             show_notice(self.console, "Your last message got no reply; it is back at the prompt: press Enter to send it.")
             self._orphan = last
+            self.session.images = [*last.images, *self.session.images]  # they go with it again
             return last.user
         return ""
 

@@ -391,8 +391,9 @@ class Session(Attachments):
             stop = self._stream(turn, plan, messages, on_event or _unheard)
         finally:
             self._record(turn)
-        if waited and isinstance(turn.error, NoImages) and not turn.reply:
-            self.images = [*images, *self.images]  # they wait again, to be dropped or sent elsewhere
+        if waited and turn.status == ERROR and not turn.reply:
+            # The message goes back to the prompt (the REPL offers it again): its images wait with it.
+            self.images = [*images, *self.images]
         if stop is not None:
             raise stop  # saved; now let the program exit
         return turn
