@@ -23,54 +23,57 @@ def example_toml() -> str:
         else:
             lines.append(f"{s.key} = {toml_value(s.default)}")
         lines.append("")
-    lines += [
-        "# Per-model figures, for a model chatcli has no figures for, or to correct them.",
-        "# encoding is the tiktoken encoding used to count its tokens.",
-        '# [models."llama3.2"]',
-        "# context_window = 131072",
-        "# max_output_tokens = 4096",
-        '# encoding = "o200k_base"',
-        "",
-        "# What a model takes, for a reasoning model chatcli does not know, or to correct its table:",
-        "# the name the reply's limit goes under (max_tokens or max_completion_tokens), the parameters",
-        "# it refuses (left out of its requests), the reasoning_effort values it takes, and its effort.",
-        '# [models."my-reasoner"]',
-        '# max_tokens_param = "max_completion_tokens"',
-        '# unsupported = ["temperature", "top_p", "presence_penalty", "frequency_penalty"]',
-        '# efforts = ["low", "medium", "high"]',
-        '# reasoning_effort = "high"',
-        "",
-        "# A model that takes no images: an image for it is refused before anything is sent.",
-        '# [models."llama3.2"]',
-        "# vision = false",
-        "",
-        "# Prices in USD per million tokens, to add a model or correct the built-in table",
-        "# (OpenAI's list prices, taken 2025-08).",
-        '# [prices."my-model"]',
-        "# input = 0.50",
-        "# cached_input = 0.25",
-        "# output = 1.50",
-        "",
-        "# Personal data scrubbed from your messages before they are sent, each to a placeholder",
-        "# such as [EMAIL_REDACTED]; chatcli says what it scrubbed. Environment: CHATCLI_REDACT=email,phone.",
-        "# Kinds: email, phone, id_card (mainland China resident ID), credit_card, api_key.",
-        '# redact = ["email", "phone", "id_card", "credit_card", "api_key"]',
-        "",
-        "# The content filter (off unless set): a reply that holds one of these words or phrases is",
-        "# withheld, shown as [reply withheld: it contains a blocked word], and saved whole, marked filtered.",
-        "# Case, full-width forms and invisible characters do not hide a word; a word in a spaced script",
-        "# matches whole words only, a Chinese, Japanese, Thai or Korean word anywhere. block_words_file adds more.",
-        '# block_words = ["example", "two words", "禁止"]',
-        "",
-        "# Spending caps, checked before each request; at 80% of a cap chatcli warns once.",
-        "# [budget]",
-        "# daily_usd = 2.00",
-        "# monthly_usd = 20.00",
-        "# daily_tokens = 500000",
-        "",
-        *EXAMPLE_PROFILES.splitlines(),
-    ]
+    lines += [*EXAMPLE_TABLES.splitlines(), *EXAMPLE_PROFILES.splitlines()]
     return "\n".join(lines)
+
+
+# The tables after the settings: [models], [prices], redact, block_words, [budget].
+EXAMPLE_TABLES = """\
+# Per-model figures, for a model chatcli has no figures for, or to correct them.
+# encoding is the tiktoken encoding used to count its tokens.
+# [models."llama3.2"]
+# context_window = 131072
+# max_output_tokens = 4096
+# encoding = "o200k_base"
+
+# What a model takes, for a reasoning model chatcli does not know, or to correct its table:
+# the name the reply's limit goes under (max_tokens or max_completion_tokens), the parameters
+# it refuses (left out of its requests), the reasoning_effort values it takes, and its effort.
+# [models."my-reasoner"]
+# max_tokens_param = "max_completion_tokens"
+# unsupported = ["temperature", "top_p", "presence_penalty", "frequency_penalty"]
+# efforts = ["low", "medium", "high"]
+# reasoning_effort = "high"
+
+# A model that takes no images: an image for it is refused before anything is sent.
+# [models."llama3.2"]
+# vision = false
+
+# Prices in USD per million tokens, to add a model or correct the built-in table
+# (OpenAI's list prices, taken 2025-08).
+# [prices."my-model"]
+# input = 0.50
+# cached_input = 0.25
+# output = 1.50
+
+# Personal data scrubbed from your messages before they are sent, each to a placeholder
+# such as [EMAIL_REDACTED]; chatcli says what it scrubbed. Environment: CHATCLI_REDACT=email,phone.
+# Kinds: email, phone, id_card (mainland China resident ID), credit_card, api_key.
+# redact = ["email", "phone", "id_card", "credit_card", "api_key"]
+
+# The content filter (off unless set): a reply that holds one of these words or phrases is
+# withheld, shown as [reply withheld: it contains a blocked word], and saved whole, marked filtered.
+# Case, full-width forms and invisible characters do not hide a word; a word in a spaced script
+# matches whole words only, a Chinese, Japanese, Thai or Korean word anywhere. block_words_file adds more.
+# block_words = ["example", "two words", "禁止"]
+
+# Spending caps, checked before each request; at 80% of a cap chatcli warns once.
+# [budget]
+# daily_usd = 2.00
+# monthly_usd = 20.00
+# daily_tokens = 500000
+
+"""
 
 
 EXAMPLE_PROFILES = """\

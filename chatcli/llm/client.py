@@ -46,7 +46,7 @@ from chatcli.llm.failures import (
     undecodable,
 )
 from chatcli.llm.proxies import proxy_problem
-from chatcli.llm.ratelimits import read_rate_limits
+from chatcli.llm.ratelimits import stated_limits
 from chatcli.llm.retries import RetryLater, sdk_class
 from chatcli.llm.sse import NotAChatStream, completion_events, parse_sse
 
@@ -271,9 +271,7 @@ class ChatClient:
                 kind = response.headers.get("content-type", "")
                 log.info("HTTP %d, %s, after %.3fs; request id %s", response.status_code, kind.split(";")[0] or "no type",
                          time.monotonic() - started, response.headers.get("x-request-id") or "none")
-                limits = read_rate_limits(response.headers)
-                if limits is not None:
-                    log.info("%s", limits.log_line())
+                if (limits := stated_limits(response.headers)) is not None:
                     with deadline.held():
                         yield limits
                 try:
@@ -296,9 +294,7 @@ class ChatClient:
                 if deadline.expired is not None:  # the lines ended at a deadline (no socket to shut)
                     raise _Expired
         except openai.APIStatusError as exc:
-            limits = read_rate_limits(exc.response.headers)
-            if limits is not None:  # a 429's say when the limit resets: the toolbar and /usage show it too
-                log.info("%s", limits.log_line())
+            if (limits := stated_limits(exc.response.headers)) is not None:  # a 429's say when it resets
                 yield limits
             error = describe_status_error(exc, config=self.config, model=model)
             if isinstance(error, UnknownModel):

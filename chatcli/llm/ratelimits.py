@@ -8,12 +8,15 @@ sends it, milliseconds. A value that reads as none of these is left out, never a
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
 from typing import Any, Mapping
 
 from chatcli.base.ratelimits import Limit, RateLimits
+
+log = logging.getLogger("chatcli")
 
 # A Go duration: one or more number-unit pairs.
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
@@ -26,6 +29,14 @@ EPOCH_MS = 1e12
 # No limit or reset stated in a header is believed past these.
 MOST = 10**15
 LONGEST_WAIT = 366 * 24 * 3600.0
+
+
+def stated_limits(headers: Mapping[str, str] | Any) -> RateLimits | None:
+    """The rate limits a response's headers state, logged (at -v) when they state any."""
+    limits = read_rate_limits(headers)
+    if limits is not None:
+        log.info("%s", limits.log_line())
+    return limits
 
 
 def read_rate_limits(headers: Mapping[str, str] | Any, *, now: float | None = None) -> RateLimits | None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from chatcli.base.events import RateLimits, Retrying
 from chatcli.llm.failures import reply_timeout_error, says_no_images
-from chatcli.llm.ratelimits import read_rate_limits
+from chatcli.llm.ratelimits import stated_limits
 
 log = logging.getLogger("chatcli")
 
@@ -84,9 +84,7 @@ class _Visible:
         local.retries += 1  # a reply's retries after the headers count too
         local.backoff += 1
         retrying = Retrying(_retry_reason(response), seconds, local.retries, self._owner.config.max_retries)
-        limits = read_rate_limits(headers) if headers is not None else None
-        if limits is not None:
-            log.info("%s", limits.log_line())
+        limits = stated_limits(headers) if headers is not None else None
         log.info("%s", retrying)
         raise RetryLater(retrying, limits)  # out of the SDK's loop: the reply's stream says it, then waits
 
