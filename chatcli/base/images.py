@@ -8,6 +8,7 @@ keyed by its sha256, so the same screenshot sent twice is stored once.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -38,9 +39,10 @@ class Image:
     def of_url(cls, url: str, *, detail: str = "auto") -> Image:
         return cls(name=url, sha256=hashlib.sha256(url.encode()).hexdigest(), url=url, detail=detail)
 
-    @property
+    @functools.cached_property
     def location(self) -> str:
-        """What goes in image_url.url: the URL, or the bytes as a data URL."""
+        """What goes in image_url.url: the URL, or the bytes as a data URL (made once: every
+        request of the conversation carries it again)."""
         if self.url is not None:
             return self.url
         assert self.data is not None and self.mime is not None
