@@ -57,6 +57,16 @@ class Finish:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the model made, assembled from its streamed tool_calls deltas: `arguments` is the
+    JSON text as the model wrote it (checked against the tool's schema before it runs)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Served:
     """The model the server says answered (a chunk's `model`), which may not be the one asked for."""
 
@@ -143,4 +153,4 @@ HELD = Held()
 NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note)
 
 Event = (TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
-         | RateLimits | Withheld | Held)
+         | RateLimits | Withheld | Held | ToolCall)
