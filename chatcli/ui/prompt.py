@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.application import run_in_terminal
+from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
@@ -23,6 +23,7 @@ from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input.vt100_parser import Vt100Parser
 from prompt_toolkit.key_binding import KeyBindings, KeyPress
 from prompt_toolkit.keys import Keys
+from prompt_toolkit.utils import get_cwidth
 from prompt_toolkit.validation import ValidationError, Validator
 
 from chatcli.base.errors import Terminated, one_line
@@ -190,13 +191,32 @@ class SlashCompleter(Completer):
 
 
 def make_message(session: Session) -> Callable[[], FormattedText]:
-    """The prompt: a chip for each file and image waiting to go with the next message, then "> "."""
+    """The prompt: a chip for each file and image waiting to go with the next message, on lines of
+    their own above "> " (on the prompt's line, chips wider than the terminal left no room to type)."""
 
     def message() -> FormattedText:
         waiting = chips(session)
-        return FormattedText([*([("class:chip", " ".join(waiting) + " ")] if waiting else []), ("class:prompt", "> ")])
+        if not waiting:
+            return FormattedText([("class:prompt", "> ")])
+        lines = chip_lines(waiting, get_app().output.get_size().columns)
+        return FormattedText([("class:chip", "\n".join(lines)), ("", "\n"), ("class:prompt", "> ")])
 
     return message
+
+
+def chip_lines(waiting: list[str], width: int) -> list[str]:
+    """The chips packed into lines `width` columns wide; a chip wider than a line is cut with "…"."""
+    lines: list[str] = []
+    for chip in waiting:
+        if get_cwidth(chip) > width - 1:
+            while chip and get_cwidth(chip) > width - 2:
+                chip = chip[:-1]
+            chip += "…"
+        if lines and get_cwidth(lines[-1]) + 1 + get_cwidth(chip) <= width - 1:
+            lines[-1] += " " + chip
+        else:
+            lines.append(chip)
+    return lines
 
 
 def make_toolbar(session: Session) -> Callable[[], FormattedText]:
