@@ -134,8 +134,8 @@ def test_a_model_that_refuses_images_is_said_once_and_remembered_for_the_run(srv
     srv.blind = {"gpt-4o-mini"}
     session = make_session(srv)
     shot = image_of_bytes("shot.png", png(8, 8))
-    sentence = ("gpt-4o-mini does not take images; remove them (/clear drops waiting ones) or choose a vision "
-                "model with /model.")
+    sentence = ("gpt-4o-mini does not take images; leave them out, or choose a vision model (--model, or /model "
+                "in a chat).")
 
     session.images.append(shot)
     first = session.send(QUESTION)
@@ -297,8 +297,8 @@ def test_llama_cpps_500_for_an_image_is_said_at_once_not_retried(srv, run_chatcl
                          env={"CHATCLI_MAX_RETRIES": "2"})
 
     assert result.returncode == 1
-    assert result.stderr == ("chatcli: gpt-4o-mini does not take images; remove them (/clear drops waiting ones) or "
-                             "choose a vision model with /model.\n")
+    assert result.stderr == ("chatcli: gpt-4o-mini does not take images; leave them out, or choose a vision model "
+                             "(--model, or /model in a chat).\n")
     assert len(srv.chat_requests) == 1
 
 
@@ -352,8 +352,25 @@ def test_images_in_the_history_are_refused_too_until_clear(srv):
     first = session.send("and the colours?")  # text only, but the history carries the image
     again = session.send("and the colours?")
 
-    assert first.error.message.startswith("gpt-4o-mini does not take images;")
+    assert first.error.message == ("gpt-4o-mini does not take images, and earlier messages of this conversation "
+                                   "carry some; /clear stops sending them, or choose a vision model with /model.")
     assert again.error.message == first.error.message
     assert len(srv.chat_requests) == 2  # the second was refused before it was sent
     REGISTRY.dispatch(session, "/clear")
     assert session.send("and the colours?").status == COMPLETE
+
+
+def test_undo_puts_the_messages_images_back_with_it(srv):
+    session = make_session(srv)
+    shot = image_of_bytes("shot.png", png(8, 8))
+    session.images.append(shot)
+    assert session.send(QUESTION).status == COMPLETE
+
+    result = REGISTRY.dispatch(session, "/undo")
+
+    assert result.prefill == QUESTION
+    assert result.text == ("Dropped the last exchange; its message is back at the prompt, and its image waits to go "
+                           "with it (/clear drops it).")
+    assert session.images == [shot]
+    assert session.send(result.prefill).status == COMPLETE
+    assert [len(_image_parts(r.body)) for r in srv.chat_requests] == [1, 1]  # sent again with its image

@@ -437,6 +437,6 @@ def test_an_image_for_a_model_without_a_projector_is_one_sentence(llama, run_cha
     lines = stderr_lines(result)
     assert len(lines) == 1, lines
     (line,) = lines
-    assert re.fullmatch(r"chatcli: \S+ does not take images; remove them \(/clear drops waiting ones\) or choose a "
-                        r"vision model with /model\.", line), line
+    assert re.fullmatch(r"chatcli: \S+ does not take images; leave them out, or choose a vision model \(--model, "
+                        r"or /model in a chat\)\.", line), line
     assert result.stdout == ""

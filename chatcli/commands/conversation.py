@@ -111,12 +111,18 @@ def edit_command(session: Session, arg: str) -> Result:
 @command("undo", help="Drop the last exchange, from what is sent and from the store.")
 def undo_command(session: Session, arg: str) -> Result:
     """Drops the last exchange, your message and its reply, from what is sent and from the
-    saved session; the message comes back to the prompt to be changed and sent again. Its tokens
+    saved session; the message (with its images) comes back to the prompt to be changed and sent again. Its tokens
     still count in /usage, since they were billed."""
     turn = session.undo()
     if turn is None:
         return Result("Nothing to undo.", error=True)
-    return Result("Dropped the last exchange; its message is back at the prompt.", prefill=turn.user)
+    if not turn.images:
+        return Result("Dropped the last exchange; its message is back at the prompt.", prefill=turn.user)
+    session.images = [*turn.images, *session.images]  # they go with the message again, as chips show
+    n = len(turn.images)
+    waits = "image waits" if n == 1 else f"{n} images wait"
+    return Result(f"Dropped the last exchange; its message is back at the prompt, and its {waits} to go with it "
+                  "(/clear drops it).", prefill=turn.user)
 
 
 @command("retry", help="Send the last message again, replacing its reply.")

@@ -429,7 +429,7 @@ class Session(Attachments):
             for note in facts.take_notes() if facts is not None else ():
                 say(Note(note))
         if self.carries_images(turn, plan.left_out) and self.refuses_images():
-            refusal: str | None = no_images(self.model)
+            refusal: str | None = no_images(self.model, history=not turn.images)
         elif not plan.fits:
             refusal = too_big(plan, self._user(turn.user, turn.images))
         else:
@@ -466,6 +466,7 @@ class Session(Attachments):
             turn.status, turn.error = ERROR, exc
             if isinstance(exc, NoImages):
                 self.no_images.add(exc.model)  # the next try is refused before it is sent
+                exc.message = no_images(exc.model, history=not turn.images)
             exc.message = hide_known(exc.message, self.policy.secrets)  # a server error body that quotes a header
             if isinstance(exc, ContextLengthError):
                 turn.left_out = 0  # the fitted request was refused too: say so, not what was left out

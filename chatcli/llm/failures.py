@@ -116,9 +116,14 @@ class NoImages(BadRequest):
         self.model = model
 
 
-def no_images(model: str) -> str:
-    return (f"{one_line(model, 100)} does not take images; remove them (/clear drops waiting ones) or choose a "
-            "vision model with /model.")
+def no_images(model: str, *, history: bool = False) -> str:
+    """The sentence for a model that takes no images: the message's own, or (`history`) those of
+    earlier messages, which go with every request until /clear."""
+    if history:
+        return (f"{one_line(model, 100)} does not take images, and earlier messages of this conversation carry "
+                "some; /clear stops sending them, or choose a vision model with /model.")
+    return (f"{one_line(model, 100)} does not take images; leave them out, or choose a vision model "
+            "(--model, or /model in a chat).")
 
 
 # How servers refuse an image for a model without vision: OpenAI, llama.cpp without a
