@@ -497,6 +497,9 @@ def test_json_says_a_cost_from_chatclis_own_count_is_an_estimate(srv: ChatServer
     srv.script(Reply("Seven."))
     unpriced = json.loads(run_chatcli("--json", "-m", "my-local-model", "a prime?").stdout)
     assert unpriced["cost_usd"] is None and unpriced["cost_source"] is None
+    srv.script(Error(500, "down"), Error(500, "down"), Error(500, "down"))
+    failed = json.loads(run_chatcli("--json", "a prime?", env={"CHATCLI_MAX_RETRIES": "0"}).stdout)
+    assert failed["usage"] is None and failed["cost_source"] is None  # nothing billed: no source to name
 
 
 def test_json_escapes_del_and_c1_controls_too(srv: ChatServer, run_chatcli) -> None:

@@ -198,8 +198,8 @@ class OtherCost:
 def cost_source(usage: Usage | None, cost: float | None, *, exact: bool) -> str | None:
     """"provider" (the server reported what the request cost), "list" (list prices over the server's
     usage), "estimate" (list prices over chatcli's own count, where the server reported none), or
-    None when there is no cost."""
-    if cost is None:
+    None when there is no cost, or nothing was billed (a request that failed before its reply)."""
+    if cost is None or usage is None:
         return None
     if usage is not None and usage.cost is not None:
         return "provider"
