@@ -102,10 +102,10 @@ def _fifo(tmp_path: Path) -> str:
     [
         (lambda p: (p / "notes.png").write_text("not an image") and str(p / "notes.png"),
          "{} is not a PNG, JPEG, GIF or WebP image; nothing was attached."),
-        (lambda p: str(p), "{} is a directory, not an image; nothing was attached."),
-        (_fifo, "{} is not a regular file, not an image; nothing was attached."),
+        (lambda p: str(p), "{} is a directory; nothing was attached."),
+        (_fifo, "{} is not a regular file; nothing was attached."),
         (lambda p: str(p / "missing.png"), "Could not read {} (No such file or directory); nothing was attached."),
-        (lambda p: "ftp://example.com/a.png", "'{}' is not an http or https URL of an image; nothing was attached."),
+        (lambda p: "ftp://example.com/a.png", "'{}' is not an http or https URL: only those can be sent for the server to fetch; nothing was attached."),
     ],
 )
 def test_each_refusal_is_one_sentence_a_usage_error_and_nothing_is_sent(srv, run_chatcli, tmp_path, make, says):
@@ -374,3 +374,18 @@ def test_undo_puts_the_messages_images_back_with_it(srv):
     assert session.images == [shot]
     assert session.send(result.prefill).status == COMPLETE
     assert [len(_image_parts(r.body)) for r in srv.chat_requests] == [1, 1]  # sent again with its image
+
+
+@pytest.mark.server
+def test_paste_says_so_when_what_the_clipboard_calls_an_image_is_not_one(tmp_path, monkeypatch):
+    _tool(tmp_path, "xclip", 'case "$*" in *TARGETS*) echo image/png ;; *) echo "just some text" ;; esac\n')
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    session = make_session(None)
+
+    result = REGISTRY.dispatch(session, "/paste")
+
+    assert (result.error, result.text) == (True, "What the clipboard holds is not a PNG, JPEG, GIF or WebP image; "
+                                                 "nothing was attached.")
+    assert session.images == []

@@ -66,11 +66,11 @@ def test_type_and_size_are_read_from_the_content_whatever_the_name(tmp_path, dat
     assert size_of_location(image.location) == size  # the size read back from the data URL, as counting does
 
 
-def test_a_header_that_does_not_say_its_size_leaves_it_unknown():
+def test_a_header_that_does_not_say_its_size_is_refused_as_cut_short():
     assert sniff(b"\xff\xd8\xff\xe0") == "image/jpeg"
     assert dimensions(b"\xff\xd8\xff\xe0", "image/jpeg") is None
-    image = image_of_bytes("cut.jpg", b"\xff\xd8\xff\xe0")
-    assert (image.width, image.height) == (None, None)
+    with pytest.raises(ImageRefused, match="^cut.jpg starts as JPEG but its header is cut short or damaged$"):
+        image_of_bytes("cut.jpg", b"\xff\xd8\xff\xe0")
 
 
 def _fifo(tmp_path):
@@ -83,12 +83,16 @@ def _fifo(tmp_path):
     ("make", "says"),
     [
         (lambda p: str(p / "missing.png"), "Could not read {} (No such file or directory)"),
-        (lambda p: str(p), "{} is a directory, not an image"),
-        (_fifo, "{} is not a regular file, not an image"),
-        (lambda p: "/dev/null", "{} is not a regular file, not an image"),
+        (lambda p: str(p), "{} is a directory"),
+        (_fifo, "{} is not a regular file"),
+        (lambda p: "/dev/null", "{} is not a regular file"),
         (lambda p: (p / "a.png").write_text("hello") and str(p / "a.png"), "{} is not a PNG, JPEG, GIF or WebP image"),
         (lambda p: (p / "big.png").write_bytes(png(8, 8) + b"\x00" * 2_000_000) and str(p / "big.png"),
          "{} is 2.0 MB, over the 1 MB limit on an image (image_max_mb)"),
+        (lambda p: (p / "cut.png").write_bytes(png(8, 8)[:8] + bytes(30)) and str(p / "cut.png"),
+         "{} starts as PNG but its header is cut short or damaged"),
+        (lambda p: (p / "empty.png").write_bytes(b"") or str(p / "empty.png"), "{} is empty"),
+        (lambda p: "", "An empty file name was given"),
     ],
 )
 def test_what_is_not_an_image_file_is_refused_in_one_sentence(tmp_path, make, says):
@@ -109,10 +113,12 @@ def _refused(path: str, done: list[BaseException]) -> None:
         done.append(exc)
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/cat.png", "file:///etc/passwd", "javascript:alert(1)",
-                                 "https://", "http://example.com/a cat.png"])
-def test_only_http_and_https_urls_are_taken(url):
-    with pytest.raises(ImageRefused, match="is not an http or https URL of an image"):
+@pytest.mark.parametrize(("url", "says"), [
+    ("ftp://example.com/cat.png", "is not an http or https URL"), ("file:///etc/passwd", "is not an http or https URL"),
+    ("javascript:alert(1)", "is not an http or https URL"), ("https://", "is not a well-formed URL"),
+    ("http://example.com/a cat.png", "is not a well-formed URL")])
+def test_only_http_and_https_urls_are_taken(url, says):
+    with pytest.raises(ImageRefused, match=says):
         image_of_url(url)
 
 
@@ -218,3 +224,15 @@ def test_tab_completes_paths_after_file_and_image_only(tmp_path, monkeypatch):
 def test_a_nul_in_a_path_is_a_sentence_not_a_crash():
     with pytest.raises(ImageRefused, match="A file name cannot hold a NUL character"):
         read_image("cat\x00.png")
+
+
+def test_a_size_over_a_small_cap_is_said_in_the_unit_that_shows_it():
+    with pytest.raises(ImageRefused) as small:
+        image_of_bytes("error.png", png(8, 8) + bytes(3000), max_mb=0.001)
+    assert str(small.value) == "error.png is 3.1 KB, over the 0.001 MB limit on an image (image_max_mb)"
+
+
+def test_a_url_that_is_not_well_formed_is_told_from_one_of_another_scheme():
+    with pytest.raises(ImageRefused) as spaced:
+        image_of_url("http://exa mple.com/x.png")
+    assert str(spaced.value) == "'http://exa mple.com/x.png' is not a well-formed URL (it has a space, or no host)"

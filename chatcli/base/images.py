@@ -132,14 +132,28 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
 def image_of_bytes(name: str, data: bytes, *, max_mb: float = DEFAULT_MAX_MB, detail: str = "auto") -> Image:
     """The bytes as an Image, if they are a PNG, JPEG, GIF or WebP under the size cap."""
     if len(data) > max_mb * 1_000_000:
-        raise ImageRefused(f"{name} is {len(data) / 1_000_000:.1f} MB, over the {max_mb:g} MB limit on an image "
-                           "(image_max_mb)")
+        raise ImageRefused(_too_big(name, len(data), max_mb))
+    if not data:
+        raise ImageRefused(f"{name} is empty")
     mime = sniff(data)
     if mime is None:
         raise ImageRefused(f"{name} is not {KINDS}")
     size = dimensions(data, mime)
-    width, height = size if size else (None, None)
+    if not size or not all(size):  # a whole image's header always says; a cut or damaged one may not
+        raise ImageRefused(f"{name} starts as {mime.split('/')[1].upper()} but its header is cut short or damaged")
+    width, height = size
     return Image.of_bytes(name, data, mime, width=width, height=height, detail=detail)
+
+
+def _too_big(name: str, size: int, max_mb: float) -> str:
+    return f"{name} is {_bytes(size)}, over the {max_mb:g} MB limit on an image (image_max_mb)"
+
+
+def _bytes(size: int) -> str:
+    """A size as people read it: 3.1 MB, 3.3 KB, 812 bytes."""
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB"
+    return f"{size / 1000:.1f} KB" if size >= 1000 else f"{size} bytes"
 
 
 def read_image(path: str, *, max_mb: float = DEFAULT_MAX_MB, detail: str = "auto", name: str | None = None) -> Image:
@@ -149,6 +163,8 @@ def read_image(path: str, *, max_mb: float = DEFAULT_MAX_MB, detail: str = "auto
     import stat
 
     name = name or path
+    if not path:
+        raise ImageRefused("An empty file name was given")
     if "\x00" in path:
         raise ImageRefused("A file name cannot hold a NUL character")
     try:
@@ -158,11 +174,9 @@ def read_image(path: str, *, max_mb: float = DEFAULT_MAX_MB, detail: str = "auto
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise ImageRefused(f"{name} is {what}, not an image")
+            raise ImageRefused(f"{name} is {'a directory' if stat.S_ISDIR(info.st_mode) else 'not a regular file'}")
         if info.st_size > max_mb * 1_000_000:
-            raise ImageRefused(f"{name} is {info.st_size / 1_000_000:.1f} MB, over the {max_mb:g} MB limit on an "
-                               "image (image_max_mb)")
+            raise ImageRefused(_too_big(name, info.st_size, max_mb))
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(int(max_mb * 1_000_000) + 1)
     except OSError as exc:
@@ -175,8 +189,10 @@ def read_image(path: str, *, max_mb: float = DEFAULT_MAX_MB, detail: str = "auto
 def image_of_url(url: str, *, detail: str = "auto") -> Image:
     """A URL the server fetches itself: http(s) only, sent as it is, never downloaded here."""
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in ("http", "https") or not rest or any(c.isspace() for c in url):
-        raise ImageRefused(f"{url!r} is not an http or https URL of an image")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise ImageRefused(f"{url!r} is not an http or https URL: only those can be sent for the server to fetch")
+    if not rest or any(c.isspace() for c in url):
+        raise ImageRefused(f"{url!r} is not a well-formed URL (it has a space, or no host)")
     return Image.of_url(url, detail=detail)
 
 

@@ -49,8 +49,8 @@ def paste_command(session: Session, arg: str) -> Result:
         image = image_of_bytes("clipboard", data, max_mb=session.policy.image_max_mb)
     except ClipboardError as exc:
         return Result(str(exc), error=True)
-    except ImageRefused as exc:
-        return Result(f"{exc}; nothing was attached.", error=True)
+    except ImageRefused as exc:  # "clipboard is not a PNG, ...", said of what it holds
+        return Result(f"What the clipboard holds {str(exc).removeprefix('clipboard ')}; nothing was attached.", error=True)
     return attach(session, [image])
 
 
