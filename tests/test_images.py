@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 import threading
 
 import pytest
@@ -219,6 +220,15 @@ def test_tab_completes_paths_after_file_and_image_only(tmp_path, monkeypatch):
     assert completed("/image ca") == ["/image cat.png"]
     assert completed("/file cat.png ma") == ["/file cat.png main.py"]  # the last path of several
     assert completed("/system ca") == []
+
+    (tmp_path / "my shot.png").write_bytes(b"")
+    (tmp_path / "it's.png").write_bytes(b"")
+    assert completed("/image my") == ["/image 'my shot.png'"]  # quoted, so it stays one path
+    assert completed("/image 'my s") == ["/image 'my shot.png'"]
+    assert completed("/image my\\ s") == ["/image 'my shot.png'"]
+    assert completed("/file it") == ["/file 'it'\"'\"'s.png'"]
+    for line in ("/image 'my shot.png'", "/file 'it'\"'\"'s.png'"):
+        assert shlex.split(line)[1] in ("my shot.png", "it's.png")  # as /image and /file read it
 
 
 def test_a_nul_in_a_path_is_a_sentence_not_a_crash():

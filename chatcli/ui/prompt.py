@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import sys
 import termios
@@ -171,9 +172,12 @@ class SlashCompleter(Completer):
         text = document.text_before_cursor
         command, space, partial = text.partition(" ")
         if space and self._registry.command_for(command) in self._paths:  # /file, /image: the last path typed
-            word = partial.rsplit(" ", 1)[-1]
+            raw, word = last_word(partial)
             for found in self._path_completer.get_completions(Document(word, len(word)), complete_event):
-                yield Completion(found.text, start_position=found.start_position,
+                path = word[: len(word) + found.start_position] + found.text
+                # Quoted as the command reads its arguments (shlex), so "my shot.png" stays one path.
+                quoted = shlex.quote(path) if any(ch.isspace() or ch in "'\"\\" for ch in path) else path
+                yield Completion(quoted, start_position=-len(raw),
                                  display=strip_controls(found.display_text))  # a file name can hold anything
             return
         names = self._arguments.get(self._registry.command_for(command)) if space else None
@@ -188,6 +192,26 @@ class SlashCompleter(Completer):
             if name.startswith(text.lower()):
                 command = self._registry.command_for(name)
                 yield Completion(name, start_position=-len(text), display_meta=command.help if command else "")
+
+
+def last_word(text: str) -> tuple[str, str]:
+    """The last word of a command line as typed (`raw`, quotes and backslashes and all) and as the
+    shell-like split of /file and /image reads it (`word`); a quote left open counts as closed."""
+    start, word, quote, escaped = 0, "", None, False
+    for at, ch in enumerate(text):
+        if escaped:
+            word, escaped = word + ch, False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote is not None:
+            word, quote = (word, None) if ch == quote else (word + ch, quote)
+        elif ch in "'\"":
+            quote = ch
+        elif ch.isspace():
+            start, word = at + 1, ""
+        else:
+            word += ch
+    return text[start:], word
 
 
 def make_message(session: Session) -> Callable[[], FormattedText]:
