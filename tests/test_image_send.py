@@ -190,6 +190,20 @@ def test_tokens_shows_the_images_waiting_and_in_the_history(srv):
     assert rows["context window"].startswith("128,000 ")
 
 
+def test_a_waiting_file_counts_in_tokens_and_the_next_request_as_a_waiting_image_does(srv, tmp_path):
+    session = make_session(srv, model="gpt-4o")
+    (tmp_path / "notes.txt").write_text("word " * 1000)
+    before = session.plan().tokens.tokens
+
+    assert not REGISTRY.dispatch(session, f"/file {tmp_path / 'notes.txt'}").error
+    rows = {row[0]: row[1] for row in REGISTRY.dispatch(session, "/tokens").rows}
+
+    file_tokens = int(rows["waiting: 1 file (/file)"].lstrip("≈").replace(",", ""))
+    assert file_tokens > 1000
+    after = int(rows["next request, before your message"].lstrip("≈").replace(",", ""))
+    assert after >= before + file_tokens - 10  # counted in what the next request carries (and the toolbar's context)
+
+
 def test_an_image_too_big_for_the_window_is_not_attached(srv, tmp_path):
     tokenizer = Tokenizer(overrides={"gpt-4o": {"context_window": 1000, "max_output_tokens": 100}})
     session = make_session(srv, model="gpt-4o", tokenizer=tokenizer)

@@ -87,7 +87,7 @@ def file_command(session: Session, arg: str) -> Result:
             return Result(f"{name} is not a text file (it is binary or not UTF-8); nothing was attached.", error=True)
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
         pieces.append(AttachedFile(f"File {name}:\n{fence}\n{text.rstrip()}\n{fence}", name=name))
-    plan = session.plan("\n\n".join([*session.attached, *pieces]))
+    plan = session.plan("\n\n".join(pieces))  # with what already waits
     if not plan.fits:
         size = session.tokenizer.message(session.model, "user", "\n\n".join(pieces))
         room = max(plan.window - plan.reserve - (plan.tokens.tokens - size.tokens), 0)

@@ -148,16 +148,19 @@ def tokens_command(session: Session, arg: str) -> Result:
     pictures = [image for turn in sent for image in turn.images]
     in_history = session.image_tokens(pictures)
     waiting = session.image_tokens(session.images)
+    files = t.message(model, "user", "\n\n".join(session.attached)) if session.attached else None
     summary = t.message(model, "system", SUMMARY_HEADING + session.summary) if session.summary else None
     rows = [
         ["system prompt", str(system) if system else "0"],
         ["summary of earlier turns (/compact)", str(summary) if summary else "0"],
         [f"history ({len(sent)} {'turn' if len(sent) == 1 else 'turns'})", str(history) if history else "0"],
         [f"of which images ({len(pictures)})", str(in_history) if in_history else "0"],
+        [f"waiting: {len(session.attached)} {'file' if len(session.attached) == 1 else 'files'} (/file)",
+         str(files) if files else "0"],
         [f"waiting: {len(session.images)} {'image' if len(session.images) == 1 else 'images'} (/image, /paste)",
          str(waiting) if waiting else "0"],
         ["left out to fit", f"{plan.left_out} {'turn' if plan.left_out == 1 else 'turns'}"],
-        ["next request, before your message", str(plan.tokens)],
+        ["next request, before your message", str(plan.tokens)],  # what waits included
         ["kept free for the reply", f"{plan.reserve:,}"],
         ["context window", f"{plan.window:,} ({t.window(model).source})"],
     ]

@@ -219,9 +219,13 @@ class Session(Attachments):
         yield from self.sender.stream(model=self.model, messages=messages, params=wire_params(turn.params))
 
     def plan(self, pending: str = "", *, window: int | None = None, images: list[Image] | None = None) -> Fit:
-        """How the conversation plus `pending` and its images (by default, the waiting ones) fits the
-        model's window, leaving room for the reply."""
+        """How the conversation plus `pending` and its images fits the model's window, leaving room
+        for the reply. By default (no `images`), what waits to go with the next message counts too:
+        the files /file attached and the waiting images."""
         t, model = self.tokenizer, self.model
+        if images is None:
+            images = self.images
+            pending = "\n\n".join([*self.attached, *([pending] if pending else [])])
         limits = t.limits(model)
         head = [t.priming(model)]
         if self.system:
@@ -236,7 +240,7 @@ class Session(Attachments):
         return fit(
             head=head,
             turns=turns,
-            latest=self._user(pending, self.images if images is None else images),
+            latest=self._user(pending, images),
             window=window or limits.context_window,
             reserve=self.reply_reserve(),
         )
