@@ -264,7 +264,7 @@ def test_file_refuses_binary_missing_and_too_large_files_and_attaches_nothing(sr
                       tokenizer=Tokenizer(overrides={"small-model": {"context_window": 1000, "max_output_tokens": 200}}))
 
     for line, words in [
-        ("/file image.png", "image.png is not a text file"),
+        ("/file image.png", "image.png is an image, not a text file; attach it with /image"),
         ("/file ok.txt latin1.txt", "latin1.txt is not a text file"),
         ("/file nowhere.txt", "Could not read nowhere.txt (No such file or directory)"),
         ("/file .", ". is not a regular file"),

@@ -403,3 +403,14 @@ def test_paste_says_so_when_what_the_clipboard_calls_an_image_is_not_one(tmp_pat
     assert (result.error, result.text) == (True, "What the clipboard holds is not a PNG, JPEG, GIF or WebP image; "
                                                  "nothing was attached.")
     assert session.images == []
+
+
+def test_file_points_an_image_to_image(srv, tmp_path):
+    session = make_session(srv)
+    (tmp_path / "error.png").write_bytes(png(8, 8))
+
+    result = REGISTRY.dispatch(session, f"/file {tmp_path / 'error.png'}")
+
+    assert result.error and result.text == (f"{tmp_path / 'error.png'} is an image, not a text file; attach it with "
+                                            "/image (or -i); nothing was attached.")
+    assert session.attached == []

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--file", action="append", metavar="PATH", help="attach a text file to the first message, as /file does (repeatable)")
     parser.add_argument("-i", "--image", action="append", metavar="PATH|URL|-", help="attach an image (PNG, JPEG, GIF, WebP) or an image URL to the first message, as /image does; - reads it from stdin (repeatable)")
     _where_flags(parser)
-    parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, error")
+    parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, cost_source, error")
     parser.add_argument("--schema", metavar="PATH", help="ask once for JSON matching the JSON Schema in PATH (response_format json_schema), print it, and exit 1 if the reply does not match")
     parser.add_argument("--plain", action="store_true", help="print replies as plain text as they stream, not markdown (also: NO_COLOR, render = \"plain\")")
     parser.add_argument(

@@ -9,6 +9,7 @@ from typing import Callable
 
 from chatcli.base.blocks import code_blocks
 from chatcli.base.events import Event
+from chatcli.base.images import sniff
 from chatcli.base.parse import whole_number
 from chatcli.base.text import OSC52_LIMIT, osc52_payload
 from chatcli.commands.registry import UNSET, Result, _shown, command
@@ -83,6 +84,9 @@ def file_command(session: Session, arg: str) -> Result:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             text = None
+        if (text is None or "\x00" in text) and sniff(data[:16]):
+            return Result(f"{name} is an image, not a text file; attach it with /image (or -i); nothing was attached.",
+                          error=True)
         if text is None or "\x00" in text:
             return Result(f"{name} is not a text file (it is binary or not UTF-8); nothing was attached.", error=True)
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
