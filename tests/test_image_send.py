@@ -414,3 +414,12 @@ def test_file_points_an_image_to_image(srv, tmp_path):
     assert result.error and result.text == (f"{tmp_path / 'error.png'} is an image, not a text file; attach it with "
                                             "/image (or -i); nothing was attached.")
     assert session.attached == []
+
+
+def test_a_message_of_images_alone_is_titled_by_their_names(srv):
+    session = make_session(srv)
+    session.images += [image_of_bytes("error.png", png(8, 8)), image_of_bytes("trace.png", png(4, 4))]
+
+    assert session.send("").status == COMPLETE
+
+    assert session.title == "error.png, trace.png"

@@ -277,7 +277,7 @@ def test_resume_switches_back_to_a_session_with_a_recap_and_its_turns(srv, chat,
         "more on the first", ENTER,
     )  # fmt: skip
     assert "Resumed session 1: first topic." in out
-    assert "Session 1: first topic · 1 turns" in out
+    assert "Session 1: first topic · 1 turn" in out
     recap = out[out.index("Session 1: first topic") :]
     assert "› first topic" in recap and "echo: first topic" in recap
     assert "second topic" not in recap.split("more on the first")[0]
@@ -470,7 +470,7 @@ def test_clear_is_saved_a_resumed_session_does_not_send_cleared_turns_but_usage_
     usages = [compute_usage(r.body, "echo: " + r.body["messages"][-1]["content"]) for r in srv.chat_requests]
     c = chat(resume=1, markdown=False)
     out = c.run("four", ENTER, "/usage", ENTER)
-    assert "Session 1: one · 1 turns (2 cleared before these)" in out
+    assert "Session 1: one · 1 turn (2 cleared before these)" in out
     assert srv.chat_requests[-1].body["messages"] == convo("three", "echo: three", "four")
     usages.append(compute_usage(srv.chat_requests[-1].body, "echo: four"))
     rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["1"], ["2"], ["3"], ["4"], ["session"])]
@@ -582,7 +582,9 @@ def test_an_unanswered_message_of_a_resumed_session_goes_again_with_its_images(s
     journal.user_message(session.state(), Turn(user="what is this?", model="gpt-4o-mini", params={}, images=[shot]))
     journal.store.close()
 
-    chat(resume=1, markdown=False).run(ENTER)
+    out = chat(resume=1, markdown=False).run(ENTER)
 
+    assert "› what is this? [shot.png 8×8]" in out  # the recap names the message's images
+    assert "· 1 turn\n" in out
     assert _image_urls(srv.chat_requests[-1].body) == [shot.location]
     assert srv.chat_requests[-1].body["messages"][-1]["content"][0] == {"type": "text", "text": "what is this?"}

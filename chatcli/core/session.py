@@ -389,7 +389,7 @@ class Session(Attachments):
                 self.images = images  # nothing was sent: they still wait, to be dropped or sent elsewhere
             return turn  # kept for the prompt to offer again, but not saved: nothing was sent
         if self.title is None:
-            self.title = make_title(text)
+            self.title = make_title(text) or make_title(", ".join(image.name for image in images))
         self.journal.user_message(self.state(), turn)  # saved before anything is sent
         try:
             stop = self._stream(turn, plan, messages, on_event or _unheard)

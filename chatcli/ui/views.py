@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from chatcli.base.images import label
 from chatcli.base.text import shown, strip_controls
 from chatcli.core.filtered import visible_reply
 from chatcli.core.turn import PENDING
@@ -92,14 +93,17 @@ def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
     from rich.text import Text  # lazy: keeps rich off the startup path
 
     turns = session.context_turns
-    header = f"Session {session.id}: {session.title or 'untitled'} · {len(turns)} turns"
+    header = f"Session {session.id}: {session.title or 'untitled'} · {len(turns)} {'turn' if len(turns) == 1 else 'turns'}"
     if session.context_start:
         header += f" ({session.context_start} cleared before these)"
     console.print(Text(shown(header), style="bold"))
     if len(turns) > last:
         console.print(Text(f"  … {len(turns) - last} earlier turns", style="dim"))
     for turn in turns[-last:]:
-        console.print(Text("› " + _one_line(turn.user), style="bold cyan"))
+        asked = Text("› " + _one_line(turn.user), style="bold cyan")
+        if turn.images:  # named, as the chips named them while they waited
+            asked.append(" [" + ", ".join(_one_line(label(image), 60) for image in turn.images) + "]", style="cyan")
+        console.print(asked)
         if turn.status == PENDING:
             console.print(Text("  (no reply)", style="dim italic"))
             continue
