@@ -259,3 +259,17 @@ def test_usage_before_any_turn_still_shows_limits_heard():
     assert limits is not None
     session.client.rate_limits = limits
     assert REGISTRY.dispatch(session, "/usage").text.startswith("No turns yet.\nRate limits: requests 4,990 of 5,000")
+
+
+def test_a_429_whose_limit_resets_long_after_the_retries_would_come_is_said_at_once(srv, run_chatcli):
+    far = rate_limit_headers(requests=(100, 0), tokens=(10000, 300), reset_requests="1m30s", reset_tokens="1s")
+    srv.script(Error(429, "Rate limit reached for requests", headers=far))
+    line = error_line(run_chatcli("hi", env={"CHATCLI_MAX_RETRIES": "2"}), EXIT_FAILURE)
+    assert re.fullmatch(r"chatcli: The server's rate limit for requests was reached \(429\); it resets in "
+                        r"1m(30|29)s, so wait until then and try again\.", line), line
+    assert len(srv.chat_requests) == 1  # not asked again seconds later, to be refused again
+
+    near = rate_limit_headers(requests=(100, 0), reset_requests="200ms")
+    srv.script(Error(429, "Rate limit reached for requests", headers=near), Reply("in time"))
+    result = run_chatcli("hi", env={"CHATCLI_MAX_RETRIES": "2"})
+    assert result.returncode == 0 and result.stdout == "in time\n"  # a reset within reach is waited for

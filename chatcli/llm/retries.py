@@ -13,7 +13,7 @@ from typing import Any
 
 from chatcli.base.events import RateLimits, Retrying
 from chatcli.llm.failures import reply_timeout_error, says_no_images
-from chatcli.llm.ratelimits import stated_limits
+from chatcli.llm.ratelimits import read_rate_limits, stated_limits
 
 log = logging.getLogger("chatcli")
 
@@ -34,6 +34,8 @@ class _Visible:
     _owner: Any
 
     def _should_retry(self, response) -> bool:
+        if response.status_code == 429 and _resets_later(response.headers):
+            return False  # the SDK's retries would all come before the limit resets: say when it does, now
         if response.status_code in (429, 500):
             try:
                 body = response.read()
@@ -87,6 +89,21 @@ class _Visible:
         limits = stated_limits(headers) if headers is not None else None
         log.info("%s", retrying)
         raise RetryLater(retrying, limits)  # out of the SDK's loop: the reply's stream says it, then waits
+
+
+# A 429 whose headers say an exhausted limit resets further off than this is not retried: the
+# SDK's retries (seconds apart) would all be refused too.
+RETRY_IS_FUTILE_S = 20.0
+
+
+def _resets_later(headers: Any) -> bool:
+    """Whether a 429's headers say the limit it hit resets later than the SDK's retries would come
+    (and ask for no particular wait, which the SDK would honour)."""
+    if headers is None or headers.get("retry-after") or headers.get("retry-after-ms"):
+        return False
+    limits = read_rate_limits(headers)
+    binding = limits.binding() if limits is not None else None
+    return binding is not None and binding[0] is not None and binding[1] > RETRY_IS_FUTILE_S
 
 
 def sdk_class(owner: Any, base: type):  # owner: the ChatClient (its config, its thread-local reply state)
