@@ -48,7 +48,7 @@ def test_log_file_has_each_request_its_timings_and_retries(srv: ChatServer, run_
 
     assert result.returncode == EXIT_OK and result.stdout == TEXT + "\n", result.stderr
     text = "\n".join(log_lines(log))
-    assert f"POST {srv.base_url}/chat/completions: model gpt-4o-mini, 1 messages, " in text
+    assert f"POST {srv.base_url}/chat/completions: model gpt-4o-mini, 1 message, " in text
     assert "temperature 0.5" in text
     assert "the server failed (HTTP 500), retrying in 0.0s (attempt 1/2)" in text
     assert re.search(r"HTTP 200, text/event-stream, after \d+\.\d{3}s; request id req_\w+", text), text

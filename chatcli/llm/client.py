@@ -202,7 +202,8 @@ class ChatClient:
         c = self.config
         where = (f"/openai/deployments/{c.azure_deployment or model}/chat/completions?api-version={c.api_version}"
                  if c.api_type == "azure" else "/chat/completions")  # as the SDK's Azure client builds it
-        log.info("POST %s%s: model %s, %d messages, %d bytes%s", c.shown_url, where, model, len(messages), size, settings)
+        log.info("POST %s%s: model %s, %d message%s, %d bytes%s", c.shown_url, where, model, len(messages),
+                 "" if len(messages) == 1 else "s", size, settings)
         return _logged(self._stream(model, messages, body), time.monotonic())
 
     def _stream(self, model: str, messages: list[dict[str, Any]], body: dict[str, Any]) -> Iterator[Event]:
