@@ -97,6 +97,20 @@ def test_esc_enter_inserts_a_newline_instead_of_sending(srv, chat):
     assert user_messages(srv) == ["line one\nline two"]
 
 
+@pytest.mark.parametrize("typed", ["\x1b[31m", "\x1b[1;31m", "\x1b[0;1;31m"])
+def test_a_colour_code_typed_at_the_prompt_is_text_not_a_broken_mouse_report(srv, chat, typed):
+    # prompt-toolkit reads ESC [ digits m as a mouse report; its handler failed on these with
+    # "Unhandled exception in event loop" and "Press ENTER to continue".
+    out = chat().run("red ", typed, "text", ENTER)
+    assert "Unhandled exception" not in out and "Press ENTER" not in out
+    assert user_messages(srv) == [f"red {typed[1:]}text"]
+
+
+def test_a_real_mouse_report_is_still_a_mouse_event_not_text(srv, chat):
+    chat().run("a", "\x1b[<0;5;5M", "\x1b[<0;5;5m", "b", ENTER)
+    assert user_messages(srv) == ["ab"]
+
+
 def test_pasted_lines_arrive_as_one_message(srv, chat):
     chat().run("\x1b[200~line1\nline2\nline3\x1b[201~", ENTER)
     assert user_messages(srv) == ["line1\nline2\nline3"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import signal
 import sys
@@ -59,7 +60,29 @@ def make_key_bindings(*, multiline: bool = False, say: Callable[[str], None] | N
         # As prompt-toolkit's own: some terminals paste \r\n or \r line endings.
         event.current_buffer.insert_text(event.data.replace("\r\n", "\n").replace("\r", "\n"))
 
+    @kb.add(Keys.Vt100MouseEvent)
+    def _mouse(event) -> None:
+        # prompt-toolkit reads any ESC [ digits m as a mouse report, and its handler fails on one
+        # that is not (colour codes typed or pasted without bracketed paste: "\x1b[31m"), with
+        # "Unhandled exception in event loop". A real report goes to its handler; anything else
+        # is what was typed, put at the prompt without its ESC.
+        if _MOUSE_REPORT.fullmatch(event.data):
+            _default_mouse_handler()(event)
+        else:
+            event.current_buffer.insert_text(event.data.replace("\x1b", ""))
+
     return kb
+
+
+# The mouse reports prompt-toolkit's handler reads: X10 (ESC [ M and three bytes), xterm SGR
+# (ESC [ < b;x;y M or m) and urxvt (ESC [ b;x;y M). A colour code ends in m without the <.
+_MOUSE_REPORT = re.compile(r"\x1b\[M[\s\S]{3}|\x1b\[<\d+;\d+;\d+[mM]|\x1b\[\d+;\d+;\d+M")
+
+
+def _default_mouse_handler() -> Callable:
+    from prompt_toolkit.key_binding.bindings.mouse import load_mouse_bindings  # lazy: only when a report comes
+
+    return load_mouse_bindings().get_bindings_for_keys((Keys.Vt100MouseEvent,))[0].handler
 
 
 # Real text averages about 4 characters a token; 16 leaves room for text that packs tighter
