@@ -108,7 +108,8 @@ def test_a_colour_code_typed_at_the_prompt_is_text_not_a_broken_mouse_report(srv
 
 def test_a_real_mouse_report_is_still_a_mouse_event_not_text(srv, chat):
     chat().run("a", "\x1b[<0;5;5M", "\x1b[<0;5;5m", "b", ENTER)
-    assert user_messages(srv) == ["ab"]
+    [message] = user_messages(srv)
+    assert sorted(message) == ["a", "b"]  # the click may move the cursor; nothing of the report is typed
 
 
 def test_pasted_lines_arrive_as_one_message(srv, chat):
