@@ -2,7 +2,7 @@
 
 A real llama-server sent SIGTERM stops generating but holds the connection open
 for 30 s; the test server does the same with Reply(stall_after=N). After
-session.STALL_S without a token, mid-reply, a notice counts the seconds: in the
+turn.STALL_S without a token, mid-reply, a notice counts the seconds: in the
 REPL's live region, after the text on a plain terminal, or on stderr in one-shot
 mode, never in a pipe's stdout, and it is gone once tokens come again. The stats
 line counts tokens per second over the time tokens were flowing.
@@ -20,7 +20,7 @@ import time
 import pexpect
 import pytest
 
-import chatcli.core.session
+import chatcli.core.turn
 from chatcli.config.settings import Config
 from chatcli.core.turn import STALL_S
 from chatcli.llm.client import ChatClient
@@ -71,7 +71,7 @@ def test_the_plain_repl_shows_the_stats_line_too(srv, spawn_chatcli):
 
 
 def test_a_stall_is_not_generation_time(srv, monkeypatch):
-    monkeypatch.setattr(chatcli.core.session, "STALL_S", 0.2)  # in this process only: a short stall will do
+    monkeypatch.setattr(chatcli.core.turn, "STALL_S", 0.2)  # in this process only: a short stall will do
     client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0))
     session = make_session(client=client, model="test-model")
     srv.script(Reply("word " * 40, chunk_size=5, delay=0.01, stall_after=20, stall_seconds=1.0))
