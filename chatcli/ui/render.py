@@ -18,7 +18,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.base.blocks import BlockSplitter, LineBuffer
-from chatcli.base.events import NOTICES, Event, Held, LogLine, ReasoningDelta, TextDelta, Withheld
+from chatcli.base.events import NOTICES, Event, Held, LogLine, ReasoningDelta, TextDelta, ToolShown, Withheld
 from chatcli.base.text import ControlFilter
 from chatcli.core.turn import STALL_S
 from chatcli.ui.fallback import PlainBlock, long_line, too_big, unfinished_too_big
@@ -100,7 +100,7 @@ class PlainRenderer(Renderer):
             self._stall.token()
         if isinstance(event, (*NOTICES, Withheld)):
             if self._notices is not None:
-                line = str(event) if isinstance(event, LogLine) else f"chatcli: {event}."
+                line = str(event) if isinstance(event, (LogLine, ToolShown)) else f"chatcli: {event}."
                 if isinstance(event, Withheld):  # in the reply's place: on the terminal, or stderr beside a pipe
                     line = str(event) if self._notices is self._out else f"chatcli: {event}"
                 with self._quiet():
@@ -185,7 +185,7 @@ class MarkdownRenderer(Renderer):
         elif isinstance(event, (*NOTICES, Withheld)):
             from rich.text import Text  # lazy: keeps rich off the startup path
 
-            self._print(Text(str(event), style="dim" if isinstance(event, LogLine) else "yellow"))
+            self._print(Text(str(event), style="dim" if isinstance(event, (LogLine, ToolShown)) else "yellow"))
             return
         super().handle(event)
 
