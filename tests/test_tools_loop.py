@@ -330,3 +330,55 @@ def test_a_server_that_refuses_tools_is_learned_once(srv, session):
     assert "tools" not in srv.chat_requests[-1].body
     session.send("q2", on_event=lambda e: notes.append(str(e)) if type(e).__name__ == "Adjusted" else None)
     assert "tools" not in srv.chat_requests[-1].body and len(notes) == 1
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_oneshot_shows_each_call_on_stderr_and_the_answer_on_stdout(srv, run_chatcli):
+    srv.script(Reply("", tool_calls=(("now", {}),)), Reply("It is late."))
+    result = run_chatcli("--tools", "now", "what time is it?")
+    assert result.returncode == 0 and result.stdout == "It is late.\n"
+    assert "⚙ now\n" in result.stderr and "✓ now " in result.stderr
+    assert srv.tool_messages()[0]["content"].startswith(time.strftime("%A"))
+
+
+def test_a_tool_that_asks_is_refused_in_a_pipe_and_the_model_told(srv, run_chatcli):
+    from tests.support.profiles import write_config
+
+    write_config('tool_ask = ["now"]\n')
+    srv.script(Reply("", tool_calls=(("now", {}),)), Reply("I could not look."))
+    result = run_chatcli("--tools", "now", "what time is it?", input="")
+    assert result.returncode == 0 and result.stdout == "I could not look.\n"
+    assert ("chatcli: now was not run: it asks before running, and there is no terminal to ask on "
+            "(use --yes to allow it).") in result.stderr
+    assert srv.tool_messages()[0]["content"] == DENIED_BY_POLICY
+
+
+def test_yes_lets_what_asks_run_and_says_so_once(srv, run_chatcli):
+    from tests.support.profiles import write_config
+
+    write_config('tool_ask = "all"\n')
+    srv.script(Reply("", tool_calls=(("now", {}),)), Reply("", tool_calls=(("now", {}),)), Reply("Twice."))
+    result = run_chatcli("--tools", "now", "--yes", "time, twice")
+    assert result.stdout == "Twice.\n"
+    assert result.stderr.count("--yes: tool calls that would ask (now) run without asking.") == 1
+    assert [m["content"] != DENIED_BY_POLICY for m in srv.tool_messages()] == [True, True]
+
+
+def test_json_lists_the_tool_calls(srv, run_chatcli):
+    srv.script(Reply("", tool_calls=(("now", {}), ("now", "{oops"))), Reply("Done."))
+    record = json.loads(run_chatcli("--json", "--tools", "now", "time").stdout)
+    assert record["reply"] == "Done."
+    assert [(c["name"], c["arguments"], c["status"]) for c in record["tool_calls"]] == [
+        ("now", "{}", OK), ("now", "{oops", FAILED)]
+    assert all(isinstance(c["seconds"], float) for c in record["tool_calls"])
+
+
+def test_tools_are_off_by_default_and_an_unknown_name_is_said(srv, run_chatcli):
+    srv.script(Reply("plain"), Reply("plain"))
+    run_chatcli("hello")
+    assert "tools" not in srv.chat_requests[-1].body
+    result = run_chatcli("--tools", "now,nosuch", "hello")
+    assert "There is no tool named 'nosuch', so it stays off; known: now." in result.stderr
+    assert [t["function"]["name"] for t in srv.chat_requests[-1].body["tools"]] == ["now"]

@@ -157,6 +157,10 @@ def as_record(session: Session, turn: Turn) -> dict:
                  "total_tokens": u.total_tokens, "cached_tokens": u.cached_tokens,
                  "reasoning_tokens": u.reasoning_tokens, "exact": row.exact}
     filtered = {"filtered": turn.filtered} if session.policy.blocklist else {}  # with the content filter on
+    loop = session.toolloop
+    # With tools on: each call the model made, in order (the results themselves are the model's to read).
+    calls = {"tool_calls": [dict(step["_shown"]) for step in turn.steps if "_shown" in step]} \
+        if loop is not None and loop.box.enabled else {}
     return {
         "reply": None if turn.filtered else turn.reply,
         **filtered,
@@ -168,4 +172,5 @@ def as_record(session: Session, turn: Turn) -> dict:
         # "provider" (the server's own figure), "list", "estimate" (list prices over our count), or null
         "cost_source": row.source,
         "error": turn.error.message if turn.error is not None else None,
+        **calls,
     }

@@ -6,6 +6,7 @@ message, so the prompt appears at once and the first reply does not wait.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import nullcontext
@@ -30,6 +31,24 @@ from chatcli.ui.views import (
     show_result,
     show_stats,
 )
+
+
+def terminal_approver():
+    """The approver that asks on the terminal (ui/approval.py's prompt): `[y]es / [n]o / [e]dit /
+    [a]lways`, with shell's exact command shown and editable. None while that prompt is not there,
+    so what asks is refused rather than run unasked."""
+    try:
+        from chatcli.ui.approval import ask_approval  # type: ignore[import-not-found]  # lazy: off the startup path
+    except ImportError:
+        return None
+    from chatcli.core.toolloop import shown_arguments  # lazy: off the startup path
+
+    def approve(call, tool, arguments):
+        command = arguments.get("command") if tool.name == "shell" else None
+        shows = command if isinstance(command, str) else shown_arguments(json.dumps(arguments, ensure_ascii=False))
+        return ask_approval(call, tool.name, arguments, shows=shows, editable=command if isinstance(command, str) else None)
+
+    return approve
 
 
 class Repl:
