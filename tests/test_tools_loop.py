@@ -382,3 +382,44 @@ def test_tools_are_off_by_default_and_an_unknown_name_is_said(srv, run_chatcli):
     result = run_chatcli("--tools", "now,nosuch", "hello")
     assert "There is no tool named 'nosuch', so it stays off; known: now." in result.stderr
     assert [t["function"]["name"] for t in srv.chat_requests[-1].body["tools"]] == ["now"]
+
+
+# --------------------------------------------------------------------------- saved, resumed, exported
+
+
+def test_resume_restores_the_steps_and_sends_them_again_exactly(srv, run_chatcli):
+    srv.script(Reply("Looking.", tool_calls=(("now", {}),)), Reply("It is noon."), Reply("Yes."))
+    assert run_chatcli("--tools", "now", "what time?").returncode == 0
+    sent = srv.chat_requests[-1].body["messages"]  # the second round: user, assistant tool_calls, tool
+    run_chatcli("--resume", "--tools", "now", "sure?")
+    again = srv.chat_requests[-1].body["messages"]
+    assert again[: len(sent)] == sent
+    assert again[len(sent):] == [{"role": "assistant", "content": "It is noon."}, {"role": "user", "content": "sure?"}]
+
+
+def test_exports_show_the_calls_and_results(srv, session, tmp_path):
+    from chatcli.core.export import to_json, to_markdown
+
+    with_tools(session, Echo())
+    srv.script(Reply("", tool_calls=(("echo", {"text": "a ``` fence"}),)), Reply("Done."))
+    session.send("q")
+    record = json.loads(to_json(session))
+    assert [(c["name"], c["arguments"], c["status"], c["result"]) for c in record["messages"][1]["tool_calls"]] == [
+        ("echo", '{"text": "a ``` fence"}', OK, "echoed a ``` fence")]
+    text = to_markdown(session)
+    assert '## Assistant\n\n**Tool** `echo` {"text": "a ``` fence"} (ok, ' in text
+    assert "\n````\nechoed a ``` fence\n````\n\nDone.\n" in text
+
+
+def test_undo_drops_the_saved_exchange_with_its_steps(srv, session, tmp_path):
+    from chatcli.core.journal import Journal
+
+    journal = Journal.open(tmp_path / "chat.db")
+    session.conversation.journal = journal
+    with_tools(session, Echo())
+    srv.script(Reply("", tool_calls=(("echo", {"text": "x"}),)), Reply("Done."), Reply("Other."))
+    session.send("q")
+    saved = journal.load(session.id)[1]
+    assert [len(m.steps) for m in saved] == [0, 2] and saved[1].steps[1]["content"] == "echoed x"
+    session.undo()
+    assert journal.load(session.id)[1] == []

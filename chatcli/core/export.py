@@ -12,6 +12,7 @@ good one was. JSON carries control and invisible characters only as \\u escapes.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import time
@@ -59,6 +60,7 @@ def session_record(session: Session) -> dict[str, Any]:
                     "error": turn.error.message if turn.error else None,
                     "first_token_ms": None if turn.first_token_s is None else round(turn.first_token_s * 1000),
                     "total_ms": None if turn.total_s is None else round(turn.total_s * 1000),
+                    **({"tool_calls": tool_calls(turn)} if turn.steps else {}),
                 }
             )
     return {
@@ -69,6 +71,28 @@ def session_record(session: Session) -> dict[str, Any]:
         "params": session.params,
         "messages": messages,
     }
+
+
+def tool_calls(turn: Any) -> list[dict[str, Any]]:
+    """A turn's tool calls, in order: each with its arguments, how it ended, and the result the model got."""
+    return [{**step["_shown"], "result": step.get("content")} for step in turn.steps if "_shown" in step]
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in the text, so the text cannot end it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def tool_lines(calls: list[dict[str, Any]]) -> list[str]:
+    """A markdown export's lines for the tool calls before a reply: a line per call, its result fenced."""
+    lines: list[str] = []
+    for call in calls:
+        result = call.get("result") or ""
+        fence = _fence(result)
+        lines += ["", f"**Tool** `{_on_one_line(call['name'])}` {_on_one_line(call['arguments'])} "
+                      f"({call['status']}, {call['seconds']:.2f}s)", "", fence, result, fence]
+    return lines
 
 
 def image_record(image: Image) -> dict[str, Any]:
@@ -110,7 +134,7 @@ def to_markdown(session: Session) -> str:
     for message in record["messages"]:
         heading = "You" if message["role"] == "user" else "Assistant"
         content = WITHHELD if message.get("filtered") and message["content"] is None else message["content"]
-        lines += ["", f"## {heading}", "", content or "*(no reply)*"]
+        lines += ["", f"## {heading}", *tool_lines(message.get("tool_calls", [])), "", content or "*(no reply)*"]
         for image in message.get("images", ()):
             lines += ["", image_note(image)]
         status = message.get("status")
