@@ -423,3 +423,49 @@ def test_undo_drops_the_saved_exchange_with_its_steps(srv, session, tmp_path):
     assert [len(m.steps) for m in saved] == [0, 2] and saved[1].steps[1]["content"] == "echoed x"
     session.undo()
     assert journal.load(session.id)[1] == []
+
+
+# --------------------------------------------------------------------------- /tools and /tokens
+
+
+def test_slash_tools_lists_and_changes_the_tools(srv, session):
+    from chatcli.commands import REGISTRY
+
+    with_tools(session, Echo(), Writes())
+    session.toolloop.box.enabled = {"echo"}
+    listed = REGISTRY.dispatch(session, "/tools")
+    assert listed.rows == [["echo", "on", "auto", "Says the text back."], ["files.write", "off", "asks", "Says the text back."]]
+    assert not REGISTRY.dispatch(session, "/tools on files.write").error
+    assert REGISTRY.dispatch(session, "/tools allow files.write").text.startswith("files.write runs without asking")
+    assert REGISTRY.dispatch(session, "/tools").rows[1][1:3] == ["on", "allowed"]
+    REGISTRY.dispatch(session, "/tools off echo")
+    srv.script(Reply("ok"))
+    session.send("q")
+    assert [t["function"]["name"] for t in srv.chat_requests[-1].body["tools"]] == ["files__write"]
+    assert REGISTRY.dispatch(session, "/tools on nosuch").error
+    assert REGISTRY.dispatch(session, "/tools sideways echo").error
+
+
+def test_slash_tools_allow_never_lets_shell_run_unasked(session):
+    from chatcli.commands import REGISTRY
+
+    class Shell(Writes):
+        name = "shell"
+        asks = True
+
+    with_tools(session, Shell())
+    assert REGISTRY.dispatch(session, "/tools allow shell").error
+    session.toolloop.box.allowed.add("shell")  # even if it got there
+    assert session.toolloop.box.run(ToolCall("c", "shell", '{"text": "rm"}'), None).status == DENIED
+
+
+def test_slash_tokens_shows_the_schemas_on_a_line_of_their_own_and_fitting_counts_them(session):
+    from chatcli.commands import REGISTRY
+
+    before = session.plan().tokens.tokens
+    assert not any(row[0].startswith("tool schemas") for row in REGISTRY.dispatch(session, "/tokens").rows)
+    with_tools(session, Echo(), Now())
+    rows = {row[0]: row[1] for row in REGISTRY.dispatch(session, "/tokens").rows}
+    schemas = int(rows["tool schemas (each request)"].lstrip("≈").replace(",", ""))
+    assert schemas > 20
+    assert session.plan().tokens.tokens == before + schemas

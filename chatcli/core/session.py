@@ -32,7 +32,7 @@ from chatcli.core.attachments import Attachments, wire_params
 from chatcli.core.budget import Budget
 from chatcli.core.conversation import Conversation, Policy, Shared
 from chatcli.core.journal import Journal, SessionState, make_title
-from chatcli.core.toolloop import ToolLoop
+from chatcli.core.toolloop import ToolLoop, schema_tokens, steps_tokens
 from chatcli.core.turn import (
     COMPLETE,
     ERROR,
@@ -233,8 +233,10 @@ class Session(Attachments):
             head.append(t.message(model, "system", self.system))
         if self.summary:
             head.append(t.message(model, "system", SUMMARY_HEADING + self.summary))
+        if (tools := schema_tokens(t, model, self.toolloop)) is not None:
+            head.append(tools)
         turns = [
-            self._user(turn.user, turn.images) + t.message(model, "assistant", turn.reply)
+            sum(steps_tokens(t, model, turn), self._user(turn.user, turn.images) + t.message(model, "assistant", turn.reply))
             for turn in self.context_turns
             if turn.in_context
         ]

@@ -22,6 +22,18 @@ from chatcli.tools.box import Toolbox
 SHOWN_ARGUMENTS = 200  # characters of a call's arguments shown on its line
 
 
+def schema_tokens(tokenizer: Any, model: str, loop: ToolLoop | None) -> Any:
+    """The tokens the enabled tools' schemas add to every request (a Count), or None with none on.
+    Counted as the JSON sent: servers render them into the prompt each their own way, near that size."""
+    specs = loop.box.specs() if loop is not None else []
+    return tokenizer.message(model, "system", json.dumps(specs, ensure_ascii=False)) if specs else None
+
+
+def steps_tokens(tokenizer: Any, model: str, turn: Turn) -> list[Any]:
+    """The tokens of a turn's tool steps as they are sent again (a Count each), for fitting."""
+    return [tokenizer.message(model, step["role"], json.dumps(step, ensure_ascii=False)) for step in turn.sent_steps()]
+
+
 class ToolLoop:
     """A session's tools in use: the Toolbox, who approves what asks, and how many rounds a turn may take."""
 
