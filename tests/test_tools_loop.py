@@ -469,3 +469,15 @@ def test_slash_tokens_shows_the_schemas_on_a_line_of_their_own_and_fitting_count
     schemas = int(rows["tool schemas (each request)"].lstrip("≈").replace(",", ""))
     assert schemas > 20
     assert session.plan().tokens.tokens == before + schemas
+
+
+def test_tool_call_arguments_streaming_slowly_are_no_silence(srv):
+    """Arguments that take longer than read_timeout to stream, piece by piece, still arrive."""
+    from chatcli.core.toolloop import ToolLoop as Loop
+
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=0.5))
+    session = make_session(client=client, model="gpt-4o-mini")
+    echo = Echo()
+    session.toolloop = Loop(box(echo), approver=None)
+    srv.script(Reply("", tool_calls=(("echo", {"text": "x" * 40}),), args_chunk=4, delay=0.1), Reply("ok"))
+    assert session.send("q").reply == "ok" and echo.ran == [{"text": "x" * 40}]

@@ -279,7 +279,8 @@ class ChatClient:
                         yield limits
                 try:
                     if "event-stream" in kind:
-                        for event in parse_sse(deadline.lines(response.iter_lines()), secret=self.config.api_key):
+                        for event in parse_sse(deadline.lines(response.iter_lines()), secret=self.config.api_key,
+                                               heard=deadline.content):
                             if isinstance(event, CONTENT):
                                 texted = texted or isinstance(event, (TextDelta, ReasoningDelta))  # not a role-only chunk
                                 deadline.content(finish=isinstance(event, Finish))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from chatcli.base.errors import ChatError, ContextLengthError, one_line
 from chatcli.base.events import Event, Finish, ReasoningDelta, Served, TextDelta, ToolCall, Usage
@@ -43,12 +43,15 @@ class CallPiece:
     arguments: str
 
 
-def assembled(events: Iterable[Event | CallPiece]) -> Iterator[Event]:
+def assembled(events: Iterable[Event | CallPiece], heard: Callable[[], None] | None = None) -> Iterator[Event]:
     """The events, with the streamed tool_calls deltas joined into one ToolCall per call (by index,
-    parallel calls interleaved or not), said just before the Finish, or at the end without one."""
+    parallel calls interleaved or not), said just before the Finish, or at the end without one.
+    `heard` is told of each piece: arguments streaming for a while are content, not a silence."""
     calls: dict[int, list] = {}  # index -> [id, name, argument pieces]
     for event in events:
         if type(event) is CallPiece:
+            if heard is not None:
+                heard()
             call = calls.setdefault(event.index, [None, None, []])
             call[0] = call[0] or event.id
             call[1] = call[1] or event.name
@@ -67,9 +70,10 @@ def _calls(calls: dict[int, list]) -> Iterator[ToolCall]:
     calls.clear()
 
 
-def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Event]:
+def parse_sse(lines: Iterable[str], *, secret: str | None = None,
+              heard: Callable[[], None] | None = None) -> Iterator[Event]:
     """The events of a chat-completions stream's SSE lines, tool calls assembled (`assembled`)."""
-    return assembled(_parse_sse(lines, secret=secret))
+    return assembled(_parse_sse(lines, secret=secret), heard)
 
 
 def _parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Event]:

@@ -538,6 +538,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._event(chunk({"content": pieces[k]}))
 
         for delta in _call_deltas(reply, f"call_{cid[-6:]}_"):
+            self._sleep(reply.delay)
             self._event(chunk({"tool_calls": [delta]}))
         if reply.finish_reason is not None:
             self._event(chunk({}, reply.finish_reason))
