@@ -481,3 +481,29 @@ def test_tool_call_arguments_streaming_slowly_are_no_silence(srv):
     session.toolloop = Loop(box(echo), approver=None)
     srv.script(Reply("", tool_calls=(("echo", {"text": "x" * 40}),), args_chunk=4, delay=0.1), Reply("ok"))
     assert session.send("q").reply == "ok" and echo.ran == [{"text": "x" * 40}]
+
+
+def test_a_resumed_sessions_recap_shows_each_call(srv, session):
+    import io
+
+    from rich.console import Console
+
+    from chatcli.ui.views import show_recap
+
+    with_tools(session, Echo())
+    srv.script(Reply("", tool_calls=(("echo", {"text": "hi"}), ("echo", "{bad"))), Reply("Done."))
+    session.send("q")
+    out = io.StringIO()
+    show_recap(Console(file=out, width=100, color_system=None), session)
+    assert '  ✓ echo {"text": "hi"} (ok)\n  ✗ echo {bad (error)\n  Done.\n' in out.getvalue()
+
+
+def test_an_overflow_in_a_later_round_sends_the_users_message_once(srv, session):
+    with_tools(session, Echo())
+    srv.script(Reply("first"), Reply("", tool_calls=(("echo", {"text": "hi"}),)),
+               Error(400, "This model's maximum context length is 1000 tokens. However, your messages resulted in "
+                          "1200 tokens.", code="context_length_exceeded"), Reply("Done."))
+    session.send("old")
+    assert session.send("new").reply == "Done."
+    users = [m["content"] for m in srv.chat_requests[-1].body["messages"] if m["role"] == "user"]
+    assert users == ["new"]

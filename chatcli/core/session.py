@@ -218,7 +218,7 @@ class Session(Attachments):
             if left_out > sum(t.in_context for t in self.context_turns):
                 raise
         turn.left_out = left_out
-        messages = self.messages(turn.user, left_out=left_out, images=turn.images)
+        messages = self.messages(None if turn.steps else turn.user, left_out=left_out, images=turn.images)
         turn.sent = self.tokenizer.messages(self.model, messages)
         turn.estimated = self._raw_estimate(messages)
         yield from self.sender.stream(model=self.model, messages=messages, params=params)
