@@ -507,3 +507,27 @@ def test_an_overflow_in_a_later_round_sends_the_users_message_once(srv, session)
     assert session.send("new").reply == "Done."
     users = [m["content"] for m in srv.chat_requests[-1].body["messages"] if m["role"] == "user"]
     assert users == ["new"]
+
+
+def test_the_repl_asks_with_the_replys_live_region_stopped_and_draws_on_after(srv, tmp_path):
+    from contextlib import ExitStack
+
+    from tests.support.repl import ENTER, flat, piped_chat
+
+    config = Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=10)
+    session = make_session(config=config, model="gpt-4o-mini")
+    live_while_asked = []
+
+    def approver(call, tool, arguments):
+        live_while_asked.append(list(chat.repl.console._live_stack))
+        return Approval("yes")
+
+    writes = Writes()
+    with_tools(session, writes, approver=approver)
+    srv.script(Reply("Writing now.", tool_calls=(("files.write", {"text": "x"}),)), Reply("Written."))
+    with ExitStack() as stack:
+        chat = piped_chat(stack, session, markdown=True, history=tmp_path / "history")
+        out = chat.run("write it" + ENTER)
+    assert writes.ran == [{"text": "x"}] and live_while_asked == [[]]
+    assert session.toolloop.approver is approver  # put back after the turn
+    assert "Writing now." in flat(out) and "✓ files.write 8 characters" in flat(out) and "Written." in flat(out)

@@ -14,7 +14,7 @@ Everything else chatcli draws (results, notices, the stats line) is in views.py.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.base.blocks import BlockSplitter, LineBuffer
@@ -62,6 +62,11 @@ class Renderer:
     def _start(self) -> None:
         pass
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Nothing drawn meanwhile: a question is asked on the terminal (a tool call's approval)."""
+        yield
+
     def _draw(self, text: str) -> None:
         raise NotImplementedError
 
@@ -94,6 +99,12 @@ class PlainRenderer(Renderer):
     def _quiet(self):
         """The terminal to write on, with the stall notice erased."""
         return self._stall.clear() if self._stall is not None else nullcontext()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The stall notice erased, and held off, while a question is asked on the terminal."""
+        with self._quiet():
+            yield
 
     def handle(self, event: Event) -> None:
         if isinstance(event, (TextDelta, ReasoningDelta, Held)) and self._stall is not None:
@@ -236,6 +247,23 @@ class MarkdownRenderer(Renderer):
             vertical_overflow="crop",
         )
         self._live.start()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The live region erased and stopped while a question is asked on the terminal, then drawn again."""
+        live = self._live
+        if live is None or not live.is_started:
+            yield
+            return
+        self.printing = True
+        try:
+            live.stop()
+        finally:
+            self.printing = False
+        try:
+            yield
+        finally:
+            self._start()
 
     def _draw(self, text: str) -> None:
         splitter = self._splitter
