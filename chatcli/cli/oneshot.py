@@ -91,7 +91,8 @@ def _ask(session: Session, env: Env, output: Output, text: str, *, schema: Schem
         # Plain output: -v lines go through the renderer, which writes them to stderr with the stall
         # notice there erased first.
         logs = nullcontext() if output.markdown else routed(lambda line: renderer.handle(LogLine(line)))
-        with quiet, renderer, logs:
+        loop = session.toolloop  # with a terminal, a tool call's question is asked with the drawing paused
+        with quiet, renderer, logs, loop.asking_with(renderer.paused) if loop is not None else nullcontext():
             return session.send(text, on_event=renderer.handle, request=request)
     except KeyboardInterrupt:  # SIGTERM or SIGHUP: the turn is saved; keep what arrived on stdout too
         if schema is not None and not as_json:

@@ -240,18 +240,11 @@ class Repl:
     def send(self, text: str | None) -> Turn | None:
         """Send text as a turn, or with None send the last message again (/retry)."""
         renderer = self.strategy.renderer(show_reasoning=self.session.show_reasoning)
-        loop, asks = self.session.toolloop, None
-        if loop is not None and loop.approver is not None:  # a tool call's question is asked with the reply's drawing paused
-            asks = loop.approver
-
-            def approve(call, tool, arguments):
-                with renderer.paused():
-                    return asks(call, tool, arguments)
-
-            loop.approver = approve
+        loop = self.session.toolloop  # a tool call's question is asked with the reply's drawing paused
         try:
             with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer, \
-                    routed(lambda line: renderer.handle(LogLine(line))):
+                    routed(lambda line: renderer.handle(LogLine(line))), \
+                    loop.asking_with(renderer.paused) if loop is not None else nullcontext():
                 if text is None:
                     turn = self.session.retry(on_event=renderer.handle)
                 else:
@@ -263,9 +256,6 @@ class Repl:
             # finished); the session kept whatever arrived.
             show_notice(self.console, "[interrupted]")
             return None
-        finally:
-            if asks is not None:
-                loop.approver = asks
         if turn is None:
             return None
         self.report(turn)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Callable, Iterator
 
 from chatcli.base.errors import Terminated
 from chatcli.base.events import NO_USAGE, Event, ToolCall, ToolShown
@@ -41,6 +42,25 @@ class ToolLoop:
         self.box = box
         self.approver = approver
         self.max_rounds = max_rounds
+
+    @contextmanager
+    def asking_with(self, paused: Callable[[], AbstractContextManager]) -> Iterator[None]:
+        """While the front end draws a reply: each question to the approver is asked inside `paused()`
+        (the renderer's drawing stopped, so the question has the terminal to itself)."""
+        asks = self.approver
+        if asks is None:
+            yield
+            return
+
+        def approve(call: ToolCall, tool: Any, arguments: dict[str, Any]) -> Any:
+            with paused():
+                return asks(call, tool, arguments)
+
+        self.approver = approve
+        try:
+            yield
+        finally:
+            self.approver = asks
 
     def params(self) -> dict[str, Any]:
         """What a request carries for the tools: their specs, when any are on."""
