@@ -531,3 +531,18 @@ def test_the_repl_asks_with_the_replys_live_region_stopped_and_draws_on_after(sr
     assert writes.ran == [{"text": "x"}] and live_while_asked == [[]]
     assert session.toolloop.approver is approver  # put back after the turn
     assert "Writing now." in flat(out) and "✓ files.write 8 characters" in flat(out) and "Written." in flat(out)
+
+
+def test_a_profile_turns_tools_on_and_a_bad_list_is_one_sentence(srv, run_chatcli):
+    from tests.support.profiles import write_config
+
+    write_config(f'[profiles.tooled]\nbase_url = "{srv.base_url}"\ntools = ["now"]\nmax_tool_rounds = 1\n')
+    srv.script(Reply("", tool_calls=(("now", {}),)), Reply("", tool_calls=(("now", {}),)))
+    result = run_chatcli("-p", "tooled", "time?")
+    assert [t["function"]["name"] for t in srv.chat_requests[-1].body["tools"]] == ["now"]
+    assert "stopped after 1 round of tool calls (max_tool_rounds); the model's last call was not run." in result.stderr
+    write_config("tools = \"now\"\n")
+    result = run_chatcli("time?")
+    assert result.returncode != 0 and "'tools' in " in result.stderr
+    assert 'must be a list of tool names, as in ["read_file", "grep"].' in result.stderr
+    assert "Traceback" not in result.stderr

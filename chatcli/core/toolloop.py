@@ -75,8 +75,9 @@ class ToolLoop:
         rounds = 0
         while turn.calls and turn.status == COMPLETE:
             if rounds >= self.max_rounds:
-                said = (f"stopped after {rounds} rounds of tool calls (max_tool_rounds); "
-                        f"the model's last {len(turn.calls)} call{'s were' if len(turn.calls) > 1 else ' was'} not run")
+                n = len(turn.calls)
+                said = (f"stopped after {rounds} round{'s' if rounds != 1 else ''} of tool calls (max_tool_rounds); "
+                        f"the model's last {f'{n} calls were' if n > 1 else 'call was'} not run")
                 turn.notice = f"{turn.notice}; {said}" if turn.notice else said
                 turn.calls = []
                 break
