@@ -546,3 +546,29 @@ def test_a_profile_turns_tools_on_and_a_bad_list_is_one_sentence(srv, run_chatcl
     assert result.returncode != 0 and "'tools' in " in result.stderr
     assert 'must be a list of tool names, as in ["read_file", "grep"].' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_turns_summed_usage_over_tool_rounds_does_not_skew_the_token_estimates(srv):
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=5))
+    session = make_session(client=client, model="some-local-model")  # estimated counts, corrected by usage
+    with_tools(session, Echo())
+    srv.script(*[Reply("", tool_calls=(("echo", {"text": "x" * 200}),)) for _ in range(3)], Reply("Done."))
+    session.send("q")
+    assert session.tokenizer.factor("some-local-model") is None
+    assert session.turns[-1].notice is None  # nor is a cut by the server claimed
+
+
+def test_sigterm_while_asking_saves_the_turn_with_every_call_answered(srv, session):
+    from chatcli.base.errors import Terminated
+
+    def approver(call, tool, arguments):
+        raise Terminated(15)
+
+    with_tools(session, Writes(), approver=approver)
+    srv.script(Reply("", tool_calls=(("files.write", {"text": "a"}), ("files.write", {"text": "b"}))))
+    with pytest.raises(Terminated):
+        session.send("q")
+    turn = session.turns[-1]
+    assert turn.status == INTERRUPTED
+    assert [(s["role"], s.get("_shown", {}).get("status")) for s in turn.steps] == [
+        ("assistant", None), ("tool", CANCELLED), ("tool", CANCELLED)]

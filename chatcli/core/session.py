@@ -337,9 +337,10 @@ class Session(Attachments):
             self.tokenizer.served_as(turn.asked, turn.model)
         if turn.usage is None or turn.sent is None:
             return
-        if self.carries_images(turn, turn.left_out):
+        if self.carries_images(turn, turn.left_out) or turn.steps:
             # Servers count images their own way (a llama.cpp projector's fixed count, Qwen-VL's
             # patches): what they report says nothing of how our text counts erred, nor of a cut.
+            # Nor does the usage of a turn's tool rounds: it is the sum of several requests.
             self._read_before = None
             return
 

@@ -82,7 +82,12 @@ class ToolLoop:
                 turn.calls = []
                 break
             rounds += 1
-            if not self._run_calls(turn, say):
+            try:
+                ran = self._run_calls(turn, say)
+            except Terminated as exc:  # SIGTERM or SIGHUP: saved as interrupted, then the program ends
+                turn.status = INTERRUPTED
+                return exc
+            if not ran:
                 turn.status = INTERRUPTED
                 return None
             before = (turn.usage, turn.reasoning, turn.total_s, turn.first_token_s)
@@ -99,20 +104,30 @@ class ToolLoop:
         calls, turn.calls = turn.calls, []
         turn.steps.append({"role": "assistant", "content": turn.reply or None, "tool_calls": [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
-        cancelled = False
-        for call in calls:
-            if cancelled:
-                result = ToolResult(call, CANCELLED, "not run: the user cancelled the tool calls (Ctrl-C)")
-            else:
-                say(ToolShown(f"⚙ {_name(self.box, call)} {shown_arguments(call.arguments)}".rstrip()))
-                result = self.box.run(call, self.approver, threading.Event())
-                cancelled = result.status == CANCELLED
-                for line in ended(result):
-                    say(ToolShown(line))
-            turn.steps.append({"role": "tool", "tool_call_id": call.id, "content": result.content, "_shown": {
-                "name": result.call.name, "arguments": result.call.arguments, "status": result.status,
-                "seconds": round(result.seconds, 3)}})
+        cancelled, done = False, 0
+        try:
+            for call in calls:
+                if cancelled:
+                    result = ToolResult(call, CANCELLED, "not run: the user cancelled the tool calls (Ctrl-C)")
+                else:
+                    say(ToolShown(f"⚙ {_name(self.box, call)} {shown_arguments(call.arguments)}".rstrip()))
+                    result = self.box.run(call, self.approver, threading.Event())
+                    cancelled = result.status == CANCELLED
+                    for line in ended(result):
+                        say(ToolShown(line))
+                _keep(turn, result)
+                done += 1
+        finally:  # however it ends (SIGTERM), every call has its answer: the steps are sent again as they are
+            for call in calls[done:]:
+                _keep(turn, ToolResult(call, CANCELLED, "not run: chatcli was stopped"))
         return not cancelled
+
+
+def _keep(turn: Turn, result: ToolResult) -> None:
+    """A call's result as the turn's step: the `tool` message, and what the user is shown of it."""
+    turn.steps.append({"role": "tool", "tool_call_id": result.call.id, "content": result.content, "_shown": {
+        "name": result.call.name, "arguments": result.call.arguments, "status": result.status,
+        "seconds": round(result.seconds, 3)}})
 
 
 def _carry(turn: Turn, usage: Any, reasoning: str, total_s: float | None, first: float | None) -> None:

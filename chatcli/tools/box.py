@@ -108,6 +108,8 @@ class Toolbox:
                 return ToolResult(shown, DENIED, DENIED_BY_POLICY, notes=[note])
             try:
                 approval = approver(shown, tool, arguments)
+            except Terminated:
+                raise
             except KeyboardInterrupt:
                 return ToolResult(shown, DENIED, "denied by the user")
             if approval.answer == "no":
