@@ -572,3 +572,11 @@ def test_sigterm_while_asking_saves_the_turn_with_every_call_answered(srv, sessi
     assert turn.status == INTERRUPTED
     assert [(s["role"], s.get("_shown", {}).get("status")) for s in turn.steps] == [
         ("assistant", None), ("tool", CANCELLED), ("tool", CANCELLED)]
+
+
+def test_config_show_says_which_tools_are_on(run_chatcli):
+    from tests.support.profiles import write_config
+
+    write_config('tools = ["now"]\ntool_ask = "all"\nmax_tool_rounds = 3\n')
+    shown = run_chatcli("config", "show").stdout
+    assert 'tools = ["now"]\n' in shown and 'tool_ask = "all"\n' in shown and "max_tool_rounds = 3\n" in shown

@@ -314,6 +314,8 @@ def _config_action(args: argparse.Namespace, env) -> int:
             text = '"***"' if setting.secret else toml_value(hide_password(value) if setting.key == "proxy" else value)
             out(f"{setting.key} = {text}\n")
     out(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
+    out(f"tools = [{', '.join(toml_value(k) for k in config.tools)}]\n")
+    out(f"tool_ask = {toml_value('all') if config.tool_ask == ('all',) else '[' + ', '.join(toml_value(k) for k in config.tool_ask) + ']'}\n")
     if config.block_words:  # counted, not listed: a blocked word is not shown, not even here
         out(f"# block_words: {len(config.block_words)} words or phrases, from the file and block_words_file\n")
     if config.headers:  # a header may carry a credential: names only
