@@ -580,3 +580,20 @@ def test_config_show_says_which_tools_are_on(run_chatcli):
     write_config('tools = ["now"]\ntool_ask = "all"\nmax_tool_rounds = 3\n')
     shown = run_chatcli("config", "show").stdout
     assert 'tools = ["now"]\n' in shown and 'tool_ask = "all"\n' in shown and "max_tool_rounds = 3\n" in shown
+
+
+def test_a_later_round_that_would_pass_a_budget_is_not_sent(srv):
+    from chatcli.core.budget import Budget
+    from chatcli.core.turn import ERROR
+
+    client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=0, read_timeout=5))
+    session = make_session(client=client, model="gpt-4o-mini", budget=Budget(daily_tokens=52_000),
+                           params={"max_tokens": 50_000})
+    echo = Echo()
+    with_tools(session, echo)
+    # The first request fits the cap; the second would carry a big result and room for the reply.
+    srv.script(Reply("", tool_calls=(("echo", {"text": "x" * 15_000}),)), Reply("never"))
+    session.toolloop.box.result_tokens = 100_000
+    turn = session.send("q")
+    assert echo.ran and len(srv.chat_requests) == 1
+    assert turn.status == ERROR and "daily_tokens" in turn.error.message

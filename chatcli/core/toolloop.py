@@ -14,9 +14,9 @@ import threading
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Callable, Iterator
 
-from chatcli.base.errors import Terminated
-from chatcli.base.events import NO_USAGE, Event, ToolCall, ToolShown
-from chatcli.core.turn import COMPLETE, INTERRUPTED, Turn
+from chatcli.base.errors import ChatError, Terminated
+from chatcli.base.events import NO_USAGE, Event, ToolCall, ToolShown, Usage
+from chatcli.core.turn import COMPLETE, ERROR, INTERRUPTED, Turn
 from chatcli.tools.base import CANCELLED, DENIED, OK, TIMED_OUT, Approver, ToolResult
 from chatcli.tools.box import Toolbox
 
@@ -90,6 +90,10 @@ class ToolLoop:
             if not ran:
                 turn.status = INTERRUPTED
                 return None
+            refusal = _over_budget(session, turn)
+            if refusal is not None:  # the calls ran; the next request would pass a cap
+                turn.status, turn.error, turn.reply = ERROR, ChatError(refusal), ""
+                return None
             before = (turn.usage, turn.reasoning, turn.total_s, turn.first_token_s)
             turn.reply, turn.finish_reason = "", None
             stop = session._stream(turn, plan, session.messages(left_out=turn.left_out), say)
@@ -121,6 +125,18 @@ class ToolLoop:
             for call in calls[done:]:
                 _keep(turn, ToolResult(call, CANCELLED, "not run: chatcli was stopped"))
         return not cancelled
+
+
+def _over_budget(session: Any, turn: Turn) -> str | None:
+    """The budget's refusal of the turn's next round, if it would pass a cap: what the rounds so far
+    used (not yet in the ledger) and the next request at its worst (its prompt, and the reply's room)."""
+    plan = session.plan()
+    ahead = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)
+    try:
+        refusal, _ = session.accounts.check_budget(session.model, (turn.usage or NO_USAGE) + ahead)
+    except ChatError as exc:  # the ledger cannot be read: no cap can be checked
+        return exc.message
+    return refusal
 
 
 def _keep(turn: Turn, result: ToolResult) -> None:
