@@ -8,6 +8,7 @@ what it runs by from here: its client, its counting, its accounts and its policy
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,17 @@ def use(session: Session, config: Config) -> None:
         equip_tools(session, config, session.toolloop.approver)
 
 
+def tool_settings(config: Config) -> dict[str, Any]:
+    """What the built-in tools are made with, as plain values: the config's tool_* and fetch_* keys
+    (tool_roots, fetch_allow_private, ...), and the working directory chatcli started in."""
+    settings = {f.name: getattr(config, f.name) for f in fields(config) if f.name.startswith(("tool_", "fetch_"))}
+    return {**settings, "cwd": str(Path.cwd())}
+
+
 def equip_tools(session: Session, config: Config, approver: Approver) -> list[str]:
     """The session's tools as the config says (`tools`, --tools, a profile's), with the front end's
     approver; sentences for names that name no tool. An MCP server's NAME.tool is left to it."""
-    tools = builtin_tools({"cwd": str(Path.cwd())})
+    tools = builtin_tools(tool_settings(config))
     known = [tool.name for tool in tools]
     names = set(config.tools)
     if "all" in names:  # every built-in tool but shell, which is on only when named

@@ -442,7 +442,7 @@ def _equip_tools(session, config, env, *, yes: bool, terminal: bool) -> None:
     approver = (lambda call, tool, arguments: Approval("yes")) if yes else terminal_approver() if terminal else None
     for problem in equip_tools(session, config, approver):
         env.stderr.write(f"chatcli: {shown(problem)}\n")
-    if yes and session.toolloop is not None:
+    if yes and session.toolloop is not None and session.toolloop.box.enabled:
         asking = [n for n in sorted(session.toolloop.box.enabled) if session.toolloop.box.asks(session.toolloop.box.tools[n])]
         named = f" ({', '.join(asking)})" if asking else ""
         env.stderr.write(f"chatcli: --yes: tool calls that would ask{named} run without asking.\n")

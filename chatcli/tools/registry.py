@@ -1,7 +1,8 @@
 """The built-in tools by name: one line each, so adding a tool is adding a line.
 
-A factory takes the tool settings (tool_roots, fetch_allow_private, ...) as plain values, so
-tools/ needs nothing of config/. MCP servers' tools come from tools/mcp.py, not from here.
+A factory takes the tool settings as plain values, so tools/ needs nothing of config/: app.py's
+tool_settings gives every config key named tool_* or fetch_* (tool_roots, fetch_allow_private, ...),
+and "cwd", the directory chatcli started in. MCP servers' tools come from tools/mcp.py, not from here.
 """
 
 from __future__ import annotations
