@@ -295,7 +295,7 @@ def test_what_asks_in_a_pipe_is_denied_and_the_model_told(srv, session):
 def test_ctrl_c_during_a_tool_cancels_it_and_ends_the_turn_keeping_the_steps(srv, session):
     slow = Slow()
     with_tools(session, slow)
-    srv.script(Reply("", tool_calls=(("slow", {"text": "a"}), ("echo", {"text": "b"}))))
+    srv.script(Reply("Looking.", tool_calls=(("slow", {"text": "a"}), ("echo", {"text": "b"}))))
 
     def interrupt(event):
         if isinstance(event, ToolShown) and event.text.startswith("⚙ slow"):
@@ -305,6 +305,9 @@ def test_ctrl_c_during_a_tool_cancels_it_and_ends_the_turn_keeping_the_steps(srv
     assert turn.status == INTERRUPTED and slow.stopped.wait(2)
     assert [s.get("_shown", {}).get("status") for s in turn.steps] == [None, CANCELLED, CANCELLED]
     assert len(srv.chat_requests) == 1
+    srv.script(Reply("next"))
+    session.send("again")  # the words said before the calls are sent once, in their step
+    assert [m["role"] for m in srv.chat_requests[-1].body["messages"]] == ["user", "assistant", "tool", "tool", "user"]
 
 
 def test_later_turns_send_the_steps_again_and_undo_drops_them(srv, session):
@@ -401,13 +404,16 @@ def test_exports_show_the_calls_and_results(srv, session, tmp_path):
     from chatcli.core.export import to_json, to_markdown
 
     with_tools(session, Echo())
-    srv.script(Reply("", tool_calls=(("echo", {"text": "a ``` fence"}),)), Reply("Done."))
+    srv.script(Reply("Let me see.", tool_calls=(("echo", {"text": "a ``` fence"}),)), Reply("Done."))
     session.send("q")
-    record = json.loads(to_json(session))
-    assert [(c["name"], c["arguments"], c["status"], c["result"]) for c in record["messages"][1]["tool_calls"]] == [
-        ("echo", '{"text": "a ``` fence"}', OK, "echoed a ``` fence")]
+    assistant, tool = json.loads(to_json(session))["messages"][1]["steps"]
+    assert (assistant["role"], assistant["content"], assistant["tool_calls"][0]["function"]["name"]) == (
+        "assistant", "Let me see.", "echo")
+    assert (tool["role"], tool["name"], tool["arguments"], tool["status"], tool["content"]) == (
+        "tool", "echo", '{"text": "a ``` fence"}', OK, "echoed a ``` fence")
+    assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"] and isinstance(tool["seconds"], float)
     text = to_markdown(session)
-    assert '## Assistant\n\n**Tool** `echo` {"text": "a ``` fence"} (ok, ' in text
+    assert '## Assistant\n\nLet me see.\n\n**Tool** `echo` {"text": "a ``` fence"} (ok, ' in text
     assert "\n````\nechoed a ``` fence\n````\n\nDone.\n" in text
 
 

@@ -108,6 +108,7 @@ class ToolLoop:
         calls, turn.calls = turn.calls, []
         turn.steps.append({"role": "assistant", "content": turn.reply or None, "tool_calls": [
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
+        turn.reply = ""  # said in the step: the reply is what comes after the calls
         cancelled, done = False, 0
         try:
             for call in calls:
