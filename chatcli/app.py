@@ -8,6 +8,7 @@ what it runs by from here: its client, its counting, its accounts and its policy
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,14 @@ from chatcli.core.conversation import Conversation, Policy
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_conversation
 from chatcli.core.session import Session
+from chatcli.core.toolloop import ToolLoop
 from chatcli.llm.client import ChatClient
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.tokens import Encodings, ModelLimits, Tokenizer
 from chatcli.store.db import default_db_path
+from chatcli.tools.base import Approver
+from chatcli.tools.box import ALWAYS_ASKS, Toolbox
+from chatcli.tools.registry import builtin_tools, unknown_tools
 
 
 def policy_of(config: Config) -> Policy:
@@ -73,6 +78,33 @@ def use(session: Session, config: Config) -> None:
     session.accounts.asks_for_cost = session.client.adapter.usage_accounting  # the server will say what it cost
     session.policy = policy_of(config)
     know(config)
+    if session.toolloop is not None:  # the front end equipped it: the new config's tools, asked as before
+        equip_tools(session, config, session.toolloop.approver)
+
+
+def tool_settings(config: Config) -> dict[str, Any]:
+    """What the built-in tools are made with, as plain values: the config's tool_* and fetch_* keys
+    (tool_roots, fetch_allow_private, ...), and the working directory chatcli started in."""
+    settings = {f.name: getattr(config, f.name) for f in fields(config) if f.name.startswith(("tool_", "fetch_"))}
+    return {**settings, "cwd": str(Path.cwd())}
+
+
+def equip_tools(session: Session, config: Config, approver: Approver) -> list[str]:
+    """The session's tools as the config says (`tools`, --tools, a profile's), with the front end's
+    approver; sentences for names that name no tool. An MCP server's NAME.tool is left to it."""
+    tools = builtin_tools(tool_settings(config))
+    known = [tool.name for tool in tools]
+    names = set(config.tools)
+    if "all" in names:  # every built-in tool but shell, which is on only when named
+        names = (names - {"all"}) | {n for n in known if n not in ALWAYS_ASKS}
+    problems = [f"There is no tool named {name!r}, so it stays off; known: {', '.join(known)}."
+                for name in unknown_tools(sorted(names), known)]
+    box = Toolbox(tools, enabled=names, ask=set(config.tool_ask), result_tokens=config.tool_result_tokens,
+                  timeout=config.tool_timeout)
+    if session.toolloop is not None:  # what the user allowed this session stays allowed
+        box.allowed, box.allowed_calls = session.toolloop.box.allowed, session.toolloop.box.allowed_calls
+    session.toolloop = ToolLoop(box, approver=approver, max_rounds=config.max_tool_rounds)
+    return problems
 
 
 def new_conversation(session: Session) -> None:

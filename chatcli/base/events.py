@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatcli.base.pii import describe
-from chatcli.base.ratelimits import RateLimits  # an event too: the client yields one per response that states them
+from chatcli.base.ratelimits import RateLimits
+from chatcli.base.text import strip_controls  # an event too: the client yields one per response that states them
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,18 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolShown:
+    """A tool call as it happens, for the renderers: `⚙ read_file path="main.py"` as it starts,
+    then `✓ read_file 1,204 characters (0.01s)` or `✗ read_file denied: ...` as it ends.
+    Its text is the model's and the tool's: strip_controls'd here, so every renderer gets it safe."""
+
+    text: str
+
+    def __str__(self) -> str:
+        return strip_controls(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +163,7 @@ HELD = Held()
 
 
 # Said above the reply as it happens, not part of it.
-NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note)
+NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note, ToolShown)
 
 Event = (TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
-         | RateLimits | Withheld | Held | ToolCall)
+         | RateLimits | Withheld | Held | ToolCall | ToolShown)

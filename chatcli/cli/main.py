@@ -81,6 +81,14 @@ def _where_flags(parser: argparse.ArgumentParser, *, base_url: bool = True) -> N
     add_flags(parser, ("profile", "base_url", "config") if base_url else ("profile", "config"))
 
 
+def _tool_names(text: str) -> tuple[str, ...]:
+    """--tools read_file,grep: the names, each once."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError("takes tool names separated by commas, as in --tools read_file,grep")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="chatcli",
@@ -105,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-r", "--resume", nargs="?", const="last", metavar="ID", help="continue a saved session (default: the last)"
     )
     parser.add_argument("-c", "--continue", dest="resume", action="store_const", const="last", help="continue the last session")
+    parser.add_argument("--tools", type=_tool_names, metavar="NAME,...", help="turn these tools on for the model to call: now (and read_file, grep, ..., an MCP server's NAME.tool); off by default")
+    parser.add_argument("--yes", action="store_true", help="run tool calls that would ask (shell, MCP tools) without asking: for scripts; said once on stderr")
     add_flags(parser, ("db",))
     parser.add_argument("--no-save", action="store_true", help="incognito: save no conversation and no input history (with a [budget] set, only tokens and cost are recorded, so the caps hold)")
     add_flags(parser, ("verbose", "log_file"))
@@ -304,6 +314,8 @@ def _config_action(args: argparse.Namespace, env) -> int:
             text = '"***"' if setting.secret else toml_value(hide_password(value) if setting.key == "proxy" else value)
             out(f"{setting.key} = {text}\n")
     out(f"redact = [{', '.join(toml_value(k) for k in config.redact)}]\n")
+    out(f"tools = [{', '.join(toml_value(k) for k in config.tools)}]\n")
+    out(f"tool_ask = {toml_value('all') if config.tool_ask == ('all',) else '[' + ', '.join(toml_value(k) for k in config.tool_ask) + ']'}\n")
     if config.block_words:  # counted, not listed: a blocked word is not shown, not even here
         out(f"# block_words: {len(config.block_words)} words or phrases, from the file and block_words_file\n")
     if config.headers:  # a header may carry a credential: names only
@@ -364,7 +376,8 @@ def _run(args: argparse.Namespace, env) -> int:
         "max_tokens": args.max_tokens,
         "base_url": args.base_url,
     }
-    config = load_config(env, config_path=args.config, flags={**flags, "db": args.db, "profile": args.profile})
+    config = load_config(env, config_path=args.config,
+                         flags={**flags, "db": args.db, "profile": args.profile, "tools": args.tools})
     from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
 
     know(config)  # for a crash report, and for messages said where the config is not at hand
@@ -409,6 +422,7 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     # The output strategy, chosen once, for either mode.
     output = make_renderer(env, markdown=config.render == "markdown" and not args.plain, repl=not oneshot,
                            hold=bool(args.json or schema is not None))
+    _equip_tools(session, config, env, yes=args.yes, terminal=env.stdin_isatty and env.stdout_isatty)
     if oneshot:
         from chatcli.cli.oneshot import run_oneshot  # lazy: off the path of chatcli --help
 
@@ -417,6 +431,21 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
             as_json=args.json, schema=schema,
         )
     return _run_repl(args, env, config, session, output, save=save)
+
+
+def _equip_tools(session, config, env, *, yes: bool, terminal: bool) -> None:
+    """The tools the config turns on, with who says yes to what asks: --yes, the terminal, or no one (a pipe)."""
+    from chatcli.app import equip_tools  # lazy: off the path of chatcli --help
+    from chatcli.cli.repl import terminal_approver  # lazy: off the path of chatcli --help
+    from chatcli.tools.base import Approval  # lazy: off the path of chatcli --help
+
+    approver = (lambda call, tool, arguments: Approval("yes")) if yes else terminal_approver() if terminal else None
+    for problem in equip_tools(session, config, approver):
+        env.stderr.write(f"chatcli: {shown(problem)}\n")
+    if yes and session.toolloop is not None and session.toolloop.box.enabled:
+        asking = [n for n in sorted(session.toolloop.box.enabled) if session.toolloop.box.asks(session.toolloop.box.tools[n])]
+        named = f" ({', '.join(asking)})" if asking else ""
+        env.stderr.write(f"chatcli: --yes: tool calls that would ask{named} run without asking.\n")
 
 
 def _run_repl(args: argparse.Namespace, env, config, session, output, *, save: bool) -> int:

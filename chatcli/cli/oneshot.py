@@ -91,7 +91,8 @@ def _ask(session: Session, env: Env, output: Output, text: str, *, schema: Schem
         # Plain output: -v lines go through the renderer, which writes them to stderr with the stall
         # notice there erased first.
         logs = nullcontext() if output.markdown else routed(lambda line: renderer.handle(LogLine(line)))
-        with quiet, renderer, logs:
+        loop = session.toolloop  # with a terminal, a tool call's question is asked with the drawing paused
+        with quiet, renderer, logs, loop.asking_with(renderer.paused) if loop is not None else nullcontext():
             return session.send(text, on_event=renderer.handle, request=request)
     except KeyboardInterrupt:  # SIGTERM or SIGHUP: the turn is saved; keep what arrived on stdout too
         if schema is not None and not as_json:
@@ -157,6 +158,10 @@ def as_record(session: Session, turn: Turn) -> dict:
                  "total_tokens": u.total_tokens, "cached_tokens": u.cached_tokens,
                  "reasoning_tokens": u.reasoning_tokens, "exact": row.exact}
     filtered = {"filtered": turn.filtered} if session.policy.blocklist else {}  # with the content filter on
+    loop = session.toolloop
+    # With tools on: each call the model made, in order (the results themselves are the model's to read).
+    calls = {"tool_calls": [dict(step["_shown"]) for step in turn.steps if "_shown" in step]} \
+        if loop is not None and loop.box.enabled else {}
     return {
         "reply": None if turn.filtered else turn.reply,
         **filtered,
@@ -168,4 +173,5 @@ def as_record(session: Session, turn: Turn) -> dict:
         # "provider" (the server's own figure), "list", "estimate" (list prices over our count), or null
         "cost_source": row.source,
         "error": turn.error.message if turn.error is not None else None,
+        **calls,
     }

@@ -6,6 +6,7 @@ message, so the prompt appears at once and the first reply does not wait.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from contextlib import nullcontext
@@ -30,6 +31,24 @@ from chatcli.ui.views import (
     show_result,
     show_stats,
 )
+
+
+def terminal_approver():
+    """The approver that asks on the terminal (ui/approval.py's prompt): `[y]es / [n]o / [e]dit /
+    [a]lways`, with shell's exact command shown and editable. None while that prompt is not there,
+    so what asks is refused rather than run unasked."""
+    try:
+        from chatcli.ui.approval import ask_approval  # type: ignore[import-not-found]  # lazy: off the startup path
+    except ImportError:
+        return None
+    from chatcli.core.toolloop import shown_arguments  # lazy: off the startup path
+
+    def approve(call, tool, arguments):
+        command = arguments.get("command") if tool.name == "shell" else None
+        shows = command if isinstance(command, str) else shown_arguments(json.dumps(arguments, ensure_ascii=False))
+        return ask_approval(call, tool.name, arguments, shows=shows, editable=command if isinstance(command, str) else None)
+
+    return approve
 
 
 class Repl:
@@ -221,9 +240,11 @@ class Repl:
     def send(self, text: str | None) -> Turn | None:
         """Send text as a turn, or with None send the last message again (/retry)."""
         renderer = self.strategy.renderer(show_reasoning=self.session.show_reasoning)
+        loop = self.session.toolloop  # a tool call's question is asked with the reply's drawing paused
         try:
             with echo_off(self.keyboard) if self.keyboard else nullcontext(), renderer, \
-                    routed(lambda line: renderer.handle(LogLine(line))):
+                    routed(lambda line: renderer.handle(LogLine(line))), \
+                    loop.asking_with(renderer.paused) if loop is not None else nullcontext():
                 if text is None:
                     turn = self.session.retry(on_event=renderer.handle)
                 else:

@@ -9,6 +9,7 @@ from chatcli.base.parse import MAX_ID, whole_number
 from chatcli.commands.registry import Result, command
 from chatcli.core.export import write_export
 from chatcli.core.session import Session
+from chatcli.core.toolloop import schema_tokens, steps_tokens
 from chatcli.core.turn import ERROR, PENDING, SUMMARY_HEADING
 from chatcli.llm.tokens import margin, text_of
 
@@ -142,7 +143,7 @@ def tokens_command(session: Session, arg: str) -> Result:
     sent = in_context[plan.left_out :]
     history = None
     for turn in sent:
-        count = t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply)
+        count = sum(steps_tokens(t, model, turn), t.message(model, "user", turn.user) + t.message(model, "assistant", turn.reply))
         count = count + session.image_tokens(turn.images) if turn.images else count  # type: ignore[operator]
         history = count if history is None else history + count
     pictures = [image for turn in sent for image in turn.images]
@@ -150,6 +151,7 @@ def tokens_command(session: Session, arg: str) -> Result:
     waiting = session.image_tokens(session.images)
     files = t.message(model, "user", "\n\n".join(session.attached)) if session.attached else None
     summary = t.message(model, "system", SUMMARY_HEADING + session.summary) if session.summary else None
+    tools = schema_tokens(t, model, session.toolloop)  # the enabled tools' schemas, on a line of their own
     rows = [
         ["system prompt", str(system) if system else "0"],
         ["summary of earlier turns (/compact)", str(summary) if summary else "0"],
@@ -159,6 +161,7 @@ def tokens_command(session: Session, arg: str) -> Result:
          str(files) if files else "0"],
         [f"waiting: {len(session.images)} {'image' if len(session.images) == 1 else 'images'} (/image, /paste)",
          str(waiting) if waiting else "0"],
+        *([["tool schemas (each request)", str(tools)]] if tools is not None else []),
         ["left out to fit", f"{plan.left_out} {'turn' if plan.left_out == 1 else 'turns'}"],
         ["next request, before your message", str(plan.tokens)],  # what waits included
         ["kept free for the reply", f"{plan.reserve:,}"],

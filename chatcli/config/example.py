@@ -67,6 +67,11 @@ EXAMPLE_TABLES = """\
 # matches whole words only, a Chinese, Japanese, Thai or Korean word anywhere. block_words_file adds more.
 # block_words = ["example", "two words", "禁止"]
 
+# Tools the model may call, off unless named here, in a profile or with --tools: now (and the
+# built-in and MCP tools). Read-only tools run without asking; tool_ask makes some (or "all") ask.
+# tools = ["now"]
+# tool_ask = ["now"]
+
 # Spending caps, checked before each request; at 80% of a cap chatcli warns once.
 # [budget]
 # daily_usd = 2.00

@@ -69,6 +69,11 @@ class Config:
     block_words: tuple[str, ...] = ()  # the content filter: block_words and block_words_file's lines
     block_words_file: str | None = None
     show_filtered: bool = False
+    tools: tuple[str, ...] = ()  # tools on at start (--tools, or a profile's); off by default
+    tool_ask: tuple[str, ...] = ()  # read-only tools that ask all the same ("all": every one)
+    max_tool_rounds: int = 8
+    tool_timeout: float = 30.0
+    tool_result_tokens: int = 4000
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()  # said once at start: a file holding the key that others can read
     model_set: bool = True  # False: no layer named a model, so the server's own may be the default

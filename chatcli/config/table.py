@@ -141,6 +141,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("block_words_file", str, None, "A UTF-8 file of blocked words, one word or phrase a line (# comments), added to block_words: a reply holding one is withheld.", optional=True, example="~/.config/chatcli/blocked.txt"),
     Setting("show_filtered", bool, False, "Allow /show-filtered (and exports, recaps, /copy) to show a withheld reply's original."),
     Setting("image_max_mb", float, 20.0, "Largest image that /image, /paste and -i attach, in MB (OpenAI's limit is 20).", 0.001, 1000),
+    Setting("max_tool_rounds", int, 8, "Rounds of tool calls one reply may take (tools, --tools); past them chatcli stops and says so.", 1, 100),
+    Setting("tool_timeout", float, 30.0, "Longest a tool call may run, in seconds; then it is stopped and the model told.", 0.1, 3600),
+    Setting("tool_result_tokens", int, 4000, "Longest tool result sent to the model, in tokens (about 4 characters each); a longer one is cut, saying so.", 50, 1_000_000),
     Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
 )
@@ -229,6 +232,16 @@ def read_kinds(value: object, where: str) -> tuple[str, ...]:
             hint = f" Did you mean {near[0]!r}?" if near else ""
             raise ConfigError(f"{where}: unknown kind {kind!r}; known: {', '.join(KINDS)}.{hint}")
     return tuple(dict.fromkeys(value))
+
+
+def read_tool_names(value: object, where: str) -> tuple[str, ...]:
+    """tools = ["read_file", "grep", "files.*"] and tool_ask = [...] (or "all"): tool names, each once.
+    Which names exist is known only when the tools are made (an MCP server's once it has started)."""
+    if value == "all":
+        return ("all",)
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f'{where} must be a list of tool names, as in ["read_file", "grep"].')
+    return tuple(dict.fromkeys(v.strip() for v in value))
 
 
 def read_block_words_file(path_text: str) -> tuple[str, ...]:
@@ -338,6 +351,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             values["redact"] = read_kinds(value, f"'redact' in {where}")
         elif key == "block_words":  # with block_words_file's words, in whichever order the two come
             values["block_words"] = (*read_block_words(value, f"'block_words' in {where}"), *values.get("block_words", ()))
+        elif key in ("tools", "tool_ask"):
+            values[key] = read_tool_names(value, f"'{key}' in {where}")
         elif key in RENAMED:
             raise ConfigError(f"{where}: '{key}' is now {RENAMED[key]}.")
         elif (setting := SETTINGS_BY_KEY.get(key)) is None:

@@ -12,6 +12,7 @@ good one was. JSON carries control and invisible characters only as \\u escapes.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 import time
@@ -59,6 +60,7 @@ def session_record(session: Session) -> dict[str, Any]:
                     "error": turn.error.message if turn.error else None,
                     "first_token_ms": None if turn.first_token_s is None else round(turn.first_token_s * 1000),
                     "total_ms": None if turn.total_s is None else round(turn.total_s * 1000),
+                    **({"steps": steps_record(turn)} if turn.steps else {}),
                 }
             )
     return {
@@ -69,6 +71,33 @@ def session_record(session: Session) -> dict[str, Any]:
         "params": session.params,
         "messages": messages,
     }
+
+
+def steps_record(turn: Any) -> list[dict[str, Any]]:
+    """A turn's steps before its reply, as sent (the assistant's tool_calls, each call's result), the
+    tool messages with what the user was shown of them: name, arguments, status, seconds."""
+    return [{k: v for k, v in step.items() if k != "_shown"} | step.get("_shown", {}) for step in turn.steps]
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in the text, so the text cannot end it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def tool_lines(steps: list[dict[str, Any]]) -> list[str]:
+    """A markdown export's lines for the steps before a reply: what the model said before its calls,
+    a line per call, and its result fenced."""
+    lines: list[str] = []
+    for step in steps:
+        if step["role"] == "assistant":
+            lines += ["", step["content"]] if step.get("content") else []
+            continue
+        result = step.get("content") or ""
+        fence = _fence(result)
+        lines += ["", f"**Tool** `{_on_one_line(step['name'])}` {_on_one_line(step['arguments'])} "
+                      f"({step['status']}, {step['seconds']:.2f}s)", "", fence, result, fence]
+    return lines
 
 
 def image_record(image: Image) -> dict[str, Any]:
@@ -110,7 +139,7 @@ def to_markdown(session: Session) -> str:
     for message in record["messages"]:
         heading = "You" if message["role"] == "user" else "Assistant"
         content = WITHHELD if message.get("filtered") and message["content"] is None else message["content"]
-        lines += ["", f"## {heading}", "", content or "*(no reply)*"]
+        lines += ["", f"## {heading}", *tool_lines(message.get("steps", [])), "", content or "*(no reply)*"]
         for image in message.get("images", ()):
             lines += ["", image_note(image)]
         status = message.get("status")

@@ -218,6 +218,7 @@ class Journal:
             total_ms=_ms(turn.total_s),
             reasoning=turn.reasoning or None,
             filtered=turn.filtered,
+            steps=tuple(turn.steps),
         )
         self._write(lambda s: turn.ids.append(s.add_message(self.session_id, message)))
 

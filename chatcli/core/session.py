@@ -32,6 +32,7 @@ from chatcli.core.attachments import Attachments, wire_params
 from chatcli.core.budget import Budget
 from chatcli.core.conversation import Conversation, Policy, Shared
 from chatcli.core.journal import Journal, SessionState, make_title
+from chatcli.core.toolloop import ToolLoop, schema_tokens, steps_tokens
 from chatcli.core.turn import (
     COMPLETE,
     ERROR,
@@ -110,6 +111,7 @@ class Session(Attachments):
         self.no_images: set[str] = set()  # models that refused images this run: refused before sending
         self.model_chosen = model_chosen  # False: no model was configured, so the server's own is the default
         self._facts: ServerFacts | None = None
+        self.toolloop: ToolLoop | None = None  # tools on (app.py): a reply's calls run, and the model asked again
         # What the server read of the last request: (reported, our estimate, turns left out, context start).
         self._read_before: tuple[int, int, int, int] | None = None
 
@@ -179,7 +181,9 @@ class Session(Attachments):
             out.append({"role": "system", "content": SUMMARY_HEADING + self.summary})
         for turn in [t for t in self.context_turns if t.in_context][left_out:]:
             out.append({"role": "user", "content": self._content(turn.user, turn.images)})
-            out.append({"role": "assistant", "content": turn.reply})
+            out.extend(turn.sent_steps())  # the exchange's tool calls and results
+            if turn.reply or not turn.steps:
+                out.append({"role": "assistant", "content": turn.reply})
         if pending is not None:
             out.append({"role": "user", "content": self._content(pending, images or [])})
         return out
@@ -191,8 +195,9 @@ class Session(Attachments):
         context_length_exceeded comes before any text, so retrying loses nothing.
         """
         began = False
+        params = {**wire_params(turn.params), **(self.toolloop.params() if self.toolloop else {})}
         try:
-            for event in self.sender.stream(model=self.model, messages=messages, params=wire_params(turn.params)):
+            for event in self.sender.stream(model=self.model, messages=messages, params=params):
                 began = began or isinstance(event, (TextDelta, ReasoningDelta))
                 yield event
             return
@@ -213,10 +218,10 @@ class Session(Attachments):
             if left_out > sum(t.in_context for t in self.context_turns):
                 raise
         turn.left_out = left_out
-        messages = self.messages(turn.user, left_out=left_out, images=turn.images)
+        messages = self.messages(None if turn.steps else turn.user, left_out=left_out, images=turn.images)
         turn.sent = self.tokenizer.messages(self.model, messages)
         turn.estimated = self._raw_estimate(messages)
-        yield from self.sender.stream(model=self.model, messages=messages, params=wire_params(turn.params))
+        yield from self.sender.stream(model=self.model, messages=messages, params=params)
 
     def plan(self, pending: str = "", *, window: int | None = None, images: list[Image] | None = None) -> Fit:
         """How the conversation plus `pending` and its images fits the model's window, leaving room
@@ -232,8 +237,10 @@ class Session(Attachments):
             head.append(t.message(model, "system", self.system))
         if self.summary:
             head.append(t.message(model, "system", SUMMARY_HEADING + self.summary))
+        if (tools := schema_tokens(t, model, self.toolloop)) is not None:
+            head.append(tools)
         turns = [
-            self._user(turn.user, turn.images) + t.message(model, "assistant", turn.reply)
+            sum(steps_tokens(t, model, turn), self._user(turn.user, turn.images) + t.message(model, "assistant", turn.reply))
             for turn in self.context_turns
             if turn.in_context
         ]
@@ -334,9 +341,10 @@ class Session(Attachments):
             self.tokenizer.served_as(turn.asked, turn.model)
         if turn.usage is None or turn.sent is None:
             return
-        if self.carries_images(turn, turn.left_out):
+        if self.carries_images(turn, turn.left_out) or turn.steps:
             # Servers count images their own way (a llama.cpp projector's fixed count, Qwen-VL's
             # patches): what they report says nothing of how our text counts erred, nor of a cut.
+            # Nor does the usage of a turn's tool rounds: it is the sum of several requests.
             self._read_before = None
             return
 
@@ -393,6 +401,8 @@ class Session(Attachments):
         self.journal.user_message(self.state(), turn)  # saved before anything is sent
         try:
             stop = self._stream(turn, plan, messages, on_event or _unheard)
+            if stop is None and turn.calls and self.toolloop is not None:
+                stop = self.toolloop.follow(self, turn, plan, on_event or _unheard)
         finally:
             self._record(turn)
         if waited and turn.status == ERROR and not turn.reply:

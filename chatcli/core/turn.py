@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ChatError
-from chatcli.base.events import Event, Finish, ReasoningDelta, Served, TextDelta, Usage
+from chatcli.base.events import Event, Finish, ReasoningDelta, Served, TextDelta, ToolCall, Usage
 from chatcli.base.images import Image
 from chatcli.llm.tokens import Count
 
@@ -76,6 +76,15 @@ class Turn:
     estimated: int = 0  # our uncorrected estimate of what was sent, which the server's count corrects
     images: list[Image] = field(default_factory=list)  # sent with the user's message, after its text
     filtered: bool = False  # the reply holds a blocked word (config block_words): saved, never shown as it is
+    # Tool calling (core/toolloop.py): the calls the latest round of the reply ended with, still to run,
+    # and the exchange's steps so far, as wire messages (the assistant's tool_calls, one `tool` message
+    # per call with its `_shown` record: name, arguments, status, seconds), sent again with later turns.
+    calls: list[ToolCall] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def sent_steps(self) -> list[dict[str, Any]]:
+        """The steps as the API takes them: without what is kept for the user (`_shown`)."""
+        return [{k: v for k, v in step.items() if not k.startswith("_")} for step in self.steps]
 
     @property
     def partial(self) -> bool:
@@ -88,7 +97,7 @@ class Turn:
         A turn that failed before any text arrived is left out, so that sending
         the same message again does not repeat it in the conversation.
         """
-        return bool(self.reply)
+        return bool(self.reply or self.steps)
 
 
 KEPT = " (partial reply kept)"  # said of a turn that ended early with some reply
@@ -187,6 +196,8 @@ class ReplyIn:
             turn.usage = event
         elif isinstance(event, Finish):
             turn.finish_reason = event.reason
+        elif isinstance(event, ToolCall):
+            turn.calls.append(event)
         elif isinstance(event, Served) and event.model != turn.model:
             turn.asked, turn.model = turn.model, event.model
 

@@ -72,12 +72,20 @@ _UNRECOGNIZED = re.compile(r"Unrecognized request arguments? supplied: (\w+)")
 USAGE_ACCOUNTING = {"usage": {"include": True}}
 
 
+# A server or model that takes no tools, in its own words: llama.cpp without --jinja ("tools param
+# requires --jinja flag"), Ollama ("... does not support tools"), others ("tools is not supported").
+_NO_TOOLS = re.compile(r"\btools?\b[^.]{0,40}\b(not supported|requires|unsupported|not allowed)|does not support tools"
+                       r"|\btool (calling|use|calls?) (is )?not supported", re.IGNORECASE)
+
+
 def refused_parameter(error: Mapping[str, Any]) -> tuple[str, str] | None:
     """(parameter, code) when an OpenAI-style error body says the model refuses a parameter."""
     code, param = error.get("code"), error.get("param")
     if code in REFUSAL_CODES and isinstance(param, str):
         return param, code
     message = str(error.get("message") or "")
+    if _NO_TOOLS.search(message):
+        return "tools", "unsupported_parameter"
     found = _REFUSAL.search(message)
     if found is None and (unknown := _UNRECOGNIZED.search(message)):
         return unknown[1], "unsupported_parameter"
@@ -182,6 +190,9 @@ class Adapter:
             if refused in USAGE_ACCOUNTING:
                 said = (f"{model} refused usage (asked for its cost), so from now on it is left out of its requests "
                         "and its cost comes from list prices")
+        elif refused in ("tools", "tool_choice"):
+            caps = replace(caps, unsupported=caps.unsupported | {"tools", "tool_choice"})
+            said = f"{model} refused tools, so from now on its requests go without them (the tools are off for it)"
         elif refused == "reasoning_effort" and code == "unsupported_value" and caps.efforts:
             # One value refused (gpt-5-pro takes only high): the others may still be taken.
             value = sent["reasoning_effort"]

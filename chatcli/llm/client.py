@@ -29,6 +29,7 @@ from chatcli.base.events import (
     ReasoningDelta,
     Retrying,
     TextDelta,
+    ToolCall,
     Usage,
 )
 from chatcli.base.pii import hide_password
@@ -59,7 +60,7 @@ log = logging.getLogger("chatcli")
 PLACEHOLDER_KEY = "no-key"
 
 # What keeps a reply's read_timeout from running out: keep-alive comments do not.
-CONTENT = (TextDelta, ReasoningDelta, Finish, Usage)
+CONTENT = (TextDelta, ReasoningDelta, Finish, Usage, ToolCall)
 
 
 class _Expired(Exception):
@@ -196,7 +197,9 @@ class ChatClient:
         if not log.isEnabledFor(logging.INFO):
             return self._stream(model, messages, body)
         size = len(json.dumps(messages, ensure_ascii=False).encode())
-        settings = "".join(f", {k} {v}" for k, v in body.items() if k != "response_format")
+        settings = "".join(f", {k} {v}" for k, v in body.items() if k not in ("response_format", "tools"))
+        if body.get("tools"):  # the schemas are too much for one log line: their names
+            settings += f", tools {', '.join(t['function']['name'] for t in body['tools'])}"
         if isinstance(body.get("response_format"), dict):  # a whole schema is too much for one log line
             settings += f", response_format {body['response_format'].get('type')}"
         c = self.config
@@ -277,7 +280,8 @@ class ChatClient:
                         yield limits
                 try:
                     if "event-stream" in kind:
-                        for event in parse_sse(deadline.lines(response.iter_lines()), secret=self.config.api_key):
+                        for event in parse_sse(deadline.lines(response.iter_lines()), secret=self.config.api_key,
+                                               heard=deadline.content):
                             if isinstance(event, CONTENT):
                                 texted = texted or isinstance(event, (TextDelta, ReasoningDelta))  # not a role-only chunk
                                 deadline.content(finish=isinstance(event, Finish))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
 
 from chatcli.base.errors import ChatError, ContextLengthError, one_line
-from chatcli.base.events import Event, Finish, ReasoningDelta, Served, TextDelta, Usage
+from chatcli.base.events import Event, Finish, ReasoningDelta, Served, TextDelta, ToolCall, Usage
 from chatcli.base.pii import redact_secrets
 from chatcli.llm.overflow import context_overflow
 
@@ -31,7 +32,51 @@ SSE_FIELDS = ("data", "event", "id", "retry")
 JSON_BODY_LIMIT = 1 << 20
 
 
-def parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Event]:
+@dataclass(frozen=True, slots=True)
+class CallPiece:
+    """One streamed tool_calls delta: the call at `index` begun (its id and name), or its arguments
+    continued. Never leaves this module: `assembled` joins the pieces into ToolCall events."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+def assembled(events: Iterable[Event | CallPiece], heard: Callable[[], None] | None = None) -> Iterator[Event]:
+    """The events, with the streamed tool_calls deltas joined into one ToolCall per call (by index,
+    parallel calls interleaved or not), said just before the Finish, or at the end without one.
+    `heard` is told of each piece: arguments streaming for a while are content, not a silence."""
+    calls: dict[int, list] = {}  # index -> [id, name, argument pieces]
+    for event in events:
+        if type(event) is CallPiece:
+            if heard is not None:
+                heard()
+            call = calls.setdefault(event.index, [None, None, []])
+            call[0] = call[0] or event.id
+            call[1] = call[1] or event.name
+            call[2].append(event.arguments)
+            continue
+        if type(event) is Finish and calls:
+            yield from _calls(calls)
+        yield event  # type: ignore[misc]
+    yield from _calls(calls)
+
+
+def _calls(calls: dict[int, list]) -> Iterator[ToolCall]:
+    for index in sorted(calls):
+        id_, name, pieces = calls[index]
+        yield ToolCall(id_ or f"call_{index}", name or "", "".join(pieces))
+    calls.clear()
+
+
+def parse_sse(lines: Iterable[str], *, secret: str | None = None,
+              heard: Callable[[], None] | None = None) -> Iterator[Event]:
+    """The events of a chat-completions stream's SSE lines, tool calls assembled (`assembled`)."""
+    return assembled(_parse_sse(lines, secret=secret), heard)
+
+
+def _parse_sse(lines: Iterable[str], *, secret: str | None = None) -> Iterator[Event]:
     """Turn the SSE lines of a chat-completions stream into events.
 
     Data lines are gathered until a blank line, as the SSE format says, so a
@@ -116,7 +161,7 @@ def completion_events(body: str, secret: str | None) -> list[Event]:
         raise NotAChatStream(describe(body, secret)) from None
     if not isinstance(chunk, dict) or not CHAT_KEYS & chunk.keys():
         raise NotAChatStream("JSON that is not a chat completion")
-    return chunk_events(body, secret)
+    return list(assembled(chunk_events(body, secret)))
 
 
 def describe(head: str, secret: str | None = None) -> str:
@@ -184,6 +229,8 @@ def _events_of(chunk: dict) -> Iterator[Event]:
         content = delta.get("content")
         if content:
             yield TextDelta(_text(content))
+        for piece in delta.get("tool_calls") or ():
+            yield _piece(piece)
         if choice.get("finish_reason"):
             yield Finish(_text(choice["finish_reason"]))
     usage = chunk.get("usage")
@@ -196,6 +243,20 @@ def _events_of(chunk: dict) -> Iterator[Event]:
             reasoning_tokens=int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0),
             cost=provider_cost(usage),
         )
+
+
+def _piece(delta: dict) -> CallPiece:
+    """A tool_calls entry: a delta's (index, id and name first, then argument fragments) or a whole
+    completion's (no index; all of it at once)."""
+    function = delta.get("function") or {}
+    index = delta.get("index", 0)
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise TypeError(index)
+    arguments = function.get("arguments")
+    if isinstance(arguments, (dict, list)):  # a server that sends the arguments parsed
+        arguments = json.dumps(arguments, ensure_ascii=False)
+    return CallPiece(index, _text(delta["id"]) if delta.get("id") else None,
+                     _text(function["name"]) if function.get("name") else None, _text(arguments or ""))
 
 
 def provider_cost(usage: dict) -> float | None:

@@ -79,6 +79,7 @@ class StoredMessage:
     images: tuple[Image, ...] = ()  # a user message: the images sent with it, in order
     missing_images: tuple[str, ...] = ()  # read back: the names of its images whose bytes are no longer stored
     filtered: bool = False  # a reply that held a blocked word: shown withheld
+    steps: tuple[dict[str, Any], ...] = ()  # a reply: its tool calls and results, as sent (core/toolloop.py)
 
 
 @dataclass(frozen=True)
@@ -236,8 +237,9 @@ class Store:
             cursor = db.execute(
                 """INSERT INTO messages (session_id, role, content, status, finish_reason, model, params,
                        prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
-                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact, reasoning, filtered)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact, reasoning, filtered,
+                       steps)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     session_id, message.role, message.content, message.status, message.finish_reason,
                     message.model, json.dumps(message.params) if message.params else None,
@@ -246,6 +248,7 @@ class Store:
                     message.error, message.first_token_ms, message.total_ms, message.created_at,
                     message.sent_tokens, None if message.sent_tokens is None else int(message.sent_exact),
                     message.reasoning, int(message.filtered),
+                    json.dumps(list(message.steps), ensure_ascii=False) if message.steps else None,
                 ),
             )
             message_id = int(cursor.lastrowid)
@@ -390,7 +393,7 @@ class Store:
         rows = self.db.execute(
             """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
                       completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
-                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning, filtered
+                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning, filtered, steps
                FROM messages WHERE session_id = ? ORDER BY id""",
             (session_id,),
         ).fetchall()
@@ -409,7 +412,7 @@ class Store:
                     model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
                     first_token_ms=r[14], total_ms=r[15], sent_tokens=r[16], sent_exact=bool(r[17]),
                     reasoning=r[18], filtered=bool(r[19]), images=tuple(found.get(r[0], ())),
-                    missing_images=tuple(missing.get(r[0], ())),
+                    missing_images=tuple(missing.get(r[0], ())), steps=tuple(_steps(r[20])),
                 )
             )
         return out
@@ -502,3 +505,12 @@ def describe(exc: BaseException, path: Path, kind: str | None = None) -> str:
 
 def is_store_error(exc: BaseException) -> bool:
     return isinstance(exc, (sqlite3.Error, StoreError))
+
+
+def _steps(text: str | None) -> list[dict[str, Any]]:
+    """A reply's saved tool steps; a column that does not hold a list of objects reads as none."""
+    try:
+        steps = json.loads(text) if text else []
+    except (json.JSONDecodeError, RecursionError):
+        return []
+    return [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []

@@ -232,6 +232,13 @@ def _m12_filtered(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN filtered INTEGER NOT NULL DEFAULT 0")
 
 
+def _m13_tool_steps(db: sqlite3.Connection) -> None:
+    # A reply's tool calls and their results (issue 17), as the JSON list of wire messages the turn
+    # sent between the user's message and the reply. A column of the reply's row, not rows of their
+    # own: they are sent, resumed, exported and dropped (/undo) only ever with that reply, whole.
+    db.execute("ALTER TABLE messages ADD COLUMN steps TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -245,6 +252,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m10_images,
     _m11_ledger_details,
     _m12_filtered,
+    _m13_tool_steps,
 ]
 
 

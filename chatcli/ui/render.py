@@ -14,11 +14,11 @@ Everything else chatcli draws (results, notices, the stats line) is in views.py.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Iterator, TextIO
 
 from chatcli.base.blocks import BlockSplitter, LineBuffer
-from chatcli.base.events import NOTICES, Event, Held, LogLine, ReasoningDelta, TextDelta, Withheld
+from chatcli.base.events import NOTICES, Event, Held, LogLine, ReasoningDelta, TextDelta, ToolShown, Withheld
 from chatcli.base.text import ControlFilter
 from chatcli.core.turn import STALL_S
 from chatcli.ui.fallback import PlainBlock, long_line, too_big, unfinished_too_big
@@ -62,6 +62,11 @@ class Renderer:
     def _start(self) -> None:
         pass
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Nothing drawn meanwhile: a question is asked on the terminal (a tool call's approval)."""
+        yield
+
     def _draw(self, text: str) -> None:
         raise NotImplementedError
 
@@ -95,12 +100,18 @@ class PlainRenderer(Renderer):
         """The terminal to write on, with the stall notice erased."""
         return self._stall.clear() if self._stall is not None else nullcontext()
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The stall notice erased, and held off, while a question is asked on the terminal."""
+        with self._quiet():
+            yield
+
     def handle(self, event: Event) -> None:
         if isinstance(event, (TextDelta, ReasoningDelta, Held)) and self._stall is not None:
             self._stall.token()
         if isinstance(event, (*NOTICES, Withheld)):
             if self._notices is not None:
-                line = str(event) if isinstance(event, LogLine) else f"chatcli: {event}."
+                line = str(event) if isinstance(event, (LogLine, ToolShown)) else f"chatcli: {event}."
                 if isinstance(event, Withheld):  # in the reply's place: on the terminal, or stderr beside a pipe
                     line = str(event) if self._notices is self._out else f"chatcli: {event}"
                 with self._quiet():
@@ -185,7 +196,7 @@ class MarkdownRenderer(Renderer):
         elif isinstance(event, (*NOTICES, Withheld)):
             from rich.text import Text  # lazy: keeps rich off the startup path
 
-            self._print(Text(str(event), style="dim" if isinstance(event, LogLine) else "yellow"))
+            self._print(Text(str(event), style="dim" if isinstance(event, (LogLine, ToolShown)) else "yellow"))
             return
         super().handle(event)
 
@@ -236,6 +247,23 @@ class MarkdownRenderer(Renderer):
             vertical_overflow="crop",
         )
         self._live.start()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The live region erased and stopped while a question is asked on the terminal, then drawn again."""
+        live = self._live
+        if live is None or not live.is_started:
+            yield
+            return
+        self.printing = True
+        try:
+            live.stop()
+        finally:
+            self.printing = False
+        try:
+            yield
+        finally:
+            self._start()
 
     def _draw(self, text: str) -> None:
         splitter = self._splitter

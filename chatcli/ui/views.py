@@ -107,6 +107,12 @@ def show_recap(console: Console, session: Session, *, last: int = 20) -> None:
         if turn.status == PENDING:
             console.print(Text("  (no reply)", style="dim italic"))
             continue
+        for step in turn.steps:  # the exchange's tool calls: a line each, as they were shown when made
+            if "_shown" in step:
+                call = step["_shown"]
+                mark = "✓" if call["status"] == "ok" else "✗"
+                console.print(Text(f"  {mark} {_one_line(call['name'] + ' ' + call['arguments'], 100)} "
+                                   f"({call['status']})", style="dim"))
         reply = Text("  " + _one_line(visible_reply(turn, session.policy), 200), style="dim")
         if turn.partial:
             reply.append(f" [{turn.status}]", style="yellow")

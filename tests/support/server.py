@@ -99,10 +99,25 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     ping_every: float | None = None
     hold_open: float = 0.0
+    # Tool calls the reply ends with, as (name, arguments): a dict is sent as its JSON, a string as it is
+    # (malformed JSON on purpose). Streamed as OpenAI streams them: the first delta of each with its
+    # index, id, type and name and arguments "", then the arguments in `args_chunk`-character pieces,
+    # parallel calls interleaved (with `interleave`); finish_reason "tool_calls".
+    tool_calls: tuple[tuple[str, Any], ...] = ()
+    args_chunk: int = 7
+    interleave: bool = True
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
+        if self.tool_calls and self.finish_reason == "stop":
+            object.__setattr__(self, "finish_reason", "tool_calls")
+
+    def calls(self, first_id: str = "call_") -> list[dict[str, Any]]:
+        """The tool calls as a whole completion's message has them."""
+        return [{"id": f"{first_id}{k}", "type": "function",
+                 "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+                for k, (name, args) in enumerate(self.tool_calls)]
 
 
 @dataclass(frozen=True)
@@ -249,6 +264,20 @@ def _within(reply: Reply, request: dict[str, Any], verdict: Verdict) -> Reply:
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         reply = replace(reply, usage=usage)
     return reply
+
+
+def _call_deltas(reply: Reply, prefix: str) -> list[dict[str, Any]]:
+    """The tool_calls deltas of a reply, in the order OpenAI sends them (or interleaved)."""
+    per_call = []
+    for k, call in enumerate(reply.calls(prefix)):
+        first = {"index": k, "id": call["id"], "type": "function",
+                 "function": {"name": call["function"]["name"], "arguments": ""}}
+        rest = [{"index": k, "function": {"arguments": piece}}
+                for piece in _pieces(call["function"]["arguments"], reply.args_chunk)]
+        per_call.append([first, *rest])
+    if not reply.interleave:
+        return [d for deltas in per_call for d in deltas]
+    return [d for step in itertools.zip_longest(*per_call) for d in step if d is not None]
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -449,7 +478,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = _error_body(reply.error_message, "server_error", None)
             self._send(500, json.dumps(body).encode(), "application/json", reply.headers)
             return
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
+        if reply.tool_calls:
+            message["tool_calls"] = reply.calls(f"call_{self.server.chat._new_id()[-6:]}_")
         if reply.reasoning is not None:
             message["reasoning_content"] = reply.reasoning
         completion: dict[str, Any] = {
@@ -506,6 +537,9 @@ class _Handler(BaseHTTPRequestHandler):
             first = False
             self._event(chunk({"content": pieces[k]}))
 
+        for delta in _call_deltas(reply, f"call_{cid[-6:]}_"):
+            self._sleep(reply.delay)
+            self._event(chunk({"tool_calls": [delta]}))
         if reply.finish_reason is not None:
             self._event(chunk({}, reply.finish_reason))
         if include_usage and reply.usage is not False:
@@ -751,6 +785,11 @@ class ChatServer:
         """A snapshot of every request received, in arrival order."""
         with self._lock:
             return list(self._requests)
+
+    def tool_messages(self, request: int = -1) -> list[dict[str, Any]]:
+        """The `tool` messages (the results of tool calls) one chat request sent, the last by default."""
+        body = self.chat_requests[request].body
+        return [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "tool"]
 
     @property
     def chat_requests(self) -> list[Recorded]:
