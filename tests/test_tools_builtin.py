@@ -33,7 +33,7 @@ from chatcli.base.files import FILE_LIMIT
 from chatcli.config.settings import load_config
 from chatcli.tools import fetch
 from chatcli.tools.base import ToolFailed
-from chatcli.tools.builtin import builtin_tools
+from chatcli.tools.builtin import NAMED_ONLY, builtin_tools
 from chatcli.tools.fetch import FetchUrl, html_to_text
 from chatcli.tools.files import MAX_MATCHES, file_tools
 from chatcli.tools.shell import Shell
@@ -112,6 +112,18 @@ def test_grep_finds_nothing_through_links_out(tools: dict) -> None:
     assert found == "No match in 3 files."  # main.py, notes.md, inside_link.py (followed: it stays inside)
     assert "outside" in refused(tools["grep"], pattern="SECRET", path="out")
     assert "outside" in refused(tools["grep"], pattern="SECRET", path="../secret.txt")
+
+
+def test_every_builtin_tool_has_a_one_line_description_and_an_object_schema() -> None:
+    import jsonschema
+
+    tools = builtin_tools()
+    assert sorted(tools) == ["fetch_url", "grep", "list_dir", "read_file", "shell"] and NAMED_ONLY == {"shell"}
+    for name, tool in tools.items():
+        assert tool.name == name and tool.description and "\n" not in tool.description
+        jsonschema.Draft202012Validator.check_schema(tool.parameters)
+        assert tool.parameters["type"] == "object" and re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name)
+        assert tool.asks is (name == "shell")
 
 
 def test_the_default_root_is_the_working_directory(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,9 +244,11 @@ PAGE = """<!doctype html><html><head><title>The  page</title><style>body { color
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
     methods: list[str] = []
+    paths: list[str] = []
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.methods.append(self.command)
+        self.paths.append(self.path)
         status, headers, body = self.routes.get(self.path, (404, {"Content-Type": "text/plain"}, b"not here"))
         self.send_response(status)
         for name, value in headers.items():
@@ -260,12 +274,15 @@ def _web() -> Iterator[str]:
 @pytest.fixture
 def web(_web: str) -> str:
     """A local HTTP server's base URL, with the routes below and no requests recorded yet."""
-    _Handler.methods = []
+    _Handler.methods, _Handler.paths = [], []
     _Handler.routes = {
         "/page": (200, {"Content-Type": "text/html; charset=utf-8"}, PAGE.encode()),
         "/plain": (200, {"Content-Type": "text/plain; charset=latin-1"}, "café\n".encode("latin-1")),
         "/big": (200, {"Content-Type": "text/plain"}, b"x" * 5000),
         "/image": (200, {"Content-Type": "image/png"}, b"\x89PNG\r\n\x1a\n"),
+        "/odd-charset": (200, {"Content-Type": "text/plain; charset=no-such-charset"}, "naïve".encode()),
+        "/gzip": (200, {"Content-Type": "text/plain", "Content-Encoding": "gzip"}, b"\x1f\x8b\x08\x00"),
+        "/caf%C3%A9?q=%C3%A9t%C3%A9": (200, {"Content-Type": "text/plain"}, b"accents arrive encoded"),
         "/hop": (302, {"Location": "/page"}, b""),
         "/loop": (302, {"Location": "/loop"}, b""),
         "/to-metadata": (301, {"Location": "http://169.254.169.254/latest/meta-data/"}, b""),
@@ -289,6 +306,12 @@ def test_fetch_reads_other_text_in_its_charset_and_refuses_binary(web: str) -> N
     assert refused(FetchUrl(allow_private=True), url=f"{web}/image") == \
         f"{web}/image is image/png, not text; fetch_url reads only text."
     assert refused(FetchUrl(allow_private=True), url=f"{web}/missing") == f"{web}/missing answered 404 Not Found."
+    assert run(FetchUrl(allow_private=True), url=f"{web}/odd-charset").endswith("\nnaïve")
+    assert "came compressed (gzip)" in refused(FetchUrl(allow_private=True), url=f"{web}/gzip")
+    assert run(FetchUrl(allow_private=True), url=f"{web}/café?q=été").endswith("\naccents arrive encoded")
+    # no header can be smuggled in: the line break is dropped, the space percent-encoded, one path asked for
+    assert refused(FetchUrl(allow_private=True), url=f"{web}/a b\r\nX-Injected: 1").endswith("answered 404 Not Found.")
+    assert _Handler.paths[-1] == "/a%20bX-Injected:%201"
 
 
 @pytest.mark.server
@@ -404,7 +427,7 @@ def test_shell_returns_output_and_exit_code(tmp_path: Path) -> None:
     assert run(shell, command="echo out; echo err >&2; exit 3") == "out\nerr\n[exit code 3]"
     assert run(shell, command="pwd") == f"{tmp_path}\n[exit code 0]"
     assert run(shell, command="true") == "[no output; exit code 0]"
-    assert Shell.asks is True
+    assert Shell.asks is True and Shell.edits == "command"
 
 
 @pytest.mark.server
@@ -510,3 +533,39 @@ def test_a_non_shell_tool_shows_its_arguments_and_always_means_these_arguments()
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", _screen("a", 'path="a.txt"', editable=False))
     assert 'path="a.txt"' in screen and "[y]es / [n]o / [a]lways this tool with these arguments for the session?" in screen
     assert "[e]dit" not in screen
+
+
+@pytest.fixture
+def tls_web() -> Iterator[tuple[str, object]]:
+    """The same routes over HTTPS, with a certificate for localhost from a CA of the test's own."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    _Handler.methods, _Handler.paths = [], []
+    _Handler.routes = {"/page": (200, {"Content-Type": "text/html"}, PAGE.encode())}
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server.server_address[1], ca
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.server
+def test_https_checks_the_certificate_against_the_name_in_the_url(tls_web) -> None:
+    import ssl
+
+    port, ca = tls_web
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    text = run(FetchUrl(allow_private=True, context=trusting), url=f"https://localhost:{port}/page")
+    assert text.startswith(f"[https://localhost:{port}/page, text/html]") and "Hello" in text
+    said = refused(FetchUrl(allow_private=True, context=trusting), url=f"https://127.0.0.1:{port}/page")
+    assert said.startswith(f"Could not fetch https://127.0.0.1:{port}/page (") and "certificate" in said
+    said = refused(FetchUrl(allow_private=True), url=f"https://localhost:{port}/page")  # the system's authorities
+    assert "certificate verify failed" in said

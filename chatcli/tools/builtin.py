@@ -13,6 +13,9 @@ from chatcli.tools.fetch import FetchUrl
 from chatcli.tools.files import file_tools
 from chatcli.tools.shell import Shell
 
+# On only when named: never by tools = "all" or a wildcard, since they run what the model writes.
+NAMED_ONLY = frozenset({"shell"})
+
 
 def builtin_tools(*, roots: list[str] | tuple[str, ...] = (), allow_private: bool = False,
                   fetch_max_kb: int = 1024, timeout: float | None = None) -> dict[str, Any]:

@@ -18,10 +18,11 @@ import ipaddress
 import re
 import socket
 import ssl
+import string
 import threading
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from chatcli.tools.base import ToolFailed
 
@@ -101,14 +102,14 @@ class FetchUrl:
         kind = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
         connection = kind(host, port, address=address, check=self._check, url=url, timeout=self.timeout,
                           context=self.context)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=string.punctuation)
         try:
             connection.request("GET", target, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
             return connection.getresponse(), connection
         except ToolFailed:
             connection.close()
             raise
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, UnicodeError) as exc:
             connection.close()
             raise ToolFailed(f"Could not fetch {url} ({_why(exc)}).") from None
 
@@ -136,6 +137,9 @@ class FetchUrl:
         kind = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
         if kind and not (kind.startswith("text/") or kind in TEXT_TYPES or kind.endswith(("+json", "+xml"))):
             raise ToolFailed(f"{url} is {kind}, not text; fetch_url reads only text.")
+        encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":  # asked for identity; unpacking would need a cap of its own (a zip bomb)
+            raise ToolFailed(f"{url} came compressed ({encoding}) although fetch_url asked for it plain; not read.")
         chunks, size = [], 0
         try:
             while size <= self.max_bytes and not stop.is_set():
@@ -151,7 +155,10 @@ class FetchUrl:
         data = data[:self.max_bytes]
         if not kind and b"\x00" in data[:4096]:
             raise ToolFailed(f"{url} is binary, not text; fetch_url reads only text.")
-        text = data.decode(response.headers.get_content_charset() or "utf-8", errors="replace")
+        try:
+            text = data.decode(response.headers.get_content_charset() or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know
+            text = data.decode("utf-8", errors="replace")
         if kind in ("text/html", "application/xhtml+xml"):
             text = html_to_text(text)
         notes = [f"[{url}, {kind or 'no content type'}"]

@@ -37,6 +37,7 @@ class Shell:
         "additionalProperties": False,
     }
     asks = True
+    edits = "command"  # the argument the approval prompt's [e]dit changes (ui/approval.py's `editable`)
 
     def __init__(self, *, cwd: str | None = None, timeout: float | None = None, max_output: int = MAX_OUTPUT,
                  hide_env: tuple[str, ...] = ()) -> None:
