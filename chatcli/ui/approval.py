@@ -26,6 +26,8 @@ from prompt_toolkit.shortcuts import print_formatted_text
 
 from chatcli.base.approval import Approval
 from chatcli.base.events import ToolCall
+from chatcli.base.pii import hide_known
+from chatcli.base.secrets import known_secrets
 from chatcli.base.text import strip_controls, visible
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -33,8 +35,9 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def exactly(text: str) -> str:
     """Text as it is, made safe to show: controls spelled out (<U+001B>), not removed, so what
-    the user approves is what runs; then the terminal gate, which spells out invisible characters."""
-    return strip_controls(_CONTROL.sub(lambda m: visible(m[0]), text))
+    the user approves is what runs; then the terminal gate, which spells out invisible characters.
+    A configured secret (the API key) is shown as ***, as everywhere: never printed."""
+    return strip_controls(hide_known(_CONTROL.sub(lambda m: visible(m[0]), text), known_secrets()))
 
 
 def ask_approval(call: ToolCall, tool_name: str, arguments: dict[str, Any], *, shows: str, editable: str | None,
