@@ -32,7 +32,7 @@ def test_every_flag_is_in_the_readme() -> None:
 
 def test_every_config_key_is_in_the_readme_table() -> None:
     documented = {cell.strip("`") for cell in table_cells("| key | default | meaning |")}
-    keys = {s.key for s in SETTINGS} | {"redact", "headers", "block_words", "tools", "tool_ask"}
+    keys = {s.key for s in SETTINGS} | {"redact", "headers", "block_words", "tools", "tool_ask", "tool_roots"}
     assert keys - documented == set(), f"config keys not in README.md's table: {sorted(keys - documented)}"
     assert documented - keys == set(), f"README.md documents keys that do not exist: {sorted(documented - keys)}"
 

@@ -383,7 +383,7 @@ def test_tools_are_off_by_default_and_an_unknown_name_is_said(srv, run_chatcli):
     run_chatcli("hello")
     assert "tools" not in srv.chat_requests[-1].body
     result = run_chatcli("--tools", "now,nosuch", "hello")
-    assert "There is no tool named 'nosuch', so it stays off; known: now." in result.stderr
+    assert "There is no tool named 'nosuch', so it stays off; known: now, read_file, list_dir, grep, fetch_url, shell." in result.stderr
     assert [t["function"]["name"] for t in srv.chat_requests[-1].body["tools"]] == ["now"]
 
 

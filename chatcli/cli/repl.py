@@ -35,13 +35,9 @@ from chatcli.ui.views import (
 
 def terminal_approver():
     """The approver that asks on the terminal (ui/approval.py's prompt): `[y]es / [n]o / [e]dit /
-    [a]lways`, with shell's exact command shown and editable. None while that prompt is not there,
-    so what asks is refused rather than run unasked."""
-    try:
-        from chatcli.ui.approval import ask_approval  # type: ignore[import-not-found]  # lazy: off the startup path
-    except ImportError:
-        return None
+    [a]lways`, with shell's exact command shown and editable."""
     from chatcli.core.toolloop import shown_arguments  # lazy: off the startup path
+    from chatcli.ui.approval import ask_approval  # lazy: off the startup path
 
     def approve(call, tool, arguments):
         command = arguments.get("command") if tool.name == "shell" else None

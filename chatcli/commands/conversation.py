@@ -9,7 +9,7 @@ from typing import Callable
 
 from chatcli.base.blocks import code_blocks
 from chatcli.base.events import Event
-from chatcli.base.images import sniff
+from chatcli.base.files import NOT_REGULAR, NOT_TEXT, TOO_BIG, FileRefused, read_text_file
 from chatcli.base.parse import whole_number
 from chatcli.base.text import OSC52_LIMIT, osc52_payload
 from chatcli.commands.registry import UNSET, Result, _shown, command
@@ -52,9 +52,6 @@ def system_command(session: Session, arg: str) -> Result:
     return Result(f"System prompt set{said}; the history is kept.")
 
 
-FILE_LIMIT = 8_000_000  # bytes: about 2M tokens, past every model's window; checked before reading
-
-
 @command("file", args="PATH [PATH...]", help="Attach text files: their names and contents go with your next message.")
 def file_command(session: Session, arg: str) -> Result:
     """/file PATH [PATH...] attaches text files: each goes with your next message, under its
@@ -71,24 +68,11 @@ def file_command(session: Session, arg: str) -> Result:
     pieces = []
     for name in paths:
         try:
-            path = Path(name).expanduser()
-            if path.exists() and not path.is_file():  # a directory, a device (/dev/zero never ends), a pipe
-                return Result(f"{name} is not a regular file; nothing was attached.", error=True)
-            if path.exists() and path.stat().st_size > FILE_LIMIT:
-                return Result(f"{name} is {path.stat().st_size / 1e6:.0f} MB, more than any context window holds; "
-                              "nothing was attached.", error=True)
-            data = path.read_bytes()
-        except (OSError, RuntimeError, ValueError) as exc:
-            return Result(f"Could not read {name} ({getattr(exc, 'strerror', None) or exc}); nothing was attached.", error=True)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        if (text is None or "\x00" in text) and sniff(data[:16]):
-            return Result(f"{name} is an image, not a text file; attach it with /image (or -i); nothing was attached.",
-                          error=True)
-        if text is None or "\x00" in text:
-            return Result(f"{name} is not a text file (it is binary or not UTF-8); nothing was attached.", error=True)
+            text = read_text_file(str(Path(name).expanduser()))
+        except RuntimeError as exc:  # ~nosuchuser
+            return Result(f"Could not read {name} ({exc}); nothing was attached.", error=True)
+        except FileRefused as refused:
+            return Result(f"{_refusal(name, refused)}; nothing was attached.", error=True)
         fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
         pieces.append(AttachedFile(f"File {name}:\n{fence}\n{text.rstrip()}\n{fence}", name=name))
     plan = session.plan("\n\n".join(pieces))  # with what already waits
@@ -102,6 +86,19 @@ def file_command(session: Session, arg: str) -> Result:
     count = session.tokenizer.message(session.model, "user", "\n\n".join(pieces))
     return Result(f"Attached {', '.join(paths)} ({count} tokens); {'it goes' if len(paths) == 1 else 'they go'} "
                   "with your next message.")
+
+
+def _refusal(name: str, refused: FileRefused) -> str:
+    """Why /file did not attach a file, as the start of a sentence."""
+    if refused.why == NOT_REGULAR:  # a directory, a device (/dev/zero never ends), a pipe
+        return f"{name} is not a regular file"
+    if refused.why == TOO_BIG:
+        return f"{name} is {refused.size / 1e6:.0f} MB, more than any context window holds"
+    if refused.why == NOT_TEXT and refused.image:
+        return f"{name} is an image, not a text file; attach it with /image (or -i)"
+    if refused.why == NOT_TEXT:
+        return f"{name} is not a text file (it is binary or not UTF-8)"
+    return f"Could not read {name} ({refused.reason})"
 
 
 @command("edit", args="[text]", help="Write a message in $EDITOR (Ctrl-X Ctrl-E does it for what is typed); it comes back to the prompt.")

@@ -72,6 +72,10 @@ EXAMPLE_TABLES = """\
 # tools = ["now"]
 # tool_ask = ["now"]
 
+# The directories the read_file, list_dir and grep tools may read under (symlinks are followed
+# before checking, so none leads out). Unset, the working directory chatcli starts in.
+# tool_roots = [".", "~/notes"]
+
 # Spending caps, checked before each request; at 80% of a cap chatcli warns once.
 # [budget]
 # daily_usd = 2.00

@@ -74,6 +74,9 @@ class Config:
     max_tool_rounds: int = 8
     tool_timeout: float = 30.0
     tool_result_tokens: int = 4000
+    tool_roots: tuple[str, ...] = ()  # where the file tools may read; empty: the working directory
+    fetch_allow_private: bool = False
+    fetch_max_kb: int = 1024
     config_path: Path | None = None
     warnings: tuple[str, ...] = ()  # said once at start: a file holding the key that others can read
     model_set: bool = True  # False: no layer named a model, so the server's own may be the default
@@ -106,8 +109,9 @@ def default_config_path(env: Env) -> Path:
 # Nor say which variable holds the key, nor which proxy and authorities to trust: each would let
 # a repository send a secret, or the key, where it likes.
 # Nor turn the content filter's words off or its withheld replies on.
+# Nor let the model's fetch_url reach this machine's own network.
 UNTRUSTED_IN_DOTENV = ("CHATCLI_API_KEY_CMD", "CHATCLI_CONFIG", "CHATCLI_API_KEY_ENV", "CHATCLI_PROXY", "CHATCLI_CA_BUNDLE",
-                       "CHATCLI_BLOCK_WORDS_FILE", "CHATCLI_SHOW_FILTERED")
+                       "CHATCLI_BLOCK_WORDS_FILE", "CHATCLI_SHOW_FILTERED", "CHATCLI_FETCH_ALLOW_PRIVATE")
 
 
 def read_dotenv(env: Env) -> dict[str, str]:

@@ -146,6 +146,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tool_result_tokens", int, 4000, "Longest tool result sent to the model, in tokens (about 4 characters each); a longer one is cut, saying so.", 50, 1_000_000),
     Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
+    Setting("fetch_allow_private", bool, False, "Let the fetch_url tool reach loopback, private and link-local addresses (your LAN, localhost, a cloud's metadata service); not settable from a project's .env."),
+    Setting("fetch_max_kb", int, 1024, "Most the fetch_url tool reads of a page, in KB; the rest is cut, and the model is told.", 1, 100_000),
 )
 
 
@@ -264,6 +266,14 @@ def read_block_words_file(path_text: str) -> tuple[str, ...]:
                           "permissions.") from None
 
 
+def read_tool_roots(value: object, where: str) -> tuple[str, ...]:
+    """Config's tool_roots = ["~/notes", "."]: the directories the file tools may read under;
+    relative ones start at the directory chatcli runs in, as the default (the working directory) does."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() and "\x00" not in v for v in value):
+        raise ConfigError(f'{where} must be a list of directories, as in tool_roots = [".", "~/notes"].')
+    return tuple(dict.fromkeys(value))
+
+
 def read_block_words(value: object, where: str) -> tuple[str, ...]:
     """Config's block_words = ["...", ...]: the content filter's words or phrases, each once."""
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -349,6 +359,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             values["budget"] = read_budget_table(value, path)
         elif key == "redact":
             values["redact"] = read_kinds(value, f"'redact' in {where}")
+        elif key == "tool_roots":
+            values["tool_roots"] = read_tool_roots(value, f"'tool_roots' in {where}")
         elif key == "block_words":  # with block_words_file's words, in whichever order the two come
             values["block_words"] = (*read_block_words(value, f"'block_words' in {where}"), *values.get("block_words", ()))
         elif key in ("tools", "tool_ask"):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Callable, Protocol
 
+from chatcli.base.approval import Answer, Approval  # noqa: F401 - re-exported: ui/ makes them, tools/ reads them
 from chatcli.base.events import ToolCall
 
 # How a call ended: what the model is told, and what the user is shown.
@@ -40,18 +41,6 @@ class Tool(Protocol):
     asks: bool  # asks before running unless allowed: side effects (shell, MCP tools); read-only tools do not
 
     def run(self, arguments: dict[str, Any], stop: threading.Event) -> str: ...
-
-
-Answer = Literal["yes", "no", "always"]
-
-
-@dataclass(frozen=True)
-class Approval:
-    """The user's answer to "run this?": yes, no, or always (this exact call, for the session);
-    `arguments` when they edited the call (shell's command) before saying yes."""
-
-    answer: Answer
-    arguments: dict[str, Any] | None = None
 
 
 # The front end's question: (the call, its tool, its parsed arguments) -> the answer. None: no one

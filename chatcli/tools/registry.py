@@ -1,4 +1,4 @@
-"""The built-in tools by name: one line each, so adding a tool is adding a line.
+"""The built-in tools, made for a session.
 
 A factory takes the tool settings as plain values, so tools/ needs nothing of config/: app.py's
 tool_settings gives every config key named tool_* or fetch_* (tool_roots, fetch_allow_private, ...),
@@ -7,20 +7,20 @@ and "cwd", the directory chatcli started in. MCP servers' tools come from tools/
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
+from chatcli.tools import builtin
 from chatcli.tools.base import Tool
 from chatcli.tools.now import Now
 
-# name -> factory(settings) -> Tool
-BUILTINS: dict[str, Callable[[dict[str, Any]], Tool]] = {
-    "now": lambda settings: Now(),
-}
-
 
 def builtin_tools(settings: dict[str, Any] | None = None) -> list[Tool]:
-    """Every built-in tool, made with the session's tool settings."""
-    return [make(settings or {}) for make in BUILTINS.values()]
+    """Every built-in tool, made with the session's tool settings: now, and read_file, list_dir,
+    grep, fetch_url and shell (tools/builtin.py)."""
+    s = settings or {}
+    made = builtin.builtin_tools(roots=s.get("tool_roots") or (), allow_private=bool(s.get("fetch_allow_private")),
+                                 fetch_max_kb=int(s.get("fetch_max_kb") or 1024), timeout=s.get("tool_timeout"))
+    return [Now(), *made.values()]
 
 
 def unknown_tools(names: list[str] | tuple[str, ...], known: list[str]) -> list[str]:

@@ -33,3 +33,23 @@ def test_each_call_is_shown_as_it_happens_then_the_answer(srv, spawn_chatcli, pl
     expect_prompt(child)
     assert "now" in visible(child.logfile_read.getvalue()).split("/tools", 1)[1]
     quit_with_ctrl_d(child)
+
+
+@pytest.mark.parametrize(("key", "runs"), [("y", True), ("n", False)])
+def test_shell_asks_in_the_repl_showing_the_exact_command_and_runs_only_on_yes(srv, spawn_chatcli, tmp_path, key, runs):
+    made = tmp_path / "made.txt"
+    command = f"echo ran | tee {made}"
+    srv.script(Reply("", tool_calls=(("shell", {"command": command}),)), Reply("Done."))
+    child = spawn_chatcli("--tools", "shell", cols=200)
+    expect_prompt(child)
+    child.send("make the file\r")
+    child.expect_exact("[a]lways this exact command for the session?", timeout=TIMEOUT)
+    assert command in visible(child.before)  # the exact command, before the question
+    assert not made.exists()  # nothing runs before the answer
+    child.send(key)
+    child.expect_exact("Done.", timeout=TIMEOUT)
+    expect_prompt(child)
+    assert made.exists() is runs
+    [result] = srv.tool_messages()
+    assert ("ran" if runs else "denied") in result["content"], result["content"]
+    quit_with_ctrl_d(child)
