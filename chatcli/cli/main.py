@@ -309,9 +309,24 @@ def _config_action(args: argparse.Namespace, env) -> int:
     if config.headers:  # a header may carry a credential: names only
         masked = ", ".join(f"{toml_value(name)} = {toml_value('***')}" for name in config.headers)
         out(f"headers = {{ {masked} }}\n")
+    for line in _mcp_lines(config.mcp):
+        out(line)
     if config.profiles:
         out(f"# profiles: {', '.join(config.profiles)}\n")
     return 0
+
+
+def _mcp_lines(servers: Any) -> list[str]:
+    """config show's [mcp.NAME] lines: a server's env may carry a credential, so its names only."""
+    from chatcli.config.example import toml_value  # lazy: off the path of chatcli --help
+
+    lines = []
+    for name, server in servers.items():
+        listed = ", ".join(toml_value(a) for a in server["args"])
+        env = ", ".join(f"{toml_value(k)} = {toml_value('***')}" for k in server["env"])
+        lines.append(f"[mcp.{name}] command = {toml_value(server['command'])}, args = [{listed}]"
+                     + (f", env = {{ {env} }}" if env else "") + "\n")
+    return lines
 
 
 def _list_models(args: argparse.Namespace, env) -> int:
