@@ -76,14 +76,15 @@ EXAMPLE_TABLES = """\
 # MCP servers: each [mcp.NAME] starts a Model Context Protocol server over stdio when one of its
 # tools is turned on (--tools files.* or files.read_file, or tools = [...]). Its tools are NAME.tool
 # and ask before they run. env is added to the few variables a server gets (HOME, PATH, ...; never
-# your API key); cwd is beside this file when relative; timeout is the seconds it may take to
-# start, and each call (30 and 60 unless set).
+# your API key); cwd is beside this file when relative; timeout is the seconds a call may take,
+# start_timeout the seconds the server may take to start.
 # [mcp.files]
 # command = "npx"
 # args = ["-y", "@modelcontextprotocol/server-filesystem", "."]
 # env = { "LOG_LEVEL" = "warn" }
 # cwd = "."
-# timeout = 30
+# timeout = 60
+# start_timeout = 30
 
 """
 

@@ -224,7 +224,8 @@ MCP_EXAMPLE = '[mcp.files] command = "npx", args = ["-y", "@modelcontextprotocol
 
 def read_mcp_table(table: Any, where: str, config_dir: Path) -> dict[str, dict[str, Any]]:
     """[mcp.NAME] tables: an MCP server started over stdio (tools/mcp.py): command, and optionally
-    args, env, cwd (beside the config file when relative) and timeout (seconds, to start and per call)."""
+    args, env, cwd (beside the config file when relative), timeout (seconds a call may take) and
+    start_timeout (seconds it may take to start)."""
     if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
         raise ConfigError(f"{where}: 'mcp' must hold tables, as in {MCP_EXAMPLE}.")
     servers: dict[str, dict[str, Any]] = {}
@@ -232,9 +233,10 @@ def read_mcp_table(table: Any, where: str, config_dir: Path) -> dict[str, dict[s
         at = f"[mcp.{name}] in {where}"
         if not MCP_NAME.fullmatch(name):
             raise ConfigError(f"{where}: the MCP server name {name!r} must be letters, digits, '-' and '_' (at most 32).")
-        unknown = set(entry) - {"command", "args", "env", "cwd", "timeout"}
+        unknown = set(entry) - {"command", "args", "env", "cwd", "timeout", "start_timeout"}
         if unknown:
-            raise ConfigError(f"{at}: unknown key '{sorted(unknown)[0]}'; known: command, args, env, cwd, timeout.")
+            raise ConfigError(f"{at}: unknown key '{sorted(unknown)[0]}'; "
+                              "known: command, args, env, cwd, timeout, start_timeout.")
         server: dict[str, Any] = {"command": Setting("command", str, None, "").check(entry.get("command"), f"'command' of {at}")}
         args = entry.get("args", [])
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
@@ -247,8 +249,9 @@ def read_mcp_table(table: Any, where: str, config_dir: Path) -> dict[str, dict[s
         if "cwd" in entry:
             cwd = Setting("cwd", str, None, "").check(entry["cwd"], f"'cwd' of {at}")
             server["cwd"] = str(config_dir / Path(cwd).expanduser())  # an absolute path stays as it is
-        if "timeout" in entry:
-            server["timeout"] = Setting("timeout", float, None, "", 0.1, 3600).check(entry["timeout"], f"'timeout' of {at}")
+        for key in ("timeout", "start_timeout"):
+            if key in entry:
+                server[key] = Setting(key, float, None, "", 0.1, 3600).check(entry[key], f"'{key}' of {at}")
         servers[name] = server
     return servers
 

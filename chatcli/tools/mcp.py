@@ -27,8 +27,8 @@ from chatcli.tools.base import ToolFailed
 
 log = logging.getLogger("chatcli.mcp")
 
-START_TIMEOUT = 30.0  # seconds for a server to start and answer the handshake (a table's `timeout` overrides)
-CALL_TIMEOUT = 60.0  # seconds for one call, unless the table says `timeout`; the Toolbox has its own too
+START_TIMEOUT = 30.0  # seconds for a server to start and answer the handshake, unless its table says start_timeout
+CALL_TIMEOUT = 60.0  # seconds for one call, unless its table says timeout; the Toolbox has its own too
 CLOSE_TIMEOUT = 6.0  # the SDK closes stdin, waits 2 s, then SIGTERM and SIGKILL, 2 s each at most
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what survives the wire (OpenAI's function names) as NAME.tool
 DESCRIPTION_CHARS = 300
@@ -43,12 +43,13 @@ class ServerSpec:
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)  # added to the few variables the SDK passes on
     cwd: str | None = None
-    timeout: float | None = None  # for the start and for each call
+    timeout: float = CALL_TIMEOUT  # for each call
+    start_timeout: float = START_TIMEOUT  # to start and answer the handshake
 
     @classmethod
     def from_table(cls, name: str, table: Mapping[str, Any]) -> ServerSpec:
         return cls(name, table["command"], tuple(table.get("args", ())), dict(table.get("env", {})),
-                   table.get("cwd"), table.get("timeout"))
+                   table.get("cwd"), table.get("timeout", CALL_TIMEOUT), table.get("start_timeout", START_TIMEOUT))
 
 
 def named_servers(enabled: Iterable[str], configured: Iterable[str]) -> list[str]:
@@ -76,6 +77,11 @@ class McpTool:
     remote: str  # the tool's own name on its server
     asks: bool = True
 
+    @property
+    def available(self) -> bool:
+        """False once its server could not start or stopped: its tools are off."""
+        return self.server.live
+
     def run(self, arguments: dict[str, Any], stop: threading.Event) -> str:
         return self.server.call(self.remote, arguments, stop)
 
@@ -102,6 +108,10 @@ class McpServer:
     def live(self) -> bool:
         return self._ready.is_set() and self.failure is None and not self._closed
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> None:
         """Start in the background; `wait` is where someone first needs the answer."""
         if self._thread is None:
@@ -111,7 +121,7 @@ class McpServer:
     def wait(self) -> list[McpTool]:
         """Its tools, once it answered (or none, if it could not start within its timeout)."""
         self.start()
-        timeout = self.spec.timeout or START_TIMEOUT
+        timeout = self.spec.start_timeout
         if not self._ready.wait(timeout + 1.0):  # the thread itself gives up at `timeout`
             self._fail(f"it did not answer within {_seconds(timeout)}")
         return self.tools if self.live else []
@@ -123,7 +133,7 @@ class McpServer:
         if not self.live or loop is None or session is None:
             raise ToolFailed(self.failure or f"The MCP server '{self.spec.name}' is closed.")
         future = asyncio.run_coroutine_threadsafe(session.call_tool(tool, arguments), loop)
-        limit = self.spec.timeout or CALL_TIMEOUT
+        limit = self.spec.timeout
         deadline = time.monotonic() + limit
         while not future.done():
             if stop.is_set() or time.monotonic() > deadline:
@@ -192,7 +202,7 @@ class McpServer:
             await transport.__aexit__(None, None, None)
 
     async def _handshake(self, session: Any) -> None:
-        timeout = self.spec.timeout or START_TIMEOUT
+        timeout = self.spec.start_timeout
         try:
             await asyncio.wait_for(session.initialize(), timeout)
             listed = await asyncio.wait_for(_all_tools(session), timeout)
@@ -214,7 +224,7 @@ class McpServer:
     async def _watch(self) -> None:
         """Until chatcli closes it: a server that exits is said once, and its tools go off."""
         assert self._closing is not None
-        while not self._closing.is_set():
+        while not (self._closing.is_set() or self._closed):  # closed before its loop could be told
             try:
                 await asyncio.wait_for(self._closing.wait(), 0.2)
             except asyncio.TimeoutError:
@@ -248,7 +258,7 @@ class McpServer:
 
     async def _exit_code(self) -> int | None:
         """The exit code of a server that is ending, after a moment for the loop to see it."""
-        for _ in range(50):
+        for _ in range(100):
             code = getattr(self._process, "returncode", None)
             if code is not None or self._process is None:
                 return code
@@ -328,7 +338,7 @@ class McpServers:
     def tools(self, names: Iterable[str] | None = None) -> list[McpTool]:
         """The tools of the named (or all started) servers, waiting for those still starting."""
         chosen = [self.servers[n] for n in names] if names is not None else \
-            [s for s in self.servers.values() if s._thread is not None]
+            [s for s in self.servers.values() if s.started]
         return [tool for server in chosen for tool in server.wait()]
 
     def close(self) -> None:

@@ -38,7 +38,11 @@ def broken(reason: str) -> str:
 
 @server.tool(description="Sleeps for the given seconds, then says so.")
 async def slow(seconds: float) -> str:
-    await anyio.sleep(seconds)  # async, so a cancelled call ends here too
+    try:
+        await anyio.sleep(seconds)  # async, so a cancelled call ends here too
+    except anyio.get_cancelled_exc_class():
+        print(f"slow({seconds}) was cancelled by the client", file=sys.stderr, flush=True)
+        raise
     return f"slept {seconds}"
 
 
