@@ -8,6 +8,8 @@ The Toolbox and the loop are another branch's (issue 17): these tests work at th
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import signal
@@ -20,9 +22,12 @@ from typing import Any, Iterator
 import pytest
 
 from chatcli.base.errors import ConfigError
+from chatcli.base.log import logging_to
+from chatcli.base.secrets import know
 from chatcli.config.settings import load_config
 from chatcli.tools.base import ToolFailed
 from chatcli.tools.mcp import McpServers, content_text, expand, named_servers
+from tests.support.keys import TEST_KEY
 from tests.support.running import make_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +102,7 @@ NO_STOP = threading.Event()
 def test_a_servers_tools_are_listed_as_name_dot_tool_with_their_schemas_and_they_ask(shared) -> None:
     servers, said = shared
     tools = {t.name: t for t in servers.tools(["t"])}
-    assert {"t.echo", "t.add", "t.broken", "t.slow", "t.noisy", "t.die", "t.styled"} <= set(tools)
+    assert {"t.echo", "t.add", "t.broken", "t.slow", "t.noisy", "t.die", "t.styled", "t.environment"} <= set(tools)
     echo = tools["t.echo"]
     assert echo.description == "Echo the text back, with a prefix."  # its first line only
     assert echo.parameters["type"] == "object"
@@ -221,6 +226,29 @@ def test_a_server_killed_mid_session_is_said_once_and_its_next_call_fails_cleanl
     assert gone(pid)
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err
+
+
+@pytest.mark.server
+def test_a_server_gets_its_env_but_not_the_api_key_and_its_secrets_stay_out_of_the_log(monkeypatch) -> None:
+    token = "tok-3f9a8b7c6d5e4f30"
+    write_config(f'[mcp.t]\ncommand = {json.dumps(sys.executable)}\nargs = ["-m", "tests.support.mcp_server"]\n'
+                 f'env = {{ "PYTHONPATH" = {json.dumps(str(REPO))}, "SERVICE_TOKEN" = "{token}" }}\n')
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+    config = load()
+    know(config)
+    log = io.StringIO()
+    try:
+        with logging_to(log, verbose=True, log_file=None, secret=config.api_key), \
+                McpServers(config.mcp, say=Said()) as servers:
+            servers.start(["t.environment"])
+            environment = {t.name: t for t in servers.tools()}["t.environment"]
+            assert environment.run({"name": "SERVICE_TOKEN"}, NO_STOP) == token
+            assert environment.run({"name": "OPENAI_API_KEY"}, NO_STOP) == "(unset)"
+            assert wait_until(lambda: "OPENAI_API_KEY=(unset)" in log.getvalue(), 5)
+    finally:
+        know(load_config(make_env(environ={})))
+    assert "MCP server t: SERVICE_TOKEN=***" in log.getvalue()
+    assert token not in log.getvalue()
 
 
 @pytest.mark.server

@@ -57,6 +57,13 @@ def styled() -> str:
     return "styled"
 
 
+@server.tool(description="The value of an environment variable, also written to stderr.")
+def environment(name: str) -> str:
+    value = os.environ.get(name, "(unset)")
+    print(f"{name}={value}", file=sys.stderr, flush=True)
+    return value
+
+
 @server.tool(description="Exits the server with the given code, mid-call.")
 def die(code: int) -> str:
     sys.stdout.flush()
