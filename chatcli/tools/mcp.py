@@ -118,17 +118,24 @@ class McpServer:
             self._thread = threading.Thread(target=self._main, name=f"mcp-{self.spec.name}", daemon=True)
             self._thread.start()
 
-    def wait(self) -> list[McpTool]:
-        """Its tools, once it answered (or none, if it could not start within its timeout)."""
+    def wait(self, stop: threading.Event | None = None) -> list[McpTool]:
+        """Its tools, once it answered (or none, if it could not start within its timeout, or
+        `stop` was set first)."""
         self.start()
         timeout = self.spec.start_timeout
-        if not self._ready.wait(timeout + 1.0):  # the thread itself gives up at `timeout`
-            self._fail(f"it did not answer within {_seconds(timeout)}")
+        deadline = time.monotonic() + timeout + 1.0  # the thread itself gives up at `timeout`
+        while not self._ready.wait(0.05):
+            if stop is not None and stop.is_set():
+                return []
+            if time.monotonic() > deadline:
+                self._fail(f"it did not answer within {_seconds(timeout)}")
         return self.tools if self.live else []
 
     def call(self, tool: str, arguments: dict[str, Any], stop: threading.Event) -> str:
         """The tool's text, or ToolFailed with a sentence; returns soon after `stop` is set."""
-        self.wait()
+        self.wait(stop)
+        if stop.is_set():
+            raise ToolFailed(f"{self.spec.name}.{tool} was cancelled.")
         loop, session = self._loop, self._session
         if not self.live or loop is None or session is None:
             raise ToolFailed(self.failure or f"The MCP server '{self.spec.name}' is closed.")
