@@ -8,9 +8,10 @@ what it runs by from here: its client, its counting, its accounts and its policy
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from chatcli.base.blocklist import Blocklist
 from chatcli.base.errors import ChatError, UsageError
@@ -31,6 +32,7 @@ from chatcli.llm.tokens import Encodings, ModelLimits, Tokenizer
 from chatcli.store.db import default_db_path
 from chatcli.tools.base import Approver
 from chatcli.tools.box import ALWAYS_ASKS, Toolbox
+from chatcli.tools.mcp import McpServers
 from chatcli.tools.registry import builtin_tools, unknown_tools
 
 
@@ -79,7 +81,7 @@ def use(session: Session, config: Config) -> None:
     session.policy = policy_of(config)
     know(config)
     if session.toolloop is not None:  # the front end equipped it: the new config's tools, asked as before
-        equip_tools(session, config, session.toolloop.approver)
+        equip_tools(session, config, session.toolloop.approver, say=session.toolloop.say)
 
 
 def tool_settings(config: Config) -> dict[str, Any]:
@@ -89,9 +91,11 @@ def tool_settings(config: Config) -> dict[str, Any]:
     return {**settings, "cwd": str(Path.cwd())}
 
 
-def equip_tools(session: Session, config: Config, approver: Approver) -> list[str]:
+def equip_tools(session: Session, config: Config, approver: Approver,
+                say: Callable[[str], None] | None = None) -> list[str]:
     """The session's tools as the config says (`tools`, --tools, a profile's), with the front end's
-    approver; sentences for names that name no tool. An MCP server's NAME.tool is left to it."""
+    approver; sentences for names that name no tool. The MCP servers that enabled names reach
+    (NAME.tool, NAME.*) start in the background, and `say` tells of one that cannot start or stops."""
     tools = builtin_tools(tool_settings(config))
     known = [tool.name for tool in tools]
     names = set(config.tools)
@@ -99,12 +103,30 @@ def equip_tools(session: Session, config: Config, approver: Approver) -> list[st
         names = (names - {"all"}) | {n for n in known if n not in ALWAYS_ASKS}
     problems = [f"There is no tool named {name!r}, so it stays off; known: {', '.join(known)}."
                 for name in unknown_tools(sorted(names), known)]
+    close_tools(session)  # a profile's change: the servers of the config before are done
+    servers = McpServers(config.mcp, say=say or _unsaid) if config.mcp else None
+    started = servers.start(names) if servers is not None else []
+    problems += [f"No [mcp.{server}] server is configured, so {name!r} stays off." for name in sorted(names)
+                 if "." in name and (server := name.split(".", 1)[0]) not in config.mcp]
     box = Toolbox(tools, enabled=names, ask=set(config.tool_ask), result_tokens=config.tool_result_tokens,
-                  timeout=config.tool_timeout)
+                  timeout=config.tool_timeout, later=(lambda: servers.tools(started)) if started else None)
     if session.toolloop is not None:  # what the user allowed this session stays allowed
         box.allowed, box.allowed_calls = session.toolloop.box.allowed, session.toolloop.box.allowed_calls
     session.toolloop = ToolLoop(box, approver=approver, max_rounds=config.max_tool_rounds)
+    session.toolloop.servers, session.toolloop.say = servers, say
     return problems
+
+
+def close_tools(session: Session) -> None:
+    """Stop the session's MCP servers (at exit, or when another profile's tools replace them)."""
+    if session.toolloop is not None and session.toolloop.servers is not None:
+        session.toolloop.servers.close()
+        session.toolloop.servers = None
+
+
+def _unsaid(sentence: str) -> None:
+    """Where an MCP server's news goes when no front end listens: the -v log."""
+    logging.getLogger("chatcli").info("%s", sentence)
 
 
 def new_conversation(session: Session) -> None:

@@ -318,10 +318,11 @@ def worth_hiding(secret: str) -> bool:
 
 def configured_secrets(config) -> tuple[str, ...]:
     """The secrets a config holds, longest first: the API key, the values of its extra headers
-    (which may carry credentials), and the passwords in base_url and proxy."""
+    and of its MCP servers' env (which may carry credentials), and the passwords in base_url and proxy."""
     from urllib.parse import urlsplit  # lazy: off the path of chatcli --help
 
     found = [config.api_key or "", *config.headers.values()]
+    found += [value for server in getattr(config, "mcp", {}).values() for value in server.get("env", {}).values()]
     for url in (config.base_url, config.proxy):
         try:
             found.append(urlsplit(url or "").password or "")

@@ -321,9 +321,24 @@ def _config_action(args: argparse.Namespace, env) -> int:
     if config.headers:  # a header may carry a credential: names only
         masked = ", ".join(f"{toml_value(name)} = {toml_value('***')}" for name in config.headers)
         out(f"headers = {{ {masked} }}\n")
+    for line in _mcp_lines(config.mcp):
+        out(line)
     if config.profiles:
         out(f"# profiles: {', '.join(config.profiles)}\n")
     return 0
+
+
+def _mcp_lines(servers: Any) -> list[str]:
+    """config show's [mcp.NAME] lines: a server's env may carry a credential, so its names only."""
+    from chatcli.config.example import toml_value  # lazy: off the path of chatcli --help
+
+    lines = []
+    for name, server in servers.items():
+        listed = ", ".join(toml_value(a) for a in server["args"])
+        env = ", ".join(f"{toml_value(k)} = {toml_value('***')}" for k in server["env"])
+        lines.append(f"[mcp.{name}] command = {toml_value(server['command'])}, args = [{listed}]"
+                     + (f", env = {{ {env} }}" if env else "") + "\n")
+    return lines
 
 
 def _list_models(args: argparse.Namespace, env) -> int:
@@ -423,14 +438,19 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     output = make_renderer(env, markdown=config.render == "markdown" and not args.plain, repl=not oneshot,
                            hold=bool(args.json or schema is not None))
     _equip_tools(session, config, env, yes=args.yes, terminal=env.stdin_isatty and env.stdout_isatty)
-    if oneshot:
-        from chatcli.cli.oneshot import run_oneshot  # lazy: off the path of chatcli --help
+    try:
+        if oneshot:
+            from chatcli.cli.oneshot import run_oneshot  # lazy: off the path of chatcli --help
 
-        return run_oneshot(
-            session, env, args.question, output=output, verbose=args.verbose, stats=config.stats,
-            as_json=args.json, schema=schema,
-        )
-    return _run_repl(args, env, config, session, output, save=save)
+            return run_oneshot(
+                session, env, args.question, output=output, verbose=args.verbose, stats=config.stats,
+                as_json=args.json, schema=schema,
+            )
+        return _run_repl(args, env, config, session, output, save=save)
+    finally:
+        from chatcli.app import close_tools  # lazy: off the path of chatcli --help
+
+        close_tools(session)  # MCP servers end with the program, leaving no process behind
 
 
 def _equip_tools(session, config, env, *, yes: bool, terminal: bool) -> None:
@@ -440,7 +460,11 @@ def _equip_tools(session, config, env, *, yes: bool, terminal: bool) -> None:
     from chatcli.tools.base import Approval  # lazy: off the path of chatcli --help
 
     approver = (lambda call, tool, arguments: Approval("yes")) if yes else terminal_approver() if terminal else None
-    for problem in equip_tools(session, config, approver):
+    def say(sentence: str) -> None:  # an MCP server that cannot start or stops (from its thread)
+        env.stderr.write(f"chatcli: {shown(sentence)}\n")
+        env.stderr.flush()
+
+    for problem in equip_tools(session, config, approver, say=say):
         env.stderr.write(f"chatcli: {shown(problem)}\n")
     if yes and session.toolloop is not None and session.toolloop.box.enabled:
         asking = [n for n in sorted(session.toolloop.box.enabled) if session.toolloop.box.asks(session.toolloop.box.tools[n])]

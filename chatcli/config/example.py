@@ -27,7 +27,7 @@ def example_toml() -> str:
     return "\n".join(lines)
 
 
-# The tables after the settings: [models], [prices], redact, block_words, [budget].
+# The tables after the settings: [models], [prices], redact, block_words, [budget], [mcp].
 EXAMPLE_TABLES = """\
 # Per-model figures, for a model chatcli has no figures for, or to correct them.
 # encoding is the tiktoken encoding used to count its tokens.
@@ -81,6 +81,19 @@ EXAMPLE_TABLES = """\
 # daily_usd = 2.00
 # monthly_usd = 20.00
 # daily_tokens = 500000
+
+# MCP servers: each [mcp.NAME] starts a Model Context Protocol server over stdio when one of its
+# tools is turned on (--tools files.* or files.read_file, or tools = [...]). Its tools are NAME.tool
+# and ask before they run. env is added to the few variables a server gets (HOME, PATH, ...; never
+# your API key); cwd is beside this file when relative; timeout is the seconds a call may take,
+# start_timeout the seconds the server may take to start.
+# [mcp.files]
+# command = "npx"
+# args = ["-y", "@modelcontextprotocol/server-filesystem", "."]
+# env = { "LOG_LEVEL" = "warn" }
+# cwd = "."
+# timeout = 60
+# start_timeout = 30
 
 """
 

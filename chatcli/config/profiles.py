@@ -39,7 +39,7 @@ def with_profile(values: dict[str, Any], profiles: Mapping[str, dict[str, Any]],
         if key == "models":  # a profile's figures for a model add to, or correct, the file's
             value = {model: {**values.get("models", {}).get(model, {}), **figures} for model, figures in value.items()}
             value = {**values.get("models", {}), **value}
-        elif key in ("prices", "headers"):
+        elif key in ("prices", "headers", "mcp"):  # a profile's MCP servers add to the file's
             value = {**values.get(key, {}), **value}
         elif key in ("redact", "block_words"):  # a profile adds to what is scrubbed and blocked, never takes away
             value = tuple(dict.fromkeys((*values.get(key, ()), *value)))

@@ -63,6 +63,7 @@ class Config:
     models: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     prices: Mapping[str, Any] = field(default_factory=dict)
     budget: Mapping[str, Any] = field(default_factory=dict)
+    mcp: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [mcp.NAME]: MCP servers (tools/mcp.py)
     save: bool = True
     db: str | None = None
     redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from what is sent (chatcli.pii)
@@ -86,6 +87,8 @@ class Config:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
         shown["api_key"] = "***" if self.api_key else None
         shown["headers"] = {name: "***" for name in self.headers}  # they may carry credentials
+        shown["mcp"] = {name: {**server, "env": dict.fromkeys(server.get("env", {}), "***")}  # so may a server's env
+                        for name, server in self.mcp.items()}
         return f"Config({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property

@@ -1,5 +1,5 @@
 """Every key chatcli reads, in tables: the settings (type, default, range, help), and the keys of
-[models], [prices], [budget], [headers], [profiles], redact and block_words, each read and checked here.
+[models], [prices], [budget], [headers], [profiles], [mcp], redact and block_words, each read and checked here.
 
 One table says every key's type, default, range and help; loading, validation, error messages
 and config.example.toml all follow from it.
@@ -223,6 +223,44 @@ def read_prices_table(table: Any, path: Path | str) -> dict[str, Any]:
     return prices
 
 
+MCP_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")  # NAME.tool must stay a valid function name on the wire
+MCP_EXAMPLE = '[mcp.files] command = "npx", args = ["-y", "@modelcontextprotocol/server-filesystem", "."]'
+
+
+def read_mcp_table(table: Any, where: str, config_dir: Path) -> dict[str, dict[str, Any]]:
+    """[mcp.NAME] tables: an MCP server started over stdio (tools/mcp.py): command, and optionally
+    args, env, cwd (beside the config file when relative), timeout (seconds a call may take) and
+    start_timeout (seconds it may take to start)."""
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{where}: 'mcp' must hold tables, as in {MCP_EXAMPLE}.")
+    servers: dict[str, dict[str, Any]] = {}
+    for name, entry in table.items():
+        at = f"[mcp.{name}] in {where}"
+        if not MCP_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: the MCP server name {name!r} must be letters, digits, '-' and '_' (at most 32).")
+        unknown = set(entry) - {"command", "args", "env", "cwd", "timeout", "start_timeout"}
+        if unknown:
+            raise ConfigError(f"{at}: unknown key '{sorted(unknown)[0]}'; "
+                              "known: command, args, env, cwd, timeout, start_timeout.")
+        server: dict[str, Any] = {"command": Setting("command", str, None, "").check(entry.get("command"), f"'command' of {at}")}
+        args = entry.get("args", [])
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise ConfigError(f"'args' of {at} must be a list of strings, as in args = [\"--root\", \".\"].")
+        server["args"] = tuple(args)
+        env = entry.get("env", {})
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ConfigError(f"'env' of {at} must be a table of strings, as in env = {{ \"TOKEN\" = \"...\" }}.")
+        server["env"] = dict(env)
+        if "cwd" in entry:
+            cwd = Setting("cwd", str, None, "").check(entry["cwd"], f"'cwd' of {at}")
+            server["cwd"] = str(config_dir / Path(cwd).expanduser())  # an absolute path stays as it is
+        for key in ("timeout", "start_timeout"):
+            if key in entry:
+                server[key] = Setting(key, float, None, "", 0.1, 3600).check(entry[key], f"'{key}' of {at}")
+        servers[name] = server
+    return servers
+
+
 def read_kinds(value: object, where: str) -> tuple[str, ...]:
     """Config's redact = ["email", "phone", ...], checked: the kinds to scrub, each once."""
     example = 'redact = ["email", "phone"]'
@@ -357,6 +395,8 @@ def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = Non
             values["prices"] = read_prices_table(value, where)
         elif key == "budget":
             values["budget"] = read_budget_table(value, path)
+        elif key == "mcp":
+            values["mcp"] = read_mcp_table(value, where, path.parent)
         elif key == "redact":
             values["redact"] = read_kinds(value, f"'redact' in {where}")
         elif key == "tool_roots":

@@ -42,6 +42,8 @@ class ToolLoop:
         self.box = box
         self.approver = approver
         self.max_rounds = max_rounds
+        self.servers: Any = None  # the MCP servers its tools run on (tools.mcp.McpServers), closed by app
+        self.say: Callable[[str], None] | None = None  # where news of those servers goes
 
     @contextmanager
     def asking_with(self, paused: Callable[[], AbstractContextManager]) -> Iterator[None]:

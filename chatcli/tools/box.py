@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from chatcli.base.errors import Terminated
 from chatcli.base.events import ToolCall
@@ -59,27 +59,45 @@ class Toolbox:
     although read-only (`ask`, or "all"), and what the user allowed for the session."""
 
     def __init__(self, tools: list[Tool], *, enabled: set[str], ask: set[str] | None = None,
-                 result_tokens: int = 4000, timeout: float = 30.0) -> None:
+                 result_tokens: int = 4000, timeout: float = 30.0,
+                 later: Callable[[], list[Tool]] | None = None) -> None:
         self.tools: dict[str, Tool] = {tool.name: tool for tool in tools}
         self.enabled = {name for name in enabled if name in self.tools}
+        # Tools known only once their MCP servers answer: taken in when first needed (a request's
+        # specs, a call), so the prompt never waits for a server; NAME.* takes all of NAME's.
+        self._later, self._wanted = later, set(enabled)
         self.ask = set(ask or ())
         self.allowed: set[str] = set()  # /tools allow NAME: runs without asking this session
         self.allowed_calls: set[tuple[str, str]] = set()  # "always": this exact call, this session
         self.result_tokens = result_tokens
         self.timeout = timeout
 
+    def _take_later(self) -> None:
+        if self._later is None:
+            return
+        later, self._later = self._later, None
+        arrived = later()
+        self.tools.update({tool.name: tool for tool in arrived})
+        names = [tool.name for tool in arrived]
+        servers = {name[:-2] for name in self._wanted if name.endswith(".*")}
+        self.enabled |= {n for n in names if n in self._wanted or n.split(".", 1)[0] in servers}
+
     def by_wire(self, name: str) -> Tool | None:
         """The enabled tool a call names, by its wire name or its own."""
+        self._take_later()
         for tool_name in self.enabled:
             if name in (tool_name, wire_name(tool_name)):
                 return self.tools[tool_name]
         return None
 
     def specs(self) -> list[dict[str, Any]]:
-        """The request's `tools`: the enabled ones, in a stable order."""
+        """The request's `tools`: the enabled ones, in a stable order (not those of an MCP server that
+        could not start or stopped)."""
+        self._take_later()
         return [{"type": "function", "function": {"name": wire_name(tool.name), "description": tool.description,
                                                   "parameters": tool.parameters}}
-                for tool in (self.tools[name] for name in sorted(self.enabled))]
+                for tool in (self.tools[name] for name in sorted(self.enabled))
+                if getattr(tool, "available", True)]
 
     def asks(self, tool: Tool) -> bool:
         """Whether a call of the tool asks before it runs (before any "always" answer)."""
