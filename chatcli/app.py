@@ -32,8 +32,7 @@ from chatcli.llm.tokens import Encodings, ModelLimits, Tokenizer
 from chatcli.store.db import default_db_path
 from chatcli.tools.base import Approver
 from chatcli.tools.box import ALWAYS_ASKS, Toolbox
-from chatcli.tools.mcp import McpServers
-from chatcli.tools.registry import builtin_tools, unknown_tools
+from chatcli.tools.registry import BUILTIN_NAMES, builtin_tools, unknown_tools
 
 
 def policy_of(config: Config) -> Policy:
@@ -96,19 +95,23 @@ def equip_tools(session: Session, config: Config, approver: Approver,
     """The session's tools as the config says (`tools`, --tools, a profile's), with the front end's
     approver; sentences for names that name no tool. The MCP servers that enabled names reach
     (NAME.tool, NAME.*) start in the background, and `say` tells of one that cannot start or stops."""
-    tools = builtin_tools(tool_settings(config))
-    known = [tool.name for tool in tools]
+    known = list(BUILTIN_NAMES)
     names = set(config.tools)
     if "all" in names:  # every built-in tool but shell, which is on only when named
         names = (names - {"all"}) | {n for n in known if n not in ALWAYS_ASKS}
     problems = [f"There is no tool named {name!r}, so it stays off; known: {', '.join(known)}."
                 for name in unknown_tools(sorted(names), known)]
     close_tools(session)  # a profile's change: the servers of the config before are done
-    servers = McpServers(config.mcp, say=say or _unsaid) if config.mcp else None
+    servers = None
+    if config.mcp:
+        from chatcli.tools.mcp import McpServers  # lazy: asyncio, off the startup path of a session with no servers
+
+        servers = McpServers(config.mcp, say=say or _unsaid)
     started = servers.start(names) if servers is not None else []
     problems += [f"No [mcp.{server}] server is configured, so {name!r} stays off." for name in sorted(names)
                  if "." in name and (server := name.split(".", 1)[0]) not in config.mcp]
-    box = Toolbox(tools, enabled=names, ask=set(config.tool_ask), result_tokens=config.tool_result_tokens,
+    settings = tool_settings(config)
+    box = Toolbox(lambda: builtin_tools(settings), enabled=names, ask=set(config.tool_ask), result_tokens=config.tool_result_tokens,
                   timeout=config.tool_timeout, later=(lambda: servers.tools(started)) if started else None)
     if session.toolloop is not None:  # what the user allowed this session stays allowed
         box.allowed, box.allowed_calls = session.toolloop.box.allowed, session.toolloop.box.allowed_calls

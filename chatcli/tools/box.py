@@ -58,11 +58,13 @@ class Toolbox:
     """The session's tools: all it knows (`tools`, by name), those on (`enabled`), those that ask
     although read-only (`ask`, or "all"), and what the user allowed for the session."""
 
-    def __init__(self, tools: list[Tool], *, enabled: set[str], ask: set[str] | None = None,
-                 result_tokens: int = 4000, timeout: float = 30.0,
+    def __init__(self, tools: list[Tool] | Callable[[], list[Tool]], *, enabled: set[str],
+                 ask: set[str] | None = None, result_tokens: int = 4000, timeout: float = 30.0,
                  later: Callable[[], list[Tool]] | None = None) -> None:
-        self.tools: dict[str, Tool] = {tool.name: tool for tool in tools}
-        self.enabled = {name for name in enabled if name in self.tools}
+        # A callable: the tools are made when first needed (/tools, a tool turned on), not at start.
+        self._make = tools if callable(tools) else None
+        self._tools: dict[str, Tool] = {} if callable(tools) else {tool.name: tool for tool in tools}
+        self.enabled = {name for name in enabled if name in self.tools} if enabled else set()
         # Tools known only once their MCP servers answer: taken in when first needed (a request's
         # specs, a call), so the prompt never waits for a server; NAME.* takes all of NAME's.
         self._later, self._wanted = later, set(enabled)
@@ -71,6 +73,14 @@ class Toolbox:
         self.allowed_calls: set[tuple[str, str]] = set()  # "always": this exact call, this session
         self.result_tokens = result_tokens
         self.timeout = timeout
+
+    @property
+    def tools(self) -> dict[str, Tool]:
+        """Every tool the box knows, by name."""
+        if self._make is not None:
+            make, self._make = self._make, None
+            self._tools.update({tool.name: tool for tool in make()})
+        return self._tools
 
     def _take_later(self) -> None:
         if self._later is None:
