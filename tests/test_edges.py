@@ -222,7 +222,7 @@ def test_a_paste_under_the_limit_arrives_whole_however_the_reads_split_it():
     """The end mark split across two reads, \\r\\n line endings, and keys typed after it."""
     from prompt_toolkit.keys import Keys
 
-    from chatcli.ui.prompt import PasteParser
+    from chatcli.ui.paste import PasteParser
 
     keys = []
     parser = PasteParser(keys.append, lambda: (1000, "the window"))
@@ -237,7 +237,7 @@ def test_reading_a_paste_is_linear_in_its_size():
     """prompt-toolkit's parser scans the whole paste at each 1,024-byte read: 8 MB was about 32 GB of scanning."""
     import time
 
-    from chatcli.ui.prompt import PasteParser
+    from chatcli.ui.paste import PasteParser
 
     keys = []
     parser = PasteParser(keys.append, lambda: (10**8, "the window"))

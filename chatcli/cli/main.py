@@ -22,7 +22,6 @@ from chatcli.base.errors import (
     EXIT_INTERRUPTED,
     ChatError,
     Terminated,
-    UsageError,
     one_line,
 )
 from chatcli.base.parse import check_arguments, readable
@@ -429,15 +428,17 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         if redacted is not None:
             env.stderr.write(f"chatcli: {redacted}.\n")
     oneshot = bool(args.question or args.json or args.schema or not (env.stdin_isatty and env.stdout_isatty))
+    from chatcli.cli.inputs import as_commands, equip_tools, image_from_stdin  # lazy: off the path of chatcli --help
+
     if args.image and "-" in args.image:
-        env = _image_from_stdin(session, env)  # the question then comes from the arguments alone
-    for text in _as_commands(session, args):  # what -f, -i and -o did, naming files and values
+        env = image_from_stdin(session, env)  # the question then comes from the arguments alone
+    for text in as_commands(session, args):  # what -f, -i and -o did, naming files and values
         if not oneshot:
             env.stderr.write(f"chatcli: {shown(text)}\n")
     # The output strategy, chosen once, for either mode.
     output = make_renderer(env, markdown=config.render == "markdown" and not args.plain, repl=not oneshot,
                            hold=bool(args.json or schema is not None))
-    _equip_tools(session, config, env, yes=args.yes, terminal=env.stdin_isatty and env.stdout_isatty)
+    equip_tools(session, config, env, yes=args.yes, terminal=env.stdin_isatty and env.stdout_isatty)
     try:
         if oneshot:
             from chatcli.cli.oneshot import run_oneshot  # lazy: off the path of chatcli --help
@@ -451,25 +452,6 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
         from chatcli.app import close_tools  # lazy: off the path of chatcli --help
 
         close_tools(session)  # MCP servers end with the program, leaving no process behind
-
-
-def _equip_tools(session, config, env, *, yes: bool, terminal: bool) -> None:
-    """The tools the config turns on, with who says yes to what asks: --yes, the terminal, or no one (a pipe)."""
-    from chatcli.app import equip_tools  # lazy: off the path of chatcli --help
-    from chatcli.cli.repl import terminal_approver  # lazy: off the path of chatcli --help
-    from chatcli.tools.base import Approval  # lazy: off the path of chatcli --help
-
-    approver = (lambda call, tool, arguments: Approval("yes")) if yes else terminal_approver() if terminal else None
-    def say(sentence: str) -> None:  # an MCP server that cannot start or stops (from its thread)
-        env.stderr.write(f"chatcli: {shown(sentence)}\n")
-        env.stderr.flush()
-
-    for problem in equip_tools(session, config, approver, say=say):
-        env.stderr.write(f"chatcli: {shown(problem)}\n")
-    if yes and session.toolloop is not None and session.toolloop.box.enabled:
-        asking = [n for n in sorted(session.toolloop.box.enabled) if session.toolloop.box.asks(session.toolloop.box.tools[n])]
-        named = f" ({', '.join(asking)})" if asking else ""
-        env.stderr.write(f"chatcli: --yes: tool calls that would ask{named} run without asking.\n")
 
 
 def _run_repl(args: argparse.Namespace, env, config, session, output, *, save: bool) -> int:
@@ -490,52 +472,5 @@ def _run_repl(args: argparse.Namespace, env, config, session, output, *, save: b
     )
     with holding():
         return repl.run()
-
-
-def _image_from_stdin(session, env):
-    """-i -: the image's bytes from stdin, checked as /image checks a file; the env returned has
-    no stdin left to read the question from."""
-    from dataclasses import replace  # lazy: off the path of chatcli --help
-
-    from chatcli.base.images import ImageRefused, image_of_bytes  # lazy: off the path of chatcli --help
-
-    stream = getattr(env.stdin, "buffer", None)
-    if stream is None or env.stdin_isatty:
-        what = "a terminal" if env.stdin_isatty else "closed"
-        raise UsageError(f"-i - reads an image from stdin, but stdin is {what}; pipe the image in, as in "
-                         "chatcli -i - \"what is this?\" < shot.png.")
-    limit = session.policy.image_max_mb
-    try:
-        image = image_of_bytes("stdin", stream.read(int(limit * 1_000_000) + 1), max_mb=limit)
-    except ImageRefused as exc:
-        raise UsageError(f"-i -: {exc}; nothing was sent.") from None
-    session.images.append(image)
-    return replace(env, stdin=None, stdin_isatty=False)
-
-
-def _as_commands(session, args: argparse.Namespace) -> list[str]:
-    """-o NAME VALUE and -f PATH, done as /set and /file do them: the same checks, the same words.
-
-    A bad one is a bad command line (exit 2), said before anything is sent."""
-    import shlex  # lazy: off the path of chatcli --help
-
-    lines = [f"/set {name} {value}" for name, value in args.option or ()]
-    if args.file:
-        lines.append("/file " + shlex.join(args.file))
-    named = [name for name in args.image or () if name != "-"]
-    if named:
-        lines.append("/image " + shlex.join(named))
-    if not lines:
-        return []
-    from chatcli.commands import REGISTRY  # lazy: off the path of chatcli --help
-
-    said = []
-    for line in lines:
-        result = REGISTRY.dispatch(session, line)
-        if result.error:
-            flag = {"/set": "-o", "/file": "-f", "/image": "-i"}[line.split(" ", 1)[0]]
-            raise UsageError(f"{flag}: {result.text}")
-        said.append(result.text)
-    return said
 
 
