@@ -106,7 +106,7 @@ def equip_tools(session: Session, config: Config, approver: Approver,
     if config.mcp:
         from chatcli.tools.mcp import McpServers  # lazy: asyncio, off the startup path of a session with no servers
 
-        servers = McpServers(config.mcp, say=say or _unsaid)
+        servers = McpServers(config.mcp, say=lambda sentence: _tell(session, sentence))
     started = servers.start(names) if servers is not None else []
     problems += [f"No [mcp.{server}] server is configured, so {name!r} stays off." for name in sorted(names)
                  if "." in name and (server := name.split(".", 1)[0]) not in config.mcp]
@@ -127,9 +127,15 @@ def close_tools(session: Session) -> None:
         session.toolloop.servers = None
 
 
-def _unsaid(sentence: str) -> None:
-    """Where an MCP server's news goes when no front end listens: the -v log."""
+def _tell(session: Session, sentence: str) -> None:
+    """An MCP server's news (from its thread): to the front end's `say`, or kept for the REPL to
+    say between turns (ToolLoop.news); the -v log has it either way."""
     logging.getLogger("chatcli").info("%s", sentence)
+    loop = session.toolloop
+    if loop is not None and loop.say is not None:
+        loop.say(sentence)
+    elif loop is not None:
+        loop.news.append(sentence)
 
 
 def new_conversation(session: Session) -> None:

@@ -9,18 +9,21 @@ from chatcli.base.errors import UsageError
 from chatcli.base.text import shown
 
 
-def equip_tools(session, config, env, *, yes: bool, terminal: bool) -> None:
-    """The tools the config turns on, with who says yes to what asks: --yes, the terminal, or no one (a pipe)."""
+def equip_tools(session, config, env, *, yes: bool, terminal: bool, repl: bool = False) -> None:
+    """The tools the config turns on, with who says yes to what asks: --yes, the terminal, or no one (a pipe).
+    News of an MCP server (it could not start, it stopped) goes to stderr at once, or in the REPL
+    waits for the prompt's next turn (the REPL says it then), so it never cuts into the prompt."""
     from chatcli.app import equip_tools  # lazy: off the path of chatcli --help
     from chatcli.cli.repl import terminal_approver  # lazy: off the path of chatcli --help
     from chatcli.tools.base import Approval  # lazy: off the path of chatcli --help
 
     approver = (lambda call, tool, arguments: Approval("yes")) if yes else terminal_approver() if terminal else None
+
     def say(sentence: str) -> None:  # an MCP server that cannot start or stops (from its thread)
         env.stderr.write(f"chatcli: {shown(sentence)}\n")
         env.stderr.flush()
 
-    for problem in equip_tools(session, config, approver, say=say):
+    for problem in equip_tools(session, config, approver, say=None if repl else say):
         env.stderr.write(f"chatcli: {shown(problem)}\n")
     if yes and session.toolloop is not None and session.toolloop.box.enabled:
         asking = [n for n in sorted(session.toolloop.box.enabled) if session.toolloop.box.asks(session.toolloop.box.tools[n])]

@@ -438,7 +438,7 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     # The output strategy, chosen once, for either mode.
     output = make_renderer(env, markdown=config.render == "markdown" and not args.plain, repl=not oneshot,
                            hold=bool(args.json or schema is not None))
-    equip_tools(session, config, env, yes=args.yes, terminal=env.stdin_isatty and env.stdout_isatty)
+    equip_tools(session, config, env, yes=args.yes, terminal=env.stdin_isatty and env.stdout_isatty, repl=not oneshot)
     try:
         if oneshot:
             from chatcli.cli.oneshot import run_oneshot  # lazy: off the path of chatcli --help

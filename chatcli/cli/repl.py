@@ -211,10 +211,13 @@ class Repl:
         return Result("Your message is at the prompt: press Enter to send it.", prefill=written)
 
     def warn(self) -> None:
-        """Say once that history is not being saved, and why (or that it is saved again)."""
+        """Say once that history is not being saved, and why (or that it is saved again); and what
+        the MCP servers had to say since the last turn."""
         warning = self.session.journal.take_warning()
         if warning:
             show_error(self.console, warning)
+        for news in self.session.toolloop.take_news() if self.session.toolloop is not None else ():
+            show_error(self.console, news)  # an MCP server that could not start or stopped
 
     def recap(self) -> str:
         """Show the session's history briefly; return a last message that got no reply, to send again."""

@@ -43,7 +43,13 @@ class ToolLoop:
         self.approver = approver
         self.max_rounds = max_rounds
         self.servers: Any = None  # the MCP servers its tools run on (tools.mcp.McpServers), closed by app
-        self.say: Callable[[str], None] | None = None  # where news of those servers goes
+        self.say: Callable[[str], None] | None = None  # where news of those servers goes; None: to `news`
+        self.news: list[str] = []  # that news, for the REPL to say between turns
+
+    def take_news(self) -> list[str]:
+        """What the MCP servers had to say since last asked (a server could not start, or stopped)."""
+        news, self.news = self.news, []
+        return news
 
     @contextmanager
     def asking_with(self, paused: Callable[[], AbstractContextManager]) -> Iterator[None]:

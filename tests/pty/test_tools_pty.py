@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.profiles import write_config
 from tests.support.pty import TIMEOUT, expect_prompt, quit_with_ctrl_d, visible
 from tests.support.server import Reply
 
@@ -52,4 +53,19 @@ def test_shell_asks_in_the_repl_showing_the_exact_command_and_runs_only_on_yes(s
     assert made.exists() is runs
     [result] = srv.tool_messages()
     assert ("ran" if runs else "denied") in result["content"], result["content"]
+    quit_with_ctrl_d(child)
+
+
+def test_an_mcp_server_that_cannot_start_is_said_once_in_the_repl_and_the_chat_goes_on(srv, spawn_chatcli):
+    write_config('[mcp.gone]\ncommand = "no-such-mcp-server-anywhere"\n')
+    child = spawn_chatcli("--tools", "gone.thing")
+    expect_prompt(child)
+    child.send("hello\r")
+    child.expect_exact("echo: hello", timeout=TIMEOUT)
+    expect_prompt(child)
+    child.send("again\r")
+    child.expect_exact("echo: again", timeout=TIMEOUT)
+    expect_prompt(child)
+    screen = visible(child.logfile_read.getvalue())
+    assert screen.count("The MCP server 'gone' could not start") == 1, screen
     quit_with_ctrl_d(child)
