@@ -51,3 +51,23 @@ def test_all_of_a_servers_tools_by_star_and_a_server_that_cannot_start_is_one_se
     assert "calc__add" in names and "calc__echo" in names and not any(n.startswith("gone") for n in names)
     assert result.stderr.count("The MCP server 'gone' could not start") == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tools_lists_an_mcp_servers_tools_before_any_request(srv):
+    from chatcli.app import close_tools, equip_tools
+    from chatcli.commands import REGISTRY
+    from chatcli.config.settings import Config
+    from tests.support.sessions import make_session
+
+    session = make_session(srv)
+    config = Config(base_url=srv.base_url, tools=("calc.add",),
+                    mcp={"calc": {"command": sys.executable, "args": ["-m", "tests.support.mcp_server"],
+                                  "env": {"PYTHONPATH": str(REPO)}}})
+    try:
+        assert equip_tools(session, config, None) == []
+        rows = {row[0]: row[1:3] for row in REGISTRY.dispatch(session, "/tools").rows}
+    finally:
+        close_tools(session)
+
+    assert rows["calc.add"] == ["on", "asks"] and rows["calc.echo"] == ["off", "asks"]
+    assert len(srv.chat_requests) == 0  # listed before anything was sent

@@ -18,6 +18,7 @@ def tools_command(session: Session, arg: str) -> Result:
     if loop is None:
         return Result("Tools are not available in this session.", error=True)
     box = loop.box
+    box.take_later()  # the MCP servers' tools too (this waits for a server still starting)
     words = arg.split()
     if not words:
         rows = [[strip_controls(name), "on" if name in box.enabled else "off",

@@ -82,7 +82,8 @@ class Toolbox:
             self._tools.update({tool.name: tool for tool in make()})
         return self._tools
 
-    def _take_later(self) -> None:
+    def take_later(self) -> None:
+        """Take in the tools of the MCP servers (waiting for those still starting), once."""
         if self._later is None:
             return
         later, self._later = self._later, None
@@ -94,7 +95,7 @@ class Toolbox:
 
     def by_wire(self, name: str) -> Tool | None:
         """The enabled tool a call names, by its wire name or its own."""
-        self._take_later()
+        self.take_later()
         for tool_name in self.enabled:
             if name in (tool_name, wire_name(tool_name)):
                 return self.tools[tool_name]
@@ -103,7 +104,7 @@ class Toolbox:
     def specs(self) -> list[dict[str, Any]]:
         """The request's `tools`: the enabled ones, in a stable order (not those of an MCP server that
         could not start or stopped)."""
-        self._take_later()
+        self.take_later()
         return [{"type": "function", "function": {"name": wire_name(tool.name), "description": tool.description,
                                                   "parameters": tool.parameters}}
                 for tool in (self.tools[name] for name in sorted(self.enabled))
