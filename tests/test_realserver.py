@@ -440,3 +440,59 @@ def test_an_image_for_a_model_without_a_projector_is_one_sentence(llama, run_cha
     assert re.fullmatch(r"chatcli: \S+ does not take images; leave them out, or choose a vision model \(--model, "
                         r"or /model in a chat\)\.", line), line
     assert result.stdout == ""
+
+
+# --------------------------------------------------------------------------- #
+# A tool call through llama.cpp (issue 17)
+# --------------------------------------------------------------------------- #
+
+TOOLS_TEMPLATE = Path(__file__).parent / "support" / "templates" / "qwen25-tools.jinja"
+
+
+@pytest.fixture
+def tool_server(llama: LlamaServer, tmp_path: Path):
+    """A second llama-server, with a chat template that has tool-call syntax (SmolLM2's own has none,
+    so llama.cpp builds no tool parser for it)."""
+    server = LlamaServer(llama.binary, llama.cwd / llama.model_arg, log=tmp_path / "tools-server.log",
+                         extra=("--chat-template-file", str(TOOLS_TEMPLATE)))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_tool_call_streams_from_llama_cpp_runs_and_its_result_goes_back(tool_server, tmp_path):
+    # chatcli's own parts: the client assembles llama.cpp's streamed tool_calls deltas into a call,
+    # the Toolbox checks it against read_file's schema and runs it, and the tool message goes back.
+    # A 135M model calls a tool only when made to: tool_choice "required", and the assistant's turn
+    # begun with "<tool_call>\n" (llama.cpp feeds that prefill to its grammar, which then allows only
+    # the call); the stop keeps it to one call. What it names as the path is its own choice.
+    from chatcli.base.events import Finish, TextDelta, ToolCall
+    from chatcli.config.settings import Config
+    from chatcli.llm.client import ChatClient
+    from chatcli.tools.box import Toolbox
+    from chatcli.tools.registry import builtin_tools
+
+    (tmp_path / "notes.txt").write_text("The meeting is at noon.\n")
+    box = Toolbox(builtin_tools({"tool_roots": [str(tmp_path)]}), enabled={"read_file"})
+    client = ChatClient(Config(base_url=tool_server.base_url, max_retries=0, read_timeout=60))
+    model = tool_server.model_id()
+    asked = {"role": "user", "content": "Read the file notes.txt."}
+    params = {"tools": box.specs(), "tool_choice": "required", "parallel_tool_calls": False, "stop": ["<tool_call>"],
+              "temperature": 0, "max_tokens": 128}
+
+    events = list(client.stream(model=model, messages=[asked, {"role": "assistant", "content": "<tool_call>\n"}],
+                                params=params))
+
+    calls = [e for e in events if isinstance(e, ToolCall)]
+    assert [e.reason for e in events if isinstance(e, Finish)] == ["tool_calls"], events
+    assert [c.name for c in calls] == ["read_file"] and calls[0].id
+    assert isinstance(json.loads(calls[0].arguments).get("path"), str)  # arguments that fit the schema
+    result = box.run(calls[0], None)  # read_file asks no one
+    assert result.status in ("ok", "error") and result.content  # the file, or why not (the path is the model's)
+
+    back = [asked, {"role": "assistant", "content": None, "tool_calls": [
+                {"id": calls[0].id, "type": "function", "function": {"name": calls[0].name, "arguments": calls[0].arguments}}]},
+            {"role": "tool", "tool_call_id": calls[0].id, "content": result.content}]
+    answer = list(client.stream(model=model, messages=back, params={"temperature": 0, "max_tokens": 24}))
+    assert "".join(e.text for e in answer if isinstance(e, TextDelta)).strip()  # the server took the result and answered
+    assert [e.reason for e in answer if isinstance(e, Finish)] in (["stop"], ["length"])

@@ -33,8 +33,8 @@ CTX_SIZE = 2048
 class LlamaServer:
     """One llama-server process at a time, always on the same port, so a restart is the same server to chatcli."""
 
-    def __init__(self, binary: Path, model: Path, *, log: Path) -> None:
-        self.binary, self.log = binary, log
+    def __init__(self, binary: Path, model: Path, *, log: Path, extra: tuple[str, ...] = ()) -> None:
+        self.binary, self.log, self.extra = binary, log, extra
         root = cache_root()
         self.cwd = root if model.is_relative_to(root) else model.parent
         self.model_arg = str(model.relative_to(self.cwd))
@@ -44,7 +44,7 @@ class LlamaServer:
 
     def args(self) -> list[str]:
         return [str(self.binary), "-m", self.model_arg, "--host", "127.0.0.1", "--port", str(self.port),
-                "--ctx-size", str(CTX_SIZE), "--threads", "2", "-np", "1", "--no-webui", "--jinja"]
+                "--ctx-size", str(CTX_SIZE), "--threads", "2", "-np", "1", "--no-webui", "--jinja", *self.extra]
 
     def start(self, *, timeout: float = 60) -> None:
         """Start it and wait until /health says the model is loaded; a port still held by the last one is waited out."""
