@@ -25,6 +25,7 @@ def test_an_mcp_tool_answers_in_a_session_that_is_then_resumed(srv, run_chatcli)
 
     assert first.returncode == 0, first.stderr
     assert first.stdout == "It is 5.\n"
+    assert first.stderr.count("chatcli: --yes: tool calls that would ask (calc.add) run without asking.") == 1
     assert [m["content"] for m in srv.tool_messages()] == ["5"]  # the server's answer went back to the model
     assert [t["function"]["name"] for t in srv.chat_requests[0].body["tools"]] == ["calc__add"]
 

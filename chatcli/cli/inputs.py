@@ -25,8 +25,10 @@ def equip_tools(session, config, env, *, yes: bool, terminal: bool, repl: bool =
 
     for problem in equip_tools(session, config, approver, say=None if repl else say):
         env.stderr.write(f"chatcli: {shown(problem)}\n")
-    if yes and session.toolloop is not None and session.toolloop.box.enabled:
-        asking = [n for n in sorted(session.toolloop.box.enabled) if session.toolloop.box.asks(session.toolloop.box.tools[n])]
+    box = session.toolloop.box if session.toolloop is not None else None
+    mcp = {name for name in box.wanted if "." in name} if box is not None else set()  # its tools ask
+    if yes and box is not None and (box.enabled or mcp):
+        asking = [n for n in sorted(box.enabled | mcp) if n in mcp or box.asks(box.tools[n])]
         named = f" ({', '.join(asking)})" if asking else ""
         env.stderr.write(f"chatcli: --yes: tool calls that would ask{named} run without asking.\n")
 

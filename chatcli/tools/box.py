@@ -67,7 +67,7 @@ class Toolbox:
         self.enabled = {name for name in enabled if name in self.tools} if enabled else set()
         # Tools known only once their MCP servers answer: taken in when first needed (a request's
         # specs, a call), so the prompt never waits for a server; NAME.* takes all of NAME's.
-        self._later, self._wanted = later, set(enabled)
+        self._later, self.wanted = later, set(enabled)
         self.ask = set(ask or ())
         self.allowed: set[str] = set()  # /tools allow NAME: runs without asking this session
         self.allowed_calls: set[tuple[str, str]] = set()  # "always": this exact call, this session
@@ -90,8 +90,8 @@ class Toolbox:
         arrived = later()
         self.tools.update({tool.name: tool for tool in arrived})
         names = [tool.name for tool in arrived]
-        servers = {name[:-2] for name in self._wanted if name.endswith(".*")}
-        self.enabled |= {n for n in names if n in self._wanted or n.split(".", 1)[0] in servers}
+        servers = {name[:-2] for name in self.wanted if name.endswith(".*")}
+        self.enabled |= {n for n in names if n in self.wanted or n.split(".", 1)[0] in servers}
 
     def by_wire(self, name: str) -> Tool | None:
         """The enabled tool a call names, by its wire name or its own."""
