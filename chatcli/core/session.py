@@ -46,7 +46,7 @@ from chatcli.llm.failures import NoImages, no_images
 from chatcli.llm.learning import cut_notice, learn
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.server_facts import ServerFacts
-from chatcli.llm.tokens import Count, Fit, Tokenizer, fit, text_of
+from chatcli.llm.tokens import Fit, Tokenizer, fit, text_of, too_big
 
 if TYPE_CHECKING:
     from chatcli.config.settings import Profiles
@@ -62,16 +62,6 @@ def _scrubbed(text: str, kinds: tuple[str, ...], where: str) -> tuple[str, Redac
     """The text with personal data replaced, and what to tell the user, if anything was."""
     found = scrub(text, kinds)
     return found.text, Redacted(tuple(found.counts.items()), where) if found.counts else None
-
-
-def too_big(plan: Fit, message: Count) -> str:
-    """The sentence for a message that cannot fit the window even alone."""
-    room = plan.window - plan.reserve - (plan.tokens.tokens - message.tokens)
-    return (
-        f"Your message is {message} tokens, but the model's {plan.window:,}-token window leaves room for "
-        f"about {max(room, 0):,} once the system prompt and {plan.reserve:,} tokens for the reply are counted; "
-        "shorten it, or use a model with a larger window."
-    )
 
 
 class Session(Attachments):

@@ -471,3 +471,13 @@ def fit(*, head: list[Count], turns: list[Count], latest: Count, window: int, re
         total = Count(total.tokens - turns[left_out].tokens, total.exact)
         left_out += 1
     return Fit(left_out=left_out, tokens=total, window=window, reserve=reserve, fits=total.tokens <= budget)
+
+
+def too_big(plan: Fit, message: Count) -> str:
+    """The sentence for a message that cannot fit the window even alone."""
+    room = plan.window - plan.reserve - (plan.tokens.tokens - message.tokens)
+    return (
+        f"Your message is {message} tokens, but the model's {plan.window:,}-token window leaves room for "
+        f"about {max(room, 0):,} once the system prompt and {plan.reserve:,} tokens for the reply are counted; "
+        "shorten it, or use a model with a larger window."
+    )
