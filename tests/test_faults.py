@@ -347,8 +347,12 @@ def test_jitter_spreads_the_waits_of_clients_that_failed_together(srv: ChatServe
     srv.script(*[Error(500, "boom")] * 6)
     srv.default = Reply("ok")
 
+    ready = threading.Barrier(6)
+
     def ask() -> None:
         client = ChatClient(Config(base_url=srv.base_url, api_key=TEST_KEY, max_retries=1))
+        client.warm_up()  # built before the barrier: on a busy machine a late first request took a retry's 500
+        ready.wait(timeout=10)
         for r in client.stream(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], params={}):
             if isinstance(r, Retrying):
                 told.append(r.seconds)
