@@ -239,6 +239,50 @@ def _m13_tool_steps(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE messages ADD COLUMN steps TEXT")
 
 
+def _m14_batches(db: sqlite3.Connection) -> None:
+    # Batch jobs (issue 18): a job is one input file sent with one spec, through the Batch API or run
+    # here; each of its rows is committed the moment its result is known, so a run killed with -9 and
+    # run again skips what is done, and `batch fetch` can join results to input order at any time.
+    _run_script(
+        db,
+        """
+        CREATE TABLE batch_jobs (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            via TEXT NOT NULL,             -- 'api' (the provider's Batch API) or 'local' (run here, -j N)
+            job_key TEXT NOT NULL,         -- sha256 of the server, the spec and the input's path: a rerun finds its job
+            input_name TEXT NOT NULL,      -- the input file as it was named
+            server TEXT NOT NULL,          -- the base URL, as shown (never a key)
+            model TEXT NOT NULL,
+            spec TEXT NOT NULL,            -- JSON: model, system, params, response_format (batch/requests.py Spec)
+            status TEXT NOT NULL,          -- the job as a whole: the provider's word for it, or the local runner's
+            total INTEGER NOT NULL,        -- rows
+            remote TEXT                    -- JSON: the provider's batches (ids, files, status), for --via api
+        );
+        CREATE INDEX batch_jobs_by_key ON batch_jobs(job_key);
+        CREATE TABLE batch_rows (
+            job_id INTEGER NOT NULL REFERENCES batch_jobs(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,     -- input order, from 0
+            custom_id TEXT NOT NULL,       -- the row's id: the input's own, or its line number
+            request TEXT NOT NULL,         -- JSON: the whole chat-completions body
+            request_sha256 TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',  -- pending, ok, failed, expired, cancelled
+            reply TEXT,
+            finish_reason TEXT,
+            usage TEXT,                    -- JSON, as the ledger keeps it
+            cost_usd REAL,
+            cost_source TEXT,
+            error TEXT,
+            remote_batch TEXT,             -- the provider's batch id it went in (--via api)
+            finished_at REAL,
+            PRIMARY KEY (job_id, position)
+        );
+        CREATE UNIQUE INDEX batch_rows_by_id ON batch_rows(job_id, custom_id);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -253,6 +297,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m11_ledger_details,
     _m12_filtered,
     _m13_tool_steps,
+    _m14_batches,
 ]
 
 

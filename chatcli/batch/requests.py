@@ -1,0 +1,55 @@
+"""A batch row as a request: the chat-completions body every row shares (model, system prompt,
+parameters, --schema's response_format), with the row's messages in it.
+
+The same body goes to the Batch API (a line of its request file) and to the local runner, so a
+row costs and answers the same whichever way it runs, and its hash says whether a finished row
+is the one being asked for again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatcli.batch.inputs import Row
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What every row of a job is sent with: as a one-shot ask would be, from the config, profile and flags."""
+
+    model: str
+    system: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # wire parameters: temperature, max_tokens, -o NAME VALUE
+    response_format: dict[str, Any] | None = None  # --schema's
+
+    def record(self) -> dict[str, Any]:
+        """The spec as JSON, kept with the job."""
+        return {"model": self.model, "system": self.system, "params": self.params,
+                "response_format": self.response_format}
+
+
+def messages_of(row: Row, spec: Spec) -> list[dict[str, Any]]:
+    """The row's messages: its own (the spec's system prompt first unless they have one), or its prompt."""
+    if row.messages:
+        own = list(row.messages)
+        has_system = any(m.get("role") in ("system", "developer") for m in own)
+        return own if has_system or not spec.system else [{"role": "system", "content": spec.system}, *own]
+    head = [{"role": "system", "content": spec.system}] if spec.system else []
+    return [*head, {"role": "user", "content": row.prompt or ""}]
+
+
+def body_of(row: Row, spec: Spec) -> dict[str, Any]:
+    """The row's whole chat-completions body (not streamed: the Batch API takes no stream)."""
+    body: dict[str, Any] = {"model": spec.model, "messages": messages_of(row, spec), **spec.params}
+    if spec.response_format is not None:
+        body["response_format"] = spec.response_format
+    return body
+
+
+def body_hash(body: dict[str, Any]) -> str:
+    """The sha256 of a body, its keys sorted: the same request, whatever order it was built in."""
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,54 @@
+"""A batch's results: one JSON line per input row, in input order, and the count that ends a run.
+
+Shared by `batch run` (local rows as they finish, or a job waited for) and `batch fetch`, so a
+job's results read the same however they were made. With --schema each reply is checked here
+(cli.schema is the only jsonschema user); one that does not match is a failed row.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, TextIO
+
+from chatcli.base.errors import EXIT_FAILURE, EXIT_OK
+from chatcli.base.text import json_text
+from chatcli.cli.schema import check_reply
+from chatcli.store.batches import FAILED, OK, PENDING, RowState
+
+if TYPE_CHECKING:
+    from chatcli.cli.schema import Schema
+
+
+def record_of(row: RowState, *, schema: Schema | None = None) -> dict[str, Any]:
+    """A row as its result line: id, status, reply, parsed, usage, cost_usd, error."""
+    status, error, parsed = row.status, row.error, None
+    if schema is not None and status == OK and row.reply is not None:
+        verdict = check_reply(row.reply, schema)
+        if verdict.valid:
+            parsed = verdict.parsed
+        else:
+            status, error = FAILED, verdict.problem(row.finish_reason)
+    if status == PENDING and error is None:
+        error = "not run yet"
+    return {"id": row.custom_id, "status": status, "reply": row.reply, "parsed": parsed, "usage": row.usage,
+            "cost_usd": row.cost_usd, "error": error}
+
+
+def write_results(rows: Iterable[RowState], out: TextIO, *, schema: Schema | None = None) -> dict[str, int]:
+    """Write each row's line (json_text: exact as data, inert on a terminal); returns the count of each status."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        record = record_of(row, schema=schema)
+        out.write(json_text(record) + "\n")
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    out.flush()
+    return counts
+
+
+def summary(counts: dict[str, int]) -> tuple[str, int]:
+    """The closing sentence for stderr, and the exit code: 0 when every row succeeded, 1 when any did not."""
+    total = sum(counts.values())
+    ok = counts.get(OK, 0)
+    if ok == total:
+        return f"All {total:,} row{'s' if total != 1 else ''} succeeded.", EXIT_OK
+    rest = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()) if status != OK and n)
+    return f"{ok:,} of {total:,} rows succeeded; {rest}.", EXIT_FAILURE
