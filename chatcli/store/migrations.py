@@ -283,6 +283,33 @@ def _m14_batches(db: sqlite3.Connection) -> None:
     )
 
 
+def _m15_response_cache(db: sqlite3.Connection) -> None:
+    # The response cache (issue 18): a reply kept under the sha256 of its server and request body, with
+    # what it cost when it was made, so asking the same again is answered without a request, and
+    # `chatcli cache stats` can say what the hits saved. An entry past expires_at is never served.
+    # A reply answered from it is marked in messages, so a resumed session counts it as free.
+    _run_script(
+        db,
+        """
+        CREATE TABLE response_cache (
+            key TEXT PRIMARY KEY,          -- sha256 of the server (base URL as shown, never a key) and the body
+            model TEXT NOT NULL,           -- as the server named it in the reply
+            reply TEXT NOT NULL,
+            reasoning TEXT,
+            finish_reason TEXT NOT NULL,   -- stop or length: only complete replies are kept
+            usage TEXT,                    -- JSON: the usage the server reported when the reply was made
+            cost_usd REAL,                 -- what the reply cost then; NULL: unknown
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 0,
+            last_hit_at REAL
+        );
+        CREATE INDEX response_cache_by_expiry ON response_cache(expires_at);
+        ALTER TABLE messages ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -298,6 +325,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m12_filtered,
     _m13_tool_steps,
     _m14_batches,
+    _m15_response_cache,
 ]
 
 
