@@ -284,21 +284,23 @@ def _m14_batches(db: sqlite3.Connection) -> None:
 
 
 def _m15_response_cache(db: sqlite3.Connection) -> None:
-    # The response cache (issue 18): a reply kept under the sha256 of its server and request body, with
-    # what it cost when it was made, so asking the same again is answered without a request, and
-    # `chatcli cache stats` can say what the hits saved. An entry past expires_at is never served.
-    # A reply answered from it is marked in messages, so a resumed session counts it as free.
+    # The response cache (issue 18): a reply kept under its key, the sha256 of its server (the base URL
+    # as shown, never a key) and request body, with the model the server named, the usage it reported
+    # (JSON) and what it cost then (NULL: unknown), so asking the same again is answered without a
+    # request and `chatcli cache stats` can say what the hits saved. Only complete replies are kept
+    # (finish_reason stop or length); one past expires_at is never served. A reply answered from it
+    # is marked in messages, so a resumed session counts it as free.
     _run_script(
         db,
         """
         CREATE TABLE response_cache (
-            key TEXT PRIMARY KEY,          -- sha256 of the server (base URL as shown, never a key) and the body
-            model TEXT NOT NULL,           -- as the server named it in the reply
+            key TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
             reply TEXT NOT NULL,
             reasoning TEXT,
-            finish_reason TEXT NOT NULL,   -- stop or length: only complete replies are kept
-            usage TEXT,                    -- JSON: the usage the server reported when the reply was made
-            cost_usd REAL,                 -- what the reply cost then; NULL: unknown
+            finish_reason TEXT NOT NULL,
+            usage TEXT,
+            cost_usd REAL,
             created_at REAL NOT NULL,
             expires_at REAL NOT NULL,
             hits INTEGER NOT NULL DEFAULT 0,
