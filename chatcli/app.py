@@ -15,12 +15,13 @@ from typing import Any, Callable
 
 from chatcli.base.blocklist import Blocklist
 from chatcli.base.errors import ChatError, UsageError
-from chatcli.base.parse import MAX_ID, whole_number
+from chatcli.base.parse import MAX_ID, duration_seconds, whole_number
 from chatcli.base.pii import configured_secrets
 from chatcli.base.secrets import know
 from chatcli.config.settings import Config, Profiles
 from chatcli.core.accounts import Accounts
 from chatcli.core.budget import Budget
+from chatcli.core.cache import CachingClient, ResponseCache
 from chatcli.core.conversation import Conversation, Policy
 from chatcli.core.journal import Journal
 from chatcli.core.resume import load_conversation
@@ -136,6 +137,25 @@ def _tell(session: Session, sentence: str) -> None:
         loop.say(sentence)
     elif loop is not None:
         loop.news.append(sentence)
+
+
+def equip_cache(session: Session, config: Config, *, save: bool) -> None:
+    """--cache, or config `cache`: the session's requests answered from the response cache where
+    they may, and kept in it (one-shot asks: in the REPL, /retry asks for a new reply). Off when
+    nothing is saved (--no-save, save = false), and when the database cannot be opened (said once,
+    by the journal)."""
+    log = logging.getLogger("chatcli")
+    if not config.cache:
+        return
+    store = session.journal.store
+    if not save or store is None:
+        log.info("response cache: off, as %s", "nothing is saved (--no-save or save = false)" if not save
+                 else "the database cannot be opened")
+        return
+    cache = ResponseCache(store, ttl=duration_seconds(config.cache_ttl) or 0, cache_any=config.cache_any)
+    session.client = CachingClient(session.sender, cache, secrets=session.policy.secrets,  # type: ignore[assignment]
+                                   blocklist=session.policy.blocklist,
+                                   cost=lambda model, usage: session.accounts.pricing.cost(model, usage))
 
 
 def new_conversation(session: Session) -> None:

@@ -87,6 +87,15 @@ class Served:
 
 
 @dataclass(frozen=True, slots=True)
+class FromCache:
+    """The reply that follows comes from the response cache (core/cache.py), not the server: no
+    request was made, and nothing is billed. Kept at `created_at`; served `hits` times, this one included."""
+
+    created_at: float
+    hits: int
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """Something learned about the server to say once, above the reply: its window, a cut it made."""
 
@@ -166,4 +175,4 @@ HELD = Held()
 NOTICES = (Retrying, Redacted, Adjusted, LogLine, Note, ToolShown)
 
 Event = (TextDelta | ReasoningDelta | Usage | Finish | Served | Retrying | Redacted | Adjusted | LogLine | Note
-         | RateLimits | Withheld | Held | ToolCall | ToolShown)
+         | RateLimits | Withheld | Held | ToolCall | ToolShown | FromCache)

@@ -70,6 +70,16 @@ def count(text: str) -> int:
     return number
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds in a duration such as 30d, 12h, 2w or 90s (a whole number and one unit), or None."""
+    match = _DURATION.match(text)
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)] if match else None
+
+
 def whole_number(text: str) -> int | None:
     """Digits as a number, or None; int() refuses more than 4,300 digits, and no count or id has that many."""
     if not text.isdecimal():  # '²' is a digit to str.isdigit, and not to int()

@@ -44,6 +44,13 @@ def applies_to(name: str, model: str) -> bool:
     return bool(override_for(model, {name: {"applies": True}}))
 
 
+def cache_warnings(config: Config) -> list[str]:
+    """A sentence when the response cache is asked for where it cannot work: nothing is written without saving."""
+    if config.cache and not config.save:
+        return ["cache = true does nothing while save = false: nothing is written then, the cache included."]
+    return []
+
+
 def model_table_warnings(env: Env, config: Config, *, config_path: str | None) -> list[str]:
     """A sentence for each [models."NAME"] table (at the top of the file and in profiles) that names no
     model chatcli knows and none the server lists; and one if the server could not be asked."""

@@ -1,7 +1,7 @@
 """The flags chatcli and its subcommands share, and finding a subcommand after them.
 
 `chatcli --db X sessions list` and `chatcli sessions list --db X` are the same
-command: a subcommand (sessions, usage, models, config) is the first word that
+command: a subcommand (sessions, usage, models, config, cache) is the first word that
 is not a flag or a flag's value, and the global flags it takes go before or
 after it. One table defines each shared flag, so the two places agree on its
 name, type and help.
@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "usage": ("db", "config"),
     "models": ("profile", "base_url", "config", "verbose", "log_file"),
     "config": ("profile", "config", "verbose", "log_file"),
+    "cache": ("db", "config"),
 }
 
 

@@ -63,6 +63,8 @@ examples:
   source <(chatcli --completion bash)          Tab completion (also zsh, fish)
   chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
   chatcli --schema person.json "invent a person"   JSON that must match a JSON Schema
+  chatcli --cache -t 0 "define idempotent"      ask again later: answered from the cache, no request
+  chatcli cache stats                          the response cache: entries, hits, what they saved (also: clear)
   chatcli -v --log-file chat.log "hi"          log requests and timings (keys redacted)
 
 configuration (lowest to highest): defaults, ~/.config/chatcli/config.toml,
@@ -105,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--file", action="append", metavar="PATH", help="attach a text file to the first message, as /file does (repeatable)")
     parser.add_argument("-i", "--image", action="append", metavar="PATH|URL|-", help="attach an image (PNG, JPEG, GIF, WebP) or an image URL to the first message, as /image does; - reads it from stdin (repeatable)")
     _where_flags(parser)
-    parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, cost_source, error")
+    parser.add_argument("--json", action="store_true", help="ask once and print one JSON object: reply, model, status, finish_reason, usage, cost_usd, cost_source, error (and cached, with the response cache on)")
     parser.add_argument("--schema", metavar="PATH", help="ask once for JSON matching the JSON Schema in PATH (response_format json_schema), print it, and exit 1 if the reply does not match")
+    parser.add_argument("--cache", action="store_const", const=True, help="answer a one-shot ask from the response cache if the same request was answered within cache_ttl, and keep its answer there: only a request with temperature 0 or a seed, unless cache_any = true; nothing with --no-save (also: cache = true)")
     parser.add_argument("--plain", action="store_true", help="print replies as plain text as they stream, not markdown (also: NO_COLOR, render = \"plain\")")
     parser.add_argument(
         "-r", "--resume", nargs="?", const="last", metavar="ID", help="continue a saved session (default: the last)"
@@ -147,10 +150,17 @@ def _reports_parser(name: str) -> Callable[[], argparse.ArgumentParser]:
     return build
 
 
+def _lazy(module: str, name: str) -> Callable[..., Any]:
+    """chatcli.cli.MODULE's function NAME, imported when it is called: off the path of chatcli --help."""
+    import importlib
+
+    return lambda *args: getattr(importlib.import_module(f"chatcli.cli.{module}"), name)(*args)
+
+
 # Each subcommand's parser, with the global flags it takes (flags.SUBCOMMANDS); RUNNERS runs it.
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "sessions": _reports_parser("sessions"), "usage": _reports_parser("usage"), "models": _models_parser,
-    "config": _config_parser,
+    "config": _config_parser, "cache": lambda: _lazy("cache", "build_cache_parser")(Parser),
 }
 
 
@@ -295,11 +305,15 @@ def _config_action(args: argparse.Namespace, env) -> int:
         return 0
     if args.action == "check":
         from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
-        from chatcli.cli.config_check import model_table_warnings  # lazy: off the path of chatcli --help
+        from chatcli.cli.config_check import (  # lazy: off the path of chatcli --help
+            cache_warnings,
+            model_table_warnings,
+        )
 
         know(config)
         with _logging(args, env, config):
-            warnings = [*config.warnings, *model_table_warnings(env, config, config_path=args.config)]
+            warnings = [*config.warnings, *cache_warnings(config),
+                        *model_table_warnings(env, config, config_path=args.config)]
         for warning in warnings:
             env.stderr.write(f"chatcli: warning: {shown(warning)}\n")
         there = config.config_path if config.config_path and config.config_path.is_file() else None
@@ -373,7 +387,7 @@ def _report(name: str):
 
 
 RUNNERS = {"sessions": _report("run_sessions"), "usage": _report("run_usage"), "models": _list_models,
-           "config": _config_action}
+           "config": _config_action, "cache": _lazy("cache", "run_cache")}
 
 
 def _run(args: argparse.Namespace, env) -> int:
@@ -391,7 +405,7 @@ def _run(args: argparse.Namespace, env) -> int:
         "base_url": args.base_url,
     }
     config = load_config(env, config_path=args.config,
-                         flags={**flags, "db": args.db, "profile": args.profile, "tools": args.tools})
+                         flags={**flags, "db": args.db, "profile": args.profile, "tools": args.tools, "cache": args.cache})
     from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
 
     know(config)  # for a crash report, and for messages said where the config is not at hand
@@ -441,12 +455,16 @@ def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, sche
     equip_tools(session, config, env, yes=args.yes, terminal=env.stdin_isatty and env.stdout_isatty, repl=not oneshot)
     try:
         if oneshot:
+            from chatcli.app import equip_cache  # lazy: off the path of chatcli --help
             from chatcli.cli.oneshot import run_oneshot  # lazy: off the path of chatcli --help
 
+            equip_cache(session, config, save=save)
             return run_oneshot(
                 session, env, args.question, output=output, verbose=args.verbose, stats=config.stats,
                 as_json=args.json, schema=schema,
             )
+        if args.cache:
+            env.stderr.write("chatcli: --cache is for one-shot asks; the interactive session asks the server each time.\n")
         return _run_repl(args, env, config, session, output, save=save)
     finally:
         from chatcli.app import close_tools  # lazy: off the path of chatcli --help

@@ -16,6 +16,7 @@ from chatcli.base.events import LogLine
 from chatcli.base.log import log, routed
 from chatcli.base.text import json_text, shown
 from chatcli.cli.schema import check_reply
+from chatcli.core.cache import caching
 from chatcli.core.session import Session
 from chatcli.core.turn import COMPLETE, Sentence, Turn, outcome_of
 from chatcli.ui.terminal import echo_off
@@ -150,14 +151,16 @@ def as_record(session: Session, turn: Turn) -> dict:
     """--json: the turn as one object, for scripts (json_text escapes every control character)."""
     row = session.accounts.cost_of(turn)
     usage = None
-    if row.usage is not None:
-        u = row.usage
+    u = turn.usage if turn.cached else row.usage  # from the cache: the usage the reply had when it was made
+    if u is not None:
         # cached_tokens: of prompt_tokens, those the server read from its prompt cache (priced at the
         # cached price); reasoning_tokens: of completion_tokens, those a reasoning model thought in.
         usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
                  "total_tokens": u.total_tokens, "cached_tokens": u.cached_tokens,
                  "reasoning_tokens": u.reasoning_tokens, "exact": row.exact}
     filtered = {"filtered": turn.filtered} if session.policy.blocklist else {}  # with the content filter on
+    # With the response cache on: whether the reply came from it (no request, cost_usd 0, cost_source "cache").
+    cached = {"cached": turn.cached} if caching(session.client) else {}
     loop = session.toolloop
     # With tools on: each call the model made, in order (the results themselves are the model's to read).
     calls = {"tool_calls": [dict(step["_shown"]) for step in turn.steps if "_shown" in step]} \
@@ -170,8 +173,9 @@ def as_record(session: Session, turn: Turn) -> dict:
         "finish_reason": turn.finish_reason,
         "usage": usage,
         "cost_usd": row.cost,
-        # "provider" (the server's own figure), "list", "estimate" (list prices over our count), or null
+        # "provider" (the server's own figure), "list", "estimate" (list prices over our count), "cache", or null
         "cost_source": row.source,
         "error": turn.error.message if turn.error is not None else None,
+        **cached,
         **calls,
     }

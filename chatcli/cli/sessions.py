@@ -4,7 +4,6 @@ rename, check) and `chatcli usage` (tokens and cost from the usage ledger)."""
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,16 +47,15 @@ examples:
 """
 
 GLOBAL = SUBCOMMANDS["sessions"]  # the global flags sessions and usage take: --db, --config
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_UNITS = inputs.DURATION_UNITS
 
 
 def parse_duration(text: str) -> float:
     """Seconds in a duration such as 30d, 12h or 2w."""
-    match = _DURATION.match(text)
-    if not match:
+    seconds = inputs.duration_seconds(text)
+    if seconds is None:
         raise argparse.ArgumentTypeError(f"must be a number and a unit (s, m, h, d or w), as in 30d, not {text!r}")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    return seconds
 
 
 def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:

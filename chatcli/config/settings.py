@@ -64,6 +64,9 @@ class Config:
     prices: Mapping[str, Any] = field(default_factory=dict)
     budget: Mapping[str, Any] = field(default_factory=dict)
     mcp: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # [mcp.NAME]: MCP servers (tools/mcp.py)
+    cache: bool = False  # the response cache, for one-shot asks (core/cache.py)
+    cache_ttl: str = "7d"  # a duration (base/parse.py duration_seconds)
+    cache_any: bool = False  # cache any request, not only those with temperature 0 or a seed
     save: bool = True
     db: str | None = None
     redact: tuple[str, ...] = ()  # kinds of personal data scrubbed from what is sent (chatcli.pii)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from chatcli.base.errors import ConfigError
+from chatcli.base.parse import duration_seconds
 from chatcli.base.pii import KINDS
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -35,6 +36,7 @@ class Setting:
     example: Any = None  # shown, commented out, in config.example.toml when the default is unset
     secret: bool = False  # its value is never shown, not even in an error
     choices: tuple[str, ...] = ()  # a string that must be one of these
+    duration: bool = False  # a string that must be a duration: a whole number and s, m, h, d or w (7d)
 
     @property
     def env_var(self) -> str:
@@ -44,6 +46,8 @@ class Setting:
         """What is allowed, in words, for error messages."""
         if self.choices:
             return " or ".join(f'"{c}"' for c in self.choices)
+        if self.duration:
+            return 'a duration: a whole number and s, m, h, d or w, as in "7d" or "12h"'
         noun = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}[self.kind]
         if self.kind is str and not self.optional:
             noun = "a non-empty string"
@@ -70,6 +74,8 @@ class Setting:
         if ok and self.kind is str and not value.strip() and not self.optional:
             ok = False
         if ok and self.choices and value not in self.choices:
+            ok = False
+        if ok and self.duration and duration_seconds(value) is None:
             ok = False
         if ok and self.kind is float and not math.isfinite(value):
             ok = False
@@ -144,6 +150,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_tool_rounds", int, 8, "Rounds of tool calls one reply may take (tools, --tools); past them chatcli stops and says so.", 1, 100),
     Setting("tool_timeout", float, 30.0, "Longest a tool call may run, in seconds; then it is stopped and the model told.", 0.1, 3600),
     Setting("tool_result_tokens", int, 4000, "Longest tool result sent to the model, in tokens (about 4 characters each); a longer one is cut, saying so.", 50, 1_000_000),
+    Setting("cache", bool, False, "Answer one-shot asks from the response cache where it may (--cache): only requests with temperature 0 or a seed, unless cache_any; never with --no-save."),
+    Setting("cache_ttl", str, "7d", "How long a cached reply is served, as a duration; older ones are dropped.", duration=True),
+    Setting("cache_any", bool, False, "With the cache on, cache any request, not only those with temperature 0 or a seed (whose answers repeat)."),
     Setting("save", bool, True, "Save sessions and input history; false is incognito (with a [budget], only tokens and cost are recorded)."),
     Setting("db", str, None, "Session database; default $XDG_DATA_HOME/chatcli/chatcli.db.", optional=True, example="~/chats/chatcli.db"),
     Setting("fetch_allow_private", bool, False, "Let the fetch_url tool reach loopback, private and link-local addresses (your LAN, localhost, a cloud's metadata service); not settable from a project's .env."),

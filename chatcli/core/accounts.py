@@ -128,13 +128,16 @@ class Accounts:
         return Spending(usd=usd, tokens=saved.tokens, unpriced=tuple(unpriced))
 
     def record_spend(self, turn: Turn) -> None:
-        """A turn's cost, written to the ledger as it ends."""
+        """A turn's cost, written to the ledger as it ends (a reply from the response cache cost nothing)."""
         row = self.cost_of(turn)
         if row.usage is not None and row.usage.total_tokens:
             self._ledger(turn.model, row.usage, row.cost, estimated=not row.exact, reply_of=turn)
 
     def cost_of(self, turn: Turn) -> TurnCost:
-        """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate."""
+        """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate.
+        A reply from the response cache was billed nothing: no tokens, $0 (its usage is the original's)."""
+        if turn.cached:
+            return TurnCost(turn, None, 0.0, True, cached=True)
         usage, exact = turn.usage, True
         if usage is None and (turn.reply or turn.reasoning) and turn.sent is not None:
             # Reasoning is billed as output too, even when the reply was cut short before the answer.
@@ -177,11 +180,13 @@ class TurnCost:
     usage: Usage | None  # None: nothing was billed, or nothing is known
     cost: float | None  # None: the model's price is unknown
     exact: bool  # False: estimated from our own counts
+    cached: bool = False  # a reply from the response cache: no request, no cost
 
     @property
     def source(self) -> str | None:
-        """Where the cost comes from: "provider", "list", "estimate", or None with no cost."""
-        return cost_source(self.usage, self.cost, exact=self.exact)
+        """Where the cost comes from: "provider", "list", "estimate", "cache" (no request was made), or
+        None with no cost."""
+        return "cache" if self.cached else cost_source(self.usage, self.cost, exact=self.exact)
 
 
 @dataclass(frozen=True)

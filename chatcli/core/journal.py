@@ -219,6 +219,7 @@ class Journal:
             reasoning=turn.reasoning or None,
             filtered=turn.filtered,
             steps=tuple(turn.steps),
+            cached=turn.cached,
         )
         self._write(lambda s: turn.ids.append(s.add_message(self.session_id, message)))
 

@@ -74,6 +74,7 @@ def restore_conversation(
             turn.reply = message.content
             turn.reasoning = message.reasoning or ""
             turn.filtered = message.filtered
+            turn.cached = message.cached  # answered from the response cache: it cost nothing
             turn.steps = [dict(step) for step in message.steps]  # its tool calls and results, sent again as they were
             turn.status = message.status or COMPLETE
             turn.finish_reason = message.finish_reason

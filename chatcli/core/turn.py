@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ChatError
-from chatcli.base.events import Event, Finish, ReasoningDelta, Served, TextDelta, ToolCall, Usage
+from chatcli.base.events import Event, Finish, FromCache, ReasoningDelta, Served, TextDelta, ToolCall, Usage
 from chatcli.base.images import Image
 from chatcli.llm.tokens import Count
 
@@ -76,6 +76,7 @@ class Turn:
     estimated: int = 0  # our uncorrected estimate of what was sent, which the server's count corrects
     images: list[Image] = field(default_factory=list)  # sent with the user's message, after its text
     filtered: bool = False  # the reply holds a blocked word (config block_words): saved, never shown as it is
+    cached: bool = False  # answered from the response cache (core/cache.py): no request made, nothing billed
     # Tool calling (core/toolloop.py): the calls the latest round of the reply ended with, still to run,
     # and the exchange's steps so far, as wire messages (the assistant's tool_calls, one `tool` message
     # per call with its `_shown` record: name, arguments, status, seconds), sent again with later turns.
@@ -200,6 +201,8 @@ class ReplyIn:
             turn.calls.append(event)
         elif isinstance(event, Served) and event.model != turn.model:
             turn.asked, turn.model = turn.model, event.model
+        elif isinstance(event, FromCache):
+            turn.cached = True
 
     def end(self, held: str, held_thoughts: str) -> None:
         """The reply as it stands when the stream ends, however it ended."""

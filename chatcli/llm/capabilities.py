@@ -139,12 +139,15 @@ class Adapter:
                 return value, source
         return None, ""
 
-    def fit(self, model: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], list[Adjusted]]:
+    def fit(self, model: str, params: Mapping[str, Any], *, say: bool = True) -> tuple[dict[str, Any], list[Adjusted]]:
         """The parameters as this model takes them, and what to tell the user: each thing once a run.
 
         An effort from the config goes only to models that take one, silently; an effort
         chosen with /effort, or a sampling parameter, that the model refuses is said.
+        `say=False`: the body alone, nothing said and nothing counted as said (the response
+        cache's key is taken from the body before the request that says it is sent).
         """
+        first = self._first if say else (lambda model, what: False)
         caps = self.capabilities(model)
         body = {k: v for k, v in params.items() if v is not None}
         chosen = body.pop("reasoning_effort", None)
@@ -161,12 +164,12 @@ class Adapter:
             body["reasoning_effort"] = chosen  # a model chatcli does not know: tried, and a refusal teaches
         elif chosen is not None and not caps.efforts:
             left_out.append("reasoning_effort")
-        elif effort is not None and caps.efforts and self._first(model, f"reasoning_effort {effort}"):
+        elif effort is not None and caps.efforts and first(model, f"reasoning_effort {effort}"):
             said.append(f"{model} takes reasoning_effort {_either(caps.efforts)}, not {effort}; "
                         "none is sent, so the model's own default is used")
         if self.usage_accounting and "usage" not in caps.unsupported:
             body.update(USAGE_ACCOUNTING)
-        new = [k for k in left_out if self._first(model, k)]
+        new = [k for k in left_out if first(model, k)]
         if new:
             said.insert(0, f"{model} does not take {_either(new)}; {'it is' if len(new) == 1 else 'they are'} "
                            "left out of its requests")

@@ -149,23 +149,41 @@ class ChatClient:
 
         The caller decides what a missing Finish means (a truncated reply).
         """
-        if self.config.redact:
-            # Every request passes here: the system prompt, old turns of a resumed session and
-            # /compact's summaries are scrubbed too, not only the message being sent.
-            from chatcli.base.pii import scrub
+        return self._heard(self._fitted(model, self._scrubbed(messages), params))
 
-            kinds = self.config.redact
+    def _scrubbed(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages with the personal data the config names scrubbed. Every request passes here:
+        the system prompt, old turns of a resumed session and /compact's summaries are scrubbed too,
+        not only the message being sent."""
+        if not self.config.redact:
+            return messages
+        from chatcli.base.pii import scrub
 
-            def scrubbed(content: Any) -> Any:
-                if isinstance(content, str):
-                    return scrub(content, kinds).text
-                if isinstance(content, list):  # a message with images: its text parts
-                    return [{**p, "text": scrub(p["text"], kinds).text} if isinstance(p, dict) and
-                            isinstance(p.get("text"), str) else p for p in content]
-                return content
+        kinds = self.config.redact
 
-            messages = [{**m, "content": scrubbed(m.get("content"))} for m in messages]
-        return self._heard(self._fitted(model, messages, params))
+        def scrubbed(content: Any) -> Any:
+            if isinstance(content, str):
+                return scrub(content, kinds).text
+            if isinstance(content, list):  # a message with images: its text parts
+                return [{**p, "text": scrub(p["text"], kinds).text} if isinstance(p, dict) and
+                        isinstance(p.get("text"), str) else p for p in content]
+            return content
+
+        return [{**m, "content": scrubbed(m.get("content"))} for m in messages]
+
+    @property
+    def server(self) -> str:
+        """Which server answers, as the response cache tells servers apart: the base URL as shown
+        (a password in it hidden, never the key), and Azure's deployment, which the URL leaves out."""
+        c = self.config
+        return f"{c.shown_url} deployment {c.azure_deployment}" if c.api_type == "azure" and c.azure_deployment \
+            else c.shown_url
+
+    def request_body(self, *, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        """The chat body stream() would send now, without its streaming options: the messages
+        scrubbed, the parameters fitted to the model (nothing said of the fitting: the request says it)."""
+        body, _ = self.adapter.fit(model, params, say=False)
+        return {"model": model, "messages": self._scrubbed(messages), **body}
 
     def _heard(self, events: Iterator[Event]) -> Iterator[Event]:
         """The events, with the latest rate limits the server stated kept on the client: they are its server's state."""

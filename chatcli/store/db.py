@@ -80,6 +80,7 @@ class StoredMessage:
     missing_images: tuple[str, ...] = ()  # read back: the names of its images whose bytes are no longer stored
     filtered: bool = False  # a reply that held a blocked word: shown withheld
     steps: tuple[dict[str, Any], ...] = ()  # a reply: its tool calls and results, as sent (core/toolloop.py)
+    cached: bool = False  # a reply answered from the response cache: no request was made, nothing was billed
 
 
 @dataclass(frozen=True)
@@ -238,8 +239,8 @@ class Store:
                 """INSERT INTO messages (session_id, role, content, status, finish_reason, model, params,
                        prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
                        error, first_token_ms, total_ms, created_at, sent_tokens, sent_exact, reasoning, filtered,
-                       steps)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       steps, cached)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     session_id, message.role, message.content, message.status, message.finish_reason,
                     message.model, json.dumps(message.params) if message.params else None,
@@ -249,6 +250,7 @@ class Store:
                     message.sent_tokens, None if message.sent_tokens is None else int(message.sent_exact),
                     message.reasoning, int(message.filtered),
                     json.dumps(list(message.steps), ensure_ascii=False) if message.steps else None,
+                    int(message.cached),
                 ),
             )
             message_id = int(cursor.lastrowid)
@@ -393,7 +395,7 @@ class Store:
         rows = self.db.execute(
             """SELECT id, role, content, created_at, status, finish_reason, model, params, prompt_tokens,
                       completion_tokens, total_tokens, cached_tokens, reasoning_tokens, error,
-                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning, filtered, steps
+                      first_token_ms, total_ms, sent_tokens, sent_exact, reasoning, filtered, steps, cached
                FROM messages WHERE session_id = ? ORDER BY id""",
             (session_id,),
         ).fetchall()
@@ -412,7 +414,7 @@ class Store:
                     model=r[6], params=json.loads(r[7]) if r[7] else {}, usage=usage, error=r[13],
                     first_token_ms=r[14], total_ms=r[15], sent_tokens=r[16], sent_exact=bool(r[17]),
                     reasoning=r[18], filtered=bool(r[19]), images=tuple(found.get(r[0], ())),
-                    missing_images=tuple(missing.get(r[0], ())), steps=tuple(_steps(r[20])),
+                    missing_images=tuple(missing.get(r[0], ())), steps=tuple(_steps(r[20])), cached=bool(r[21]),
                 )
             )
         return out

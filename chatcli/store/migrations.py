@@ -283,6 +283,35 @@ def _m14_batches(db: sqlite3.Connection) -> None:
     )
 
 
+def _m15_response_cache(db: sqlite3.Connection) -> None:
+    # The response cache (issue 18): a reply kept under its key, the sha256 of its server (the base URL
+    # as shown, never a key) and request body, with the model the server named, the usage it reported
+    # (JSON) and what it cost then (NULL: unknown), so asking the same again is answered without a
+    # request and `chatcli cache stats` can say what the hits saved. Only complete replies are kept
+    # (finish_reason stop or length); one past expires_at is never served. A reply answered from it
+    # is marked in messages, so a resumed session counts it as free.
+    _run_script(
+        db,
+        """
+        CREATE TABLE response_cache (
+            key TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            reply TEXT NOT NULL,
+            reasoning TEXT,
+            finish_reason TEXT NOT NULL,
+            usage TEXT,
+            cost_usd REAL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 0,
+            last_hit_at REAL
+        );
+        CREATE INDEX response_cache_by_expiry ON response_cache(expires_at);
+        ALTER TABLE messages ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial,
     _m2_latency_context_search_events,
@@ -298,6 +327,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m12_filtered,
     _m13_tool_steps,
     _m14_batches,
+    _m15_response_cache,
 ]
 
 

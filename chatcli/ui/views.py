@@ -50,6 +50,8 @@ def stats_line(session: Session, turn) -> str | None:
 
     The rate is over the time tokens were flowing: a stall mid-reply (past STALL_S) is not
     generation time, and is said apart."""
+    if turn.cached:
+        return "from the response cache: no request, no cost"
     row = session.accounts.cost_of(turn)
     if turn.first_token_s is None or turn.total_s is None or row.usage is None:
         return None
