@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "usage": ("db", "config"),
     "models": ("profile", "base_url", "config", "verbose", "log_file"),
     "config": ("profile", "config", "verbose", "log_file"),
+    "batch": ("profile", "base_url", "config", "db", "verbose", "log_file"),
 }
 
 

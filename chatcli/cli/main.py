@@ -59,6 +59,8 @@ examples:
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
   chatcli models                               the models the server offers
   chatcli config check                         is the config file right? (also: path, show, profiles)
+  chatcli batch run prompts.txt -j 8           one prompt a line, 8 at a time; results as JSON lines
+                                               (also: status, wait, fetch, cancel, list, retry; see chatcli batch -h)
   chatcli --db ~/work.db sessions list         flags a subcommand takes go before or after it
   source <(chatcli --completion bash)          Tab completion (also zsh, fish)
   chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
@@ -147,10 +149,16 @@ def _reports_parser(name: str) -> Callable[[], argparse.ArgumentParser]:
     return build
 
 
+def _batch_parser() -> argparse.ArgumentParser:
+    from chatcli.cli.batch import build_batch_parser  # lazy: off the path of chatcli --help
+
+    return build_batch_parser(Parser)
+
+
 # Each subcommand's parser, with the global flags it takes (flags.SUBCOMMANDS); RUNNERS runs it.
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "sessions": _reports_parser("sessions"), "usage": _reports_parser("usage"), "models": _models_parser,
-    "config": _config_parser,
+    "config": _config_parser, "batch": _batch_parser,
 }
 
 
@@ -372,8 +380,14 @@ def _report(name: str):
     return run
 
 
+def _batch(args: argparse.Namespace, env) -> int:
+    from chatcli.cli.batch import run_batch  # lazy: off the path of chatcli --help
+
+    return run_batch(args, env)
+
+
 RUNNERS = {"sessions": _report("run_sessions"), "usage": _report("run_usage"), "models": _list_models,
-           "config": _config_action}
+           "config": _config_action, "batch": _batch}
 
 
 def _run(args: argparse.Namespace, env) -> int:
