@@ -58,8 +58,8 @@ def last_prompt(body: dict[str, Any]) -> str:
 
 
 def asked(srv) -> Counter:
-    """How many times the server was asked each prompt."""
-    return Counter(last_prompt(r.body) for r in srv.chat_requests)
+    """How many times the server was asked each prompt (a request whose body a kill cut off is no ask)."""
+    return Counter(last_prompt(r.body) for r in srv.chat_requests if isinstance(r.body, dict))
 
 
 def config(text: str = "") -> None:
@@ -228,13 +228,13 @@ def test_the_runner_stops_starting_rows_when_a_cap_is_reached_and_says_how_many_
 
 
 def test_j_runs_that_many_requests_at_once_and_no_more(srv, run_chatcli, tmp_path):
-    srv.default = ByPrompt(first_delay=0.5, server=srv)
+    srv.default = ByPrompt(first_delay=0.8, server=srv)
     (tmp_path / "p.txt").write_text("".join(f"row {n}\n" for n in range(8)))
     started = time.monotonic()
     result = run_chatcli("batch", "run", str(tmp_path / "p.txt"), "-j", "4", "-m", "gpt-4o-mini")
     assert result.returncode == 0, result.stderr
     assert max(srv.default.in_flight) == 4  # the server was handling four at once, never five
-    assert time.monotonic() - started < 8 * 0.5  # not one after another
+    assert time.monotonic() - started < 8 * 0.8  # not one after another
 
 
 def test_j_out_of_range_is_one_sentence(run_chatcli, tmp_path):
