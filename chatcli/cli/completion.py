@@ -9,7 +9,7 @@ import argparse
 from typing import Mapping
 
 SUBCOMMANDS = {"sessions": "saved sessions", "usage": "tokens and cost", "models": "the server's models",
-               "config": "the config file: path, show, check, profiles"}
+               "config": "the config file: path, show, check, profiles", "batch": "many asks from a file"}
 
 
 def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, ...]] = {
     "models": ("profile", "base_url", "config", "verbose", "log_file"),
     "config": ("profile", "config", "verbose", "log_file"),
     "cache": ("db", "config"),
+    "batch": ("profile", "base_url", "config", "db", "verbose", "log_file"),
 }
 
 

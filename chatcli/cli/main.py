@@ -59,6 +59,8 @@ examples:
   chatcli usage --days 30 --by model           tokens and cost, with a bar chart
   chatcli models                               the models the server offers
   chatcli config check                         is the config file right? (also: path, show, profiles)
+  chatcli batch run prompts.txt -j 8           one prompt a line, 8 at a time; results as JSON lines
+                                               (also: status, wait, fetch, cancel, list, retry; see chatcli batch -h)
   chatcli --db ~/work.db sessions list         flags a subcommand takes go before or after it
   source <(chatcli --completion bash)          Tab completion (also zsh, fish)
   chatcli --json "name three primes" | jq .reply   the answer and its usage as JSON
@@ -161,6 +163,7 @@ def _lazy(module: str, name: str) -> Callable[..., Any]:
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "sessions": _reports_parser("sessions"), "usage": _reports_parser("usage"), "models": _models_parser,
     "config": _config_parser, "cache": lambda: _lazy("cache", "build_cache_parser")(Parser),
+    "batch": lambda: _lazy("batch", "build_batch_parser")(Parser),
 }
 
 
@@ -387,7 +390,7 @@ def _report(name: str):
 
 
 RUNNERS = {"sessions": _report("run_sessions"), "usage": _report("run_usage"), "models": _list_models,
-           "config": _config_action, "cache": _lazy("cache", "run_cache")}
+           "config": _config_action, "cache": _lazy("cache", "run_cache"), "batch": _lazy("batch", "run_batch")}
 
 
 def _run(args: argparse.Namespace, env) -> int:

@@ -15,7 +15,7 @@ from chatcli.base.events import Usage
 from chatcli.core.budget import Budget, BudgetGuard, LedgerUnreadable, Spending
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.tokens import MESSAGE_OVERHEAD
-from chatcli.store.db import Spend, StoreError
+from chatcli.store.db import Spend, Spent, StoreError
 
 if TYPE_CHECKING:
     from chatcli.core.journal import Journal
@@ -115,17 +115,7 @@ class Accounts:
                 tokens=sum(r.usage.total_tokens for r in rows),
                 unpriced=tuple(sorted({r.turn.model for r in rows if r.cost is None})),
             )
-        # Rows the ledger holds with no price (a model priced since, rows from before the ledger
-        # kept costs) are priced now where the table knows the model.
-        usd, unpriced = saved.usd, []
-        for row in saved.unpriced:
-            usage = Usage(row.prompt_tokens, row.completion_tokens, row.total_tokens, row.cached_tokens)
-            cost = self.pricing.cost(row.model, usage)
-            if cost is None:
-                unpriced.append(row.model or "unnamed model")
-            else:
-                usd += cost
-        return Spending(usd=usd, tokens=saved.tokens, unpriced=tuple(unpriced))
+        return ledger_spending(saved, self.pricing)
 
     def record_spend(self, turn: Turn) -> None:
         """A turn's cost, written to the ledger as it ends (a reply from the response cache cost nothing)."""
@@ -170,6 +160,20 @@ class Accounts:
     @property
     def usage(self) -> Usage:
         return sum((turn.usage for turn in self._books.turns if turn.usage), Usage())
+
+
+def ledger_spending(saved: Spent, pricing: Pricing) -> Spending:
+    """What the ledger says was spent, as the caps count it: rows it holds with no price (a model
+    priced since, rows from before the ledger kept costs) are priced now where the table knows the model."""
+    usd, unpriced = saved.usd, []
+    for row in saved.unpriced:
+        usage = Usage(row.prompt_tokens, row.completion_tokens, row.total_tokens, row.cached_tokens)
+        cost = pricing.cost(row.model, usage)
+        if cost is None:
+            unpriced.append(row.model or "unnamed model")
+        else:
+            usd += cost
+    return Spending(usd=usd, tokens=saved.tokens, unpriced=tuple(unpriced))
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,10 @@ class BudgetGuard:
     claim: Callable[[str, float], bool | None] = lambda name, since: None
     _warned: set[tuple[str, float]] = field(default_factory=set)
 
-    def check(self, *, cost: float | None, tokens: int, model: str) -> tuple[str | None, str | None]:
-        """(refusal, warning) for a request to `model` that would cost about `cost` USD (None: no price) and `tokens` tokens."""
+    def check(self, *, cost: float | None, tokens: int, model: str,
+              what: str = "This request") -> tuple[str | None, str | None]:
+        """(refusal, warning) for a request to `model` that would cost about `cost` USD (None: no price) and `tokens`
+        tokens; `what` names it in the refusal (a batch names itself and its figures)."""
         b = self.budget
         if b.daily_usd is None and b.monthly_usd is None and b.daily_tokens is None:
             return None, None
@@ -74,7 +76,7 @@ class BudgetGuard:
             try:
                 spent = self.spend_since(since)
             except LedgerUnreadable as exc:
-                return (f"This request was not sent, because a [budget] cap is set and the usage ledger cannot be used: "
+                return (f"{what} was not sent, because a [budget] cap is set and the usage ledger cannot be used: "
                         f"{exc}."), None
             is_tokens = name == "daily_tokens"
             if not is_tokens:
@@ -83,7 +85,7 @@ class BudgetGuard:
             show = (lambda v: f"{v:,.0f} tokens") if is_tokens else (lambda v: f"${v:,.{_places(after, cap)}f}")
             if after > cap:
                 return (
-                    f"This request would take {period} spending to {show(after)}, past the {name} budget of "
+                    f"{what} would take {period} spending to {show(after)}, past the {name} budget of "
                     f"{show(cap)}; raise [budget] {name} in {b.where}, or wait until {next_period}.",
                     None,
                 )

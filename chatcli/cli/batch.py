@@ -1,0 +1,376 @@
+"""chatcli batch: many one-shot asks from a file, run here N at a time (--via local) or through the
+provider's Batch API (--via api), each row's result kept as it comes, joined back in input order.
+
+The parser holds every action; ACTIONS runs them (`run` is here; the Batch API's status, wait,
+fetch, cancel, list and retry come from cli/batch_api.py). Every row is sent as a one-shot ask
+would send it: the config, the profile and the flags make one Spec that each row's body shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from chatcli.base.errors import EXIT_INTERRUPTED, ChatError, UsageError
+from chatcli.base.parse import MAX_ID, whole_number
+from chatcli.base.text import for_stream, json_text, shown, strip_controls
+from chatcli.cli.flags import SUBCOMMANDS, add_flags, setting_type
+
+if TYPE_CHECKING:
+    from chatcli.base.env import Env
+    from chatcli.batch.inputs import Row
+    from chatcli.batch.requests import Spec
+    from chatcli.cli.schema import Schema
+    from chatcli.config.settings import Config
+    from chatcli.core.session import Session
+    from chatcli.store.batches import Batches, Job
+
+VIA = ("api", "local")
+DEFAULT_JOBS = 4
+MAX_JOBS = 256
+GLOBAL = SUBCOMMANDS["batch"]  # the global flags batch takes, before or after its action
+
+EXAMPLES = """\
+examples:
+  chatcli batch run prompts.txt                     one prompt a line; results as JSON lines on stdout
+  chatcli batch run rows.jsonl --output out.jsonl   {"id": ..., "prompt"|"messages"|"vars": ...} a line
+  chatcli batch run data.csv --prompt-template 'Summarize: {{text}}' -m gpt-4o-mini
+  chatcli batch run prompts.txt --via local -j 16   16 requests at once, from here
+  chatcli batch run prompts.txt --dry-run           the requests, tokens, cost and first body; nothing sent
+  chatcli batch status 3                            a job sent to the Batch API (also: wait, fetch, cancel)
+
+Running the same command again finds its job and sends only the rows not done yet (after a
+Ctrl-C, a cap reached or kill -9 alike). Exit codes: 0 every row succeeded, 1 any did not.
+"""
+
+
+def jobs_count(text: str) -> int:
+    """An argparse type: -j, how many requests at once."""
+    number = whole_number(text)
+    if number is None or not 1 <= number <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_JOBS}, not {text[:40]!r}")
+    return number
+
+
+def job_id(text: str) -> int:
+    """An argparse type: a job's id, as chatcli batch list shows them."""
+    number = whole_number(text)
+    if number is None or not 0 < number <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"must be a job id, as chatcli batch list shows them, not {text[:40]!r}")
+    return number
+
+
+def build_batch_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    parser = parser_class(prog="chatcli batch", description="Many one-shot asks from a .txt, .jsonl or .csv file, "
+                          "run here N at a time or through the provider's Batch API; results in input order.",
+                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser, GLOBAL)
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=parser_class)
+    p = sub.add_parser("run", help="send every row of INPUT; results as JSON lines in input order",
+                       description="Send every row of INPUT as a one-shot ask would send it, and write one JSON "
+                       "line per row, in input order: id, status, reply, parsed, usage, cost_usd, error.")
+    p.add_argument("input", metavar="INPUT", help="a .txt (a prompt a line), .jsonl (id, and prompt, messages or "
+                   "vars) or .csv file (its columns fill --prompt-template)")
+    p.add_argument("--via", choices=VIA, help="api: the provider's Batch API (half price, results within 24h); "
+                   "local: from here, -j at a time (default: api where the server has one)")
+    p.add_argument("-j", "--jobs", type=jobs_count, default=DEFAULT_JOBS, metavar="N",
+                   help=f"--via local: requests at once, 1 to {MAX_JOBS} (default {DEFAULT_JOBS})")
+    p.add_argument("--output", metavar="FILE", help="write the result lines here instead of stdout")
+    p.add_argument("--prompt-template", metavar="T", help="each row's prompt, its {{column}}s filled from the row "
+                   "(.csv columns, .jsonl vars; {{prompt}} for a .txt line or a .jsonl prompt)")
+    p.add_argument("--dry-run", action="store_true", help="print the request count, the token and cost estimate "
+                   "and the first request; send nothing")
+    p.add_argument("--wait", action="store_true", help="--via api: wait for the job and write its results")
+    p.add_argument("--cache", action="store_true", help="answer rows from the response cache where it has them")
+    p.add_argument("-s", "--system", type=setting_type("system"), help="system prompt for every row")
+    p.add_argument("-m", "--model", type=setting_type("model"), help="model name")
+    p.add_argument("-t", "--temperature", type=setting_type("temperature"), help="sampling temperature, 0 to 2")
+    p.add_argument("--max-tokens", type=setting_type("max_tokens"), metavar="N", help="longest reply, in tokens")
+    p.add_argument("-o", "--option", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="set a request parameter, as /set does: -o top_p 0.9 -o seed 42 (repeatable)")
+    p.add_argument("--schema", metavar="PATH", help="ask each row for JSON matching the JSON Schema in PATH; "
+                   "a reply that does not match is a failed row")
+    for name, text in (("status", "how a job stands"), ("wait", "wait for a job to end, then write its results"),
+                       ("cancel", "cancel a job sent to the Batch API")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("job", type=job_id, metavar="JOB")
+    p = sub.add_parser("fetch", help="write a job's results in input order (again, if need be)")
+    p.add_argument("job", type=job_id, metavar="JOB")
+    p.add_argument("--output", metavar="FILE", help="write the result lines here instead of stdout")
+    sub.add_parser("list", help="the jobs, newest first")
+    p = sub.add_parser("retry", help="send a job's failed or expired rows again")
+    p.add_argument("job", type=job_id, metavar="JOB")
+    p.add_argument("--failed", action="store_true", required=True, help="the failed and expired rows (required)")
+    for action in sub.choices.values():  # chatcli batch run X --db Y, as well as chatcli --db Y batch run X
+        add_flags(action, GLOBAL, again=True)
+    return parser
+
+
+def run_batch(args: argparse.Namespace, env: Env) -> int:
+    handler = ACTIONS.get(args.action)
+    if handler is None:
+        raise ChatError(f"chatcli batch {args.action} is not wired in yet on this branch; only batch run is.")
+    return handler(args, env)
+
+
+def run(args: argparse.Namespace, env: Env) -> int:
+    """batch run: the rows, the spec, then a dry run, the Batch API, or the local runner."""
+    from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
+    from chatcli.batch.inputs import read_rows  # lazy: off the path of chatcli --help
+    from chatcli.config.settings import load_config, require_api_key  # lazy: off the path of chatcli --help
+
+    schema = None
+    if args.schema is not None:  # a bad schema file is a bad command line: said before anything else
+        from chatcli.cli.schema import load_schema  # lazy: off the path of chatcli --help
+
+        schema = load_schema(args.schema)
+    if args.output is not None and not Path(args.output).expanduser().parent.is_dir():
+        raise UsageError(f"--output {strip_controls(args.output)}: its folder does not exist; make it, or name another.")
+    flags = {"model": args.model, "system": args.system, "temperature": args.temperature,
+             "max_tokens": args.max_tokens, "base_url": args.base_url}
+    config = load_config(env, config_path=args.config, flags={**flags, "db": args.db, "profile": args.profile})
+    know(config)
+    for warning in config.warnings:
+        _say(env, f"warning: {warning}")
+    require_api_key(config)
+    rows = read_rows(Path(args.input).expanduser(), template=args.prompt_template)
+    with _logging(args, env, config):
+        session = build_session_for(args, env, config)
+        spec = spec_of(session, schema, say=lambda sentence: _say(env, sentence))
+        via = choose_via(args, config, session)
+        if via == "api":
+            raise ChatError("--via api is not wired in yet on this branch; use --via local.")
+        if args.dry_run:
+            return dry_run(args, env, config, session, spec, rows, via=via)
+        return run_local(args, env, config, session, spec, rows, schema=schema)
+
+
+def choose_via(args: argparse.Namespace, config: Config, session: Session) -> str:
+    """--via, or else where the job runs: the Batch API where the server has one, else here."""
+    return args.via or "local"
+
+
+def build_session_for(args: argparse.Namespace, env: Env, config: Config) -> Session:
+    """A session as a one-shot ask starts one (the config's model, system prompt, temperature and
+    max_tokens, then -o as /set does it), for its settings and its client; it keeps no history."""
+    from chatcli.app import build_session  # lazy: off the path of chatcli --help
+    from chatcli.cli.inputs import as_commands  # lazy: off the path of chatcli --help
+    from chatcli.core.conversation import Conversation  # lazy: off the path of chatcli --help
+
+    params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
+    conversation = Conversation(model=config.model, system=config.system,
+                                params={k: v for k, v in params.items() if v is not None})
+    session = build_session(config, conversation)
+    session.model_chosen = config.model_set
+    if session.system and session.redact:
+        redacted = session.set_system(session.system)
+        if redacted is not None:
+            _say(env, f"{redacted}.")
+    as_commands(session, SimpleNamespace(option=args.option, file=None, image=None))
+    if not session.model_chosen and not args.dry_run:
+        session.settle(wait=config.connect_timeout)  # no model configured: the server's own, as a one-shot ask takes
+    return session
+
+
+def spec_of(session: Session, schema: Schema | None, *, say: Callable[[str], None]) -> Spec:
+    """What every row is sent with: the session's model, system prompt and parameters, fitted to
+    what the model takes (as each one-shot request is), and --schema's response_format."""
+    from chatcli.batch.requests import Spec  # lazy: off the path of chatcli --help
+    from chatcli.core.attachments import wire_params  # lazy: off the path of chatcli --help
+
+    params, notices = session.sender.adapter.fit(session.model, wire_params(session.params))
+    for notice in notices:
+        say(f"{notice}.")
+    return Spec(model=session.model, system=session.system, params=params,
+                response_format=schema.response_format() if schema is not None else None)
+
+
+def job_key(server: str, spec: Spec, path: Path) -> str:
+    """The job a command makes: the same server, spec and input file make the same job, to resume."""
+    text = json.dumps({"server": server, "spec": spec.record(), "input": os.path.realpath(path)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def dry_run(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
+            via: str) -> int:
+    """The request count, the token and cost estimate and the first request; nothing is sent."""
+    from chatcli.batch.estimate import estimate  # lazy: off the path of chatcli --help
+    from chatcli.batch.requests import body_of  # lazy: off the path of chatcli --help
+
+    bodies = [(row.id, body_of(row, spec)) for row in rows]
+    guess = estimate(bodies, tokenizer=session.tokenizer, pricing=session.accounts.pricing, model=spec.model)
+    where = f"here, {args.jobs} at a time" if via == "local" else "through the Batch API"
+    model = [] if session.model_chosen else [  # a run asks the server first, as a one-shot ask does; this did not
+        f"model: {spec.model} is chatcli's default; a run takes the server's own instead if it does not list it"]
+    lines = [f"batch: {len(rows):,} row{'s' if len(rows) != 1 else ''} from {args.input}, to {config.shown_url}, "
+             f"run {where}", *model, *guess.lines(), f"first request (id {bodies[0][0]}):",
+             json_text(bodies[0][1], indent=2), "nothing was sent (--dry-run)"]
+    env.stdout.write(for_stream("\n".join(lines) + "\n", terminal=env.stdout_isatty))
+    env.stdout.flush()
+    return 0
+
+
+def run_local(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
+              schema: Schema | None) -> int:
+    """--via local: the job found (to resume) or made, checked against the caps, run, and written."""
+    from chatcli.store.db import StoreError, describe, is_store_error  # lazy: off the path of chatcli --help
+
+    path = _db_path(env, config)
+    store = _open_store(path)
+    try:
+        return _run_local(args, env, config, session, spec, rows, schema=schema, store=store)
+    except StoreError as exc:
+        raise ChatError(f"The batch stopped: {exc}; what finished is saved, so run the same command again to go on.") \
+            from None
+    except Exception as exc:
+        if not is_store_error(exc):
+            raise
+        raise ChatError(f"The batch stopped: {describe(exc, path)}; what finished is saved, so run the same command "
+                        "again to go on.") from None
+    finally:
+        store.close()
+
+
+def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
+               schema: Schema | None, store: Any) -> int:
+    from chatcli.base.pii import configured_secrets  # lazy: off the path of chatcli --help
+    from chatcli.batch.estimate import budget_guard, capped, check_job, estimate  # lazy: off the path of --help
+    from chatcli.batch.local import BUDGET, INTERRUPTED, LocalRunner  # lazy: off the path of chatcli --help
+    from chatcli.store.batches import OK, PENDING, Batches  # lazy: off the path of chatcli --help
+
+    batches = Batches(store)
+    job, kept = _job(batches, config, spec, rows, Path(args.input).expanduser())
+    pending = batches.rows(job.id, status=PENDING)
+    accounts = session.accounts
+    runner = LocalRunner(session.sender, batches, job.id, jobs=args.jobs, total=len(rows), pricing=accounts.pricing,
+                         tokenizer=session.tokenizer, secrets=configured_secrets(config))
+    if pending and capped(accounts.budget):  # the whole job against the caps, before anything is sent
+        guess = estimate([(r.custom_id, r.request) for r in pending], tokenizer=session.tokenizer,
+                         pricing=accounts.pricing, model=spec.model)
+        runner.guard = budget_guard(store, accounts.budget, accounts.pricing, in_flight=runner.in_flight)
+        runner.estimates = guess.per_row
+        refusal, warning = check_job(runner.guard, guess)
+        if refusal is not None:
+            raise ChatError(refusal)
+        if warning:
+            _say(env, warning[0].upper() + warning[1:] + ".")
+    _say(env, _opening(job, len(rows), kept, len(pending), args.jobs))
+    bar = _bar(env) if pending else None
+    say = (lambda s: bar.say(f"chatcli: {shown(s)}")) if bar is not None else (lambda s: _say(env, s))
+    runner.say = say
+    if bar is not None:
+        runner.progress = lambda t: bar.update(total=t.total, done=t.done, failed=t.failed, before=t.before,
+                                               cost=t.cost, note=t.note)
+    batches.update_job(job.id, status="running")
+    with bar if bar is not None else nullcontext():
+        end = runner.run(pending)
+    counts = batches.counts(job.id)
+    if end.status == INTERRUPTED:
+        batches.update_job(job.id, status="interrupted")
+        left = len(rows) - counts[OK]
+        _say(env, f"Stopped: {counts[OK]:,} of {len(rows):,} rows are done and saved; run the same command again "
+                  f"to do the other {left:,}.")
+        return EXIT_INTERRUPTED
+    batches.update_job(job.id, status="stopped" if end.status == BUDGET else "done")
+    written = _write(batches, job.id, args, env, schema)
+    if end.status == BUDGET and end.refusal is not None:
+        _say(env, end.refusal)
+        _say(env, f"{end.left:,} row{'s were' if end.left != 1 else ' was'} not started; run the same command "
+                  "again once the budget allows.")
+    from chatcli.cli.batch_results import summary  # lazy: off the path of chatcli --help
+
+    sentence, code = summary(written)
+    _say(env, sentence)
+    return code
+
+
+def _job(batches: Batches, config: Config, spec: Spec, rows: list[Row], path: Path) -> tuple[Job, int]:
+    """The job this command makes, and how many of its rows are already done: found and brought up to
+    date with the input (a rerun), or made."""
+    from chatcli.batch.requests import body_hash, body_of  # lazy: off the path of chatcli --help
+
+    bodies = [(row.id, body, body_hash(body)) for row in rows for body in (body_of(row, spec),)]
+    key = job_key(config.base_url, spec, path)
+    job = batches.find_job(key, via="local")
+    if job is None:
+        return batches.create_job(via="local", key=key, input_name=str(path), server=config.shown_url,
+                                  model=spec.model, spec=spec.record(), rows=bodies), 0
+    return job, batches.sync_rows(job.id, bodies)
+
+
+def _opening(job: Job, total: int, kept: int, pending: int, jobs: int) -> str:
+    """The line a run begins with: which job, and what is left to do."""
+    rows = f"{total:,} row{'s' if total != 1 else ''}"
+    if not pending:
+        return f"Batch job {job.id}: all {rows} are done already; nothing to send."
+    at_once = f"{min(jobs, pending)} at a time"
+    if kept:
+        return f"Batch job {job.id}: {kept:,} of {rows} are done already; running the other {pending:,} here, {at_once}."
+    return f"Batch job {job.id}: running {rows} here, {at_once}."
+
+
+def _write(batches: Batches, job_id: int, args: argparse.Namespace, env: Env, schema: Schema | None) -> dict[str, int]:
+    """The result lines, in input order, to --output or stdout; returns the count of each status."""
+    from chatcli.cli.batch_results import write_results  # lazy: off the path of chatcli --help
+
+    rows = batches.rows(job_id)
+    if args.output is None:
+        return write_results(rows, env.stdout, schema=schema)
+    where = Path(args.output).expanduser()
+    try:
+        with where.open("w", encoding="utf-8", newline="\n") as out:
+            return write_results(rows, out, schema=schema)
+    except OSError as exc:
+        raise ChatError(f"Could not write the results to {strip_controls(args.output)} ({exc.strerror or exc}); "
+                        "they are saved, so run the same command again to write them.") from None
+
+
+def _bar(env: Env):
+    """The progress bar on a terminal's stderr; None elsewhere."""
+    if not env.stderr_isatty:
+        return None
+    from chatcli.ui.progress import ProgressBar  # lazy: keeps rich off the startup path
+
+    return ProgressBar(env.stderr, color=not env.no_color)
+
+
+def _db_path(env: Env, config: Config) -> Path:
+    from chatcli.store.db import default_db_path  # lazy: off the path of chatcli --help
+
+    return Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
+
+
+def _open_store(path: Path):
+    from chatcli.store.db import Store, StoreError  # lazy: off the path of chatcli --help
+
+    try:
+        return Store.open(path)
+    except StoreError as exc:
+        raise ChatError(f"Cannot keep the batch's results: {exc}.") from None
+
+
+@contextmanager
+def _logging(args: argparse.Namespace, env: Env, config: Config) -> Iterator[None]:
+    """-v and --log-file: the log of each request, as for a one-shot ask."""
+    if not args.verbose and args.log_file is None:
+        yield
+        return
+    from chatcli.base.log import logging_to  # lazy: off the path of chatcli --help
+
+    with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
+        yield
+
+
+def _say(env: Env, sentence: str) -> None:
+    env.stderr.write(f"chatcli: {shown(sentence)}\n")
+    env.stderr.flush()
+
+
+# What each action runs; the Batch API's (status, wait, fetch, cancel, list, retry) join from cli/batch_api.py.
+ACTIONS: dict[str, Callable[[argparse.Namespace, Env], int]] = {"run": run}
