@@ -8,7 +8,6 @@ tests/support/batch_cli.py, a stand-in that parses the same actions and loads th
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -85,21 +84,25 @@ def uploaded_ids(srv, index: int = -1) -> list[str]:
 
 
 def test_a_job_is_sent_followed_through_its_states_and_fetched_in_input_order_at_batch_prices(srv, batch, environ):
-    srv.batch_api.timing = Timing(validating=0.4, in_progress=0.3, finalizing=0.1)
+    srv.batch_api.timing = Timing(validating=60, in_progress=60, finalizing=0.05)  # each held until let go
     sent = batch("submit", prompts(5))
     assert (sent.returncode, sent.stdout) == (0, "1\n")  # in a pipe, the job id alone, for JOB=$(...)
     assert "chatcli batch wait 1" in sent.stderr and "1 batch," in sent.stderr
     assert uploaded_ids(srv) == ["1", "2", "3", "4", "5"]
     assert srv.chat_requests == []  # nothing went the ordinary way
 
-    seen: list[str] = []
+    assert status_of(batch)["status"] == "validating"
+    srv.batch_api.retime(validating=0)
+    now = status_of(batch)
+    assert (now["status"], now["pending"], now["server_done"], now["server_total"]) == ("in_progress", "5", "0", "5")
+    srv.batch_api.retime(in_progress=0)
+    seen = [status_of(batch)["status"]]
     deadline = time.monotonic() + 5
-    while (not seen or seen[-1] != "completed") and time.monotonic() < deadline:
-        now = status_of(batch)
-        if not seen or seen[-1] != now["status"]:
-            seen.append(now["status"])
-        time.sleep(0.03)
-    assert seen[0] == "validating" and "in_progress" in seen and seen[-1] == "completed"
+    while seen[-1] != "completed" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        seen.append(status_of(batch)["status"])
+    assert set(seen) <= {"finalizing", "completed"} and seen[-1] == "completed"
+    now = status_of(batch)
     assert (now["pending"], now["ok"], now["server_done"], now["server_total"]) == ("5", "0", "5", "5")
 
     assert batch("wait", "1").returncode == 0
@@ -183,6 +186,7 @@ def test_run_with_wait_waits_and_writes_only_the_result_lines_to_stdout(srv, bat
     said = done.stderr.splitlines()
     assert said[0].startswith("Job 1: sent 3 requests") and "Ctrl-C stops the waiting, not the job" in said[0]
     assert any(line.startswith("Job 1: completed, 3 of 3 requests done") for line in said)
+    assert "Job 1 has ended (completed): the server did 3 of 3 requests." in said
     assert said[-1].startswith("All 3 rows succeeded.")
     assert len(ledger(environ)) == 3
     again = batch("submit", "prompts.txt", "--wait", "--output", "again.jsonl")  # done already: written again
@@ -190,11 +194,23 @@ def test_run_with_wait_waits_and_writes_only_the_result_lines_to_stdout(srv, bat
     assert len(srv.batch_api.batches) == 1 and len(ledger(environ)) == 3
 
 
+def test_a_thousand_prompts_go_through_the_batch_api_with_one_command(srv, batch, environ):
+    srv.batch_api.timing = Timing(validating=0.05, in_progress=0.3, finalizing=0.05)
+    done = batch("submit", prompts(1000), "--wait", "--output", "results.jsonl")
+    assert done.returncode == 0 and "All 1,000 rows succeeded." in done.stderr
+    lines = [json.loads(line) for line in Path("results.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == [str(i) for i in range(1, 1001)]
+    assert all(line["reply"] == f"echo: prompt {line['id']}" for line in lines)
+    booked = ledger(environ)
+    listed = sum(Pricing().cost("gpt-4o-mini", Usage(s.prompt_tokens, s.completion_tokens, s.total_tokens)) for s in booked)
+    assert len(booked) == 1000 and sum(s.cost_usd for s in booked) == pytest.approx(listed / 2)
+
+
 def test_a_job_cancelled_midway_keeps_what_the_server_finished(srv, batch):
-    srv.batch_api.timing = Timing(validating=0.0, in_progress=1.0, finalizing=0.05, cancelling=0.1)
+    srv.batch_api.timing = Timing(validating=0.0, in_progress=2.0, finalizing=0.05, cancelling=0.1)
     batch("submit", prompts(10))
     deadline = time.monotonic() + 5
-    while int(status_of(batch)["server_done"]) < 3 and time.monotonic() < deadline:
+    while int(status_of(batch)["server_done"]) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     cancelled = batch("cancel", "1")
     assert cancelled.returncode == 0 and "the server is cancelling 1 batch" in cancelled.stdout
@@ -203,7 +219,7 @@ def test_a_job_cancelled_midway_keeps_what_the_server_finished(srv, batch):
     fetched = batch("fetch", "1")
     statuses = [line["status"] for line in results(fetched)]
     done = statuses.count("ok")
-    assert 3 <= done < 10 and statuses == ["ok"] * done + ["cancelled"] * (10 - done)  # rows run in input order
+    assert 2 <= done < 10 and statuses == ["ok"] * done + ["cancelled"] * (10 - done)  # rows run in input order
     assert fetched.returncode == 1 and f"{done} of 10 rows succeeded; {10 - done} cancelled." in fetched.stderr
     assert "nothing to cancel" in batch("cancel", "1").stdout
 
@@ -213,13 +229,19 @@ def test_a_batch_the_server_refuses_whole_fails_each_row_with_its_reason(srv, ba
     batch("submit", prompts(2))
     waited = batch("wait", "1")
     assert waited.returncode == 1 and "(failed)" in waited.stderr
-    lines = results(batch("fetch", "1"))
+    fetched = batch("fetch", "1")
+    lines = results(fetched)
     assert [line["status"] for line in lines] == ["failed", "failed"]
     assert lines[0]["error"] == "The server refused the whole batch (Enqueued token limit reached for gpt-4o-mini)."
+    assert fetched.returncode == 1 and fetched.stderr == "0 of 2 rows succeeded; 2 failed.\n"
+    assert "chatcli batch fetch 1 writes its results" in batch("wait", "1").stderr  # nothing left to wait for
+
+    run = batch("submit", prompts(1, "one.txt"), "--wait")  # run --wait: the results all the same
+    assert run.returncode == 1 and results(run)[0]["status"] == "failed" and "0 of 1 rows succeeded" in run.stderr
 
 
 def test_ctrl_c_stops_only_the_waiting_and_a_killed_run_leaves_a_job_to_fetch_later(srv, environ, batch):
-    srv.batch_api.timing = Timing(validating=0.05, in_progress=3.0, finalizing=0.05)
+    srv.batch_api.timing = Timing(validating=0.05, in_progress=60, finalizing=0.05)  # held until let go
     prompts(4)
 
     def started(*argv: str) -> subprocess.Popen:
@@ -239,7 +261,7 @@ def test_ctrl_c_stops_only_the_waiting_and_a_killed_run_leaves_a_job_to_fetch_la
     assert waiting.returncode == 130 and err.endswith("chatcli: stopped waiting; job 1 goes on: chatcli batch wait 1\n")
     assert "Traceback" not in err and srv.batch_api.batches[next(iter(srv.batch_api.batches))].status == "in_progress"
 
-    next(iter(srv.batch_api.batches.values())).timing.in_progress = 0.2  # hurried, now that nobody waits
+    srv.batch_api.retime(in_progress=0.1)
     assert batch("wait", "1").returncode == 0
     fetched = batch("fetch", "1")
     assert fetched.returncode == 0 and [line["id"] for line in results(fetched)] == ["1", "2", "3", "4"]
@@ -347,11 +369,10 @@ def test_batch_prices_are_half_the_list_price_unless_the_config_gives_them(tmp_p
         load_config(make_env(), config_path=str(config))
 
 
-def test_the_poll_override_is_checked(tmp_path):
+def test_the_poll_override_is_checked():
     from chatcli.cli.batch_api import poll_of
 
     assert poll_of(make_env(environ={})) == Poll()
     assert poll_of(make_env(environ={"CHATCLI_BATCH_POLL": "0.5,4"})) == Poll(0.5, 4)
     with pytest.raises(UsageError, match="CHATCLI_BATCH_POLL must be seconds"):
         poll_of(make_env(environ={"CHATCLI_BATCH_POLL": "soon"}))
-    assert os.environ.get("CHATCLI_BATCH_POLL") is None

@@ -179,9 +179,8 @@ def submit(env: Env, config: Config, *, rows: list[Row], spec: Spec, input_name:
                f"chatcli batch fetch {job.id}."))
         if not wait:
             return EXIT_OK
-        code = _wait(env, jobs, job, poll_of(env))
-        if code != EXIT_OK:
-            return code
+        if _wait(env, jobs, job, poll_of(env), fetching=True) == EXIT_INTERRUPTED:
+            return EXIT_INTERRUPTED
         return _write(env, jobs.batches, jobs.collect(job.id), output=output, schema=schema)
 
 
@@ -249,8 +248,9 @@ def _word(status: str) -> str:
     return one_line(status.replace("_", " "), 40)
 
 
-def _wait(env: Env, jobs: ApiJobs, job: Job, poll: Poll) -> int:
-    """Wait for the job, its progress on stderr; Ctrl-C leaves it running and says how to wait again."""
+def _wait(env: Env, jobs: ApiJobs, job: Job, poll: Poll, *, fetching: bool = False) -> int:
+    """Wait for the job, its progress on stderr; Ctrl-C leaves it running and says how to wait again.
+    `fetching`: the results follow at once (run --wait), so the end does not say how to fetch them."""
     progress = _Progress(env)
     try:
         job = jobs.wait(job.id, poll=poll, heard=progress)
@@ -263,8 +263,11 @@ def _wait(env: Env, jobs: ApiJobs, job: Job, poll: Poll) -> int:
         env.stderr.write(f"Job {job.id} has no batch on the server; chatcli batch retry {job.id} --failed sends its rows.\n")
         return EXIT_FAILURE
     done, total = _progress(job)
-    env.stderr.write(f"Job {job.id} has ended ({_word(job.status)}): the server did {done:,} of {total:,} requests; "
-                     f"chatcli batch fetch {job.id} writes the results.\n")
+    if not total:  # every batch fetched already
+        env.stderr.write(f"Job {job.id} has ended ({_word(job.status)}); chatcli batch fetch {job.id} writes its results.\n")
+        return EXIT_OK
+    env.stderr.write(f"Job {job.id} has ended ({_word(job.status)}): the server did {done:,} of {total:,} requests"
+                     + ("." if fetching else f"; chatcli batch fetch {job.id} writes the results.") + "\n")
     return EXIT_FAILURE if job.status == "failed" else EXIT_OK
 
 

@@ -109,7 +109,10 @@ class BatchWire:
         return body.decode("utf-8", "replace")
 
     def available(self) -> bool:
-        """Whether the server has a Batch API: GET /batches?limit=1 answers 200 with JSON holding `data`."""
+        """Whether the server has a Batch API: GET /batches?limit=1 answers 200 with JSON holding `data`.
+        Not Azure OpenAI's, whose request lines name a deployment and another URL (not supported here)."""
+        if self.config.api_type == "azure":
+            return False
         found = self.client.fetch_json("/batches?limit=1", timeout=min(self.config.connect_timeout, 5.0))
         return isinstance(found, dict) and isinstance(found.get("data"), list)
 

@@ -5,7 +5,7 @@
     srv.batch_api.expire_after = 2  # each batch runs 2 rows, then expires
 
 A batch moves ``validating`` → ``in_progress`` → ``finalizing`` → ``completed`` as time passes
-(``timing``, in seconds; a test makes it short). Nothing runs in the background: each request
+(``timing``, in seconds; a test makes it short, or long and then ``retime``). Nothing runs in the background: each request
 moves the batches on to where they would be by now. Rows are answered in input order while it
 is ``in_progress``, spread over that time so ``request_counts`` climb, each with the server's
 usual non-streamed reply (``srv.default``, ``Echo`` at first, or the next scripted behaviour;
@@ -132,6 +132,14 @@ class BatchApi:
         self.batches: dict[str, _Batch] = {}
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
+
+    def retime(self, **phases: float) -> None:
+        """Change the time of these phases, for the batches to come and for those already running (a test
+        holds a batch in a state with a long phase, then lets it go on)."""
+        with self._lock:
+            for timing in (self.timing, *(b.timing for b in self.batches.values())):
+                for name, seconds in phases.items():
+                    setattr(timing, name, seconds)
 
     # -- HTTP -------------------------------------------------------------- #
 
