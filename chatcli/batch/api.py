@@ -116,7 +116,8 @@ class ApiJobs:
         if job is not None:
             job = self.collect(job.id)
             if any(e.get("status") in OPEN for e in entries_of(job)):
-                raise ChatError(f"Job {job.id} is already sending this input ({job.status.replace('_', ' ')}); follow it with "
+                state = job.status.replace("_", " ")
+                raise ChatError(f"Job {job.id} is already sending this input ({state}); follow it with "
                                 f"chatcli batch wait {job.id}.")
             self.batches.sync_rows(job.id, triples)
         else:
