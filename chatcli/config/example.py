@@ -50,11 +50,14 @@ EXAMPLE_TABLES = """\
 # vision = false
 
 # Prices in USD per million tokens, to add a model or correct the built-in table
-# (OpenAI's list prices, taken 2025-08).
+# (OpenAI's list prices, taken 2025-08). Batch jobs (chatcli batch run --via api) cost
+# batch_input and batch_output; unset, half of input and output, as OpenAI's Batch API charges.
 # [prices."my-model"]
 # input = 0.50
 # cached_input = 0.25
 # output = 1.50
+# batch_input = 0.25
+# batch_output = 0.75
 
 # Personal data scrubbed from your messages before they are sent, each to a placeholder
 # such as [EMAIL_REDACTED]; chatcli says what it scrubbed. Environment: CHATCLI_REDACT=email,phone.

@@ -212,11 +212,12 @@ def read_budget_table(table: Any, path: Path) -> dict[str, Any]:
     return budget
 
 
-PRICE_KEYS = ("input", "cached_input", "output")
+PRICE_KEYS = ("input", "cached_input", "output", "batch_input", "batch_output")
 
 
 def read_prices_table(table: Any, path: Path | str) -> dict[str, Any]:
-    """[prices."NAME"] tables: USD per million input, cached input and output tokens."""
+    """[prices."NAME"] tables: USD per million input, cached input and output tokens, and through the
+    Batch API (batch_input, batch_output; unset, half the others, as OpenAI's Batch API charges)."""
 
     example = '[prices."my-model"] input = 0.5, output = 1.5 (USD per million tokens)'
     if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
@@ -226,9 +227,11 @@ def read_prices_table(table: Any, path: Path | str) -> dict[str, Any]:
     for name, entry in table.items():
         unknown = set(entry) - set(PRICE_KEYS)
         if unknown or "input" not in entry or "output" not in entry:
-            raise ConfigError(f"{path}: the price of {name!r} needs input and output (and may have cached_input), as in {example}.")
+            raise ConfigError(f"{path}: the price of {name!r} needs input and output (and may have cached_input, "
+                              f"batch_input and batch_output), as in {example}.")
         values = {k: number.check(v, f"'{k}' of the price of {name!r} in {path}") for k, v in entry.items()}
-        prices[name] = Price(values["input"], values.get("cached_input", values["input"]), values["output"])
+        prices[name] = Price(values["input"], values.get("cached_input", values["input"]), values["output"],
+                             values.get("batch_input"), values.get("batch_output"))
     return prices
 
 
@@ -382,9 +385,20 @@ def _read_list(key: str, value: Any, where: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Price:
+    """USD per million tokens: the standard list price, and the Batch API's (its own column, or half)."""
+
     input: float
     cached_input: float
     output: float
+    batch_input: float | None = None  # None: half of input, as OpenAI's Batch API is 50% off
+    batch_output: float | None = None  # None: half of output
+
+    def batch(self) -> Price:
+        """The price through the Batch API: its column where given, else half the list price; cached input
+        at half its list price (no more than batch input)."""
+        batch_input = self.input / 2 if self.batch_input is None else self.batch_input
+        batch_output = self.output / 2 if self.batch_output is None else self.batch_output
+        return Price(batch_input, min(self.cached_input / 2, batch_input), batch_output, batch_input, batch_output)
 
 
 def read_table(data: Mapping[str, Any], path: Path, *, profile: str | None = None) -> dict[str, Any]:

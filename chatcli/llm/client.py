@@ -103,6 +103,11 @@ class ChatClient:
         """Import openai and build the SDK client; safe to call from a background thread."""
         self._client()
 
+    def sdk(self) -> openai.OpenAI:
+        """The SDK client, built once (proxy, certificates, Azure, retries as configured): for llm/batches.py,
+        whose Batch API calls go over the same connection."""
+        return self._client()
+
     def _client(self) -> openai.OpenAI:
         with self._lock:
             if self._sdk is None:

@@ -13,7 +13,8 @@ from typing import Mapping
 from chatcli.base.events import Usage
 from chatcli.config.table import Price
 
-# OpenAI's published list prices, USD per 1M tokens, standard tier, as of 2025-08.
+# OpenAI's published list prices, USD per 1M tokens, standard tier, as of 2025-08. Through the Batch API
+# each costs half (Price.batch), unless a [prices."MODEL"] entry gives batch_input and batch_output.
 PRICES_AS_OF = "2025-08"
 
 
@@ -60,14 +61,17 @@ class Pricing:
         family = max((name for name in table if model.startswith(name + "-")), key=len, default=None)
         return table[family] if family else None
 
-    def cost(self, model: str, usage: Usage) -> float | None:
+    def cost(self, model: str, usage: Usage, *, batch: bool = False) -> float | None:
         """USD for one usage: what the provider said it cost, where it said (OpenRouter's usage.cost),
-        or else the list price; None when neither is known. Cached prompt tokens go at the cached price."""
+        or else the list price (`batch`: the Batch API's, Price.batch); None when neither is known.
+        Cached prompt tokens go at the cached price."""
         if usage.cost is not None:
             return usage.cost
         price = self.price_for(model)
         if price is None:
             return None
+        if batch:
+            price = price.batch()
         fresh = usage.prompt_tokens - usage.cached_tokens
         return (fresh * price.input + usage.cached_tokens * price.cached_input + usage.completion_tokens * price.output) / 1e6
 

@@ -163,10 +163,14 @@ class Batches:
         return {status: found.get(status, 0) for status in ROW_STATUSES}
 
     def mark_sent(self, job_id: int, custom_ids: Iterable[str], remote_batch: str) -> None:
-        """Rows handed to the provider's batch `remote_batch` (--via api); they stay pending until fetched."""
+        """Rows handed to the provider's batch `remote_batch` (--via api); they are pending until fetched,
+        a row sent again (batch retry --failed) with its earlier result cleared. A row already ok is left."""
         with self._lock, self.store._write() as db:
-            db.executemany("UPDATE batch_rows SET remote_batch = ? WHERE job_id = ? AND custom_id = ?",
-                           [(remote_batch, job_id, cid) for cid in custom_ids])
+            db.executemany(
+                """UPDATE batch_rows SET remote_batch = ?, status = ?, reply = NULL, finish_reason = NULL, usage = NULL,
+                       cost_usd = NULL, cost_source = NULL, error = NULL, finished_at = NULL
+                   WHERE job_id = ? AND custom_id = ? AND status != ?""",
+                [(remote_batch, PENDING, job_id, cid, OK) for cid in custom_ids])
 
     def finish(self, job_id: int, results: Iterable[RowResult]) -> int:
         """Write results (and their ledger entries) in one transaction; a row already ok is left as it

@@ -36,6 +36,7 @@ from dataclasses import KW_ONLY, dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.support.batch_api import BatchApi
 from tests.support.flavors import FLAVORS, NO_IMAGES, Flavor, Verdict, content_text, image_parts, prompt_tokens
 
 __all__ = [
@@ -402,6 +403,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif method == "GET" and "/models/" in route and flavor.retrieves:
             if self._authorized():
                 self._json(*flavor.model(self.server.chat, route.rsplit("/models/", 1)[1]))
+        elif self.server.chat.batch_api.serves(route):  # /v1/files and /v1/batches (tests/support/batch_api.py)
+            if self._authorized():
+                self.server.chat.batch_api.answer(self, body, raw)
         else:
             message = (
                 f"Unknown request URL: {method} {route}. Please check the URL for typos, "
@@ -478,21 +482,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = _error_body(reply.error_message, "server_error", None)
             self._send(500, json.dumps(body).encode(), "application/json", reply.headers)
             return
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
-        if reply.tool_calls:
-            message["tool_calls"] = reply.calls(f"call_{self.server.chat._new_id()[-6:]}_")
-        if reply.reasoning is not None:
-            message["reasoning_content"] = reply.reasoning
-        completion: dict[str, Any] = {
-            "id": self.server.chat._new_id(),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.server.chat.served_model or request.get("model", ""),
-            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}],
-        }
-        if reply.usage is not False:
-            completion["usage"] = self.server.chat._usage(request, reply)
-        self._send(200, json.dumps(completion).encode(), "application/json", reply.headers)
+        self._send(200, json.dumps(self.server.chat.completion(reply, request)).encode(), "application/json", reply.headers)
 
     def _stream(self, reply: Reply, request: dict[str, Any]) -> None:
         """Server-sent ``chat.completion.chunk`` events, one HTTP chunk each."""
@@ -664,6 +654,8 @@ class ChatServer:
       messages an earlier request had too, as a provider's prompt cache would read them.
     - ``blind``: models that take no images; a request with an image_url part is refused with
       the flavor's words (OpenAI: "Invalid content type. image_url is only supported by certain models.").
+    - ``batch_api``: OpenAI's ``/v1/files`` and ``/v1/batches`` (OpenAI's flavor only): its ``timing``, failed
+      and expired rows; ``batch_api.enabled = False`` answers 404, as a server without it (tests/support/batch_api.py).
     """
 
     def __init__(self, *, port: int = 0, tls: ssl.SSLContext | None = None, flavor: str = "openai",
@@ -697,6 +689,7 @@ class ChatServer:
         self.prompt_cache = False
         self._prompts: list[list[Any]] = []
         self.blind: set[str] = set()  # models that take no images: a request with one is refused, as its server would
+        self.batch_api = BatchApi(self)  # OpenAI's Batch API: its timing, failed and expired rows (batch_api.py)
 
     @property
     def flavor(self) -> str:
@@ -816,6 +809,7 @@ class ChatServer:
             self.prompt_cache = False
             self._prompts = []
             self.blind = set()
+            self.batch_api = BatchApi(self)
 
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """Wait until no request is being handled (e.g. a dropped stream noticed it)."""
@@ -833,6 +827,24 @@ class ChatServer:
     def _next_behaviour(self) -> Behaviour:
         with self._lock:
             return self._script.popleft() if self._script else self.default
+
+    def completion(self, reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
+        """A whole ``chat.completion`` for a reply (non-streamed requests, and the Batch API's rows)."""
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
+        if reply.tool_calls:
+            message["tool_calls"] = reply.calls(f"call_{self._new_id()[-6:]}_")
+        if reply.reasoning is not None:
+            message["reasoning_content"] = reply.reasoning
+        completion: dict[str, Any] = {
+            "id": self._new_id(),
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.served_model or request.get("model", ""),
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}],
+        }
+        if reply.usage is not False:
+            completion["usage"] = self._usage(request, reply)
+        return completion
 
     def _usage(self, request: dict[str, Any], reply: Reply) -> dict[str, Any]:
         """The usage a reply reports: computed (with the prompt cache's share) or scripted, as the flavor has it."""
