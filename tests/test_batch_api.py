@@ -1,8 +1,7 @@
 """Batch jobs through the Batch API (--via api), end to end: chatcli's handlers against the test server's
 /v1/files and /v1/batches over the real openai SDK, with the jobs in a real SQLite database.
 
-Until `chatcli batch` is joined with these handlers (cli/batch.py), the commands run through
-tests/support/batch_cli.py, a stand-in that parses the same actions and loads the config as chatcli does.
+The commands run as `chatcli batch ...` (cli/main.py's main, in this process, or a process of its own).
 """
 
 from __future__ import annotations
@@ -21,11 +20,11 @@ from chatcli.base.errors import UsageError
 from chatcli.base.events import Usage
 from chatcli.batch.api import Limits, Poll, job_key, request_line, split
 from chatcli.batch.requests import Spec
+from chatcli.cli.main import main
 from chatcli.config.settings import load_config
 from chatcli.llm.batches import has_batch_api
 from chatcli.llm.pricing import Pricing
 from chatcli.store.db import Store
-from tests.support import batch_cli
 from tests.support.batch_api import Timing
 from tests.support.keys import OUTPUTS
 from tests.support.running import error_line, free_port, make_env
@@ -41,13 +40,27 @@ def environ(srv, chat_env) -> dict[str, str]:
     return {**chat_env, "CHATCLI_BATCH_POLL": "0.02", "PYTHONPATH": str(REPO)}
 
 
+def chatcli_argv(argv: tuple[str, ...] | list[str]) -> tuple[list[str], dict[str, str]]:
+    """`submit INPUT [--split N] ...` as `chatcli batch run INPUT --via api ...` (--split N: at most N
+    requests a file, CHATCLI_BATCH_FILE_REQUESTS); any other action as `chatcli batch ACTION ...`."""
+    words, env = list(argv), {}
+    if "--split" in words:
+        at = words.index("--split")
+        env["CHATCLI_BATCH_FILE_REQUESTS"] = words[at + 1]
+        del words[at:at + 2]
+    if words[0] == "submit":
+        words = ["run", words[1], "--via", "api", *words[2:]]
+    return ["batch", *words], env
+
+
 @pytest.fixture
 def batch(environ):
     """Run `chatcli batch ARGS` in this process; a CompletedProcess."""
 
     def run(*argv: str, tty: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        streams = make_env(environ={**environ, **(env or {})}, stdout_isatty=tty)
-        code = batch_cli.run(argv, streams)
+        words, split = chatcli_argv(argv)
+        streams = make_env(environ={**environ, **split, **(env or {})}, stdout_isatty=tty)
+        code = main(words, env=streams)
         result = subprocess.CompletedProcess(argv, code, streams.stdout.getvalue(), streams.stderr.getvalue())
         OUTPUTS.append(result)
         assert "Traceback" not in result.stderr
@@ -245,7 +258,8 @@ def test_ctrl_c_stops_only_the_waiting_and_a_killed_run_leaves_a_job_to_fetch_la
     prompts(4)
 
     def started(*argv: str) -> subprocess.Popen:
-        child = subprocess.Popen([sys.executable, "-m", "tests.support.batch_cli", *argv], env=environ, text=True,
+        words, split = chatcli_argv(argv)
+        child = subprocess.Popen([sys.executable, "-m", "chatcli", *words], env={**environ, **split}, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         while "requests done" not in (line := child.stderr.readline()):  # waiting now
             assert line, child.communicate()
@@ -376,3 +390,22 @@ def test_the_poll_override_is_checked():
     assert poll_of(make_env(environ={"CHATCLI_BATCH_POLL": "0.5,4"})) == Poll(0.5, 4)
     with pytest.raises(UsageError, match="CHATCLI_BATCH_POLL must be seconds"):
         poll_of(make_env(environ={"CHATCLI_BATCH_POLL": "soon"}))
+
+
+def test_run_without_via_goes_through_the_batch_api_where_the_server_has_one(srv, batch):
+    sent = batch("run", prompts(3))
+    assert (sent.returncode, sent.stdout) == (0, "1\n"), sent.stderr
+    assert uploaded_ids(srv) == ["1", "2", "3"] and srv.chat_requests == []
+    assert "sent 3 requests to the Batch API" in sent.stderr
+
+
+def test_a_job_past_a_budget_cap_at_batch_prices_is_refused_before_anything_is_uploaded(srv, batch, environ):
+    config = Path(environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    # $10,000 a million tokens in and out, $5,000 at batch prices: about 14 tokens a row with 5 out.
+    config.write_text('[prices."gpt-4o-mini"]\ninput = 10000.0\noutput = 10000.0\n[budget]\ndaily_usd = 0.2\n')
+    refused = batch("submit", prompts(3), "--max-tokens", "5")
+    assert refused.returncode == 1 and srv.batch_api.files == {} and srv.chat_requests == []
+    line = error_line(refused, 1)
+    assert line.startswith("chatcli: This batch (3 requests, ") and "at batch prices) would take today's spending" in line
+    assert "past the daily_usd budget of $0.20" in line

@@ -89,6 +89,12 @@ PRICED = (f'[models."gpt-4o-mini"]\nencoding = "{TEST_ENCODING}"\n'
           '[prices."gpt-4o-mini"]\ninput = 10000.0\noutput = 10000.0\n')
 
 
+@pytest.fixture(autouse=True)
+def no_batch_api(srv):
+    """A server without a Batch API (as llama.cpp, Ollama and vLLM are), so `batch run` runs here by default."""
+    srv.batch_api.enabled = False
+
+
 @pytest.fixture
 def priced(byte_encoding):
     config(PRICED)
@@ -143,7 +149,9 @@ def test_a_txt_run_writes_every_result_in_input_order_and_books_each_row_in_the_
     ledger = query(db, "SELECT kind, total_tokens, cost_usd, cost_source FROM usage_ledger ORDER BY total_tokens")
     assert sorted(ledger) == sorted(("batch", r["usage"]["total_tokens"], pytest.approx(r["cost_usd"]), "list")
                                     for r in lines)
-    assert stderr_lines(result) == ["Batch job 1: running 3 rows here, 3 at a time.", "All 3 rows succeeded."]
+    # No --via: the server was asked whether it has a Batch API; it has none, which the opening says.
+    assert stderr_lines(result) == [f"Batch job 1: running 3 rows here, 3 at a time ({srv.base_url} has no Batch API).",
+                                    "All 3 rows succeeded."]
 
 
 def test_jsonl_rows_and_csv_rows_run_in_input_order_to_an_output_file(srv, run_chatcli, tmp_path):
@@ -188,7 +196,8 @@ def test_failed_rows_are_recorded_with_the_clients_sentence_exit_1_and_run_again
     again = run_chatcli("batch", "run", str(tmp_path / "p.txt"), "--db", str(db))
     assert again.returncode == 0, again.stderr
     assert asked(srv) == {"fine one": 1, "fine two": 1, "bad request": 2, "server down": 2}
-    assert stderr_lines(again) == ["Batch job 1: 2 of 4 rows are done already; running the other 2 here, 2 at a time.",
+    assert stderr_lines(again) == ["Batch job 1: 2 of 4 rows are done already; running the other 2 here, 2 at a time "
+                                   f"({srv.base_url} has no Batch API).",
                                    "All 4 rows succeeded."]
 
 
@@ -357,3 +366,25 @@ def test_the_bar_says_done_failed_rate_time_left_and_cost():
         "40/100 done · 2 failed · 3.2 rows/s · 18s left · $0.0123"
     assert figures(total=100, done=10, failed=0, before=10, cost=None, note="waiting for the requests limit",
                    elapsed=1.0) == "10/100 done · cost unknown · waiting for the requests limit"
+
+
+def test_with_cache_rows_answered_before_are_not_asked_again_and_cost_nothing(srv, run_chatcli, tmp_path, priced):
+    db = tmp_path / "b.db"
+    (tmp_path / "first.txt").write_text("alpha\nbeta\n")
+    first = run_chatcli("batch", "run", str(tmp_path / "first.txt"), "--cache", "-t", "0", "--db", str(db))
+    assert first.returncode == 0, first.stderr
+    assert all("cached" not in r for r in results(first.stdout))  # asked, and kept
+    # Another file (another job) with the same two prompts and a new one: only the new one is asked.
+    (tmp_path / "second.txt").write_text("beta\ngamma\nalpha\n")
+    second = run_chatcli("batch", "run", str(tmp_path / "second.txt"), "--cache", "-t", "0", "--db", str(db))
+    assert second.returncode == 0, second.stderr
+    assert asked(srv) == Counter({"alpha": 1, "beta": 1, "gamma": 1})
+    lines = results(second.stdout)
+    assert [(r["id"], r["reply"], r.get("cached", False)) for r in lines] == [
+        ("1", "echo: beta", True), ("2", "echo: gamma", False), ("3", "echo: alpha", True)]
+    assert lines[0]["cost_usd"] == 0 and lines[1]["cost_usd"] > 0
+    assert query(db, "SELECT COUNT(*) FROM usage_ledger") == [(3,)]  # a hit books nothing
+    # Not temperature 0 and no seed: not cached by default, so asked again.
+    third = run_chatcli("batch", "run", str(tmp_path / "second.txt"), "--cache", "-t", "0.7", "--db", str(db))
+    assert third.returncode == 0 and all("cached" not in r for r in results(third.stdout))
+    assert asked(srv)["beta"] == 2

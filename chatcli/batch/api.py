@@ -12,7 +12,6 @@ A job's `remote` is {"profile": ..., "batches": [entry, ...]}, an entry being th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from chatcli.base.errors import ChatError, UsageError, one_line
 from chatcli.base.events import Finish, TextDelta, Usage
 from chatcli.base.pii import redact_secrets
 from chatcli.batch.inputs import Row
-from chatcli.batch.requests import Spec, body_hash, body_of
+from chatcli.batch.requests import Spec, body_hash, body_of, job_key
 from chatcli.llm.batches import ENDED, ENDPOINT, OPEN, BatchWire, RemoteBatch
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.sse import completion_events
@@ -54,12 +53,6 @@ class Poll:
         while True:
             yield wait
             wait = min(wait * 2, self.most)
-
-
-def job_key(server: str, spec: Spec, input_name: str) -> str:
-    """What finds a job again: the server, the spec and the input, hashed."""
-    text = json.dumps([server, spec.record(), input_name], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def request_line(custom_id: str, body: dict[str, Any]) -> bytes:

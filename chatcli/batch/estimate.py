@@ -37,6 +37,11 @@ class Estimate:
     reply_bounded: bool  # True: max_tokens, the most a reply may take; False: ASSUMED_REPLY_TOKENS
     cost: float | None  # None: the model has no price
     per_row: dict[str, Usage]  # custom_id -> its request's tokens and its reply's, for the runner's checks
+    batch: bool = False  # priced at the Batch API's prices, not the list prices
+
+    @property
+    def prices(self) -> str:
+        return "batch prices" if self.batch else "list prices"
 
     @property
     def reply_tokens(self) -> int:
@@ -59,13 +64,13 @@ class Estimate:
     def figures(self) -> str:
         """'100 requests, 12,345 tokens in and 25,600 out (...), about $0.0123 at list prices'."""
         n = f"{self.requests:,} request{'s' if self.requests != 1 else ''}"
-        cost = (f"{self.bound()} {format_cost(self.cost)} at list prices" if self.cost is not None
+        cost = (f"{self.bound()} {format_cost(self.cost)} at {self.prices}" if self.cost is not None
                 else f"cost unknown (no price for {self.model})")
         return f"{n}, {self.prompt} tokens in and {self.reply_tokens:,} out ({self.assumption()}), {cost}"
 
     def lines(self) -> list[str]:
         """--dry-run's report, before the first request."""
-        cost = (f"{self.bound()} {format_cost(self.cost, exact=self.prompt.exact)} at list prices" if self.cost is not None
+        cost = (f"{self.bound()} {format_cost(self.cost, exact=self.prompt.exact)} at {self.prices}" if self.cost is not None
                 else f'unknown: chatcli has no price for {self.model}; add [prices."{self.model}"] to the config')
         return [
             f"requests: {self.requests:,} to {self.model}",
@@ -76,8 +81,8 @@ class Estimate:
 
 
 def estimate(bodies: Iterable[tuple[str, dict[str, Any]]], *, tokenizer: Tokenizer, pricing: Pricing,
-             model: str) -> Estimate:
-    """The estimate for these rows' bodies (custom_id, body), all to `model`."""
+             model: str, batch: bool = False) -> Estimate:
+    """The estimate for these rows' bodies (custom_id, body), all to `model`; at the Batch API's prices with `batch`."""
     tokenizer.preload(model, wait=COUNT_WAIT_S)
     rows = list(bodies)
     params = rows[0][1] if rows else {}
@@ -89,9 +94,9 @@ def estimate(bodies: Iterable[tuple[str, dict[str, Any]]], *, tokenizer: Tokeniz
         total = total + count
         usage = Usage(count.tokens, reply, count.tokens + reply)
         per_row[custom_id] = usage
-        row_cost = pricing.cost(model, usage)
+        row_cost = pricing.cost(model, usage, batch=batch)
         cost = None if row_cost is None or cost is None else cost + row_cost
-    return Estimate(model, len(rows), total, reply, bound is not None, cost, per_row)
+    return Estimate(model, len(rows), total, reply, bound is not None, cost, per_row, batch)
 
 
 def ledger_reader(store: Store, pricing: Pricing) -> Callable[[float], Spending]:

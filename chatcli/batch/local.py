@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from chatcli.base.errors import ChatError, Terminated
-from chatcli.base.events import Adjusted, Finish, Note, RateLimits, Served, TextDelta, Usage
+from chatcli.base.events import Adjusted, Finish, FromCache, Note, RateLimits, Served, TextDelta, Usage
 from chatcli.base.pii import hide_known
 from chatcli.base.ratelimits import duration
 from chatcli.core.accounts import cost_source
 from chatcli.core.budget import BudgetGuard, Spending
+from chatcli.core.cache import CACHE
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.tokens import MESSAGE_OVERHEAD, Tokenizer
 from chatcli.store.batches import FAILED, OK, Batches, RowResult, RowState
@@ -75,6 +76,7 @@ class _Reply:
     error: str | None = None
     crash: BaseException | None = None  # a bug: raised again in the main thread
     cancelled: bool = False
+    cached: bool = False  # answered from the response cache (--cache): no request, nothing spent
 
 
 class LocalRunner:
@@ -242,7 +244,9 @@ class LocalRunner:
         cost = self.pricing.cost(model, usage) if usage is not None else None
         source = cost_source(usage, cost, exact=exact)
         spend = None
-        if usage is not None and usage.total_tokens:
+        if reply.cached:  # the kept reply's usage is what it took then; this row spent nothing
+            cost, source = 0.0, CACHE
+        elif usage is not None and usage.total_tokens:
             spend = Spend(time.time(), model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost,
                           not exact, kind="batch", cached_tokens=usage.cached_tokens,
                           reasoning_tokens=usage.reasoning_tokens, cost_source=source)
@@ -338,6 +342,8 @@ class LocalRunner:
                         reply.served = event.model
                     elif kind is RateLimits:
                         reply.limits = event
+                    elif kind is FromCache:
+                        reply.cached = True
                     elif kind in (Adjusted, Note):
                         reply.notes.append(str(event))
             finally:

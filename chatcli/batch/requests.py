@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,4 +53,12 @@ def body_of(row: Row, spec: Spec) -> dict[str, Any]:
 def body_hash(body: dict[str, Any]) -> str:
     """The sha256 of a body, its keys sorted: the same request, whatever order it was built in."""
     text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def job_key(server: str, spec: Spec, input_name: str) -> str:
+    """What finds a job again: the same server, spec and input file (by its real path) make the same job,
+    to resume, whichever way it runs."""
+    text = json.dumps({"server": server, "spec": spec.record(), "input": os.path.realpath(input_name)},
+                      sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()

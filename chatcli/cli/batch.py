@@ -1,24 +1,21 @@
 """chatcli batch: many one-shot asks from a file, run here N at a time (--via local) or through the
 provider's Batch API (--via api), each row's result kept as it comes, joined back in input order.
 
-The parser holds every action; ACTIONS runs them (`run` is here; the Batch API's status, wait,
-fetch, cancel, list and retry come from cli/batch_api.py). Every row is sent as a one-shot ask
+`run` is here; the other actions (status, wait, fetch, cancel, list, retry) and the Batch API's
+submit are cli/batch_api.py's. Every row is sent as a one-shot ask
 would send it: the config, the profile and the flags make one Spec that each row's body shares.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.base.errors import EXIT_INTERRUPTED, ChatError, UsageError
-from chatcli.base.parse import MAX_ID, whole_number
+from chatcli.base.parse import whole_number
 from chatcli.base.text import for_stream, json_text, shown, strip_controls
 from chatcli.cli.flags import SUBCOMMANDS, add_flags, setting_type
 
@@ -58,14 +55,6 @@ def jobs_count(text: str) -> int:
     return number
 
 
-def job_id(text: str) -> int:
-    """An argparse type: a job's id, as chatcli batch list shows them."""
-    number = whole_number(text)
-    if number is None or not 0 < number <= MAX_ID:
-        raise argparse.ArgumentTypeError(f"must be a job id, as chatcli batch list shows them, not {text[:40]!r}")
-    return number
-
-
 def build_batch_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = parser_class(prog="chatcli batch", description="Many one-shot asks from a .txt, .jsonl or .csv file, "
                           "run here N at a time or through the provider's Batch API; results in input order.",
@@ -87,7 +76,8 @@ def build_batch_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.
     p.add_argument("--dry-run", action="store_true", help="print the request count, the token and cost estimate "
                    "and the first request; send nothing")
     p.add_argument("--wait", action="store_true", help="--via api: wait for the job and write its results")
-    p.add_argument("--cache", action="store_true", help="answer rows from the response cache where it has them")
+    p.add_argument("--cache", action="store_true", help="answer rows from the response cache, and keep their replies in it: "
+                   "requests with temperature 0 or a seed only, unless the config says cache_any = true (also: cache = true)")
     p.add_argument("-s", "--system", type=setting_type("system"), help="system prompt for every row")
     p.add_argument("-m", "--model", type=setting_type("model"), help="model name")
     p.add_argument("-t", "--temperature", type=setting_type("temperature"), help="sampling temperature, 0 to 2")
@@ -96,34 +86,44 @@ def build_batch_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.
                    help="set a request parameter, as /set does: -o top_p 0.9 -o seed 42 (repeatable)")
     p.add_argument("--schema", metavar="PATH", help="ask each row for JSON matching the JSON Schema in PATH; "
                    "a reply that does not match is a failed row")
-    for name, text in (("status", "how a job stands"), ("wait", "wait for a job to end, then write its results"),
-                       ("cancel", "cancel a job sent to the Batch API")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("job", type=job_id, metavar="JOB")
-    p = sub.add_parser("fetch", help="write a job's results in input order (again, if need be)")
-    p.add_argument("job", type=job_id, metavar="JOB")
-    p.add_argument("--output", metavar="FILE", help="write the result lines here instead of stdout")
-    sub.add_parser("list", help="the jobs, newest first")
-    p = sub.add_parser("retry", help="send a job's failed or expired rows again")
-    p.add_argument("job", type=job_id, metavar="JOB")
-    p.add_argument("--failed", action="store_true", required=True, help="the failed and expired rows (required)")
+    from chatcli.cli.batch_api import add_api_actions  # lazy: only for chatcli batch
+
+    add_api_actions(sub)  # status, wait, fetch, cancel, list, retry
     for action in sub.choices.values():  # chatcli batch run X --db Y, as well as chatcli --db Y batch run X
         add_flags(action, GLOBAL, again=True)
     return parser
 
 
 def run_batch(args: argparse.Namespace, env: Env) -> int:
-    handler = ACTIONS.get(args.action)
-    if handler is None:
-        raise ChatError(f"chatcli batch {args.action} is not wired in yet on this branch; only batch run is.")
-    return handler(args, env)
+    if args.action == "run":
+        return run(args, env)
+    from chatcli.cli.batch_api import ACTIONS  # lazy: only for chatcli batch
+
+    # list, status and fetch read the database (status and fetch ask the server about a Batch API job);
+    # wait, cancel and retry always talk to the server, so they need the key.
+    config = _config(args, env, flags={}, needs_key=args.action in ("wait", "cancel", "retry"))
+    with _logging(args, env, config):
+        return ACTIONS[args.action](args, env, config)
+
+
+def _config(args: argparse.Namespace, env: Env, *, flags: dict[str, Any], needs_key: bool = True) -> Config:
+    """The config as a one-shot ask loads it, with these flags and batch's own (--base-url, --db, -p)."""
+    from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
+    from chatcli.config.settings import load_config, require_api_key  # lazy: off the path of chatcli --help
+
+    config = load_config(env, config_path=args.config,
+                         flags={**flags, "base_url": args.base_url, "db": args.db, "profile": args.profile})
+    know(config)
+    for warning in config.warnings:
+        _say(env, f"warning: {warning}")
+    if needs_key:
+        require_api_key(config)
+    return config
 
 
 def run(args: argparse.Namespace, env: Env) -> int:
     """batch run: the rows, the spec, then a dry run, the Batch API, or the local runner."""
-    from chatcli.base.secrets import know  # lazy: off the path of chatcli --help
     from chatcli.batch.inputs import read_rows  # lazy: off the path of chatcli --help
-    from chatcli.config.settings import load_config, require_api_key  # lazy: off the path of chatcli --help
 
     schema = None
     if args.schema is not None:  # a bad schema file is a bad command line: said before anything else
@@ -133,27 +133,28 @@ def run(args: argparse.Namespace, env: Env) -> int:
     if args.output is not None and not Path(args.output).expanduser().parent.is_dir():
         raise UsageError(f"--output {strip_controls(args.output)}: its folder does not exist; make it, or name another.")
     flags = {"model": args.model, "system": args.system, "temperature": args.temperature,
-             "max_tokens": args.max_tokens, "base_url": args.base_url}
-    config = load_config(env, config_path=args.config, flags={**flags, "db": args.db, "profile": args.profile})
-    know(config)
-    for warning in config.warnings:
-        _say(env, f"warning: {warning}")
-    require_api_key(config)
+             "max_tokens": args.max_tokens}
+    config = _config(args, env, flags=flags)
     rows = read_rows(Path(args.input).expanduser(), template=args.prompt_template)
     with _logging(args, env, config):
         session = build_session_for(args, env, config)
         spec = spec_of(session, schema, say=lambda sentence: _say(env, sentence))
-        via = choose_via(args, config, session)
+        if args.dry_run:  # asks the server nothing, not even whether it has a Batch API
+            return dry_run(args, env, config, session, spec, rows, via=args.via)
+        args.probed = args.via is None  # where the rows go was asked of the server: said when they run here
+        via = args.via = choose_via(args, config, session)
         if via == "api":
-            raise ChatError("--via api is not wired in yet on this branch; use --via local.")
-        if args.dry_run:
-            return dry_run(args, env, config, session, spec, rows, via=via)
+            return run_api(args, env, config, session, spec, rows, schema=schema)
         return run_local(args, env, config, session, spec, rows, schema=schema)
 
 
 def choose_via(args: argparse.Namespace, config: Config, session: Session) -> str:
-    """--via, or else where the job runs: the Batch API where the server has one, else here."""
-    return args.via or "local"
+    """--via, or else where the job runs: the Batch API where the server has one (a probe), else here."""
+    if args.via:
+        return args.via
+    from chatcli.llm.batches import has_batch_api  # lazy: off the path of chatcli --help
+
+    return "api" if has_batch_api(config, session.sender) else "local"
 
 
 def build_session_for(args: argparse.Namespace, env: Env, config: Config) -> Session:
@@ -191,21 +192,18 @@ def spec_of(session: Session, schema: Schema | None, *, say: Callable[[str], Non
                 response_format=schema.response_format() if schema is not None else None)
 
 
-def job_key(server: str, spec: Spec, path: Path) -> str:
-    """The job a command makes: the same server, spec and input file make the same job, to resume."""
-    text = json.dumps({"server": server, "spec": spec.record(), "input": os.path.realpath(path)}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def dry_run(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
-            via: str) -> int:
-    """The request count, the token and cost estimate and the first request; nothing is sent."""
+            via: str | None) -> int:
+    """The request count, the token and cost estimate and the first request; nothing is sent. Without
+    --via, the server is not even asked whether it has a Batch API."""
     from chatcli.batch.estimate import estimate  # lazy: off the path of chatcli --help
     from chatcli.batch.requests import body_of  # lazy: off the path of chatcli --help
 
     bodies = [(row.id, body_of(row, spec)) for row in rows]
-    guess = estimate(bodies, tokenizer=session.tokenizer, pricing=session.accounts.pricing, model=spec.model)
-    where = f"here, {args.jobs} at a time" if via == "local" else "through the Batch API"
+    guess = estimate(bodies, tokenizer=session.tokenizer, pricing=session.accounts.pricing, model=spec.model,
+                     batch=via == "api")
+    where = {"local": f"here, {args.jobs} at a time", "api": "through the Batch API"}.get(
+        via, f"through the Batch API if the server has one (else here, {args.jobs} at a time; --via chooses)")
     model = [] if session.model_chosen else [  # a run asks the server first, as a one-shot ask does; this did not
         f"model: {spec.model} is chatcli's default; a run takes the server's own instead if it does not list it"]
     lines = [f"batch: {len(rows):,} row{'s' if len(rows) != 1 else ''} from {args.input}, to {config.shown_url}, "
@@ -214,6 +212,41 @@ def dry_run(args: argparse.Namespace, env: Env, config: Config, session: Session
     env.stdout.write(for_stream("\n".join(lines) + "\n", terminal=env.stdout_isatty))
     env.stdout.flush()
     return 0
+
+
+def run_api(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
+            schema: Schema | None) -> int:
+    """--via api: the whole job checked against the caps at batch prices, then sent (cli/batch_api.submit)."""
+    from chatcli.batch.estimate import budget_guard, capped, check_job, estimate  # lazy: off the path of --help
+    from chatcli.batch.requests import body_of, job_key  # lazy: off the path of chatcli --help
+    from chatcli.cli.batch_api import submit  # lazy: off the path of chatcli --help
+
+    path = Path(args.input).expanduser()
+    accounts = session.accounts
+    if capped(accounts.budget):
+        guess = estimate([(row.id, body_of(row, spec)) for row in rows], tokenizer=session.tokenizer,
+                         pricing=accounts.pricing, model=spec.model, batch=True)
+        store = _open_store(_db_path(env, config))
+        try:
+            refusal, warning = check_job(budget_guard(store, accounts.budget, accounts.pricing), guess)
+        finally:
+            store.close()
+        if refusal is not None:
+            raise ChatError(refusal)
+        if warning:
+            _say(env, warning[0].upper() + warning[1:] + ".")
+    return submit(env, config, rows=rows, spec=spec, input_name=str(path), wait=args.wait, output=args.output,
+                  schema=schema, key=job_key(config.base_url, spec, str(path)), limits=_limits(env))
+
+
+def _limits(env: Env):
+    """Where request files are split: the API's limits, or fewer requests a file with
+    CHATCLI_BATCH_FILE_REQUESTS (for a server that takes fewer; and the tests)."""
+    from chatcli.batch.api import Limits  # lazy: off the path of chatcli --help
+
+    text = env.environ.get("CHATCLI_BATCH_FILE_REQUESTS", "")
+    number = whole_number(text) if text else None
+    return Limits(requests=number) if number else Limits()
 
 
 def run_local(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
@@ -248,7 +281,7 @@ def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Sess
     job, kept = _job(batches, config, spec, rows, Path(args.input).expanduser())
     pending = batches.rows(job.id, status=PENDING)
     accounts = session.accounts
-    runner = LocalRunner(session.sender, batches, job.id, jobs=args.jobs, total=len(rows), pricing=accounts.pricing,
+    runner = LocalRunner(_cached(args, config, session, batches), batches, job.id, jobs=args.jobs, total=len(rows), pricing=accounts.pricing,
                          tokenizer=session.tokenizer, secrets=configured_secrets(config))
     if pending and capped(accounts.budget):  # the whole job against the caps, before anything is sent
         guess = estimate([(r.custom_id, r.request) for r in pending], tokenizer=session.tokenizer,
@@ -260,7 +293,10 @@ def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Sess
             raise ChatError(refusal)
         if warning:
             _say(env, warning[0].upper() + warning[1:] + ".")
-    _say(env, _opening(job, len(rows), kept, len(pending), args.jobs))
+    opening = _opening(job, len(rows), kept, len(pending), args.jobs)
+    if pending and getattr(args, "probed", False):
+        opening = opening.rstrip(".") + f" ({config.shown_url} has no Batch API)."
+    _say(env, opening)
     bar = _bar(env) if pending else None
     say = (lambda s: bar.say(f"chatcli: {shown(s)}")) if bar is not None else (lambda s: _say(env, s))
     runner.say = say
@@ -293,15 +329,31 @@ def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Sess
 def _job(batches: Batches, config: Config, spec: Spec, rows: list[Row], path: Path) -> tuple[Job, int]:
     """The job this command makes, and how many of its rows are already done: found and brought up to
     date with the input (a rerun), or made."""
-    from chatcli.batch.requests import body_hash, body_of  # lazy: off the path of chatcli --help
+    from chatcli.batch.requests import body_hash, body_of, job_key  # lazy: off the path of chatcli --help
 
     bodies = [(row.id, body, body_hash(body)) for row in rows for body in (body_of(row, spec),)]
-    key = job_key(config.base_url, spec, path)
+    key = job_key(config.base_url, spec, str(path))
     job = batches.find_job(key, via="local")
     if job is None:
         return batches.create_job(via="local", key=key, input_name=str(path), server=config.shown_url,
                                   model=spec.model, spec=spec.record(), rows=bodies), 0
     return job, batches.sync_rows(job.id, bodies)
+
+
+def _cached(args: argparse.Namespace, config: Config, session: Session, batches: Batches) -> Any:
+    """The client rows are sent with: with --cache (or config `cache`), the response cache in front of
+    it, in the batch's own database, sharing its write lock (the worker threads keep replies in it)."""
+    if not (args.cache or config.cache):
+        return session.sender
+    from chatcli.base.parse import duration_seconds  # lazy: off the path of chatcli --help
+    from chatcli.base.pii import configured_secrets  # lazy: off the path of chatcli --help
+    from chatcli.core.cache import CachingClient, ResponseCache  # lazy: off the path of chatcli --help
+
+    cache = ResponseCache(batches.store, ttl=duration_seconds(config.cache_ttl) or 0, cache_any=config.cache_any,
+                          lock=batches.lock)
+    pricing = session.accounts.pricing
+    return CachingClient(session.sender, cache, secrets=configured_secrets(config), blocklist=session.policy.blocklist,
+                         cost=lambda model, usage: pricing.cost(model, usage))
 
 
 def _opening(job: Job, total: int, kept: int, pending: int, jobs: int) -> str:
@@ -371,6 +423,3 @@ def _say(env: Env, sentence: str) -> None:
     env.stderr.write(f"chatcli: {shown(sentence)}\n")
     env.stderr.flush()
 
-
-# What each action runs; the Batch API's (status, wait, fetch, cancel, list, retry) join from cli/batch_api.py.
-ACTIONS: dict[str, Callable[[argparse.Namespace, Env], int]] = {"run": run}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterable, TextIO
 from chatcli.base.errors import EXIT_FAILURE, EXIT_OK
 from chatcli.base.text import json_text
 from chatcli.cli.schema import check_reply
+from chatcli.core.cache import CACHE
 from chatcli.store.batches import FAILED, OK, PENDING, RowState
 
 if TYPE_CHECKING:
@@ -29,8 +30,9 @@ def record_of(row: RowState, *, schema: Schema | None = None) -> dict[str, Any]:
             status, error = FAILED, verdict.problem(row.finish_reason)
     if status == PENDING and error is None:
         error = "not run yet"
+    cached = {"cached": True} if row.cost_source == CACHE else {}  # --cache: answered without a request
     return {"id": row.custom_id, "status": status, "reply": row.reply, "parsed": parsed, "usage": row.usage,
-            "cost_usd": row.cost_usd, "error": error}
+            "cost_usd": row.cost_usd, "error": error, **cached}
 
 
 def write_results(rows: Iterable[RowState], out: TextIO, *, schema: Schema | None = None) -> dict[str, int]:

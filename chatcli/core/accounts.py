@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatcli.base.events import Usage
 from chatcli.core.budget import Budget, BudgetGuard, LedgerUnreadable, Spending
+from chatcli.core.cache import CACHE
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.tokens import MESSAGE_OVERHEAD
 from chatcli.store.db import Spend, Spent, StoreError
@@ -190,7 +191,7 @@ class TurnCost:
     def source(self) -> str | None:
         """Where the cost comes from: "provider", "list", "estimate", "cache" (no request was made), or
         None with no cost."""
-        return "cache" if self.cached else cost_source(self.usage, self.cost, exact=self.exact)
+        return CACHE if self.cached else cost_source(self.usage, self.cost, exact=self.exact)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ STREAMING = ("stream", "stream_options")  # how the reply travels, not what it s
 RULE = "only requests with temperature 0 or a seed are cached, unless cache_any = true"
 
 
+CACHE = "cache"  # the cost_source of a reply the cache answered: no request was made, nothing spent
+
 def request_key(server: str, body: dict[str, Any]) -> str:
     """The sha256 of the server and the body, its keys sorted: the same request, however it was built."""
     body = {k: v for k, v in body.items() if k not in STREAMING}

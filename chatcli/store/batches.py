@@ -2,7 +2,8 @@
 
 A row is committed the moment its result is known, in its own transaction, with its ledger
 entry: a run killed with -9 loses at most the rows in flight, and a rerun skips the rest.
-One lock serialises the writes, so the runner's threads may share one Store.
+One lock serialises the writes (`Batches.lock`: the response cache of a batch's rows takes it too), so
+the runner's threads may share one Store.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Batches:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     # --- jobs ---
 
@@ -86,7 +87,7 @@ class Batches:
         """A new job and its rows (custom_id, body, body sha256), in input order, in one transaction."""
         now = time.time()
         rows = list(rows)
-        with self._lock, self.store._write() as db:
+        with self.lock, self.store._write() as db:
             job_id = db.execute(
                 """INSERT INTO batch_jobs (created_at, updated_at, via, job_key, input_name, server, model, spec,
                        status, total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -104,7 +105,7 @@ class Batches:
         """Make the job's rows these (an input run again, perhaps edited): a row whose id and request
         are unchanged keeps its result; any other starts anew. Returns how many rows kept a result."""
         rows = list(rows)
-        with self._lock, self.store._write() as db:
+        with self.lock, self.store._write() as db:
             done = {cid: sha for cid, sha in db.execute(
                 "SELECT custom_id, request_sha256 FROM batch_rows WHERE job_id = ? AND status = ?", (job_id, OK))}
             kept = {cid for cid, _, sha in rows if done.get(cid) == sha}
@@ -122,7 +123,7 @@ class Batches:
         return len(kept)
 
     def update_job(self, job_id: int, *, status: str | None = None, remote: Any = None) -> None:
-        with self._lock, self.store._write() as db:
+        with self.lock, self.store._write() as db:
             if status is not None:
                 db.execute("UPDATE batch_jobs SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), job_id))
             if remote is not None:
@@ -165,7 +166,7 @@ class Batches:
     def mark_sent(self, job_id: int, custom_ids: Iterable[str], remote_batch: str) -> None:
         """Rows handed to the provider's batch `remote_batch` (--via api); they are pending until fetched,
         a row sent again (batch retry --failed) with its earlier result cleared. A row already ok is left."""
-        with self._lock, self.store._write() as db:
+        with self.lock, self.store._write() as db:
             db.executemany(
                 """UPDATE batch_rows SET remote_batch = ?, status = ?, reply = NULL, finish_reason = NULL, usage = NULL,
                        cost_usd = NULL, cost_source = NULL, error = NULL, finished_at = NULL
@@ -177,7 +178,7 @@ class Batches:
         is, so fetching twice books nothing twice. Returns how many rows changed."""
         now = time.time()
         changed = 0
-        with self._lock, self.store._write() as db:
+        with self.lock, self.store._write() as db:
             for r in results:
                 cursor = db.execute(
                     """UPDATE batch_rows SET status = ?, reply = ?, finish_reason = ?, usage = ?, cost_usd = ?,
