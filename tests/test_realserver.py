@@ -191,6 +191,27 @@ def test_json_names_the_servers_model_its_exact_usage_and_no_cost(llama, run_cha
     assert record["cost_usd"] is None  # no price is known for this model, and none is made up
 
 
+def test_a_batch_runs_here_since_llama_cpp_has_no_batch_api_and_a_rerun_sends_nothing_again(llama, run_chatcli, tmp_path):
+    prompts = ["What is two plus two?", "Name a colour.", "Say hello.", "What is the capital of France?"]
+    (tmp_path / "p.txt").write_text("\n".join(prompts) + "\n")
+    db = tmp_path / "b.db"
+    first = run_chatcli("batch", "run", str(tmp_path / "p.txt"), "-j", "2", "--max-tokens", "12", "-t", "0",
+                        "--db", str(db))
+    assert first.returncode == 0, first.stderr
+    # Asked GET /v1/batches, llama.cpp answers 404: the rows ran here, and the opening says why.
+    assert stderr_lines(first)[0] == f"chatcli: Batch job 1: running 4 rows here, 2 at a time ({llama.base_url} has no Batch API)."
+    lines = [json.loads(line) for line in first.stdout.splitlines()]
+    assert [line["id"] for line in lines] == ["1", "2", "3", "4"] and all(line["status"] == "ok" for line in lines)
+    for line, prompt in zip(lines, prompts):
+        assert line["reply"] and line["usage"]["exact"] is True
+        assert line["usage"]["prompt_tokens"] == llama.prompt_tokens([{"role": "user", "content": prompt}])
+        assert line["cost_usd"] is None  # no price for this model, none made up
+    again = run_chatcli("batch", "run", str(tmp_path / "p.txt"), "-j", "2", "--max-tokens", "12", "-t", "0",
+                        "--db", str(db))
+    assert again.returncode == 0 and "all 4 rows are done already; nothing to send" in again.stderr
+    assert again.stdout == first.stdout  # the same results, read back, not asked again
+
+
 def test_schema_is_honoured_through_llamas_grammar(llama, run_chatcli, tmp_path):
     schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"],
               "additionalProperties": False}
