@@ -20,7 +20,7 @@ def test_the_bar_counts_the_rows_as_they_finish_and_gives_way_to_the_closing_cou
     rows = 8
     (tmp_path / "p.txt").write_text("".join(f"question number {n}\n" for n in range(rows)))
     out = tmp_path / "out.jsonl"
-    child = spawn_chatcli("batch", "run", str(tmp_path / "p.txt"), "-j", "1", "--output", str(out),
+    child = spawn_chatcli("batch", "run", str(tmp_path / "p.txt"), "--via", "local", "-j", "1", "--output", str(out),
                           "-m", "gpt-4o-mini")
     child.expect(rf"[1-{rows - 1}]/{rows} done · [\d.]+ rows/s · \d+s left · (<?\$[\d.]+)", timeout=TIMEOUT)
     child.expect(pexpect.EOF, timeout=TIMEOUT)

@@ -912,4 +912,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as tests.support.server, not as __main__: the Batch API's module imports this one, and two
+    # copies of it would have two Echo classes (isinstance would tell them apart).
+    from tests.support.server import main as served
+
+    served()
