@@ -409,3 +409,14 @@ def test_a_job_past_a_budget_cap_at_batch_prices_is_refused_before_anything_is_u
     line = error_line(refused, 1)
     assert line.startswith("chatcli: This batch (3 requests, ") and "at batch prices) would take today's spending" in line
     assert "past the daily_usd budget of $0.20" in line
+
+
+def test_with_redact_the_uploaded_request_file_holds_no_personal_data(srv, batch, environ):
+    config = Path(environ["XDG_CONFIG_HOME"]) / "chatcli" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text('redact = ["email"]\n')
+    Path("p.txt").write_text("write to ada@example.com\nsay hi\n")
+    assert batch("submit", "p.txt").returncode == 0
+    (uploaded,) = [f for f in srv.batch_api.files.values() if f.purpose == "batch"]
+    text = uploaded.data.decode()
+    assert "ada@example.com" not in text and "[EMAIL_REDACTED]" in text

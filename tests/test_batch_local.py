@@ -388,3 +388,13 @@ def test_with_cache_rows_answered_before_are_not_asked_again_and_cost_nothing(sr
     third = run_chatcli("batch", "run", str(tmp_path / "second.txt"), "--cache", "-t", "0.7", "--db", str(db))
     assert third.returncode == 0 and all("cached" not in r for r in results(third.stdout))
     assert asked(srv)["beta"] == 2
+
+
+def test_with_redact_no_row_sends_or_keeps_the_personal_data(srv, run_chatcli, tmp_path):
+    config('redact = ["email"]\n')
+    (tmp_path / "p.txt").write_text("write to ada@example.com\n")
+    db = tmp_path / "b.db"
+    result = run_chatcli("batch", "run", str(tmp_path / "p.txt"), "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert [last_prompt(r.body) for r in srv.chat_requests] == ["write to [EMAIL_REDACTED]"]
+    assert all("ada@example.com" not in request for (request,) in query(db, "SELECT request FROM batch_rows"))

@@ -51,6 +51,7 @@ import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 KINDS = ("email", "phone", "id_card", "credit_card", "api_key")
 
@@ -123,6 +124,17 @@ _PATTERNS = {
 class Scrubbed:
     text: str  # the text with each match replaced by its placeholder
     counts: dict[str, int]  # kind -> number replaced, only kinds with > 0, in KINDS order
+
+
+def scrub_content(content: Any, kinds: Iterable[str]) -> Any:
+    """A message's content with the given kinds scrubbed: a string, or the text parts of a list
+    (a message with images); anything else as it is."""
+    if isinstance(content, str):
+        return scrub(content, kinds).text
+    if isinstance(content, list):
+        return [{**p, "text": scrub(p["text"], kinds).text} if isinstance(p, dict) and isinstance(p.get("text"), str)
+                else p for p in content]
+    return content
 
 
 def placeholder(kind: str) -> str:

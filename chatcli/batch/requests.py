@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatcli.base.pii import scrub_content
 from chatcli.batch.inputs import Row
 
 
@@ -25,15 +26,24 @@ class Spec:
     system: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # wire parameters: temperature, max_tokens, -o NAME VALUE
     response_format: dict[str, Any] | None = None  # --schema's
+    redact: tuple[str, ...] = ()  # config redact: the kinds of personal data scrubbed from every message
 
     def record(self) -> dict[str, Any]:
         """The spec as JSON, kept with the job."""
         return {"model": self.model, "system": self.system, "params": self.params,
-                "response_format": self.response_format}
+                "response_format": self.response_format, **({"redact": list(self.redact)} if self.redact else {})}
 
 
 def messages_of(row: Row, spec: Spec) -> list[dict[str, Any]]:
-    """The row's messages: its own (the spec's system prompt first unless they have one), or its prompt."""
+    """The row's messages: its own (the spec's system prompt first unless they have one), or its prompt;
+    scrubbed of the spec's kinds of personal data, so what is kept, uploaded and sent is the same."""
+    messages = _messages(row, spec)
+    if not spec.redact:
+        return messages
+    return [{**m, "content": scrub_content(m.get("content"), spec.redact)} for m in messages]
+
+
+def _messages(row: Row, spec: Spec) -> list[dict[str, Any]]:
     if row.messages:
         own = list(row.messages)
         has_system = any(m.get("role") in ("system", "developer") for m in own)

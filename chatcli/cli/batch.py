@@ -189,7 +189,7 @@ def spec_of(session: Session, schema: Schema | None, *, say: Callable[[str], Non
     for notice in notices:
         say(f"{notice}.")
     return Spec(model=session.model, system=session.system, params=params,
-                response_format=schema.response_format() if schema is not None else None)
+                response_format=schema.response_format() if schema is not None else None, redact=session.redact)
 
 
 def dry_run(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,

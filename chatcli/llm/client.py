@@ -162,19 +162,9 @@ class ChatClient:
         not only the message being sent."""
         if not self.config.redact:
             return messages
-        from chatcli.base.pii import scrub
+        from chatcli.base.pii import scrub_content
 
-        kinds = self.config.redact
-
-        def scrubbed(content: Any) -> Any:
-            if isinstance(content, str):
-                return scrub(content, kinds).text
-            if isinstance(content, list):  # a message with images: its text parts
-                return [{**p, "text": scrub(p["text"], kinds).text} if isinstance(p, dict) and
-                        isinstance(p.get("text"), str) else p for p in content]
-            return content
-
-        return [{**m, "content": scrubbed(m.get("content"))} for m in messages]
+        return [{**m, "content": scrub_content(m.get("content"), self.config.redact)} for m in messages]
 
     @property
     def server(self) -> str:
