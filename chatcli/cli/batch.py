@@ -223,6 +223,8 @@ def run_api(args: argparse.Namespace, env: Env, config: Config, session: Session
 
     path = Path(args.input).expanduser()
     accounts = session.accounts
+    if args.cache:
+        _say(env, "--cache answers only rows run here (--via local); the Batch API's rows are all sent.")
     if capped(accounts.budget):
         guess = estimate([(row.id, body_of(row, spec)) for row in rows], tokenizer=session.tokenizer,
                          pricing=accounts.pricing, model=spec.model, batch=True)
