@@ -180,10 +180,12 @@ def run_main(argv: list[str], environ: dict[str, str], stdin: bytes, *, stdin_er
          stdout_tty=False, config=b"")
 @example(argv=["sessions", "list"], environment=({}, {}, {}, ""), stdin=b"", stdin_errors="strict", stdout_tty=False,
          config=CONFIGS[-1])
-def test_no_argv_environment_or_stdin_takes_the_internal_error_path(_server, argv, environment, stdin, stdin_errors,
+def test_no_argv_environment_or_stdin_takes_the_internal_error_path(srv, argv, environment, stdin, stdin_errors,
                                                                     stdout_tty, config):
+    # srv, not the shared _server: reset first, so no behaviour a test before left scripted on this
+    # worker's server (a reply held open, a slow default) makes each example wait out a timeout.
     variables, servers, proxy_variables, more_no_proxy = environment
-    srv = _server.base_url
+    srv = srv.base_url
     with tempfile.TemporaryDirectory(prefix="chatcli-fuzz-main-") as root:
         home, work = workdir(Path(root), config)
         environ = {
