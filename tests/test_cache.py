@@ -371,6 +371,16 @@ def test_hits_add_nothing_to_what_a_budget_counts(srv: ChatServer, run_chatcli, 
     assert len(srv.chat_requests) == 1
 
 
+def test_a_cap_that_refuses_a_new_request_still_lets_the_cache_answer(srv: ChatServer, run_chatcli, isolated_env: Path):
+    first = json.loads(ok(run_chatcli(*ASK, "--json", "--max-tokens", "10", "hello")).stdout)
+    # Spent: the first ask's tokens. A request is checked at its prompt plus max_tokens, past this cap.
+    write_config(isolated_env, f"[budget]\ndaily_tokens = {first['usage']['total_tokens'] + 5}\n")
+    assert ok(run_chatcli(*ASK, "--max-tokens", "10", "hello")).stdout == "echo: hello\n"  # free: answered
+    assert len(srv.chat_requests) == 1
+    refused = error_line(run_chatcli(*ASK, "--max-tokens", "10", "a new question"), EXIT_FAILURE)
+    assert "past the daily_tokens budget" in refused and len(srv.chat_requests) == 1  # the cap still holds
+
+
 def test_a_saved_hit_counts_no_tokens_when_read_back(srv: ChatServer, run_chatcli):
     first = json.loads(ok(run_chatcli(*ASK, "--json", "hello")).stdout)
     ok(run_chatcli(*ASK, "hello"))

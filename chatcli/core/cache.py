@@ -115,6 +115,17 @@ class ResponseCache:
         return CachedReply(entry.reply, entry.reasoning or "", entry.finish_reason, entry.model, usage, entry.cost_usd,
                            entry.created_at, entry.hits)
 
+    def holds(self, server: str, body: dict[str, Any]) -> bool:
+        """Whether lookup() would answer this request now (asked before a budget check: an answer
+        from the cache spends nothing); not counted as a hit."""
+        if self.refuses(body) is not None:
+            return False
+        now = self.clock()
+        try:
+            return self.responses.holds(request_key(server, body), now=now, newer_than=now - self.ttl)
+        except StoreError:
+            return False
+
     def keep(self, server: str, body: dict[str, Any], *, reply: str, finish_reason: str | None, model: str,
              usage: Usage | None = None, cost_usd: float | None = None, reasoning: str = "") -> bool:
         """Keep a reply to this request, if the cache takes it (KEPT_FINISHES, with text, a request it
@@ -162,6 +173,11 @@ class CachingClient:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)  # the client's own: models, warm_up, adapter, rate_limits, ...
+
+    def answers(self, *, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> bool:
+        """Whether stream() would answer this request from the cache, without a request."""
+        client = self.client
+        return self.cache.holds(client.server, client.request_body(model=model, messages=messages, params=params))
 
     def stream(self, *, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Iterator[Event]:
         client = self.client

@@ -185,7 +185,7 @@ class Session(Attachments):
         context_length_exceeded comes before any text, so retrying loses nothing.
         """
         began = False
-        params = {**wire_params(turn.params), **(self.toolloop.params() if self.toolloop else {})}
+        params = self._wire_params(turn)
         try:
             for event in self.sender.stream(model=self.model, messages=messages, params=params):
                 began = began or isinstance(event, (TextDelta, ReasoningDelta))
@@ -212,6 +212,9 @@ class Session(Attachments):
         turn.sent = self.tokenizer.messages(self.model, messages)
         turn.estimated = self._raw_estimate(messages)
         yield from self.sender.stream(model=self.model, messages=messages, params=params)
+
+    def _wire_params(self, turn: Turn) -> dict[str, Any]:
+        return {**wire_params(turn.params), **(self.toolloop.params() if self.toolloop else {})}
 
     def plan(self, pending: str = "", *, window: int | None = None, images: list[Image] | None = None) -> Fit:
         """How the conversation plus `pending` and its images fits the model's window, leaving room
@@ -382,7 +385,7 @@ class Session(Attachments):
             images, self.images = self.images, []
         text, redacted = self._prepare(text)
         turn, plan, messages = self._fit(text, request, images)
-        if not self._check(turn, plan, redacted, on_event):
+        if not self._check(turn, plan, redacted, on_event, messages):
             if waited:
                 self.images = images  # nothing was sent: they still wait, to be dropped or sent elsewhere
             return turn  # kept for the prompt to offer again, but not saved: nothing was sent
@@ -422,7 +425,8 @@ class Session(Attachments):
         self.turns.append(turn)
         return turn, plan, messages
 
-    def _check(self, turn: Turn, plan: Fit, redacted: Redacted | None, say: Callable[[Event], None] | None) -> bool:
+    def _check(self, turn: Turn, plan: Fit, redacted: Redacted | None, say: Callable[[Event], None] | None,
+               messages: list[dict[str, Any]]) -> bool:
         """Whether the turn may go: not too big for the window even alone, nor over a budget
         (a budget nearly used up is a notice on the turn). What was scrubbed is said either way,
         and what was learned of the server, when someone listens (else it waits for one who does)."""
@@ -436,6 +440,9 @@ class Session(Attachments):
             refusal: str | None = no_images(self.model, history=not turn.images)
         elif not plan.fits:
             refusal = too_big(plan, self._user(turn.user, turn.images))
+        elif (answers := getattr(self.sender, "answers", None)) is not None and answers(
+                model=self.model, messages=messages, params=self._wire_params(turn)):
+            refusal = None  # the response cache answers it: nothing is spent, so no cap is passed
         else:
             # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.
             worst = Usage(plan.tokens.tokens, plan.reserve, plan.tokens.tokens + plan.reserve)

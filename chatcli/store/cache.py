@@ -87,6 +87,13 @@ class Responses:
             db.execute("UPDATE response_cache SET hits = hits + 1, last_hit_at = ? WHERE key = ?", (now, key))
             return replace(entry, hits=entry.hits + 1, last_hit_at=now)
 
+    def holds(self, key: str, *, now: float, newer_than: float = 0.0) -> bool:
+        """Whether find() would serve `key` now; reads only (not a hit, nothing dropped)."""
+        with self._failing_as_store_error():
+            row = self.store.db.execute("SELECT expires_at, created_at FROM response_cache WHERE key = ?",
+                                        (key,)).fetchone()
+        return row is not None and row[0] > now and row[1] >= newer_than
+
     def put(self, entry: CacheEntry) -> None:
         """Keep a reply under its key, in place of any entry there (which a lookup did not serve)."""
         with self._failing_as_store_error(), self._lock, self.store._write() as db:
