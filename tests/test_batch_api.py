@@ -28,7 +28,7 @@ from chatcli.store.db import Store
 from tests.support.batch_api import Timing
 from tests.support.keys import OUTPUTS
 from tests.support.running import error_line, free_port, make_env
-from tests.support.server import Error
+from tests.support.server import Error, Reply
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = Timing(validating=0.05, in_progress=0.15, finalizing=0.05, cancelling=0.05)
@@ -298,15 +298,17 @@ def test_the_same_input_sent_again_reuses_its_job(srv, batch):
 
 def test_failures_are_one_sentence(srv, batch, environ):
     srv.batch_api.enabled = False
-    line = error_line(batch("submit", prompts(2)), 1)
-    assert line.startswith(f"chatcli: The server at {srv.base_url} has no Batch API (HTTP 404")
-    assert "--via local" in line and "chatcli batch retry 1 --failed" in line
+    line = error_line(batch("submit", prompts(2)), 1)  # --via api named, on a server without one
+    assert line == (f"chatcli: The server at {srv.base_url} has no Batch API (HTTP 404 when asked to list its "
+                    "batches); run the batch here with --via local.")
+    assert batch("list").stdout == "No batch jobs yet.\n"  # refused before a job was made
     srv.batch_api.enabled = True
+    assert batch("submit", prompts(2)).returncode == 0  # job 1
 
     srv.api_key = "not-the-test-key"
     assert "rejected the API key (401)" in error_line(batch("retry", "1", "--failed"), 3)
     srv.api_key = None
-    assert error_line(batch("status", "9"), 1) == "chatcli: There is no batch job 9; chatcli batch list shows them."
+    assert error_line(batch("status", "9"), 2) == "chatcli: There is no batch job 9; chatcli batch list shows them."
 
     batch("retry", "1", "--failed")
     elsewhere = f"http://127.0.0.1:{free_port()}/v1"
@@ -420,3 +422,26 @@ def test_with_redact_the_uploaded_request_file_holds_no_personal_data(srv, batch
     (uploaded,) = [f for f in srv.batch_api.files.values() if f.purpose == "batch"]
     text = uploaded.data.decode()
     assert "ada@example.com" not in text and "[EMAIL_REDACTED]" in text
+
+
+def test_a_reply_that_does_not_match_the_schema_is_a_failed_row_that_retry_sends_again(srv, batch):
+    Path("person.json").write_text(json.dumps({"type": "object", "properties": {"name": {"type": "string"}},
+                                               "required": ["name"], "additionalProperties": False}))
+    srv.script(Reply('{"name": "Ada"}'), Reply("no JSON here"))
+    done = batch("submit", prompts(2), "--schema", "person.json", "--wait")
+    assert done.returncode == 1
+    assert [(r["status"], r["parsed"]) for r in results(done)] == [("ok", {"name": "Ada"}), ("failed", None)]
+    assert status_of(batch)["failed"] == "1"  # the job knows it failed, as the results say
+    srv.script(Reply('{"name": "Bea"}'))
+    assert batch("retry", "1", "--failed").returncode == 0
+    assert uploaded_ids(srv, 1) == ["2"]
+    assert batch("wait", "1").returncode == 0
+    fetched = batch("fetch", "1")
+    assert [r["parsed"] for r in results(fetched)] == [{"name": "Ada"}, {"name": "Bea"}]  # parsed without --schema
+
+
+def test_a_key_in_a_reply_is_hidden_through_the_batch_api_as_here(srv, batch, environ):
+    srv.script(Reply(f"the key is {environ['OPENAI_API_KEY']}"))  # a server that quotes the request's header
+    done = batch("submit", prompts(1), "--wait")
+    assert done.returncode == 0 and environ["OPENAI_API_KEY"] not in done.stdout
+    assert results(done)[0]["reply"].startswith("the key is ")  # and the database: the harness reads every file

@@ -185,3 +185,15 @@ def test_the_body_hash_is_the_same_whatever_order_the_keys_came_in_and_changes_w
     b = {"temperature": 0, "messages": [{"content": "hi", "role": "user"}], "model": "m"}
     assert body_hash(a) == body_hash(b)
     assert body_hash(a) != body_hash({**a, "temperature": 0.1})
+
+
+def test_lines_are_split_at_newlines_only_and_a_byte_order_mark_is_not_text(tmp_path):
+    txt = tmp_path / "p.txt"
+    txt.write_text("one\u2028still one\r\ntwo\x0cstill two\n", encoding="utf-8")
+    assert [(r.id, r.prompt) for r in read_rows(txt)] == [("1", "one\u2028still one"), ("2", "two\x0cstill two")]
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_text('{"id": "a", "prompt": "x\u2028y"}\n', encoding="utf-8")  # a raw U+2028 inside a JSON string
+    assert [(r.id, r.prompt) for r in read_rows(jsonl)] == [("a", "x\u2028y")]
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_bytes("\ufeffid,text\nr1,hello\n".encode())  # as Excel saves it
+    assert [(r.id, r.prompt) for r in read_rows(csv_file, template="{{id}}: {{text}}")] == [("r1", "r1: hello")]

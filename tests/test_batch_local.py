@@ -356,6 +356,11 @@ def test_with_a_schema_each_row_asks_for_it_and_a_reply_that_does_not_match_is_a
     assert bad["status"] == "failed" and bad["parsed"] is None and bad["error"]
     assert all(r.body["response_format"]["json_schema"]["schema"] == schema for r in srv.chat_requests)
     assert stderr_lines(result)[-1] == "1 of 2 rows succeeded; 1 failed."
+    # The row that did not match is a failed row in the job: the same command sends it, and it alone, again.
+    srv.default = ByPrompt(answers={"good": Reply('{"name": "Ada"}'), "bad": Reply('{"name": "Bea"}')})
+    again = run_chatcli("batch", "run", str(tmp_path / "p.txt"), "--schema", str(tmp_path / "person.json"))
+    assert again.returncode == 0 and asked(srv) == Counter({"good": 1, "bad": 2})
+    assert [r["parsed"] for r in results(again.stdout)] == [{"name": "Ada"}, {"name": "Bea"}]
 
 
 def test_the_bar_says_done_failed_rate_time_left_and_cost():
@@ -398,3 +403,13 @@ def test_with_redact_no_row_sends_or_keeps_the_personal_data(srv, run_chatcli, t
     assert result.returncode == 0, result.stderr
     assert [last_prompt(r.body) for r in srv.chat_requests] == ["write to [EMAIL_REDACTED]"]
     assert all("ada@example.com" not in request for (request,) in query(db, "SELECT request FROM batch_rows"))
+
+
+def test_with_save_false_a_cached_batch_keeps_nothing_in_the_cache(srv, run_chatcli, tmp_path):
+    config("save = false\ncache = true\n")
+    db = tmp_path / "b.db"
+    for name in ("a.txt", "b.txt"):  # two jobs, the same request: only the cache could answer the second
+        (tmp_path / name).write_text("alpha\n")
+        assert run_chatcli("batch", "run", str(tmp_path / name), "-t", "0", "--db", str(db)).returncode == 0
+    assert query(db, "SELECT COUNT(*) FROM response_cache") == [(0,)]
+    assert asked(srv) == Counter({"alpha": 2})

@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator
 
 from chatcli.base.errors import ChatError, UsageError, one_line
 from chatcli.base.events import Finish, TextDelta, Usage
-from chatcli.base.pii import redact_secrets
+from chatcli.base.pii import configured_secrets, hide_known, redact_secrets
 from chatcli.batch.inputs import Row
-from chatcli.batch.requests import Spec, body_hash, body_of, job_key
+from chatcli.batch.requests import ReplyCheck, Spec, body_hash, body_of, job_key
 from chatcli.llm.batches import ENDED, ENDPOINT, OPEN, BatchWire, RemoteBatch
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.sse import completion_events
@@ -90,11 +90,14 @@ def overall(entries: list[dict[str, Any]]) -> str:
 class ApiJobs:
     """Batch API jobs: one wire (the server), the database's batch tables, and the prices rows are booked at."""
 
-    def __init__(self, wire: BatchWire, batches: Batches, pricing: Pricing, *, limits: Limits = Limits()) -> None:
+    def __init__(self, wire: BatchWire, batches: Batches, pricing: Pricing, *, limits: Limits = Limits(),
+                 checks: Callable[[dict[str, Any]], ReplyCheck | None] | None = None) -> None:
         self.wire = wire
         self.batches = batches
         self.pricing = pricing
         self.limits = limits
+        self.checks = checks  # a job's spec -> how its replies are checked (--schema), or None
+        self.secrets = configured_secrets(wire.config)  # taken out of replies, as the local runner does
 
     # --- sending ---
 
@@ -150,8 +153,9 @@ class ApiJobs:
             return job, 0
         return self.send(job.id, ids), len(ids)
 
-    def cancel(self, job_id: int) -> tuple[Job, int]:
-        """Ask the server to stop the job's open batches; rows never sent are cancelled here. How many batches."""
+    def cancel(self, job_id: int) -> tuple[Job, int, int]:
+        """Ask the server to stop the job's open batches; rows never sent are cancelled here. The job, how
+        many batches the server was asked to stop, and how many unsent rows were cancelled."""
         job = self.refresh(job_id)
         entries, asked = entries_of(job), 0
         for i, entry in enumerate(entries):
@@ -162,7 +166,7 @@ class ApiJobs:
         self.batches.finish(job_id, [RowResult(cid, CANCELLED, error="The job was cancelled before this row was sent.")
                                      for cid in unsent])
         self._record(job_id, entries)
-        return self._job(job_id), asked
+        return self._job(job_id), asked, len(unsent)
 
     # --- following ---
 
@@ -213,19 +217,20 @@ class ApiJobs:
     def _results(self, job: Job, entry: dict[str, Any]) -> list[RowResult]:
         """Each row of one ended batch: its line in the output or error file, or what its absence means."""
         mine = {r.custom_id for r in self.batches.rows(job.id) if r.remote_batch == entry["id"]}
+        check = self.checks(job.spec) if self.checks is not None else None
         found: dict[str, RowResult] = {}
         for file_id in (entry.get("output_file_id"), entry.get("error_file_id")):
             if not file_id:
                 continue
-            for text in self.wire.content(file_id).splitlines():
+            for text in self.wire.content(file_id).split("\n"):  # JSONL: not splitlines, which breaks at U+2028
                 line = _json(text)
                 custom_id = line.get("custom_id") if line else None
                 if isinstance(custom_id, str) and custom_id in mine and custom_id not in found:
-                    found[custom_id] = self._result(custom_id, line, job.model)
+                    found[custom_id] = self._result(custom_id, line, job.model, check)
         missing = _absent(entry)
         return [*found.values(), *(RowResult(cid, missing[0], error=missing[1]) for cid in mine - found.keys())]
 
-    def _result(self, custom_id: str, line: dict[str, Any], model: str) -> RowResult:
+    def _result(self, custom_id: str, line: dict[str, Any], model: str, check: ReplyCheck | None = None) -> RowResult:
         """A row from its line: a 200 is its reply, usage and cost at batch prices; anything else, why not."""
         error, response = line.get("error"), line.get("response")
         if isinstance(error, dict) and error:
@@ -248,11 +253,14 @@ class ApiJobs:
             events = completion_events(json.dumps(body), self.wire.config.api_key)
         except ChatError as exc:
             return RowResult(custom_id, FAILED, error=exc.message)
-        reply = "".join(e.text for e in events if isinstance(e, TextDelta))
+        reply = hide_known("".join(e.text for e in events if isinstance(e, TextDelta)), self.secrets)
         finish = next((e.reason for e in events if isinstance(e, Finish)), None)
         usage = next((e for e in events if isinstance(e, Usage)), None)
+        # A reply that does not pass --schema is a failed row (sent again by retry --failed); it was billed.
+        problem = check(reply, finish) if check is not None else None
+        status = OK if problem is None else FAILED
         if usage is None:
-            return RowResult(custom_id, OK, reply=reply, finish_reason=finish)
+            return RowResult(custom_id, status, reply=reply, finish_reason=finish, error=problem)
         cost = self.pricing.cost(model, usage, batch=True)
         source = None if cost is None else "provider" if usage.cost is not None else "list"
         spend = Spend(time.time(), model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost,
@@ -261,15 +269,15 @@ class ApiJobs:
         counted = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                    "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
                    "reasoning_tokens": usage.reasoning_tokens}
-        return RowResult(custom_id, OK, reply=reply, finish_reason=finish, usage=counted, cost_usd=cost,
-                         cost_source=source, spend=spend)
+        return RowResult(custom_id, status, reply=reply, finish_reason=finish, usage=counted, cost_usd=cost,
+                         cost_source=source, error=problem, spend=spend)
 
     # --- the job's record ---
 
     def _job(self, job_id: int) -> Job:
         job = self.batches.job(job_id)
         if job is None:
-            raise ChatError(f"There is no batch job {job_id}; chatcli batch list shows them.")
+            raise UsageError(f"There is no batch job {job_id}; chatcli batch list shows them.")
         return job
 
     def _record(self, job_id: int, entries: list[dict[str, Any]]) -> None:

@@ -70,7 +70,9 @@ class Estimate:
 
     def lines(self) -> list[str]:
         """--dry-run's report, before the first request."""
-        cost = (f"{self.bound()} {format_cost(self.cost, exact=self.prompt.exact)} at {self.prices}" if self.cost is not None
+        # ≈ says the count is an estimate; "about" would say it again
+        bound = f"{self.bound()} " if self.reply_bounded or self.prompt.exact else ""
+        cost = (f"{bound}{format_cost(self.cost, exact=self.prompt.exact)} at {self.prices}" if self.cost is not None
                 else f'unknown: chatcli has no price for {self.model}; add [prices."{self.model}"] to the config')
         return [
             f"requests: {self.requests:,} to {self.model}",

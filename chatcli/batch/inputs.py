@@ -41,7 +41,7 @@ def read_rows(path: Path, *, template: str | None = None) -> list[Row]:
     if kind not in FORMATS:
         raise UsageError(f"{shown} is not a batch input: name a .txt (a prompt a line), .jsonl or .csv file.")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Excel's CSV) is not text
     except FileNotFoundError:
         raise UsageError(f"{shown} does not exist; give the path of a .txt, .jsonl or .csv file.") from None
     except IsADirectoryError:
@@ -73,16 +73,23 @@ def fill(template: str, values: dict[str, str], *, where: str) -> str:
 
 def _txt_rows(text: str, shown: str, template: str | None) -> list[Row]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if line.strip():
             prompt = fill(template, {"prompt": line}, where=f"{shown}:{number}") if template else line
             rows.append(Row(id=str(number), line=number, prompt=prompt))
     return rows
 
 
+def _lines(text: str) -> list[str]:
+    """The file's lines as an editor numbers them: split at \\n (a \\r before it dropped), not at every
+    character str.splitlines() breaks at (U+2028, form feed, ...), which may sit inside a prompt."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def _jsonl_rows(text: str, shown: str, template: str | None) -> list[Row]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         where = f"{shown}:{number}"

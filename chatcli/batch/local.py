@@ -22,6 +22,7 @@ from chatcli.base.errors import ChatError, Terminated
 from chatcli.base.events import Adjusted, Finish, FromCache, Note, RateLimits, Served, TextDelta, Usage
 from chatcli.base.pii import hide_known
 from chatcli.base.ratelimits import duration
+from chatcli.batch.requests import ReplyCheck
 from chatcli.core.accounts import cost_source
 from chatcli.core.budget import BudgetGuard, Spending
 from chatcli.core.cache import CACHE
@@ -84,7 +85,7 @@ class LocalRunner:
                  pricing: Pricing, tokenizer: Tokenizer, secrets: tuple[str, ...] = (),
                  guard: BudgetGuard | None = None, estimates: dict[str, Usage] | None = None,
                  say: Callable[[str], None] = lambda sentence: None,
-                 progress: Callable[[Tally], None] = lambda tally: None) -> None:
+                 progress: Callable[[Tally], None] = lambda tally: None, check: ReplyCheck | None = None) -> None:
         self.client = client
         self.batches = batches
         self.job_id = job_id
@@ -97,6 +98,7 @@ class LocalRunner:
         self.estimates = estimates or {}  # custom_id -> its likely usage, for the caps
         self.say = say
         self.progress = progress
+        self.check = check  # --schema: a reply that does not pass is a failed row, sent again by the next run
         self._pending: deque[RowState] = deque()
         self._in_flight: dict[str, RowState] = {}
         self._work: queue.Queue[RowState | None] = queue.Queue()
@@ -255,7 +257,8 @@ class LocalRunner:
         elif reply.finish is None:
             status, error = FAILED, BROKE_OFF
         else:
-            status, error = OK, None
+            error = self.check(text, reply.finish) if self.check is not None else None
+            status = OK if error is None else FAILED
         figures = None if usage is None else {
             "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,

@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from chatcli.base.pii import scrub_content
 from chatcli.batch.inputs import Row
+
+# How a row's reply is checked (--schema): (reply, finish_reason) -> why it fails, or None when it passes.
+ReplyCheck = Callable[[str, "str | None"], "str | None"]
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,13 @@ def run_api(args: argparse.Namespace, env: Env, config: Config, session: Session
 
     path = Path(args.input).expanduser()
     accounts = session.accounts
+    if not args.probed:  # --via api named: a server without one is said before a job is made
+        if config.api_type == "azure":
+            raise ChatError("chatcli does not send batches to Azure OpenAI's Batch API; run the rows here with "
+                            "--via local.")
+        from chatcli.llm.batches import BatchWire  # lazy: off the path of chatcli --help
+
+        BatchWire(config, session.sender).list(limit=1)  # a 404 says there is none; a 401, a network failure, theirs
     if args.cache:
         _say(env, "--cache answers only rows run here (--via local); the Batch API's rows are all sent.")
     if capped(accounts.budget):
@@ -283,8 +290,11 @@ def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Sess
     job, kept = _job(batches, config, spec, rows, Path(args.input).expanduser())
     pending = batches.rows(job.id, status=PENDING)
     accounts = session.accounts
-    runner = LocalRunner(_cached(args, config, session, batches), batches, job.id, jobs=args.jobs, total=len(rows), pricing=accounts.pricing,
-                         tokenizer=session.tokenizer, secrets=configured_secrets(config))
+    from chatcli.cli.batch_results import reply_check  # lazy: off the path of chatcli --help
+
+    runner = LocalRunner(_cached(args, config, session, batches), batches, job.id, jobs=args.jobs, total=len(rows),
+                         pricing=accounts.pricing, tokenizer=session.tokenizer, secrets=configured_secrets(config),
+                         check=reply_check(schema))
     if pending and capped(accounts.budget):  # the whole job against the caps, before anything is sent
         guess = estimate([(r.custom_id, r.request) for r in pending], tokenizer=session.tokenizer,
                          pricing=accounts.pricing, model=spec.model)
@@ -345,7 +355,7 @@ def _job(batches: Batches, config: Config, spec: Spec, rows: list[Row], path: Pa
 def _cached(args: argparse.Namespace, config: Config, session: Session, batches: Batches) -> Any:
     """The client rows are sent with: with --cache (or config `cache`), the response cache in front of
     it, in the batch's own database, sharing its write lock (the worker threads keep replies in it)."""
-    if not (args.cache or config.cache):
+    if not (args.cache or config.cache) or not config.save:  # save = false: nothing kept, as for one-shot asks
         return session.sender
     from chatcli.base.parse import duration_seconds  # lazy: off the path of chatcli --help
     from chatcli.base.pii import configured_secrets  # lazy: off the path of chatcli --help

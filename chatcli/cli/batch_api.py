@@ -19,7 +19,7 @@ from chatcli.base.format import age, format_cost
 from chatcli.base.parse import MAX_ID, whole_number
 from chatcli.base.text import strip_controls
 from chatcli.batch.api import ApiJobs, Limits, Poll, entries_of, job_key
-from chatcli.cli.batch_results import summary, write_results
+from chatcli.cli.batch_results import reply_check, schema_of, summary, write_results
 from chatcli.llm.batches import OPEN, BatchWire
 from chatcli.llm.pricing import Pricing
 from chatcli.store.batches import OK, ROW_STATUSES, Batches, Job
@@ -99,7 +99,11 @@ def fetch(args: argparse.Namespace, env: Env, config: Config) -> int:
 def cancel(args: argparse.Namespace, env: Env, config: Config) -> int:
     with _opened(env, config) as jobs:
         job = _api_job(jobs, args.job, config, doing="cancel")
-        job, asked = jobs.cancel(job.id)
+        job, asked, unsent = jobs.cancel(job.id)
+    if not asked and unsent:
+        _say(env, f"Job {job.id}: cancelled its {unsent:,} row{'s' if unsent != 1 else ''} not sent yet; nothing "
+                  "else was running.")
+        return EXIT_OK
     if not asked and not _open_entries(job):
         _say(env, f"Job {job.id} has ended already ({_word(job.status)}); there is nothing to cancel.")
         return EXIT_OK
@@ -196,7 +200,8 @@ def _opened(env: Env, config: Config, *, limits: Limits | None = None) -> Iterat
     except StoreError as exc:
         raise ChatError(f"Cannot open the database of batch jobs: {exc}.") from None
     try:
-        yield ApiJobs(BatchWire(config), Batches(store), Pricing(config.prices), limits=limits or Limits())
+        yield ApiJobs(BatchWire(config), Batches(store), Pricing(config.prices), limits=limits or Limits(),
+                      checks=lambda spec: reply_check(schema_of(spec)))
     except Exception as exc:
         if not is_store_error(exc):
             raise
@@ -208,7 +213,7 @@ def _opened(env: Env, config: Config, *, limits: Limits | None = None) -> Iterat
 def _find(jobs: ApiJobs, number: int) -> Job:
     job = jobs.batches.job(number)
     if job is None:
-        raise ChatError(f"There is no batch job {number}; chatcli batch list shows them.")
+        raise UsageError(f"There is no batch job {number}; chatcli batch list shows them.")
     return job
 
 
@@ -312,7 +317,7 @@ def poll_of(env: Env) -> Poll:
 
 def _write(env: Env, batches: Batches, job: Job, *, output: str | None, schema: Schema | None = None) -> int:
     """The job's result lines in input order, to `output` or stdout; the count on stderr; the exit code."""
-    schema = schema or _schema_of(job)
+    schema = schema or schema_of(job.spec)
     rows = batches.rows(job.id)
     if output:
         path = Path(output).expanduser()
@@ -326,25 +331,13 @@ def _write(env: Env, batches: Batches, job: Job, *, output: str | None, schema: 
         counts = write_results(rows, env.stdout, schema=schema)
     sentence, code = summary(counts)
     cost = [r.cost_usd for r in rows if r.status == OK]
-    priced = f" They cost {format_cost(sum(c for c in cost if c is not None))} at batch prices" if any(
+    prices = "batch prices" if job.via == "api" else "list prices"
+    priced = f" They cost {format_cost(sum(c for c in cost if c is not None))} at {prices}" if any(
         c is not None for c in cost) else ""
     unknown = " (and some cost unknown)" if priced and None in cost else ""
     where = f" The results are in {strip_controls(str(output))}." if output else ""
     env.stderr.write(f"{sentence}{priced}{unknown}{'.' if priced else ''}{where}\n")
     return code
-
-
-def _schema_of(job: Job) -> Schema | None:
-    """The --schema the job was sent with (its response_format), to check each reply against."""
-    form = job.spec.get("response_format") if isinstance(job.spec, dict) else None
-    inner = form.get("json_schema") if isinstance(form, dict) and form.get("type") == "json_schema" else None
-    if not isinstance(inner, dict) or not isinstance(inner.get("schema"), dict):
-        return None
-    from chatcli.cli.schema import Schema  # lazy: jsonschema's tables only when a job has a schema
-
-    name = str(inner.get("name") or "the schema")
-    return Schema(shown=name, body=inner["schema"], name=name,
-                  not_strict=None if inner.get("strict") else "sent without strict")
 
 
 def _show_status(env: Env, job: Job, counts: dict[str, int]) -> None:

@@ -11,12 +11,39 @@ from typing import TYPE_CHECKING, Any, Iterable, TextIO
 
 from chatcli.base.errors import EXIT_FAILURE, EXIT_OK
 from chatcli.base.text import json_text
+from chatcli.batch.requests import ReplyCheck
 from chatcli.cli.schema import check_reply
 from chatcli.core.cache import CACHE
 from chatcli.store.batches import FAILED, OK, PENDING, RowState
 
 if TYPE_CHECKING:
     from chatcli.cli.schema import Schema
+
+
+def schema_of(spec: dict[str, Any]) -> Schema | None:
+    """The --schema a job was sent with (its spec's response_format), to check each reply against."""
+    form = spec.get("response_format") if isinstance(spec, dict) else None
+    inner = form.get("json_schema") if isinstance(form, dict) and form.get("type") == "json_schema" else None
+    if not isinstance(inner, dict) or not isinstance(inner.get("schema"), dict):
+        return None
+    from chatcli.cli.schema import Schema  # lazy: jsonschema's tables only when a job has a schema
+
+    name = str(inner.get("name") or "the schema")
+    return Schema(shown=name, body=inner["schema"], name=name,
+                  not_strict=None if inner.get("strict") else "sent without strict")
+
+
+def reply_check(schema: Schema | None) -> ReplyCheck | None:
+    """How a row's reply is checked against --schema when its result comes (a reply that does not
+    match is a failed row, sent again by a rerun or retry --failed); None without a schema."""
+    if schema is None:
+        return None
+
+    def check(reply: str, finish_reason: str | None) -> str | None:
+        verdict = check_reply(reply, schema)
+        return None if verdict.valid else verdict.problem(finish_reason)
+
+    return check
 
 
 def record_of(row: RowState, *, schema: Schema | None = None) -> dict[str, Any]:
@@ -51,6 +78,6 @@ def summary(counts: dict[str, int]) -> tuple[str, int]:
     total = sum(counts.values())
     ok = counts.get(OK, 0)
     if ok == total:
-        return f"All {total:,} row{'s' if total != 1 else ''} succeeded.", EXIT_OK
+        return ("The row succeeded." if total == 1 else f"All {total:,} rows succeeded."), EXIT_OK
     rest = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()) if status != OK and n)
     return f"{ok:,} of {total:,} rows succeeded; {rest}.", EXIT_FAILURE

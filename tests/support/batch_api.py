@@ -341,7 +341,7 @@ def _parse_input(data: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     def problem(number: int, message: str, param: str | None = None) -> None:
         problems.append({"code": "invalid_request", "message": message, "line": number, "param": param})
 
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+    for number, line in enumerate(data.decode("utf-8", "replace").split("\n"), start=1):
         if not line.strip():
             continue
         try:
