@@ -42,6 +42,14 @@ def job_id(text: str) -> int:
     return number
 
 
+def _how_many(text: str) -> int:
+    """An argparse type: batch list -n, how many jobs to show."""
+    number = whole_number(text)
+    if number is None or not 0 < number <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"must be a whole number of jobs, 1 or more, not {text[:40]!r}")
+    return number
+
+
 def add_api_actions(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
     """The parsers of status, wait, fetch, cancel, list and retry, added to `batch`'s subparsers (by name)."""
     made = {}
@@ -58,7 +66,7 @@ def add_api_actions(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
     made["list"] = subparsers.add_parser("list", help="the batch jobs in the database, newest first (as last seen)",
                                          description="The batch jobs in the database, newest first, as last seen; "
                                          "chatcli batch status JOB asks the server.")
-    made["list"].add_argument("-n", "--limit", type=job_id, default=50, help="at most this many (default 50)")
+    made["list"].add_argument("-n", "--limit", type=_how_many, default=50, help="at most this many (default 50)")
     return made
 
 
