@@ -30,7 +30,7 @@ from chatcli.core.toolloop import ToolLoop
 from chatcli.llm.client import ChatClient
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.tokens import Encodings, ModelLimits, Tokenizer
-from chatcli.store.db import default_db_path
+from chatcli.store.db import Store, db_path
 from chatcli.tools.base import Approver
 from chatcli.tools.box import ALWAYS_ASKS, Toolbox
 from chatcli.tools.registry import BUILTIN_NAMES, builtin_tools, unknown_tools
@@ -152,10 +152,16 @@ def equip_cache(session: Session, config: Config, *, save: bool) -> None:
         log.info("response cache: off, as %s", "nothing is saved (--no-save or save = false)" if not save
                  else "the database cannot be opened")
         return
-    cache = ResponseCache(store, ttl=duration_seconds(config.cache_ttl) or 0, cache_any=config.cache_any)
-    session.client = CachingClient(session.sender, cache, secrets=session.policy.secrets,  # type: ignore[assignment]
-                                   blocklist=session.policy.blocklist,
-                                   cost=lambda model, usage: session.accounts.pricing.cost(model, usage))
+    session.client = caching(session, config, store)  # type: ignore[assignment]
+
+
+def caching(session: Session, config: Config, store: Store, *, lock: Any = None) -> CachingClient:
+    """The session's client with the response cache in `store` in front of it (config cache_ttl and
+    cache_any); `lock`: the one the store's other writers hold, when threads share it (a batch)."""
+    cache = ResponseCache(store, ttl=duration_seconds(config.cache_ttl) or 0, cache_any=config.cache_any, lock=lock)
+    pricing = session.accounts.pricing
+    return CachingClient(session.sender, cache, secrets=session.policy.secrets, blocklist=session.policy.blocklist,
+                         cost=lambda model, usage: pricing.cost(model, usage))
 
 
 def new_conversation(session: Session) -> None:
@@ -223,8 +229,7 @@ def _started(args: argparse.Namespace, env, config: Config, flags: dict[str, Any
 
 
 def open_journal(config: Config, env, *, keep_text: bool = True) -> Journal:
-    path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
-    return Journal.open(path, keep_text=keep_text)
+    return Journal.open(db_path(config.db, env.data_dir), keep_text=keep_text)
 
 
 def resumed_id(journal: Journal, which: str) -> int:

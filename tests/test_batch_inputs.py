@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from chatcli.base.digest import json_sha256 as body_hash
 from chatcli.base.errors import UsageError
 from chatcli.batch.inputs import Row, fill, read_rows
-from chatcli.batch.requests import Spec, body_hash, body_of, messages_of
+from chatcli.batch.requests import Spec, body_of, messages_of
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from chatcli.base.errors import UsageError
 
@@ -54,21 +54,20 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             raise UsageError(not_utf8(_named(action)))
 
 
-def session_id(text: str) -> int:
-    """An argparse type: a session's id, as chatcli sessions list shows them."""
-    number = whole_number(text)
-    if number is None or not 0 < number <= MAX_ID:
-        raise argparse.ArgumentTypeError(f"must be a session id, as chatcli sessions list shows them, not {_quoted(text)}")
-    return number
+def whole_number_in(low: int, high: int, must: str) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`; `must` says what it must be when it is not."""
+
+    def parse(text: str) -> int:
+        number = whole_number(text)
+        if number is None or not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be {must}, not {_quoted(text)}")
+        return number
+
+    return parse
 
 
-def count(text: str) -> int:
-    """An argparse type: how many, from 0 up."""
-    number = whole_number(text)
-    if number is None or number > MAX_ID:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_ID}, not {_quoted(text)}")
-    return number
-
+session_id = whole_number_in(1, MAX_ID, "a session id, as chatcli sessions list shows them")
+count = whole_number_in(0, MAX_ID, f"a whole number from 0 to {MAX_ID}")  # how many, from 0 up
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -21,7 +21,7 @@ from chatcli.base.errors import ChatError, UsageError, one_line
 from chatcli.base.events import Finish, TextDelta, Usage
 from chatcli.base.pii import configured_secrets, hide_known, redact_secrets
 from chatcli.batch.inputs import Row
-from chatcli.batch.requests import ReplyCheck, Spec, body_hash, body_of, job_key
+from chatcli.batch.requests import ReplyCheck, Spec, bodies_of, job_key
 from chatcli.llm.batches import ENDED, ENDPOINT, OPEN, BatchWire, RemoteBatch
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.sse import completion_events
@@ -106,8 +106,7 @@ class ApiJobs:
         """Save the job, then send its rows; the job, and how many rows were sent. The same input sent again
         (same server and spec) reuses its job: rows already answered are kept, the rest sent anew."""
         key = key or job_key(server, spec, input_name)
-        bodies = [body_of(row, spec) for row in rows]
-        triples = [(row.id, body, body_hash(body)) for row, body in zip(rows, bodies)]
+        triples = bodies_of(rows, spec)
         job = self.batches.find_job(key, via="api")
         if job is not None:
             job = self.collect(job.id)

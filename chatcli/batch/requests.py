@@ -8,12 +8,11 @@ is the one being asked for again.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from chatcli.base.digest import json_sha256
 from chatcli.base.pii import scrub_content
 from chatcli.batch.inputs import Row
 
@@ -63,15 +62,13 @@ def body_of(row: Row, spec: Spec) -> dict[str, Any]:
     return body
 
 
-def body_hash(body: dict[str, Any]) -> str:
-    """The sha256 of a body, its keys sorted: the same request, whatever order it was built in."""
-    text = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+def bodies_of(rows: list[Row], spec: Spec) -> list[tuple[str, dict[str, Any], str]]:
+    """Each row as a job keeps it: its id, its body, and the body's hash (the same request, whatever
+    order its keys were built in), which tells a finished row asked again from one whose request changed."""
+    return [(row.id, body, json_sha256(body)) for row in rows for body in (body_of(row, spec),)]
 
 
 def job_key(server: str, spec: Spec, input_name: str) -> str:
     """What finds a job again: the same server, spec and input file (by its real path) make the same job,
     to resume, whichever way it runs."""
-    text = json.dumps({"server": server, "spec": spec.record(), "input": os.path.realpath(input_name)},
-                      sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return json_sha256({"server": server, "spec": spec.record(), "input": os.path.realpath(input_name)})

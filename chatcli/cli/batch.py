@@ -9,15 +9,15 @@ would send it: the config, the profile and the flags make one Spec that each row
 from __future__ import annotations
 
 import argparse
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from chatcli.base.errors import EXIT_INTERRUPTED, ChatError, UsageError
-from chatcli.base.parse import whole_number
+from chatcli.base.parse import whole_number, whole_number_in
 from chatcli.base.text import for_stream, json_text, shown, strip_controls
-from chatcli.cli.flags import SUBCOMMANDS, add_flags, setting_type
+from chatcli.cli.flags import SUBCOMMANDS, add_flags, request_log, setting_type
 
 if TYPE_CHECKING:
     from chatcli.base.env import Env
@@ -47,12 +47,7 @@ Ctrl-C, a cap reached or kill -9 alike). Exit codes: 0 every row succeeded, 1 an
 """
 
 
-def jobs_count(text: str) -> int:
-    """An argparse type: -j, how many requests at once."""
-    number = whole_number(text)
-    if number is None or not 1 <= number <= MAX_JOBS:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_JOBS}, not {text[:40]!r}")
-    return number
+jobs_count = whole_number_in(1, MAX_JOBS, f"a whole number from 1 to {MAX_JOBS}")  # -j: requests at once
 
 
 def build_batch_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -102,7 +97,7 @@ def run_batch(args: argparse.Namespace, env: Env) -> int:
     # list, status and fetch read the database (status and fetch ask the server about a Batch API job);
     # wait, cancel and retry always talk to the server, so they need the key.
     config = _config(args, env, flags={}, needs_key=args.action in ("wait", "cancel", "retry"))
-    with _logging(args, env, config):
+    with request_log(args, env, config):
         return ACTIONS[args.action](args, env, config)
 
 
@@ -136,16 +131,15 @@ def run(args: argparse.Namespace, env: Env) -> int:
              "max_tokens": args.max_tokens}
     config = _config(args, env, flags=flags)
     rows = read_rows(Path(args.input).expanduser(), template=args.prompt_template)
-    with _logging(args, env, config):
+    with request_log(args, env, config):
         session = build_session_for(args, env, config)
         spec = spec_of(session, schema, say=lambda sentence: _say(env, sentence))
         if args.dry_run:  # asks the server nothing, not even whether it has a Batch API
             return dry_run(args, env, config, session, spec, rows, via=args.via)
-        args.probed = args.via is None  # where the rows go was asked of the server: said when they run here
-        via = args.via = choose_via(args, config, session)
-        if via == "api":
-            return run_api(args, env, config, session, spec, rows, schema=schema)
-        return run_local(args, env, config, session, spec, rows, schema=schema)
+        named = args.via is not None  # else the server is asked, and the opening says why the rows run here
+        if choose_via(args, config, session) == "api":
+            return run_api(args, env, config, session, spec, rows, schema=schema, named=named)
+        return run_local(args, env, config, session, spec, rows, schema=schema, named=named)
 
 
 def choose_via(args: argparse.Namespace, config: Config, session: Session) -> str:
@@ -215,15 +209,16 @@ def dry_run(args: argparse.Namespace, env: Env, config: Config, session: Session
 
 
 def run_api(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
-            schema: Schema | None) -> int:
+            schema: Schema | None, named: bool) -> int:
     """--via api: the whole job checked against the caps at batch prices, then sent (cli/batch_api.submit)."""
-    from chatcli.batch.estimate import budget_guard, capped, check_job, estimate  # lazy: off the path of --help
+    from chatcli.batch.estimate import budget_guard, capped, estimate  # lazy: off the path of --help
     from chatcli.batch.requests import body_of, job_key  # lazy: off the path of chatcli --help
     from chatcli.cli.batch_api import submit  # lazy: off the path of chatcli --help
+    from chatcli.store.db import db_path, opened  # lazy: off the path of chatcli --help
 
     path = Path(args.input).expanduser()
     accounts = session.accounts
-    if not args.probed:  # --via api named: a server without one is said before a job is made
+    if named:  # --via api named: a server without one is said before a job is made
         if config.api_type == "azure":
             raise ChatError("chatcli does not send batches to Azure OpenAI's Batch API; run the rows here with "
                             "--via local.")
@@ -235,15 +230,8 @@ def run_api(args: argparse.Namespace, env: Env, config: Config, session: Session
     if capped(accounts.budget):
         guess = estimate([(row.id, body_of(row, spec)) for row in rows], tokenizer=session.tokenizer,
                          pricing=accounts.pricing, model=spec.model, batch=True)
-        store = _open_store(_db_path(env, config))
-        try:
-            refusal, warning = check_job(budget_guard(store, accounts.budget, accounts.pricing), guess)
-        finally:
-            store.close()
-        if refusal is not None:
-            raise ChatError(refusal)
-        if warning:
-            _say(env, warning[0].upper() + warning[1:] + ".")
+        with opened(db_path(config.db, env.data_dir), failing="Cannot read the usage ledger the caps count") as store:
+            _within_budget(env, budget_guard(store, accounts.budget, accounts.pricing), guess)
     return submit(env, config, rows=rows, spec=spec, input_name=str(path), wait=args.wait, output=args.output,
                   schema=schema, key=job_key(config.base_url, spec, str(path)), limits=_limits(env))
 
@@ -259,30 +247,19 @@ def _limits(env: Env):
 
 
 def run_local(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
-              schema: Schema | None) -> int:
+              schema: Schema | None, named: bool) -> int:
     """--via local: the job found (to resume) or made, checked against the caps, run, and written."""
-    from chatcli.store.db import StoreError, describe, is_store_error  # lazy: off the path of chatcli --help
+    from chatcli.store.db import db_path, opened  # lazy: off the path of chatcli --help
 
-    path = _db_path(env, config)
-    store = _open_store(path)
-    try:
-        return _run_local(args, env, config, session, spec, rows, schema=schema, store=store)
-    except StoreError as exc:
-        raise ChatError(f"The batch stopped: {exc}; what finished is saved, so run the same command again to go on.") \
-            from None
-    except Exception as exc:
-        if not is_store_error(exc):
-            raise
-        raise ChatError(f"The batch stopped: {describe(exc, path)}; what finished is saved, so run the same command "
-                        "again to go on.") from None
-    finally:
-        store.close()
+    with opened(db_path(config.db, env.data_dir), failing="The batch cannot use its database",
+                then="; what finished is saved, so the same command goes on from there") as store:
+        return _run_local(args, env, config, session, spec, rows, schema=schema, store=store, named=named)
 
 
 def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
-               schema: Schema | None, store: Any) -> int:
+               schema: Schema | None, store: Any, named: bool) -> int:
     from chatcli.base.pii import configured_secrets  # lazy: off the path of chatcli --help
-    from chatcli.batch.estimate import budget_guard, capped, check_job, estimate  # lazy: off the path of --help
+    from chatcli.batch.estimate import budget_guard, capped, estimate  # lazy: off the path of --help
     from chatcli.batch.local import BUDGET, INTERRUPTED, LocalRunner  # lazy: off the path of chatcli --help
     from chatcli.store.batches import OK, PENDING, Batches  # lazy: off the path of chatcli --help
 
@@ -300,13 +277,9 @@ def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Sess
                          pricing=accounts.pricing, model=spec.model)
         runner.guard = budget_guard(store, accounts.budget, accounts.pricing, in_flight=runner.in_flight)
         runner.estimates = guess.per_row
-        refusal, warning = check_job(runner.guard, guess)
-        if refusal is not None:
-            raise ChatError(refusal)
-        if warning:
-            _say(env, warning[0].upper() + warning[1:] + ".")
+        _within_budget(env, runner.guard, guess)
     opening = _opening(job, len(rows), kept, len(pending), args.jobs)
-    if pending and getattr(args, "probed", False):
+    if pending and not named:
         opening = opening.rstrip(".") + f" ({config.shown_url} has no Batch API)."
     _say(env, opening)
     bar = _bar(env) if pending else None
@@ -326,13 +299,13 @@ def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Sess
                   f"to do the other {left:,}.")
         return EXIT_INTERRUPTED
     batches.update_job(job.id, status="stopped" if end.status == BUDGET else "done")
-    written = _write(batches, job.id, args, env, schema)
+    from chatcli.cli.batch_results import summary, write_job_results  # lazy: off the path of chatcli --help
+
+    written = write_job_results(batches.rows(job.id), job.id, args.output, env.stdout, schema=schema)
     if end.status == BUDGET and end.refusal is not None:
         _say(env, end.refusal)
         _say(env, f"{end.left:,} row{'s were' if end.left != 1 else ' was'} not started; run the same command "
                   "again once the budget allows.")
-    from chatcli.cli.batch_results import summary  # lazy: off the path of chatcli --help
-
     sentence, code = summary(written)
     _say(env, sentence)
     return code
@@ -341,9 +314,9 @@ def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Sess
 def _job(batches: Batches, config: Config, spec: Spec, rows: list[Row], path: Path) -> tuple[Job, int]:
     """The job this command makes, and how many of its rows are already done: found and brought up to
     date with the input (a rerun), or made."""
-    from chatcli.batch.requests import body_hash, body_of, job_key  # lazy: off the path of chatcli --help
+    from chatcli.batch.requests import bodies_of, job_key  # lazy: off the path of chatcli --help
 
-    bodies = [(row.id, body, body_hash(body)) for row in rows for body in (body_of(row, spec),)]
+    bodies = bodies_of(rows, spec)
     key = job_key(config.base_url, spec, str(path))
     job = batches.find_job(key, via="local")
     if job is None:
@@ -357,15 +330,21 @@ def _cached(args: argparse.Namespace, config: Config, session: Session, batches:
     it, in the batch's own database, sharing its write lock (the worker threads keep replies in it)."""
     if not (args.cache or config.cache) or not config.save:  # save = false: nothing kept, as for one-shot asks
         return session.sender
-    from chatcli.base.parse import duration_seconds  # lazy: off the path of chatcli --help
-    from chatcli.base.pii import configured_secrets  # lazy: off the path of chatcli --help
-    from chatcli.core.cache import CachingClient, ResponseCache  # lazy: off the path of chatcli --help
+    from chatcli.app import caching  # lazy: off the path of chatcli --help
 
-    cache = ResponseCache(batches.store, ttl=duration_seconds(config.cache_ttl) or 0, cache_any=config.cache_any,
-                          lock=batches.lock)
-    pricing = session.accounts.pricing
-    return CachingClient(session.sender, cache, secrets=configured_secrets(config), blocklist=session.policy.blocklist,
-                         cost=lambda model, usage: pricing.cost(model, usage))
+    return caching(session, config, batches.store, lock=batches.lock)
+
+
+def _within_budget(env: Env, guard: Any, guess: Any) -> None:
+    """The whole job against the [budget] caps, before anything is sent: refused with its figures, or
+    a warning said when it comes near one."""
+    from chatcli.batch.estimate import check_job  # lazy: off the path of chatcli --help
+
+    refusal, warning = check_job(guard, guess)
+    if refusal is not None:
+        raise ChatError(refusal)
+    if warning:
+        _say(env, warning[0].upper() + warning[1:] + ".")
 
 
 def _opening(job: Job, total: int, kept: int, pending: int, jobs: int) -> str:
@@ -379,22 +358,6 @@ def _opening(job: Job, total: int, kept: int, pending: int, jobs: int) -> str:
     return f"Batch job {job.id}: running {rows} here, {at_once}."
 
 
-def _write(batches: Batches, job_id: int, args: argparse.Namespace, env: Env, schema: Schema | None) -> dict[str, int]:
-    """The result lines, in input order, to --output or stdout; returns the count of each status."""
-    from chatcli.cli.batch_results import write_results  # lazy: off the path of chatcli --help
-
-    rows = batches.rows(job_id)
-    if args.output is None:
-        return write_results(rows, env.stdout, schema=schema)
-    where = Path(args.output).expanduser()
-    try:
-        with where.open("w", encoding="utf-8", newline="\n") as out:
-            return write_results(rows, out, schema=schema)
-    except OSError as exc:
-        raise ChatError(f"Could not write the results to {strip_controls(args.output)} ({exc.strerror or exc}); "
-                        "they are saved, so run the same command again to write them.") from None
-
-
 def _bar(env: Env):
     """The progress bar on a terminal's stderr; None elsewhere."""
     if not env.stderr_isatty:
@@ -402,33 +365,6 @@ def _bar(env: Env):
     from chatcli.ui.progress import ProgressBar  # lazy: keeps rich off the startup path
 
     return ProgressBar(env.stderr, color=not env.no_color)
-
-
-def _db_path(env: Env, config: Config) -> Path:
-    from chatcli.store.db import default_db_path  # lazy: off the path of chatcli --help
-
-    return Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
-
-
-def _open_store(path: Path):
-    from chatcli.store.db import Store, StoreError  # lazy: off the path of chatcli --help
-
-    try:
-        return Store.open(path)
-    except StoreError as exc:
-        raise ChatError(f"Cannot keep the batch's results: {exc}.") from None
-
-
-@contextmanager
-def _logging(args: argparse.Namespace, env: Env, config: Config) -> Iterator[None]:
-    """-v and --log-file: the log of each request, as for a one-shot ask."""
-    if not args.verbose and args.log_file is None:
-        yield
-        return
-    from chatcli.base.log import logging_to  # lazy: off the path of chatcli --help
-
-    with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
-        yield
 
 
 def _say(env: Env, sentence: str) -> None:

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from chatcli.base.env import Env
 from chatcli.base.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ChatError, ConfigError, UsageError, one_line
 from chatcli.base.format import age, format_cost
-from chatcli.base.parse import MAX_ID, whole_number
+from chatcli.base.parse import MAX_ID, whole_number_in
 from chatcli.base.text import strip_controls
 from chatcli.batch.api import ApiJobs, Limits, Poll, entries_of, job_key
-from chatcli.cli.batch_results import reply_check, schema_of, summary, write_results
+from chatcli.cli.batch_results import reply_check, schema_of, summary, write_job_results
 from chatcli.llm.batches import OPEN, BatchWire
 from chatcli.llm.pricing import Pricing
 from chatcli.store.batches import OK, ROW_STATUSES, Batches, Job
-from chatcli.store.db import Store, StoreError, default_db_path, describe, is_store_error
+from chatcli.store.db import db_path, opened
 
 if TYPE_CHECKING:
     from chatcli.batch.inputs import Row
@@ -34,20 +33,8 @@ if TYPE_CHECKING:
 POLL_VARIABLE = "CHATCLI_BATCH_POLL"  # "FIRST[,MOST]" seconds between asks: for tests and the impatient
 
 
-def job_id(text: str) -> int:
-    """An argparse type: a job's id, as chatcli batch list shows them."""
-    number = whole_number(text)
-    if number is None or not 0 < number <= MAX_ID:
-        raise argparse.ArgumentTypeError(f"must be a job id, as chatcli batch list shows them, not {text[:40]!r}")
-    return number
-
-
-def _how_many(text: str) -> int:
-    """An argparse type: batch list -n, how many jobs to show."""
-    number = whole_number(text)
-    if number is None or not 0 < number <= MAX_ID:
-        raise argparse.ArgumentTypeError(f"must be a whole number of jobs, 1 or more, not {text[:40]!r}")
-    return number
+job_id = whole_number_in(1, MAX_ID, "a job id, as chatcli batch list shows them")
+_how_many = whole_number_in(1, MAX_ID, "a whole number of jobs, 1 or more")
 
 
 def add_api_actions(subparsers: Any) -> dict[str, argparse.ArgumentParser]:
@@ -202,20 +189,9 @@ def submit(env: Env, config: Config, *, rows: list[Row], spec: Spec, input_name:
 @contextmanager
 def _opened(env: Env, config: Config, *, limits: Limits | None = None) -> Iterator[ApiJobs]:
     """The jobs of the database the config names, over the server it names; the database is closed after."""
-    path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
-    try:
-        store = Store.open(path)
-    except StoreError as exc:
-        raise ChatError(f"Cannot open the database of batch jobs: {exc}.") from None
-    try:
+    with opened(db_path(config.db, env.data_dir), failing="Cannot use the database of batch jobs") as store:
         yield ApiJobs(BatchWire(config), Batches(store), Pricing(config.prices), limits=limits or Limits(),
                       checks=lambda spec: reply_check(schema_of(spec)))
-    except Exception as exc:
-        if not is_store_error(exc):
-            raise
-        raise ChatError(f"Cannot use the database of batch jobs: {describe(exc, path)}.") from None
-    finally:
-        store.close()
 
 
 def _find(jobs: ApiJobs, number: int) -> Job:
@@ -327,16 +303,7 @@ def _write(env: Env, batches: Batches, job: Job, *, output: str | None, schema: 
     """The job's result lines in input order, to `output` or stdout; the count on stderr; the exit code."""
     schema = schema or schema_of(job.spec)
     rows = batches.rows(job.id)
-    if output:
-        path = Path(output).expanduser()
-        try:
-            with path.open("w", encoding="utf-8") as out:
-                counts = write_results(rows, out, schema=schema)
-        except OSError as exc:
-            raise ChatError(f"Could not write the results to {strip_controls(str(path))} "
-                            f"({exc.strerror or exc}); check the path.") from None
-    else:
-        counts = write_results(rows, env.stdout, schema=schema)
+    counts = write_job_results(rows, job.id, output, env.stdout, schema=schema)
     sentence, code = summary(counts)
     cost = [r.cost_usd for r in rows if r.status == OK]
     prices = "batch prices" if job.via == "api" else "list prices"

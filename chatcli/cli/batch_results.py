@@ -7,10 +7,11 @@ job's results read the same however they were made. With --schema each reply is 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, TextIO
 
-from chatcli.base.errors import EXIT_FAILURE, EXIT_OK
-from chatcli.base.text import json_text
+from chatcli.base.errors import EXIT_FAILURE, EXIT_OK, ChatError
+from chatcli.base.text import json_text, strip_controls
 from chatcli.batch.requests import ReplyCheck
 from chatcli.cli.schema import check_reply
 from chatcli.core.cache import CACHE
@@ -71,6 +72,20 @@ def write_results(rows: Iterable[RowState], out: TextIO, *, schema: Schema | Non
         counts[record["status"]] = counts.get(record["status"], 0) + 1
     out.flush()
     return counts
+
+
+def write_job_results(rows: list[RowState], job_id: int, output: str | None, stdout: TextIO, *,
+                      schema: Schema | None = None) -> dict[str, int]:
+    """A job's result lines to `output` (a file, made anew) or `stdout`; the count of each status.
+    A file that cannot be written is one sentence: the results are kept, and fetch writes them again."""
+    if output is None:
+        return write_results(rows, stdout, schema=schema)
+    try:
+        with Path(output).expanduser().open("w", encoding="utf-8", newline="\n") as out:
+            return write_results(rows, out, schema=schema)
+    except OSError as exc:
+        raise ChatError(f"Could not write the results to {strip_controls(output)} ({exc.strerror or exc}); they "
+                        f"are saved: chatcli batch fetch {job_id} --output FILE writes them again.") from None
 
 
 def summary(counts: dict[str, int]) -> tuple[str, int]:

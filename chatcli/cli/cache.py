@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from chatcli.base.env import Env
-from chatcli.base.errors import EXIT_OK, ChatError
+from chatcli.base.errors import EXIT_OK
 from chatcli.base.format import age, format_cost
 from chatcli.base.parse import duration_seconds
 from chatcli.base.text import for_stream
@@ -15,7 +15,7 @@ from chatcli.cli.flags import SUBCOMMANDS, add_flags
 from chatcli.config.settings import load_config
 from chatcli.core.cache import RULE
 from chatcli.store.cache import Responses
-from chatcli.store.db import Store, StoreError, default_db_path
+from chatcli.store.db import db_path, opened
 
 EXAMPLES = """\
 examples:
@@ -48,7 +48,7 @@ def build_cache_parser(parser_class: type[argparse.ArgumentParser]) -> argparse.
 
 def run_cache(args: argparse.Namespace, env: Env) -> int:
     config = load_config(env, config_path=args.config, flags={"db": args.db})
-    path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
+    path = db_path(config.db, env.data_dir)
 
     def out(text: str) -> None:  # a file name in it: data in a pipe, gated on a terminal
         env.stdout.write(for_stream(text, terminal=env.stdout_isatty))
@@ -56,11 +56,7 @@ def run_cache(args: argparse.Namespace, env: Env) -> int:
     if not path.exists():
         out(f"There is no response cache yet: there is no database at {path}.\n")
         return EXIT_OK
-    try:
-        store = Store.open(path)
-    except StoreError as exc:
-        raise ChatError(f"Cannot open the response cache: {exc}.") from None
-    try:
+    with opened(path, failing="Cannot use the response cache") as store:
         responses = Responses(store)
         if args.action == "clear":
             count = responses.clear(expired_before=time.time() if args.expired else None)
@@ -70,10 +66,6 @@ def run_cache(args: argparse.Namespace, env: Env) -> int:
         for line in _stats_lines(responses, config, path):
             out(line + "\n")
         return EXIT_OK
-    except StoreError as exc:
-        raise ChatError(f"Cannot read the response cache: {exc}.") from None
-    finally:
-        store.close()
 
 
 def _stats_lines(responses: Responses, config, path: Path) -> list[str]:

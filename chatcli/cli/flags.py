@@ -10,8 +10,9 @@ name, type and help.
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from chatcli.base.errors import EXIT_USAGE, ConfigError
 from chatcli.config.settings import check_base_url
@@ -150,3 +151,18 @@ def _values(action: argparse.Action, rest: Sequence[str]) -> int:
     if action.nargs == "?":
         return 1 if rest and not rest[0].startswith("-") else 0
     return action.nargs if isinstance(action.nargs, int) else 1
+
+
+@contextmanager
+def request_log(args: argparse.Namespace, env: Any, config: Any) -> Iterator[None]:
+    """-v and --log-file: the log of what goes to the server, for a chat and for the subcommands that ask it."""
+    if not args.verbose and args.log_file is None:
+        yield
+        return
+    from chatcli import __version__  # lazy: off the path of chatcli --help
+    from chatcli.base.log import log, logging_to  # lazy: off the path of chatcli --help
+
+    with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
+        log.info("chatcli %s: %s at %s, API key %s, config %s", __version__, config.model, config.shown_url,
+                 "set" if config.api_key else "not set", config.config_path)
+        yield

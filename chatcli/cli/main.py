@@ -11,9 +11,8 @@ import errno
 import os
 import signal
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from chatcli import __version__
 from chatcli.base.env import Env
@@ -31,6 +30,7 @@ from chatcli.cli.flags import (
     SUBCOMMANDS,
     Parser,
     add_flags,
+    request_log,
     setting_type,
     split_subcommand,
 )
@@ -314,7 +314,7 @@ def _config_action(args: argparse.Namespace, env) -> int:
         )
 
         know(config)
-        with _logging(args, env, config):
+        with request_log(args, env, config):
             warnings = [*config.warnings, *cache_warnings(config),
                         *model_table_warnings(env, config, config_path=args.config)]
         for warning in warnings:
@@ -367,7 +367,7 @@ def _list_models(args: argparse.Namespace, env) -> int:
     from chatcli.llm.server_facts import ServerFacts  # lazy: off the path of chatcli --help
 
     know(config)
-    with _logging(args, env, config):
+    with request_log(args, env, config):
         client = ChatClient(config)
         names = client.models()
         facts = ServerFacts(client, make_tokenizer(config))
@@ -415,22 +415,8 @@ def _run(args: argparse.Namespace, env) -> int:
     for warning in config.warnings:
         env.stderr.write(f"chatcli: warning: {shown(warning)}\n")
     require_api_key(config)
-    with _logging(args, env, config):
+    with request_log(args, env, config):
         return _start(args, env, config, flags, schema=schema)
-
-
-@contextmanager
-def _logging(args: argparse.Namespace, env, config) -> Iterator[None]:
-    """-v and --log-file: the log of what goes to the server, for a chat and for the subcommands that ask it."""
-    if not args.verbose and args.log_file is None:
-        yield
-        return
-    from chatcli.base.log import log, logging_to  # lazy: off the path of chatcli --help
-
-    with logging_to(env.stderr, verbose=args.verbose, log_file=args.log_file, secret=config.api_key):
-        log.info("chatcli %s: %s at %s, API key %s, config %s", __version__, config.model, config.shown_url,
-                 "set" if config.api_key else "not set", config.config_path)
-        yield
 
 
 def _start(args: argparse.Namespace, env, config, flags: dict[str, Any], *, schema: Schema | None = None) -> int:

@@ -25,9 +25,8 @@ from chatcli.store.db import (
     SessionInfo,
     Store,
     StoreError,
-    default_db_path,
-    describe,
-    is_store_error,
+    db_path,
+    opened,
 )
 from chatcli.store.repair import check, recover
 from chatcli.ui.markdown import markdown
@@ -96,22 +95,12 @@ def build_sessions_parser(parser_class: type[argparse.ArgumentParser]) -> argpar
 
 def run_sessions(args: argparse.Namespace, env: Env) -> int:
     config = load_config(env, config_path=args.config, flags={"db": args.db})
-    path = Path(config.db).expanduser() if config.db else default_db_path(env.data_dir)
+    path = db_path(config.db, env.data_dir)
     if args.action == "check":  # a damaged database is what it is for: not opened as the others open it
         return check_action(path, args, env)
-    try:
-        store = Store.open(path)
-    except StoreError as exc:
-        raise ChatError(f"Cannot read saved sessions: {exc}.") from None
     args.show_filtered = config.show_filtered  # whether a withheld reply may be shown (show, search, export)
-    try:
+    with opened(path, failing="Cannot read saved sessions") as store:
         return ACTIONS[args.action](store, args, env)
-    except Exception as exc:
-        if not is_store_error(exc):
-            raise
-        raise ChatError(f"Cannot read saved sessions: {describe(exc, path)}.") from None
-    finally:
-        store.close()
 
 
 def _console(env: Env):

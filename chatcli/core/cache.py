@@ -15,13 +15,12 @@ is, begun with FromCache, which marks the turn as costing nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from chatcli.base.digest import json_sha256
 from chatcli.base.events import Event, Finish, FromCache, ReasoningDelta, Served, TextDelta, ToolCall, Usage
 from chatcli.base.format import age
 from chatcli.base.log import log
@@ -37,15 +36,13 @@ if TYPE_CHECKING:
 KEPT_FINISHES = ("stop", "length")  # a whole reply; length: cut at max_tokens, as the same request would be again
 STREAMING = ("stream", "stream_options")  # how the reply travels, not what it says: not part of the key
 RULE = "only requests with temperature 0 or a seed are cached, unless cache_any = true"
-
-
 CACHE = "cache"  # the cost_source of a reply the cache answered: no request was made, nothing spent
+
 
 def request_key(server: str, body: dict[str, Any]) -> str:
     """The sha256 of the server and the body, its keys sorted: the same request, however it was built."""
     body = {k: v for k, v in body.items() if k not in STREAMING}
-    text = json.dumps({"server": server, "body": body}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return json_sha256({"server": server, "body": body})
 
 
 def refusal(body: dict[str, Any], *, cache_any: bool = False) -> str | None:

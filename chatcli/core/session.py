@@ -440,8 +440,7 @@ class Session(Attachments):
             refusal: str | None = no_images(self.model, history=not turn.images)
         elif not plan.fits:
             refusal = too_big(plan, self._user(turn.user, turn.images))
-        elif (answers := getattr(self.sender, "answers", None)) is not None and answers(
-                model=self.model, messages=messages, params=self._wire_params(turn)):
+        elif self.sender.answers(model=self.model, messages=messages, params=self._wire_params(turn)):
             refusal = None  # the response cache answers it: nothing is spent, so no cap is passed
         else:
             # The reply's cost is unknown until it arrives: count the room kept for it, at the output price.

@@ -174,6 +174,11 @@ class ChatClient:
         return f"{c.shown_url} deployment {c.azure_deployment}" if c.api_type == "azure" and c.azure_deployment \
             else c.shown_url
 
+    def answers(self, *, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> bool:
+        """Whether this request would be answered without reaching the server: never, by the client
+        itself (a response cache in front of it says otherwise, core/cache.py)."""
+        return False
+
     def request_body(self, *, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
         """The chat body stream() would send now, without its streaming options: the messages
         scrubbed, the parameters fitted to the model (nothing said of the fitting: the request says it)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from chatcli.base.errors import ChatError
 from chatcli.base.images import Image
 from chatcli.store.images import drop_unused_images, images_of, link_images
 from chatcli.store.migrations import MIGRATIONS
@@ -123,6 +124,11 @@ class SearchHit:
 
 def default_db_path(data_dir: Path) -> Path:
     return data_dir / "chatcli.db"
+
+
+def db_path(named: str | None, data_dir: Path) -> Path:
+    """The database a config names (--db, db), or the default one in the data directory."""
+    return Path(named).expanduser() if named else default_db_path(data_dir)
 
 
 class Store:
@@ -507,6 +513,25 @@ def describe(exc: BaseException, path: Path, kind: str | None = None) -> str:
 
 def is_store_error(exc: BaseException) -> bool:
     return isinstance(exc, (sqlite3.Error, StoreError))
+
+
+@contextmanager
+def opened(path: Path, *, failing: str, then: str = "") -> Iterator[Store]:
+    """The database at `path` for one command, closed after. Failing to open or use it is one
+    sentence, `failing` and the reason (and `then`, what to do): "Cannot read saved sessions: ...". """
+    try:
+        store = Store.open(path)
+    except StoreError as exc:
+        raise ChatError(f"{failing}: {exc}{then}.") from None
+    try:
+        yield store
+    except Exception as exc:
+        if not is_store_error(exc):
+            raise
+        reason = exc if isinstance(exc, StoreError) else describe(exc, path)
+        raise ChatError(f"{failing}: {reason}{then}.") from None
+    finally:
+        store.close()
 
 
 def _steps(text: str | None) -> list[dict[str, Any]]:
