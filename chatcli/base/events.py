@@ -34,6 +34,12 @@ class Usage:
     reasoning_tokens: int = 0
     cost: float | None = None  # USD the provider charged (OpenRouter's usage.cost): wins over list prices
 
+    def counts(self) -> dict[str, int]:
+        """The token counts as JSON keeps them (--json, the saved reply, a batch row, the response cache)."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens, "cached_tokens": self.cached_tokens,
+                "reasoning_tokens": self.reasoning_tokens}
+
     def __add__(self, other: Usage) -> Usage:
         if other == NO_USAGE or self == NO_USAGE:  # sum() starts from Usage(): the other keeps its cost
             return self if other == NO_USAGE else other

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from chatcli.base.errors import ChatError, UsageError, one_line
-from chatcli.base.events import Finish, TextDelta, Usage
 from chatcli.base.pii import configured_secrets, hide_known, redact_secrets
 from chatcli.batch.inputs import Row
 from chatcli.batch.requests import ReplyCheck, Spec, bodies_of, job_key
+from chatcli.core.accounts import cost_source
+from chatcli.core.turn import ReplyIn, Turn
 from chatcli.llm.batches import ENDED, ENDPOINT, OPEN, BatchWire, RemoteBatch
 from chatcli.llm.pricing import Pricing
 from chatcli.llm.sse import completion_events
@@ -252,24 +253,22 @@ class ApiJobs:
             events = completion_events(json.dumps(body), self.wire.config.api_key)
         except ChatError as exc:
             return RowResult(custom_id, FAILED, error=exc.message)
-        reply = hide_known("".join(e.text for e in events if isinstance(e, TextDelta)), self.secrets)
-        finish = next((e.reason for e in events if isinstance(e, Finish)), None)
-        usage = next((e for e in events if isinstance(e, Usage)), None)
+        gathered = ReplyIn(Turn(user="", model=model, params={}))
+        for event in events:
+            gathered.take(event)
+        gathered.end("", "")
+        turn = gathered.turn
+        reply, finish, usage = hide_known(turn.reply, self.secrets), turn.finish_reason, turn.usage
         # A reply that does not pass --schema is a failed row (sent again by retry --failed); it was billed.
         problem = check(reply, finish) if check is not None else None
         status = OK if problem is None else FAILED
         if usage is None:
             return RowResult(custom_id, status, reply=reply, finish_reason=finish, error=problem)
-        cost = self.pricing.cost(model, usage, batch=True)
-        source = None if cost is None else "provider" if usage.cost is not None else "list"
-        spend = Spend(time.time(), model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost,
-                      kind="batch", cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
-                      cost_source=source)
-        counted = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                   "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
-                   "reasoning_tokens": usage.reasoning_tokens}
-        return RowResult(custom_id, status, reply=reply, finish_reason=finish, usage=counted, cost_usd=cost,
-                         cost_source=source, error=problem, spend=spend)
+        cost = self.pricing.cost(turn.model, usage, batch=True)  # the model the server says answered
+        source = cost_source(usage, cost, exact=True)
+        return RowResult(custom_id, status, reply=reply, finish_reason=finish, usage=usage.counts(), cost_usd=cost,
+                         cost_source=source, error=problem,
+                         spend=Spend.of(turn.model, usage, cost, source=source, kind="batch"))
 
     # --- the job's record ---
 

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from chatcli.base.errors import ChatError, Terminated
-from chatcli.base.events import Adjusted, Finish, FromCache, Note, RateLimits, Served, TextDelta, Usage
+from chatcli.base.events import Adjusted, Note, RateLimits, Usage
 from chatcli.base.pii import hide_known
 from chatcli.base.ratelimits import duration
 from chatcli.batch.requests import ReplyCheck
-from chatcli.core.accounts import cost_source
+from chatcli.core.accounts import turn_cost
 from chatcli.core.budget import BudgetGuard, Spending
-from chatcli.core.cache import CACHE
+from chatcli.core.turn import ReplyIn, Turn
 from chatcli.llm.pricing import Pricing
-from chatcli.llm.tokens import MESSAGE_OVERHEAD, Tokenizer
+from chatcli.llm.tokens import Tokenizer
 from chatcli.store.batches import FAILED, OK, Batches, RowResult, RowState
 from chatcli.store.db import Spend
 
@@ -68,16 +68,12 @@ class _Reply:
     """What came back for one row, gathered in its worker thread."""
 
     row: RowState
-    text: list[str] = field(default_factory=list)
-    finish: str | None = None
-    usage: Usage | None = None
-    served: str | None = None
+    turn: Turn  # the reply as core/turn.ReplyIn gathers any reply: text, finish, usage, served model, cached
     limits: RateLimits | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     crash: BaseException | None = None  # a bug: raised again in the main thread
     cancelled: bool = False
-    cached: bool = False  # answered from the response cache (--cache): no request, nothing spent
 
 
 class LocalRunner:
@@ -234,37 +230,27 @@ class LocalRunner:
         return True
 
     def _result(self, reply: _Reply) -> RowResult:
-        """A row's result and its ledger entry, at normal prices."""
-        body = reply.row.request
-        model = reply.served or body["model"]
-        text = hide_known("".join(reply.text), self.secrets)
-        usage, exact = reply.usage, True
-        if usage is None and text:  # billed, though unreported: our estimate, marked as one
-            sent = self.tokenizer.messages(model, body["messages"]).tokens
-            out = self.tokenizer.message(model, "assistant", text).tokens - MESSAGE_OVERHEAD
-            usage, exact = Usage(sent, out, sent + out), False
-        cost = self.pricing.cost(model, usage) if usage is not None else None
-        source = cost_source(usage, cost, exact=exact)
-        spend = None
-        if reply.cached:  # the kept reply's usage is what it took then; this row spent nothing
-            cost, source = 0.0, CACHE
-        elif usage is not None and usage.total_tokens:
-            spend = Spend(time.time(), model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost,
-                          not exact, kind="batch", cached_tokens=usage.cached_tokens,
-                          reasoning_tokens=usage.reasoning_tokens, cost_source=source)
+        """A row's result and its ledger entry, at normal prices, costed as a session's turn is."""
+        turn = reply.turn
+        if turn.usage is None and turn.reply:  # billed, though unreported: our estimate, marked as one
+            turn.sent = self.tokenizer.messages(turn.model, reply.row.request["messages"])
+        row = turn_cost(turn, self.tokenizer, self.pricing)
+        usage, spend = row.usage, None
+        if usage is not None and usage.total_tokens:
+            spend = Spend.of(turn.model, usage, row.cost, source=row.source, estimated=not row.exact, kind="batch")
+        text = hide_known(turn.reply, self.secrets)
         if reply.error is not None:
             status, error = FAILED, hide_known(reply.error, self.secrets)
-        elif reply.finish is None:
+        elif turn.finish_reason is None:
             status, error = FAILED, BROKE_OFF
         else:
-            error = self.check(text, reply.finish) if self.check is not None else None
+            error = self.check(text, turn.finish_reason) if self.check is not None else None
             status = OK if error is None else FAILED
-        figures = None if usage is None else {
-            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
-            "reasoning_tokens": usage.reasoning_tokens, "exact": exact}
-        return RowResult(reply.row.custom_id, status, text if text or status == OK else None, reply.finish, figures,
-                         cost, source, error, spend)
+        figures = None if usage is None else {**usage.counts(), "exact": row.exact}
+        if turn.cached:  # the kept reply's usage, as it was when it was made; this row spent nothing
+            figures = None if turn.usage is None else {**turn.usage.counts(), "exact": True}
+        return RowResult(reply.row.custom_id, status, text if text or status == OK else None, turn.finish_reason,
+                         figures, row.cost, row.source, error, spend)
 
     def _interrupted(self, exc: KeyboardInterrupt) -> RunEnd:
         """Ctrl-C: no more rows start; those in flight finish, unless Ctrl-C comes again (or it was
@@ -321,12 +307,13 @@ class LocalRunner:
 
     def _ask(self, row: RowState) -> _Reply:
         """One row's request, streamed; its reply, or the client's sentence for why it failed."""
-        reply = _Reply(row)
+        body = row.request
+        reply = _Reply(row, Turn(user="", model=body["model"], params={}))
         if self._cancel.is_set():
             reply.cancelled = True
             return reply
-        body = row.request
         params: dict[str, Any] = {k: v for k, v in body.items() if k not in ("model", "messages")}
+        gathered = ReplyIn(reply.turn)
         try:
             events = self.client.stream(model=body["model"], messages=body["messages"], params=params)
             try:
@@ -334,23 +321,14 @@ class LocalRunner:
                     if self._cancel.is_set():
                         reply.cancelled = True
                         break
-                    kind = type(event)
-                    if kind is TextDelta:
-                        reply.text.append(event.text)
-                    elif kind is Finish:
-                        reply.finish = event.reason
-                    elif kind is Usage:
-                        reply.usage = event
-                    elif kind is Served:
-                        reply.served = event.model
-                    elif kind is RateLimits:
+                    gathered.take(event)
+                    if type(event) is RateLimits:
                         reply.limits = event
-                    elif kind is FromCache:
-                        reply.cached = True
-                    elif kind in (Adjusted, Note):
+                    elif type(event) in (Adjusted, Note):
                         reply.notes.append(str(event))
             finally:
                 events.close()  # type: ignore[attr-defined]
+                gathered.end("", "")
         except ChatError as exc:
             reply.error = exc.message
         except Exception as exc:  # noqa: BLE001 - a bug: said by the main thread, as main() says one

@@ -155,9 +155,7 @@ def as_record(session: Session, turn: Turn) -> dict:
     if u is not None:
         # cached_tokens: of prompt_tokens, those the server read from its prompt cache (priced at the
         # cached price); reasoning_tokens: of completion_tokens, those a reasoning model thought in.
-        usage = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                 "total_tokens": u.total_tokens, "cached_tokens": u.cached_tokens,
-                 "reasoning_tokens": u.reasoning_tokens, "exact": row.exact}
+        usage = {**u.counts(), "exact": row.exact}
     filtered = {"filtered": turn.filtered} if session.policy.blocklist else {}  # with the content filter on
     # With the response cache on: whether the reply came from it (no request, cost_usd 0, cost_source "cache").
     cached = {"cached": turn.cached} if caching(session.client) else {}

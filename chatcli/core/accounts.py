@@ -7,7 +7,6 @@ costs "unknown" (None), never a made-up figure, from before its first reply on.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,9 +68,7 @@ class Accounts:
         if u.cost is not None:
             self._provider_priced.add(model)
         self._books.journal.spend(
-            Spend(time.time(), model, u.prompt_tokens, u.completion_tokens, u.total_tokens, cost, estimated, **how,
-                  cached_tokens=u.cached_tokens, reasoning_tokens=u.reasoning_tokens,
-                  cost_source=cost_source(u, cost, exact=not estimated)),
+            Spend.of(model, u, cost, source=cost_source(u, cost, exact=not estimated), estimated=estimated, **how),
             reply_of=reply_of,
         )
 
@@ -127,18 +124,7 @@ class Accounts:
     def cost_of(self, turn: Turn) -> TurnCost:
         """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate.
         A reply from the response cache was billed nothing: no tokens, $0 (its usage is the original's)."""
-        if turn.cached:
-            return TurnCost(turn, None, 0.0, True, cached=True)
-        usage, exact = turn.usage, True
-        if usage is None and (turn.reply or turn.reasoning) and turn.sent is not None:
-            # Reasoning is billed as output too, even when the reply was cut short before the answer.
-            said = turn.reasoning + turn.reply
-            completion = self._books.tokenizer.message(turn.model, "assistant", said).tokens - MESSAGE_OVERHEAD
-            usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
-            exact = False
-        if usage is None:  # nothing billed: free, if the model has a price at all
-            return TurnCost(turn, None, 0.0 if self.pricing.price_for(turn.model) else None, exact)
-        return TurnCost(turn, usage, self.pricing.cost(turn.model, usage), exact)
+        return turn_cost(turn, self._books.tokenizer, self.pricing)
 
     def accounting(self) -> tuple[list[TurnCost], TurnCost]:
         """Tokens and cost per turn and for the session: one source for /usage, the toolbar and budgets.
@@ -161,6 +147,24 @@ class Accounts:
     @property
     def usage(self) -> Usage:
         return sum((turn.usage for turn in self._books.turns if turn.usage), Usage())
+
+
+def turn_cost(turn: Turn, tokenizer: Any, pricing: Pricing) -> TurnCost:
+    """A turn's tokens and cost: the server's usage, or for a reply that got somewhere, our estimate
+    (`turn.sent`, and the reply counted with `tokenizer`). A reply from the response cache was billed
+    nothing: no tokens, $0 (its usage is the original's)."""
+    if turn.cached:
+        return TurnCost(turn, None, 0.0, True, cached=True)
+    usage, exact = turn.usage, True
+    if usage is None and (turn.reply or turn.reasoning) and turn.sent is not None:
+        # Reasoning is billed as output too, even when the reply was cut short before the answer.
+        said = turn.reasoning + turn.reply
+        completion = tokenizer.message(turn.model, "assistant", said).tokens - MESSAGE_OVERHEAD
+        usage = Usage(turn.sent.tokens, completion, turn.sent.tokens + completion)
+        exact = False
+    if usage is None:  # nothing billed: free, if the model has a price at all
+        return TurnCost(turn, None, 0.0 if pricing.price_for(turn.model) else None, exact)
+    return TurnCost(turn, usage, pricing.cost(turn.model, usage), exact)
 
 
 def ledger_spending(saved: Spent, pricing: Pricing) -> Spending:

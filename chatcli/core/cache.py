@@ -21,10 +21,11 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatcli.base.digest import json_sha256
-from chatcli.base.events import Event, Finish, FromCache, ReasoningDelta, Served, TextDelta, ToolCall, Usage
+from chatcli.base.events import Event, Finish, FromCache, ReasoningDelta, Served, TextDelta, Usage
 from chatcli.base.format import age
 from chatcli.base.log import log
 from chatcli.base.pii import hide_known
+from chatcli.core.turn import ReplyIn, Turn
 from chatcli.store.cache import CacheEntry, Responses
 from chatcli.store.db import StoreError
 
@@ -137,11 +138,7 @@ class ResponseCache:
             log.info("response cache: the reply is not kept: %s", why)
             return False
         key, now = request_key(server, body), self.clock()
-        kept = None if usage is None else {
-            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
-            "reasoning_tokens": usage.reasoning_tokens, **({"cost": usage.cost} if usage.cost is not None else {}),
-        }
+        kept = None if usage is None else {**usage.counts(), **({"cost": usage.cost} if usage.cost is not None else {})}
         entry = CacheEntry(key, model, reply, reasoning or None, str(finish_reason), kept, cost_usd, now, now + self.ttl)
         try:
             self.responses.put(entry)
@@ -189,32 +186,22 @@ class CachingClient:
         """The events, passed on as they come; once they end as a reply ends, the reply is kept.
 
         An error, a Ctrl-C or the reader closing the stream ends this at a yield, and nothing is kept."""
-        text: list[str] = []
-        thoughts: list[str] = []
-        finish, usage, model, called = None, None, asked, False
+        gathered = ReplyIn(Turn(user="", model=asked, params={}))  # the reply, as a session's turn gathers it
         for event in events:
-            if isinstance(event, TextDelta):
-                text.append(event.text)
-            elif isinstance(event, ReasoningDelta):
-                thoughts.append(event.text)
-            elif isinstance(event, Finish):
-                finish = event.reason
-            elif isinstance(event, Usage):
-                usage = event
-            elif isinstance(event, Served):
-                model = event.model
-            elif isinstance(event, ToolCall):
-                called = True
+            gathered.take(event)
             yield event
-        reply, reasoning = (hide_known("".join(part), self.secrets) for part in (text, thoughts))
-        if called:
+        gathered.end("", "")
+        turn = gathered.turn
+        reply, reasoning = hide_known(turn.reply, self.secrets), hide_known(turn.reasoning, self.secrets)
+        if turn.calls:
             log.info("response cache: the reply is not kept: it calls tools")
         elif self.blocklist is not None and (self.blocklist.found(reply) or self.blocklist.found(reasoning)):
             log.info("response cache: the reply is not kept: it holds a blocked word")
         else:
-            cost = self.cost(model, usage) if usage is not None and self.cost is not None else None
-            self.cache.keep(server, body, reply=reply, reasoning=reasoning, finish_reason=finish,
-                            model=hide_known(model, self.secrets), usage=usage, cost_usd=cost)
+            usage = turn.usage
+            cost = self.cost(turn.model, usage) if usage is not None and self.cost is not None else None
+            self.cache.keep(server, body, reply=reply, reasoning=reasoning, finish_reason=turn.finish_reason,
+                            model=hide_known(turn.model, self.secrets), usage=usage, cost_usd=cost)
 
 
 def _replayed(hit: CachedReply) -> Iterator[Event]:

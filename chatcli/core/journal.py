@@ -196,13 +196,7 @@ class Journal:
         """Commit the reply as it ended: complete, interrupted, error or truncated."""
         if not self.begun:
             return
-        usage = None
-        if turn.usage is not None:
-            u = turn.usage
-            usage = {
-                "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-                "total_tokens": u.total_tokens, "cached_tokens": u.cached_tokens, "reasoning_tokens": u.reasoning_tokens,
-            }
+        usage = turn.usage.counts() if turn.usage is not None else None
         message = StoredMessage(
             id=0,
             role="assistant",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from chatcli.base.errors import ChatError
+from chatcli.base.events import Usage
 from chatcli.base.images import Image
 from chatcli.store.images import drop_unused_images, images_of, link_images
 from chatcli.store.migrations import MIGRATIONS
@@ -101,6 +102,14 @@ class Spend:
     cached_tokens: int = 0  # of prompt_tokens, those read from the server's prompt cache (0 before migration 11)
     reasoning_tokens: int = 0  # of completion_tokens, those a reasoning model thought in
     cost_source: str | None = None  # "provider", "list" or "estimate"; None: no cost, or from before migration 11
+
+    @classmethod
+    def of(cls, model: str, usage: Usage, cost: float | None, *, source: str | None, estimated: bool = False,
+           **how: Any) -> Spend:
+        """A request's entry, now: its model, the usage the server reported (or chatcli counted) and its cost."""
+        return cls(time.time(), model, usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, cost,
+                   estimated, cached_tokens=usage.cached_tokens, reasoning_tokens=usage.reasoning_tokens,
+                   cost_source=source, **how)
 
 
 @dataclass(frozen=True)
