@@ -136,11 +136,6 @@ def budget_guard(store: Store, budget: Budget, pricing: Pricing,
     return BudgetGuard(budget, spend_since, claim)
 
 
-def capped(budget: Budget) -> bool:
-    """Whether any cap is set: without one, nothing needs counting before a run."""
-    return any(v is not None for v in (budget.daily_usd, budget.monthly_usd, budget.daily_tokens))
-
-
 def check_job(guard: BudgetGuard, job: Estimate) -> tuple[str | None, str | None]:
     """(refusal, warning) for running the whole job now: one sentence with its figures and the cap's."""
     return guard.check(cost=job.cost, tokens=job.tokens, model=job.model, what=f"This batch ({job.figures()})")

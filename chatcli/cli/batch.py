@@ -211,7 +211,7 @@ def dry_run(args: argparse.Namespace, env: Env, config: Config, session: Session
 def run_api(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
             schema: Schema | None, named: bool) -> int:
     """--via api: the whole job checked against the caps at batch prices, then sent (cli/batch_api.submit)."""
-    from chatcli.batch.estimate import budget_guard, capped, estimate  # lazy: off the path of --help
+    from chatcli.batch.estimate import budget_guard, estimate  # lazy: off the path of --help
     from chatcli.batch.requests import body_of, job_key  # lazy: off the path of chatcli --help
     from chatcli.cli.batch_api import submit  # lazy: off the path of chatcli --help
     from chatcli.store.db import db_path, opened  # lazy: off the path of chatcli --help
@@ -227,7 +227,7 @@ def run_api(args: argparse.Namespace, env: Env, config: Config, session: Session
         BatchWire(config, session.sender).list(limit=1)  # a 404 says there is none; a 401, a network failure, theirs
     if args.cache:
         _say(env, "--cache answers only rows run here (--via local); the Batch API's rows are all sent.")
-    if capped(accounts.budget):
+    if accounts.budget.capped:
         guess = estimate([(row.id, body_of(row, spec)) for row in rows], tokenizer=session.tokenizer,
                          pricing=accounts.pricing, model=spec.model, batch=True)
         with opened(db_path(config.db, env.data_dir), failing="Cannot read the usage ledger the caps count") as store:
@@ -259,7 +259,7 @@ def run_local(args: argparse.Namespace, env: Env, config: Config, session: Sessi
 def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Session, spec: Spec, rows: list[Row], *,
                schema: Schema | None, store: Any, named: bool) -> int:
     from chatcli.base.pii import configured_secrets  # lazy: off the path of chatcli --help
-    from chatcli.batch.estimate import budget_guard, capped, estimate  # lazy: off the path of --help
+    from chatcli.batch.estimate import budget_guard, estimate  # lazy: off the path of --help
     from chatcli.batch.local import BUDGET, INTERRUPTED, LocalRunner  # lazy: off the path of chatcli --help
     from chatcli.store.batches import OK, PENDING, Batches  # lazy: off the path of chatcli --help
 
@@ -272,7 +272,7 @@ def _run_local(args: argparse.Namespace, env: Env, config: Config, session: Sess
     runner = LocalRunner(_cached(args, config, session, batches), batches, job.id, jobs=args.jobs, total=len(rows),
                          pricing=accounts.pricing, tokenizer=session.tokenizer, secrets=configured_secrets(config),
                          check=reply_check(schema))
-    if pending and capped(accounts.budget):  # the whole job against the caps, before anything is sent
+    if pending and accounts.budget.capped:  # the whole job against the caps, before anything is sent
         guess = estimate([(r.custom_id, r.request) for r in pending], tokenizer=session.tokenizer,
                          pricing=accounts.pricing, model=spec.model)
         runner.guard = budget_guard(store, accounts.budget, accounts.pricing, in_flight=runner.in_flight)

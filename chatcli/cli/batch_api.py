@@ -84,7 +84,7 @@ def fetch(args: argparse.Namespace, env: Env, config: Config) -> int:
             job = jobs.collect(job.id)
         still = _open_entries(job)
         if still:
-            done, total = _progress(job)
+            done, _, total = _progress(job)
             raise ChatError(f"Job {job.id} is not finished: {len(still)} of its {len(entries_of(job))} batches "
                             f"{'is' if len(still) == 1 else 'are'} still {_word(job.status)} ({done:,} of {total:,} "
                             f"requests done); chatcli batch wait {job.id} waits for it.")
@@ -225,10 +225,11 @@ def _open_entries(job: Job) -> list[dict[str, Any]]:
     return [e for e in entries_of(job) if e.get("status") in OPEN]
 
 
-def _progress(job: Job) -> tuple[int, int]:
-    """Requests the server has done and has in all, over the job's batches not yet fetched (this round)."""
+def _progress(job: Job) -> tuple[int, int, int]:
+    """Requests the server has done, of those failed, and in all, over the job's batches not yet fetched (this round)."""
     entries = [e for e in entries_of(job) if not e.get("fetched")]
-    return (sum(int(e.get("completed") or 0) + int(e.get("failed") or 0) for e in entries),
+    failed = sum(int(e.get("failed") or 0) for e in entries)
+    return (sum(int(e.get("completed") or 0) for e in entries) + failed, failed,
             sum(int(e.get("total") or e.get("rows") or 0) for e in entries))
 
 
@@ -251,7 +252,7 @@ def _wait(env: Env, jobs: ApiJobs, job: Job, poll: Poll, *, fetching: bool = Fal
     if not entries_of(job):
         env.stderr.write(f"Job {job.id} has no batch on the server; chatcli batch retry {job.id} --failed sends its rows.\n")
         return EXIT_FAILURE
-    done, total = _progress(job)
+    done, _, total = _progress(job)
     if not total:  # every batch fetched already
         env.stderr.write(f"Job {job.id} has ended ({_word(job.status)}); chatcli batch fetch {job.id} writes its results.\n")
         return EXIT_OK
@@ -268,8 +269,7 @@ class _Progress:
         self.last = ""
 
     def __call__(self, job: Job) -> None:
-        done, total = _progress(job)
-        failed = sum(int(e.get("failed") or 0) for e in entries_of(job) if not e.get("fetched"))
+        done, failed, total = _progress(job)
         line = (f"Job {job.id}: {_word(job.status)}, {done:,} of {total:,} requests done"
                 + (f", {failed:,} failed" if failed else ""))
         if line == self.last:
@@ -318,8 +318,7 @@ def _write(env: Env, batches: Batches, job: Job, *, output: str | None, schema: 
 def _show_status(env: Env, job: Job, counts: dict[str, int]) -> None:
     """A job's state: sentences on a terminal, `name<TAB>value` lines in a pipe."""
     entries = entries_of(job)
-    done, total = _progress(job)
-    failed = sum(int(e.get("failed") or 0) for e in entries if not e.get("fetched"))
+    done, failed, total = _progress(job)
     if not env.stdout_isatty:
         fields = [("job", job.id), ("via", job.via), ("status", job.status), ("input", job.input_name),
                   ("model", job.model), ("rows", job.total), *((s, counts[s]) for s in ROW_STATUSES)]

@@ -28,6 +28,11 @@ class Budget:
     daily_tokens: int | None = None
     where: str = "your config file"  # named in a refusal: where to raise the cap
 
+    @property
+    def capped(self) -> bool:
+        """Whether any cap is set: without one, nothing needs counting."""
+        return self.daily_usd is not None or self.monthly_usd is not None or self.daily_tokens is not None
+
 
 def period_starts(now: float | None = None) -> tuple[float, float]:
     """The start of today and of this month, in local time."""
@@ -60,7 +65,7 @@ class BudgetGuard:
         """(refusal, warning) for a request to `model` that would cost about `cost` USD (None: no price) and `tokens`
         tokens; `what` names it in the refusal (a batch names itself and its figures)."""
         b = self.budget
-        if b.daily_usd is None and b.monthly_usd is None and b.daily_tokens is None:
+        if not b.capped:
             return None, None
         day, month = period_starts()
         caps = [

@@ -44,10 +44,6 @@ class RemoteBatch:
     total: int = 0
     errors: tuple[str, ...] = ()  # why validation failed it (a batch whose status is "failed")
 
-    @property
-    def ended(self) -> bool:
-        return self.status not in OPEN
-
     def record(self) -> dict[str, Any]:
         """As JSON, for the job's `remote`."""
         return {"id": self.id, "status": self.status, "input_file_id": self.input_file_id,

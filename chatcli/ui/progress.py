@@ -13,6 +13,7 @@ import time
 from typing import Any, TextIO
 
 from chatcli.base.format import format_cost
+from chatcli.base.ratelimits import duration
 from chatcli.ui.render import make_console
 
 REDRAW_S = 0.1
@@ -80,19 +81,8 @@ def figures(*, total: int, done: int, failed: int, before: int, cost: float | No
     if rate:
         parts.append(f"{rate:,.1f} rows/s")
         if left:
-            parts.append(f"{_seconds(left / rate)} left")
+            parts.append(f"{duration(left / rate)} left")
     parts.append(format_cost(cost))
     if note:
         parts.append(note)
     return " · ".join(parts)
-
-
-def _seconds(value: float) -> str:
-    whole = int(value + 0.5)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, seconds = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
